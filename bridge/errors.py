@@ -1,0 +1,166 @@
+"""The one error tree of meisa-bridge.
+
+Retries, DLQ routing and halting key off these types, never off message strings::
+
+    BridgeError
+    ├── ConfigError            bad config or rules file; names file, line, rule and field
+    ├── PoisonError            this message can never succeed as it is -> dead-letter topic
+    │   ├── DecodeError        stage "decode": bytes that no codec can read
+    │   ├── MappingError       stage "map": a rule could not build its call
+    │   │   └── SpecFieldError a field the Meisa spec says does not exist (refused before sending)
+    │   └── RejectedCall       stage "deliver": 400, a 422 other than unsubscribed
+    │       └── ContactNotFound 404 (track to an unknown contact; retried a few times first)
+    ├── RetryableError         try again later: 429, 5xx, timeouts, connection resets
+    │   ├── RateLimited        429, carries retry_after
+    │   ├── ServerError        5xx, may carry retry_after
+    │   └── TransportError     timeout, reset, refused
+    ├── SkipOutcome            not an error for delivery: the call is dropped and the offset is done
+    │   ├── Unsubscribed       422 because the person asked not to be emailed
+    │   ├── StaleEvent         older than the action's max_age
+    │   └── Suppressed         address is on the unsubscribed list
+    └── HaltError              stop consuming; commit only what is done; never DLQ
+        ├── Unauthorized       401: the API key is wrong or missing
+        ├── Forbidden          403: the key lacks a scope
+        ├── MissingScopes      start-up: rules need scopes the key does not have
+        └── DlqBreakerTripped  too many poison messages in a row or in a window
+
+Messages never contain the API key; emails are masked by the logging layer.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Stage = Literal["decode", "map", "deliver"]
+
+
+class BridgeError(Exception):
+    """Base of every error the bridge raises on purpose."""
+
+
+class ConfigError(BridgeError):
+    """A config or rules file is wrong. Formats as ``FILE:LINE: rule 'NAME': FIELD: message``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        rule: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.rule = rule
+        self.field = field
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        where = ""
+        if self.file is not None:
+            where = f"{self.file}:{self.line}: " if self.line is not None else f"{self.file}: "
+        rule = f"rule '{self.rule}': " if self.rule is not None else ""
+        field = f"{self.field}: " if self.field else ""
+        return f"{where}{rule}{field}{self.message}"
+
+
+class ConfigErrors(ConfigError):
+    """Several config errors found in one pass; `errors` holds each of them."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(e.format() for e in errors))
+
+    def format(self) -> str:
+        return "\n".join(e.format() for e in getattr(self, "errors", []))
+
+
+class PoisonError(BridgeError):
+    """The message can never succeed as it is; it goes to the dead-letter topic."""
+
+    stage: Stage = "deliver"
+
+
+class DecodeError(PoisonError):
+    stage: Stage = "decode"
+
+
+class MappingError(PoisonError):
+    stage: Stage = "map"
+
+
+class SpecFieldError(MappingError):
+    """A body carries a field the Meisa spec says does not exist (e.g. `tags` on upsert)."""
+
+
+class RejectedCall(PoisonError):
+    """Meisa refused the call for good (400, 404, a 422 other than unsubscribed)."""
+
+    def __init__(self, message: str, *, status: int, endpoint: str) -> None:
+        self.status = status
+        self.endpoint = endpoint
+        super().__init__(f"{endpoint} -> {status}: {message}")
+
+
+class ContactNotFound(RejectedCall):
+    """404: the contact is not there (yet). A track is retried before it is poison."""
+
+
+class RetryableError(BridgeError):
+    """Transient; retry with backoff. `retry_after` (seconds) is the server's hint, if any."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class RateLimited(RetryableError):
+    """429."""
+
+
+class ServerError(RetryableError):
+    """5xx."""
+
+
+class TransportError(RetryableError):
+    """Timeout, connection reset or refused: the request may or may not have arrived."""
+
+
+class SkipOutcome(BridgeError):
+    """The call is deliberately not made (or is dropped); the offset still counts as done."""
+
+    reason: str = "skipped"
+
+
+class Unsubscribed(SkipOutcome):
+    reason = "unsubscribed"
+
+
+class StaleEvent(SkipOutcome):
+    reason = "stale"
+
+
+class Suppressed(SkipOutcome):
+    reason = "suppressed"
+
+
+class HaltError(BridgeError):
+    """Stop consuming, commit only what is done, exit non-zero. Never routed to the DLQ."""
+
+
+class Unauthorized(HaltError):
+    """401."""
+
+
+class Forbidden(HaltError):
+    """403: the key lacks a scope."""
+
+
+class MissingScopes(HaltError):
+    """The rules need scopes the API key does not have."""
+
+
+class DlqBreakerTripped(HaltError):
+    """Too many poison messages: a bad deploy should halt, not drain a topic into the DLQ."""

@@ -1,0 +1,55 @@
+"""The Envelope: one decoded Kafka message, whatever its codec, as the rules see it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+Headers = tuple[tuple[str, bytes | None], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A decoded event plus where it came from.
+
+    `time` is the event's own time (CloudEvents `time`, or a configured field) as an ISO 8601
+    string; `timestamp` is the Kafka record timestamp in epoch milliseconds.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    data: Any
+    id: str | None = None
+    type: str | None = None
+    source: str | None = None
+    subject: str | None = None
+    time: str | None = None
+    key: bytes | None = None
+    timestamp: int | None = None
+    headers: Headers = field(default_factory=tuple)
+
+    def context(self) -> dict[str, Any]:
+        """The mapping that rule expressions are evaluated against."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "source": self.source,
+            "subject": self.subject,
+            "time": self.time,
+            "key": self.key.decode("utf-8", "replace") if self.key is not None else None,
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "timestamp": self.timestamp,
+            "headers": {
+                k: (v.decode("utf-8", "replace") if v is not None else None)
+                for k, v in self.headers
+            },
+            "data": self.data,
+        }
+
+    @property
+    def origin(self) -> str:
+        """`topic/partition/offset`: unique per message, stable across replays."""
+        return f"{self.topic}/{self.partition}/{self.offset}"
