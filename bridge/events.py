@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 Headers = tuple[tuple[str, bytes | None], ...]
@@ -53,3 +54,12 @@ class Envelope:
     def origin(self) -> str:
         """`topic/partition/offset`: unique per message, stable across replays."""
         return f"{self.topic}/{self.partition}/{self.offset}"
+
+    def event_epoch(self) -> float | None:
+        """The event's time in epoch seconds: `time` if it parses, else the Kafka timestamp."""
+        if self.time:
+            try:
+                return datetime.fromisoformat(self.time.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                pass
+        return self.timestamp / 1000.0 if self.timestamp is not None else None

@@ -92,3 +92,30 @@ def contact_key(body: Mapping[str, Any]) -> str:
         return str(external_id)
     email = body.get("email") or body.get("to_email") or ""
     return str(email).strip().lower()
+
+
+def merge_upserts(first: MeisaCall, later: MeisaCall) -> MeisaCall:
+    """Fold two upserts of one contact into the one call Meisa would end up agreeing with.
+
+    Later scalars win, custom_fields merge shallowly, tag_names union (first-seen order), and the
+    first `source` is kept, exactly as Meisa merges them on its side.
+    """
+    merged: dict[str, Any] = {**first.body, **later.body}
+    if "source" in first.body:
+        merged["source"] = first.body["source"]
+    fields = {**first.body.get("custom_fields", {}), **later.body.get("custom_fields", {})}
+    if fields:
+        merged["custom_fields"] = fields
+    tags = list(dict.fromkeys([*first.body.get("tag_names", ()), *later.body.get("tag_names", ())]))
+    if tags:
+        merged["tag_names"] = tags
+    return MeisaCall(
+        kind="upsert",
+        body=merged,
+        contact_key=later.contact_key,
+        rule=later.rule,
+        action=later.action,
+        max_age=later.max_age,
+        on_replay=later.on_replay,
+        coalesce=later.coalesce,
+    )
