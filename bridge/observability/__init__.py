@@ -1,0 +1,42 @@
+"""Observability: metrics, health endpoints and JSON logging with redaction.
+
+Three parts, each usable alone (the names below are the public API):
+
+* `Metrics` (metrics.py): one method per metric on a dedicated prometheus_client registry.
+* Logging (logs.py, redaction.py): `configure_logging` installs one stderr handler with a
+  `RedactionFilter` (API keys, registered secrets, emails masked by default) and a JSON or text
+  formatter. `register_secret` / `register_config_secrets` add values that must never be logged.
+* Health (health.py): `HealthState` is what the pipeline reports; `HealthServer` serves /metrics,
+  /healthz and /readyz from a background thread (`start_in_thread`) or in the running event loop
+  (`await serve()`).
+"""
+
+from bridge.observability.health import HealthServer, HealthState, build_app
+from bridge.observability.logs import JsonFormatter, TextFormatter, configure_logging
+from bridge.observability.metrics import MetricName, Metrics, NullMetrics
+from bridge.observability.redaction import (
+    REDACTED,
+    RedactionFilter,
+    mask_email,
+    redact,
+    register_config_secrets,
+    register_secret,
+)
+
+__all__ = [
+    "REDACTED",
+    "HealthServer",
+    "HealthState",
+    "JsonFormatter",
+    "MetricName",
+    "Metrics",
+    "NullMetrics",
+    "RedactionFilter",
+    "TextFormatter",
+    "build_app",
+    "configure_logging",
+    "mask_email",
+    "redact",
+    "register_config_secrets",
+    "register_secret",
+]

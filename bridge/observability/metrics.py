@@ -1,0 +1,217 @@
+"""Prometheus metrics: one method per metric on a dedicated registry.
+
+The registry is never prometheus_client's global one, so tests and replays can hold several.
+Labels never carry an email, a contact key or an API key: a label value that looks like one is
+replaced by ``redacted``. Labelled children are cached, so a method call is a dict lookup + inc.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+from bridge import __version__
+from bridge.observability.redaction import API_KEY_RE
+
+# The *_created series double what Prometheus stores and no dashboard of ours reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+MetricName = Literal[
+    # Kafka messages handled, by topic, event type and outcome
+    # (ok|skipped|dlq|halted|no_match|stale|suppressed|unsubscribed).
+    "meisa_bridge_events_total",
+    # Meisa API calls, by endpoint and HTTP status (or timeout|transport for no response).
+    "meisa_bridge_calls_total",
+    # Seconds per Meisa API call attempt, by endpoint.
+    "meisa_bridge_call_duration_seconds",
+    # Meisa calls currently in flight.
+    "meisa_bridge_in_flight",
+    # Upserts merged into an adjacent upsert for the same contact (calls saved).
+    "meisa_bridge_coalesced_total",
+    # Records written to the dead-letter topic, by source topic and stage (decode|map|deliver).
+    "meisa_bridge_dlq_total",
+    # Messages between the committed offset and the high watermark, by topic and partition.
+    "meisa_bridge_consumer_lag",
+    # Last committed offset, by topic and partition.
+    "meisa_bridge_committed_offset",
+    # Seconds a call waited for the rate governor before it was sent.
+    "meisa_bridge_governor_wait_seconds",
+    # The governor's current request budget per minute (moves with AIMD on 429).
+    "meisa_bridge_governor_rate_per_minute",
+    # Retries of Meisa calls, by endpoint and reason
+    # (rate_limited|server_error|transport|not_found).
+    "meisa_bridge_retries_total",
+    # Calls or events skipped, by reason (skipped|unsubscribed|stale|suppressed|replay).
+    "meisa_bridge_skipped_total",
+    # Partitions assigned to this replica.
+    "meisa_bridge_assigned_partitions",
+    # 1 while the bridge is halted (wrong key, missing scope, DLQ breaker), else 0.
+    "meisa_bridge_halted",
+    # Messages a replay still has to read, by topic and partition.
+    "meisa_bridge_replay_remaining",
+    # Always 1; the version label says which build runs.
+    "meisa_bridge_build_info",
+]
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Governor waits range from nothing to a Retry-After pause of minutes.
+WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+def _safe_label(value: object) -> str:
+    """A label value that cannot leak an email or a key (cardinality and privacy)."""
+    text = str(value)
+    if "@" in text or API_KEY_RE.search(text):
+        return "redacted"
+    return text
+
+
+class Metrics:
+    """One method per metric. Labelled children are cached so a call is a dict lookup + inc."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._children: dict[tuple[object, ...], Any] = {}
+        self._m: dict[MetricName, Any] = {}
+        self._define()
+
+    def _add(self, kind: type[Any], name: MetricName, doc: str, *labels: str, **kw: Any) -> None:
+        # prometheus_client appends _total to counters itself.
+        metric_name = name.removesuffix("_total") if kind is Counter else name
+        self._m[name] = kind(metric_name, doc, labels, registry=self.registry, **kw)
+
+    def _define(self) -> None:
+        add = self._add
+        add(
+            Counter,
+            "meisa_bridge_events_total",
+            "Kafka messages handled",
+            "topic",
+            "type",
+            "outcome",
+        )
+        add(Counter, "meisa_bridge_calls_total", "Meisa API calls", "endpoint", "status")
+        add(Histogram, "meisa_bridge_call_duration_seconds", "Meisa call latency", "endpoint",
+            buckets=LATENCY_BUCKETS)  # fmt: skip
+        add(Gauge, "meisa_bridge_in_flight", "Meisa calls in flight")
+        add(Counter, "meisa_bridge_coalesced_total", "Upserts merged away")
+        add(Counter, "meisa_bridge_dlq_total", "Dead-lettered records", "topic", "stage")
+        add(Gauge, "meisa_bridge_consumer_lag", "Consumer lag", "topic", "partition")
+        add(Gauge, "meisa_bridge_committed_offset", "Committed offset", "topic", "partition")
+        add(Histogram, "meisa_bridge_governor_wait_seconds", "Rate governor wait",
+            buckets=WAIT_BUCKETS)  # fmt: skip
+        add(Gauge, "meisa_bridge_governor_rate_per_minute", "Governor budget per minute")
+        add(Counter, "meisa_bridge_retries_total", "Meisa call retries", "endpoint", "reason")
+        add(Counter, "meisa_bridge_skipped_total", "Skipped calls or events", "reason")
+        add(Gauge, "meisa_bridge_assigned_partitions", "Partitions assigned to this replica")
+        add(Gauge, "meisa_bridge_halted", "1 while halted")
+        add(Gauge, "meisa_bridge_replay_remaining", "Replay messages left", "topic", "partition")
+        add(Gauge, "meisa_bridge_build_info", "Build information", "version")
+        self._m["meisa_bridge_build_info"].labels(__version__).set(1)
+
+    def _child(self, name: MetricName, *labels: object) -> Any:
+        key = (name, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._m[name].labels(*(_safe_label(v) for v in labels))
+            self._children[key] = child
+        return child
+
+    def events(self, topic: str, event_type: str | None, outcome: str, n: int = 1) -> None:
+        self._child("meisa_bridge_events_total", topic, event_type or "", outcome).inc(n)
+
+    def calls(self, endpoint: str, status: int | str) -> None:
+        self._child("meisa_bridge_calls_total", endpoint, status).inc()
+
+    def call_latency(self, endpoint: str, seconds: float) -> None:
+        self._child("meisa_bridge_call_duration_seconds", endpoint).observe(seconds)
+
+    def in_flight(self, value: int) -> None:
+        self._m["meisa_bridge_in_flight"].set(value)
+
+    def coalesced(self, n: int = 1) -> None:
+        self._m["meisa_bridge_coalesced_total"].inc(n)
+
+    def dlq(self, topic: str, stage: str) -> None:
+        self._child("meisa_bridge_dlq_total", topic, stage).inc()
+
+    def consumer_lag(self, topic: str, partition: int, lag: int) -> None:
+        self._child("meisa_bridge_consumer_lag", topic, partition).set(lag)
+
+    def committed(self, topic: str, partition: int, offset: int) -> None:
+        self._child("meisa_bridge_committed_offset", topic, partition).set(offset)
+
+    def governor_wait(self, seconds: float) -> None:
+        self._m["meisa_bridge_governor_wait_seconds"].observe(seconds)
+
+    def governor_rate(self, per_minute: float) -> None:
+        self._m["meisa_bridge_governor_rate_per_minute"].set(per_minute)
+
+    def retries(self, endpoint: str, reason: str) -> None:
+        self._child("meisa_bridge_retries_total", endpoint, reason).inc()
+
+    def skipped(self, reason: str) -> None:
+        self._child("meisa_bridge_skipped_total", reason).inc()
+
+    def assigned_partitions(self, count: int) -> None:
+        self._m["meisa_bridge_assigned_partitions"].set(count)
+
+    def halted(self, flag: bool) -> None:
+        self._m["meisa_bridge_halted"].set(1 if flag else 0)
+
+    def replay_remaining(self, topic: str, partition: int, remaining: int) -> None:
+        self._child("meisa_bridge_replay_remaining", topic, partition).set(remaining)
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+class NullMetrics(Metrics):
+    """Discards everything: for tools and tests that do not care about metrics."""
+
+    def __init__(self) -> None:
+        super().__init__(CollectorRegistry())
+
+    def _child(self, name: MetricName, *labels: object) -> Any:
+        return _NULL
+
+    def in_flight(self, value: int) -> None:
+        pass
+
+    def coalesced(self, n: int = 1) -> None:
+        pass
+
+    def governor_wait(self, seconds: float) -> None:
+        pass
+
+    def governor_rate(self, per_minute: float) -> None:
+        pass
+
+    def assigned_partitions(self, count: int) -> None:
+        pass
+
+    def halted(self, flag: bool) -> None:
+        pass
+
+
+class _NullChild:
+    def inc(self, n: float = 1) -> None:
+        pass
+
+    def set(self, value: float) -> None:
+        pass
+
+    def observe(self, value: float) -> None:
+        pass
+
+
+_NULL = _NullChild()
