@@ -1,0 +1,279 @@
+"""Async Meisa API client on httpx: one method per endpoint, one attempt per call.
+
+Every method raises the error tree (bridge.errors) as classified in bridge.meisa.classify;
+retries, pacing and priorities live in bridge.meisa.delivery / retry / governor. The transport
+is injectable (tests and benchmarks swap it); by default it follows `MeisaSettings.transport`:
+"aiohttp" (httpx-aiohttp, ~4x less client CPU per request, see bench/client_transport.py) or
+"httpx" (httpx's own pool).
+
+The API key lives only in the client's default headers: it never appears in a repr, an exception
+message or a log line. Transport failures are re-raised as TransportError *from None*, because an
+httpx exception carries the request (headers included).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, cast
+
+import httpx
+import orjson
+
+from bridge.config import MeisaSettings
+from bridge.errors import ContactNotFound, MappingError, SpecFieldError, TransportError
+from bridge.meisa.calls import MeisaCall, contact_key
+from bridge.meisa.classify import classify
+from bridge.meisa.models import BULK_ENROLL_MAX, CallResult, Endpoint, PingInfo, check_body
+
+_CONTACT_CACHE_SIZE = 10_000  # ids of recently tagged contacts; an id is 1 upsert saved per tag
+_KEEPALIVE = 32  # the pipeline runs up to max_in_flight (32 by default) requests at once
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [httpx.TransportError, OSError, TimeoutError]
+    try:  # httpx-aiohttp lets a few aiohttp errors through unmapped (e.g. a server disconnect)
+        import aiohttp
+
+        errors.append(aiohttp.ClientError)
+    except ImportError:  # pragma: no cover - aiohttp comes with httpx-aiohttp
+        pass
+    return tuple(errors)
+
+
+_TRANSPORT_ERRORS = _transport_errors()
+
+
+def default_transport(settings: MeisaSettings) -> httpx.AsyncBaseTransport:
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=_KEEPALIVE)
+    if settings.transport == "aiohttp":
+        from httpx_aiohttp import AiohttpTransport
+
+        return cast(httpx.AsyncBaseTransport, AiohttpTransport(limits=limits))
+    return httpx.AsyncHTTPTransport(limits=limits)
+
+
+def _parse(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return response.text[:300]
+
+
+class MeisaClient:
+    """`MeisaClient(settings, transport=None)`; use as `async with` or call `aclose()`."""
+
+    def __init__(
+        self,
+        settings: MeisaSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self._wall_clock = wall_clock  # Retry-After HTTP-dates are measured against it
+        self._ids: OrderedDict[str, str] = OrderedDict()
+        self._http = httpx.AsyncClient(
+            base_url=settings.base_url.rstrip("/") + "/",
+            headers={
+                "X-API-Key": settings.api_key.get_secret_value(),
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+            },
+            timeout=settings.timeout,
+            transport=transport or default_transport(settings),
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"MeisaClient(base_url={self.settings.base_url!r}, api_key={self.settings.api_key!r})"
+        )
+
+    async def __aenter__(self) -> MeisaClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> CallResult:
+        endpoint = f"{method} /{path}"
+        content = orjson.dumps(json) if json is not None else None
+        try:
+            response = await self._http.request(method, path, content=content, params=params)
+        except _TRANSPORT_ERRORS as exc:
+            # `from None`: the httpx exception holds the request and so the API key header.
+            raise TransportError(f"{endpoint}: {type(exc).__name__}: {exc}") from None
+        return classify(
+            response.status_code,
+            _parse(response),
+            endpoint=endpoint,
+            retry_after_header=response.headers.get("retry-after"),
+            now=self._wall_clock(),
+            retry_after_cap=self.settings.retry_after_cap_seconds,
+        )
+
+    async def _post(self, endpoint: Endpoint, path: str, body: Mapping[str, Any]) -> CallResult:
+        check_body(endpoint, body)
+        return await self._request("POST", path, json=body)
+
+    # -- endpoints ---------------------------------------------------------------------------
+
+    async def ping(self) -> PingInfo:
+        result = await self._request("GET", "ping/")
+        return PingInfo.from_json(result.body if isinstance(result.body, Mapping) else {})
+
+    async def upsert(self, body: Mapping[str, Any]) -> CallResult:
+        return await self._post("upsert", "contacts/upsert/", body)
+
+    async def track(self, body: Mapping[str, Any]) -> CallResult:
+        return await self._post("track", "events/track/", body)
+
+    async def add_tag(
+        self, contact_id: str, *, tag_name: str | None = None, tag_id: str | None = None
+    ) -> CallResult:
+        return await self._tag("add_tag", contact_id, tag_name, tag_id)
+
+    async def remove_tag(
+        self, contact_id: str, *, tag_name: str | None = None, tag_id: str | None = None
+    ) -> CallResult:
+        return await self._tag("remove_tag", contact_id, tag_name, tag_id)
+
+    async def _tag(
+        self, action: str, contact_id: str, tag_name: str | None, tag_id: str | None
+    ) -> CallResult:
+        body = {"tag_name": tag_name} if tag_name is not None else {"tag_id": tag_id}
+        if not contact_id:
+            raise MappingError(f"{action} needs a contact id")
+        return await self._post("tag", f"contacts/{contact_id}/{action}/", body)
+
+    async def unsubscribed_emails(self) -> frozenset[str]:
+        result = await self._request("GET", "contacts/api/unsubscribed-emails/")
+        body = result.body if isinstance(result.body, Mapping) else {}
+        return frozenset(str(e).strip().lower() for e in body.get("emails") or ())
+
+    async def trigger(self, body: Mapping[str, Any]) -> CallResult:
+        return await self._post("trigger", "emails/trigger/", body)
+
+    async def enroll(self, body: Mapping[str, Any]) -> CallResult:
+        return await self._post("enroll", "sequences/enroll/", body)
+
+    async def bulk_enroll(
+        self,
+        sequence_slug: str,
+        emails: Sequence[str],
+        *,
+        override_unsubscribe: bool | None = None,
+    ) -> list[CallResult]:
+        """One request per chunk of at most 500 emails (the spec's maximum)."""
+        results = []
+        for start in range(0, len(emails), BULK_ENROLL_MAX):
+            body: dict[str, Any] = {
+                "sequence_slug": sequence_slug,
+                "emails": list(emails[start : start + BULK_ENROLL_MAX]),
+            }
+            if override_unsubscribe is not None:
+                body["override_unsubscribe"] = override_unsubscribe
+            results.append(await self._post("bulk_enroll", "sequences/api/bulk-enroll/", body))
+        return results
+
+    async def list_sequences(
+        self, status: str = "active", search: str | None = None
+    ) -> list[dict[str, Any]]:
+        params = {"status": status} if search is None else {"status": status, "search": search}
+        result = await self._request("GET", "sequences/api/list/", params=params)
+        body = result.body if isinstance(result.body, Mapping) else {}
+        return list(body.get("results") or [])
+
+    async def contact_enrollments(self, email: str) -> dict[str, Any]:
+        result = await self._request(
+            "GET", "sequences/api/contact-enrollments/", params={"email": email}
+        )
+        return dict(result.body) if isinstance(result.body, Mapping) else {}
+
+    # -- MeisaCall dispatch ------------------------------------------------------------------
+
+    def requests_for(self, call: MeisaCall) -> int:
+        """HTTP requests `send(call)` will make: a tag call to an unknown contact upserts first."""
+        if call.kind in ("add_tag", "remove_tag") and self._cached_id(call) is None:
+            return 2
+        return 1
+
+    async def send(self, call: MeisaCall) -> CallResult:
+        """Make the call once; raise the error tree on any outcome other than ok/skipped."""
+        if call.kind == "upsert":
+            return await self.upsert(call.body)
+        if call.kind == "track":
+            return await self.track(call.body)
+        if call.kind == "trigger":
+            return await self.trigger(call.body)
+        if call.kind == "enroll":
+            return await self.enroll(call.body)
+        return await self._send_tag(call)
+
+    async def _send_tag(self, call: MeisaCall) -> CallResult:
+        tag_body = {k: v for k, v in call.body.items() if k in ("tag_name", "tag_id")}
+        _check_tag_contact(call.body)
+        check_body("tag", tag_body)
+        contact_id = await self._contact_id(call)
+        try:
+            return await self._tag(
+                call.kind, contact_id, tag_body.get("tag_name"), tag_body.get("tag_id")
+            )
+        except ContactNotFound:
+            # The cached id may be stale (contact deleted / merged): resolve again next attempt.
+            self._ids.pop(self._key(call), None)
+            raise
+
+    def _key(self, call: MeisaCall) -> str:
+        return call.contact_key or contact_key(call.body)
+
+    def _cached_id(self, call: MeisaCall) -> str | None:
+        return self._ids.get(self._key(call))
+
+    async def _contact_id(self, call: MeisaCall) -> str:
+        key = self._key(call)
+        cached = self._ids.get(key)
+        if cached is not None:
+            self._ids.move_to_end(key)
+            return cached
+        who = {k: call.body[k] for k in ("email", "external_id") if call.body.get(k)}
+        if "email" not in who:
+            raise MappingError(f"{call.kind} needs 'email' to find the contact (spec: upsert)")
+        result = await self.upsert(who)
+        contact_id = result.body.get("id") if isinstance(result.body, Mapping) else None
+        if not contact_id:
+            raise MappingError(f"{call.kind}: upsert returned no contact id")
+        self._remember(key, str(contact_id))
+        return str(contact_id)
+
+    def _remember(self, key: str, contact_id: str) -> None:
+        self._ids[key] = contact_id
+        self._ids.move_to_end(key)
+        while len(self._ids) > _CONTACT_CACHE_SIZE:
+            self._ids.popitem(last=False)
+
+
+_TAG_CALL_FIELDS = frozenset({"email", "external_id", "tag_name", "tag_id"})
+
+
+def _check_tag_contact(body: Iterable[str]) -> None:
+    for name in body:
+        if name not in _TAG_CALL_FIELDS:
+            raise SpecFieldError(
+                f"add_tag/remove_tag has no field '{name}' (allowed: email, external_id, "
+                "tag_name, tag_id)"
+            )

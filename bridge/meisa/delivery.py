@@ -1,0 +1,109 @@
+"""Deliver one MeisaCall: rate governor, one attempt, feed the governor, retry per policy.
+
+`Deliverer.deliver(call)` returns a CallResult or raises exactly one of PoisonError (DLQ),
+SkipOutcome (drop, offset done) or HaltError (stop the bridge).
+
+Transient errors never give up. A RetryableError (429, 5xx, timeout, reset) is retried without
+an attempt limit, with capped full-jitter backoff: Meisa being down for an hour must delay
+messages, never lose them or dead-letter them, and at-least-once delivery forbids committing past
+them. Only the pipeline knows what to do while a call is stuck: its poll loop keeps running (this
+coroutine only sleeps), it pauses partitions whose buffers fill, and on shutdown or revoke it
+cancels `deliver`, which leaves the offset uncommitted so the message is consumed again.
+`retry_max_attempts` is therefore a warning threshold (a stuck call is logged at WARNING on
+every retry after it), not a limit. A 404 (ContactNotFound) is retried `not_found_retries` times
+for track and tag calls, then it is poison.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from bridge.config import MeisaSettings
+from bridge.errors import RateLimited, RetryableError
+from bridge.meisa.calls import MeisaCall
+from bridge.meisa.models import CallResult
+from bridge.meisa.retry import RetryPolicy, Sleep
+
+
+class Sender(Protocol):
+    async def send(self, call: MeisaCall) -> CallResult: ...
+
+    def requests_for(self, call: MeisaCall) -> int: ...
+
+
+class Governor(Protocol):
+    async def acquire(self, priority: int, tokens: int = 1) -> float: ...
+
+    def on_success(self) -> None: ...
+
+    def on_rate_limited(self, retry_after: float | None) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one attempt did, for metrics: `error` is None when `result` is set."""
+
+    call: MeisaCall
+    number: int
+    waited: float  # seconds at the rate governor
+    duration: float  # seconds of the HTTP exchange
+    result: CallResult | None = None
+    error: BaseException | None = None
+
+
+class Deliverer:
+    def __init__(
+        self,
+        client: Sender,
+        governor: Governor,
+        policy: RetryPolicy | None = None,
+        *,
+        settings: MeisaSettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+        on_attempt: Callable[[Attempt], None] | None = None,
+    ) -> None:
+        if policy is None:
+            policy = RetryPolicy.from_settings(settings or MeisaSettings())
+        self.client = client
+        self.governor = governor
+        self.policy = policy
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._on_attempt = on_attempt
+
+    async def deliver(self, call: MeisaCall) -> CallResult:
+        retrying = self.policy.retrying(call, sleep=self._sleep, rng=self._rng)
+        async for attempt in retrying:
+            with attempt:
+                return await self._attempt(call, attempt.retry_state.attempt_number)
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    async def _attempt(self, call: MeisaCall, number: int) -> CallResult:
+        waited = await self.governor.acquire(call.priority, self.client.requests_for(call))
+        start = self._clock()
+        try:
+            result = await self.client.send(call)
+        except RateLimited as error:
+            self.governor.on_rate_limited(error.retry_after)
+            self._report(Attempt(call, number, waited, self._clock() - start, error=error))
+            raise
+        except Exception as error:
+            if not isinstance(error, RetryableError):
+                self.governor.on_success()  # answered without a rate limit: budget is fine
+            self._report(Attempt(call, number, waited, self._clock() - start, error=error))
+            raise
+        self.governor.on_success()
+        self._report(Attempt(call, number, waited, self._clock() - start, result=result))
+        return result
+
+    def _report(self, attempt: Attempt) -> None:
+        if self._on_attempt is not None:
+            self._on_attempt(attempt)

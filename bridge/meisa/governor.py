@@ -1,0 +1,260 @@
+"""Rate governor: spend one API key's budget well, triggers first.
+
+The core, `RateScheduler`, is pure and synchronous (`now` is passed in); `RateGovernor` is the
+thin async wrapper the deliverer awaits.
+
+Budget. Meisa limits a key per minute and per hour. Each limit is a token bucket whose tokens
+come back exactly one window after they were spent (a sliding-window log). A classic bucket that
+refills continuously would allow a full burst at the end of one minute and another at the start
+of the next, i.e. twice the limit inside one 60 s window, and a sliding-window server would answer
+429. `guard_seconds` widens the window a little so network jitter cannot squeeze two requests
+sent 60 s apart into one server-side window. Each limit is multiplied by `share` (this replica's
+part of a key shared by several bridges).
+
+AIMD. A 429 means someone else spends the same key, or the limit is lower than /ping said: the
+effective limits are halved (never below one request per window). Each success adds back
+`1/20` of the budget per window's worth of successes, never above the budget.
+
+Pause. `on_rate_limited(retry_after)` stops every grant until the Retry-After has run.
+
+Priority. Waiting callers are served strictly by priority (0 = trigger, 1 = track/enroll,
+2 = upsert/tags), then in arrival order: a waiting OTP overtakes a backlog of upserts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bridge.config import MeisaSettings
+from bridge.meisa.models import PingInfo
+
+MINUTE, HOUR = 60.0, 3600.0
+_DECREASE = 0.5  # multiplicative decrease on 429
+_INCREASE_PER_WINDOW = 0.05  # additive increase: +5% of the budget per window of successes
+GUARD_SECONDS = 0.5  # client/server clock and latency slack added to each window
+
+
+class _Window:
+    """Grants in the last `length` seconds; `limit` of them at most."""
+
+    def __init__(self, budget: int, length: float) -> None:
+        self.budget = budget
+        self.length = length
+        self.grants: deque[float] = deque()
+
+    def _expire(self, now: float) -> None:
+        while self.grants and self.grants[0] <= now - self.length:
+            self.grants.popleft()
+
+    def free_at(self, now: float, limit: int, tokens: int) -> float:
+        """Earliest time (>= now) at which `tokens` more grants fit under `limit`."""
+        self._expire(now)
+        excess = len(self.grants) + tokens - limit
+        if excess <= 0:
+            return now
+        if excess > len(self.grants):  # more tokens than the limit: never fits whole
+            return math.inf
+        return self.grants[excess - 1] + self.length
+
+    def spend(self, now: float, tokens: int) -> None:
+        self.grants.extend([now] * tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class Waiter:
+    priority: int
+    seq: int
+    tokens: int
+
+
+class RateScheduler:
+    """Pure core: `request` queues, `grant(now)` returns who may go now."""
+
+    def __init__(
+        self,
+        *,
+        per_minute: int,
+        per_hour: int,
+        share: float = 1.0,
+        guard_seconds: float = GUARD_SECONDS,
+    ) -> None:
+        self.minute = _Window(max(1, math.floor(per_minute * share)), MINUTE + guard_seconds)
+        self.hour = _Window(max(1, math.floor(per_hour * share)), HOUR + guard_seconds)
+        self.factor = 1.0  # AIMD multiplier on both budgets
+        self.paused_until = -math.inf
+        self._queue: list[tuple[int, int]] = []
+        self._waiters: dict[int, Waiter] = {}
+        self._seq = itertools.count()
+
+    # -- limits ------------------------------------------------------------------------------
+
+    def limits(self) -> tuple[int, int]:
+        """Effective (per-minute, per-hour) limits after AIMD."""
+        return (
+            max(1, math.floor(self.minute.budget * self.factor)),
+            max(1, math.floor(self.hour.budget * self.factor)),
+        )
+
+    def on_rate_limited(self, now: float, retry_after: float | None) -> None:
+        self.factor = max(self.factor * _DECREASE, 1.0 / self.minute.budget)
+        if retry_after is not None and retry_after > 0:
+            self.paused_until = max(self.paused_until, now + retry_after)
+
+    def on_success(self) -> None:
+        per_window = max(1.0, self.minute.budget * self.factor)
+        self.factor = min(1.0, self.factor + _INCREASE_PER_WINDOW / per_window)
+
+    # -- queue -------------------------------------------------------------------------------
+
+    def request(self, priority: int, tokens: int = 1) -> int:
+        seq = next(self._seq)
+        self._waiters[seq] = Waiter(priority, seq, max(1, tokens))
+        heapq.heappush(self._queue, (priority, seq))
+        return seq
+
+    def cancel(self, seq: int) -> None:
+        self._waiters.pop(seq, None)  # its heap entry is skipped lazily
+
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def _head(self) -> Waiter | None:
+        while self._queue:
+            waiter = self._waiters.get(self._queue[0][1])
+            if waiter is not None:
+                return waiter
+            heapq.heappop(self._queue)
+        return None
+
+    def ready_at(self, now: float, tokens: int) -> float:
+        per_minute, per_hour = self.limits()
+        tokens = min(tokens, per_minute)  # a request bigger than the limit waits for an empty one
+        return max(
+            now,
+            self.paused_until,
+            self.minute.free_at(now, per_minute, tokens),
+            self.hour.free_at(now, per_hour, tokens),
+        )
+
+    def grant(self, now: float) -> tuple[list[int], float | None]:
+        """Grant the head of the queue while the budget allows.
+
+        Returns (granted seqs in order, time to call again or None when nobody waits).
+        """
+        granted: list[int] = []
+        while (head := self._head()) is not None:
+            at = self.ready_at(now, head.tokens)
+            if at > now:
+                return granted, at
+            heapq.heappop(self._queue)
+            del self._waiters[head.seq]
+            per_minute, _ = self.limits()
+            tokens = min(head.tokens, per_minute)
+            self.minute.spend(now, tokens)
+            self.hour.spend(now, tokens)
+            granted.append(head.seq)
+        return granted, None
+
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class RateGovernor:
+    """Async wrapper: `await acquire(priority)` returns the seconds the caller waited."""
+
+    def __init__(
+        self,
+        *,
+        per_minute: int,
+        per_hour: int,
+        share: float = 1.0,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        guard_seconds: float = GUARD_SECONDS,
+    ) -> None:
+        self.core = RateScheduler(
+            per_minute=per_minute, per_hour=per_hour, share=share, guard_seconds=guard_seconds
+        )
+        self._clock = clock
+        self._sleep = sleep
+        self._futures: dict[int, asyncio.Future[None]] = {}
+        self._pump: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_ping(
+        cls,
+        info: PingInfo,
+        settings: MeisaSettings,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> RateGovernor:
+        """Limits from GET /ping/, overridden by settings, times this replica's share."""
+        return cls(
+            per_minute=settings.rate_limit_per_minute or info.rate_limit_per_minute,
+            per_hour=settings.rate_limit_per_hour or info.rate_limit_per_hour,
+            share=settings.rate_share,
+            clock=clock,
+            sleep=sleep,
+        )
+
+    @property
+    def per_minute(self) -> int:
+        """The effective per-minute rate right now (for the governor_rate metric)."""
+        return self.core.limits()[0]
+
+    async def acquire(self, priority: int, tokens: int = 1) -> float:
+        start = self._clock()
+        seq = self.core.request(priority, tokens)
+        granted, _ = self.core.grant(start)
+        self._resolve(granted)
+        if seq in granted:
+            return 0.0
+        future = asyncio.get_running_loop().create_future()
+        self._futures[seq] = future
+        self._ensure_pump()
+        try:
+            await future
+        except asyncio.CancelledError:
+            self.core.cancel(seq)
+            self._futures.pop(seq, None)
+            raise
+        return self._clock() - start
+
+    def on_success(self) -> None:
+        self.core.on_success()
+
+    def on_rate_limited(self, retry_after: float | None) -> None:
+        self.core.on_rate_limited(self._clock(), retry_after)
+
+    async def aclose(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+            await asyncio.gather(self._pump, return_exceptions=True)
+
+    def _resolve(self, granted: list[int]) -> None:
+        for seq in granted:
+            future = self._futures.pop(seq, None)
+            if future is not None and not future.done():
+                future.set_result(None)
+
+    def _ensure_pump(self) -> None:
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        # One sleeper for all waiters: it wakes when the head of the queue can go.
+        while True:
+            granted, at = self.core.grant(self._clock())
+            self._resolve(granted)
+            if at is None:
+                return
+            await self._sleep(max(0.0, at - self._clock()))
