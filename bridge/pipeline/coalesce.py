@@ -63,6 +63,11 @@ class ContactQueues(Generic[M]):
         queue.append(Pending(call, [(call, message)]))
         return False
 
+    def peek(self, key: str) -> Pending[M] | None:
+        """The next call of `key` without taking it (it may still absorb later upserts)."""
+        queue = self._queues.get(key)
+        return queue[0] if queue else None
+
     def pop(self, key: str) -> Pending[M] | None:
         """The next call of `key`, or None (and the key is forgotten) when nothing waits."""
         queue = self._queues.get(key)

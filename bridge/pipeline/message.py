@@ -1,0 +1,66 @@
+"""A Kafka message on its way through the pipeline, and how it failed if it did."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bridge.errors import PoisonError, Stage
+from bridge.events import Envelope
+
+TopicPartition = tuple[str, int]
+RawHeaders = list[tuple[str, bytes | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """The message exactly as Kafka delivered it: the DLQ copies key, value and headers verbatim."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: RawHeaders | None = None
+    timestamp: int | None = None
+
+    @property
+    def tp(self) -> TopicPartition:
+        return (self.topic, self.partition)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a message is poison: the first failing call (or decode/map step) decides."""
+
+    error: PoisonError
+    stage: Stage
+    rule: str = ""
+    attempts: int = 1
+
+
+@dataclass(eq=False)
+class InFlight:
+    """Mutable state of one message: calls still outstanding, the first failure, cancellation.
+
+    `cancelled` is set when its partition is revoked or lost: queued calls that only serve
+    cancelled messages are dropped, because the partition's new owner will consume them again.
+    """
+
+    record: Record
+    envelope: Envelope | None = None
+    remaining: int = 0
+    failure: Failure | None = None
+    cancelled: bool = False
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def tp(self) -> TopicPartition:
+        return self.record.tp
+
+    @property
+    def offset(self) -> int:
+        return self.record.offset
+
+    def fail(self, failure: Failure) -> None:
+        if self.failure is None:
+            self.failure = failure

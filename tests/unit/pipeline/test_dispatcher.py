@@ -1,0 +1,239 @@
+"""Dispatcher: per-contact order, concurrency across contacts, outcomes per design.md."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bridge.errors import RejectedCall, StaleEvent, Unauthorized
+from bridge.meisa.calls import MeisaCall
+from bridge.pipeline.dispatcher import Dispatcher
+from bridge.pipeline.message import InFlight, Record
+
+
+def msg(offset: int, partition: int = 0) -> InFlight:
+    return InFlight(Record("t", partition, offset, b"k", b"v"))
+
+
+def call(kind: Any, key: str, n: int = 0, **body: Any) -> MeisaCall:
+    return MeisaCall(kind=kind, body={"email": f"{key}@x.io", "n": n, **body}, contact_key=key)
+
+
+class FakeMeisa:
+    """Records calls; each call blocks until released, unless `auto` is set."""
+
+    def __init__(self, *, auto: bool = True) -> None:
+        self.sent: list[MeisaCall] = []
+        self.auto = auto
+        self.gates: list[asyncio.Event] = []
+        self.fail: dict[int, Exception] = {}
+
+    async def deliver(self, c: MeisaCall) -> object:
+        self.sent.append(c)
+        if not self.auto:
+            gate = asyncio.Event()
+            self.gates.append(gate)
+            await gate.wait()
+        exc = self.fail.get(c.body.get("n", -1))
+        if exc is not None:
+            raise exc
+        await asyncio.sleep(0)
+        return None
+
+
+def make(fake: FakeMeisa, finished: list[InFlight], **kw: Any) -> Dispatcher:
+    return Dispatcher(deliver=fake.deliver, on_finished=finished.append, **kw)
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_message_finishes_only_after_all_its_calls() -> None:
+    fake, finished = FakeMeisa(auto=False), []
+    d = make(fake, finished)
+    m = msg(0)
+    d.submit(m, [call("upsert", "a"), call("track", "b")])
+    await settle()
+    assert len(fake.gates) == 2
+    fake.gates[0].set()
+    await settle()
+    assert finished == []
+    fake.gates[1].set()
+    await settle()
+    assert finished == [m]
+
+
+async def test_one_contact_runs_one_call_at_a_time_others_concurrently() -> None:
+    fake, finished = FakeMeisa(auto=False), []
+    d = make(fake, finished, max_in_flight=8)
+    d.submit(msg(0), [call("track", "a", 0)])
+    d.submit(msg(1), [call("track", "a", 1)])
+    d.submit(msg(2), [call("track", "b", 2)])
+    await settle()
+    assert [c.body["n"] for c in fake.sent] == [0, 2]
+    fake.gates[0].set()
+    await settle()
+    assert [c.body["n"] for c in fake.sent] == [0, 2, 1]
+
+
+async def test_max_in_flight_bounds_concurrency() -> None:
+    fake, finished = FakeMeisa(auto=False), []
+    d = make(fake, finished, max_in_flight=2)
+    for i in range(5):
+        d.submit(msg(i), [call("track", f"c{i}", i)])
+    await settle()
+    assert len(fake.sent) == 2
+
+
+async def test_trigger_lane_overtakes_a_saturated_upsert_lane() -> None:
+    fake, finished = FakeMeisa(auto=False), []
+    d = make(fake, finished, max_in_flight=1)
+    d.submit(msg(0), [call("upsert", "a", 0)])
+    d.submit(msg(1), [call("upsert", "b", 1)])
+    d.submit(msg(2), [call("trigger", "c", 2)])
+    await settle()
+    assert [c.kind for c in fake.sent] == ["upsert", "trigger"]
+
+
+async def test_waiting_upserts_coalesce_into_one_call() -> None:
+    fake, finished = FakeMeisa(auto=False), []
+    d = make(fake, finished, max_in_flight=1)
+    d.submit(msg(0), [call("upsert", "a", 0)])
+    d.submit(msg(1), [call("upsert", "b", 1, first_name="X")])
+    d.submit(msg(2), [call("upsert", "b", 2, last_name="Y")])
+    await settle()
+    fake.gates[0].set()
+    await settle()
+    assert fake.sent[1].body == {"email": "b@x.io", "n": 2, "first_name": "X", "last_name": "Y"}
+    fake.gates[1].set()
+    await settle()
+    assert sorted(m.offset for m in finished) == [0, 1, 2]
+    assert d.coalesced == 1
+
+
+async def test_poison_in_merged_upsert_fails_only_its_own_message() -> None:
+    fake, finished = FakeMeisa(), []
+    fake.fail[2] = RejectedCall("bad", status=400, endpoint="upsert")
+    d = make(fake, finished, max_in_flight=1)
+    blocker = msg(0)
+    d.submit(blocker, [call("track", "z", 0)])
+    ok, bad = msg(1), msg(2)
+    d.submit(ok, [call("upsert", "a", 1, first_name="X")])
+    d.submit(bad, [call("upsert", "a", 2, last_name="Y")])
+    await d.wait_idle(5)
+    assert {m.offset for m in finished} == {0, 1, 2}
+    assert ok.failure is None
+    assert bad.failure is not None
+    assert bad.failure.stage == "deliver"
+    assert isinstance(bad.failure.error, RejectedCall)
+
+
+async def test_other_calls_of_a_poison_message_still_run() -> None:
+    fake, finished = FakeMeisa(), []
+    fake.fail[1] = RejectedCall("bad", status=400, endpoint="track")
+    d = make(fake, finished)
+    m = msg(0)
+    d.submit(m, [call("track", "a", 1), call("upsert", "b", 2)])
+    await d.wait_idle(5)
+    assert len(fake.sent) == 2
+    assert finished == [m]
+    assert m.failure is not None
+
+
+async def test_skip_outcome_finishes_and_counts_reason() -> None:
+    fake, finished, reasons = FakeMeisa(), [], []
+    d = make(fake, finished, on_skip=reasons.append)
+    fake.fail[0] = StaleEvent("old")
+    m = msg(0)
+    d.submit(m, [call("trigger", "a", 0)])
+    await d.wait_idle(5)
+    assert finished == [m]
+    assert m.failure is None
+    assert reasons == ["stale"]
+
+
+async def test_guard_skip_means_nothing_is_sent() -> None:
+    fake, finished = FakeMeisa(), []
+
+    def guard(c: MeisaCall, messages: Sequence[InFlight]) -> None:
+        raise StaleEvent("too old")
+
+    d = make(fake, finished, guard=guard)
+    d.submit(msg(0), [call("trigger", "a")])
+    await d.wait_idle(5)
+    assert fake.sent == []
+    assert finished[0].skipped == ["stale"]
+
+
+async def test_halt_stops_sending_and_leaves_messages_unfinished() -> None:
+    fake, finished = FakeMeisa(), []
+    fake.fail[0] = Unauthorized("401")
+    d = make(fake, finished, max_in_flight=1)
+    d.submit(msg(0), [call("track", "a", 0)])
+    d.submit(msg(1), [call("track", "a", 1)])
+    await d.wait_idle(5)
+    assert isinstance(d.halted, Unauthorized)
+    assert finished == []
+    assert len(fake.sent) == 1
+    d.submit(msg(2), [call("track", "b", 2)])
+    await settle()
+    assert len(fake.sent) == 1
+
+
+async def test_calls_of_cancelled_messages_are_dropped() -> None:
+    fake, finished = FakeMeisa(auto=False), []
+    d = make(fake, finished, max_in_flight=1)
+    d.submit(msg(0), [call("track", "a", 0)])
+    late = msg(1)
+    d.submit(late, [call("track", "b", 1)])
+    late.cancelled = True
+    await settle()
+    fake.gates[0].set()
+    await d.wait_idle(5)
+    assert [c.body["n"] for c in fake.sent] == [0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    plan=st.lists(
+        st.lists(
+            st.tuples(st.sampled_from(["upsert", "track", "trigger"]), st.sampled_from("abcd")),
+            max_size=3,
+        ),
+        min_size=1,
+        max_size=25,
+    ),
+    width=st.integers(1, 4),
+)
+def test_per_contact_order_is_submission_order(
+    plan: list[list[tuple[str, str]]], width: int
+) -> None:
+    async def scenario() -> None:
+        fake, finished = FakeMeisa(), []
+        d = make(fake, finished, max_in_flight=width)
+        expected: dict[str, list[int]] = {}
+        n = 0
+        for offset, calls in enumerate(plan):
+            batch = []
+            for kind, key in calls:
+                batch.append(call(kind, key, n))
+                expected.setdefault(key, []).append(n)
+                n += 1
+            d.submit(msg(offset), batch)
+        assert await d.wait_idle(10)
+        assert sorted(m.offset for m in finished) == list(range(len(plan)))
+        seen: dict[str, list[int]] = {}
+        for c in fake.sent:
+            seen.setdefault(c.contact_key, []).append(c.body["n"])
+        for key, ns in seen.items():
+            # a merged upsert carries the latest n; order must still follow submission
+            assert ns == sorted(ns)
+            assert set(ns) <= set(expected[key])
+
+    asyncio.run(scenario())
