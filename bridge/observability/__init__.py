@@ -17,6 +17,7 @@ from bridge.observability.metrics import MetricName, Metrics, NullMetrics
 from bridge.observability.redaction import (
     REDACTED,
     RedactionFilter,
+    clear_secrets,
     mask_email,
     redact,
     register_config_secrets,
@@ -34,6 +35,7 @@ __all__ = [
     "RedactionFilter",
     "TextFormatter",
     "build_app",
+    "clear_secrets",
     "configure_logging",
     "mask_email",
     "redact",

@@ -117,7 +117,14 @@ class HealthServer:
             raise RuntimeError("the health server is not bound yet")
         return int(self._sock.getsockname()[1])
 
-    def _bind(self) -> socket.socket:
+    @property
+    def started(self) -> bool:
+        return self._server is not None and bool(self._server.started)
+
+    def bind(self) -> socket.socket:
+        """Bind the listening socket now (serve() does it if needed); `port` is known after."""
+        if self._sock is not None:
+            return self._sock
         family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -147,9 +154,12 @@ class HealthServer:
         return self._server
 
     async def serve(self) -> None:
-        """Run inside the caller's event loop until cancelled or `stop()` is called."""
+        """Run in the caller's event loop until `stop()` is called (then returns within ~0.1 s).
+
+        Call `bind()` first to learn the port before the task runs.
+        """
         server = self._server or self._make_server()
-        sock = self._sock or self._bind()
+        sock = self.bind()
         try:
             await server.serve(sockets=[sock])
         finally:
@@ -158,7 +168,7 @@ class HealthServer:
 
     def start_in_thread(self, timeout: float = 10.0) -> HealthServer:
         """Start on a daemon thread; returns once the port accepts connections."""
-        self._bind()
+        self.bind()
         server = self._make_server()
         self._thread = threading.Thread(
             target=lambda: asyncio.run(self.serve()), name="health-server", daemon=True

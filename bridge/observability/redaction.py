@@ -45,6 +45,11 @@ class _SecretRegistry:
             ordered = sorted(self.values, key=len, reverse=True)
             self.pattern = re.compile("|".join(re.escape(s) for s in ordered))
 
+    def clear(self) -> None:
+        with self.lock:
+            self.values.clear()
+            self.pattern = None
+
 
 _SECRETS = _SecretRegistry()
 
@@ -53,6 +58,11 @@ def register_secret(value: str | None) -> None:
     """Redact `value` from every log line from now on (API keys, SASL passwords, ...)."""
     if value:
         _SECRETS.add(value)
+
+
+def clear_secrets() -> None:
+    """Forget every registered secret (tests use it to isolate cases)."""
+    _SECRETS.clear()
 
 
 def register_config_secrets(config: BridgeConfig) -> None:
