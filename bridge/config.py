@@ -7,9 +7,14 @@ holds only `rules:` (or `rules_file:`) is accepted by `validate` and `plan`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from bridge.errors import ConfigError, ConfigErrors
 
 DEFAULT_BASE_URL = "https://api.meisa.io/api/v1"
 
@@ -123,3 +128,247 @@ class BridgeConfig:
     server: ServerSettings = field(default_factory=ServerSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     rules: Any = None
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+TOP_LEVEL_KEYS = (
+    "kafka",
+    "topics",
+    "dead_letter_topic",
+    "dlq",
+    "meisa",
+    "codec",
+    "pipeline",
+    "suppression",
+    "server",
+    "logging",
+    "rules",
+    "rules_file",
+)
+_SECTIONS: Mapping[str, type[Any]] = {
+    "meisa": MeisaSettings,
+    "codec": CodecSettings,
+    "pipeline": PipelineSettings,
+    "dlq": DlqSettings,
+    "suppression": SuppressionSettings,
+    "server": ServerSettings,
+    "logging": LoggingSettings,
+}
+# Keys a section accepts that are not dataclass fields (handled by the loader itself).
+_EXTRA_KEYS: Mapping[str, tuple[str, ...]] = {"meisa": ("api_key_file",)}
+API_KEY_ENV = "MEISA_API_KEY"
+
+
+def load_config(path: str | Path, *, strict_env: bool = True) -> BridgeConfig:
+    """Load a deployment config (or a file holding only `rules:`) into a BridgeConfig.
+
+    Raises ConfigErrors listing every problem found, each with file and line. With
+    `strict_env=False` (validate, plan) an unset `${VAR}` without default becomes "" instead of
+    an error, so rules can be checked without the deployment's secrets.
+    """
+    from bridge.rules.yamlio import load_yaml
+
+    file = str(path)
+    doc, errors = load_yaml(path, strict_env=strict_env)
+    if doc is None and not errors:
+        doc = {}
+    config = BridgeConfig(source=file)
+    if isinstance(doc, list):  # a bare list of rules
+        doc = {"rules": doc}
+    if isinstance(doc, dict):
+        config = _build(doc, file, Path(path).parent, errors, strict_env)
+    elif not errors:
+        errors.append(ConfigError("expected a mapping at the top level", file=file, line=1))
+    if errors:
+        raise ConfigErrors(errors)
+    return config
+
+
+def _build(
+    doc: dict[str, Any], file: str, base: Path, errors: list[ConfigError], strict_env: bool
+) -> BridgeConfig:
+    from bridge.rules.yamlio import line_of
+
+    for key in doc:
+        if key not in TOP_LEVEL_KEYS:
+            allowed = ", ".join(TOP_LEVEL_KEYS)
+            errors.append(_err(f"unknown key (allowed: {allowed})", file, line_of(doc, key), key))
+    sections = {
+        name: _section(cls, name, doc.get(name), file=file, line=line_of(doc, name), errors=errors)
+        for name, cls in _SECTIONS.items()
+    }
+    sections["meisa"] = _with_api_key(sections["meisa"], doc.get("meisa"), base, file, errors)
+    if "dead_letter_topic" in doc:
+        topic = _convert(str | None, doc["dead_letter_topic"])
+        sections["dlq"] = replace(sections["dlq"], topic=topic)
+    codec: CodecSettings = sections["codec"]
+    if codec.schemas_dir and not Path(codec.schemas_dir).is_absolute():
+        sections["codec"] = replace(codec, schemas_dir=str(base / codec.schemas_dir))
+    return BridgeConfig(
+        source=file,
+        kafka=_kafka(doc.get("kafka"), file, line_of(doc, "kafka"), errors),
+        topics=_topics(doc.get("topics"), file, line_of(doc, "topics"), errors),
+        rules=_rules(doc, file, base, errors, strict_env),
+        **sections,
+    )
+
+
+def _err(message: str, file: str, line: int | None, fld: str | None = None) -> ConfigError:
+    return ConfigError(message, file=file, line=line, field=fld)
+
+
+def _kafka(node: Any, file: str, line: int | None, errors: list[ConfigError]) -> dict[str, str]:
+    """librdkafka properties pass through as given; values become strings as librdkafka wants."""
+    from bridge.rules.yamlio import line_of
+
+    if node is None:
+        return {}
+    if not isinstance(node, dict):
+        errors.append(_err("expected a mapping of librdkafka properties", file, line, "kafka"))
+        return {}
+    props: dict[str, str] = {}
+    for key, value in node.items():
+        if isinstance(value, dict | list) or value is None:
+            where = line_of(node, key, line)
+            errors.append(_err("expected a scalar value", file, where, f"kafka.{key}"))
+            continue
+        props[key] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return props
+
+
+def _topics(node: Any, file: str, line: int | None, errors: list[ConfigError]) -> tuple[str, ...]:
+    if node is None:
+        return ()
+    names = [node] if isinstance(node, str) else node
+    if not isinstance(names, list) or not all(isinstance(t, str) and t for t in names):
+        errors.append(_err("expected a topic name or a list of topic names", file, line, "topics"))
+        return ()
+    return tuple(names)
+
+
+def _section(
+    cls: type[Any], name: str, node: Any, *, file: str, line: int | None, errors: list[ConfigError]
+) -> Any:
+    from bridge.rules.yamlio import line_of
+
+    if node is None:
+        return cls()
+    if not isinstance(node, dict):
+        errors.append(_err("expected a mapping", file, line, name))
+        return cls()
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, raw in node.items():
+        where = line_of(node, key, line)
+        if key in _EXTRA_KEYS.get(name, ()):
+            continue
+        if key not in known:
+            allowed = ", ".join(sorted(known | set(_EXTRA_KEYS.get(name, ()))))
+            errors.append(_err(f"unknown key (allowed: {allowed})", file, where, f"{name}.{key}"))
+            continue
+        try:
+            values[key] = _convert(hints[key], raw)
+        except (TypeError, ValueError) as exc:
+            errors.append(_err(str(exc), file, where, f"{name}.{key}"))
+    return cls(**values)
+
+
+def _convert(hint: Any, raw: Any) -> Any:  # noqa: PLR0911, PLR0912 (a branch per type)
+    """Coerce a YAML value to a field's type; `${VAR}` yields strings, so numbers may be text."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, UnionType) and type(None) in args:
+        if raw is None or raw == "":
+            return None
+        return _convert(next(a for a in args if a is not type(None)), raw)
+    if origin is Literal:
+        if raw not in args:
+            raise ValueError(f"must be one of {', '.join(map(str, args))}, got {raw!r}")
+        return raw
+    if hint is SecretStr:
+        return SecretStr("" if raw is None else str(raw))
+    if hint is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.lower() in ("true", "false"):
+            return raw.lower() == "true"
+        raise ValueError(f"expected true or false, got {raw!r}")
+    if hint in (int, float):
+        return _number(hint, raw)
+    if hint is str:
+        if isinstance(raw, dict | list) or raw is None:
+            raise ValueError("expected a string")
+        return str(raw)
+    if origin is not None and issubclass(origin, Mapping):
+        if not isinstance(raw, dict):
+            raise ValueError("expected a mapping")
+        return {str(k): str(v) for k, v in raw.items()}
+    raise TypeError(f"unsupported setting type {hint!r}")
+
+
+def _number(hint: type[Any], raw: Any) -> Any:
+    if isinstance(raw, bool | dict | list):
+        raise ValueError(f"expected a number, got {raw!r}")
+    try:
+        value = hint(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"must not be negative, got {raw!r}")
+    return value
+
+
+def _with_api_key(
+    meisa: MeisaSettings, node: Any, base: Path, file: str, errors: list[ConfigError]
+) -> MeisaSettings:
+    """api_key from the config (usually `${MEISA_API_KEY}`), else api_key_file, else the env."""
+    from bridge.rules.yamlio import line_of
+
+    if meisa.api_key:
+        return meisa
+    key_file = node.get("api_key_file") if isinstance(node, dict) else None
+    if key_file:
+        path = Path(str(key_file))
+        path = path if path.is_absolute() else base / path
+        try:
+            secret = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            line = line_of(node, "api_key_file")
+            errors.append(
+                _err(f"cannot read {path}: {exc.strerror}", file, line, "meisa.api_key_file")
+            )
+            return meisa
+        return replace(meisa, api_key=SecretStr(secret))
+    return replace(meisa, api_key=SecretStr(os.environ.get(API_KEY_ENV, "")))
+
+
+def _rules(
+    doc: dict[str, Any], file: str, base: Path, errors: list[ConfigError], strict_env: bool
+) -> Any:
+    from bridge.rules.engine import RuleSet
+    from bridge.rules.loader import compile_rules
+    from bridge.rules.yamlio import line_of, load_yaml
+
+    if "rules" in doc and "rules_file" in doc:
+        line = line_of(doc, "rules_file")
+        errors.append(_err("give rules or rules_file, not both", file, line, "rules_file"))
+        return RuleSet(source=file)
+    if "rules_file" not in doc:
+        rules, found = compile_rules(doc.get("rules", []), file=file, line=line_of(doc, "rules"))
+        errors.extend(found)
+        return rules
+    path = Path(str(doc["rules_file"]))
+    path = path if path.is_absolute() else base / path
+    sub, found = load_yaml(path, strict_env=strict_env)
+    errors.extend(found)
+    if isinstance(sub, dict):
+        extra = [k for k in sub if k != "rules"]
+        for key in extra:
+            errors.append(
+                _err("a rules_file holds only `rules:`", str(path), line_of(sub, key), key)
+            )
+        sub = sub.get("rules", [])
+    rules, found = compile_rules(sub if sub is not None else [], file=str(path), line=1)
+    errors.extend(found)
+    return rules

@@ -88,7 +88,22 @@ class DecodeError(PoisonError):
 
 
 class MappingError(PoisonError):
+    """`rule`, `action` (index) and `field` say where, when a rule's action built the call."""
+
     stage: Stage = "map"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        rule: str | None = None,
+        action: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.rule = rule
+        self.action = action
+        self.field = field
+        super().__init__(message)
 
 
 class SpecFieldError(MappingError):

@@ -1,0 +1,327 @@
+"""Rules YAML -> RuleSet, collecting every error with file, line, rule and field."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bridge.errors import ConfigError
+from bridge.meisa.calls import DEFAULT_ON_REPLAY, CallKind, ReplayPolicy
+from bridge.rules.engine import RuleSet
+from bridge.rules.expressions import (
+    Compiled,
+    ExpressionError,
+    Getter,
+    compile_expression,
+    compile_value,
+)
+from bridge.rules.fields import (
+    ACTION_FIELDS,
+    ACTION_KINDS,
+    AT_LEAST_ONE,
+    EXACTLY_ONE,
+    SPEC_ABSENT,
+    FieldSpec,
+)
+from bridge.rules.models import Action, BodyField, FieldValueError, Matcher, Rule, check_value
+from bridge.rules.yamlio import line_of
+
+RULE_KEYS = ("name", "description", "on", "when", "do")
+ACTION_OPTIONS = ("when", "max_age", "on_replay", "coalesce")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> float:
+    """`30s`, `10m`, `1h30m`, `2d`, `500ms`, or a number of seconds -> seconds (> 0)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and value and _DURATION.sub("", value.replace(" ", "")) == "":
+        seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(value))
+    else:
+        raise ValueError(f"bad duration {value!r} (use e.g. 30s, 10m, 1h, 1d)")
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive, got {value!r}")
+    return seconds
+
+
+@dataclass
+class _Ctx:
+    """Where we are while compiling: errors are collected here, never raised one by one."""
+
+    file: str
+    errors: list[ConfigError] = field(default_factory=list)
+    rule: str | None = None
+
+    def error(self, message: str, line: int | None, fld: str | None = None) -> None:
+        self.errors.append(
+            ConfigError(message, file=self.file, line=line, rule=self.rule, field=fld)
+        )
+
+
+def compile_rules(
+    node: Any, *, file: str, line: int | None = None
+) -> tuple[RuleSet, list[ConfigError]]:
+    """Compile the value of `rules:`. Returns the rules that compiled and every error."""
+    ctx = _Ctx(file)
+    if not isinstance(node, list):
+        ctx.error("rules: must be a list of rules", line, "rules")
+        return RuleSet(source=file), ctx.errors
+    rules: list[Rule] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(node):
+        rule = _compile_rule(item, line_of(node, i, line), ctx, seen)
+        if rule is not None:
+            rules.append(rule)
+    return RuleSet(tuple(rules), source=file), ctx.errors
+
+
+def _compile_rule(item: Any, line: int | None, ctx: _Ctx, seen: dict[str, int]) -> Rule | None:
+    ctx.rule = None
+    if not isinstance(item, dict):
+        ctx.error("each rule must be a mapping with name, on, do", line)
+        return None
+    name = item.get("name")
+    if not isinstance(name, str) or not name.strip():
+        ctx.error("required: a non-empty string", line_of(item, "name", line), "name")
+        name = f"#{len(seen) + 1}"
+    ctx.rule = name
+    if name in seen:
+        ctx.error(
+            f"duplicate rule name (first at line {seen[name]})", line_of(item, "name"), "name"
+        )
+    seen.setdefault(name, line or 0)
+    for key in item:
+        if key not in RULE_KEYS:
+            ctx.error(f"unknown key (rule keys: {', '.join(RULE_KEYS)})", line_of(item, key), key)
+    matcher = _compile_on(item, line, ctx)
+    when_ok, when = _compile_when(item, ctx)
+    actions = _compile_actions(item, line, ctx)
+    if matcher is None or actions is None or not when_ok:
+        return None
+    return Rule(name=name, on=matcher, actions=actions, when=when, line=line or 0)
+
+
+def _patterns(value: Any) -> tuple[frozenset[str], tuple[re.Pattern[str], ...]] | None:
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        return None
+    exact = frozenset(n for n in names if not any(c in n for c in "*?["))
+    globs = tuple(re.compile(fnmatch.translate(n)) for n in names if n not in exact)
+    return exact, globs
+
+
+def _compile_on(item: dict[str, Any], line: int | None, ctx: _Ctx) -> Matcher | None:
+    if "on" not in item:
+        ctx.error("required: an event type, a list of types, or {type:, topic:}", line, "on")
+        return None
+    value, where = item["on"], line_of(item, "on")
+    spec = value if isinstance(value, dict) else {"type": value}
+    bad = [k for k in spec if k not in ("type", "topic")]
+    if bad or not spec:
+        ctx.error(
+            "expected an event type, a list of types, or a mapping of type/topic", where, "on"
+        )
+        return None
+    parts: dict[str, tuple[frozenset[str], tuple[re.Pattern[str], ...]]] = {}
+    for key, names in spec.items():
+        compiled = _patterns(names)
+        if compiled is None:
+            ctx.error(
+                "expected a non-empty string or list of strings",
+                line_of(spec, key, where),
+                f"on.{key}",
+            )
+            return None
+        parts[key] = compiled
+    types, type_globs = parts.get("type", (frozenset(), ()))
+    topics, topic_globs = parts.get("topic", (frozenset(), ()))
+    return Matcher(types=types, type_globs=type_globs, topics=topics, topic_globs=topic_globs)
+
+
+def _compile_when(item: dict[str, Any], ctx: _Ctx, prefix: str = "") -> tuple[bool, Getter | None]:
+    """(compiled?, getter): the getter is None when there is no `when`; errors are recorded."""
+    if "when" not in item:
+        return True, None
+    value, where = item["when"], line_of(item, "when")
+    text = value.strip() if isinstance(value, str) else ""
+    # `when: "{{ expr }}"` is accepted too: people write braces out of habit.
+    if text.startswith("{{") and text.endswith("}}"):
+        text = text[2:-2]
+    try:
+        return True, compile_expression(text) if text else _fail("expected a JMESPath expression")
+    except ExpressionError as exc:
+        ctx.error(str(exc), where, f"{prefix}when")
+        return False, None
+
+
+def _fail(message: str) -> Getter:
+    raise ExpressionError(message)
+
+
+def _compile_actions(
+    item: dict[str, Any], line: int | None, ctx: _Ctx
+) -> tuple[Action, ...] | None:
+    do = item.get("do")
+    if not isinstance(do, list) or not do:
+        ctx.error("required: a non-empty list of actions", line_of(item, "do", line), "do")
+        return None
+    actions = [_compile_action(a, i, line_of(do, i, line), ctx) for i, a in enumerate(do)]
+    return tuple(a for a in actions if a is not None) if all(actions) else None
+
+
+def _compile_action(item: Any, index: int, line: int | None, ctx: _Ctx) -> Action | None:
+    where = f"do[{index}]"
+    if not isinstance(item, dict):
+        ctx.error(
+            f"expected a mapping like {{upsert: {{...}}}} (actions: {', '.join(ACTION_KINDS)})",
+            line,
+            where,
+        )
+        return None
+    kinds = [k for k in item if k in ACTION_FIELDS]
+    others = [k for k in item if k not in ACTION_FIELDS and k not in ACTION_OPTIONS]
+    for key in others:
+        what = "unknown action" if not kinds else "unknown key"
+        ctx.error(
+            f"{what} {key!r} (actions: {', '.join(ACTION_KINDS)}; options: "
+            f"{', '.join(ACTION_OPTIONS)})",
+            line_of(item, key, line),
+            where,
+        )
+    if len(kinds) != 1:
+        if not others:
+            ctx.error(f"expected exactly one action, got {len(kinds)}", line, where)
+        return None
+    kind: CallKind = kinds[0]
+    fields = _compile_fields(kind, item[kind], line_of(item, kind, line), ctx, f"{where}.{kind}")
+    options = _compile_options(kind, item, ctx, where)
+    when_ok, when = _compile_when(item, ctx, f"{where}.")
+    if fields is None or options is None or not when_ok or others:
+        return None
+    max_age, on_replay, coalesce = options
+    return Action(
+        kind=kind,
+        index=index,
+        fields=fields,
+        when=when,
+        max_age=max_age,
+        on_replay=on_replay,
+        coalesce=coalesce,
+        line=line or 0,
+    )
+
+
+def _compile_fields(
+    kind: CallKind, body: Any, line: int | None, ctx: _Ctx, where: str
+) -> tuple[BodyField, ...] | None:
+    if not isinstance(body, dict):
+        ctx.error("expected a mapping of body fields", line, where)
+        return None
+    specs, absent = ACTION_FIELDS[kind], SPEC_ABSENT.get(kind, {})
+    ok, out = True, []
+    for name, value in body.items():
+        fline = line_of(body, name, line)
+        if name in absent:
+            ctx.error(absent[name], fline, f"{where}.{name}")
+        elif name not in specs:
+            ctx.error(
+                f"unknown field for {kind} (fields: {', '.join(specs)})", fline, f"{where}.{name}"
+            )
+        else:
+            compiled = _compile_field(specs[name], value, fline, ctx, f"{where}.{name}")
+            if compiled is not None:
+                out.append(BodyField(name=name, spec=specs[name], value=compiled))
+                continue
+        ok = False
+    ok = _check_presence(kind, body, line, ctx, where) and ok
+    return tuple(out) if ok else None
+
+
+def _compile_field(
+    spec: FieldSpec, value: Any, line: int | None, ctx: _Ctx, where: str
+) -> Compiled | None:
+    try:
+        compiled = compile_value(value)
+        if compiled.is_constant:  # a literal can be checked now rather than on every event
+            check_value(spec, compiled.evaluate({}))
+    except (ExpressionError, FieldValueError) as exc:
+        ctx.error(str(exc), line, where)
+        return None
+    return compiled
+
+
+def _check_presence(
+    kind: CallKind, body: dict[str, Any], line: int | None, ctx: _Ctx, where: str
+) -> bool:
+    ok = True
+    for name, spec in ACTION_FIELDS[kind].items():
+        if spec.required and name not in body:
+            ctx.error(f"required by the Meisa spec for {kind}", line, f"{where}.{name}")
+            ok = False
+    for group in AT_LEAST_ONE.get(kind, ()):
+        if not any(n in body for n in group):
+            ctx.error(f"{kind} needs {' or '.join(group)}", line, f"{where}.{'/'.join(group)}")
+            ok = False
+    group1 = EXACTLY_ONE.get(kind, ())
+    if sum(n in body for n in group1) > 1:
+        ctx.error(f"give only one of {', '.join(group1)}", line, f"{where}.{'/'.join(group1)}")
+        ok = False
+    return ok
+
+
+def _compile_options(
+    kind: CallKind, item: dict[str, Any], ctx: _Ctx, where: str
+) -> tuple[float | None, ReplayPolicy, bool] | None:
+    ok = True
+    max_age: float | None = None
+    if "max_age" in item:
+        try:
+            max_age = parse_duration(item["max_age"])
+        except ValueError as exc:
+            ctx.error(str(exc), line_of(item, "max_age"), f"{where}.max_age")
+            ok = False
+    on_replay: ReplayPolicy = DEFAULT_ON_REPLAY[kind]
+    if "on_replay" in item:
+        value = item["on_replay"]
+        if value in ("send", "skip"):
+            on_replay = value
+        else:
+            ctx.error(
+                f"must be send or skip, got {value!r}",
+                line_of(item, "on_replay"),
+                f"{where}.on_replay",
+            )
+            ok = False
+    coalesce = True
+    if "coalesce" in item:
+        value = item["coalesce"]
+        if kind != "upsert":
+            ctx.error("only upserts coalesce", line_of(item, "coalesce"), f"{where}.coalesce")
+            ok = False
+        elif not isinstance(value, bool):
+            ctx.error(
+                f"must be true or false, got {value!r}",
+                line_of(item, "coalesce"),
+                f"{where}.coalesce",
+            )
+            ok = False
+        else:
+            coalesce = value
+    return (max_age, on_replay, coalesce) if ok else None
+
+
+def load_rules(path: str | Path) -> RuleSet:
+    """Load a rules file or a deployment config; raises ConfigErrors listing every problem.
+
+    Unset environment variables do not fail this load (see bridge.config.load_config).
+    """
+    from bridge.config import load_config
+
+    config = load_config(path, strict_env=False)
+    rules = config.rules
+    assert isinstance(rules, RuleSet)
+    return rules

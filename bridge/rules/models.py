@@ -1,0 +1,176 @@
+"""Compiled rules: frozen values built once at load, evaluated per event."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.errors import MappingError
+from bridge.events import Envelope
+from bridge.meisa.calls import CallKind, MeisaCall, ReplayPolicy, contact_key
+from bridge.rules.expressions import Compiled, EvaluationError, Getter, truthy
+from bridge.rules.fields import AT_LEAST_ONE, FieldSpec
+
+# Longer default idempotency keys (very long event ids) are replaced by a digest.
+MAX_IDEMPOTENCY_KEY = 200
+
+
+class FieldValueError(ValueError):
+    """A field's value has the wrong type or is not one of the allowed values."""
+
+
+def _as_string(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)  # numeric user ids are common; Meisa wants strings
+    raise FieldValueError(f"expected a string, got {type(value).__name__}")
+
+
+def _as_object(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise FieldValueError(f"expected an object, got {type(value).__name__}")
+    kept = {k: v for k, v in value.items() if v is not None}
+    return kept or None
+
+
+def _as_string_list(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise FieldValueError(f"expected a list of strings, got {type(value).__name__}")
+    items = [s for s in (_as_string(v) for v in value) if s is not None]
+    return items or None
+
+
+def _as_bool(value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise FieldValueError(f"expected true or false, got {value!r}")
+
+
+_CONVERT: dict[str, Callable[[Any], Any]] = {
+    "string": _as_string,
+    "object": _as_object,
+    "string_list": _as_string_list,
+    "bool": _as_bool,
+}
+
+
+def check_value(spec: FieldSpec, value: Any) -> Any:
+    """Normalise one field value; None means "leave the field out". Raises FieldValueError."""
+    out = _CONVERT[spec.type](value)
+    if out is not None and spec.choices and out not in spec.choices:
+        raise FieldValueError(f"{out!r} is not one of {', '.join(spec.choices)}")
+    if out is None and spec.required:
+        raise FieldValueError("required, but the value is null or empty")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class BodyField:
+    name: str
+    spec: FieldSpec
+    value: Compiled
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One `do:` item. `index` is its position in the rule (0-based)."""
+
+    kind: CallKind
+    index: int
+    fields: tuple[BodyField, ...]
+    when: Getter | None = None
+    max_age: float | None = None
+    on_replay: ReplayPolicy = "send"
+    coalesce: bool = True
+    line: int = 0
+
+    def build(self, rule: str, envelope: Envelope, ctx: dict[str, Any]) -> MeisaCall:
+        body: dict[str, Any] = {}
+        for f in self.fields:
+            try:
+                value = check_value(f.spec, f.value.evaluate(ctx))
+            except (FieldValueError, EvaluationError) as exc:
+                raise self._error(rule, f.name, str(exc)) from None
+            if value is not None:
+                body[f.name] = value
+        for group in AT_LEAST_ONE.get(self.kind, ()):
+            if not any(name in body for name in group):
+                raise self._error(rule, "/".join(group), "all of these are null or empty")
+        if self.kind == "trigger" and "idempotency_key" not in body:
+            body["idempotency_key"] = default_idempotency_key(envelope, rule, self.index)
+        return MeisaCall(
+            kind=self.kind,
+            body=body,
+            contact_key=contact_key(body),
+            rule=rule,
+            action=self.index,
+            max_age=self.max_age,
+            on_replay=self.on_replay,
+            coalesce=self.kind == "upsert" and self.coalesce,
+        )
+
+    def _error(self, rule: str, field: str, message: str) -> MappingError:
+        return MappingError(
+            f"rule '{rule}' action {self.index} ({self.kind}): {field}: {message}",
+            rule=rule,
+            action=self.index,
+            field=field,
+        )
+
+
+def default_idempotency_key(envelope: Envelope, rule: str, index: int) -> str:
+    """`<event id or topic/partition/offset>:<rule>:<action index>`, stable across replays."""
+    key = f"{envelope.id or envelope.origin}:{rule}:{index}"
+    if len(key) <= MAX_IDEMPOTENCY_KEY:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """`on:` compiled: event types and topics, exact names or shell-style globs (`user.*`)."""
+
+    types: frozenset[str] = frozenset()
+    type_globs: tuple[re.Pattern[str], ...] = ()
+    topics: frozenset[str] = frozenset()
+    topic_globs: tuple[re.Pattern[str], ...] = ()
+
+    def matches(self, event_type: str | None, topic: str) -> bool:
+        if (self.types or self.type_globs) and not _hit(event_type, self.types, self.type_globs):
+            return False
+        return not (self.topics or self.topic_globs) or _hit(topic, self.topics, self.topic_globs)
+
+
+def _hit(value: str | None, exact: frozenset[str], globs: tuple[re.Pattern[str], ...]) -> bool:
+    if value is None:
+        return False
+    return value in exact or any(g.match(value) for g in globs)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    on: Matcher
+    actions: tuple[Action, ...]
+    when: Getter | None = None
+    line: int = 0
+
+    def applies(self, ctx: dict[str, Any]) -> bool:
+        if self.when is None:
+            return True
+        try:
+            return truthy(self.when(ctx))
+        except EvaluationError as exc:
+            raise MappingError(f"rule '{self.name}': when: {exc}", rule=self.name) from None
