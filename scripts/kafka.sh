@@ -136,8 +136,8 @@ format_storage() {
     run_java kafka.tools.StorageTool random-uuid >"$CLUSTER_ID_FILE.tmp"
     mv "$CLUSTER_ID_FILE.tmp" "$CLUSTER_ID_FILE"
   fi
-  if ! run_java -Dlog4j2.configurationFile="$HERE/log4j2.xml" -Dkafka.logs.dir="$LOG_DIR" \
-    kafka.tools.StorageTool format -t "$(cat "$CLUSTER_ID_FILE")" -c "$PROPS" --ignore-formatted \
+  # No log4j2 config here: log4j's default (errors to the console) keeps the config dump out.
+  if ! run_java kafka.tools.StorageTool format -t "$(cat "$CLUSTER_ID_FILE")" -c "$PROPS" --ignore-formatted \
     >>"$CONSOLE_LOG" 2>&1; then
     show_log_tail
     die "formatting KRaft storage in $DATA/data failed"
@@ -188,7 +188,9 @@ cmd_start() {
     die "controller port $KAFKA_CONTROLLER_PORT is in use by another process (set KAFKA_CONTROLLER_PORT)"
   ensure_jars
   write_config
+  # Each start gets fresh logs so a failed start shows its own tail; the last run's log is kept.
   : >"$CONSOLE_LOG"
+  if [ -f "$SERVER_LOG" ]; then mv "$SERVER_LOG" "$LOG_DIR/previous-server.log"; fi
   format_storage
   launch
   pid=$(cat "$PID_FILE")
