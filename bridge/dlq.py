@@ -1,11 +1,235 @@
-"""Placeholder until its issue lands."""
+"""Dead-letter topic: the producer that writes poison messages, and the breaker that halts.
+
+A DLQ record keeps the original key, value and headers byte for byte and appends the headers named
+below (all UTF-8 strings). The producer is idempotent with acks=all; `DeadLetterProducer.send`
+returns only after the broker acknowledged the record, and only then may the original offset count
+as done. If the record cannot be written the bridge halts (`DeadLetterWriteFailed`): a poison
+message is never dropped silently.
+
+`DlqBreaker` watches the share of poison messages: too many in a row, or too large a ratio within
+a window, raises DlqBreakerTripped so that a bad deploy halts the bridge instead of draining a
+topic into the DLQ.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.errors import DlqBreakerTripped, HaltError, Stage
+from bridge.observability import redact
+
+HEADER_PREFIX = "meisa-bridge."
+ERROR_CLASS = "meisa-bridge.error.class"
+ERROR_MESSAGE = "meisa-bridge.error.message"  # emails masked, secrets redacted, <= 1,000 chars
+RULE = "meisa-bridge.rule"  # the rule whose action failed ("" for decode errors)
+STAGE = "meisa-bridge.stage"  # decode | map | deliver
+TOPIC = "meisa-bridge.topic"  # where the original message was consumed from
+PARTITION = "meisa-bridge.partition"
+OFFSET = "meisa-bridge.offset"
+TIMESTAMP = "meisa-bridge.timestamp"  # the original Kafka timestamp, epoch milliseconds
+ATTEMPTS = "meisa-bridge.attempts"  # delivery attempts made before giving up
+DLQ_HEADERS = (
+    ERROR_CLASS,
+    ERROR_MESSAGE,
+    RULE,
+    STAGE,
+    TOPIC,
+    PARTITION,
+    OFFSET,
+    TIMESTAMP,
+    ATTEMPTS,
+)
+
+_MAX_MESSAGE = 1000
+# librdkafka properties that only a consumer understands; the DLQ producer gets everything else
+# from the `kafka:` section (bootstrap servers, SASL, SSL, client.id, ...).
+_CONSUMER_ONLY_PREFIXES = ("group.", "auto.", "enable.auto.", "fetch.", "queued.")
+_CONSUMER_ONLY = frozenset(
+    {
+        "isolation.level",
+        "partition.assignment.strategy",
+        "session.timeout.ms",
+        "heartbeat.interval.ms",
+        "max.poll.interval.ms",
+        "enable.partition.eof",
+        "check.crcs",
+        "coordinator.query.interval.ms",
+        "consume.callback.max.messages",
+    }
+)
+
+RawHeaders = list[tuple[str, bytes | None]]
+
+
+class DeadLetterWriteFailed(HaltError):
+    """The DLQ record was not acknowledged; the original offset must not be committed."""
+
+
+class NoDeadLetterTopic(HaltError):
+    """A message is poison and no dead_letter_topic is configured: halt rather than drop it."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A poison message as consumed, and why it failed."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: RawHeaders | None
+    timestamp: int | None
+    error: BaseException
+    stage: Stage
+    rule: str = ""
+    attempts: int = 1
+
+
+def build_dlq_headers(
+    *,
+    error: BaseException,
+    stage: Stage,
+    rule: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    timestamp: int | None,
+    attempts: int,
+) -> RawHeaders:
+    """The error headers appended to a DLQ record, in DLQ_HEADERS order."""
+    message = redact(str(error), mask_emails=True)[:_MAX_MESSAGE]
+    values = (
+        type(error).__name__,
+        message,
+        rule,
+        stage,
+        topic,
+        str(partition),
+        str(offset),
+        "" if timestamp is None else str(timestamp),
+        str(attempts),
+    )
+    return [(name, value.encode("utf-8")) for name, value in zip(DLQ_HEADERS, values, strict=True)]
+
+
+def dlq_record_headers(letter: DeadLetter) -> RawHeaders:
+    """Original headers verbatim, then the error headers."""
+    extra = build_dlq_headers(
+        error=letter.error,
+        stage=letter.stage,
+        rule=letter.rule,
+        topic=letter.topic,
+        partition=letter.partition,
+        offset=letter.offset,
+        timestamp=letter.timestamp,
+        attempts=letter.attempts,
+    )
+    return [*(letter.headers or []), *extra]
+
+
+def producer_config(kafka: Mapping[str, Any]) -> dict[str, Any]:
+    """The DLQ producer's librdkafka config: connection settings from `kafka:`, safety forced."""
+    conf = {
+        k: v
+        for k, v in kafka.items()
+        if k not in _CONSUMER_ONLY and not k.startswith(_CONSUMER_ONLY_PREFIXES)
+    }
+    conf.update({"enable.idempotence": True, "acks": "all"})
+    return conf
+
+
+class DeadLetterProducer:
+    """Writes DLQ records; `await send(letter)` returns once the broker acknowledged it."""
+
+    def __init__(self, kafka: Mapping[str, Any], topic: str, *, producer: Any = None) -> None:
+        if producer is None:
+            from confluent_kafka import Producer
+
+            producer = Producer(producer_config(kafka))
+        self.topic = topic
+        self._producer = producer
+        self._pending = 0
+        self._pump: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"DeadLetterProducer(topic={self.topic!r})"
+
+    async def send(self, letter: DeadLetter) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def on_delivery(err: Any, msg: Any) -> None:
+            # Runs inside producer.poll() on the event loop thread (see _poll).
+            if done.done():
+                return
+            if err is not None:
+                done.set_exception(DeadLetterWriteFailed(f"DLQ write to {self.topic}: {err}"))
+            else:
+                done.set_result(None)
+
+        self._producer.produce(
+            self.topic,
+            value=letter.value,
+            key=letter.key,
+            headers=dlq_record_headers(letter),
+            on_delivery=on_delivery,
+        )
+        self._pending += 1
+        if self._pump is None or self._pump.done():
+            self._pump = loop.create_task(self._poll())
+        try:
+            await done
+        finally:
+            self._pending -= 1
+
+    async def _poll(self) -> None:
+        while self._pending > 0:
+            self._producer.poll(0)
+            await asyncio.sleep(0.005)  # short: a poison offset waits for this report
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Flush outstanding records; returns how many are still not delivered."""
+        return int(self._producer.flush(timeout))
+
+
+class DlqBreaker:
+    """Trips after `max_consecutive` poison messages in a row, or when more than `max_ratio` of
+    the last `window` messages were poison (checked once the window is full). 0 disables a check.
+    """
+
+    def __init__(self, *, max_consecutive: int, max_ratio: float, window: int) -> None:
+        self.max_consecutive = max_consecutive
+        self.max_ratio = max_ratio
+        self._window: deque[bool] = deque(maxlen=max(window, 1))
+        self._consecutive = 0
+
+    def record(self, poison: bool) -> None:
+        """Count one finished message; raises DlqBreakerTripped when a limit is passed."""
+        self._window.append(poison)
+        self._consecutive = self._consecutive + 1 if poison else 0
+        if self.max_consecutive > 0 and self._consecutive >= self.max_consecutive:
+            raise DlqBreakerTripped(
+                f"{self._consecutive} poison messages in a row (dlq.max_consecutive="
+                f"{self.max_consecutive}); halting instead of draining the topic into the DLQ"
+            )
+        window = self._window
+        if self.max_ratio > 0 and len(window) == window.maxlen:
+            ratio = sum(window) / len(window)
+            if ratio > self.max_ratio:
+                raise DlqBreakerTripped(
+                    f"{ratio:.0%} of the last {len(window)} messages were poison "
+                    f"(dlq.max_ratio={self.max_ratio}); halting"
+                )
 
 
 def dlq_command(args: argparse.Namespace) -> int:
-    print("not implemented yet", file=sys.stderr)
+    """`meisa-bridge dlq list|show|redrive`: not available in this version."""
+    print("meisa-bridge dlq: not implemented yet", file=sys.stderr)
     return 2

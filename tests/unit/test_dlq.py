@@ -1,0 +1,149 @@
+"""DLQ headers, producer config and the breaker."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from bridge.dlq import (
+    DLQ_HEADERS,
+    DeadLetter,
+    DeadLetterProducer,
+    DeadLetterWriteFailed,
+    DlqBreaker,
+    build_dlq_headers,
+    dlq_record_headers,
+    producer_config,
+)
+from bridge.errors import DlqBreakerTripped, RejectedCall
+
+
+def letter(**kw: Any) -> DeadLetter:
+    base: dict[str, Any] = {
+        "topic": "app.users",
+        "partition": 3,
+        "offset": 42,
+        "key": b"\x00usr_1",
+        "value": b'{"bad": ',
+        "headers": [("trace", b"\xff\x01"), ("empty", None)],
+        "timestamp": 1700000000123,
+        "error": RejectedCall("to_email jane@example.com invalid", status=400, endpoint="trigger"),
+        "stage": "deliver",
+        "rule": "otp-email",
+        "attempts": 2,
+    }
+    base.update(kw)
+    return DeadLetter(**base)
+
+
+def test_headers_name_everything_and_mask_emails() -> None:
+    headers = dict(
+        build_dlq_headers(
+            error=RejectedCall("jane@example.com refused", status=400, endpoint="trigger"),
+            stage="deliver",
+            rule="otp-email",
+            topic="app.auth",
+            partition=1,
+            offset=9,
+            timestamp=None,
+            attempts=3,
+        )
+    )
+    assert list(headers) == list(DLQ_HEADERS)
+    assert headers["meisa-bridge.error.class"] == b"RejectedCall"
+    assert b"jane@example.com" not in headers["meisa-bridge.error.message"]
+    assert headers["meisa-bridge.rule"] == b"otp-email"
+    assert headers["meisa-bridge.stage"] == b"deliver"
+    assert headers["meisa-bridge.offset"] == b"9"
+    assert headers["meisa-bridge.timestamp"] == b""
+    assert headers["meisa-bridge.attempts"] == b"3"
+
+
+def test_record_headers_keep_original_headers_verbatim_first() -> None:
+    headers = dlq_record_headers(letter())
+    assert headers[:2] == [("trace", b"\xff\x01"), ("empty", None)]
+    assert [name for name, _ in headers[2:]] == list(DLQ_HEADERS)
+
+
+def test_producer_config_is_idempotent_and_drops_consumer_properties() -> None:
+    conf = producer_config(
+        {
+            "bootstrap.servers": "b:9092",
+            "group.id": "g",
+            "auto.offset.reset": "latest",
+            "security.protocol": "SASL_SSL",
+            "sasl.password": "pw",
+            "isolation.level": "read_committed",
+            "acks": "1",
+        }
+    )
+    assert conf == {
+        "bootstrap.servers": "b:9092",
+        "security.protocol": "SASL_SSL",
+        "sasl.password": "pw",
+        "enable.idempotence": True,
+        "acks": "all",
+    }
+
+
+class FakeProducer:
+    def __init__(self, err: Any = None) -> None:
+        self.produced: list[dict[str, Any]] = []
+        self.callbacks: list[Any] = []
+        self.err = err
+
+    def produce(self, topic: str, **kw: Any) -> None:
+        self.produced.append({"topic": topic, **kw})
+        self.callbacks.append(kw["on_delivery"])
+
+    def poll(self, timeout: float) -> int:
+        callbacks, self.callbacks = self.callbacks, []
+        for cb in callbacks:
+            cb(self.err, None)
+        return len(callbacks)
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
+
+async def test_send_returns_after_the_delivery_report_with_original_bytes() -> None:
+    fake = FakeProducer()
+    producer = DeadLetterProducer({}, "dlq", producer=fake)
+    await asyncio.wait_for(producer.send(letter()), 5)
+    [record] = fake.produced
+    assert record["topic"] == "dlq"
+    assert record["key"] == b"\x00usr_1"
+    assert record["value"] == b'{"bad": '
+
+
+async def test_send_raises_when_the_broker_refuses() -> None:
+    producer = DeadLetterProducer({}, "dlq", producer=FakeProducer(err="MSG_TIMED_OUT"))
+    with pytest.raises(DeadLetterWriteFailed):
+        await asyncio.wait_for(producer.send(letter()), 5)
+
+
+def test_breaker_trips_on_consecutive_poison() -> None:
+    breaker = DlqBreaker(max_consecutive=3, max_ratio=0, window=10)
+    breaker.record(True)
+    breaker.record(True)
+    breaker.record(False)
+    breaker.record(True)
+    breaker.record(True)
+    with pytest.raises(DlqBreakerTripped):
+        breaker.record(True)
+
+
+def test_breaker_trips_on_ratio_once_window_is_full() -> None:
+    breaker = DlqBreaker(max_consecutive=0, max_ratio=0.5, window=4)
+    for poison in (True, False, True):
+        breaker.record(poison)  # window not full yet
+    with pytest.raises(DlqBreakerTripped):
+        breaker.record(True)
+
+
+def test_breaker_tolerates_a_ratio_at_the_limit() -> None:
+    breaker = DlqBreaker(max_consecutive=0, max_ratio=0.5, window=4)
+    for poison in (True, False, True, False, True, False):
+        breaker.record(poison)
