@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from bridge.errors import BridgeError, HaltError, PoisonError, SkipOutcome
 from bridge.meisa.calls import MeisaCall
 from bridge.pipeline.coalesce import ContactQueues, Pending
+from bridge.pipeline.guards import current_messages
 from bridge.pipeline.message import Failure, InFlight
 
 log = logging.getLogger("bridge.pipeline.dispatcher")
@@ -142,6 +143,7 @@ class Dispatcher:
     async def _send(self, call: MeisaCall, messages: Sequence[InFlight]) -> None:
         self._guard(call, messages)
         self.sending += 1
+        token = current_messages.set(messages)
         try:
             await self._deliver(call)
         except (PoisonError, SkipOutcome, HaltError):
@@ -149,6 +151,7 @@ class Dispatcher:
         except BridgeError as exc:
             raise UnexpectedDeliveryError(f"{type(exc).__name__}: {exc}") from exc
         finally:
+            current_messages.reset(token)
             self.sending -= 1
 
     def _complete(self, messages: Sequence[InFlight]) -> None:

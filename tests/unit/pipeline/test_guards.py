@@ -1,0 +1,90 @@
+"""max_age and suppression checks, with an injected clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bridge.errors import Forbidden, StaleEvent, Suppressed
+from bridge.events import Envelope
+from bridge.meisa.calls import MeisaCall
+from bridge.meisa.models import CallResult
+from bridge.pipeline.guards import CallGuard, GuardedSender, SuppressionList, current_messages
+from bridge.pipeline.message import InFlight, Record
+
+NOW = 1_800_000_000.0
+
+
+def message(event_time: float) -> InFlight:
+    env = Envelope(topic="t", partition=0, offset=0, data={}, timestamp=int(event_time * 1000))
+    return InFlight(Record("t", 0, 0, None, None), envelope=env)
+
+
+def trigger(max_age: float | None = 600, to: str = "a@x.io") -> MeisaCall:
+    return MeisaCall(
+        kind="trigger",
+        body={"trigger_key": "otp", "to_email": to},
+        contact_key=to,
+        rule="otp",
+        max_age=max_age,
+    )
+
+
+def test_trigger_older_than_max_age_is_stale() -> None:
+    guard = CallGuard(clock=lambda: NOW)
+    with pytest.raises(StaleEvent):
+        guard(trigger(600), [message(NOW - 601)])
+    guard(trigger(600), [message(NOW - 599)])
+    guard(trigger(None), [message(NOW - 10_000)])
+
+
+def test_suppressed_address_skips_triggers_only() -> None:
+    guard = CallGuard(suppressed=lambda e: e.lower() == "a@x.io", clock=lambda: NOW)
+    with pytest.raises(Suppressed):
+        guard(trigger(to="A@x.io"), [message(NOW)])
+    upsert = MeisaCall(kind="upsert", body={"email": "a@x.io"}, contact_key="a@x.io")
+    guard(upsert, [message(NOW)])
+
+
+class Inner:
+    def __init__(self) -> None:
+        self.sent: list[MeisaCall] = []
+
+    async def send(self, call: MeisaCall) -> CallResult:
+        self.sent.append(call)
+        return CallResult(status=200, body={})
+
+    def requests_for(self, call: MeisaCall) -> int:
+        return 1
+
+
+async def test_guarded_sender_rechecks_right_before_sending() -> None:
+    now = [NOW]
+    inner = Inner()
+    sender = GuardedSender(inner, CallGuard(clock=lambda: now[0]))
+    token = current_messages.set([message(NOW - 100)])
+    try:
+        await sender.send(trigger(600))
+        now[0] += 600  # waited behind a Retry-After
+        with pytest.raises(StaleEvent):
+            await sender.send(trigger(600))
+    finally:
+        current_messages.reset(token)
+    assert len(inner.sent) == 1
+
+
+async def test_suppression_list_refreshes_and_warns_once_without_scope() -> None:
+    async def fetch() -> Any:
+        return ["B@x.io "]
+
+    lst = SuppressionList(fetch, interval=60)
+    await lst.refresh()
+    assert "b@x.io" in lst
+
+    async def forbidden() -> Any:
+        raise Forbidden("403 contacts:read")
+
+    lst = SuppressionList(forbidden, interval=60)
+    await lst.run()  # returns instead of polling forever
+    assert lst.available is False
