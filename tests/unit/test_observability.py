@@ -1,0 +1,357 @@
+"""Metrics, redacting logging and health state (the HTTP server is tested in integration/)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import get_args
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bridge.config import BridgeConfig, LoggingSettings, MeisaSettings, SecretStr
+from bridge.observability import (
+    REDACTED,
+    HealthState,
+    MetricName,
+    Metrics,
+    NullMetrics,
+    clear_secrets,
+    configure_logging,
+    mask_email,
+    register_config_secrets,
+    register_secret,
+)
+
+LIVE_KEY = "meisa_live_4f9aQ2xZ_k81"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    clear_secrets()
+    yield
+    clear_secrets()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def _log_lines(settings_: LoggingSettings, emit: object) -> list[str]:
+    stream = io.StringIO()
+    configure_logging(settings_, stream=stream)
+    assert callable(emit)
+    emit(logging.getLogger("bridge.test"))
+    return stream.getvalue().splitlines()
+
+
+def _json_log(emit: object, **kw: object) -> list[dict[str, object]]:
+    lines = _log_lines(LoggingSettings(format="json", **kw), emit)  # type: ignore[arg-type]
+    return [json.loads(line) for line in lines]
+
+
+# ------------------------------------------------------------------------------------- metrics
+
+
+def _sample(metrics: Metrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def test_events_counter_counts_by_topic_type_and_outcome() -> None:
+    metrics = Metrics()
+    metrics.events("app.users", "user.signed_up", "ok")
+    metrics.events("app.users", "user.signed_up", "ok", 2)
+    metrics.events("app.users", "user.signed_up", "dlq")
+    ok = {"topic": "app.users", "type": "user.signed_up", "outcome": "ok"}
+    assert _sample(metrics, "meisa_bridge_events_total", **ok) == 3
+    assert _sample(metrics, "meisa_bridge_events_total", **{**ok, "outcome": "dlq"}) == 1
+
+
+def test_each_metrics_object_has_its_own_registry() -> None:
+    first, second = Metrics(), Metrics()
+    first.coalesced(5)
+    assert _sample(first, "meisa_bridge_coalesced_total") == 5
+    assert _sample(second, "meisa_bridge_coalesced_total") == 0
+
+
+def test_every_method_lands_in_its_metric() -> None:
+    m = Metrics()
+    m.calls("contacts.upsert", 429)
+    m.call_latency("contacts.upsert", 0.2)
+    m.in_flight(7)
+    m.dlq("app.users", "decode")
+    m.consumer_lag("app.users", 3, 42)
+    m.committed("app.users", 3, 1000)
+    m.governor_wait(1.5)
+    m.governor_rate(30)
+    m.retries("events.track", "rate_limited")
+    m.skipped("unsubscribed")
+    m.assigned_partitions(4)
+    m.halted(True)
+    m.replay_remaining("app.users", 0, 12)
+    text = m.render().decode()
+    assert 'meisa_bridge_calls_total{endpoint="contacts.upsert",status="429"} 1.0' in text
+    assert 'meisa_bridge_call_duration_seconds_count{endpoint="contacts.upsert"} 1.0' in text
+    assert "meisa_bridge_in_flight 7.0" in text
+    assert 'meisa_bridge_dlq_total{stage="decode",topic="app.users"} 1.0' in text
+    assert 'meisa_bridge_consumer_lag{partition="3",topic="app.users"} 42.0' in text
+    assert 'meisa_bridge_committed_offset{partition="3",topic="app.users"} 1000.0' in text
+    assert "meisa_bridge_governor_wait_seconds_sum 1.5" in text
+    assert "meisa_bridge_governor_rate_per_minute 30.0" in text
+    assert 'meisa_bridge_retries_total{endpoint="events.track",reason="rate_limited"} 1.0' in text
+    assert 'meisa_bridge_skipped_total{reason="unsubscribed"} 1.0' in text
+    assert "meisa_bridge_assigned_partitions 4.0" in text
+    assert "meisa_bridge_halted 1.0" in text
+    assert 'meisa_bridge_replay_remaining{partition="0",topic="app.users"} 12.0' in text
+    assert 'meisa_bridge_build_info{version="' in text
+    assert "_created" not in text
+
+
+def test_metric_name_literal_lists_exactly_the_registered_metrics() -> None:
+    families = {metric.name for metric in Metrics().registry.collect()}
+    declared = {name.removesuffix("_total") for name in get_args(MetricName)}
+    assert families == declared
+
+
+@pytest.mark.parametrize("value", ["sarah@example.com", LIVE_KEY, "meisa_test_sandbox_00"])
+def test_labels_never_carry_an_email_or_an_api_key(value: str) -> None:
+    metrics = Metrics()
+    metrics.events(value, value, "ok")
+    metrics.skipped(value)
+    text = metrics.render().decode()
+    assert value not in text
+    assert 'type="redacted"' in text
+    assert 'reason="redacted"' in text
+
+
+def test_null_metrics_accepts_every_call_and_records_nothing() -> None:
+    m = NullMetrics()
+    m.events("t", "x", "ok")
+    m.calls("contacts.upsert", 200)
+    m.call_latency("contacts.upsert", 0.1)
+    m.in_flight(3)
+    m.coalesced()
+    m.dlq("t", "map")
+    m.consumer_lag("t", 0, 1)
+    m.committed("t", 0, 1)
+    m.governor_wait(1.0)
+    m.governor_rate(60)
+    m.retries("e", "r")
+    m.skipped("r")
+    m.assigned_partitions(1)
+    m.halted(True)
+    m.replay_remaining("t", 0, 1)
+    text = m.render().decode()
+    assert "meisa_bridge_events_total{" not in text
+    assert "meisa_bridge_in_flight 0.0" in text
+    assert "meisa_bridge_halted 0.0" in text
+
+
+# ------------------------------------------------------------------------------------- logging
+
+
+def test_json_log_line_has_ts_level_logger_msg_and_extras() -> None:
+    [line] = _json_log(lambda log: log.info("sent %d calls", 3, extra={"topic": "app.users"}))
+    assert line["level"] == "INFO"
+    assert line["logger"] == "bridge.test"
+    assert line["msg"] == "sent 3 calls"
+    assert line["topic"] == "app.users"
+    assert str(line["ts"]).endswith("Z")
+
+
+def test_one_json_object_per_line_even_with_a_multiline_traceback() -> None:
+    def emit(log: logging.Logger) -> None:
+        try:
+            raise ValueError("line one\nline two")
+        except ValueError:
+            log.exception("failed")
+
+    [line] = _json_log(emit)
+    assert "ValueError: line one\nline two" in str(line["exc"])
+
+
+def test_api_keys_are_redacted_everywhere_in_a_record() -> None:
+    def emit(log: logging.Logger) -> None:
+        try:
+            raise RuntimeError(f"auth failed for {LIVE_KEY}")
+        except RuntimeError:
+            log.exception("key %s", LIVE_KEY, extra={"header": f"Bearer {LIVE_KEY}"})
+
+    lines = _log_lines(LoggingSettings(format="json"), emit)
+    assert LIVE_KEY not in "\n".join(lines)
+    assert REDACTED in json.loads(lines[0])["header"]
+
+
+def test_extras_named_like_a_secret_are_dropped_whatever_their_value() -> None:
+    [line] = _json_log(lambda log: log.info("x", extra={"sasl_password": "pw", "token": "t"}))
+    assert line["sasl_password"] == REDACTED
+    assert line["token"] == REDACTED
+
+
+def test_emails_are_masked_in_message_args_and_nested_extras() -> None:
+    [line] = _json_log(
+        lambda log: log.warning(
+            "dlq for %s", "sarah@example.com", extra={"call": {"to": ["bob@corp.io"]}}
+        )
+    )
+    assert line["msg"] == "dlq for s***@example.com"
+    assert line["call"] == {"to": ["b***@corp.io"]}
+
+
+def test_email_masking_can_be_turned_off_but_keys_stay_redacted() -> None:
+    [line] = _json_log(
+        lambda log: log.info("%s %s", "sarah@example.com", LIVE_KEY), mask_emails=False
+    )
+    assert line["msg"] == f"sarah@example.com {REDACTED}"
+
+
+def test_text_format_is_redacted_too() -> None:
+    lines = _log_lines(
+        LoggingSettings(format="text"),
+        lambda log: log.error("to %s", "sarah@example.com", extra={"key": LIVE_KEY}),
+    )
+    assert len(lines) == 1
+    assert "ERROR bridge.test: to s***@example.com key=[REDACTED]" in lines[0]
+
+
+def test_configure_logging_twice_keeps_one_handler() -> None:
+    stream = io.StringIO()
+    configure_logging(LoggingSettings(), stream=io.StringIO())
+    configure_logging(LoggingSettings(level="debug"), stream=stream)
+    logging.getLogger("bridge.test").debug("once")
+    assert len(stream.getvalue().splitlines()) == 1
+
+
+def test_mask_email() -> None:
+    assert mask_email("sarah@example.com") == "s***@example.com"
+    assert mask_email("from <Sarah.O'Neil@example.com>, cc x@y.org") == (
+        "from <S***@example.com>, cc x***@y.org"
+    )
+    assert mask_email("no address here @ all") == "no address here @ all"
+
+
+def test_register_config_secrets_covers_api_key_and_kafka_credentials() -> None:
+    config = BridgeConfig(
+        meisa=MeisaSettings(api_key=SecretStr("plain-looking-key-123")),
+        kafka={"sasl.password": "kafka-pass-456", "ssl.key.password": "keypass-789"},
+    )
+    register_config_secrets(config)
+    [line] = _json_log(
+        lambda log: log.info("plain-looking-key-123 kafka-pass-456 keypass-789 group.id")
+    )
+    assert line["msg"] == f"{REDACTED} {REDACTED} {REDACTED} group.id"
+
+
+SECRET = st.text(
+    alphabet=st.characters(categories=["L", "N"], include_characters="_-+/=.!$%"),
+    min_size=8,
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(secrets=st.lists(SECRET, min_size=1, max_size=3), prefix=st.text(max_size=10))
+def test_no_registered_secret_survives_formatting(secrets: list[str], prefix: str) -> None:
+    clear_secrets()
+    for secret in secrets:
+        register_secret(secret)
+
+    def emit(log: logging.Logger) -> None:
+        joined = prefix.join(secrets)
+        try:
+            raise RuntimeError(joined)
+        except RuntimeError:
+            log.exception("%s|%s", prefix, joined, extra={"detail": {"v": [joined]}})
+
+    for fmt in ("json", "text"):
+        out = "\n".join(_log_lines(LoggingSettings(format=fmt), emit))  # type: ignore[arg-type]
+        for secret in secrets:
+            assert secret not in out
+            assert json.dumps(secret)[1:-1] not in out
+
+
+@settings(max_examples=150, deadline=None)
+@given(email=st.emails(), before=st.sampled_from(["", " ", "to ", "<", "email="]))
+def test_emails_never_reach_the_log_unmasked(email: str, before: str) -> None:
+    lines = _log_lines(
+        LoggingSettings(), lambda log: log.info("%s%s>", before, email, extra={"email": email})
+    )
+    local, domain = email.rsplit("@", 1)
+    assert email not in "\n".join(lines)
+    assert json.loads(lines[0])["email"] == f"{local[0]}***@{domain}"
+
+
+# -------------------------------------------------------------------------------------- health
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _ready_state(clock: FakeClock) -> HealthState:
+    state = HealthState(clock=clock, stall_seconds=60)
+    state.started = True
+    state.on_assignment(3)
+    state.meisa_reachable = True
+    state.beat()
+    return state
+
+
+def test_live_until_the_loop_stops_beating() -> None:
+    clock = FakeClock()
+    state = HealthState(clock=clock, stall_seconds=60)
+    assert state.live()  # still starting: no beat yet
+    state.beat()
+    clock.now += 60
+    assert state.live()
+    clock.now += 1
+    assert not state.live()
+    state.beat()
+    assert state.live()
+
+
+def test_ready_needs_start_join_and_a_reachable_meisa() -> None:
+    clock = FakeClock()
+    assert _ready_state(clock).ready()
+    for field, value in [
+        ("started", False),
+        ("consumer_joined", False),
+        ("meisa_reachable", None),
+        ("meisa_reachable", False),
+    ]:
+        state = _ready_state(clock)
+        setattr(state, field, value)
+        assert not state.ready(), field
+
+
+def test_a_replica_with_zero_partitions_is_ready() -> None:
+    state = _ready_state(FakeClock())
+    state.on_assignment(0)
+    assert state.ready()
+    assert state.snapshot()["assigned_partitions"] == 0
+
+
+def test_halted_is_live_but_not_ready_and_says_why_without_the_key() -> None:
+    state = _ready_state(FakeClock())
+    state.halt(f"401 Unauthorized for key {LIVE_KEY}")
+    assert state.live()
+    assert not state.ready()
+    snap = state.snapshot()
+    assert snap["halted"] is True
+    assert snap["halt_reason"] == f"401 Unauthorized for key {REDACTED}"
+
+
+def test_a_stalled_loop_is_neither_live_nor_ready() -> None:
+    clock = FakeClock()
+    state = _ready_state(clock)
+    clock.now += 61
+    assert not state.live()
+    assert not state.ready()
+    assert state.snapshot()["last_beat_age_seconds"] == 61.0
