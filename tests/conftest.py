@@ -1,0 +1,107 @@
+"""Shared fixtures: the local Kafka broker and a factory for throwaway topics.
+
+The broker is the real one from `scripts/kafka.sh` (`make test` starts it; `make kafka-up` by hand).
+Its address comes from KAFKA_BOOTSTRAP, else 127.0.0.1:KAFKA_PORT, else 127.0.0.1:9092.
+Every test that uses `kafka_bootstrap` (directly or through `make_topic`) is marked `integration`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Protocol
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic, TopicMetadata
+
+ADMIN_TIMEOUT_S = 30.0
+
+
+def kafka_bootstrap_address() -> str:
+    default = f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}"
+    return os.environ.get("KAFKA_BOOTSTRAP", default)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "kafka_bootstrap" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """The broker's bootstrap address, after checking that it answers."""
+    bootstrap = kafka_bootstrap_address()
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    try:
+        admin.list_topics(timeout=10)
+    except KafkaException as exc:
+        pytest.fail(
+            f"no Kafka broker answers at {bootstrap} ({exc}). Start it with `make kafka-up` "
+            "(`make test` starts it for you), or point KAFKA_BOOTSTRAP at a running broker.",
+            pytrace=False,
+        )
+    return bootstrap
+
+
+class TopicFactory(Protocol):
+    def __call__(
+        self,
+        partitions: int = 1,
+        name_prefix: str | None = None,
+        config: dict[str, str] | None = None,
+    ) -> str: ...
+
+
+@pytest.fixture
+def make_topic(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Iterator[TopicFactory]:
+    """Creates uniquely named topics (ready to use on return) and deletes them after the test."""
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    created: list[str] = []
+    default_prefix = re.sub(r"[^A-Za-z0-9._-]", "-", request.node.name)[:60]
+
+    def make(
+        partitions: int = 1, name_prefix: str | None = None, config: dict[str, str] | None = None
+    ) -> str:
+        name = f"{name_prefix or default_prefix}-{uuid.uuid4().hex[:10]}"
+        new = NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})
+        admin.create_topics([new], operation_timeout=ADMIN_TIMEOUT_S)[name].result(ADMIN_TIMEOUT_S)
+        created.append(name)
+        _wait_until_ready(admin, name, partitions)
+        return name
+
+    yield make
+    _delete_topics(admin, created)
+
+
+def _wait_until_ready(admin: AdminClient, topic: str, partitions: int) -> None:
+    # The controller has committed the topic once create_topics returns; the broker's metadata
+    # follows a moment later, and producers fail fast on a partition without a leader.
+    deadline = time.monotonic() + ADMIN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if _has_leaders(admin.list_topics(topic=topic, timeout=5).topics.get(topic), partitions):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"topic {topic} has no leader for all {partitions} partitions")
+
+
+def _has_leaders(meta: TopicMetadata | None, partitions: int) -> bool:
+    if meta is None or meta.error is not None or len(meta.partitions) != partitions:
+        return False
+    return all(p.leader >= 0 for p in meta.partitions.values())
+
+
+def _delete_topics(admin: AdminClient, topics: list[str]) -> None:
+    if not topics:
+        return
+    for future in admin.delete_topics(topics, operation_timeout=ADMIN_TIMEOUT_S).values():
+        try:
+            future.result(ADMIN_TIMEOUT_S)
+        except KafkaException as exc:
+            # a test may delete its own topic; anything else is a real failure
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise
