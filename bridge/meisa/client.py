@@ -7,8 +7,8 @@ is injectable (tests and benchmarks swap it); by default it follows `MeisaSettin
 "httpx" (httpx's own pool).
 
 The API key lives only in the client's default headers: it never appears in a repr, an exception
-message or a log line. Transport failures are re-raised as TransportError *from None*, because an
-httpx exception carries the request (headers included).
+message or a log line. Transport failures become a TransportError that does not chain the httpx
+exception, because that one carries the request (headers included).
 """
 
 from __future__ import annotations
@@ -112,11 +112,15 @@ class MeisaClient:
     ) -> CallResult:
         endpoint = f"{method} /{path}"
         content = orjson.dumps(json) if json is not None else None
+        failure = ""
         try:
             response = await self._http.request(method, path, content=content, params=params)
         except _TRANSPORT_ERRORS as exc:
-            # `from None`: the httpx exception holds the request and so the API key header.
-            raise TransportError(f"{endpoint}: {type(exc).__name__}: {exc}") from None
+            failure = self._redact(f"{endpoint}: {type(exc).__name__}: {exc}")
+        if failure:
+            # Raised outside the handler, so neither __cause__ nor __context__ links the httpx
+            # exception: it holds the request, and with it the API key header.
+            raise TransportError(failure)
         return classify(
             response.status_code,
             _parse(response),
@@ -125,6 +129,10 @@ class MeisaClient:
             now=self._wall_clock(),
             retry_after_cap=self.settings.retry_after_cap_seconds,
         )
+
+    def _redact(self, text: str) -> str:
+        key = self.settings.api_key.get_secret_value()
+        return text.replace(key, "[redacted]") if key else text
 
     async def _post(self, endpoint: Endpoint, path: str, body: Mapping[str, Any]) -> CallResult:
         check_body(endpoint, body)

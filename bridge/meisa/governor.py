@@ -135,12 +135,12 @@ class RateScheduler:
 
     def ready_at(self, now: float, tokens: int) -> float:
         per_minute, per_hour = self.limits()
-        tokens = min(tokens, per_minute)  # a request bigger than the limit waits for an empty one
+        # A request bigger than a limit (a 2-request tag call under AIMD) waits for an empty window.
         return max(
             now,
             self.paused_until,
-            self.minute.free_at(now, per_minute, tokens),
-            self.hour.free_at(now, per_hour, tokens),
+            self.minute.free_at(now, per_minute, min(tokens, per_minute)),
+            self.hour.free_at(now, per_hour, min(tokens, per_hour)),
         )
 
     def grant(self, now: float) -> tuple[list[int], float | None]:
@@ -155,10 +155,9 @@ class RateScheduler:
                 return granted, at
             heapq.heappop(self._queue)
             del self._waiters[head.seq]
-            per_minute, _ = self.limits()
-            tokens = min(head.tokens, per_minute)
-            self.minute.spend(now, tokens)
-            self.hour.spend(now, tokens)
+            # Record what is really sent, even past an AIMD-lowered limit: later grants wait.
+            self.minute.spend(now, head.tokens)
+            self.hour.spend(now, head.tokens)
             granted.append(head.seq)
         return granted, None
 

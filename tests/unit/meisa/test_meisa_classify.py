@@ -1,0 +1,180 @@
+"""Outcome classification (design.md's table) and Retry-After parsing."""
+
+from __future__ import annotations
+
+import email.utils
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bridge.errors import (
+    BridgeError,
+    ContactNotFound,
+    Forbidden,
+    RateLimited,
+    RejectedCall,
+    ServerError,
+    Unauthorized,
+    Unsubscribed,
+)
+from bridge.meisa.classify import classify, parse_retry_after
+
+NOW = 1_780_000_000.0
+CAP = 300.0
+
+
+def run(status: int, body: Any = None, retry_after: str | None = None) -> Any:
+    return classify(
+        status,
+        body,
+        endpoint="POST /emails/trigger/",
+        retry_after_header=retry_after,
+        now=NOW,
+        retry_after_cap=CAP,
+    )
+
+
+@pytest.mark.parametrize("status", [200, 201, 204])
+def test_2xx_is_ok(status: int) -> None:
+    result = run(status, {"status": "sent"})
+    assert (result.status, result.outcome, result.reason) == (status, "ok", None)
+
+
+def test_200_skipped_is_ok_with_reason_recorded() -> None:
+    result = run(200, {"status": "skipped", "reason": "conditions_not_met"})
+    assert (result.outcome, result.reason) == ("skipped", "conditions_not_met")
+
+
+def test_202_scheduled_is_ok_with_reason_recorded() -> None:
+    result = run(202, {"status": "scheduled", "email_send_id": "s1"})
+    assert (result.outcome, result.reason) == ("ok", "scheduled")
+    assert result.body["email_send_id"] == "s1"
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["Recipient is unsubscribed", "contact status: bounced", "recipient complained"],
+)
+def test_422_do_not_email_is_a_skip(message: str) -> None:
+    with pytest.raises(Unsubscribed):
+        run(422, {"error": message})
+
+
+def test_422_no_sender_is_rejected_not_skipped() -> None:
+    with pytest.raises(RejectedCall) as info:
+        run(422, {"error": "no sender configured"})
+    assert not isinstance(info.value, Unsubscribed)
+    assert info.value.status == 422
+    assert "no sender configured" in str(info.value)
+
+
+def test_400_is_rejected_with_the_server_message() -> None:
+    with pytest.raises(RejectedCall, match="unknown trigger_key") as info:
+        run(400, {"error": "unknown trigger_key 'nope'"})
+    assert not isinstance(info.value, ContactNotFound)
+
+
+def test_404_is_contact_not_found() -> None:
+    with pytest.raises(ContactNotFound):
+        run(404, {"error": "contact not found"})
+
+
+def test_401_halts() -> None:
+    with pytest.raises(Unauthorized):
+        run(401, {"error": "invalid API key"})
+
+
+def test_403_names_the_missing_scope() -> None:
+    with pytest.raises(Forbidden, match="emails:trigger"):
+        run(403, {"error": "API key lacks required scope: emails:trigger"})
+
+
+def test_403_without_scope_in_body_still_halts() -> None:
+    with pytest.raises(Forbidden, match="lacks a scope"):
+        run(403, {"error": "forbidden"})
+
+
+def test_429_carries_retry_after() -> None:
+    with pytest.raises(RateLimited) as info:
+        run(429, {"error": "rate limited"}, retry_after="7")
+    assert info.value.retry_after == 7.0
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_5xx_is_server_error_with_optional_retry_after(status: int) -> None:
+    with pytest.raises(ServerError) as info:
+        run(status, "<html>bad gateway</html>", retry_after="3")
+    assert info.value.retry_after == 3.0
+    with pytest.raises(ServerError) as info:
+        run(status, None)
+    assert info.value.retry_after is None
+
+
+def test_retry_after_delta_seconds_and_http_date() -> None:
+    assert parse_retry_after("120", now=NOW, cap=CAP) == 120.0
+    date = email.utils.formatdate(NOW + 45, usegmt=True)
+    assert parse_retry_after(date, now=NOW, cap=CAP) == pytest.approx(45.0)
+
+
+def test_retry_after_is_clamped_to_zero_and_cap() -> None:
+    assert parse_retry_after("100000", now=NOW, cap=CAP) == CAP
+    past = email.utils.formatdate(NOW - 600, usegmt=True)
+    assert parse_retry_after(past, now=NOW, cap=CAP) == 0.0
+
+
+@pytest.mark.parametrize("garbage", ["", "soon", "-5", "1e9", "NaN", "Fri, 99 Foo 2026", "12 s"])
+def test_retry_after_garbage_is_ignored(garbage: str) -> None:
+    assert parse_retry_after(garbage, now=NOW, cap=CAP) is None
+
+
+@given(st.integers(min_value=0, max_value=10**12))
+def test_retry_after_delta_is_min_of_value_and_cap(seconds: int) -> None:
+    assert parse_retry_after(str(seconds), now=NOW, cap=CAP) == min(float(seconds), CAP)
+
+
+@given(st.integers(min_value=-(10**6), max_value=10**6))
+def test_retry_after_date_is_clamped_delta(delta: int) -> None:
+    header = email.utils.formatdate(NOW + delta, usegmt=True)
+    assert parse_retry_after(header, now=NOW, cap=CAP) == pytest.approx(
+        min(max(float(delta), 0.0), CAP)
+    )
+
+
+@given(st.text(max_size=40), st.floats(min_value=0, max_value=10**4))
+def test_retry_after_never_escapes_zero_to_cap(header: str, cap: float) -> None:
+    value = parse_retry_after(header, now=NOW, cap=cap)
+    assert value is None or 0.0 <= value <= cap
+
+
+def expected(status: int, body: dict[str, str]) -> type[BridgeError] | None:
+    if 200 <= status < 300:
+        return None
+    if status == 429:
+        return RateLimited
+    if status >= 500 or status == 408:
+        return ServerError
+    table: dict[int, type[BridgeError]] = {
+        401: Unauthorized,
+        403: Forbidden,
+        404: ContactNotFound,
+    }
+    if status == 422 and "unsubscribed" in body["error"]:
+        return Unsubscribed
+    return table.get(status, RejectedCall)
+
+
+@given(
+    st.integers(min_value=200, max_value=599),
+    st.sampled_from(["recipient unsubscribed", "no sender configured", "bad to_email", ""]),
+)
+def test_every_status_lands_in_exactly_its_class(status: int, message: str) -> None:
+    body = {"error": message}
+    want = expected(status, body)
+    if want is None:
+        assert run(status, body).status == status
+        return
+    with pytest.raises(BridgeError) as info:
+        run(status, body)
+    assert type(info.value) is want

@@ -1,0 +1,195 @@
+"""Rate governor: budgets never exceeded, strict priority, AIMD, Retry-After pause.
+
+The pure scheduler is driven by a manually advanced clock; the async wrapper by a fake sleep that
+advances a fake clock (virtual time), so nothing here really waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass, field
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bridge.config import MeisaSettings
+from bridge.meisa.governor import HOUR, MINUTE, RateGovernor, RateScheduler
+from bridge.meisa.models import PingInfo
+
+TRIGGER, TRACK, UPSERT = 0, 1, 2
+
+
+@dataclass
+class Sim:
+    """Drives a RateScheduler like the async pump does, recording every grant."""
+
+    core: RateScheduler
+    now: float = 0.0
+    grants: list[tuple[float, int, int]] = field(default_factory=list)  # (time, seq, tokens)
+    asked: dict[int, tuple[int, int]] = field(default_factory=dict)  # seq -> (priority, tokens)
+    wake: float | None = None
+
+    def pump(self, until: float) -> None:
+        """Grant everything the budget allows up to `until`, stepping through wake-ups."""
+        while True:
+            waiting = sorted((p, s) for s, (p, _) in self.asked.items() if s in self.pending())
+            granted, self.wake = self.core.grant(self.now)
+            assert [s for _, s in waiting[: len(granted)]] == granted, "served out of order"
+            self.grants.extend((self.now, s, self.asked[s][1]) for s in granted)
+            if self.wake is None or self.wake > until:
+                self.now = until
+                return
+            self.now = self.wake
+
+    def pending(self) -> set[int]:
+        done = {s for _, s, _ in self.grants}
+        return {s for s in self.asked if s not in done and s in self.core._waiters}
+
+    def request(self, priority: int, tokens: int = 1) -> int:
+        seq = self.core.request(priority, tokens)
+        self.asked[seq] = (priority, tokens)
+        return seq
+
+
+def spent_in_window(grants: list[tuple[float, int, int]], end: float, length: float) -> int:
+    return sum(tokens for t, _, tokens in grants if end - length < t <= end)
+
+
+actions = st.one_of(
+    st.tuples(st.just("request"), st.integers(0, 2), st.integers(1, 2)),
+    st.tuples(st.just("limited"), st.one_of(st.none(), st.floats(0, 120)), st.just(0)),
+    st.tuples(st.just("success"), st.just(0), st.just(0)),
+    st.tuples(st.just("cancel"), st.integers(0, 50), st.just(0)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    per_minute=st.integers(6, 12),  # every budget >= 2: a 2-request call always fits
+    per_hour=st.integers(6, 40),
+    share=st.sampled_from([1.0, 0.5, 1 / 3]),
+    steps=st.lists(st.tuples(st.floats(0, 90), actions), max_size=80),
+)
+def test_budget_is_never_exceeded_in_any_window(
+    per_minute: int, per_hour: int, share: float, steps: list[tuple[float, tuple[str, object, int]]]
+) -> None:
+    sim = Sim(RateScheduler(per_minute=per_minute, per_hour=per_hour, share=share))
+    for dt, (kind, arg, tokens) in steps:
+        sim.pump(sim.now + dt)
+        if kind == "request":
+            sim.request(int(arg), tokens)  # type: ignore[call-overload]
+        elif kind == "limited":
+            sim.core.on_rate_limited(sim.now, arg)  # type: ignore[arg-type]
+        elif kind == "success":
+            sim.core.on_success()
+        elif kind == "cancel" and sim.pending():
+            pending = sorted(sim.pending())
+            sim.core.cancel(pending[int(arg) % len(pending)])  # type: ignore[call-overload]
+    sim.pump(sim.now + 10 * HOUR)
+    assert sim.pending() == set(), "a waiter was never served"
+    minute_budget = max(1, math.floor(per_minute * share))
+    hour_budget = max(1, math.floor(per_hour * share))
+    for t, _, _ in sim.grants:
+        assert spent_in_window(sim.grants, t, MINUTE) <= minute_budget
+        assert spent_in_window(sim.grants, t, HOUR) <= hour_budget
+
+
+@given(upserts=st.integers(1, 30), budget=st.integers(1, 10))
+def test_waiting_trigger_overtakes_waiting_upserts(upserts: int, budget: int) -> None:
+    sim = Sim(RateScheduler(per_minute=budget, per_hour=10_000))
+    for _ in range(budget):
+        sim.request(UPSERT)
+    sim.pump(0.0)
+    queued = [sim.request(UPSERT) for _ in range(upserts)]
+    track = sim.request(TRACK)
+    trigger = sim.request(TRIGGER)
+    sim.pump(10 * HOUR)
+    order = [seq for _, seq, _ in sim.grants][budget:]
+    assert order[:2] == [trigger, track]
+    assert order[2:] == queued
+
+
+def test_rate_limit_pauses_everyone_until_retry_after_has_run() -> None:
+    sim = Sim(RateScheduler(per_minute=60, per_hour=1000))
+    sim.core.on_rate_limited(0.0, 30.0)
+    sim.request(TRIGGER)
+    sim.pump(29.9)
+    assert sim.grants == []
+    sim.pump(40.0)
+    assert sim.grants[0][0] == 30.0
+
+
+def test_aimd_halves_on_429_and_climbs_back_but_never_above_budget() -> None:
+    core = RateScheduler(per_minute=60, per_hour=1000)
+    core.on_rate_limited(0.0, None)
+    assert core.limits() == (30, 500)
+    core.on_rate_limited(0.0, None)
+    assert core.limits() == (15, 250)
+    for _ in range(10_000):
+        core.on_success()
+    assert core.limits() == (60, 1000)
+
+
+def test_share_splits_the_key_budget() -> None:
+    core = RateScheduler(per_minute=60, per_hour=1000, share=0.25)
+    assert core.limits() == (15, 250)
+
+
+def test_from_ping_uses_key_limits_unless_overridden() -> None:
+    info = PingInfo(rate_limit_per_minute=120, rate_limit_per_hour=5000)
+    plain = RateGovernor.from_ping(info, MeisaSettings())
+    assert plain.core.limits() == (120, 5000)
+    tuned = RateGovernor.from_ping(info, MeisaSettings(rate_limit_per_minute=30, rate_share=0.5))
+    assert tuned.core.limits() == (15, 2500)
+
+
+class VirtualTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        # Let the tasks woken so far run at the current instant before time jumps.
+        for _ in range(5):
+            await asyncio.sleep(0)
+        self.now += seconds
+
+
+async def test_async_governor_paces_and_serves_trigger_first() -> None:
+    vt = VirtualTime()
+    governor = RateGovernor(per_minute=3, per_hour=1000, clock=vt.clock, sleep=vt.sleep)
+    done: list[tuple[str, float]] = []
+
+    async def go(name: str, priority: int) -> float:
+        waited = await governor.acquire(priority)
+        done.append((name, vt.now))
+        return waited
+
+    upserts = [asyncio.create_task(go(f"u{i}", UPSERT)) for i in range(7)]
+    await asyncio.sleep(0)
+    trigger = asyncio.create_task(go("otp", TRIGGER))
+    await asyncio.gather(*upserts, trigger)
+    names = [n for n, _ in done]
+    assert names[:3] == ["u0", "u1", "u2"]
+    assert names[3] == "otp"
+    times = [t for _, t in done]
+    for t in times:
+        assert sum(1 for s in times if t - MINUTE - 0.5 < s <= t) <= 3
+    assert trigger.result() > 60.0
+    await governor.aclose()
+
+
+async def test_cancelled_waiter_leaves_the_queue() -> None:
+    vt = VirtualTime()
+    governor = RateGovernor(per_minute=1, per_hour=1000, clock=vt.clock, sleep=vt.sleep)
+    assert await governor.acquire(UPSERT) == 0.0
+    waiting = asyncio.create_task(governor.acquire(UPSERT))
+    await asyncio.sleep(0)
+    assert governor.core.waiting() == 1
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    assert governor.core.waiting() == 0
+    await governor.aclose()
