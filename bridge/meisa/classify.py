@@ -85,6 +85,16 @@ def _text(body: Any) -> str:
     return str(body)
 
 
+def _do_not_email(body: Any) -> bool:
+    """422 because of the person's status. Machine-readable fields (code, reason) decide when
+    present, so a trigger named e.g. "complaint_followup" without a sender is not taken for one."""
+    if isinstance(body, Mapping):
+        codes = [c for k in ("code", "reason", "status") if isinstance(c := body.get(k), str)]
+        if codes:
+            return any(_DO_NOT_EMAIL.search(c) for c in codes)
+    return bool(_DO_NOT_EMAIL.search(error_message(body)))
+
+
 def _success(status: int, body: Any) -> CallResult:
     state = body.get("status") if isinstance(body, Mapping) else None
     if state == "skipped":
@@ -116,7 +126,7 @@ def _refused(status: int, body: Any, message: str, endpoint: str) -> BridgeError
         return _forbidden(endpoint, body)
     if status == 404:
         return ContactNotFound(message, status=404, endpoint=endpoint)
-    if status == 422 and _DO_NOT_EMAIL.search(_text(body)):
+    if status == 422 and _do_not_email(body):
         return Unsubscribed(f"{endpoint} -> 422: {message}")
     return RejectedCall(message, status=status, endpoint=endpoint)
 

@@ -178,3 +178,12 @@ def test_every_status_lands_in_exactly_its_class(status: int, message: str) -> N
     with pytest.raises(BridgeError) as info:
         run(status, body)
     assert type(info.value) is want
+
+
+def test_422_machine_readable_code_decides_over_message_words() -> None:
+    body = {"error": "trigger 'complaint_followup' has no sender", "code": "no_sender"}
+    with pytest.raises(RejectedCall) as info:
+        run(422, body)
+    assert not isinstance(info.value, Unsubscribed)
+    with pytest.raises(Unsubscribed):
+        run(422, {"error": "cannot send", "code": "unsubscribed"})

@@ -1,0 +1,94 @@
+"""Client CPU per request and requests/s, httpx's default transport vs httpx-aiohttp.
+
+Starts the Meisa sandbox in a subprocess (so its CPU is not counted), then sends small upserts
+through MeisaClient with N in flight, once per transport, and prints client CPU us/request,
+req/s and the ratio. The bridge's default (`MeisaSettings.transport`) follows this measurement.
+
+    .venv/bin/python bench/client_transport.py [--requests 3000] [--in-flight 16] [--url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Literal
+
+from bridge.config import MeisaSettings, SecretStr
+from bridge.meisa.client import MeisaClient
+
+UNLIMITED_KEY = "meisa_test_unlimited_00000000000000000000"  # sandbox key without rate limits
+Transport = Literal["httpx", "aiohttp"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def sandbox() -> Iterator[str]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "bridge", "sandbox", "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if proc.poll() is not None:
+                raise SystemExit(f"sandbox exited with {proc.returncode}")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/api/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def run(url: str, transport: Transport, requests: int, in_flight: int) -> tuple[float, float]:
+    settings = MeisaSettings(base_url=url, api_key=SecretStr(UNLIMITED_KEY), transport=transport)
+    body = {"email": "bench@example.com", "custom_fields": {"plan": "pro", "count": 1}}
+    async with MeisaClient(settings) as client:
+
+        async def worker(n: int) -> None:
+            for _ in range(n):
+                await client.upsert(body)
+
+        await asyncio.gather(*(worker(50) for _ in range(in_flight)))  # warm-up: pool, JIT caches
+        per_worker = requests // in_flight
+        cpu, wall = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(worker(per_worker) for _ in range(in_flight)))
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    done = per_worker * in_flight
+    return cpu / done * 1e6, done / wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--in-flight", type=int, default=16)
+    parser.add_argument("--url", help="an already running sandbox's /api/v1 URL")
+    args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        url = args.url or stack.enter_context(sandbox())
+        results = {
+            t: asyncio.run(run(url, t, args.requests, args.in_flight)) for t in ("httpx", "aiohttp")
+        }
+    print(
+        f"{'transport':<10} {'client CPU us/req':>18} {'req/s':>8}   ({args.in_flight} in flight)"
+    )
+    for name, (us, rps) in results.items():
+        print(f"{name:<10} {us:>18,.0f} {rps:>8,.0f}")
+    (h_us, h_rps), (a_us, a_rps) = results["httpx"], results["aiohttp"]
+    print(f"aiohttp vs httpx: {h_us / a_us:.2f}x less CPU per request, {a_rps / h_rps:.2f}x req/s")
+    print(f"default transport by this measurement: {'aiohttp' if a_us < h_us else 'httpx'}")
+
+
+if __name__ == "__main__":
+    main()
