@@ -40,12 +40,14 @@ def kafka_bootstrap() -> str:
     try:
         admin.list_topics(timeout=10)
     except KafkaException as exc:
-        pytest.fail(
-            f"no Kafka broker answers at {bootstrap} ({exc}). Start it with `make kafka-up` "
-            "(`make test` starts it for you), or point KAFKA_BOOTSTRAP at a running broker.",
-            pytrace=False,
-        )
-    return bootstrap
+        reason = str(exc)
+    else:
+        return bootstrap
+    pytest.fail(
+        f"no Kafka broker answers at {bootstrap} ({reason}). Start it with `make kafka-up` "
+        "(`make test` starts it for you), or point KAFKA_BOOTSTRAP at a running broker.",
+        pytrace=False,
+    )
 
 
 class TopicFactory(Protocol):
