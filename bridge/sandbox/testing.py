@@ -1,0 +1,169 @@
+"""Run the sandbox from tests and benchmarks.
+
+`run_sandbox()` serves it from a background thread of this process; `sandbox_process()` runs the
+CLI in a subprocess (optionally pinned to CPUs) so a benchmark's client does not share its GIL.
+The handle talks to the inspection API with urllib only.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+import yaml
+
+from bridge.sandbox.app import Sandbox
+from bridge.sandbox.config import DEMO_KEY, UNLIMITED_KEY, load_sandbox_config
+from bridge.sandbox.server import make_server
+
+START_TIMEOUT = 15.0
+
+
+class SandboxHandle:
+    """A running sandbox: its URLs, the default keys, and the /_sandbox/ API as methods."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.base_url = url + "/api/v1"
+        self.api_key = DEMO_KEY
+        self.unlimited_key = UNLIMITED_KEY
+
+    def __repr__(self) -> str:
+        return f"SandboxHandle(url={self.url!r})"
+
+    def control(self, method: str, route: str, body: Any = None, /, **query: Any) -> Any:
+        """One /_sandbox/ call; returns the decoded JSON (raises HTTPError on >= 400)."""
+        params = {k: v for k, v in query.items() if v is not None}
+        url = f"{self.url}/_sandbox/{route}" + (
+            f"?{urllib.parse.urlencode(params)}" if params else ""
+        )
+        data = orjson.dumps(body) if body is not None else None
+        req = urllib.request.Request(url, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return orjson.loads(resp.read())
+
+    def contacts(self, email: str | None = None) -> list[dict[str, Any]]:
+        return list(self.control("GET", "contacts", email=email)["contacts"])
+
+    def contact(self, email: str) -> dict[str, Any] | None:
+        found = self.contacts(email)
+        return found[0] if found else None
+
+    def events(self, **filters: str) -> list[dict[str, Any]]:
+        return list(self.control("GET", "events", **filters)["events"])
+
+    def sends(self, **filters: str) -> list[dict[str, Any]]:
+        return list(self.control("GET", "sends", **filters)["sends"])
+
+    def enrollments(self, **filters: str) -> list[dict[str, Any]]:
+        return list(self.control("GET", "enrollments", **filters)["enrollments"])
+
+    def automation_runs(self, **filters: str) -> list[dict[str, Any]]:
+        return list(self.control("GET", "automations", **filters)["runs"])
+
+    def requests(self, path: str | None = None, **filters: Any) -> list[dict[str, Any]]:
+        return list(self.control("GET", "requests", path=path, **filters)["requests"])
+
+    def reset(self) -> None:
+        self.control("POST", "reset", {})
+
+    def set_status(self, email: str, status: str) -> dict[str, Any]:
+        return dict(self.control("POST", "contacts/status", {"email": email, "status": status}))
+
+    def set_fault(self, endpoint: str = "*", **spec: Any) -> dict[str, Any]:
+        """Add a fault, e.g. set_fault("upsert", status=503, rate=0.5, seed=7, count=3)."""
+        return dict(self.control("POST", "faults", {"endpoint": endpoint, **spec}))
+
+    def faults(self) -> list[dict[str, Any]]:
+        return list(self.control("GET", "faults")["faults"])
+
+    def clear_faults(self) -> None:
+        self.control("DELETE", "faults")
+
+    def advance_clock(self, seconds: float) -> None:
+        self.control("POST", "clock", {"advance_seconds": seconds})
+
+
+def _wait_ready(handle: SandboxHandle, alive: Any) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError("the sandbox exited during start-up")
+        try:
+            handle.control("GET", "config")
+            return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.02)
+    raise RuntimeError(f"the sandbox did not answer at {handle.url} in {START_TIMEOUT} s")
+
+
+@contextmanager
+def run_sandbox(
+    config: Mapping[str, Any] | None = None, *, port: int = 0
+) -> Iterator[SandboxHandle]:
+    """Serve a sandbox on 127.0.0.1 (a free port by default) from a background thread."""
+    sb = Sandbox(load_sandbox_config(config))
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    handle = SandboxHandle(f"http://127.0.0.1:{sock.getsockname()[1]}")
+    server = make_server(sb, host="127.0.0.1", port=sock.getsockname()[1])
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        _wait_ready(handle, thread.is_alive)
+        yield handle
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def sandbox_process(
+    config: Mapping[str, Any] | None = None,
+    *,
+    port: int = 0,
+    cpus: set[int] | None = None,
+) -> Iterator[tuple[SandboxHandle, subprocess.Popen[bytes]]]:
+    """Run `meisa-bridge sandbox` as a subprocess, pinned to `cpus` when given."""
+    port = port or free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "bridge", "sandbox", "--port", str(port)]
+        if config is not None:
+            path = os.path.join(tmp, "sandbox.yaml")
+            with open(path, "w", encoding="utf-8") as fh:
+                yaml.safe_dump(dict(config), fh)
+            cmd += ["--config", path]
+        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, preexec_fn=pin)  # noqa: PLW1509
+        handle = SandboxHandle(f"http://127.0.0.1:{port}")
+        try:
+            _wait_ready(handle, lambda: proc.poll() is None)
+            yield handle, proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
