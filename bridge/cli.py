@@ -61,7 +61,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _dlq(args: argparse.Namespace) -> int:
-    from bridge.dlq import dlq_command
+    from bridge.dlq_admin import dlq_command
 
     return dlq_command(args)
 
@@ -82,6 +82,7 @@ def _add_rules_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--events", required=True, metavar="FILE", help="JSON Lines, '-' for stdin")
     p.add_argument("--format", choices=["json", "table"], default="json")
     p.add_argument("--coalesce", action="store_true", help="merge adjacent upserts per contact")
+    p.add_argument("--topic", default="events", help="topic for events given without one")
     p.set_defaults(handler=_plan)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the rules file (for editors)")
@@ -102,7 +103,14 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--from", dest="from_", required=True, metavar="TIME|earliest")
     p.add_argument("--to", default="now", metavar="TIME|now")
     p.add_argument("--topics", nargs="+", default=None)
-    p.add_argument("--dry-run", action="store_true")
+    p.add_argument(
+        "--dry-run", action="store_true", help="read and fold, print the plan, send nothing"
+    )
+    p.add_argument(
+        "--state-dir", default=None, help="where run state lives (default .meisa-bridge/replay)"
+    )
+    p.add_argument("--run-name", default=None, help="names the state file and the consumer group")
+    p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(handler=_replay)
 
 
@@ -110,6 +118,16 @@ def _add_dlq(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("dlq", help="inspect and redrive the dead-letter topic")
     p.add_argument("action", choices=["list", "show", "redrive"])
     p.add_argument("--config", required=True)
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--partition", type=int, default=None, help="DLQ partition (show; filter)")
+    p.add_argument("--offset", type=int, default=None, help="DLQ offset (show)")
+    p.add_argument("--offsets", default=None, metavar="A-B", help="DLQ offset range, inclusive")
+    p.add_argument("--error-class", default=None, help="e.g. MappingError (subclasses match)")
+    p.add_argument("--rule", default=None)
+    p.add_argument("--origin-topic", default=None)
+    p.add_argument("--all", action="store_true", help="list: include redriven records")
+    p.add_argument("--reveal", action="store_true", help="show: do not mask email addresses")
+    p.add_argument("--dry-run", action="store_true", help="redrive: map and print, send nothing")
     p.set_defaults(handler=_dlq)
 
 

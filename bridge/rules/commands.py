@@ -1,21 +1,81 @@
-"""Placeholder until its issue lands."""
+"""`validate`, `plan` and `schema`: the rules commands of the CLI."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+from bridge.errors import ConfigError, ConfigErrors
+
+
+def _load(path: str) -> Any:
+    from bridge.config import load_config
+
+    return load_config(path, strict_env=False)
+
+
+def _errors(exc: ConfigError) -> list[ConfigError]:
+    return exc.errors if isinstance(exc, ConfigErrors) else [exc]
 
 
 def validate_command(args: argparse.Namespace) -> int:
-    print("not implemented yet", file=sys.stderr)
-    return 2
-
-
-def plan_command(args: argparse.Namespace) -> int:
-    print("not implemented yet", file=sys.stderr)
-    return 2
+    """Exit 0 with `FILE: ok: N rules` per file, or 1 listing every error of every file."""
+    failed = False
+    for path in args.rules:
+        try:
+            config = _load(path)
+        except ConfigError as exc:
+            failed = True
+            for err in _errors(exc):
+                print(err.format(), file=sys.stderr)
+            continue
+        print(f"{path}: ok: {len(config.rules)} rules")
+    return 1 if failed else 0
 
 
 def schema_command(args: argparse.Namespace) -> int:
-    print("not implemented yet", file=sys.stderr)
-    return 2
+    from bridge.rules.schema import config_schema
+
+    sys.stdout.write(orjson.dumps(config_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def _lines(path: str) -> Iterable[str]:
+    if path == "-":
+        return sys.stdin.read().splitlines()
+    return Path(path).read_text(encoding="utf-8").splitlines()
+
+
+def plan_command(args: argparse.Namespace) -> int:
+    """Print the calls; exit 0 even when events fail to decode or map (they are reported)."""
+    from bridge.codecs import build_decoder
+    from bridge.rules.plan import coalesce_rows, plan_lines, row_json
+    from bridge.rules.table import write_table
+
+    try:
+        config = _load(args.rules)
+        decoder = build_decoder(config.codec)
+        lines = _lines(args.events)
+    except ConfigError as exc:
+        for err in _errors(exc):
+            print(err.format(), file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{args.events}: cannot read: {exc.strerror}", file=sys.stderr)
+        return 1
+    rows = list(plan_lines(lines, config.rules, decoder, topic=getattr(args, "topic", "events")))
+    if args.coalesce:
+        rows = coalesce_rows(rows)
+    out: TextIO = sys.stdout
+    objects = [row_json(row) for row in rows]
+    if args.format == "table":
+        write_table(objects, out)
+    else:
+        for obj in objects:
+            out.write(orjson.dumps(obj).decode() + "\n")
+    return 0

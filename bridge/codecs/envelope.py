@@ -1,0 +1,55 @@
+"""Turn a decoded event object into an Envelope (shared by the JSON and Avro codecs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.errors import DecodeError
+from bridge.events import Envelope, Headers
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """The Kafka coordinates and metadata of one message."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    headers: Headers
+    timestamp: int | None
+
+
+def _text(value: Any, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise DecodeError(f"event field {name!r} must be a string, got {type(value).__name__}")
+
+
+def from_object(
+    obj: Any, where: Where, *, type_field: str, id_field: str, time_field: str
+) -> Envelope:
+    """A plain event: `type`, `id`, `time` (configurable names), optional `source`/`subject`.
+
+    `data` is the object's `data` member when it has one, otherwise the whole object, so both
+    `{"type": ..., "data": {...}}` and flat `{"type": ..., "email": ...}` events work.
+    """
+    if not isinstance(obj, dict):
+        raise DecodeError(f"expected an event object, got {type(obj).__name__}")
+    return Envelope(
+        topic=where.topic,
+        partition=where.partition,
+        offset=where.offset,
+        data=obj.get("data", obj),
+        id=_text(obj.get(id_field), id_field),
+        type=_text(obj.get(type_field), type_field),
+        source=_text(obj.get("source"), "source"),
+        subject=_text(obj.get("subject"), "subject"),
+        time=_text(obj.get(time_field), time_field),
+        key=where.key,
+        timestamp=where.timestamp,
+        headers=where.headers,
+    )

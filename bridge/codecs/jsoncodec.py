@@ -1,0 +1,37 @@
+"""Plain JSON events (orjson)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from bridge.codecs.envelope import Where, from_object
+from bridge.config import CodecSettings
+from bridge.errors import DecodeError
+from bridge.events import Envelope
+
+
+def loads(value: bytes | None) -> Any:
+    if value is None:
+        raise DecodeError("message has no value (tombstone)")
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"invalid JSON: {exc}") from None
+
+
+class JsonDecoder:
+    """`{"type": ..., "id": ..., "time": ..., "data": {...}}` with configurable field names."""
+
+    def __init__(self, settings: CodecSettings) -> None:
+        self.type_field = settings.type_field
+        self.id_field = settings.id_field
+        self.time_field = settings.time_field or "time"
+
+    def from_object(self, obj: Any, where: Where) -> Envelope:
+        fields = {"type_field": self.type_field, "id_field": self.id_field}
+        return from_object(obj, where, time_field=self.time_field, **fields)
+
+    def decode_value(self, value: bytes | None, where: Where) -> Envelope:
+        return self.from_object(loads(value), where)
