@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # `make test`: lint, types, then every test against a real local broker.
-# Starts the broker only if it is not already running, and stops what it started, also on failure.
+# Starts the broker only if it is not already running, and stops what it started, also on failure
+# or Ctrl-C. KAFKA_PORT picks another port; the tests find the broker through KAFKA_BOOTSTRAP.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
+export KAFKA_PORT=${KAFKA_PORT:-9092}
+export KAFKA_BOOTSTRAP=${KAFKA_BOOTSTRAP:-127.0.0.1:$KAFKA_PORT}
 
 started_kafka=0
 cleanup() {
   if [ "$started_kafka" = 1 ]; then scripts/kafka.sh stop || true; fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 echo "== ruff"
 $BIN/ruff check bridge tests bench scripts
@@ -18,8 +22,8 @@ echo "== mypy --strict bridge"
 $BIN/mypy bridge
 
 if ! scripts/kafka.sh status >/dev/null 2>&1; then
-  scripts/kafka.sh start
   started_kafka=1
+  scripts/kafka.sh start
 fi
 
 echo "== pytest"
