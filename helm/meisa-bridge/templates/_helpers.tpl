@@ -1,0 +1,116 @@
+{{/* Chart name, truncated to the 63 characters Kubernetes allows in a name. */}}
+{{- define "meisa-bridge.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified app name: release-chart unless the release name already holds the chart. */}}
+{{- define "meisa-bridge.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "meisa-bridge.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Standard labels (app.kubernetes.io/*) on every object. */}}
+{{- define "meisa-bridge.labels" -}}
+helm.sh/chart: {{ include "meisa-bridge.chart" . }}
+{{ include "meisa-bridge.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: consumer
+app.kubernetes.io/part-of: meisa-bridge
+{{- end }}
+
+{{- define "meisa-bridge.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "meisa-bridge.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "meisa-bridge.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "meisa-bridge.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "meisa-bridge.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/* The Secret holding the Meisa API key: existingSecret, else the one the chart creates. */}}
+{{- define "meisa-bridge.apiKeySecretName" -}}
+{{- .Values.meisa.existingSecret | default (include "meisa-bridge.fullname" .) }}
+{{- end }}
+
+{{- define "meisa-bridge.apiKeySecretKey" -}}
+{{- if .Values.meisa.existingSecret }}{{ .Values.meisa.existingSecretKey }}{{ else }}api-key{{ end }}
+{{- end }}
+
+{{/* The Secret holding the Kafka SASL credentials. */}}
+{{- define "meisa-bridge.saslSecretName" -}}
+{{- .Values.kafka.sasl.existingSecret | default (printf "%s-kafka" (include "meisa-bridge.fullname" .)) }}
+{{- end }}
+
+{{- define "meisa-bridge.saslEnabled" -}}
+{{- if hasPrefix "SASL_" .Values.kafka.securityProtocol }}true{{ end }}
+{{- end }}
+
+{{/*
+Replicas the rate share is computed for. With the HPA on it is maxReplicas: the share must hold
+when the HPA has scaled all the way out, so the replicas together never exceed the key's budget.
+*/}}
+{{- define "meisa-bridge.replicasForShare" -}}
+{{- if .Values.autoscaling.enabled }}{{ .Values.autoscaling.maxReplicas | int }}
+{{- else }}{{ max 1 (.Values.replicaCount | int) }}{{ end }}
+{{- end }}
+
+{{/* This replica's share of the API key's rate budget: meisa.rateShare, else 1/replicas. */}}
+{{- define "meisa-bridge.rateShare" -}}
+{{- if .Values.meisa.rateShare }}{{ .Values.meisa.rateShare }}
+{{- else }}{{ divf 1 (include "meisa-bridge.replicasForShare" . | int) }}{{ end }}
+{{- end }}
+
+{{/* The bridge config file (bridge.yaml). Secrets appear only as ${ENV} placeholders. */}}
+{{- define "meisa-bridge.config" -}}
+{{- $kafka := dict "bootstrap.servers" .Values.kafka.bootstrapServers "group.id" .Values.kafka.groupId "security.protocol" .Values.kafka.securityProtocol }}
+{{- if include "meisa-bridge.saslEnabled" . }}
+{{- $_ := set $kafka "sasl.mechanism" .Values.kafka.sasl.mechanism }}
+{{- $_ := set $kafka "sasl.username" "${KAFKA_SASL_USERNAME}" }}
+{{- $_ := set $kafka "sasl.password" "${KAFKA_SASL_PASSWORD}" }}
+{{- end }}
+{{- with .Values.kafka.tls }}
+{{- if .existingSecret }}
+{{- $_ := set $kafka "ssl.ca.location" (printf "/etc/kafka-tls/%s" .caKey) }}
+{{- if .certKey }}{{ $_ := set $kafka "ssl.certificate.location" (printf "/etc/kafka-tls/%s" .certKey) }}{{ end }}
+{{- if .keyKey }}{{ $_ := set $kafka "ssl.key.location" (printf "/etc/kafka-tls/%s" .keyKey) }}{{ end }}
+{{- if .keyPasswordKey }}{{ $_ := set $kafka "ssl.key.password" "${KAFKA_SSL_KEY_PASSWORD}" }}{{ end }}
+{{- end }}
+{{- end }}
+{{- $kafka = mergeOverwrite (deepCopy .Values.kafka.properties) $kafka }}
+{{- $meisa := dict "base_url" .Values.meisa.baseUrl "api_key" "${MEISA_API_KEY}" "rate_share" "${MEISA_RATE_SHARE:-1}" }}
+{{- $server := dict "host" "0.0.0.0" "port" (.Values.service.port | int) }}
+{{- $computed := dict "kafka" $kafka "topics" .Values.topics "meisa" $meisa "server" $server "rules_file" "rules.yaml" }}
+{{- if .Values.deadLetterTopic }}{{ $_ := set $computed "dead_letter_topic" .Values.deadLetterTopic }}{{ end }}
+{{- $config := mergeOverwrite (deepCopy .Values.config) $computed }}
+{{- toYaml $config }}
+{{- end }}
+
+{{/* The rules file: a YAML list under rules:, or a whole rules file given as a string. */}}
+{{- define "meisa-bridge.rules" -}}
+{{- if kindIs "string" .Values.rules }}
+{{- .Values.rules }}
+{{- else }}
+{{- toYaml (dict "rules" (.Values.rules | default list)) }}
+{{- end }}
+{{- end }}
