@@ -1,0 +1,225 @@
+"""`meisa-bridge replay`: plan the range, read and fold it, then send (or, with --dry-run, print).
+
+Exit codes: 0 complete; 1 complete, but some calls were rejected (see the log); 2 usage or
+configuration error; 3 halted (the key is wrong or lacks a scope) - run again to continue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO, cast
+
+from bridge.config import BridgeConfig
+from bridge.errors import ConfigError, HaltError
+from bridge.meisa.calls import SCOPES, CallKind
+from bridge.replay.budget import budget_from
+from bridge.replay.progress import Progress
+from bridge.replay.report import print_plan, print_summary
+from bridge.replay.runner import ReadPhase, SendPhase
+from bridge.replay.state import StateStore
+
+DEFAULT_STATE_DIR = ".meisa-bridge/replay"
+_RELATIVE = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_time(spec: str, *, now: float) -> int | None:
+    """Epoch ms for `--from`/`--to`: earliest/now -> None, ISO 8601, or an age such as 7d, 12h."""
+    text = spec.strip().lower()
+    if text in ("earliest", "now"):
+        return None
+    match = _RELATIVE.match(text)
+    if match:
+        return int((now - int(match[1]) * _UNITS[match[2]]) * 1000)
+    try:
+        moment = datetime.fromisoformat(spec.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"cannot read {spec!r} as a time: use earliest, now, an ISO 8601 time "
+            "(2026-01-31 or 2026-01-31T08:00:00Z) or an age like 30m, 12h, 7d",
+            field="--from/--to",
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplayOptions:
+    topics: tuple[str, ...]
+    from_spec: str
+    to_spec: str
+    dry_run: bool
+    state_dir: Path
+    run_name: str
+    output: str = "text"
+
+    @property
+    def group(self) -> str:
+        return f"meisa-bridge-replay-{self.run_name}"
+
+    def spec(self) -> str:
+        return json.dumps([list(self.topics), self.from_spec, self.to_spec])
+
+
+def options_from(args: argparse.Namespace, config: BridgeConfig) -> ReplayOptions:
+    topics = tuple(args.topics or config.topics)
+    if not topics:
+        raise ConfigError("no topics: pass --topics or set topics: in the config", field="topics")
+    spec = json.dumps([sorted(topics), args.from_, args.to])
+    # The default name depends only on what is replayed, so the same command resumes the run.
+    name = args.run_name or "run-" + hashlib.sha256(spec.encode()).hexdigest()[:10]
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+        raise ConfigError("use letters, digits, '.', '_' and '-' only", field="--run-name")
+    return ReplayOptions(
+        topics=topics,
+        from_spec=args.from_,
+        to_spec=args.to,
+        dry_run=args.dry_run,
+        state_dir=Path(args.state_dir or DEFAULT_STATE_DIR),
+        run_name=name,
+        output=getattr(args, "format", "text"),
+    )
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    from bridge.config import load_config
+    from bridge.observability import configure_logging, register_config_secrets
+
+    try:
+        config = load_config(args.config)
+        register_config_secrets(config)
+        configure_logging(config.logging)
+        options = options_from(args, config)
+        return run_replay(config, options)
+    except ConfigError as exc:
+        print(f"meisa-bridge replay: {exc}", file=sys.stderr)
+        return 2
+    except HaltError as exc:
+        print(
+            f"meisa-bridge replay halted: {exc}\nrun the same command again to continue",
+            file=sys.stderr,
+        )
+        return 3
+
+
+def run_replay(config: BridgeConfig, options: ReplayOptions, *, out: TextIO = sys.stdout) -> int:
+    if options.dry_run:
+        with tempfile.TemporaryDirectory(prefix="meisa-bridge-replay-") as tmp:
+            return _run(config, options, Path(tmp) / "dry-run.sqlite", out)
+    return _run(config, options, options.state_dir / f"{options.run_name}.sqlite", out)
+
+
+def _run(config: BridgeConfig, options: ReplayOptions, path: Path, out: TextIO) -> int:
+    store = StateStore(path)
+    try:
+        _prepare(store, config, options)
+        ping = asyncio.run(_ping(config)) if config.meisa.api_key else None
+        budget = budget_from(config.meisa, ping)
+        progress = Progress(stream=sys.stderr, clock=time.monotonic, budget=budget)
+        if store.get_meta("phase") == "read":
+            _read(store, config, options, progress)
+        if options.dry_run:
+            print_plan(store, options, budget, out=out, now=time.time())
+            return 0
+        if store.get_meta("phase") == "send":
+            _check_scopes(store, ping)
+            asyncio.run(_send(store, config, progress))
+            store.set_meta("phase", "done")
+        progress.finish()
+        return print_summary(store, options, out=out)
+    finally:
+        store.close()
+
+
+def _prepare(store: StateStore, config: BridgeConfig, options: ReplayOptions) -> None:
+    """A new run fixes its range now; a resumed run must be the same replay."""
+    existing = store.get_meta("spec")
+    if existing is not None:
+        if existing != options.spec():
+            raise ConfigError(
+                f"state file {store.path} belongs to another replay ({existing}); "
+                "pass a different --run-name or remove the file",
+                field="--run-name",
+            )
+        return
+    from bridge.replay.kafka import open_consumer, plan_ranges
+
+    now = time.time()
+    start_ms = parse_time(options.from_spec, now=now)
+    end_ms = parse_time(options.to_spec, now=now)
+    consumer = open_consumer(config.kafka, options.group)
+    try:
+        ranges = plan_ranges(consumer, list(options.topics), start_ms, end_ms)
+    finally:
+        consumer.close()
+    store.init_ranges(ranges)
+    store.set_meta("spec", options.spec())
+    store.set_meta("phase", "read")
+
+
+def _read(
+    store: StateStore, config: BridgeConfig, options: ReplayOptions, progress: Progress
+) -> None:
+    from bridge.codecs import build_decoder
+    from bridge.replay.kafka import open_consumer, read_ranges
+
+    ranges = store.ranges()
+    total = sum(r.end - r.start for r in ranges)
+    done = sum(r.position - r.start for r in ranges)
+    progress.update(events_total=total, events_read=done)
+    consumer = open_consumer(config.kafka, options.group)
+    try:
+        batches = read_ranges(consumer, ranges, batch_size=config.pipeline.batch_size)
+        ReadPhase(store, build_decoder(config.codec), config.rules, progress=progress).run(
+            batches, already_read=done
+        )
+    finally:
+        consumer.close()
+    store.set_meta("phase", "send")
+
+
+async def _ping(config: BridgeConfig) -> Any:
+    from bridge.meisa.client import MeisaClient
+
+    async with MeisaClient(config.meisa) as client:
+        return await client.ping()
+
+
+def _check_scopes(store: StateStore, ping: Any) -> None:
+    from bridge.meisa.scopes import check_scopes
+
+    if ping is None:
+        raise HaltError("no Meisa API key: set MEISA_API_KEY (or use --dry-run)")
+    planned, _ = store.planned_by_endpoint(time.time())
+    needed: dict[str, list[str]] = {}
+    for kind in planned:
+        needed.setdefault(SCOPES[cast(CallKind, kind)], []).append(f"replayed {kind} calls")
+    check_scopes(needed, ping.scopes)
+
+
+async def _send(store: StateStore, config: BridgeConfig, progress: Progress) -> None:
+    from bridge.meisa.client import MeisaClient
+    from bridge.meisa.delivery import Deliverer
+    from bridge.meisa.governor import RateGovernor
+
+    async with MeisaClient(config.meisa) as client:
+        governor = RateGovernor.from_ping(await client.ping(), config.meisa)
+        deliverer = Deliverer(client, governor, settings=config.meisa)
+        workers = config.pipeline.max_in_flight
+        try:
+            await SendPhase(
+                store, deliverer.deliver, clock=time.time, workers=workers, progress=progress
+            ).run()
+        finally:
+            await governor.aclose()
