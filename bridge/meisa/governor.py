@@ -80,13 +80,18 @@ class RateScheduler:
     def __init__(
         self,
         *,
-        per_minute: int,
-        per_hour: int,
+        per_minute: int | None,
+        per_hour: int | None,
         share: float = 1.0,
         guard_seconds: float = GUARD_SECONDS,
     ) -> None:
-        self.minute = _Window(max(1, math.floor(per_minute * share)), MINUTE + guard_seconds)
-        self.hour = _Window(max(1, math.floor(per_hour * share)), HOUR + guard_seconds)
+        # None: the key reports no such limit (the sandbox's unlimited key); no window for it.
+        self.windows = [
+            _Window(max(1, math.floor(limit * share)), length + guard_seconds)
+            for limit, length in ((per_minute, MINUTE), (per_hour, HOUR))
+            if limit is not None
+        ]
+        self._shape = (per_minute is not None, per_hour is not None)
         self.factor = 1.0  # AIMD multiplier on both budgets
         self.paused_until = -math.inf
         self._queue: list[tuple[int, int]] = []
@@ -95,20 +100,25 @@ class RateScheduler:
 
     # -- limits ------------------------------------------------------------------------------
 
-    def limits(self) -> tuple[int, int]:
-        """Effective (per-minute, per-hour) limits after AIMD."""
-        return (
-            max(1, math.floor(self.minute.budget * self.factor)),
-            max(1, math.floor(self.hour.budget * self.factor)),
-        )
+    def _limit(self, window: _Window) -> int:
+        return max(1, math.floor(window.budget * self.factor))
+
+    def limits(self) -> tuple[int | None, int | None]:
+        """Effective (per-minute, per-hour) limits after AIMD; None where there is no limit."""
+        found = iter(self._limit(w) for w in self.windows)
+        minute = next(found) if self._shape[0] else None
+        hour = next(found) if self._shape[1] else None
+        return minute, hour
 
     def on_rate_limited(self, now: float, retry_after: float | None) -> None:
-        self.factor = max(self.factor * _DECREASE, 1.0 / self.minute.budget)
+        smallest = min((w.budget for w in self.windows), default=1)
+        self.factor = max(self.factor * _DECREASE, 1.0 / smallest)
         if retry_after is not None and retry_after > 0:
             self.paused_until = max(self.paused_until, now + retry_after)
 
     def on_success(self) -> None:
-        per_window = max(1.0, self.minute.budget * self.factor)
+        smallest = min((w.budget for w in self.windows), default=1)
+        per_window = max(1.0, smallest * self.factor)
         self.factor = min(1.0, self.factor + _INCREASE_PER_WINDOW / per_window)
 
     # -- queue -------------------------------------------------------------------------------
@@ -134,14 +144,13 @@ class RateScheduler:
         return None
 
     def ready_at(self, now: float, tokens: int) -> float:
-        per_minute, per_hour = self.limits()
-        # A request bigger than a limit (a 2-request tag call under AIMD) waits for an empty window.
-        return max(
-            now,
-            self.paused_until,
-            self.minute.free_at(now, per_minute, min(tokens, per_minute)),
-            self.hour.free_at(now, per_hour, min(tokens, per_hour)),
-        )
+        at = max(now, self.paused_until)
+        for window in self.windows:
+            limit = self._limit(window)
+            # A request bigger than the limit (a 2-request tag call under AIMD) waits for an
+            # empty window instead of never.
+            at = max(at, window.free_at(now, limit, min(tokens, limit)))
+        return at
 
     def grant(self, now: float) -> tuple[list[int], float | None]:
         """Grant the head of the queue while the budget allows.
@@ -156,8 +165,8 @@ class RateScheduler:
             heapq.heappop(self._queue)
             del self._waiters[head.seq]
             # Record what is really sent, even past an AIMD-lowered limit: later grants wait.
-            self.minute.spend(now, head.tokens)
-            self.hour.spend(now, head.tokens)
+            for window in self.windows:
+                window.spend(now, head.tokens)
             granted.append(head.seq)
         return granted, None
 
@@ -172,8 +181,8 @@ class RateGovernor:
     def __init__(
         self,
         *,
-        per_minute: int,
-        per_hour: int,
+        per_minute: int | None,
+        per_hour: int | None,
         share: float = 1.0,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
@@ -206,7 +215,7 @@ class RateGovernor:
         )
 
     @property
-    def per_minute(self) -> int:
+    def per_minute(self) -> int | None:
         """The effective per-minute rate right now (for the governor_rate metric)."""
         return self.core.limits()[0]
 

@@ -165,6 +165,13 @@ def check_body(endpoint: Endpoint, body: Mapping[str, Any]) -> None:
         raise MappingError(f"upsert field 'source' must be one of {', '.join(sorted(SOURCES))}")
 
 
+def _limit(key: Mapping[str, Any], name: str, default: int) -> int | None:
+    if name not in key:
+        return default
+    value = key[name]
+    return None if value is None else int(value)
+
+
 @dataclass(frozen=True, slots=True)
 class PingInfo:
     """What GET /ping/ says about the key (limits default to the spec's 60/min, 1,000/h)."""
@@ -172,8 +179,9 @@ class PingInfo:
     name: str = ""
     environment: str = ""
     scopes: frozenset[str] = frozenset()
-    rate_limit_per_minute: int = 60
-    rate_limit_per_hour: int = 1000
+    # The spec's defaults when /ping does not say; None when it says null (no limit).
+    rate_limit_per_minute: int | None = 60
+    rate_limit_per_hour: int | None = 1000
     product: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -184,8 +192,8 @@ class PingInfo:
             name=str(key.get("name") or ""),
             environment=str(key.get("environment") or ""),
             scopes=frozenset(str(s) for s in key.get("scopes") or ()),
-            rate_limit_per_minute=int(key.get("rate_limit_per_minute") or 60),
-            rate_limit_per_hour=int(key.get("rate_limit_per_hour") or 1000),
+            rate_limit_per_minute=_limit(key, "rate_limit_per_minute", 60),
+            rate_limit_per_hour=_limit(key, "rate_limit_per_hour", 1000),
             product=dict(product) if isinstance(product, Mapping) else {},
         )
 

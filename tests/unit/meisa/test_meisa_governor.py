@@ -193,3 +193,22 @@ async def test_cancelled_waiter_leaves_the_queue() -> None:
     await asyncio.gather(waiting, return_exceptions=True)
     assert governor.core.waiting() == 0
     await governor.aclose()
+
+
+def test_key_without_limits_is_not_paced_but_still_paused_on_429() -> None:
+    sim = Sim(RateScheduler(per_minute=None, per_hour=None))
+    for _ in range(500):
+        sim.request(UPSERT)
+    sim.pump(0.0)
+    assert len(sim.grants) == 500
+    sim.core.on_rate_limited(0.0, 5.0)
+    sim.request(TRIGGER)
+    sim.pump(4.0)
+    assert len(sim.grants) == 500
+    sim.pump(6.0)
+    assert len(sim.grants) == 501
+
+
+def test_ping_null_limit_means_unlimited_and_absent_means_spec_default() -> None:
+    info = PingInfo.from_json({"api_key": {"rate_limit_per_minute": None}})
+    assert (info.rate_limit_per_minute, info.rate_limit_per_hour) == (None, 1000)
