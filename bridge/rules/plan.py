@@ -115,7 +115,8 @@ def coalesce_rows(rows: Iterable[Row]) -> list[Row]:
 
     "Adjacent" is per contact: an upsert merges into that contact's previous pending upsert
     when no other call for the same contact came in between. The merged call keeps the
-    position and event of the first, as the pipeline sends it when the first's turn comes.
+    position and event of the first (the pipeline sends it when the first's turn comes) and
+    lists every merged event's offset in `coalesced_offsets`.
     """
     out: list[Row] = []
     open_upsert: dict[str, int] = {}  # contact_key -> index in out of its mergeable upsert
@@ -128,7 +129,8 @@ def coalesce_rows(rows: Iterable[Row]) -> list[Row]:
         if call.kind == "upsert" and call.coalesce and at is not None:
             event, first, extra = out[at]
             assert first is not None
-            merged = {"coalesced": (extra or {}).get("coalesced", 1) + 1}
+            offsets = (extra or {}).get("coalesced_offsets", [event["offset"]])
+            merged = {"coalesced_offsets": [*offsets, row[0]["offset"]]}
             out[at] = (event, merge_upserts(first, call), merged)
             continue
         if call.kind == "upsert" and call.coalesce:
@@ -152,6 +154,6 @@ def row_json(row: Row) -> dict[str, Any]:
     }
     if call.max_age is not None:
         out["max_age"] = call.max_age
-    if outcome:  # how many upserts --coalesce folded into this one
+    if outcome:  # the offsets of the upserts --coalesce folded into this one
         out.update(outcome)
     return out

@@ -20,8 +20,8 @@ def _detail(obj: dict[str, Any]) -> str:
     body = {k: v for k, v in obj["body"].items() if k not in ("email", "external_id")}
     text = orjson.dumps(body).decode()
     extras = [f"max_age={obj['max_age']:g}s"] if "max_age" in obj else []
-    if "coalesced" in obj:
-        extras.append(f"coalesced={obj['coalesced']}")
+    if "coalesced_offsets" in obj:
+        extras.append("coalesced=" + ",".join(map(str, obj["coalesced_offsets"])))
     text = " ".join([*extras, text])
     return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 3] + "..."
 
