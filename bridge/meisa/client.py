@@ -223,7 +223,9 @@ class MeisaClient:
     async def send(self, call: MeisaCall) -> CallResult:
         """Make the call once; raise the error tree on any outcome other than ok/skipped."""
         if call.kind == "upsert":
-            return await self.upsert(call.body)
+            result = await self.upsert(call.body)
+            self._remember_upserted(call, result)
+            return result
         if call.kind == "track":
             return await self.track(call.body)
         if call.kind == "trigger":
@@ -267,6 +269,12 @@ class MeisaClient:
             raise MappingError(f"{call.kind}: upsert returned no contact id")
         self._remember(key, str(contact_id))
         return str(contact_id)
+
+    def _remember_upserted(self, call: MeisaCall, result: CallResult) -> None:
+        # The upsert answers with the contact: a later tag call to it then needs no lookup.
+        contact_id = result.body.get("id") if isinstance(result.body, Mapping) else None
+        if contact_id:
+            self._remember(self._key(call), str(contact_id))
 
     def _remember(self, key: str, contact_id: str) -> None:
         self._ids[key] = contact_id
