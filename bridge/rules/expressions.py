@@ -15,6 +15,7 @@ per lookup, a dict walk ~0.2 us, and most rule values are plain paths.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -96,7 +97,7 @@ def truthy(value: Any) -> bool:
     return True
 
 
-def render_text(value: Any) -> str:
+def render_text(value: Any) -> str:  # noqa: PLR0911 (one return per JSON type)
     """How an embedded expression's value appears inside a text template."""
     if value is None:
         return ""
@@ -108,7 +109,10 @@ def render_text(value: Any) -> str:
         return "false"
     if isinstance(value, int | float):
         return str(value)
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:  # integers beyond 64 bits, or a value orjson does not know
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
 class Compiled:

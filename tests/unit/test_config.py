@@ -1,0 +1,97 @@
+"""load_config: sections, interpolation, coercion, api key sources, rules_file, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge.config import DEFAULT_BASE_URL, load_config
+from bridge.errors import ConfigErrors
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _write(tmp_path: Path, text: str, name: str = "bridge.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_example_deployment_config_loads_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+    monkeypatch.setenv("MEISA_BASE_URL", "http://127.0.0.1:8080/api/v1")
+    monkeypatch.setenv("MEISA_API_KEY", "meisa_test_secret_value")
+    monkeypatch.setenv("BRIDGE_HTTP_PORT", "9555")
+    config = load_config(ROOT / "examples" / "bridge.yaml")
+    assert config.kafka["bootstrap.servers"] == "127.0.0.1:19092"
+    assert config.kafka["session.timeout.ms"] == "45000"
+    assert config.meisa.base_url == "http://127.0.0.1:8080/api/v1"
+    assert config.meisa.api_key.get_secret_value() == "meisa_test_secret_value"
+    assert "meisa_test_secret_value" not in repr(config)
+    assert config.server.port == 9555
+    assert config.dlq.topic == "meisa-bridge.dlq"
+    assert config.topics == ("app.events",)
+    assert len(config.rules) == 11
+
+
+def test_unset_variable_without_default_names_file_and_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MEISA_API_KEY", raising=False)
+    path = _write(tmp_path, "topics: [a]\nmeisa:\n  api_key: ${MEISA_API_KEY}\n")
+    with pytest.raises(ConfigErrors) as info:
+        load_config(path)
+    assert [(e.file, e.line) for e in info.value.errors] == [(str(path), 3)]
+    # validate/plan load leniently: the rules can be checked without secrets
+    assert not load_config(path, strict_env=False).meisa.api_key
+
+
+def test_defaults_and_kafka_values_are_stringified(tmp_path: Path) -> None:
+    path = _write(tmp_path, "kafka:\n  enable.idempotence: true\n  linger.ms: 5\n")
+    config = load_config(path)
+    assert config.kafka == {"enable.idempotence": "true", "linger.ms": "5"}
+    assert config.meisa.base_url == DEFAULT_BASE_URL
+    assert len(config.rules) == 0
+
+
+def test_unknown_keys_and_bad_values_are_all_reported(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "kafak: {}\nmeisa:\n  timeout: soon\n  rate_share: 0.5\n  colour: red\n"
+        "logging:\n  format: xml\nserver:\n  port: ${PORT:-9401}\n",
+    )
+    with pytest.raises(ConfigErrors) as info:
+        load_config(path)
+    found = {(e.line, e.field) for e in info.value.errors}
+    assert found == {(1, "kafak"), (3, "meisa.timeout"), (5, "meisa.colour"), (7, "logging.format")}
+
+
+def test_api_key_file_and_env_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "key").write_text("meisa_live_from_file\n", encoding="utf-8")
+    path = _write(tmp_path, "meisa:\n  api_key_file: key\n")
+    assert load_config(path).meisa.api_key.get_secret_value() == "meisa_live_from_file"
+    monkeypatch.setenv("MEISA_API_KEY", "meisa_live_from_env")
+    path = _write(tmp_path, "meisa: {}\n", "env.yaml")
+    assert load_config(path).meisa.api_key.get_secret_value() == "meisa_live_from_env"
+
+
+def test_rules_file_is_relative_and_its_errors_name_it(tmp_path: Path) -> None:
+    _write(tmp_path, "rules:\n  - name: r\n    on: t\n    do: []\n", "rules.yaml")
+    path = _write(tmp_path, "topics: [a]\nrules_file: rules.yaml\n")
+    with pytest.raises(ConfigErrors) as info:
+        load_config(path)
+    (err,) = info.value.errors
+    assert err.file == str(tmp_path / "rules.yaml")
+    assert err.line == 4
+    assert err.rule == "r"
+
+
+def test_on_and_yes_stay_strings(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path, "rules:\n  - name: r\n    on: yes\n    do:\n      - upsert: {email: a@b.c}\n"
+    )
+    (rule,) = load_config(path).rules
+    assert rule.on.types == frozenset({"yes"})
