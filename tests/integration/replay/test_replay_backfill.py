@@ -1,0 +1,172 @@
+"""Replay on the real broker into the sandbox over HTTP, through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import replay_env as env
+
+pytestmark = pytest.mark.integration
+
+
+def _config(tmp_path: Path, kafka_bootstrap: str, topic: str, sandbox: Any, group: str) -> Path:
+    return env.write_config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topic=topic,
+        base_url=sandbox.base_url,
+        api_key=sandbox.unlimited_key,
+        group=group,
+    )
+
+
+def _replay(config: Path, state: Path, *extra: str) -> dict[str, Any]:
+    done = env.cli(
+        "replay",
+        "--config",
+        config,
+        "--from",
+        "earliest",
+        "--state-dir",
+        state,
+        "--format",
+        "json",
+        *extra,
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_backfill_of_100k_events_sends_about_one_upsert_per_contact(
+    tmp_path: Path, kafka_bootstrap: str, make_topic: Any, sandbox: Any
+) -> None:
+    topic = make_topic(partitions=4)
+    events = env.history(users=1000, events=100_000)
+    env.produce(kafka_bootstrap, topic, events)
+    live = f"live-{uuid.uuid4().hex[:8]}"
+    env.commit_live_group(kafka_bootstrap, live, topic, [5, 17, 0, 3])
+    config = _config(tmp_path, kafka_bootstrap, topic, sandbox, live)
+
+    plan = _replay(config, tmp_path / "state", "--dry-run")
+    assert env.requests_by_endpoint(sandbox) == {}  # a dry run sends nothing
+    summary = _replay(config, tmp_path / "state")
+
+    sent = env.requests_by_endpoint(sandbox)
+    assert plan["events"] == summary["events"] == 100_000
+    assert sent == plan["calls"] == summary["calls"]
+    assert sent["upsert"] <= 1050
+    assert not {"trigger", "enroll", "track"} & set(sent)  # default on_replay policies
+    assert env.actual_state(sandbox.contacts()) == env.expected_state(events)
+    assert env.committed(kafka_bootstrap, live, topic, 4) == [5, 17, 0, 3]
+
+
+def test_rerunning_a_finished_replay_sends_nothing(
+    tmp_path: Path, kafka_bootstrap: str, make_topic: Any, sandbox: Any
+) -> None:
+    topic = make_topic(partitions=2)
+    events = env.history(users=20, events=400)
+    env.produce(kafka_bootstrap, topic, events)
+    config = _config(tmp_path, kafka_bootstrap, topic, sandbox, "live-unused")
+    first = _replay(config, tmp_path / "state")
+    before = env.requests_by_endpoint(sandbox)
+    again = _replay(config, tmp_path / "state")
+    assert env.requests_by_endpoint(sandbox) == before == first["calls"] == again["calls"]
+    assert env.actual_state(sandbox.contacts()) == env.expected_state(events)
+
+
+def test_a_rule_can_opt_a_trigger_into_replay(
+    tmp_path: Path, kafka_bootstrap: str, make_topic: Any, sandbox: Any
+) -> None:
+    topic = make_topic()
+    rules = [dict(r) for r in env.RULES]
+    otp = next(r for r in rules if r["name"] == "otp")
+    otp["do"] = [{**otp["do"][0], "on_replay": "send"}]
+    events = [env._event("user.updated", 1, 0, tier="free"), env._event("auth.otp", 1, 1, code="1")]
+    env.produce(kafka_bootstrap, topic, events)
+    config = env.write_config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topic=topic,
+        base_url=sandbox.base_url,
+        api_key=sandbox.unlimited_key,
+        group="live-unused",
+        rules=rules,
+    )
+    summary = _replay(config, tmp_path / "state")
+    assert summary["calls"] == {"upsert": 1, "trigger": 1}
+    assert len(sandbox.sends()) == 1
+
+
+def test_replay_killed_halfway_resumes_and_sends_each_final_upsert_once(
+    tmp_path: Path, kafka_bootstrap: str, make_topic: Any, sandbox: Any
+) -> None:
+    topic = make_topic(partitions=2)
+    events = env.history(users=300, events=3000)
+    env.produce(kafka_bootstrap, topic, events)
+    # The demo key's 60/min keeps the send phase slow enough to kill it in the middle.
+    config = env.write_config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topic=topic,
+        base_url=sandbox.base_url,
+        api_key=sandbox.api_key,
+        group="live-unused",
+    )
+    state = tmp_path / "state"
+    args = [
+        "replay",
+        "--config",
+        str(config),
+        "--from",
+        "earliest",
+        "--state-dir",
+        str(state),
+        "--run-name",
+        "killed",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(sandbox.requests(path="/api/v1/contacts/upsert/")) < 30:
+            assert time.monotonic() < deadline, "the replay never started sending"
+            time.sleep(0.1)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = len(sandbox.requests(path="/api/v1/contacts/upsert/"))
+    assert before < 300
+    # Run it again with the unlimited key, so the rest does not take five minutes.
+    fast = env.write_config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topic=topic,
+        base_url=sandbox.base_url,
+        api_key=sandbox.unlimited_key,
+        group="live-unused",
+    )
+    fast.replace(config)
+    summary = _replay(config, state, "--run-name", "killed")
+    upserts = sandbox.requests(path="/api/v1/contacts/upsert/")
+    per_contact: dict[str, int] = {}
+    for req in upserts:
+        per_contact[req["body"]["email"]] = per_contact.get(req["body"]["email"], 0) + 1
+    assert len(per_contact) == 300
+    resent = len(upserts) - 300
+    assert 0 <= resent <= 32  # at most max_in_flight calls were in flight at the kill
+    assert summary["calls"]["upsert"] >= 300 - before
+    assert env.actual_state(sandbox.contacts()) == env.expected_state(events)
