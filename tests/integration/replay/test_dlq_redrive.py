@@ -1,0 +1,162 @@
+"""dlq list / show / redrive on the real broker and the sandbox, through the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import replay_env as env
+
+from bridge.dlq import DeadLetter, DeadLetterProducer
+from bridge.errors import DecodeError, MappingError
+
+pytestmark = pytest.mark.integration
+
+
+def _dead_letter(bootstrap: str, dlq: str, letters: list[DeadLetter]) -> None:
+    async def go() -> None:
+        producer = DeadLetterProducer({"bootstrap.servers": bootstrap}, dlq)
+        for letter in letters:
+            await producer.send(letter)
+        producer.close()
+
+    asyncio.run(go())
+
+
+def _json(*args: Any) -> Any:
+    done = env.cli("dlq", *args, "--format", "json")
+    assert done.returncode in (0, 1), done.stderr
+    return json.loads(done.stdout)
+
+
+def test_redrive_after_a_rule_fix_leaves_nothing_behind_and_runs_once(
+    tmp_path: Path, kafka_bootstrap: str, make_topic: Any, sandbox: Any
+) -> None:
+    topic, dlq = make_topic(), make_topic()
+    events = [env._event("user.updated", u, u, tier="pro") for u in range(5)]
+    env.produce(kafka_bootstrap, topic, events)
+    # What the bridge wrote when the old `profile` rule failed on these, plus two undecodable.
+    letters = [
+        DeadLetter(
+            topic=topic,
+            partition=0,
+            offset=i,
+            key=ev["data"]["user_id"].encode(),
+            value=orjson.dumps(ev),
+            headers=[("trace", b"t1")],
+            timestamp=1_700_000_000_000,
+            error=MappingError("data.plan: missing"),
+            stage="map",
+            rule="profile",
+        )
+        for i, ev in enumerate(events)
+    ]
+    letters += [
+        DeadLetter(
+            topic=topic,
+            partition=0,
+            offset=100 + i,
+            key=None,
+            value=b"\xff garbage",
+            headers=None,
+            timestamp=None,
+            error=DecodeError("not JSON"),
+            stage="decode",
+        )
+        for i in range(2)
+    ]
+    _dead_letter(kafka_bootstrap, dlq, letters)
+    config = env.write_config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topic=topic,
+        base_url=sandbox.base_url,
+        api_key=sandbox.unlimited_key,
+        group="live-unused",
+        dlq=dlq,
+    )
+
+    listed = _json("list", "--config", config)
+    assert [
+        (r["stage"], r["rule"], r["origin"], r["attempts"], r["status"]) for r in listed[:1]
+    ] == [("map", "profile", f"{topic}/0/0", 1, "pending")]
+    assert len(listed) == 7
+
+    plan = _json("redrive", "--config", config, "--rule", "profile", "--dry-run")
+    assert (plan["selected"], plan["calls"]) == (5, {"upsert": 5})
+    assert env.requests_by_endpoint(sandbox) == {}
+
+    done = _json("redrive", "--config", config, "--rule", "profile")
+    assert (done["selected"], done["outcomes"], done["calls"]) == (5, {"ok": 5}, {"upsert": 5})
+    assert env.requests_by_endpoint(sandbox) == plan["calls"]
+    assert {c["email"] for c in sandbox.contacts()} == {f"user{u}@example.com" for u in range(5)}
+
+    pending = _json("list", "--config", config)
+    assert {r["stage"] for r in pending} == {"decode"}  # none of the profile records left
+    again = _json("redrive", "--config", config, "--rule", "profile")
+    assert (again["selected"], again["calls"]) == (0, {})
+    assert env.requests_by_endpoint(sandbox) == {"upsert": 5}
+
+    # Still undecodable: each goes back to the DLQ with attempts + 1, the old one is marked.
+    failed = _json("redrive", "--config", config, "--error-class", "PoisonError")
+    assert (failed["selected"], failed["outcomes"]) == (2, {"failed": 2})
+    everything = _json("list", "--config", config, "--all")
+    fresh = [r for r in everything if r["status"] == "pending"]
+    assert sorted((r["origin"], r["attempts"]) for r in fresh) == [
+        (f"{topic}/0/100", 2),
+        (f"{topic}/0/101", 2),
+    ]
+    assert sum(r["status"] == "redriven:failed" for r in everything) == 2
+
+
+def test_show_decodes_headers_and_masks_emails(
+    tmp_path: Path, kafka_bootstrap: str, make_topic: Any, sandbox: Any
+) -> None:
+    topic, dlq = make_topic(), make_topic()
+    ev = env._event("user.updated", 7, 1, tier="pro")
+    _dead_letter(
+        kafka_bootstrap,
+        dlq,
+        [
+            DeadLetter(
+                topic=topic,
+                partition=0,
+                offset=42,
+                key=b"usr_7",
+                value=orjson.dumps(ev),
+                headers=None,
+                timestamp=None,
+                error=MappingError("bad"),
+                stage="map",
+                rule="profile",
+                attempts=3,
+            )
+        ],
+    )
+    config = env.write_config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topic=topic,
+        base_url=sandbox.base_url,
+        api_key=sandbox.unlimited_key,
+        group="live-unused",
+        dlq=dlq,
+    )
+    shown = env.cli("dlq", "show", "--config", config, "--partition", "0", "--offset", "0")
+    assert shown.returncode == 0, shown.stderr
+    body = json.loads(shown.stdout)
+    assert (body["origin"], body["attempts"], body["error_class"]) == (
+        f"{topic}/0/42",
+        3,
+        "MappingError",
+    )
+    assert "user7@example.com" not in shown.stdout
+    assert body["value"]["seq"] == 1
+    revealed = env.cli(
+        "dlq", "show", "--config", config, "--partition", "0", "--offset", "0", "--reveal"
+    )
+    assert "user7@example.com" in revealed.stdout
