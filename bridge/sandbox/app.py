@@ -42,7 +42,7 @@ class Sandbox:
         self.clock = Clock()
         self.store = Store(config, self.clock)
         self.keys = KeyRing(config.keys, self.clock)
-        self.faults = Faults(self.clock, config.seed)
+        self.faults = Faults(self.clock, config.seed, ENDPOINT_NAMES)
         self.triggers = {t.key: t for t in config.triggers}
         # (epoch, method, path, query, status, key name, raw body, fault id, duration ms)
         self.log: deque[tuple[Any, ...]] = deque(maxlen=config.request_log_size)

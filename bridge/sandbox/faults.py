@@ -63,8 +63,9 @@ class Fault:
 
 
 class Faults:
-    def __init__(self, clock: Clock, seed: int = 0) -> None:
+    def __init__(self, clock: Clock, seed: int = 0, endpoints: tuple[str, ...] = ()) -> None:
         self._clock = clock
+        self._endpoints = endpoints
         self._seed = seed
         self._next_id = 1
         self.active: list[Fault] = []
@@ -76,6 +77,11 @@ class Faults:
 
     def add(self, spec: dict[str, Any]) -> Fault:
         fault = _build(spec, self._next_id, self._seed, self._clock.mono())
+        if fault.match not in ("*", *self._endpoints) and not fault.match.startswith("/"):
+            raise _bad(
+                f"endpoint: {fault.match!r} is neither '*', a path pattern starting with '/', "
+                f"nor one of {', '.join(self._endpoints)}"
+            )
         self._next_id += 1
         self.active.append(fault)
         return fault
@@ -136,6 +142,8 @@ def _build(spec: dict[str, Any], fault_id: int, seed: int, now: float) -> Fault:
         raise _bad("body: must be a JSON object")
     rate = _number(spec, "rate", 0, 1)
     seed_value = spec.get("seed", seed)
+    if isinstance(seed_value, bool) or not isinstance(seed_value, int | str):
+        raise _bad("seed: an integer or a string")
     return Fault(
         id=fault_id,
         match=str(match),
