@@ -121,6 +121,11 @@ class RateScheduler:
         per_window = max(1.0, smallest * self.factor)
         self.factor = min(1.0, self.factor + _INCREASE_PER_WINDOW / per_window)
 
+    def record(self, now: float, tokens: int = 1) -> None:
+        """Count requests made without a grant (the start-up ping) against the budget."""
+        for window in self.windows:
+            window.spend(now, tokens)
+
     # -- queue -------------------------------------------------------------------------------
 
     def request(self, priority: int, tokens: int = 1) -> int:
@@ -205,14 +210,19 @@ class RateGovernor:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> RateGovernor:
-        """Limits from GET /ping/, overridden by settings, times this replica's share."""
-        return cls(
+        """Limits from GET /ping/, overridden by settings, times this replica's share.
+
+        The ping itself counted against the key's budget: it is recorded as just spent.
+        """
+        governor = cls(
             per_minute=settings.rate_limit_per_minute or info.rate_limit_per_minute,
             per_hour=settings.rate_limit_per_hour or info.rate_limit_per_hour,
             share=settings.rate_share,
             clock=clock,
             sleep=sleep,
         )
+        governor.record(1)
+        return governor
 
     @property
     def per_minute(self) -> int | None:
@@ -236,6 +246,10 @@ class RateGovernor:
             self._futures.pop(seq, None)
             raise
         return self._clock() - start
+
+    def record(self, tokens: int = 1) -> None:
+        """Count a request made outside `acquire` (every other caller must acquire first)."""
+        self.core.record(self._clock(), tokens)
 
     def on_success(self) -> None:
         self.core.on_success()
