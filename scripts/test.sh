@@ -26,5 +26,8 @@ if ! scripts/kafka.sh status >/dev/null 2>&1; then
   scripts/kafka.sh start
 fi
 
+echo "== helm (built from the Go module proxy on first run, cached in .cache/bin)"
+scripts/helm.sh version --short
+
 echo "== pytest"
 $BIN/pytest "$@"
