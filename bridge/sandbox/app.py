@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from bridge.sandbox import contacts, messaging
 from bridge.sandbox.auth import KeyRing, check_scope
-from bridge.sandbox.config import SandboxConfig
+from bridge.sandbox.config import SandboxConfig, TriggerSpec
 from bridge.sandbox.faults import Fault, Faults
 from bridge.sandbox.model import ApiError, Clock
 from bridge.sandbox.store import Store
@@ -43,7 +43,7 @@ class Sandbox:
         self.store = Store(config, self.clock)
         self.keys = KeyRing(config.keys, self.clock)
         self.faults = Faults(self.clock, config.seed, ENDPOINT_NAMES)
-        self.triggers = {t.key: t for t in config.triggers}
+        self.triggers: dict[str, TriggerSpec] = {t.key: t for t in config.triggers}
         # (epoch, method, path, query, status, key name, raw body, fault id, duration ms)
         self.log: deque[tuple[Any, ...]] = deque(maxlen=config.request_log_size)
 
