@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+
+from bridge.config import MeisaSettings
+from bridge.errors import ConfigError
+from bridge.meisa.models import PingInfo
+from bridge.replay.budget import Budget, budget_from, format_duration
+from bridge.replay.command import parse_time
+from bridge.replay.progress import Progress
+
+
+def test_default_key_budget_spends_the_minute_burst_then_one_call_a_second() -> None:
+    budget = budget_from(MeisaSettings(), PingInfo())
+    assert budget.seconds_for(60) == 0
+    assert budget.seconds_for(1000) == pytest.approx(940)
+
+
+def test_the_hourly_limit_decides_long_backfills() -> None:
+    budget = budget_from(MeisaSettings(), PingInfo())
+    assert budget.seconds_for(5000) == pytest.approx(4000 * 3.6)
+
+
+def test_overrides_and_share_scale_the_budget() -> None:
+    settings = MeisaSettings(rate_limit_per_minute=600, rate_limit_per_hour=36000, rate_share=0.5)
+    budget = budget_from(settings, PingInfo())
+    assert (budget.per_minute, budget.per_hour, budget.origin) == (300, 18000, "config")
+    assert budget.rate == pytest.approx(5)
+
+
+def test_no_key_and_no_overrides_assume_the_spec_defaults() -> None:
+    assert budget_from(MeisaSettings(), None) == Budget(60, 1000, "default")
+
+
+def test_unlimited_budget_takes_no_time() -> None:
+    budget = Budget(None, None, "ping")
+    assert budget.seconds_for(10**6) == 0
+    assert math.isinf(budget.rate)
+
+
+def test_format_duration() -> None:
+    assert [format_duration(s) for s in (5, 125, 3725, math.inf)] == [
+        "5s",
+        "2m05s",
+        "1h02m",
+        "unknown",
+    ]
+
+
+def test_parse_time() -> None:
+    now = 1_800_000_000.0
+    assert parse_time("earliest", now=now) is None
+    assert parse_time("now", now=now) is None
+    assert parse_time("2h", now=now) == (now - 7200) * 1000
+    assert parse_time("2026-01-31T00:00:00Z", now=now) == 1_769_817_600_000
+    assert parse_time("2026-01-31", now=now) == 1_769_817_600_000
+    with pytest.raises(ConfigError):
+        parse_time("yesterday", now=now)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_logs_periodically_off_a_terminal(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    progress = Progress(
+        stream=io.StringIO(), clock=clock, budget=Budget(60, 1000, "ping"), tty=False, interval=10
+    )
+    caplog.set_level("INFO", logger="bridge.replay")
+    for i in range(100):
+        clock.now = i * 0.5
+        progress.update(events_read=i, events_total=100)
+    assert len(caplog.records) == 5  # t = 0, 10, 20, 30, 40
+    assert "events 80/100" in caplog.records[-1].getMessage()
+
+
+def test_progress_bar_on_a_terminal_shows_calls_left_and_eta() -> None:
+    clock, out = Clock(), io.StringIO()
+    progress = Progress(stream=out, clock=clock, budget=Budget(60, None, "ping"), tty=True)
+    progress.update(phase="send", calls_sent=0, calls_left=120)
+    clock.now = 10.0
+    progress.update(calls_sent=10, calls_left=110)
+    assert progress.eta() == pytest.approx(110)  # the budget's 1/s is slower than the pace
+    progress.finish()
+    line = out.getvalue().split("\r")[-1]
+    assert "calls sent 10, left 110, ETA 1m50s" in line
+    assert line.endswith("\n")
