@@ -152,8 +152,10 @@ class Metrics:
     def governor_wait(self, seconds: float) -> None:
         self._m["meisa_bridge_governor_wait_seconds"].observe(seconds)
 
-    def governor_rate(self, per_minute: float) -> None:
-        self._m["meisa_bridge_governor_rate_per_minute"].set(per_minute)
+    def governor_rate(self, per_minute: float | None) -> None:
+        """None (limits not known yet, e.g. before GET /ping) leaves the gauge as it is."""
+        if per_minute is not None:
+            self._m["meisa_bridge_governor_rate_per_minute"].set(per_minute)
 
     def retries(self, endpoint: str, reason: str) -> None:
         self._child("meisa_bridge_retries_total", endpoint, reason).inc()
@@ -193,7 +195,7 @@ class NullMetrics(Metrics):
     def governor_wait(self, seconds: float) -> None:
         pass
 
-    def governor_rate(self, per_minute: float) -> None:
+    def governor_rate(self, per_minute: float | None) -> None:
         pass
 
     def assigned_partitions(self, count: int) -> None:
