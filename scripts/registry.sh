@@ -56,9 +56,10 @@ start() {
   mkdir -p "$DATA"
   local jar
   jar=$(runner_jar)
-  (cd "$DATA" && nohup java -Xms64m -Xmx384m -Dquarkus.http.host=127.0.0.1 \
-    -Dquarkus.http.port="$PORT" -jar "$jar" >"$DATA/console.log" 2>&1 &
-    echo $! >"$PID_FILE")
+  cd "$DATA"
+  nohup java -Xms64m -Xmx384m -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$PORT" \
+    -jar "$jar" >"$DATA/console.log" 2>&1 &
+  echo $! >"$PID_FILE"  # the java process itself, so stop signals the JVM
   local waited=0
   until answers; do
     running_pid >/dev/null || die "exited during start-up, see $DATA/console.log"
