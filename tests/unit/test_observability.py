@@ -110,6 +110,13 @@ def test_every_method_lands_in_its_metric() -> None:
     assert "_created" not in text
 
 
+def test_governor_rate_of_none_keeps_the_last_value() -> None:
+    metrics = Metrics()
+    metrics.governor_rate(60)
+    metrics.governor_rate(None)
+    assert _sample(metrics, "meisa_bridge_governor_rate_per_minute") == 60
+
+
 def test_metric_name_literal_lists_exactly_the_registered_metrics() -> None:
     families = {metric.name for metric in Metrics().registry.collect()}
     declared = {name.removesuffix("_total") for name in get_args(MetricName)}
