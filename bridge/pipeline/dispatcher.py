@@ -52,11 +52,13 @@ class Dispatcher:
         max_in_flight: int = 32,
         guard: Guard = _no_guard,
         on_skip: Callable[[str], None] = lambda reason: None,
+        on_halt: Callable[[HaltError], None] = lambda exc: None,
     ) -> None:
         self._deliver = deliver
         self._on_finished = on_finished
         self._guard = guard
         self._on_skip = on_skip
+        self._on_halt = on_halt
         self._queues: ContactQueues[InFlight] = ContactQueues()
         self._lanes = {
             True: asyncio.Semaphore(max_in_flight),
@@ -164,6 +166,7 @@ class Dispatcher:
         if self.halted is None:
             self.halted = exc
             log.error("halting: %s: %s", type(exc).__name__, exc)
+            self._on_halt(exc)
 
 
 def _failure(exc: PoisonError, call: MeisaCall) -> Failure:

@@ -1,11 +1,245 @@
-"""Placeholder until its issue lands."""
+"""`meisa-bridge run --config FILE`: start-up checks, wiring, signals, exit codes.
+
+Exit codes:
+    0  clean shutdown (SIGTERM/SIGINT): in-flight work drained within the grace, offsets committed
+    1  halted: 401/403 from Meisa, the DLQ breaker tripped, a poison message with no DLQ topic, a
+       DLQ write that failed, or a fatal Kafka error. Only finished offsets were committed.
+    2  refused to start: bad config, Meisa unreachable or the key rejected (401) at start-up, or
+       the key lacks scopes the rules need (the message names each scope and the rules)
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import signal
 import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bridge.config import BridgeConfig, load_config
+from bridge.errors import (
+    BridgeError,
+    ConfigError,
+    HaltError,
+    RetryableError,
+    SkipOutcome,
+    Unauthorized,
+)
+from bridge.meisa.client import MeisaClient
+from bridge.meisa.delivery import Attempt, Deliverer
+from bridge.meisa.governor import RateGovernor
+from bridge.meisa.models import PingInfo
+from bridge.meisa.scopes import format_missing, missing_scopes
+from bridge.observability import (
+    HealthServer,
+    HealthState,
+    Metrics,
+    configure_logging,
+    register_config_secrets,
+)
+from bridge.pipeline.guards import CallGuard, GuardedSender, SuppressionList
+
+log = logging.getLogger("bridge.run")
+
+EXIT_OK, EXIT_HALTED, EXIT_REFUSED = 0, 1, 2
+PING_ATTEMPTS = 5  # ~15 s of backoff: long enough for a sandbox or a proxy to come up
+
+
+class StartupRefused(BridgeError):
+    """The bridge will not start; the message says why and what to change."""
 
 
 def run_command(args: argparse.Namespace) -> int:
-    print("not implemented yet", file=sys.stderr)
-    return 2
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"meisa-bridge: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    configure_logging(config.logging)
+    register_config_secrets(config)
+    return asyncio.run(run_bridge(config, install_signals=True))
+
+
+async def run_bridge(
+    config: BridgeConfig,
+    *,
+    stop: asyncio.Event | None = None,
+    install_signals: bool = False,
+    metrics: Metrics | None = None,
+) -> int:
+    """Run until `stop` is set (or a signal, or a halt); returns the exit code."""
+    metrics = metrics or Metrics()
+    health = HealthState()
+    client = MeisaClient(config.meisa)
+    try:
+        try:
+            info = await startup_check(client, config)
+        except StartupRefused as exc:
+            log.error("refusing to start: %s", exc)
+            print(f"meisa-bridge: refusing to start: {exc}", file=sys.stderr)
+            return EXIT_REFUSED
+        health.meisa_reachable = True
+        return await _serve(
+            config,
+            client=client,
+            info=info,
+            health=health,
+            metrics=metrics,
+            stop=stop,
+            install_signals=install_signals,
+        )
+    finally:
+        await client.aclose()
+
+
+async def startup_check(client: MeisaClient, config: BridgeConfig) -> PingInfo:
+    """GET /ping, then compare the key's scopes with what the rules need."""
+    if config.rules is None:
+        raise StartupRefused(f"{config.source}: no rules (add `rules:` or `rules_file:`)")
+    if not config.topics:
+        raise StartupRefused(f"{config.source}: no topics to consume (add `topics:`)")
+    info = await _ping(client, config)
+    missing = missing_scopes(config.rules.scopes_needed(), info.scopes)
+    if missing:
+        raise StartupRefused(format_missing(missing))
+    log.info(
+        "Meisa key %r (%s): %s/min, %s/h; scopes ok",
+        info.name,
+        info.environment,
+        info.rate_limit_per_minute,
+        info.rate_limit_per_hour,
+    )
+    return info
+
+
+async def _ping(client: MeisaClient, config: BridgeConfig) -> PingInfo:
+    for attempt in range(PING_ATTEMPTS):
+        try:
+            return await client.ping()
+        except Unauthorized as exc:
+            raise StartupRefused(
+                f"Meisa rejected the API key (401) at {config.meisa.base_url}: check meisa.api_key "
+                f"(MEISA_API_KEY). {exc}"
+            ) from None
+        except RetryableError as exc:
+            if attempt == PING_ATTEMPTS - 1:
+                raise StartupRefused(
+                    f"Meisa is not reachable at {config.meisa.base_url}: {exc}"
+                ) from None
+            log.warning("GET /ping failed (%s); retrying", exc)
+            await asyncio.sleep(2**attempt)
+        except HaltError as exc:
+            raise StartupRefused(f"GET /ping: {exc}") from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class _Parts:
+    deliverer: Deliverer
+    governor: RateGovernor
+    guard: CallGuard
+    suppression: SuppressionList
+
+
+def _build(config: BridgeConfig, client: MeisaClient, info: PingInfo, metrics: Metrics) -> _Parts:
+    suppression = SuppressionList(
+        client.unsubscribed_emails, interval=config.suppression.interval_seconds
+    )
+    guard = CallGuard(suppressed=suppression.__contains__)
+    governor = RateGovernor.from_ping(info, config.meisa)
+    if governor.per_minute is not None:  # None: an unlimited (sandbox) key
+        metrics.governor_rate(governor.per_minute)
+    deliverer = Deliverer(
+        GuardedSender(client, guard),
+        governor,
+        settings=config.meisa,
+        on_attempt=_attempt_metrics(metrics),
+    )
+    return _Parts(deliverer, governor, guard, suppression)
+
+
+def _attempt_metrics(metrics: Metrics) -> Callable[[Attempt], None]:
+    def record(attempt: Attempt) -> None:
+        kind = attempt.call.kind
+        metrics.calls(kind, _status(attempt))
+        metrics.call_latency(kind, attempt.duration)
+        metrics.governor_wait(attempt.waited)
+        if isinstance(attempt.error, RetryableError):
+            metrics.retries(kind, type(attempt.error).__name__)
+
+    return record
+
+
+def _status(attempt: Attempt) -> int | str:
+    if attempt.result is not None:
+        return attempt.result.status
+    error = attempt.error
+    status = getattr(error, "status", None)
+    if isinstance(status, int):
+        return status
+    if isinstance(error, SkipOutcome):
+        return "skipped"
+    return type(error).__name__
+
+
+async def _serve(
+    config: BridgeConfig,
+    *,
+    client: MeisaClient,
+    info: PingInfo,
+    health: HealthState,
+    metrics: Metrics,
+    stop: asyncio.Event | None,
+    install_signals: bool,
+) -> int:
+    from bridge.codecs import build_decoder
+    from bridge.dlq import DeadLetterProducer
+    from bridge.pipeline.pipeline import Pipeline
+
+    parts = _build(config, client, info, metrics)
+    dlq = DeadLetterProducer(config.kafka, config.dlq.topic) if config.dlq.topic else None
+    if dlq is None:
+        log.warning("no dead_letter_topic: a poison message halts the bridge")
+    pipeline = Pipeline(
+        config=config,
+        decoder=build_decoder(config.codec),
+        rules=config.rules,
+        deliver=parts.deliverer.deliver,
+        guard=parts.guard,
+        dlq=dlq,
+        metrics=metrics,
+        health=health,
+    )
+    server = HealthServer(config.server, health, metrics)
+    server.bind()
+    background = [asyncio.create_task(server.serve(), name="health")]
+    if config.suppression.enabled:
+        background.append(asyncio.create_task(parts.suppression.run(), name="suppression"))
+    if stop is not None:
+        background.append(asyncio.create_task(_relay(stop.wait(), pipeline.stop)))
+    if install_signals:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, pipeline.stop)
+    log.info("consuming %s as group %r", ", ".join(config.topics), config.kafka.get("group.id"))
+    try:
+        halted = await pipeline.run()
+    finally:
+        server.stop()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await parts.governor.aclose()
+        if dlq is not None:
+            dlq.close()
+    if halted is not None:
+        print(f"meisa-bridge: halted: {type(halted).__name__}: {halted}", file=sys.stderr)
+        return EXIT_HALTED
+    return EXIT_OK
+
+
+async def _relay(wait: Awaitable[object], then: Callable[[], None]) -> None:
+    await wait
+    then()

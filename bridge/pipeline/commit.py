@@ -1,0 +1,66 @@
+"""Committing: the explicit last step. Only the tracker's contiguous prefix is ever committed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaException
+
+from bridge.config import PipelineSettings
+from bridge.pipeline.message import TopicPartition
+from bridge.pipeline.offsets import OffsetTracker
+
+log = logging.getLogger("bridge.pipeline.commit")
+
+CommitFn = Callable[[Mapping[TopicPartition, int]], Awaitable[None]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommitPolicy:
+    """When offsets are committed. Revokes and shutdown always commit, within their grace."""
+
+    interval_seconds: float = 2.0
+    revoke_grace_seconds: float = 10.0
+    shutdown_grace_seconds: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: PipelineSettings) -> CommitPolicy:
+        return cls(
+            interval_seconds=settings.commit_interval_seconds,
+            revoke_grace_seconds=settings.revoke_grace_seconds,
+            shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        )
+
+
+class Committer:
+    """Commits what the tracker allows and records it, so a position is committed once."""
+
+    def __init__(
+        self,
+        tracker: OffsetTracker,
+        commit: CommitFn,
+        *,
+        on_committed: Callable[[TopicPartition, int], None] = lambda tp, offset: None,
+    ) -> None:
+        self._tracker = tracker
+        self._commit = commit
+        self._on_committed = on_committed
+
+    async def commit(
+        self, tps: Iterable[TopicPartition] | None = None
+    ) -> dict[TopicPartition, int]:
+        """Commit now; a failed commit is logged and retried on the next call."""
+        offsets = self._tracker.committable(tps)
+        if not offsets:
+            return {}
+        try:
+            await self._commit(offsets)
+        except KafkaException as exc:
+            log.warning("commit failed, will retry: %s", exc)
+            return {}
+        self._tracker.mark_committed(offsets)
+        for tp, offset in offsets.items():
+            self._on_committed(tp, offset)
+        return offsets

@@ -1,0 +1,147 @@
+"""A thin wrapper around confluent-kafka's Consumer, owned by one dedicated thread.
+
+Every consumer call (consume, commit, pause, resume, close) runs on that thread, so the asyncio
+loop never blocks on librdkafka and the consumer is never touched from two threads. Rebalance
+callbacks run on it too, inside `consume()`; they hand over to the loop and wait for its answer.
+With the cooperative-sticky assignor confluent-kafka applies the incremental assign/unassign itself
+after each callback returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from bridge.pipeline.message import TopicPartition as TP
+
+log = logging.getLogger("bridge.pipeline.consumer")
+
+# design.md "Delivery": at-least-once needs manual commits of explicit offsets and no auto-store.
+FORCED: Mapping[str, Any] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "isolation.level": "read_committed",
+}
+DEFAULTS: Mapping[str, Any] = {
+    "auto.offset.reset": "earliest",
+    "partition.assignment.strategy": "cooperative-sticky",
+    "group.id": "meisa-bridge",
+}
+
+Rebalance = Callable[[list[TP]], None]
+
+
+def consumer_config(kafka: Mapping[str, Any]) -> dict[str, Any]:
+    """User properties (SASL, SSL, ...) over our defaults, with the safety settings forced."""
+    return {**DEFAULTS, **kafka, **FORCED}
+
+
+def _tps(partitions: Iterable[TopicPartition]) -> list[TP]:
+    return [(p.topic, p.partition) for p in partitions]
+
+
+class KafkaSource:
+    """Subscribe, consume batches, pause/resume, commit explicit offsets, close."""
+
+    def __init__(
+        self,
+        kafka: Mapping[str, Any],
+        topics: Iterable[str],
+        *,
+        on_assign: Rebalance,
+        on_revoke: Callable[[list[TP]], dict[TP, int]],
+        on_lost: Rebalance,
+    ) -> None:
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
+        self._conf = consumer_config(kafka)
+        self._topics = list(topics)
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._on_lost = on_lost
+        self._consumer: Any = None
+        self.group_id = str(self._conf["group.id"])
+
+    def __repr__(self) -> str:
+        return f"KafkaSource(topics={self._topics!r}, group_id={self.group_id!r})"
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    async def start(self) -> None:
+        await self._run(self._start)
+
+    def _start(self) -> None:
+        self._consumer = Consumer(self._conf, logger=logging.getLogger("bridge.kafka"))
+        self._consumer.subscribe(
+            self._topics,
+            on_assign=lambda c, ps: self._on_assign(_tps(ps)),
+            on_revoke=self._revoked,
+            on_lost=lambda c, ps: self._on_lost(_tps(ps)),
+        )
+
+    def _revoked(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        # Commit what finished before giving the partitions away (this thread owns the consumer).
+        offsets = self._on_revoke(_tps(partitions))
+        if offsets:
+            try:
+                self._commit(offsets)
+            except KafkaException as exc:
+                log.warning("commit on revoke failed, the new owner re-reads from earlier: %s", exc)
+
+    async def consume(self, max_messages: int, wait: float) -> list[Message]:
+        result: list[Message] = await self._run(self._consume, max_messages, wait)
+        return result
+
+    def _consume(self, max_messages: int, timeout: float) -> list[Message]:
+        messages = self._consumer.consume(num_messages=max_messages, timeout=timeout)
+        out = []
+        for m in messages:
+            err = m.error()
+            if err is None:
+                out.append(m)
+            elif err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", err)
+                if err.fatal():
+                    raise KafkaException(err)
+        return out
+
+    async def commit(self, offsets: Mapping[TP, int]) -> None:
+        """Commit synchronously; raises KafkaException on failure (retried on the next tick)."""
+        await self._run(self._commit, dict(offsets))
+
+    def _commit(self, offsets: Mapping[TP, int]) -> None:
+        tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        self._consumer.commit(offsets=tps, asynchronous=False)
+
+    async def pause(self, tps: Iterable[TP]) -> None:
+        await self._run(self._consumer.pause, [TopicPartition(t, p) for t, p in tps])
+
+    async def resume(self, tps: Iterable[TP]) -> None:
+        await self._run(self._consumer.resume, [TopicPartition(t, p) for t, p in tps])
+
+    async def high_watermarks(self, tps: Iterable[TP]) -> dict[TP, int]:
+        """Cached high watermarks (no broker round trip) for the lag metric."""
+        return dict(await self._run(self._watermarks, list(tps)))
+
+    def _watermarks(self, tps: list[TP]) -> dict[TP, int]:
+        out = {}
+        for t, p in tps:
+            try:
+                _, high = self._consumer.get_watermark_offsets(TopicPartition(t, p), cached=True)
+            except KafkaException:
+                continue
+            if high >= 0:
+                out[(t, p)] = int(high)
+        return out
+
+    async def close(self) -> None:
+        """Leave the group (the revoke callback commits what is done), then stop the thread."""
+        if self._consumer is not None:
+            await self._run(self._consumer.close)
+            self._consumer = None
+        self._thread.shutdown(wait=True)

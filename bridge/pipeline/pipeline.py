@@ -1,0 +1,366 @@
+"""The consume loop: Kafka -> decode -> map -> dispatch -> DLQ or done -> commit.
+
+One asyncio loop drives everything; the Kafka consumer lives on its own thread (consumer.py).
+Polling never stops while deliveries wait (a long Retry-After only pauses the partitions whose
+buffers are full), so max.poll.interval.ms is never exceeded and a partition with a backlog does
+not hold up the others.
+
+Steps, one module each: `consumer` (Kafka), `offsets` (what is done), `dispatcher` (+`coalesce`,
+`guards`) (Meisa), bridge.dlq (poison), `commit` (the explicit last step).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from bridge.config import BridgeConfig
+from bridge.dlq import DeadLetter, DeadLetterProducer, DlqBreaker, NoDeadLetterTopic
+from bridge.errors import HaltError, PoisonError
+from bridge.events import Envelope
+from bridge.meisa.calls import MeisaCall
+from bridge.observability import HealthState, Metrics, NullMetrics
+from bridge.pipeline.commit import CommitPolicy, Committer
+from bridge.pipeline.consumer import KafkaSource
+from bridge.pipeline.dispatcher import Deliver, Dispatcher, Guard
+from bridge.pipeline.message import Failure, InFlight, Record, TopicPartition
+from bridge.pipeline.offsets import OffsetOrderError, OffsetTracker
+
+log = logging.getLogger("bridge.pipeline")
+
+POLL_WAIT_SECONDS = 0.2  # how long one consume() may block; bounds shutdown and pause latency
+HALT_GRACE_SECONDS = 5.0  # after a halt, in-flight calls get this long before they are cancelled
+
+
+class Decoder(Protocol):
+    def decode(
+        self,
+        *,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes | None]] | None,
+        timestamp: int | None,
+    ) -> Envelope: ...
+
+
+class Rules(Protocol):
+    def map(self, envelope: Envelope, *, replay: bool = False) -> list[MeisaCall]: ...
+
+
+def _record(m: Any) -> Record:
+    ts_type, ts = m.timestamp()
+    return Record(
+        topic=m.topic(),
+        partition=m.partition(),
+        offset=m.offset(),
+        key=m.key(),
+        value=m.value(),
+        headers=m.headers(),
+        timestamp=ts if ts_type != 0 else None,  # 0: TIMESTAMP_NOT_AVAILABLE
+    )
+
+
+class Pipeline:
+    """Runs until `stop()` or a halt; `run()` returns the HaltError, or None after a clean stop."""
+
+    def __init__(
+        self,
+        *,
+        config: BridgeConfig,
+        decoder: Decoder,
+        rules: Rules,
+        deliver: Deliver,
+        guard: Guard,
+        dlq: DeadLetterProducer | None,
+        metrics: Metrics | None = None,
+        health: HealthState | None = None,
+    ) -> None:
+        settings = config.pipeline
+        self.policy = CommitPolicy.from_settings(settings)
+        self._batch = settings.batch_size
+        self._high = settings.max_buffered_per_partition
+        self._decoder = decoder
+        self._rules = rules
+        self._dlq = dlq
+        self._metrics = metrics or NullMetrics()
+        self._health = health or HealthState()
+        self._breaker = DlqBreaker(
+            max_consecutive=config.dlq.max_consecutive,
+            max_ratio=config.dlq.max_ratio,
+            window=config.dlq.ratio_window,
+        )
+        self.tracker = OffsetTracker()
+        self.dispatcher = Dispatcher(
+            deliver=deliver,
+            on_finished=self._finished,
+            max_in_flight=settings.max_in_flight,
+            guard=guard,
+            on_skip=self._metrics.skipped,
+            on_halt=self._halt,
+        )
+        self._source = KafkaSource(
+            config.kafka,
+            config.topics,
+            on_assign=self._threadsafe(self._on_assign),
+            on_revoke=self._threadsafe(self._on_revoke),
+            on_lost=self._threadsafe(self._on_lost),
+        )
+        self._committer = Committer(self.tracker, self._source.commit, on_committed=self._committed)
+        self._assigned: set[TopicPartition] = set()
+        self._paused: set[TopicPartition] = set()
+        self._live: dict[TopicPartition, dict[int, InFlight]] = {}
+        self._positions: dict[TopicPartition, int] = {}
+        self._dlq_tasks: set[asyncio.Task[None]] = set()
+        self._stop = asyncio.Event()
+        self._closing = False
+        self._coalesced_seen = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.halted: HaltError | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask for a clean shutdown (SIGTERM/SIGINT): drain within the grace, commit, leave."""
+        self._stop.set()
+
+    async def run(self) -> HaltError | None:
+        self._loop = asyncio.get_running_loop()
+        await self._source.start()
+        self._health.started = True
+        poll = asyncio.create_task(self._poll_loop(), name="poll")
+        timer = asyncio.create_task(self._commit_loop(), name="commit")
+        await self._stop.wait()
+        await self._shutdown(poll, timer)
+        return self.halted
+
+    async def _shutdown(self, poll: asyncio.Task[None], timer: asyncio.Task[None]) -> None:
+        self._closing = True
+        await asyncio.gather(poll, return_exceptions=True)
+        grace = self.policy.shutdown_grace_seconds
+        if self.halted is not None:
+            grace = min(grace, HALT_GRACE_SECONDS)
+        if not await self._drain(grace):
+            log.warning("shutdown grace of %.0fs ran out; unfinished messages are re-read", grace)
+        await self.dispatcher.aclose()
+        for task in list(self._dlq_tasks):
+            task.cancel()
+        await asyncio.gather(*self._dlq_tasks, return_exceptions=True)
+        timer.cancel()
+        await asyncio.gather(timer, return_exceptions=True)
+        committed = await self._committer.commit()
+        log.info("final commit: %s", {f"{t}/{p}": o for (t, p), o in committed.items()})
+        await self._source.close()
+
+    async def _drain(self, grace: float) -> bool:
+        if not await self.dispatcher.wait_idle(grace):
+            return False
+        if self._dlq_tasks:
+            await asyncio.wait(list(self._dlq_tasks), timeout=grace)
+        return not self._dlq_tasks
+
+    def _halt(self, exc: HaltError) -> None:
+        if self.halted is None:
+            self.halted = exc
+            log.error("halted: %s: %s", type(exc).__name__, exc)
+            self._health.halt(f"{type(exc).__name__}: {exc}")
+            self._metrics.halted(True)
+        self._stop.set()
+
+    # -- consuming -----------------------------------------------------------------------------
+
+    async def _poll_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                messages = await self._source.consume(self._batch, POLL_WAIT_SECONDS)
+                self._health.beat()
+                for m in messages:
+                    self._accept(_record(m))
+                await self._backpressure()
+        except Exception as exc:
+            self._halt(HaltError(f"Kafka consumer failed: {type(exc).__name__}: {exc}"))
+
+    def _accept(self, record: Record) -> None:
+        tp = record.tp
+        if tp not in self._assigned or self._closing:
+            return  # fetched before a revoke in the same consume(); the new owner reads it
+        try:
+            self.tracker.track(tp, record.offset)
+        except OffsetOrderError:
+            log.warning("ignoring %s/%d@%d: already seen", *tp, record.offset)
+            return
+        message = InFlight(record)
+        self._live.setdefault(tp, {})[record.offset] = message
+        try:
+            message.envelope = self._decode(record)
+            calls = self._rules.map(message.envelope)
+        except PoisonError as exc:
+            rule = getattr(exc, "rule", None) or ""
+            message.fail(Failure(error=exc, stage=exc.stage, rule=rule, attempts=0))
+            self._finished(message)
+            return
+        self.dispatcher.submit(message, calls)
+
+    def _decode(self, r: Record) -> Envelope:
+        return self._decoder.decode(
+            topic=r.topic,
+            partition=r.partition,
+            offset=r.offset,
+            key=r.key,
+            value=r.value,
+            headers=r.headers,
+            timestamp=r.timestamp,
+        )
+
+    async def _backpressure(self) -> None:
+        low = self._high // 2
+        pause = [
+            tp for tp in self._assigned - self._paused if self.tracker.in_flight(tp) >= self._high
+        ]
+        resume = [tp for tp in self._paused if self.tracker.in_flight(tp) <= low]
+        if pause:
+            await self._source.pause(pause)
+            self._paused.update(pause)
+        if resume:
+            await self._source.resume(resume)
+            self._paused.difference_update(resume)
+
+    # -- outcomes ------------------------------------------------------------------------------
+
+    def _finished(self, message: InFlight) -> None:
+        """Every call of the message is done (dispatcher callback, or decode/map failure)."""
+        if message.cancelled:
+            return
+        poison = message.failure is not None
+        try:
+            self._breaker.record(poison)
+        except HaltError as exc:
+            self._halt(exc)
+            return
+        if not poison:
+            self._done(message, "skipped" if message.skipped else "ok")
+            return
+        task = asyncio.create_task(self._dead_letter(message))
+        self._dlq_tasks.add(task)
+        task.add_done_callback(self._dlq_tasks.discard)
+
+    async def _dead_letter(self, message: InFlight) -> None:
+        failure = message.failure
+        assert failure is not None
+        r = message.record
+        if self._dlq is None:
+            self._halt(NoDeadLetterTopic(f"{r.topic}/{r.partition}@{r.offset}: {failure.error}"))
+            return
+        letter = DeadLetter(
+            topic=r.topic,
+            partition=r.partition,
+            offset=r.offset,
+            key=r.key,
+            value=r.value,
+            headers=r.headers,
+            timestamp=r.timestamp,
+            error=failure.error,
+            stage=failure.stage,
+            rule=failure.rule,
+            attempts=failure.attempts,
+        )
+        try:
+            await self._dlq.send(letter)
+        except HaltError as exc:
+            self._halt(exc)
+            return
+        log.warning(
+            "dead-lettered %s/%d@%d (%s, rule %r): %s",
+            r.topic,
+            r.partition,
+            r.offset,
+            failure.stage,
+            failure.rule,
+            failure.error,
+        )
+        self._metrics.dlq(r.topic, failure.stage)
+        self._done(message, "dlq")
+
+    def _done(self, message: InFlight, outcome: str) -> None:
+        self._live.get(message.tp, {}).pop(message.offset, None)
+        self.tracker.done(message.tp, message.offset)
+        event_type = message.envelope.type if message.envelope is not None else None
+        self._metrics.events(message.record.topic, event_type, outcome)
+
+    # -- commits and rebalances ------------------------------------------------------------------
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.policy.interval_seconds)
+            await self._committer.commit()
+            await self._report()
+
+    async def _report(self) -> None:
+        self._metrics.in_flight(self.dispatcher.sending)
+        merged = self.dispatcher.coalesced
+        if merged > self._coalesced_seen:
+            self._metrics.coalesced(merged - self._coalesced_seen)
+            self._coalesced_seen = merged
+        highs = await self._source.high_watermarks(self._assigned)
+        for tp, high in highs.items():
+            if tp in self._positions:
+                self._metrics.consumer_lag(tp[0], tp[1], max(0, high - self._positions[tp]))
+
+    def _committed(self, tp: TopicPartition, offset: int) -> None:
+        self._positions[tp] = offset
+        self._metrics.committed(tp[0], tp[1], offset)
+
+    def _threadsafe(self, handler: Callable[[list[TopicPartition]], Any]) -> Any:
+        """Run a rebalance handler on the loop from the consumer thread and wait for its result."""
+
+        def call(tps: list[TopicPartition]) -> Any:
+            assert self._loop is not None
+            future = asyncio.run_coroutine_threadsafe(handler(tps), self._loop)
+            return future.result(timeout=self.policy.revoke_grace_seconds + 30)
+
+        return call
+
+    async def _on_assign(self, tps: list[TopicPartition]) -> None:
+        log.info("assigned: %s", _names(tps))
+        self.tracker.assign(tps)
+        self._assigned.update(tps)
+        self._health.on_assignment(len(self._assigned))
+        self._metrics.assigned_partitions(len(self._assigned))
+
+    async def _on_revoke(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Let in-flight work of the partitions finish (within the grace); return what to commit."""
+        log.info("revoked: %s", _names(tps))
+        self._assigned.difference_update(tps)
+        deadline = asyncio.get_running_loop().time() + self.policy.revoke_grace_seconds
+        while any(self.tracker.in_flight(tp) for tp in tps) and self.halted is None:
+            if asyncio.get_running_loop().time() >= deadline:
+                log.warning("revoke grace ran out; unfinished messages go to the new owner")
+                break
+            await asyncio.sleep(0.02)
+        offsets = self.tracker.committable(tps)
+        self._release(tps)
+        return offsets
+
+    async def _on_lost(self, tps: list[TopicPartition]) -> None:
+        """Lost partitions (session timeout): another member may own them already: no commit."""
+        log.warning("lost: %s", _names(tps))
+        self._assigned.difference_update(tps)
+        self._release(tps)
+
+    def _release(self, tps: Iterable[TopicPartition]) -> None:
+        for tp in tps:
+            for message in self._live.pop(tp, {}).values():
+                message.cancelled = True
+            self._paused.discard(tp)
+            self._positions.pop(tp, None)
+        self.tracker.forget(tps)
+        self._health.on_assignment(len(self._assigned))
+        self._metrics.assigned_partitions(len(self._assigned))
+
+
+def _names(tps: Iterable[TopicPartition]) -> str:
+    return ", ".join(f"{t}/{p}" for t, p in sorted(tps)) or "-"

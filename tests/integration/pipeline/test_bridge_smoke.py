@@ -1,0 +1,60 @@
+"""The bridge end to end on the real broker and the sandbox over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bridge.sandbox.testing import SandboxHandle, run_sandbox
+from bridge_harness import (
+    bridge_in_process,
+    committed,
+    end_offsets,
+    event,
+    produce,
+    wait_for,
+    write_config,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxHandle]:
+    with run_sandbox() as sb:
+        yield sb
+
+
+def test_events_become_calls_and_offsets_are_committed(
+    kafka_bootstrap: str, make_topic, sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    topic = make_topic(partitions=2)
+    group = "g-smoke"
+    path = write_config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topics=[topic],
+        base_url=sandbox.base_url,
+        api_key=sandbox.unlimited_key,
+        group=group + topic,
+    )
+    events = []
+    for u in range(5):
+        events.append(event("user.updated", u, 0))
+        events.append(event("user.acted", u, 1))
+        events.append(event("auth.otp", u, 2, code="123456"))
+    produce(kafka_bootstrap, topic, events)
+    ends = end_offsets(kafka_bootstrap, topic, 2)
+    with bridge_in_process(path) as bridge:
+        wait_for(
+            lambda: committed(kafka_bootstrap, group + topic, topic, 2) == ends,
+            60,
+            "committed offsets to reach the end",
+        )
+        assert bridge.running
+    assert bridge.exit_code == 0
+    assert len(sandbox.contacts()) == 5
+    assert len(sandbox.events()) == 5
+    assert len(sandbox.sends()) == 5
