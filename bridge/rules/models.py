@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.errors import MappingError
@@ -66,14 +66,26 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
 }
 
 
+def checker(spec: FieldSpec) -> Callable[[Any], Any]:
+    """The normaliser for one field: None means "leave the field out". Raises FieldValueError."""
+    convert = _CONVERT[spec.type]
+    if not spec.choices and not spec.required:
+        return convert  # the common case pays for one call only
+
+    def check(value: Any) -> Any:
+        out = convert(value)
+        if out is not None and spec.choices and out not in spec.choices:
+            raise FieldValueError(f"{out!r} is not one of {', '.join(spec.choices)}")
+        if out is None and spec.required:
+            raise FieldValueError("required, but the value is null or empty")
+        return out
+
+    return check
+
+
 def check_value(spec: FieldSpec, value: Any) -> Any:
     """Normalise one field value; None means "leave the field out". Raises FieldValueError."""
-    out = _CONVERT[spec.type](value)
-    if out is not None and spec.choices and out not in spec.choices:
-        raise FieldValueError(f"{out!r} is not one of {', '.join(spec.choices)}")
-    if out is None and spec.required:
-        raise FieldValueError("required, but the value is null or empty")
-    return out
+    return checker(spec)(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +93,10 @@ class BodyField:
     name: str
     spec: FieldSpec
     value: Compiled
+    check: Callable[[Any], Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "check", checker(self.spec))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +116,7 @@ class Action:
         body: dict[str, Any] = {}
         for f in self.fields:
             try:
-                value = check_value(f.spec, f.value.evaluate(ctx))
+                value = f.check(f.value.evaluate(ctx))
             except (FieldValueError, EvaluationError) as exc:
                 raise self._error(rule, f.name, str(exc)) from None
             if value is not None:
