@@ -24,7 +24,7 @@ KAFKA_VERSION=${KAFKA_VERSION:-4.1.1}
 KAFKA_PORT=${KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
 if [ "$KAFKA_PORT" = 9092 ]; then default_data="$ROOT/var/kafka"; else default_data="$ROOT/var/kafka-$KAFKA_PORT"; fi
-DATA=${KAFKA_DATA_DIR:-$default_data}
+DATA=$(realpath -m "${KAFKA_DATA_DIR:-$default_data}")
 HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}
 START_TIMEOUT=${KAFKA_START_TIMEOUT:-120}
 STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-60}
@@ -67,11 +67,21 @@ ensure_jars() {
     org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
     -Dkafka.version="$KAFKA_VERSION" -DincludeScope=runtime -DoutputDirectory="$tmp"; then
     rm -rf "$tmp"
+    rmdir "$(dirname "$lib")" 2>/dev/null || true
     die "Maven could not resolve Kafka $KAFKA_VERSION"
   fi
   touch "$tmp/.complete"
-  rm -rf "$lib"
-  mv "$tmp" "$lib"
+  rm -rf "$lib" # an interrupted earlier attempt
+  mv -T "$tmp" "$lib" 2>/dev/null || rm -rf "$tmp" # a concurrent first start got there first
+}
+
+require_tools() {
+  local java version
+  java=$(java_bin)
+  command -v "$java" >/dev/null || die "Java 17 or newer is required (java not found; set JAVA_HOME)"
+  version=$("$java" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')
+  [ "${version%%.*}" -ge 17 ] 2>/dev/null || die "Kafka 4 needs Java 17 or newer; $java is ${version:-unknown}"
+  command -v python3 >/dev/null || die "python3 is required (it checks that the broker answers)"
 }
 
 run_java() {
@@ -186,6 +196,7 @@ cmd_start() {
   port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is in use by another process (set KAFKA_PORT)"
   port_open "$KAFKA_CONTROLLER_PORT" &&
     die "controller port $KAFKA_CONTROLLER_PORT is in use by another process (set KAFKA_CONTROLLER_PORT)"
+  require_tools
   ensure_jars
   write_config
   # Each start gets fresh logs so a failed start shows its own tail; the last run's log is kept.
