@@ -138,6 +138,8 @@ def _next_offset(msg: Any) -> int | None:
 
 def read_one(consumer: Any, topic: str, partition: int, offset: int) -> RawRecord | None:
     """The record at topic/partition/offset, or None if there is none."""
+    if partition not in partitions_of(consumer, topic):
+        return None
     rng = Range(topic, partition, offset, offset + 1, offset)
     low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=TIMEOUT)
     if not low <= offset < high:
