@@ -75,3 +75,10 @@ def test_bad_expressions_raise(bad: str) -> None:
 )
 def test_truthiness_follows_jmespath(value: Any, expected: bool) -> None:
     assert truthy(value) is expected
+
+
+@given(json_values, st.sampled_from(["==", "!="]), st.text(alphabet="abc xyz", max_size=5))
+def test_string_comparison_fast_path_agrees_with_jmespath(value: Any, op: str, text: str) -> None:
+    expr = f"data.v {op} '{text}'"
+    ctx = {"data": {"v": value}}
+    assert compile_expression(expr)(ctx) == jmespath.search(expr, ctx)
