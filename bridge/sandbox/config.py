@@ -199,9 +199,7 @@ def _build(raw: Mapping[str, Any], file: str | None) -> SandboxConfig:
         keys=tuple(_key(k, file) for k in _list(raw["keys"], "keys", file)),
         triggers=tuple(_trigger(t, file) for t in _list(raw["triggers"], "triggers", file)),
         sequences=tuple(_sequence(s, file) for s in _list(raw["sequences"], "sequences", file)),
-        contacts=tuple(
-            _mapping(c, "contacts", file) for c in _list(raw["contacts"], "contacts", file)
-        ),
+        contacts=tuple(_contact(c, file) for c in _list(raw["contacts"], "contacts", file)),
         automations=tuple(
             _automation(a, file) for a in _list(raw["automations"], "automations", file)
         ),
@@ -255,6 +253,17 @@ def _key(entry: Any, file: str | None) -> KeySpec:
         per_minute=_limit(raw.get("rate_limit_per_minute", 60), "keys.rate_limit_per_minute", file),
         per_hour=_limit(raw.get("rate_limit_per_hour", 1000), "keys.rate_limit_per_hour", file),
     )
+
+
+def _contact(entry: Any, file: str | None) -> Mapping[str, Any]:
+    raw = _mapping(entry, "contacts", file)
+    if not isinstance(raw.get("email"), str) or "@" not in raw["email"]:
+        raise ConfigError("a seed contact needs an email", file=file, field="contacts.email")
+    if raw.get("status", "active") not in CONTACT_STATUSES:
+        raise ConfigError(
+            f"status must be one of {sorted(CONTACT_STATUSES)}", file=file, field="contacts.status"
+        )
+    return raw
 
 
 def _conditions(raw: Any, file: str | None) -> tuple[Condition, ...]:
@@ -318,7 +327,10 @@ def _automation(entry: Any, file: str | None) -> AutomationSpec:
             raise ConfigError(
                 f"each action is one of {sorted(AUTOMATION_ACTIONS)}", file=file, rule=name
             )
-        actions.append(next(iter(act.items())))
+        kind, arg = next(iter(act.items()))
+        if kind == "set_field" and not (isinstance(arg, Mapping) and arg.get("field")):
+            raise ConfigError("set_field needs {field, value}", file=file, rule=name)
+        actions.append((kind, arg))
     return AutomationSpec(
         name=name,
         on=str(when["type"]),
