@@ -13,6 +13,7 @@ from bridge.config import MeisaSettings, SecretStr
 from bridge.errors import (
     ContactNotFound,
     Forbidden,
+    MissingScopes,
     RateLimited,
     RejectedCall,
     ServerError,
@@ -26,6 +27,7 @@ from bridge.meisa.client import MeisaClient
 from bridge.meisa.delivery import Deliverer
 from bridge.meisa.governor import RateGovernor
 from bridge.meisa.retry import RetryPolicy
+from bridge.meisa.scopes import check_scopes, missing_scopes
 from bridge.sandbox.testing import SandboxHandle, run_sandbox
 
 pytestmark = pytest.mark.integration
@@ -336,3 +338,17 @@ async def test_deliverer_retries_track_until_the_contact_exists(sandbox: Sandbox
         deliverer = Deliverer(client, governor, RetryPolicy(), sleep=contact_arrives)
         result = await deliverer.deliver(call("track", email="late@example.com", event_name="x"))
     assert result.body["status"] == "tracked"
+
+
+async def test_startup_scope_check_against_ping(sandbox: SandboxHandle) -> None:
+    needed = {"emails:trigger": ["otp-email"], "tags:write": ["tag-churned"]}
+    async with MeisaClient(settings(sandbox, READ_ONLY)) as c:
+        info = await c.ping()
+    assert missing_scopes(needed, info.scopes) == {
+        "contacts:write": ["tag-churned"],
+        "emails:trigger": ["otp-email"],
+    }
+    with pytest.raises(MissingScopes, match="emails:trigger: needed by otp-email"):
+        check_scopes(needed, info.scopes)
+    async with MeisaClient(settings(sandbox)) as c:
+        check_scopes(needed, (await c.ping()).scopes)
