@@ -39,10 +39,19 @@ RULES: list[dict[str, Any]] = [
                 "track": {
                     "external_id": "{{ data.user_id }}",
                     "event_name": "acted",
-                    "properties": {"seq": "{{ data.seq }}"},
+                    "properties": {
+                        "seq": "{{ data.seq }}",
+                        "partition": "{{ partition }}",
+                        "offset": "{{ offset }}",
+                    },
                 }
             }
         ],
+    },
+    {
+        "name": "bad-trigger",
+        "on": "auth.bad",
+        "do": [{"trigger": {"trigger_key": "no_such_trigger", "to_email": "{{ data.email }}"}}],
     },
     {
         "name": "otp",

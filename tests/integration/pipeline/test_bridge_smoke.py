@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from bridge.sandbox.testing import SandboxHandle, run_sandbox
 from bridge_harness import (
     bridge_in_process,
     committed,
@@ -18,13 +15,9 @@ from bridge_harness import (
     write_config,
 )
 
+from bridge.sandbox.testing import SandboxHandle
+
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def sandbox() -> Iterator[SandboxHandle]:
-    with run_sandbox() as sb:
-        yield sb
 
 
 def test_events_become_calls_and_offsets_are_committed(

@@ -1,0 +1,185 @@
+"""Delivery scenarios from the bridge's "Done when" list, on the real broker and the sandbox."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from bridge_harness import (
+    bridge_in_process,
+    committed,
+    end_offsets,
+    event,
+    produce,
+    read_all,
+    wait_for,
+    write_config,
+)
+
+from bridge.sandbox.testing import SandboxHandle
+
+pytestmark = pytest.mark.integration
+
+
+def _reached_end(bootstrap: str, group: str, topic: str, partitions: int) -> Any:
+    ends = end_offsets(bootstrap, topic, partitions)
+    return lambda: committed(bootstrap, group, topic, partitions) == ends
+
+
+def _seqs_by_user(sandbox: SandboxHandle) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for e in sandbox.events():
+        out.setdefault(e["email"], []).append(e["properties"]["seq"])
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_10k_events_on_4_partitions_arrive_in_per_contact_order(
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    topic, group = make_topic(partitions=4), "g-10k"
+    rng = random.Random(5)
+    users = 500
+    events, tracks, last_upsert = [], {}, {}
+    for u in range(users):
+        events.append(event("user.updated", u, 0))
+        last_upsert[u] = 0
+    for seq in range(1, 10_000 - users + 1):
+        u = rng.randrange(users)
+        kind = rng.choice(["user.updated", "user.acted"])
+        events.append(event(kind, u, seq))
+        if kind == "user.acted":
+            tracks.setdefault(f"user{u}@example.com", []).append(seq)
+        else:
+            last_upsert[u] = seq
+    produce(kafka_bootstrap, topic, events)
+    path = write_config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topics=[topic],
+        base_url=sandbox.base_url,
+        api_key=sandbox.unlimited_key,
+        group=group,
+    )
+    with bridge_in_process(path) as bridge:
+        wait_for(_reached_end(kafka_bootstrap, group, topic, 4), 240, "all offsets committed")
+    assert bridge.exit_code == 0
+    # every track arrived exactly once, per contact in offset (= production) order
+    assert _seqs_by_user(sandbox) == tracks
+    contacts = {c["email"]: c for c in sandbox.contacts()}
+    assert len(contacts) == users
+    for u, seq in last_upsert.items():
+        assert contacts[f"user{u}@example.com"]["custom_fields"]["seq"] == seq
+
+
+def test_poison_goes_to_the_dlq_byte_for_byte_and_later_messages_flow(
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    topic, dlq, group = make_topic(partitions=1), make_topic(partitions=1), "g-poison"
+    bad_headers = [("trace-id", b"\x00\xffabc"), ("empty", b"")]
+    good_before = [event("user.updated", 1, 0), event("user.acted", 1, 1)]
+    good_after = [event("user.acted", 1, 3), event("user.acted", 1, 4)]
+    items: list[Any] = [(b"usr_1", orjson.dumps(e), None) for e in good_before]
+    items.append((b"\x01raw-key", b'{"type": "user.acted", "data": {oops', bad_headers))
+    items.append((b"usr_2", orjson.dumps(event("auth.bad", 2, 2)), [("h", b"v")]))
+    items += [(b"usr_1", orjson.dumps(e), None) for e in good_after]
+    produce(kafka_bootstrap, topic, items)
+    path = write_config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topics=[topic],
+        base_url=sandbox.base_url,
+        api_key=sandbox.unlimited_key,
+        group=group,
+        dlq=dlq,
+    )
+    with bridge_in_process(path):
+        wait_for(_reached_end(kafka_bootstrap, group, topic, 1), 60, "offsets past the poison")
+    assert _seqs_by_user(sandbox) == {"user1@example.com": [1, 3, 4]}
+    records = read_all(kafka_bootstrap, dlq, expect=2)
+    assert len(records) == 2
+    decode, deliver = records
+    assert decode.key() == b"\x01raw-key"
+    assert decode.value() == b'{"type": "user.acted", "data": {oops'
+    headers = decode.headers()
+    assert headers[:2] == bad_headers
+    extra = dict(headers[2:])
+    assert extra["meisa-bridge.stage"] == b"decode"
+    assert extra["meisa-bridge.error.class"] == b"DecodeError"
+    assert extra["meisa-bridge.topic"] == topic.encode()
+    assert extra["meisa-bridge.partition"] == b"0"
+    assert extra["meisa-bridge.offset"] == b"2"
+    assert int(extra["meisa-bridge.timestamp"]) > 0
+    assert deliver.headers()[0] == ("h", b"v")
+    extra = dict(deliver.headers()[1:])
+    assert extra["meisa-bridge.stage"] == b"deliver"
+    assert extra["meisa-bridge.rule"] == b"bad-trigger"
+    assert extra["meisa-bridge.error.class"] == b"RejectedCall"
+    assert b"user2@example.com" not in extra["meisa-bridge.error.message"]
+
+
+def test_503_and_429_with_retry_after_lose_nothing_and_honour_the_pause(
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    topic, dlq, group = make_topic(partitions=2), make_topic(partitions=1), "g-faults"
+    events = [event("user.updated", u, 0) for u in range(10)]
+    events += [event("user.acted", u, s) for s in range(1, 6) for u in range(10)]
+    sandbox.set_fault("track", status=503, count=15)
+    sandbox.set_fault("track", status=429, retry_after=2, count=3)
+    produce(kafka_bootstrap, topic, events)
+    path = write_config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topics=[topic],
+        base_url=sandbox.base_url,
+        api_key=sandbox.unlimited_key,
+        group=group,
+        dlq=dlq,
+        meisa={"retry_base_seconds": 0.05, "retry_cap_seconds": 0.5},
+    )
+    with bridge_in_process(path):
+        wait_for(_reached_end(kafka_bootstrap, group, topic, 2), 90, "every offset committed")
+    expected = {f"user{u}@example.com": [1, 2, 3, 4, 5] for u in range(10)}
+    assert {k: sorted(set(v)) for k, v in _seqs_by_user(sandbox).items()} == expected
+    assert read_all(kafka_bootstrap, dlq, expect=0, timeout=2) == []
+    log = sandbox.requests(path="/api/v1/")
+    times = [(datetime.fromisoformat(r["time"].replace("Z", "+00:00")), r["status"]) for r in log]
+    first_429 = next(t for t, status in times if status == 429)
+    last_429 = max(t for t, status in times if status == 429)
+    after = [t for t, _ in times if t > last_429]
+    assert after, "delivery resumed after the 429s"
+    # Retry-After: 2 pauses every call; nothing was sent within 2 s of the first 429 except
+    # the other 429s already in flight.
+    assert all((t - first_429).total_seconds() >= 1.9 for t in after)
+
+
+def test_401_mid_stream_halts_without_dlq_or_passing_unprocessed_events(
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    topic, dlq, group = make_topic(partitions=1), make_topic(partitions=1), "g-401"
+    events = [event("user.updated", u, 0) for u in range(20)]
+    first_track = len(events)
+    events += [event("user.acted", u, 1) for u in range(20)]
+    events += [event("user.updated", u, 2) for u in range(20)]
+    sandbox.set_fault("track", status=401)
+    produce(kafka_bootstrap, topic, events)
+    path = write_config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topics=[topic],
+        base_url=sandbox.base_url,
+        api_key=sandbox.unlimited_key,
+        group=group,
+        dlq=dlq,
+    )
+    with bridge_in_process(path) as bridge:
+        assert bridge.join(60) == 1, "the bridge halts with exit code 1"
+    assert read_all(kafka_bootstrap, dlq, expect=0, timeout=2) == []
+    offset = committed(kafka_bootstrap, group, topic, 1)[0]
+    assert 0 <= offset <= first_track  # the finished upserts before it were committed
+    assert sandbox.events() == []
