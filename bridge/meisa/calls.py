@@ -98,11 +98,14 @@ def merge_upserts(first: MeisaCall, later: MeisaCall) -> MeisaCall:
     """Fold two upserts of one contact into the one call Meisa would end up agreeing with.
 
     Later scalars win, custom_fields merge shallowly, tag_names union (first-seen order), and the
-    first `source` is kept, exactly as Meisa merges them on its side.
+    first call's `source` (or its absence) is kept, exactly as Meisa merges them on its side.
     """
     merged: dict[str, Any] = {**first.body, **later.body}
+    # Meisa keeps the source of the call that created the contact; a later one never applies.
     if "source" in first.body:
         merged["source"] = first.body["source"]
+    else:
+        merged.pop("source", None)
     fields = {**first.body.get("custom_fields", {}), **later.body.get("custom_fields", {})}
     if fields:
         merged["custom_fields"] = fields
