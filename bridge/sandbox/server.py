@@ -56,6 +56,9 @@ def sandbox_command(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"sandbox: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
+    # Listening before the banner: a client that reads it and connects at once is queued,
+    # not refused, while uvicorn starts.
+    sock.listen(2048)
     host, port = sock.getsockname()[:2]
     print(banner(config, f"http://{host}:{port}"), flush=True)
     make_server(sb, host=host, port=port).run(sockets=[sock])
