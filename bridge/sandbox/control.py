@@ -50,7 +50,7 @@ def _requests(sb: Sandbox, request: Request) -> Response:
             "time": iso(t),
             "method": m,
             "path": p,
-            "query": query,
+            "query": query.decode("latin-1"),
             "status": s,
             "key_name": k,
             "body": _body(raw),

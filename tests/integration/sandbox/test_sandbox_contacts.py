@@ -131,3 +131,11 @@ def test_requests_log_keeps_key_name_not_key(api: httpx.Client, sandbox: Sandbox
     raw = httpx.get(f"{sandbox.url}/_sandbox/requests").text
     assert sandbox.api_key not in raw
     assert len(sandbox.requests()) == 2
+
+
+def test_requests_log_records_query_and_filters(api: httpx.Client, sandbox: SandboxHandle) -> None:
+    api.get("/sequences/api/list/", params={"status": "all"})
+    api.get("/ping/", headers={"X-API-Key": "meisa_test_wrong_0000000000000000000000000"})
+    [logged] = sandbox.requests(path="/api/v1/sequences/")
+    assert (logged["query"], logged["status"], logged["body"]) == ("status=all", 200, None)
+    assert [r["path"] for r in sandbox.requests(status=401)] == ["/api/v1/ping/"]
