@@ -57,7 +57,8 @@ class UpsertConnection(asyncio.Protocol):
         while (end := self.buf.find(b"\r\n\r\n")) >= 0:
             head = self.buf[:end].lower()
             start = head.index(b"content-length:") + 15
-            length = int(head[start : head.find(b"\r\n", start) % (len(head) + 1)])
+            stop = head.find(b"\r\n", start)
+            length = int(head[start : stop if stop >= 0 else None])
             if len(self.buf) < end + 4 + length:
                 return
             status = int(head[9:12])
