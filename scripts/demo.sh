@@ -1,16 +1,39 @@
 #!/usr/bin/env bash
-# `make demo`: the story end to end on this machine.
-# Starts the local broker if it is not running (and stops it at the end only if it started it),
-# then runs each step below in order.
+# `make demo`: the whole story on this machine.
+#   1. the Kafka broker (scripts/kafka.sh) and the Meisa sandbox, unless already running
+#   2. fresh demo topics, examples/events.jsonl produced keyed by user id
+#   3. the bridge with examples/bridge.yaml until every event's offset is committed
+#   4. what Meisa received: contacts, tracked events, emails sent and skipped, DLQ entries
+# Everything it started is stopped at the end (also on failure or Ctrl-C); nothing else is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
+BRIDGE=.venv/bin/meisa-bridge
 export KAFKA_PORT=${KAFKA_PORT:-9092}
 export KAFKA_BOOTSTRAP=${KAFKA_BOOTSTRAP:-127.0.0.1:$KAFKA_PORT}
+SANDBOX_PORT=${SANDBOX_PORT:-8080}
+export SANDBOX_URL="http://127.0.0.1:$SANDBOX_PORT"
+export MEISA_BASE_URL="$SANDBOX_URL/api/v1"
+export MEISA_API_KEY=${MEISA_API_KEY:-meisa_test_sandbox_0000000000000000000000}
+export DEMO_TOPIC=app.events DLQ_TOPIC=meisa-bridge.dlq
+export KAFKA_GROUP_ID="meisa-bridge-demo-$$"
+export BRIDGE_HTTP_HOST=127.0.0.1 BRIDGE_HTTP_PORT=${BRIDGE_HTTP_PORT:-9400} LOG_LEVEL=${LOG_LEVEL:-INFO}
+LOGS=var/demo
+mkdir -p "$LOGS"
 
 started_kafka=0
+sandbox_pid=""
+bridge_pid=""
 
 cleanup() {
+  if [ -n "$bridge_pid" ] && kill -0 "$bridge_pid" 2>/dev/null; then
+    kill -TERM "$bridge_pid" 2>/dev/null || true
+    wait "$bridge_pid" 2>/dev/null || true
+  fi
+  if [ -n "$sandbox_pid" ] && kill -0 "$sandbox_pid" 2>/dev/null; then
+    kill -TERM "$sandbox_pid" 2>/dev/null || true
+    wait "$sandbox_pid" 2>/dev/null || true
+  fi
   if [ "$started_kafka" = 1 ]; then scripts/kafka.sh stop || true; fi
 }
 
@@ -23,58 +46,117 @@ start_broker() {
   scripts/kafka.sh start
 }
 
-# Produce one keyed event to a demo topic and read it back from a fresh consumer group.
-kafka_round_trip() {
-  step "Kafka round trip"
+sandbox_up() { curl -fsS "$SANDBOX_URL/_sandbox/config" >/dev/null 2>&1; }
+
+start_sandbox() {
+  step "Meisa sandbox on $SANDBOX_URL"
+  if sandbox_up; then
+    echo "already running; resetting its state"
+    curl -fsS -X POST -H 'Content-Type: application/json' -d '{}' "$SANDBOX_URL/_sandbox/reset" >/dev/null
+    return 0
+  fi
+  "$BRIDGE" sandbox --port "$SANDBOX_PORT" >"$LOGS/sandbox.log" 2>&1 &
+  sandbox_pid=$!
+  for _ in $(seq 1 100); do
+    if sandbox_up; then echo "started (pid $sandbox_pid, log $LOGS/sandbox.log)"; return 0; fi
+    if ! kill -0 "$sandbox_pid" 2>/dev/null; then cat "$LOGS/sandbox.log"; exit 1; fi
+    sleep 0.1
+  done
+  echo "the sandbox did not start"; exit 1
+}
+
+fresh_topics() {
+  step "Fresh topics $DEMO_TOPIC and $DLQ_TOPIC"
   "$PY" - <<'PY'
-import json
-import os
-import time
-import uuid
-
-from confluent_kafka import Consumer, Producer
+import os, time
 from confluent_kafka.admin import AdminClient, NewTopic
-
-bootstrap = os.environ["KAFKA_BOOTSTRAP"]
-topic = "demo.roundtrip"
-admin = AdminClient({"bootstrap.servers": bootstrap})
-if topic not in admin.list_topics(timeout=10).topics:
-    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
-
-event = {"type": "user.signed_up", "id": str(uuid.uuid4()), "data": {"email": "ada@example.com"}}
-producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
-producer.produce(topic, key=b"user-1", value=json.dumps(event).encode())
-assert producer.flush(30) == 0, "not delivered"
-print(f"produced  {event['type']} {event['id']} to {topic}")
-
-consumer = Consumer(
-    {"bootstrap.servers": bootstrap, "group.id": f"demo-{uuid.uuid4().hex[:8]}",
-     "auto.offset.reset": "earliest", "enable.auto.commit": False}
-)
-consumer.subscribe([topic])
+admin = AdminClient({"bootstrap.servers": os.environ["KAFKA_BOOTSTRAP"]})
+names = [os.environ["DEMO_TOPIC"], os.environ["DLQ_TOPIC"]]
+existing = [n for n in names if n in admin.list_topics(timeout=10).topics]
+for f in admin.delete_topics(existing, operation_timeout=30).values() if existing else []:
+    f.result()
 deadline = time.monotonic() + 30
-try:
-    while time.monotonic() < deadline:
-        msg = consumer.poll(1.0)
-        if msg is None or msg.error() is not None:
-            continue
-        got = json.loads(msg.value())
-        if got["id"] == event["id"]:
-            where = f"partition {msg.partition()} offset {msg.offset()}"
-            print(f"consumed  {got['type']} {got['id']} from {topic} {where}")
-            break
-    else:
-        raise SystemExit("the event did not come back within 30 s")
-finally:
-    consumer.close()
+while time.monotonic() < deadline:
+    try:
+        for f in admin.create_topics(
+            [NewTopic(n, num_partitions=3 if n == names[0] else 1, replication_factor=1)
+             for n in names if n not in admin.list_topics(timeout=10).topics]
+        ).values():
+            f.result()
+        break
+    except Exception:  # deletion still in progress
+        time.sleep(0.5)
+print("created", ", ".join(names))
 PY
+}
+
+produce_events() {
+  step "Producing examples/events.jsonl (keyed by user id; lines are sent as they are)"
+  # Each line goes out byte for byte, so the deliberately broken line reaches the DLQ as it is.
+  "$PY" - <<'PY'
+import json, os, re
+from confluent_kafka import Producer
+producer = Producer({"bootstrap.servers": os.environ["KAFKA_BOOTSTRAP"], "acks": "all",
+                     "enable.idempotence": True})
+count = 0
+with open("examples/events.jsonl", "rb") as f:
+    for line in f:
+        line = line.rstrip(b"\n")
+        if not line.strip():
+            continue
+        try:
+            key = json.loads(line)["data"]["user_id"]
+        except (ValueError, KeyError, TypeError):
+            found = re.search(rb'"user_id"\s*:\s*"([^"]+)"', line)
+            key = found.group(1).decode() if found else None
+        producer.produce(os.environ["DEMO_TOPIC"], key=key.encode() if key else None, value=line)
+        count += 1
+assert producer.flush(60) == 0, "not every event was delivered"
+print(f"produced {count} events to {os.environ['DEMO_TOPIC']}")
+PY
+}
+
+run_bridge() {
+  step "meisa-bridge run --config examples/bridge.yaml (log: $LOGS/bridge.log)"
+  "$BRIDGE" run --config examples/bridge.yaml >"$LOGS/bridge.log" 2>&1 &
+  bridge_pid=$!
+  "$PY" - <<'PY' || { tail -n 30 "$LOGS/bridge.log"; exit 1; }
+import os, time
+from confluent_kafka import Consumer, TopicPartition
+bootstrap, topic, group = (os.environ[k] for k in ("KAFKA_BOOTSTRAP", "DEMO_TOPIC", "KAFKA_GROUP_ID"))
+probe = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+parts = [TopicPartition(topic, p) for p in probe.list_topics(topic, timeout=10).topics[topic].partitions]
+ends = {tp.partition: probe.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
+deadline = time.monotonic() + 180
+while time.monotonic() < deadline:
+    done = {tp.partition: tp.offset for tp in probe.committed(parts, timeout=10)}
+    if done == ends:
+        print(f"all {sum(ends.values())} events processed and committed")
+        break
+    time.sleep(0.5)
+else:
+    raise SystemExit(f"timed out: committed {done}, end offsets {ends}")
+probe.close()
+PY
+  kill -TERM "$bridge_pid"
+  if wait "$bridge_pid"; then echo "bridge stopped cleanly"; else echo "bridge exit code $?"; fi
+  bridge_pid=""
+}
+
+report() {
+  step "What Meisa received"
+  "$PY" scripts/demo_report.py
 }
 
 main() {
   trap cleanup EXIT
   trap 'exit 130' INT TERM
   start_broker
-  kafka_round_trip
+  start_sandbox
+  fresh_topics
+  produce_events
+  run_bridge
+  report
   step "done"
 }
 

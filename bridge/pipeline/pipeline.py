@@ -191,7 +191,7 @@ class Pipeline:
         try:
             self.tracker.track(tp, record.offset)
         except OffsetOrderError:
-            log.warning("ignoring %s/%d@%d: already seen", *tp, record.offset)
+            log.warning("ignoring %s partition %d offset %d: already seen", *tp, record.offset)
             return
         message = InFlight(record)
         self._live.setdefault(tp, {})[record.offset] = message
@@ -274,7 +274,7 @@ class Pipeline:
             self._halt(exc)
             return
         log.warning(
-            "dead-lettered %s/%d@%d (%s, rule %r): %s",
+            "dead-lettered %s partition %d offset %d (%s, rule %r): %s",
             r.topic,
             r.partition,
             r.offset,
@@ -286,6 +286,18 @@ class Pipeline:
         self._done(message, "dlq")
 
     def _done(self, message: InFlight, outcome: str) -> None:
+        if message.skipped:
+            r = message.record
+            event_id = message.envelope.id if message.envelope is not None else None
+            log.info(
+                "skipped %d call(s) for event %s (%s partition %d offset %d): %s",
+                len(message.skipped),
+                event_id,
+                r.topic,
+                r.partition,
+                r.offset,
+                ", ".join(message.skipped),
+            )
         self._live.get(message.tp, {}).pop(message.offset, None)
         self.tracker.done(message.tp, message.offset)
         event_type = message.envelope.type if message.envelope is not None else None
