@@ -22,10 +22,12 @@ def track(name: str, *, key: str = "u1") -> MeisaCall:
 def apply_upsert(state: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
     """A model of Meisa's upsert: first source sticks, custom_fields merge shallowly, tags add."""
     out = dict(state)
+    if not state:  # created: the source sticks from here on, "api" unless given
+        out["source"] = body.get("source", "api")
     for k, v in body.items():
         if k == "source":
-            out.setdefault("source", v)
-        elif k == "custom_fields":
+            continue
+        if k == "custom_fields":
             out["custom_fields"] = {**out.get("custom_fields", {}), **v}
         elif k == "tag_names":
             tags = out.get("tag_names", [])
