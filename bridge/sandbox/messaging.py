@@ -25,24 +25,11 @@ def trigger(store: Store, triggers: dict[str, TriggerSpec], body: dict[str, Any]
     variables = v.optional_object(body, "variables") or {}
     recipient = v.optional_object(body, "recipient") or {}
     idem = v.optional_str(body, "idempotency_key") or None
-    spec = triggers.get(key)
-    if spec is None:
-        raise ApiError(
-            400, f"trigger_key: unknown trigger {key!r}", "unknown_trigger", field="trigger_key"
-        )
-    if not spec.active:
-        raise ApiError(
-            400,
-            f"trigger_key: trigger {key!r} is inactive",
-            "inactive_trigger",
-            field="trigger_key",
-        )
+    spec = _active_trigger(triggers, key)
     now = store.clock.now()
-    if idem is not None:
-        seen = store.idempotency.get(idem)
-        if seen is not None and now - seen[0] < IDEMPOTENCY_WINDOW:
-            store.sends[seen[1]]["duplicates"] += 1
-            return seen[2]["_status"], {k: x for k, x in seen[2].items() if k != "_status"}
+    replayed = _replay(store, idem, now)
+    if replayed is not None:
+        return replayed
     if not spec.sender:
         raise ApiError(
             422, f"trigger {key!r} has no sender configured", "no_sender", reason="no_sender"
@@ -66,6 +53,31 @@ def trigger(store: Store, triggers: dict[str, TriggerSpec], body: dict[str, Any]
     if idem is not None:
         store.idempotency[idem] = (now, len(store.sends) - 1, {**payload, "_status": status})
     return status, payload
+
+
+def _active_trigger(triggers: dict[str, TriggerSpec], key: str) -> TriggerSpec:
+    spec = triggers.get(key)
+    if spec is None:
+        raise ApiError(
+            400, f"trigger_key: unknown trigger {key!r}", "unknown_trigger", field="trigger_key"
+        )
+    if not spec.active:
+        raise ApiError(
+            400,
+            f"trigger_key: trigger {key!r} is inactive",
+            "inactive_trigger",
+            field="trigger_key",
+        )
+    return spec
+
+
+def _replay(store: Store, idem: str | None, now: float) -> Result | None:
+    """The original send's status and body while its idempotency key is under an hour old."""
+    seen = store.idempotency.get(idem) if idem is not None else None
+    if seen is None or now - seen[0] >= IDEMPOTENCY_WINDOW:
+        return None
+    store.sends[seen[1]]["duplicates"] += 1
+    return seen[2]["_status"], {k: x for k, x in seen[2].items() if k != "_status"}
 
 
 def _recipient(store: Store, email: str, recipient: dict[str, Any]) -> tuple[Contact, bool]:
@@ -222,11 +234,10 @@ def bulk_enroll(store: Store, body: dict[str, Any]) -> Result:
     skipped: list[dict[str, str]] = []
     for raw in emails:
         email, reason = _bulk_one(store, sequence, raw, override, enrolled)
-        (
+        if reason is None:
             enrolled.append(email)
-            if reason is None
-            else skipped.append({"email": email, "reason": reason})
-        )
+        else:
+            skipped.append({"email": email, "reason": reason})
     return 200, {
         "sequence_slug": slug,
         "requested": len(emails),
