@@ -160,8 +160,11 @@ launch() {
   local lib
   lib=$(lib_dir)
   # JVM options as in Kafka's own bin/kafka-run-class.sh, with a small heap.
+  # setsid: its own session, so signals meant for the caller's process group (Ctrl-C in a test
+  # run, a CI step being cancelled) never reach a broker others may be using; the script is not
+  # a process-group leader here, so setsid execs in place and $! stays the JVM's pid.
   # shellcheck disable=SC2086 # HEAP_OPTS is a list of options
-  nohup "$(java_bin)" $HEAP_OPTS -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+  setsid nohup "$(java_bin)" $HEAP_OPTS -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
     -Dkafka.logs.dir="$LOG_DIR" -Dlog4j2.configurationFile="$HERE/log4j2.xml" \
     -cp "$lib/*" kafka.Kafka "$PROPS" </dev/null >>"$CONSOLE_LOG" 2>&1 9>&- &
