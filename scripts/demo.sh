@@ -91,26 +91,44 @@ PY
 }
 
 produce_events() {
-  step "Producing examples/events.jsonl (keyed by user id; lines are sent as they are)"
-  # Each line goes out byte for byte, so the deliberately broken line reaches the DLQ as it is.
+  step "Producing examples/events.jsonl (keyed by user id; event times moved up to now)"
+  # The file's events span two hours of a past day. To show max_age at work, each event's `time`
+  # is moved so the newest is "now" and the gaps shrink 60x (3 minutes become 3 seconds): the OTPs
+  # are fresh, except one OTP that is a day older than the rest and is skipped as stale. Lines that are not JSON
+  # go out byte for byte, so the deliberately broken line reaches the DLQ as it is.
   "$PY" - <<'PY'
 import json, os, re
+from datetime import datetime, timezone
 from confluent_kafka import Producer
+
+def parse(ts):
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+lines = [l.rstrip(b"\n") for l in open("examples/events.jsonl", "rb") if l.strip()]
+events = {}
+for i, line in enumerate(lines):
+    try:
+        events[i] = json.loads(line)
+    except ValueError:
+        pass
+times = [parse(e["time"]) for e in events.values() if isinstance(e, dict) and "time" in e]
+newest, now = max(times), datetime.now(timezone.utc)
+for i, event in events.items():
+    if isinstance(event, dict) and "time" in event:
+        moved = now - (newest - parse(event["time"])) / 60
+        event["time"] = moved.isoformat(timespec="seconds").replace("+00:00", "Z")
+        lines[i] = json.dumps(event, separators=(",", ":")).encode()
 producer = Producer({"bootstrap.servers": os.environ["KAFKA_BOOTSTRAP"], "acks": "all",
                      "enable.idempotence": True})
 count = 0
-with open("examples/events.jsonl", "rb") as f:
-    for line in f:
-        line = line.rstrip(b"\n")
-        if not line.strip():
-            continue
-        try:
-            key = json.loads(line)["data"]["user_id"]
-        except (ValueError, KeyError, TypeError):
-            found = re.search(rb'"user_id"\s*:\s*"([^"]+)"', line)
-            key = found.group(1).decode() if found else None
-        producer.produce(os.environ["DEMO_TOPIC"], key=key.encode() if key else None, value=line)
-        count += 1
+for line in lines:
+    try:
+        key = json.loads(line)["data"]["user_id"]
+    except (ValueError, KeyError, TypeError):
+        found = re.search(rb'"user_id"\s*:\s*"([^"]+)"', line)
+        key = found.group(1).decode() if found else None
+    producer.produce(os.environ["DEMO_TOPIC"], key=key.encode() if key else None, value=line)
+    count += 1
 assert producer.flush(60) == 0, "not every event was delivered"
 print(f"produced {count} events to {os.environ['DEMO_TOPIC']}")
 PY
