@@ -4,7 +4,7 @@ A DLQ record keeps the original key, value and headers byte for byte and appends
 below (all UTF-8 strings). The producer is idempotent with acks=all; `DeadLetterProducer.send`
 returns only after the broker acknowledged the record, and only then may the original offset count
 as done. If the record cannot be written the bridge halts (`DeadLetterWriteFailed`): a poison
-message is never dropped silently.
+message is never dropped silently. Both halts, it and `NoDeadLetterTopic`, live in bridge.errors.
 
 `DlqBreaker` watches the share of poison messages: too many in a row, or too large a ratio within
 a window, raises DlqBreakerTripped so that a bad deploy halts the bridge instead of draining a
@@ -21,7 +21,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.errors import DlqBreakerTripped, HaltError, Stage
+from bridge.errors import (
+    DeadLetterWriteFailed,
+    DlqBreakerTripped,
+    NoDeadLetterTopic,  # noqa: F401  (importable from here, as it used to be)
+    Stage,
+)
 from bridge.observability import redact
 
 HEADER_PREFIX = "meisa-bridge."
@@ -65,14 +70,6 @@ _CONSUMER_ONLY = frozenset(
 )
 
 RawHeaders = list[tuple[str, bytes | None]]
-
-
-class DeadLetterWriteFailed(HaltError):
-    """The DLQ record was not acknowledged; the original offset must not be committed."""
-
-
-class NoDeadLetterTopic(HaltError):
-    """A message is poison and no dead_letter_topic is configured: halt rather than drop it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,8 @@ Retries, DLQ routing and halting key off these types, never off message strings:
 
     BridgeError
     ├── ConfigError            bad config or rules file; names file, line, rule and field
+    │   └── ConfigErrors       several ConfigErrors found in one pass
+    ├── StartupRefused         `run` will not start (no rules, Meisa unreachable, key or scopes)
     ├── PoisonError            this message can never succeed as it is -> dead-letter topic
     │   ├── DecodeError        stage "decode": bytes that no codec can read
     │   ├── MappingError       stage "map": a rule could not build its call
@@ -18,11 +20,23 @@ Retries, DLQ routing and halting key off these types, never off message strings:
     │   ├── Unsubscribed       422 because the person asked not to be emailed
     │   ├── StaleEvent         older than the action's max_age
     │   └── Suppressed         address is on the unsubscribed list
-    └── HaltError              stop consuming; commit only what is done; never DLQ
-        ├── Unauthorized       401: the API key is wrong or missing
-        ├── Forbidden          403: the key lacks a scope
-        ├── MissingScopes      start-up: rules need scopes the key does not have
-        └── DlqBreakerTripped  too many poison messages in a row or in a window
+    ├── HaltError              stop consuming; commit only what is done; never DLQ
+    │   ├── Unauthorized       401: the API key is wrong or missing
+    │   ├── Forbidden          403: the key lacks a scope
+    │   ├── MissingScopes      start-up: rules need scopes the key does not have
+    │   ├── DlqBreakerTripped  too many poison messages in a row or in a window
+    │   ├── DeadLetterWriteFailed  the DLQ record was not acknowledged by the broker
+    │   ├── NoDeadLetterTopic  a poison message and no dead_letter_topic configured
+    │   └── UnexpectedDeliveryError  delivery raised outside this tree: halt rather than guess
+    └── InternalError          raised and caught inside the bridge, translated before it leaves
+        │                      its package; also a ValueError, as the callers catch it
+        ├── ExpressionError    a rule expression that does not compile (-> ConfigError)
+        ├── EvaluationError    an expression failed on this event (-> MappingError)
+        ├── FieldValueError    a field value of the wrong type or choice (-> Config/MappingError)
+        └── OffsetOrderError   an offset not after the partition's last tracked one (ignored)
+
+Not in the tree: `bridge.sandbox.model.ApiError` is the sandbox server's HTTP error response (the
+sandbox stands in for Meisa; the bridge sees its answers only through the client's classification).
 
 Messages never contain the API key; emails are masked by the logging layer.
 """
@@ -75,6 +89,10 @@ class ConfigErrors(ConfigError):
 
     def format(self) -> str:
         return "\n".join(e.format() for e in getattr(self, "errors", []))
+
+
+class StartupRefused(BridgeError):
+    """`meisa-bridge run` will not start; the message says why and what to change."""
 
 
 class PoisonError(BridgeError):
@@ -179,3 +197,35 @@ class MissingScopes(HaltError):
 
 class DlqBreakerTripped(HaltError):
     """Too many poison messages: a bad deploy should halt, not drain a topic into the DLQ."""
+
+
+class DeadLetterWriteFailed(HaltError):
+    """The DLQ record was not acknowledged; the original offset must not be committed."""
+
+
+class NoDeadLetterTopic(HaltError):
+    """A message is poison and no dead_letter_topic is configured: halt rather than drop it."""
+
+
+class UnexpectedDeliveryError(HaltError):
+    """The delivery layer raised something outside the error tree: halt rather than guess."""
+
+
+class InternalError(BridgeError, ValueError):
+    """Raised and caught inside the bridge; translated into a tree error before it leaves."""
+
+
+class ExpressionError(InternalError):
+    """An expression that does not compile; the message says why."""
+
+
+class EvaluationError(InternalError):
+    """An expression that compiled but failed on this event (e.g. a function got a wrong type)."""
+
+
+class FieldValueError(InternalError):
+    """A field's value has the wrong type or is not one of the allowed values."""
+
+
+class OffsetOrderError(InternalError):
+    """An offset arrived that is not after the partition's last tracked offset."""

@@ -19,7 +19,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from bridge.errors import BridgeError, HaltError, PoisonError, SkipOutcome
+from bridge.errors import (
+    BridgeError,
+    HaltError,
+    PoisonError,
+    SkipOutcome,
+    UnexpectedDeliveryError,
+)
 from bridge.meisa.calls import MeisaCall
 from bridge.pipeline.coalesce import ContactQueues, Pending
 from bridge.pipeline.guards import current_messages
@@ -35,10 +41,6 @@ OnFinished = Callable[[InFlight], None]
 
 def _no_guard(call: MeisaCall, messages: Sequence[InFlight]) -> None:
     return None
-
-
-class UnexpectedDeliveryError(HaltError):
-    """The delivery layer raised something outside the error tree: halt rather than guess."""
 
 
 class Dispatcher:

@@ -13,11 +13,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping
 
+from bridge.errors import OffsetOrderError
+
 TopicPartition = tuple[str, int]
-
-
-class OffsetOrderError(ValueError):
-    """An offset arrived that is not after the partition's last tracked offset."""
 
 
 class _PartitionState:

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from bridge.config import BridgeConfig
-from bridge.dlq import DeadLetter, DeadLetterProducer, DlqBreaker, NoDeadLetterTopic
-from bridge.errors import HaltError, PoisonError
+from bridge.dlq import DeadLetter, DeadLetterProducer, DlqBreaker
+from bridge.errors import HaltError, NoDeadLetterTopic, OffsetOrderError, PoisonError
 from bridge.events import Envelope
 from bridge.meisa.calls import MeisaCall
 from bridge.observability import HealthState, Metrics, NullMetrics
@@ -26,7 +26,7 @@ from bridge.pipeline.commit import CommitPolicy, Committer
 from bridge.pipeline.consumer import KafkaSource
 from bridge.pipeline.dispatcher import Deliver, Dispatcher, Guard
 from bridge.pipeline.message import Failure, InFlight, Record, TopicPartition
-from bridge.pipeline.offsets import OffsetOrderError, OffsetTracker
+from bridge.pipeline.offsets import OffsetTracker
 
 log = logging.getLogger("bridge.pipeline")
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 from bridge.config import BridgeConfig, load_config
 from bridge.errors import (
-    BridgeError,
     ConfigError,
     HaltError,
     RetryableError,
     SkipOutcome,
+    StartupRefused,
     Unauthorized,
 )
 from bridge.meisa.client import MeisaClient
@@ -45,10 +45,6 @@ log = logging.getLogger("bridge.run")
 
 EXIT_OK, EXIT_HALTED, EXIT_REFUSED = 0, 1, 2
 PING_ATTEMPTS = 5  # ~15 s of backoff: long enough for a sandbox or a proxy to come up
-
-
-class StartupRefused(BridgeError):
-    """The bridge will not start; the message says why and what to change."""
 
 
 def run_command(args: argparse.Namespace) -> int:

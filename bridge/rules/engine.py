@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from bridge.errors import MappingError
+from bridge.errors import EvaluationError, MappingError
 from bridge.events import Envelope
 from bridge.meisa.calls import SCOPES, MeisaCall
-from bridge.rules.expressions import EvaluationError, truthy
+from bridge.rules.expressions import truthy
 from bridge.rules.models import Action, Rule
 
 # (type, topic) -> matching rules; bounded because event types come from the outside.

@@ -25,6 +25,8 @@ import jmespath
 import orjson
 from jmespath.exceptions import JMESPathError
 
+from bridge.errors import EvaluationError, ExpressionError
+
 Getter = Callable[[dict[str, Any]], Any]
 
 _WHOLE = re.compile(r"^\s*\{\{(.*?)\}\}\s*$", re.DOTALL)
@@ -32,14 +34,6 @@ _EMBEDDED = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
 # `data.plan == 'pro'`: the most common condition, answered without the general evaluator.
 _COMPARE = re.compile(r"^(\S+)\s*(==|!=)\s*'([^'\\]*)'$")
-
-
-class ExpressionError(ValueError):
-    """An expression that does not compile; the message says why."""
-
-
-class EvaluationError(ValueError):
-    """An expression that compiled but failed on this event (e.g. a function got a wrong type)."""
 
 
 def _path_getter(parts: tuple[str, ...]) -> Getter:

@@ -8,12 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, ExpressionError, FieldValueError
 from bridge.meisa.calls import DEFAULT_ON_REPLAY, CallKind, ReplayPolicy
 from bridge.rules.engine import RuleSet
 from bridge.rules.expressions import (
     Compiled,
-    ExpressionError,
     Getter,
     compile_expression,
     compile_value,
@@ -26,7 +25,7 @@ from bridge.rules.fields import (
     SPEC_ABSENT,
     FieldSpec,
 )
-from bridge.rules.models import Action, BodyField, FieldValueError, Matcher, Rule, check_value
+from bridge.rules.models import Action, BodyField, Matcher, Rule, check_value
 from bridge.rules.yamlio import line_of
 
 RULE_KEYS = ("name", "description", "on", "when", "do")

@@ -8,18 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.errors import MappingError
+from bridge.errors import EvaluationError, FieldValueError, MappingError
 from bridge.events import Envelope
 from bridge.meisa.calls import CallKind, MeisaCall, ReplayPolicy, contact_key
-from bridge.rules.expressions import Compiled, EvaluationError, Getter, truthy
+from bridge.rules.expressions import Compiled, Getter, truthy
 from bridge.rules.fields import AT_LEAST_ONE, FieldSpec
 
 # Longer default idempotency keys (very long event ids) are replaced by a digest.
 MAX_IDEMPOTENCY_KEY = 200
-
-
-class FieldValueError(ValueError):
-    """A field's value has the wrong type or is not one of the allowed values."""
 
 
 def _as_string(value: Any) -> str | None:
