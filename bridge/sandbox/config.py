@@ -119,6 +119,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         {"key": "password_reset", "name": "Password reset"},
         {"key": "receipt", "name": "Receipt"},
         {"key": "payment_failure", "name": "Payment failure", "delay_seconds": 3600},
+        {"key": "agency_client_invite", "name": "Agency client invite"},
         {"key": "team_invite", "name": "Team invite", "sender": None},
         {"key": "legacy_welcome", "name": "Legacy welcome", "active": False},
         {
