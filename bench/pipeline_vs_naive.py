@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -22,12 +21,8 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration" / "pipeline"))
-
+from _common import BOOTSTRAP, topics
 from bridge_harness import committed, end_offsets, event, produce, write_config
-from confluent_kafka.admin import AdminClient, NewTopic
-
-BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 
 
 def _usage(seconds: float, events: int, calls: int) -> dict[str, float]:
@@ -101,11 +96,20 @@ def main() -> None:
 
 
 def run_parent(args: argparse.Namespace) -> None:
+    with topics(4) as (topic,):
+        results, n_events = _run_both(args, topic)
+    print(f"{'':<8}{'events/s':>10}{'calls/event':>13}{'CPU us/event':>14}{'peak RSS MiB':>14}")
+    for mode, r in results.items():
+        cpe = r["calls_sent"] / r["events"]
+        print(f"{mode:<8}{r['events_per_s']:>10.0f}{cpe:>13.2f}{r['cpu_us_per_event']:>14.0f}"
+              f"{r['peak_rss_mib']:>14.0f}")  # fmt: skip
+    ratio = results["bridge"]["events_per_s"] / results["naive"]["events_per_s"]
+    print(f"bridge / naive events/s: {ratio:.1f}x  ({n_events} events, 5 ms added latency)")
+
+
+def _run_both(args: argparse.Namespace, topic: str) -> tuple[dict[str, dict[str, float]], int]:
     from bridge.sandbox.testing import sandbox_process
 
-    topic = f"bench-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
-    admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])[topic].result(30)
     users = 300
     events = [event("user.updated", u, 0) for u in range(users)]
     events += [
@@ -115,30 +119,20 @@ def run_parent(args: argparse.Namespace) -> None:
     produce(BOOTSTRAP, topic, events)
     calls = len(events)  # one call per event with these rules (before coalescing)
     results = {}
-    try:
-        with sandbox_process() as (sb, _), tempfile.TemporaryDirectory() as tmp:
+    with sandbox_process() as (sb, _), tempfile.TemporaryDirectory() as tmp:
+        for mode in ("naive", "bridge"):
+            sb.reset()
             sb.set_fault("*", latency_ms=5)
-            for mode in ("naive", "bridge"):
-                sb.reset()
-                sb.set_fault("*", latency_ms=5)
-                cfg = write_config(
-                    Path(tmp), bootstrap=BOOTSTRAP, topics=[topic], base_url=sb.base_url,
-                    api_key=sb.unlimited_key, group=f"bench-{mode}-{uuid.uuid4().hex[:6]}",
-                )  # fmt: skip
-                cmd = [sys.executable, __file__, "--child", mode, "--config", str(cfg)]
-                cmd += ["--topic", topic, "--events", str(len(events)), "--calls", str(calls)]
-                out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=900)
-                results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
-                results[mode]["calls_sent"] = len(sb.requests(path="/api/v1/", limit=100000))
-    finally:
-        admin.delete_topics([topic])
-    print(f"{'':<8}{'events/s':>10}{'calls/event':>13}{'CPU us/event':>14}{'peak RSS MiB':>14}")
-    for mode, r in results.items():
-        cpe = r["calls_sent"] / r["events"]
-        print(f"{mode:<8}{r['events_per_s']:>10.0f}{cpe:>13.2f}{r['cpu_us_per_event']:>14.0f}"
-              f"{r['peak_rss_mib']:>14.0f}")  # fmt: skip
-    ratio = results["bridge"]["events_per_s"] / results["naive"]["events_per_s"]
-    print(f"bridge / naive events/s: {ratio:.1f}x  ({len(events)} events, 5 ms added latency)")
+            cfg = write_config(
+                Path(tmp), bootstrap=BOOTSTRAP, topics=[topic], base_url=sb.base_url,
+                api_key=sb.unlimited_key, group=f"bench-{mode}-{uuid.uuid4().hex[:6]}",
+            )  # fmt: skip
+            cmd = [sys.executable, __file__, "--child", mode, "--config", str(cfg)]
+            cmd += ["--topic", topic, "--events", str(len(events)), "--calls", str(calls)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=900)
+            results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+            results[mode]["calls_sent"] = len(sb.requests(path="/api/v1/", limit=100000))
+    return results, len(events)
 
 
 if __name__ == "__main__":
