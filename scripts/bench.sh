@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`: run every bench/*.py with the project's Python; each prints its own numbers.
+# Files starting with _ (shared helpers) are not benchmarks and are skipped.
 # Starts the local broker if it is not running, and stops it at the end only if it started it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ if ! scripts/kafka.sh status >/dev/null 2>&1; then
 fi
 
 shopt -s nullglob
-benches=(bench/*.py)
+benches=(bench/[!_]*.py)
 [ ${#benches[@]} -gt 0 ] || { echo "no benchmarks in bench/"; exit 0; }
 failed=0
 for bench in "${benches[@]}"; do

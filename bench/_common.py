@@ -1,0 +1,62 @@
+"""Helpers shared by the benchmarks; not a benchmark itself (scripts/bench.sh skips `_*.py`).
+
+Importing it puts tests/integration/pipeline on sys.path, so a benchmark can reuse the bridge
+scenarios' harness (`bridge_harness`: configs, producing events, offsets, running the bridge).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "integration" / "pipeline"))
+
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+ADMIN_TIMEOUT = 30.0
+
+
+def create_topic(partitions: int, prefix: str = "bench") -> str:
+    """A new, uniquely named topic with `partitions` partitions (replication factor 1)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    new = NewTopic(name, num_partitions=partitions, replication_factor=1)
+    admin.create_topics([new])[name].result(ADMIN_TIMEOUT)
+    return name
+
+
+def delete_topics(names: Sequence[str]) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    if names:
+        admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+        for future in admin.delete_topics(list(names)).values():
+            future.result(ADMIN_TIMEOUT)
+
+
+@contextmanager
+def topics(*partitions: int, prefix: str = "bench") -> Iterator[list[str]]:
+    """One new topic per entry of `partitions`, deleted on exit."""
+    names: list[str] = []
+    try:
+        for count in partitions:
+            names.append(create_topic(count, prefix))
+        yield names
+    finally:
+        delete_topics(names)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); inf entries (never arrived) sort last."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
