@@ -82,7 +82,9 @@ def write_config(
     dlq: str | None = None,
     pipeline: dict[str, Any] | None = None,
     meisa: dict[str, Any] | None = None,
+    sections: dict[str, Any] | None = None,
 ) -> Path:
+    """A bridge config file; `sections` replaces whole top-level sections (server, suppression)."""
     doc: dict[str, Any] = {
         "kafka": {
             "bootstrap.servers": bootstrap,
@@ -101,6 +103,7 @@ def write_config(
     }
     if dlq:
         doc["dead_letter_topic"] = dlq
+    doc.update(sections or {})
     path = tmp / f"bridge-{uuid.uuid4().hex[:6]}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
