@@ -13,12 +13,14 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration" / "pipeline"))
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 ADMIN_TIMEOUT = 30.0
+T = TypeVar("T")
 
 
 def create_topic(partitions: int, prefix: str = "bench") -> str:
@@ -53,10 +55,8 @@ def topics(*partitions: int, prefix: str = "bench") -> Iterator[list[str]]:
         delete_topics(names)
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100); inf entries (never arrived) sort last."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
+def percentile(values: Sequence[T], q: float) -> T:
+    """Nearest-rank percentile (q in 0..100) of a non-empty sequence of sortable values."""
+    ordered = sorted(values)  # type: ignore[type-var]
     rank = max(1, math.ceil(q / 100 * len(ordered)))
     return ordered[rank - 1]
