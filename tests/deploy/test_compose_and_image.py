@@ -132,3 +132,15 @@ def test_dockerignore_keeps_the_build_context_to_the_package() -> None:
     for sources in copied:
         for source in sources.split():
             assert (ROOT / source).exists(), source
+
+
+def test_producer_moves_event_times_up_to_now_like_make_demo() -> None:
+    # examples/events.jsonl was recorded on a past day: published as is, every OTP is stale.
+    assert "--retime" in SERVICES["producer"]["command"]
+
+
+def test_kafka_image_is_the_version_the_test_broker_runs() -> None:
+    kafka_sh = (ROOT / "scripts" / "kafka.sh").read_text()
+    found = re.search(r"KAFKA_VERSION=\$\{KAFKA_VERSION:-([0-9.]+)\}", kafka_sh)
+    assert found
+    assert SERVICES["kafka"]["image"] == f"apache/kafka:{found.group(1)}"
