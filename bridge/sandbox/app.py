@@ -1,9 +1,12 @@
 """The Starlette application: /api/v1 (the spec's API) and /_sandbox (inspection and control).
 
 Every API request goes through one wrapper: faults -> key (401) -> scope (403) -> rate limit
-(429; refused requests do not count) -> body (400) -> handler. It stays lean on purpose (no
-middleware classes, orjson, a ring-buffer log of raw bytes): benchmarks drive thousands of
-upserts per second through it.
+(429; refused requests do not count) -> body (413 too large, 415 not JSON, 400) -> handler.
+It stays lean on purpose (no middleware classes, orjson, a ring-buffer log of raw bytes):
+benchmarks drive thousands of upserts per second through it.
+
+Each API path is served with and without its trailing slash: httpx does not follow redirects by
+default and urllib will not re-send a POST on a 307, so a redirect would only confuse clients.
 """
 
 from __future__ import annotations
@@ -27,11 +30,14 @@ from bridge.sandbox.config import SandboxConfig, TriggerSpec
 from bridge.sandbox.faults import Fault, Faults
 from bridge.sandbox.model import ApiError, Clock
 from bridge.sandbox.store import Store
-from bridge.sandbox.validate import parse_body
+from bridge.sandbox.validate import check_media_type, parse_body
 
 Result = tuple[int, dict[str, Any]]
 Handler = Callable[["Sandbox", Request, dict[str, Any]], Result]
 JSON = "application/json"
+# Largest request body accepted: a full bulk-enroll (500 addresses) is ~130 KB; Django, which
+# APIs of this shape usually run on, refuses bodies over 2.5 MB by default.
+MAX_BODY = 1024 * 1024
 
 
 class Sandbox:
@@ -88,14 +94,46 @@ async def _apply_fault(sb: Sandbox, fault: Fault, request: Request) -> Response 
     return json_response(fault.status, body, headers)
 
 
+async def _read_body(request: Request) -> tuple[bytes, ApiError | None]:
+    """The body, or the 413 to answer once the key is checked (the excess is never read)."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit():
+        if int(length) > MAX_BODY:
+            return b"", _too_large()
+        return await request.body(), None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            return b"", _too_large()
+        chunks.append(chunk)
+    return b"".join(chunks), None
+
+
+def _too_large() -> ApiError:
+    return ApiError(
+        413, f"request body larger than {MAX_BODY} bytes", "payload_too_large", limit=MAX_BODY
+    )
+
+
+def _parse(request: Request, raw: bytes, body_error: ApiError | None) -> dict[str, Any]:
+    if body_error is not None:
+        raise body_error
+    if raw:
+        check_media_type(request.headers.get("content-type"))
+    return parse_body(raw)
+
+
 def api_route(sb: Sandbox, path: str, name: str, scope: str | None, handler: Handler) -> Route:
     is_post = name not in _GETS
 
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
-        raw = await request.body() if is_post else b""
+        raw, body_error = await _read_body(request) if is_post else (b"", None)
         path: str = request.scope["path"]  # cheaper than request.url, which parses a URL
-        fault = sb.faults.pick(name, path) if sb.faults.active else None
+        # Faults match the spec's path (with its slash) whichever form the client sent.
+        canonical = path if path[-1] == "/" else path + "/"
+        fault = sb.faults.pick(name, canonical) if sb.faults.active else None
         key_name = None
         response = await _apply_fault(sb, fault, request) if fault is not None else None
         if response is None:
@@ -104,7 +142,8 @@ def api_route(sb: Sandbox, path: str, name: str, scope: str | None, handler: Han
                 key_name = state.spec.name
                 check_scope(state, scope)
                 sb.keys.admit(state)
-                status, payload = handler(sb, request, parse_body(raw) if is_post else {})
+                body = _parse(request, raw, body_error) if is_post else {}
+                status, payload = handler(sb, request, body)
                 response = json_response(status, payload)
             except ApiError as err:
                 retry = err.body.get("retry_after")
@@ -126,6 +165,15 @@ def api_route(sb: Sandbox, path: str, name: str, scope: str | None, handler: Han
         return response
 
     return Route(path, endpoint, methods=["GET"] if not is_post else ["POST"], name=name)
+
+
+def api_routes(
+    sb: Sandbox, path: str, name: str, scope: str | None, handler: Handler
+) -> list[Route]:
+    """The spec's path and the same path without its trailing slash."""
+    route = api_route(sb, path, name, scope, handler)
+    bare = Route(path.rstrip("/"), route.endpoint, methods=route.methods, name=f"{name}_bare")
+    return [route, bare]
 
 
 _GETS = frozenset({"ping", "unsubscribed_emails", "list_sequences", "contact_enrollments"})
@@ -210,15 +258,29 @@ ENDPOINT_NAMES = tuple(name for _, name, _, _ in ROUTES)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    status = exc.status_code if isinstance(exc, HTTPException) else 500
-    message = exc.detail if isinstance(exc, HTTPException) else "internal error"
-    return json_response(status, {"error": message, "code": "http_error"})
+    """Routing errors in the one JSON error shape; 405 keeps Starlette's Allow header."""
+    if not isinstance(exc, HTTPException):
+        return json_response(500, {"error": "internal error", "code": "internal_error"})
+    where = f"{request.method} {request.scope['path']}"
+    headers = dict(exc.headers or {})
+    if exc.status_code == 404:
+        body = {"error": f"no such endpoint: {where}", "code": "not_found"}
+    elif exc.status_code == 405:
+        allow = headers.get("Allow", "")
+        body = {"error": f"method not allowed: {where}; use {allow}", "code": "method_not_allowed"}
+    else:
+        body = {"error": str(exc.detail), "code": "http_error"}
+    return json_response(exc.status_code, body, headers)
 
 
 def build_app(sb: Sandbox) -> Starlette:
     from bridge.sandbox.control import control_routes
 
-    routes = [api_route(sb, "/api/v1" + path, name, scope, h) for path, name, scope, h in ROUTES]
+    routes = [
+        route
+        for path, name, scope, h in ROUTES
+        for route in api_routes(sb, "/api/v1" + path, name, scope, h)
+    ]
     app = Starlette(
         routes=[*routes, *control_routes(sb)],
         exception_handlers={HTTPException: _http_error},

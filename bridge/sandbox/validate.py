@@ -25,6 +25,20 @@ def invalid(field: str, message: str) -> ApiError:
     return ApiError(400, f"{field}: {message}", "invalid", field=field)
 
 
+def check_media_type(content_type: str | None) -> None:
+    """A body must be declared JSON (the spec: all requests are JSON). A missing header is
+    tolerated, as many HTTP clients omit it; a different media type is 415."""
+    if content_type is None:
+        return
+    media = content_type.partition(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise ApiError(
+            415,
+            f"unsupported Content-Type {media or '(empty)'!r}: send application/json",
+            "unsupported_media_type",
+        )
+
+
 def parse_body(raw: bytes) -> dict[str, Any]:
     """The JSON object a POST carries; an empty body counts as {}."""
     if not raw:
