@@ -348,7 +348,9 @@ class Pipeline:
         log.info("revoked: %s", _names(tps))
         self._assigned.difference_update(tps)
         deadline = asyncio.get_running_loop().time() + self.policy.revoke_grace_seconds
-        while any(self.tracker.in_flight(tp) for tp in tps) and self.halted is None:
+        # While closing, the shutdown grace already drained what it could and cancelled the rest.
+        waiting = self.halted is None and not self._closing
+        while waiting and any(self.tracker.in_flight(tp) for tp in tps):
             if asyncio.get_running_loop().time() >= deadline:
                 log.warning("revoke grace ran out; unfinished messages go to the new owner")
                 break

@@ -1,0 +1,102 @@
+"""Fault scenarios beyond the "Done when" list: signals during long pauses, DLQ edge cases,
+403 mid-stream, odd messages, rebalances under load. Real broker, sandbox over real HTTP."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from bridge_harness import (
+    InProcessBridge,
+    committed,
+    end_offsets,
+    event,
+    produce,
+    wait_for,
+    write_config,
+)
+
+from bridge.sandbox.testing import SandboxHandle
+
+pytestmark = pytest.mark.integration
+
+API = "/api/v1/"
+
+
+def _config(tmp: Path, extra: dict[str, Any] | None = None, **kwargs: Any) -> Path:
+    """write_config, then merge `extra` into the document (dicts per section, else replace)."""
+    path = write_config(tmp, **kwargs)
+    doc = yaml.safe_load(path.read_text())
+    for name, value in (extra or {}).items():
+        if isinstance(value, dict) and isinstance(doc.get(name), dict):
+            doc[name].update(value)
+        else:
+            doc[name] = value
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def _statuses(sandbox: SandboxHandle) -> list[int]:
+    return [r["status"] for r in sandbox.requests(path=API)]
+
+
+def _track_seqs(sandbox: SandboxHandle) -> list[tuple[str, int]]:
+    return sorted((e["email"], e["properties"]["seq"]) for e in sandbox.events())
+
+
+def test_sigterm_during_a_long_retry_after_stops_within_the_grace_and_restart_delivers(
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    topic, group = make_topic(partitions=2), "g-term-retry-after"
+    events = [event("user.updated", u, 0) for u in range(10)]
+    events += [event("user.acted", u, 1) for u in range(10)]
+    produce(kafka_bootstrap, topic, events)
+    ends = end_offsets(kafka_bootstrap, topic, 2)
+    grace = 2.0
+    path = _config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topics=[topic],
+        base_url=sandbox.base_url,
+        api_key=sandbox.unlimited_key,
+        group=group,
+        extra={"pipeline": {"shutdown_grace_seconds": grace, "revoke_grace_seconds": 10}},
+    )
+    sandbox.set_fault("track", status=429, retry_after=60)
+    bridge = InProcessBridge(path).start()
+    try:
+        wait_for(lambda: 429 in _statuses(sandbox), 30, "a 429 with Retry-After: 60")
+        started = time.monotonic()
+        exit_code = bridge.stop(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        bridge.stop()
+    assert exit_code == 0
+    # The shutdown grace bounds the stop; the revoke on leaving the group must not add its own.
+    assert took < grace + 6, f"stop took {took:.1f}s"
+    at_stop = committed(kafka_bootstrap, group, topic, 2)
+    assert all(at_stop[p] < ends[p] for p in at_stop), "tracks waiting out the 429 stay unread"
+    assert sandbox.events() == []
+
+    sandbox.clear_faults()
+    with _running(path):
+        wait_for(lambda: committed(kafka_bootstrap, group, topic, 2) == ends, 60, "the rest")
+    assert _track_seqs(sandbox) == sorted((f"user{u}@example.com", 1) for u in range(10))
+
+
+class _running:
+    """A bridge in this process for the length of a `with` block; it must stop cleanly."""
+
+    def __init__(self, path: Path) -> None:
+        self.bridge = InProcessBridge(path)
+
+    def __enter__(self) -> InProcessBridge:
+        return self.bridge.start()
+
+    def __exit__(self, *exc: object) -> None:
+        code = self.bridge.stop()
+        if exc[0] is None:
+            assert code == 0
