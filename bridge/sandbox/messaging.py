@@ -24,6 +24,7 @@ def trigger(store: Store, triggers: dict[str, TriggerSpec], body: dict[str, Any]
     to_email = v.required_email(body, "to_email")
     variables = v.optional_object(body, "variables") or {}
     recipient = v.optional_object(body, "recipient") or {}
+    v.check_recipient(recipient)
     idem = v.optional_str(body, "idempotency_key") or None
     spec = _active_trigger(triggers, key)
     now = store.clock.now()

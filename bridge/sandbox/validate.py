@@ -73,6 +73,8 @@ def required_str(body: Mapping[str, Any], field: str) -> str:
         raise invalid(field, "this field is required")
     if not isinstance(value, str):
         raise invalid(field, "must be a string")
+    if not value.strip():
+        raise invalid(field, "must not be blank")
     return value
 
 
@@ -110,6 +112,22 @@ def string_list(body: Mapping[str, Any], field: str) -> list[str] | None:
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         raise invalid(field, "must be an array of non-empty strings")
     return [v.strip() for v in value]
+
+
+def check_recipient(recipient: Mapping[str, Any]) -> None:
+    """A trigger's `recipient` holds contact fields: they carry the types upsert gives them."""
+    for name in ("external_id", "first_name", "last_name", "display_name"):
+        _nested_str(recipient, name)
+    if recipient.get("custom_fields") is not None and not isinstance(
+        recipient["custom_fields"], dict
+    ):
+        raise invalid("recipient.custom_fields", "must be a JSON object")
+
+
+def _nested_str(recipient: Mapping[str, Any], name: str) -> None:
+    value = recipient.get(name)
+    if value is not None and not isinstance(value, str):
+        raise invalid(f"recipient.{name}", "must be a string")
 
 
 def check_upsert_fields(body: Mapping[str, Any]) -> None:
