@@ -24,6 +24,7 @@ Retries, DLQ routing and halting key off these types, never off message strings:
     │   ├── Unauthorized       401: the API key is wrong or missing
     │   ├── Forbidden          403: the key lacks a scope
     │   ├── MissingScopes      start-up: rules need scopes the key does not have
+    │   ├── WrongBaseUrl       a redirect (3xx), or 404 on GET /ping: base_url misses the API
     │   ├── DlqBreakerTripped  too many poison messages in a row or in a window
     │   ├── DeadLetterWriteFailed  the DLQ record was not acknowledged by the broker
     │   ├── NoDeadLetterTopic  a poison message and no dead_letter_topic configured
@@ -193,6 +194,11 @@ class Forbidden(HaltError):
 
 class MissingScopes(HaltError):
     """The rules need scopes the API key does not have."""
+
+
+class WrongBaseUrl(HaltError):
+    """meisa.base_url does not lead to the API: it answered with a redirect (the client follows
+    none, since every call would take it), or GET /ping is not there."""
 
 
 class DlqBreakerTripped(HaltError):

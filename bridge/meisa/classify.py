@@ -6,6 +6,7 @@
     422 unsubscribed/bounced/... -> Unsubscribed        (skip, never DLQ)
     429                          -> RateLimited(retry_after)
     5xx, 408                     -> ServerError(retry_after if given)
+    3xx                          -> WrongBaseUrl        (halt: every call would be redirected)
     401                          -> Unauthorized        (halt)
     403                          -> Forbidden, naming the missing scope when the body does
     404                          -> ContactNotFound     (poison; track retried first)
@@ -31,6 +32,7 @@ from bridge.errors import (
     ServerError,
     Unauthorized,
     Unsubscribed,
+    WrongBaseUrl,
 )
 from bridge.meisa.models import CallResult
 
@@ -132,11 +134,21 @@ def _refused(status: int, body: Any, message: str, endpoint: str) -> BridgeError
 
 
 def to_error(
-    status: int, body: Any, *, endpoint: str, retry_after: float | None
+    status: int,
+    body: Any,
+    *,
+    endpoint: str,
+    retry_after: float | None,
+    location: str | None = None,
 ) -> BridgeError | None:
     """The error a non-2xx response stands for (None for 2xx)."""
     if 200 <= status < 300:
         return None
+    if 300 <= status < 400:
+        return WrongBaseUrl(
+            f"{endpoint} -> {status}: redirected to {location or '(no Location)'}; "
+            "check meisa.base_url (the client follows no redirects)"
+        )
     message = error_message(body)
     if status in (408, 429) or status >= 500:
         return _retryable(status, message, endpoint, retry_after)
@@ -149,12 +161,13 @@ def classify(
     *,
     endpoint: str,
     retry_after_header: str | None = None,
+    location: str | None = None,
     now: float,
     retry_after_cap: float,
 ) -> CallResult:
     """CallResult for a 2xx, otherwise raise the error the status stands for."""
     retry_after = parse_retry_after(retry_after_header, now=now, cap=retry_after_cap)
-    error = to_error(status, body, endpoint=endpoint, retry_after=retry_after)
+    error = to_error(status, body, endpoint=endpoint, retry_after=retry_after, location=location)
     if error is not None:
         raise error
     return _success(status, body)

@@ -8,12 +8,14 @@ is injectable (tests and benchmarks swap it); by default it follows `MeisaSettin
 
 The API key lives only in the client's default headers: it never appears in a repr, an exception
 message or a log line. Transport failures become a TransportError that does not chain the httpx
-exception, because that one carries the request (headers included).
+exception, because that one carries the request (headers included); a response that echoes the
+key has it replaced before anything reads the body.
 """
 
 from __future__ import annotations
 
 import time
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
@@ -22,7 +24,13 @@ import httpx
 import orjson
 
 from bridge.config import MeisaSettings
-from bridge.errors import ContactNotFound, MappingError, SpecFieldError, TransportError
+from bridge.errors import (
+    ContactNotFound,
+    MappingError,
+    SpecFieldError,
+    TransportError,
+    WrongBaseUrl,
+)
 from bridge.meisa.calls import MeisaCall, contact_key
 from bridge.meisa.classify import classify
 from bridge.meisa.models import BULK_ENROLL_MAX, CallResult, Endpoint, PingInfo, check_body
@@ -54,13 +62,13 @@ def default_transport(settings: MeisaSettings) -> httpx.AsyncBaseTransport:
     return httpx.AsyncHTTPTransport(limits=limits)
 
 
-def _parse(response: httpx.Response) -> Any:
-    if not response.content:
+def _parse(content: bytes) -> Any:
+    if not content:
         return None
     try:
-        return orjson.loads(response.content)
+        return orjson.loads(content)
     except orjson.JSONDecodeError:
-        return response.text[:300]
+        return content[:300].decode("utf-8", "replace")
 
 
 class MeisaClient:
@@ -111,7 +119,7 @@ class MeisaClient:
         params: Mapping[str, str] | None = None,
     ) -> CallResult:
         endpoint = f"{method} /{path}"
-        content = orjson.dumps(json) if json is not None else None
+        content = _encode(endpoint, json)
         failure = ""
         try:
             response = await self._http.request(method, path, content=content, params=params)
@@ -121,11 +129,13 @@ class MeisaClient:
             # Raised outside the handler, so neither __cause__ nor __context__ links the httpx
             # exception: it holds the request, and with it the API key header.
             raise TransportError(failure)
+        location = response.headers.get("location")
         return classify(
             response.status_code,
-            _parse(response),
+            _parse(self._redact_bytes(response.content)),
             endpoint=endpoint,
             retry_after_header=response.headers.get("retry-after"),
+            location=self._redact(location) if location else None,
             now=self._wall_clock(),
             retry_after_cap=self.settings.retry_after_cap_seconds,
         )
@@ -134,6 +144,10 @@ class MeisaClient:
         key = self.settings.api_key.get_secret_value()
         return text.replace(key, "[redacted]") if key else text
 
+    def _redact_bytes(self, content: bytes) -> bytes:
+        key = self.settings.api_key.get_secret_value().encode()
+        return content.replace(key, b"[redacted]") if key and key in content else content
+
     async def _post(self, endpoint: Endpoint, path: str, body: Mapping[str, Any]) -> CallResult:
         check_body(endpoint, body)
         return await self._request("POST", path, json=body)
@@ -141,7 +155,14 @@ class MeisaClient:
     # -- endpoints ---------------------------------------------------------------------------
 
     async def ping(self) -> PingInfo:
-        result = await self._request("GET", "ping/")
+        try:
+            result = await self._request("GET", "ping/")
+        except ContactNotFound as exc:
+            # /ping/ always exists: a 404 means the base URL does not point at the API.
+            raise WrongBaseUrl(
+                f"GET /ping/ -> 404 at {self.settings.base_url}: check meisa.base_url "
+                f"(expected e.g. https://api.meisa.io/api/v1) ({exc})"
+            ) from None
         return PingInfo.from_json(result.body if isinstance(result.body, Mapping) else {})
 
     async def upsert(self, body: Mapping[str, Any]) -> CallResult:
@@ -163,10 +184,12 @@ class MeisaClient:
     async def _tag(
         self, action: str, contact_id: str, tag_name: str | None, tag_id: str | None
     ) -> CallResult:
-        body = {"tag_name": tag_name} if tag_name is not None else {"tag_id": tag_id}
+        body = {k: v for k, v in (("tag_name", tag_name), ("tag_id", tag_id)) if v is not None}
         if not contact_id:
             raise MappingError(f"{action} needs a contact id")
-        return await self._post("tag", f"contacts/{contact_id}/{action}/", body)
+        # One path segment whatever the id holds: no "/", "?" or "#" may reshape the URL.
+        segment = urllib.parse.quote(contact_id, safe="")
+        return await self._post("tag", f"contacts/{segment}/{action}/", body)
 
     async def unsubscribed_emails(self) -> frozenset[str]:
         result = await self._request("GET", "contacts/api/unsubscribed-emails/")
@@ -281,6 +304,16 @@ class MeisaClient:
         self._ids.move_to_end(key)
         while len(self._ids) > _CONTACT_CACHE_SIZE:
             self._ids.popitem(last=False)
+
+
+def _encode(endpoint: str, body: Mapping[str, Any] | None) -> bytes | None:
+    """The JSON request body; a value JSON cannot carry (bytes, Decimal, ...) is a mapping error."""
+    if body is None:
+        return None
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError as exc:
+        raise MappingError(f"{endpoint}: the body is not JSON: {exc}") from None
 
 
 _TAG_CALL_FIELDS = frozenset({"email", "external_id", "tag_name", "tag_id"})

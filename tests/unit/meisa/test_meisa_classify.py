@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import re
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from bridge.errors import (
     ServerError,
     Unauthorized,
     Unsubscribed,
+    WrongBaseUrl,
 )
 from bridge.meisa.classify import classify, parse_retry_after
 
@@ -151,6 +153,8 @@ def test_retry_after_never_escapes_zero_to_cap(header: str, cap: float) -> None:
 def expected(status: int, body: dict[str, str]) -> type[BridgeError] | None:
     if 200 <= status < 300:
         return None
+    if 300 <= status < 400:
+        return WrongBaseUrl
     if status == 429:
         return RateLimited
     if status >= 500 or status == 408:
@@ -187,3 +191,15 @@ def test_422_machine_readable_code_decides_over_message_words() -> None:
     assert not isinstance(info.value, Unsubscribed)
     with pytest.raises(Unsubscribed):
         run(422, {"error": "cannot send", "code": "unsubscribed"})
+
+
+def test_a_redirect_halts_naming_where_it_points() -> None:
+    with pytest.raises(WrongBaseUrl, match=re.escape("https://api.meisa.io/api/v1/ping/")):
+        classify(
+            301,
+            None,
+            endpoint="GET /ping/",
+            location="https://api.meisa.io/api/v1/ping/",
+            now=NOW,
+            retry_after_cap=CAP,
+        )

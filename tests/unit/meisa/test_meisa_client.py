@@ -7,6 +7,7 @@ tests/integration/meisa.
 from __future__ import annotations
 
 import traceback
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -14,7 +15,14 @@ import orjson
 import pytest
 
 from bridge.config import MeisaSettings, SecretStr
-from bridge.errors import MappingError, SpecFieldError, TransportError
+from bridge.errors import (
+    HaltError,
+    MappingError,
+    SpecFieldError,
+    TransportError,
+    Unauthorized,
+    WrongBaseUrl,
+)
 from bridge.meisa.calls import MeisaCall, contact_key
 from bridge.meisa.client import MeisaClient
 
@@ -149,3 +157,63 @@ async def test_transport_error_carries_no_request_or_key() -> None:
     rendered = "".join(traceback.format_exception(error))
     assert "ConnectError" in rendered
     assert KEY not in rendered
+
+
+async def test_contact_id_is_one_escaped_path_segment() -> None:
+    recorder = Recorder()
+    async with make(recorder) as client:
+        await client.add_tag("a/../b?c=1#d", tag_name="vip")
+    [request] = recorder.requests
+    assert request.url.raw_path == b"/api/v1/contacts/a%2F..%2Fb%3Fc%3D1%23d/add_tag/"
+    assert orjson.loads(request.content) == {"tag_name": "vip"}
+
+
+async def test_tag_name_and_tag_id_together_are_refused() -> None:
+    recorder = Recorder()
+    async with make(recorder) as client:
+        with pytest.raises(MappingError, match="exactly one"):
+            await client.add_tag("c1", tag_name="vip", tag_id="t1")
+    assert recorder.requests == []
+
+
+async def test_a_body_that_is_not_json_is_a_mapping_error_before_sending() -> None:
+    recorder = Recorder()
+    body = {"email": "a@example.com", "custom_fields": {"price": Decimal("9.99"), "b": b"\x00"}}
+    async with make(recorder) as client:
+        with pytest.raises(MappingError, match="JSON"):
+            await client.upsert(body)
+    assert recorder.requests == []
+
+
+async def test_a_key_echoed_by_the_server_never_reaches_the_error() -> None:
+    def echo(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"error": f"invalid API key {KEY}", "key": KEY})
+
+    async with MeisaClient(SETTINGS, transport=httpx.MockTransport(echo)) as client:
+        with pytest.raises(Unauthorized) as info:
+            await client.upsert({"email": "a@example.com"})
+    assert "invalid API key" in str(info.value)
+    assert KEY not in "".join(traceback.format_exception(info.value))
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_a_redirect_halts_naming_the_base_url(status: int) -> None:
+    def redirect(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, headers={"Location": "https://meisa.test/api/v1/ping/"})
+
+    async with MeisaClient(SETTINGS, transport=httpx.MockTransport(redirect)) as client:
+        for attempt in (client.ping(), client.upsert({"email": "a@example.com"})):
+            with pytest.raises(WrongBaseUrl) as info:
+                await attempt
+            assert isinstance(info.value, HaltError)
+            assert "https://meisa.test/api/v1/ping/" in str(info.value)
+            assert "base_url" in str(info.value)
+
+
+async def test_ping_404_means_the_base_url_is_wrong() -> None:
+    def missing(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json={"error": "Not Found"})
+
+    async with MeisaClient(SETTINGS, transport=httpx.MockTransport(missing)) as client:
+        with pytest.raises(WrongBaseUrl, match="base_url"):
+            await client.ping()
