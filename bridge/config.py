@@ -347,7 +347,7 @@ def _rules(
     doc: dict[str, Any], file: str, base: Path, errors: list[ConfigError], strict_env: bool
 ) -> Any:
     from bridge.rules.engine import RuleSet
-    from bridge.rules.loader import compile_rules
+    from bridge.rules.loader import compile_rules, name_rules
     from bridge.rules.yamlio import line_of, load_yaml
 
     if "rules" in doc and "rules_file" in doc:
@@ -355,13 +355,19 @@ def _rules(
         errors.append(_err("give rules or rules_file, not both", file, line, "rules_file"))
         return RuleSet(source=file)
     if "rules_file" not in doc:
+        errors[:] = name_rules(errors, doc.get("rules"), file)
         rules, found = compile_rules(doc.get("rules", []), file=file, line=line_of(doc, "rules"))
         errors.extend(found)
         return rules
     path = Path(str(doc["rules_file"]))
     path = path if path.is_absolute() else base / path
+    if not path.is_file():
+        why = "is a directory" if path.is_dir() else "no such file"
+        hint = "" if path.is_absolute() else " (relative to this config file)"
+        errors.append(_err(f"{path}: {why}{hint}", file, line_of(doc, "rules_file"), "rules_file"))
+        return RuleSet(source=file)
     sub, found = load_yaml(path, strict_env=strict_env)
-    errors.extend(found)
+    errors.extend(name_rules(found, sub.get("rules") if isinstance(sub, dict) else sub, str(path)))
     if isinstance(sub, dict):
         extra = [k for k in sub if k != "rules"]
         for key in extra:

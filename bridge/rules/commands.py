@@ -34,8 +34,24 @@ def validate_command(args: argparse.Namespace) -> int:
             for err in _errors(exc):
                 print(err.format(), file=sys.stderr)
             continue
+        if not config.rules and not _declares_rules(path):
+            failed = True
+            print(
+                f"{path}:1: rules: no rules (add a `rules:` list or `rules_file:`)", file=sys.stderr
+            )
+            continue
         print(f"{path}: ok: {len(config.rules)} rules")
     return 1 if failed else 0
+
+
+def _declares_rules(path: str) -> bool:
+    """An explicit `rules: []` is a choice; an empty file or a config without rules is a slip."""
+    from bridge.rules.yamlio import load_yaml
+
+    doc, _ = load_yaml(path, strict_env=False)
+    return isinstance(doc, list) or (
+        isinstance(doc, dict) and bool({"rules", "rules_file"} & doc.keys())
+    )
 
 
 def schema_command(args: argparse.Namespace) -> int:

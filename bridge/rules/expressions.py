@@ -149,6 +149,9 @@ def _template(text: str) -> Compiled:
         pos = m.end()
     if pos < len(text):
         pieces.append(text[pos:])
+    if any(isinstance(p, str) and "{{" in p for p in pieces):
+        # Sent as is, "{{ data.email" would reach Meisa as a literal address.
+        raise ExpressionError(f"unclosed {{{{ in {text!r} (write {{{{ expression }}}})")
 
     def render(ctx: dict[str, Any]) -> str:
         return "".join(p if isinstance(p, str) else render_text(p(ctx)) for p in pieces)
@@ -174,6 +177,12 @@ def compile_value(value: Any) -> Compiled:
 
 
 def _compile_mapping(value: dict[str, Any]) -> Compiled:
+    for key in value:
+        if "{{" in str(key):
+            raise ExpressionError(
+                f"key {key!r}: keys are literal, expressions go in values "
+                "(or give the whole mapping as one expression)"
+            )
     items = [(str(k), compile_value(v)) for k, v in value.items()]
     pairs = [(k, c.evaluate) for k, c in items]
 

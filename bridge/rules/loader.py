@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import re
 from dataclasses import dataclass, field
@@ -67,26 +68,47 @@ def compile_rules(
     """Compile the value of `rules:`. Returns the rules that compiled and every error."""
     ctx = _Ctx(file)
     if not isinstance(node, list):
-        ctx.error("rules: must be a list of rules", line, "rules")
+        ctx.error(f"expected a list of rules (- name: ...), got {_kind(node)}", line, "rules")
         return RuleSet(source=file), ctx.errors
     rules: list[Rule] = []
     seen: dict[str, int] = {}
     for i, item in enumerate(node):
-        rule = _compile_rule(item, line_of(node, i, line), ctx, seen)
+        rule = _compile_rule(item, i, line_of(node, i, line), ctx, seen)
         if rule is not None:
             rules.append(rule)
     return RuleSet(tuple(rules), source=file), ctx.errors
 
 
-def _compile_rule(item: Any, line: int | None, ctx: _Ctx, seen: dict[str, int]) -> Rule | None:
-    ctx.rule = None
+def name_rules(errors: list[ConfigError], node: Any, file: str) -> list[ConfigError]:
+    """Errors found while parsing the YAML (duplicate keys, ...) get the rule they sit in."""
+    starts = getattr(node, "item_lines", None)
+    if not isinstance(node, list) or not starts:
+        return errors
+    out = []
+    for err in errors:
+        if err.rule is None and err.file == file and err.line is not None and err.line >= starts[0]:
+            i = bisect.bisect_right(starts, err.line) - 1
+            name = node[i].get("name") if isinstance(node[i], dict) else None
+            rule = name if isinstance(name, str) and name.strip() else f"#{i + 1}"
+            out.append(
+                ConfigError(err.message, file=err.file, line=err.line, rule=rule, field=err.field)
+            )
+            continue
+        out.append(err)
+    return out
+
+
+def _compile_rule(
+    item: Any, index: int, line: int | None, ctx: _Ctx, seen: dict[str, int]
+) -> Rule | None:
+    ctx.rule = f"#{index + 1}"  # until it has a usable name: its position in the list
     if not isinstance(item, dict):
         ctx.error("each rule must be a mapping with name, on, do", line)
         return None
     name = item.get("name")
     if not isinstance(name, str) or not name.strip():
         ctx.error("required: a non-empty string", line_of(item, "name", line), "name")
-        name = f"#{len(seen) + 1}"
+        name = ctx.rule
     ctx.rule = name
     if name in seen:
         ctx.error(
@@ -157,6 +179,17 @@ def _compile_when(item: dict[str, Any], ctx: _Ctx, prefix: str = "") -> tuple[bo
         return False, None
 
 
+def _kind(value: Any) -> str:
+    """How a YAML value's type reads in an error message."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"
+
+
 def _fail(message: str) -> Getter:
     raise ExpressionError(message)
 
@@ -166,7 +199,10 @@ def _compile_actions(
 ) -> tuple[Action, ...] | None:
     do = item.get("do")
     if not isinstance(do, list) or not do:
-        ctx.error("required: a non-empty list of actions", line_of(item, "do", line), "do")
+        message = "required: a non-empty list of actions"
+        if do is not None and not isinstance(do, list):
+            message = f"expected a list of actions (- upsert: ...), got {_kind(do)}"
+        ctx.error(message, line_of(item, "do", line), "do")
         return None
     actions = [_compile_action(a, i, line_of(do, i, line), ctx) for i, a in enumerate(do)]
     return tuple(a for a in actions if a is not None) if all(actions) else None

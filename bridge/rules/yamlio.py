@@ -127,8 +127,11 @@ class _Loader(
         data.line = node.start_mark.line + 1
         data.key_lines = {}
         yield data
-        self.flatten_mapping(node)
-        for key_node, value_node in node.value:
+        explicit = sum(k.tag != "tag:yaml.org,2002:merge" for k, _ in node.value)
+        self.flatten_mapping(node)  # puts the `<<:` merged pairs first
+        merged = len(node.value) - explicit
+        from_merge: set[str] = set()
+        for i, (key_node, value_node) in enumerate(node.value):
             line = key_node.start_mark.line + 1
             key = self.construct_object(key_node, deep=True)
             if not isinstance(key, str):
@@ -136,7 +139,11 @@ class _Loader(
                     ConfigError(f"keys must be strings, got {key!r}", file=self.file, line=line)
                 )
                 key = str(key)
-            if key in data.key_lines:
+            if i < merged:  # YAML merge: keys given explicitly override these silently
+                from_merge.add(key)
+            elif key in from_merge:
+                from_merge.discard(key)
+            elif key in data.key_lines:
                 self.errors.append(
                     ConfigError(
                         f"duplicate key (first at line {data.key_lines[key]})",
@@ -180,8 +187,12 @@ def parse_yaml(
         data = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
         problem = exc.problem or exc.context or "invalid YAML"
+        if "<stream end>" in problem and exc.context_mark is not None:
+            mark = exc.context_mark  # the unclosed bracket or quote, not the end of the file
+        elif "'\\t'" in problem:
+            problem += " (indent with spaces: YAML does not allow tabs)"
+        line = mark.line + 1 if mark is not None else None
         return None, [*loader.errors, ConfigError(f"YAML syntax: {problem}", file=file, line=line)]
     except yaml.YAMLError as exc:
         return None, [*loader.errors, ConfigError(f"YAML: {exc}", file=file)]

@@ -158,3 +158,94 @@ def test_unset_env_variable_is_an_error_in_strict_loading(tmp_path: Path) -> Non
     assert err.line == 3
     assert "SURELY_UNSET_VAR_X" in err.message
     assert load_config(path, strict_env=False).meisa.base_url == ""
+
+
+def test_unclosed_expression_is_an_error_not_a_literal(tmp_path: Path) -> None:
+    err = _one(tmp_path, _rule('upsert: {email: "{{ data.email "}'))
+    assert (err.line, err.field) == (5, "do[0].upsert.email")
+    assert "unclosed" in err.message
+
+
+def test_expression_in_a_mapping_key_is_an_error(tmp_path: Path) -> None:
+    text = _rule('upsert:\n          email: a@b.c\n          custom_fields: {"{{ data.k }}": 1}')
+    err = _one(tmp_path, text)
+    assert (err.line, err.field) == (7, "do[0].upsert.custom_fields")
+    assert "key" in err.message
+
+
+def test_a_rule_without_a_name_is_called_by_its_position(tmp_path: Path) -> None:
+    text = GOOD + "  - on: x\n    do: []\n  - [1, 2]\n"
+    errors = _errors(tmp_path, text)
+    assert [(e.line, e.rule, e.field) for e in errors] == [
+        (7, "#2", "name"),
+        (8, "#2", "do"),
+        (9, "#3", None),
+    ]
+
+
+def test_yaml_level_errors_inside_a_rule_name_the_rule(tmp_path: Path) -> None:
+    text = (
+        GOOD
+        + "  - name: two\n    on: x\n    on: y\n    do:\n      - upsert: {email: a, email: b}\n"
+    )
+    errors = _errors(tmp_path, text)
+    assert [(e.line, e.rule, e.field) for e in errors] == [
+        (9, "two", "on"),
+        (11, "two", "email"),
+    ]
+
+
+def test_yaml_merge_keys_may_be_overridden(tmp_path: Path) -> None:
+    text = (
+        GOOD.replace("  - name: ok", "  - &base\n    name: ok") + "  - <<: *base\n    name: two\n"
+    )
+    assert [r.name for r in load_rules(_write(tmp_path, text))] == ["ok", "two"]
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "rules.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("rules:\n  name: a\n", "expected a list of rules"),
+        ("rules:\n  - name: a\n    on: x\n    do:\n      upsert: {email: a}\n", "expected a list"),
+    ],
+)
+def test_wrong_container_type_says_what_was_expected(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    err = _one(tmp_path, text)
+    assert message in err.message
+    assert f"{err.field}: {err.field}" not in err.format()
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "kafka:\n", "topics: [a]\n"])
+def test_validate_fails_on_a_file_without_rules(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    path = _write(tmp_path, text)
+    assert validate_command(argparse.Namespace(rules=[str(path)])) == 1
+    assert capsys.readouterr().err.startswith(f"{path}:1: rules: no rules")
+
+
+def test_missing_rules_file_points_at_the_config_line(tmp_path: Path) -> None:
+    err = _one(tmp_path, "topics: [a]\nrules_file: nope.yaml\n")
+    assert (err.line, err.field) == (2, "rules_file")
+    assert err.file is not None
+    assert err.file.endswith("rules.yaml")
+    assert "nope.yaml" in err.message
+
+
+def test_tab_indentation_gets_a_hint(tmp_path: Path) -> None:
+    err = _one(tmp_path, "rules:\n  - name: a\n\ton: x\n")
+    assert err.line == 3
+    assert "spaces" in err.message
+
+
+def test_unclosed_flow_mapping_points_at_where_it_opened(tmp_path: Path) -> None:
+    err = _one(tmp_path, _rule('upsert: {email: "x"'))
+    assert err.line == 5
