@@ -6,6 +6,7 @@ Imports are lazy so `meisa-bridge --help` stays fast and a command pulls in only
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -66,43 +67,129 @@ def _dlq(args: argparse.Namespace) -> int:
     return dlq_command(args)
 
 
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    *,
+    help: str,
+    description: str,
+    examples: str,
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help says what it does, shows examples and, where any, exit codes."""
+    return sub.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog="examples:\n" + examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("run", help="consume Kafka and drive Meisa (the service)")
+    p = _command(
+        sub,
+        "run",
+        help="consume Kafka and drive Meisa (the service)",
+        description="Consume the configured topics, map each event through the rules and make\n"
+        "the Meisa calls; offsets are committed only after the calls succeed.\n"
+        "Start-up checks Meisa (GET /ping/) and the key's scopes against the rules.\n\n"
+        "exit codes: 0 stopped (SIGTERM/SIGINT), 1 halted (401/403, DLQ breaker, ...),\n"
+        "2 refused to start (config, Meisa or Kafka unreachable, missing scopes)",
+        examples="  MEISA_API_KEY=meisa_live_... meisa-bridge run --config bridge.yaml\n",
+    )
     p.add_argument("--config", required=True, help="deployment YAML (kafka, topics, meisa, rules)")
     p.set_defaults(handler=_run)
 
 
 def _add_rules_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("validate", help="check a rules or config file; list every error")
+    p = _command(
+        sub,
+        "validate",
+        help="check a rules or config file; list every error",
+        description="Load rules or deployment config files and list every problem as\n"
+        "FILE:LINE: rule 'NAME': FIELD: message. Unset ${VAR}s count as empty.\n\n"
+        "exit codes: 0 all files ok, 1 errors were listed",
+        examples="  meisa-bridge validate --rules rules.yaml\n"
+        "  meisa-bridge validate --rules bridge.yaml other-rules.yaml\n",
+    )
     p.add_argument("--rules", required=True, nargs="+", metavar="FILE", help="rules/config YAML")
     p.set_defaults(handler=_validate)
 
-    p = sub.add_parser("plan", help="show the exact Meisa calls the rules make for given events")
+    p = _command(
+        sub,
+        "plan",
+        help="show the exact Meisa calls the rules make for given events",
+        description="Map events from a JSON Lines file through the rules, without Kafka or\n"
+        "Meisa, and print one line per call (or per event that makes none, with its\n"
+        "outcome: no_match, decode_error, map_error). A line is an event object, or a\n"
+        'raw message {"topic", "partition", "offset", "key", "headers", "value"}.\n\n'
+        "exit codes: 0 planned (bad events are reported, not fatal), 1 bad rules or files",
+        examples="  meisa-bridge plan --rules rules.yaml --events sample.jsonl\n"
+        "  meisa-bridge plan --rules bridge.yaml --events sample.jsonl --format table\n"
+        "  meisa-bridge plan --rules rules.yaml --events - --coalesce < backlog.jsonl\n",
+    )
     p.add_argument("--rules", required=True, metavar="FILE", help="rules or config YAML")
     p.add_argument("--events", required=True, metavar="FILE", help="JSON Lines, '-' for stdin")
-    p.add_argument("--format", choices=["json", "table"], default="json")
+    p.add_argument(
+        "--format", choices=["json", "table"], default="json", help="output (default: json)"
+    )
     p.add_argument("--coalesce", action="store_true", help="merge adjacent upserts per contact")
     p.add_argument("--topic", default="events", help="topic for events given without one")
     p.set_defaults(handler=_plan)
 
-    p = sub.add_parser("schema", help="print the JSON Schema of the rules file (for editors)")
+    p = _command(
+        sub,
+        "schema",
+        help="print the JSON Schema of the rules file (for editors)",
+        description="Print the JSON Schema (draft 2020-12) of rules and config files, for\n"
+        "editors that validate and complete YAML.",
+        examples="  meisa-bridge schema > meisa-bridge.schema.json\n"
+        "  # then, first line of rules.yaml:\n"
+        "  # yaml-language-server: $schema=./meisa-bridge.schema.json\n",
+    )
     p.set_defaults(handler=_schema)
 
 
 def _add_sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("sandbox", help="run a local Meisa emulator that follows the API spec")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
+    p = _command(
+        sub,
+        "sandbox",
+        help="run a local Meisa emulator that follows the API spec",
+        description="Serve a local Meisa under /api/v1 and an inspection and control API under\n"
+        "/_sandbox/; prints its URL and API keys at start-up. Stop it with Ctrl-C.",
+        examples="  meisa-bridge sandbox --port 8080\n"
+        "  meisa-bridge sandbox --config sandbox.yaml\n"
+        "  curl -s localhost:8080/_sandbox/requests\n",
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    p.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
     p.add_argument("--config", default=None, help="sandbox YAML: keys, triggers, sequences")
     p.set_defaults(handler=_sandbox)
 
 
 def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("replay", help="bounded replay / backfill with its own consumer group")
-    p.add_argument("--config", required=True)
-    p.add_argument("--from", dest="from_", required=True, metavar="TIME|earliest")
-    p.add_argument("--to", default="now", metavar="TIME|now")
-    p.add_argument("--topics", nargs="+", default=None)
+    p = _command(
+        sub,
+        "replay",
+        help="bounded replay / backfill with its own consumer group",
+        description="Read a bounded range of the topics and bring Meisa to the state it\n"
+        "describes, about one call per contact; resumable, never touches the live group.\n\n"
+        "exit codes: 0 done, 1 some calls rejected, 2 usage or config error, 3 halted",
+        examples="  meisa-bridge replay --config bridge.yaml --from earliest --dry-run\n"
+        "  meisa-bridge replay --config bridge.yaml --from 7d --topics app.users\n",
+    )
+    p.add_argument("--config", required=True, help="deployment YAML")
+    p.add_argument(
+        "--from",
+        dest="from_",
+        required=True,
+        metavar="TIME|earliest",
+        help="earliest, an ISO 8601 time, or an age such as 7d or 12h",
+    )
+    p.add_argument("--to", default="now", metavar="TIME|now", help="now (default), a time, an age")
+    p.add_argument("--topics", nargs="+", default=None, help="default: the config's topics")
     p.add_argument(
         "--dry-run", action="store_true", help="read and fold, print the plan, send nothing"
     )
@@ -115,9 +202,19 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _add_dlq(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("dlq", help="inspect and redrive the dead-letter topic")
+    p = _command(
+        sub,
+        "dlq",
+        help="inspect and redrive the dead-letter topic",
+        description="list: records not yet redriven; show: one record, decoded; redrive: send\n"
+        "selected records through the current codec and rules again.\n\n"
+        "exit codes: 0 ok, 1 some records failed again, 2 usage or config error, 3 halted",
+        examples="  meisa-bridge dlq list --config bridge.yaml --rule profile\n"
+        "  meisa-bridge dlq show --config bridge.yaml --partition 0 --offset 12\n"
+        "  meisa-bridge dlq redrive --config bridge.yaml --error-class MappingError --dry-run\n",
+    )
     p.add_argument("action", choices=["list", "show", "redrive"])
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", required=True, help="deployment YAML")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("--partition", type=int, default=None, help="DLQ partition (show; filter)")
     p.add_argument("--offset", type=int, default=None, help="DLQ offset (show)")
@@ -155,7 +252,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
-    return handler(args)
+    try:
+        return handler(args)
+    except BrokenPipeError:
+        # The reader went away (`meisa-bridge plan ... | head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

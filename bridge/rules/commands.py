@@ -62,9 +62,10 @@ def schema_command(args: argparse.Namespace) -> int:
 
 
 def _lines(path: str) -> Iterable[str]:
-    if path == "-":
-        return sys.stdin.read().splitlines()
-    return Path(path).read_text(encoding="utf-8").splitlines()
+    data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    # Bytes that are not UTF-8 stay in the line (as surrogates), so that line alone is
+    # reported as a decode_error and the others are planned.
+    return data.decode("utf-8", errors="surrogateescape").splitlines()
 
 
 def plan_command(args: argparse.Namespace) -> int:
