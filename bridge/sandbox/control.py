@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bridge.sandbox.config import CONTACT_STATUSES
-from bridge.sandbox.model import ApiError, iso
+from bridge.sandbox.model import ENROLLMENT_STATUSES, ApiError, iso
 from bridge.sandbox.validate import normalize_email, parse_body
 
 if TYPE_CHECKING:
@@ -145,6 +145,30 @@ async def _set_status(sb: Sandbox, request: Request) -> Response:
     return _json(sb.store.set_status(email, str(status)).to_json())
 
 
+async def _set_enrollment_status(sb: Sandbox, request: Request) -> Response:
+    """Move a contact's latest enrollment in a sequence to a status (e.g. paused, completed)."""
+    try:
+        body = parse_body(await request.body())
+        email = normalize_email(body.get("email"))
+        slug, status = body.get("sequence_slug"), body.get("status")
+        if status not in ENROLLMENT_STATUSES:
+            raise ApiError(400, f"status: one of {sorted(ENROLLMENT_STATUSES)}", "invalid")
+        enrollment = next(
+            (
+                e
+                for e in reversed(sb.store.enrollments)
+                if e.contact_email == email and e.sequence_slug == slug
+            ),
+            None,
+        )
+        if enrollment is None:
+            raise ApiError(404, f"no enrollment of {email} in {slug!r}", "not_found")
+    except ApiError as err:
+        return _error(err)
+    enrollment.status = str(status)
+    return _json(enrollment.to_contact_json())
+
+
 async def _faults(sb: Sandbox, request: Request) -> Response:
     if request.method == "DELETE":
         return _json({"cleared": sb.faults.clear()})
@@ -192,6 +216,7 @@ def control_routes(sb: Sandbox) -> list[Route]:
         Route(f"{p}/events", bind(_events), methods=["GET"]),
         Route(f"{p}/sends", bind(_sends), methods=["GET"]),
         Route(f"{p}/enrollments", bind(_enrollments), methods=["GET"]),
+        Route(f"{p}/enrollments/status", bind(_set_enrollment_status), methods=["POST"]),
         Route(f"{p}/automations", bind(_automations), methods=["GET"]),
         Route(f"{p}/config", bind(_config), methods=["GET"]),
         Route(f"{p}/reset", bind(_reset), methods=["POST"]),

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 UNSUBSCRIBED_STATUSES = frozenset({"unsubscribed", "bounced", "complained"})
+# active and paused block a new enrollment in the same sequence (the spec); the others do not.
+ENROLLMENT_STATUSES = frozenset({"active", "paused", "completed", "cancelled"})
 TAG_COLOR = "#6366f1"
 _SLUG = re.compile(r"[^a-z0-9]+")
 

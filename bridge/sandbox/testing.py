@@ -83,6 +83,10 @@ class SandboxHandle:
     def set_status(self, email: str, status: str) -> dict[str, Any]:
         return dict(self.control("POST", "contacts/status", {"email": email, "status": status}))
 
+    def set_enrollment_status(self, email: str, sequence_slug: str, status: str) -> dict[str, Any]:
+        body = {"email": email, "sequence_slug": sequence_slug, "status": status}
+        return dict(self.control("POST", "enrollments/status", body))
+
     def set_fault(self, endpoint: str = "*", **spec: Any) -> dict[str, Any]:
         """Add a fault, e.g. set_fault("upsert", status=503, rate=0.5, seed=7, count=3)."""
         return dict(self.control("POST", "faults", {"endpoint": endpoint, **spec}))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.error
+
 import httpx
 import pytest
 
@@ -99,3 +101,39 @@ def test_enrollments_are_inspectable(api: httpx.Client, sandbox: SandboxHandle) 
         "signup",
         {"plan": "pro"},
     )
+
+
+def test_paused_enrollment_refuses_and_a_finished_one_allows_enrolling_again(
+    api: httpx.Client, sandbox: SandboxHandle
+) -> None:
+    assert _enroll(api, "a@example.com").status_code == 201
+    paused = sandbox.set_enrollment_status("a@example.com", "onboarding", "paused")
+    assert paused["status"] == "paused"
+    refused = _enroll(api, "a@example.com")
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "already_enrolled"
+    assert "paused" in refused.json()["error"]
+    bulk = api.post(
+        "/sequences/api/bulk-enroll/",
+        json={"sequence_slug": "onboarding", "emails": ["a@example.com"]},
+    )
+    assert bulk.json()["skipped_emails"] == [
+        {"email": "a@example.com", "reason": "already_enrolled"}
+    ]
+    sandbox.set_enrollment_status("a@example.com", "onboarding", "completed")
+    assert _enroll(api, "a@example.com").status_code == 201
+    statuses = [e["status"] for e in sandbox.enrollments(email="a@example.com")]
+    assert statuses == ["completed", "active"]
+
+
+@pytest.mark.parametrize(
+    ("email", "status", "code"),
+    [("nobody@example.com", "paused", 404), ("a@example.com", "sleeping", 400)],
+)
+def test_enrollment_status_control_validates(
+    sandbox: SandboxHandle, email: str, status: str, code: int
+) -> None:
+    with pytest.raises(urllib.error.HTTPError) as info:
+        sandbox.set_enrollment_status(email, "onboarding", status)
+    with info.value:  # closes the response it holds
+        assert info.value.code == code
