@@ -25,7 +25,7 @@
 {{- define "meisa-bridge.labels" -}}
 helm.sh/chart: {{ include "meisa-bridge.chart" . }}
 {{ include "meisa-bridge.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/version: {{ include "meisa-bridge.imageTag" . | trunc 63 | trimSuffix "-" | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/component: consumer
 app.kubernetes.io/part-of: meisa-bridge
@@ -44,8 +44,34 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/*
+The image tag as a string: image.tag, else the chart's appVersion. A tag written as a bare number
+(tag: 20240101) reaches the template as a float; print it as the integer it is.
+*/}}
+{{- define "meisa-bridge.imageTag" -}}
+{{- $tag := .Values.image.tag | default .Chart.AppVersion }}
+{{- if kindIs "float64" $tag }}{{ $tag = int64 $tag }}{{ end }}
+{{- toString $tag }}
+{{- end }}
+
+{{/* repository@digest when image.digest is set (the tag is then only a label), else repository:tag. */}}
 {{- define "meisa-bridge.image" -}}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (include "meisa-bridge.imageTag" .) }}
+{{- end }}
+{{- end }}
+
+{{/* imagePullSecrets as names or as {name: ...} objects, rendered as objects. */}}
+{{- define "meisa-bridge.imagePullSecrets" -}}
+{{- range .Values.imagePullSecrets }}
+{{- if kindIs "string" . }}
+- name: {{ . | quote }}
+{{- else }}
+- name: {{ .name | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* The Secret holding the Meisa API key: existingSecret, else the one the chart creates. */}}
@@ -79,6 +105,18 @@ when the HPA has scaled all the way out, so the replicas together never exceed t
 {{- define "meisa-bridge.rateShare" -}}
 {{- if .Values.meisa.rateShare }}{{ .Values.meisa.rateShare }}
 {{- else }}{{ divf 1 (include "meisa-bridge.replicasForShare" . | int) }}{{ end }}
+{{- end }}
+
+{{/* Where the rate share comes from, for NOTES.txt. */}}
+{{- define "meisa-bridge.rateShareSource" -}}
+{{- if .Values.meisa.rateShare }}meisa.rateShare
+{{- else if .Values.autoscaling.enabled }}1/maxReplicas
+{{- else }}1/replicaCount{{ end }}
+{{- end }}
+
+{{/* Unset, null and "" all mean "not given"; 0 is a value (PodDisruptionBudget fields). */}}
+{{- define "meisa-bridge.isSet" -}}
+{{- if not (or (kindIs "invalid" .) (eq (toString .) "")) }}true{{ end }}
 {{- end }}
 
 {{/* The bridge config file (bridge.yaml). Secrets appear only as ${ENV} placeholders. */}}
