@@ -106,6 +106,8 @@ def _contact_by_id(store: Store, contact_id: str) -> Contact:
 def _tag_from(store: Store, body: dict[str, Any], *, create: bool) -> Tag | None:
     tag_name = v.optional_str(body, "tag_name")
     tag_id = v.optional_str(body, "tag_id")
+    if tag_name and tag_name.strip() and tag_id:
+        raise v.invalid("tag_id", "send tag_name or tag_id, not both")
     if tag_name and tag_name.strip():
         name = tag_name.strip()
         return store.tag_named(name) if create else store.tags.get(name.lower())

@@ -55,3 +55,18 @@ def test_recipient_fields_have_the_upsert_types(
     assert _field_error(api.post("/emails/trigger/", json=body)) == field
     assert sandbox.contacts() == []
     assert sandbox.sends() == []
+
+
+@pytest.mark.parametrize("action", ["add_tag", "remove_tag"])
+def test_tag_name_and_tag_id_together_are_400(
+    api: httpx.Client, sandbox: SandboxHandle, action: str
+) -> None:
+    contact = api.post("/contacts/upsert/", json={"email": "a@example.com", "tag_names": ["vip"]})
+    contact_id, tag_id = contact.json()["id"], contact.json()["tags"][0]["id"]
+    body = {"tag_name": "other", "tag_id": tag_id}
+    assert _field_error(api.post(f"/contacts/{contact_id}/{action}/", json=body)) == "tag_id"
+    [stored] = sandbox.contacts()
+    assert [t["name"] for t in stored["tags"]] == ["vip"]
+    # The spec writes the alternative as {"tag_id": ""}: an empty one counts as absent.
+    body = {"tag_name": "vip", "tag_id": ""}
+    assert api.post(f"/contacts/{contact_id}/{action}/", json=body).status_code == 200
