@@ -21,6 +21,7 @@ from bridge.errors import (
     TransportError,
     Unauthorized,
     Unsubscribed,
+    WrongBaseUrl,
 )
 from bridge.meisa.calls import CallKind, MeisaCall, contact_key
 from bridge.meisa.client import MeisaClient
@@ -352,3 +353,10 @@ async def test_startup_scope_check_against_ping(sandbox: SandboxHandle) -> None:
         check_scopes(needed, info.scopes)
     async with MeisaClient(settings(sandbox)) as c:
         check_scopes(needed, (await c.ping()).scopes)
+
+
+async def test_base_url_without_the_api_prefix_halts_at_ping(sandbox: SandboxHandle) -> None:
+    s = MeisaSettings(base_url=sandbox.url, api_key=SecretStr(FULL))
+    async with MeisaClient(s) as c:
+        with pytest.raises(WrongBaseUrl, match="base_url"):
+            await c.ping()
