@@ -10,6 +10,7 @@ may depend on the state the first upsert creates.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -45,15 +46,16 @@ def can_merge(waiting: MeisaCall, new: MeisaCall) -> bool:
 
 
 class ContactQueues(Generic[M]):
-    """FIFO of pending calls per contact key. Not thread-safe: one event loop."""
+    """FIFO of pending calls per queue key (the contact key unless the caller names another, e.g.
+    partition and contact). Not thread-safe: one event loop."""
 
     def __init__(self) -> None:
-        self._queues: dict[str, deque[Pending[M]]] = {}
+        self._queues: dict[Hashable, deque[Pending[M]]] = {}
         self.merged_total = 0
 
-    def push(self, call: MeisaCall, message: M) -> bool:
+    def push(self, call: MeisaCall, message: M, key: Hashable | None = None) -> bool:
         """Queue `call`; returns True when it merged into the upsert waiting at the tail."""
-        queue = self._queues.setdefault(call.contact_key, deque())
+        queue = self._queues.setdefault(call.contact_key if key is None else key, deque())
         if queue and can_merge(queue[-1].call, call):
             tail = queue[-1]
             tail.call = merge_upserts(tail.call, call)
@@ -63,12 +65,12 @@ class ContactQueues(Generic[M]):
         queue.append(Pending(call, [(call, message)]))
         return False
 
-    def peek(self, key: str) -> Pending[M] | None:
+    def peek(self, key: Hashable) -> Pending[M] | None:
         """The next call of `key` without taking it (it may still absorb later upserts)."""
         queue = self._queues.get(key)
         return queue[0] if queue else None
 
-    def pop(self, key: str) -> Pending[M] | None:
+    def pop(self, key: Hashable) -> Pending[M] | None:
         """The next call of `key`, or None (and the key is forgotten) when nothing waits."""
         queue = self._queues.get(key)
         if not queue:
@@ -79,11 +81,11 @@ class ContactQueues(Generic[M]):
             del self._queues[key]
         return item
 
-    def waiting(self, key: str | None = None) -> int:
+    def waiting(self, key: Hashable | None = None) -> int:
         """Pending calls for one contact or in total."""
         if key is not None:
             return len(self._queues.get(key, ()))
         return sum(len(q) for q in self._queues.values())
 
-    def keys(self) -> list[str]:
+    def keys(self) -> list[Hashable]:
         return list(self._queues)

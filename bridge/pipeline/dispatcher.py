@@ -1,10 +1,12 @@
 """Key-ordered concurrent delivery on asyncio.
 
-Calls of one contact run one at a time, in the order they were submitted (offset order within a
-partition); different contacts run concurrently, up to `max_in_flight` calls at once. Triggers get
-their own lane of `max_in_flight` slots, so an OTP is never stuck behind a backlog of upserts that
-wait for rate budget (the rate governor then lets it go first). While a call waits for a slot, later
-upserts of the same contact merge into it (bridge.pipeline.coalesce).
+Calls of one contact from one partition run one at a time, in the order they were submitted
+(offset order). Different contacts run concurrently, up to `max_in_flight` calls at once, and so do
+one contact's calls from different partitions: there is no order across partitions, and a track
+retrying a 404 must not hold back the upsert (on another topic) that creates its contact. Triggers
+get their own lane of `max_in_flight` slots, so an OTP is never stuck behind a backlog of upserts
+that wait for rate budget (the rate governor then lets it go first). While a call waits for a slot,
+later upserts of the same contact from the same partition merge into it (bridge.pipeline.coalesce).
 
 Outcomes (design.md): ok and skipped complete the call; SkipOutcome completes it and records the
 reason; PoisonError marks the message failed (the other calls of a message still run, since each is
@@ -29,7 +31,7 @@ from bridge.errors import (
 from bridge.meisa.calls import MeisaCall
 from bridge.pipeline.coalesce import ContactQueues, Pending
 from bridge.pipeline.guards import current_messages
-from bridge.pipeline.message import Failure, InFlight
+from bridge.pipeline.message import Failure, InFlight, TopicPartition
 
 log = logging.getLogger("bridge.pipeline.dispatcher")
 
@@ -37,6 +39,7 @@ Deliver = Callable[[MeisaCall], Awaitable[object]]
 # Raises a SkipOutcome when a call must not be sent (stale, suppressed).
 Guard = Callable[[MeisaCall, Sequence[InFlight]], None]
 OnFinished = Callable[[InFlight], None]
+QueueKey = tuple[TopicPartition, str]  # (partition, contact key): one queue, one call at a time
 
 
 def _no_guard(call: MeisaCall, messages: Sequence[InFlight]) -> None:
@@ -66,7 +69,7 @@ class Dispatcher:
             True: asyncio.Semaphore(max_in_flight),
             False: asyncio.Semaphore(max_in_flight),
         }
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks: dict[QueueKey, asyncio.Task[None]] = {}
         self.halted: HaltError | None = None
         self.sending = 0
 
@@ -87,9 +90,10 @@ class Dispatcher:
             self._on_finished(message)
             return
         for call in calls:
-            self._queues.push(call, message)
-            if call.contact_key not in self._tasks and self.halted is None:
-                self._tasks[call.contact_key] = asyncio.create_task(self._drain(call.contact_key))
+            key = (message.tp, call.contact_key)
+            self._queues.push(call, message, key)
+            if key not in self._tasks and self.halted is None:
+                self._tasks[key] = asyncio.create_task(self._drain(key))
 
     async def wait_idle(self, grace: float | None = None) -> bool:
         """Wait until no contact has work running or queued; False if the timeout hit first."""
@@ -108,7 +112,7 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _drain(self, key: str) -> None:
+    async def _drain(self, key: QueueKey) -> None:
         try:
             while self.halted is None:
                 head = self._queues.peek(key)

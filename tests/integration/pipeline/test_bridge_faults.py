@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 from bridge_harness import (
@@ -15,9 +16,11 @@ from bridge_harness import (
     end_offsets,
     event,
     produce,
+    read_all,
     wait_for,
     write_config,
 )
+from confluent_kafka import Producer
 
 from bridge.sandbox.testing import SandboxHandle
 
@@ -85,6 +88,43 @@ def test_sigterm_during_a_long_retry_after_stops_within_the_grace_and_restart_de
     with _running(path):
         wait_for(lambda: committed(kafka_bootstrap, group, topic, 2) == ends, 60, "the rest")
     assert _track_seqs(sandbox) == sorted((f"user{u}@example.com", 1) for u in range(10))
+
+
+def test_a_track_404_waits_for_the_upsert_on_another_partition_then_unknown_is_poison(
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    topic, dlq, group = make_topic(partitions=2), make_topic(partitions=1), "g-404-later"
+    retries = 40  # ~10 s of 404 retries: plenty for the upsert, which comes right after the first
+    path = _config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topics=[topic],
+        base_url=sandbox.base_url,
+        api_key=sandbox.unlimited_key,
+        group=group,
+        dlq=dlq,
+        meisa={"retry_base_seconds": 0.2, "retry_cap_seconds": 0.5, "not_found_retries": retries},
+    )
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+
+    def send(partition: int, body: dict[str, Any]) -> None:
+        producer.produce(topic, partition=partition, key=b"k", value=orjson.dumps(body))
+        assert producer.flush(10) == 0
+
+    with _running(path):
+        send(0, event("user.acted", 7, 1))
+        wait_for(lambda: 404 in _statuses(sandbox), 30, "the track's first 404")
+        send(1, event("user.updated", 7, 0))  # the contact's upsert, on another partition
+        send(0, event("user.acted", 8, 2))  # a contact that never comes
+        ends = end_offsets(kafka_bootstrap, topic, 2)
+        wait_for(lambda: committed(kafka_bootstrap, group, topic, 2) == ends, 60, "all committed")
+    assert _track_seqs(sandbox) == [("user7@example.com", 1)]
+    records = read_all(kafka_bootstrap, dlq, expect=1)
+    assert len(records) == 1
+    headers = dict(records[0].headers())
+    assert headers["meisa-bridge.error.class"] == b"ContactNotFound"
+    assert headers["meisa-bridge.offset"] == b"1"
+    assert b"usr_8" in headers["meisa-bridge.error.message"]
 
 
 class _running:

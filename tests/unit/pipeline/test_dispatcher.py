@@ -237,3 +237,24 @@ def test_per_contact_order_is_submission_order(
             assert set(ns) <= set(expected[key])
 
     asyncio.run(scenario())
+
+
+async def test_a_contact_waiting_on_one_partition_does_not_hold_its_calls_from_another() -> None:
+    # A track retrying a 404 on one partition must not block the upsert (on another partition
+    # or topic) that creates its contact; within a partition the contact's order still holds.
+    fake, finished = FakeMeisa(auto=False), []
+    d = make(fake, finished, max_in_flight=8)
+    d.submit(msg(0, partition=0), [call("track", "a", 0)])
+    d.submit(msg(1, partition=0), [call("track", "a", 1)])
+    d.submit(msg(0, partition=1), [call("upsert", "a", 2)])
+    await settle()
+    assert [c.body["n"] for c in fake.sent] == [0, 2]
+    fake.gates[1].set()
+    await settle()
+    assert [c.body["n"] for c in fake.sent] == [0, 2]
+    fake.gates[0].set()
+    await settle()
+    assert [c.body["n"] for c in fake.sent] == [0, 2, 1]
+    fake.gates[2].set()
+    await d.wait_idle(1)
+    assert len(finished) == 3
