@@ -10,10 +10,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY bridge ./bridge
+# The root filesystem is read-only at run time, so Python could never cache bytecode there:
+# compile it here, hash-based so the files' mtimes after COPY do not matter.
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
  && python -m venv /opt/venv \
- && /opt/venv/bin/pip install /wheels/*.whl \
- && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
+ && /opt/venv/bin/pip install --no-compile /wheels/*.whl \
+ && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VERSION=0.1.0

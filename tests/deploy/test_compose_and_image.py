@@ -144,3 +144,17 @@ def test_kafka_image_is_the_version_the_test_broker_runs() -> None:
     found = re.search(r"KAFKA_VERSION=\$\{KAFKA_VERSION:-([0-9.]+)\}", kafka_sh)
     assert found
     assert SERVICES["kafka"]["image"] == f"apache/kafka:{found.group(1)}"
+
+
+def test_image_ships_bytecode_because_the_root_filesystem_is_read_only() -> None:
+    # Python cannot write __pycache__ at run time, so the image compiles it once at build time
+    # (unchecked-hash: valid whatever mtimes COPY gives the files) instead of on every start.
+    builder = _stages()[0]
+    assert "compileall" in builder
+    assert "--invalidation-mode unchecked-hash" in builder
+    assert "__pycache__' -prune -exec rm" not in builder
+
+
+def test_one_shot_producer_does_not_inherit_the_bridge_health_check() -> None:
+    # The image's HEALTHCHECK polls :9400; the producer serves nothing and would read unhealthy.
+    assert SERVICES["producer"]["healthcheck"] == {"disable": True}
