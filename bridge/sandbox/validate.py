@@ -56,7 +56,7 @@ def normalize_email(value: Any, field: str = "email") -> str:
     if not isinstance(value, str):
         raise invalid(field, "must be a string")
     email = value.strip().lower()
-    if not _EMAIL.match(email):
+    if not _EMAIL.match(email) or len(email) > 254 or email.index("@") > 64:  # RFC 5321 limits
         raise invalid(field, f"not a valid email address: {value!r}")
     return email
 

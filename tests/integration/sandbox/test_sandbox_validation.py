@@ -70,3 +70,18 @@ def test_tag_name_and_tag_id_together_are_400(
     # The spec writes the alternative as {"tag_id": ""}: an empty one counts as absent.
     body = {"tag_name": "vip", "tag_id": ""}
     assert api.post(f"/contacts/{contact_id}/{action}/", json=body).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "x" * 65 + "@example.com",  # local part over 64 octets (RFC 5321)
+        "a@" + "d" * 250 + ".com",  # address over 254 octets
+        "a@@example.com",
+        "a b@example.com",
+        "a@example",
+    ],
+)
+def test_invalid_emails_are_400(api: httpx.Client, sandbox: SandboxHandle, email: str) -> None:
+    assert _field_error(api.post("/contacts/upsert/", json={"email": email})) == "email"
+    assert sandbox.contacts() == []
