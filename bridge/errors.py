@@ -97,9 +97,13 @@ class StartupRefused(BridgeError):
 
 
 class PoisonError(BridgeError):
-    """The message can never succeed as it is; it goes to the dead-letter topic."""
+    """The message can never succeed as it is; it goes to the dead-letter topic.
+
+    `attempts` counts the delivery attempts made before giving up (the DLQ's attempts header).
+    """
 
     stage: Stage = "deliver"
+    attempts: int = 1
 
 
 class DecodeError(PoisonError):

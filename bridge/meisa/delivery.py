@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bridge.config import MeisaSettings
-from bridge.errors import RateLimited, RetryableError
+from bridge.errors import PoisonError, RateLimited, RetryableError
 from bridge.meisa.calls import MeisaCall
 from bridge.meisa.models import CallResult
 from bridge.meisa.retry import RetryPolicy, Sleep
@@ -81,9 +81,15 @@ class Deliverer:
 
     async def deliver(self, call: MeisaCall) -> CallResult:
         retrying = self.policy.retrying(call, sleep=self._sleep, rng=self._rng)
-        async for attempt in retrying:
-            with attempt:
-                return await self._attempt(call, attempt.retry_state.attempt_number)
+        number = 0
+        try:
+            async for attempt in retrying:
+                number = attempt.retry_state.attempt_number
+                with attempt:
+                    return await self._attempt(call, number)
+        except PoisonError as error:
+            error.attempts = number  # 404s retried before giving up count too
+            raise
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _attempt(self, call: MeisaCall, number: int) -> CallResult:

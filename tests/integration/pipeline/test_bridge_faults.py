@@ -125,6 +125,7 @@ def test_a_track_404_waits_for_the_upsert_on_another_partition_then_unknown_is_p
     assert headers["meisa-bridge.error.class"] == b"ContactNotFound"
     assert headers["meisa-bridge.offset"] == b"1"
     assert b"usr_8" in headers["meisa-bridge.error.message"]
+    assert headers["meisa-bridge.attempts"] == str(1 + retries).encode()
 
 
 class _running:

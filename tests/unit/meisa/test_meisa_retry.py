@@ -131,6 +131,18 @@ async def test_track_404_is_retried_then_poison() -> None:
     assert len(sleep.waits) == POLICY.not_found_retries
 
 
+async def test_poison_carries_the_number_of_attempts_for_the_dlq_header() -> None:
+    not_found = [ContactNotFound("no contact", status=404, endpoint="track") for _ in range(10)]
+    d, _, _ = deliverer(FakeClient(not_found))
+    with pytest.raises(ContactNotFound) as caught:
+        await d.deliver(make_call("track"))
+    assert caught.value.attempts == 1 + POLICY.not_found_retries
+    d, _, _ = deliverer(FakeClient([server_error(), RejectedCall("bad", status=400, endpoint="x")]))
+    with pytest.raises(RejectedCall) as rejected:
+        await d.deliver(make_call("upsert"))
+    assert rejected.value.attempts == 2
+
+
 async def test_track_404_then_contact_appears_succeeds() -> None:
     client = FakeClient([ContactNotFound("no", status=404, endpoint="track"), OK])
     d, _, _ = deliverer(client)
