@@ -53,6 +53,10 @@ def _render(helm: Helm, tmp_path: Path, values: dict[str, Any]) -> subprocess.Co
         ({"resources": {"limit": {"memory": "1Gi"}}}, "limit"),
         ({"service": {"type": "Ingress"}}, "type"),
         ({"extraEnv": [{"value": "x"}]}, "name"),
+        # The chart sets these from Secrets; a later literal would win and put the key in the spec.
+        ({"extraEnv": [{"name": "MEISA_API_KEY", "value": "meisa_live_x"}]}, "extraEnv/0/name"),
+        ({"extraEnv": [{"name": "KAFKA_SASL_PASSWORD", "value": "pw"}]}, "extraEnv/0/name"),
+        ({"extraEnv": [{"name": "MEISA_RATE_SHARE", "value": "1"}]}, "extraEnv/0/name"),
         ({"imagePullSecrets": [{"nam": "regcred"}]}, "imagePullSecrets"),
         ({"podAnnotations": {"prometheus.io/scrape": True}}, "podAnnotations"),
         ({"topics": []}, "topics"),
