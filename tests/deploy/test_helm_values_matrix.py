@@ -7,8 +7,10 @@ the chart's invariants (tests/deploy/chart_checks.py) and its bridge.yaml loaded
 from __future__ import annotations
 
 import base64
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -293,6 +295,15 @@ def test_rules_from_set_file_are_mounted_and_load(helm: Helm, tmp_path: Path) ->
     config = check_invariants(docs, {}, tmp_path / "mounted")
     assert one(docs, "ConfigMap")["data"]["rules.yaml"].strip() == RULES_FILE.read_text().strip()
     assert len(config.rules) == len(yaml.safe_load(RULES_FILE.read_text())["rules"])
+    # The CLI a user runs against the mounted files accepts them too.
+    cli = Path(sys.executable).with_name("meisa-bridge")
+    env = {**os.environ, **{k: v.get("value", "x") for k, v in env_of(docs).items()}}
+    proc = subprocess.run(
+        [str(cli), "validate", "--rules", str(tmp_path / "mounted" / "bridge.yaml")],
+        capture_output=True, text=True, env=env, check=False, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"ok: {len(config.rules)} rules" in proc.stdout
 
 
 def render_case(helm: Helm, tmp_path: Path, name: str) -> list[dict[str, Any]]:
