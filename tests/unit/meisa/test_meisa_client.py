@@ -217,3 +217,84 @@ async def test_ping_404_means_the_base_url_is_wrong() -> None:
     async with MeisaClient(SETTINGS, transport=httpx.MockTransport(missing)) as client:
         with pytest.raises(WrongBaseUrl, match="base_url"):
             await client.ping()
+
+
+UPSERT = {"email": "a@example.com", "external_id": "u1", "custom_fields": {"plan": "pro"}}
+TRACK = {"email": "a@example.com", "event_name": "feature_activated", "properties": {"f": 1}}
+TRIGGER = {"trigger_key": "verification_code", "to_email": "a@example.com", "idempotency_key": "k"}
+ENROLL = {"email": "a@example.com", "sequence_slug": "onboarding", "override_unsubscribe": True}
+
+
+@pytest.mark.parametrize(
+    ("invoke", "method", "path", "query", "body"),
+    [
+        (lambda c: c.ping(), "GET", "/api/v1/ping/", b"", None),
+        (lambda c: c.upsert(UPSERT), "POST", "/api/v1/contacts/upsert/", b"", UPSERT),
+        (lambda c: c.track(TRACK), "POST", "/api/v1/events/track/", b"", TRACK),
+        (lambda c: c.trigger(TRIGGER), "POST", "/api/v1/emails/trigger/", b"", TRIGGER),
+        (lambda c: c.enroll(ENROLL), "POST", "/api/v1/sequences/enroll/", b"", ENROLL),
+        (
+            lambda c: c.add_tag("c1", tag_id="t1"),
+            "POST",
+            "/api/v1/contacts/c1/add_tag/",
+            b"",
+            {"tag_id": "t1"},
+        ),
+        (
+            lambda c: c.remove_tag("c1", tag_name="churned"),
+            "POST",
+            "/api/v1/contacts/c1/remove_tag/",
+            b"",
+            {"tag_name": "churned"},
+        ),
+        (
+            lambda c: c.unsubscribed_emails(),
+            "GET",
+            "/api/v1/contacts/api/unsubscribed-emails/",
+            b"",
+            None,
+        ),
+        (
+            lambda c: c.bulk_enroll("onboarding", ["a@example.com"]),
+            "POST",
+            "/api/v1/sequences/api/bulk-enroll/",
+            b"",
+            {"sequence_slug": "onboarding", "emails": ["a@example.com"]},
+        ),
+        (
+            lambda c: c.list_sequences("all", "pro"),
+            "GET",
+            "/api/v1/sequences/api/list/",
+            b"status=all&search=pro",
+            None,
+        ),
+        (
+            lambda c: c.contact_enrollments("a+b@example.com"),
+            "GET",
+            "/api/v1/sequences/api/contact-enrollments/",
+            b"email=a%2Bb%40example.com",
+            None,
+        ),
+    ],
+)
+async def test_each_method_sends_the_spec_path_headers_and_body(
+    invoke: Any, method: str, path: str, query: bytes, body: Any
+) -> None:
+    recorder = Recorder()
+    async with make(recorder) as client:
+        await invoke(client)
+    [request] = recorder.requests
+    assert (request.method, request.url.raw_path.partition(b"?")[0].decode()) == (method, path)
+    assert request.url.query == query
+    assert request.headers["x-api-key"] == KEY
+    assert request.headers["content-type"] == "application/json"
+    assert (orjson.loads(request.content) if request.content else None) == body
+
+
+def test_the_default_base_url_is_the_real_meisa() -> None:
+    client = MeisaClient(
+        MeisaSettings(api_key=SecretStr(KEY)), transport=httpx.MockTransport(Recorder())
+    )
+    assert str(client._http.base_url) == "https://api.meisa.io/api/v1/"
+    assert client._http.follow_redirects is False
+    assert client._http.timeout.read == 10.0
