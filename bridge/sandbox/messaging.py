@@ -284,7 +284,8 @@ def list_sequences(store: Store, status: str | None, search: str | None) -> Resu
 def contact_enrollments(store: Store, email_param: str | None) -> Result:
     if not email_param:
         raise v.invalid("email", "the email query parameter is required")
-    email = v.normalize_email(email_param)
+    # `?email=a+b@x.com` written unencoded decodes '+' to a space, which no address holds.
+    email = v.normalize_email(email_param.strip().replace(" ", "+"))
     contact = store.find(email)
     enrollments = [
         e.to_contact_json() for e in store.enrollments if contact and e.contact_id == contact.id

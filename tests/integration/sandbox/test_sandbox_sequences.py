@@ -137,3 +137,12 @@ def test_enrollment_status_control_validates(
         sandbox.set_enrollment_status(email, "onboarding", status)
     with info.value:  # closes the response it holds
         assert info.value.code == code
+
+
+def test_contact_enrollments_takes_a_plus_address_written_unencoded(api: httpx.Client) -> None:
+    assert _enroll(api, "user+tag@example.com").status_code == 201
+    for query in ("email=user+tag@example.com", "email=user%2Btag%40example.com"):
+        resp = api.get(f"/sequences/api/contact-enrollments/?{query}")
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["email"] == "user+tag@example.com"
+        assert resp.json()["contact_exists"] is True
