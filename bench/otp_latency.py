@@ -62,6 +62,7 @@ class RunResult:
     upserts_per_s: float
     events_per_s: float
     rate_limited: int
+    arrivals: list[float]  # when OTPs arrived, seconds after the first upsert
 
 
 def _epoch(iso: str) -> float:
@@ -137,6 +138,7 @@ def run_mode(args: argparse.Namespace, sb: SandboxHandle, mode: str, tmp: Path) 
     waits = [(arrived[k] - t, True) if k in arrived else (end - t, False) for k, t in sent.items()]
     upserts = sb.requests(path=UPSERT_PATH, limit=1_000_000)
     in_window = [r for r in upserts if begin <= _epoch(r["time"]) <= end and r["status"] < 300]
+    first_upsert = min(_epoch(r["time"]) for r in upserts)
     return RunResult(
         mode=mode,
         waits=waits,
@@ -144,6 +146,7 @@ def run_mode(args: argparse.Namespace, sb: SandboxHandle, mode: str, tmp: Path) 
         events_per_s=max(0, drained) / (end - begin),
         rate_limited=sum(1 for r in sb.requests(path="/api/v1/", limit=1_000_000)
                          if r["status"] == 429),
+        arrivals=sorted(arrived[k] - first_upsert for k in sent if k in arrived),
     )  # fmt: skip
 
 
@@ -170,6 +173,11 @@ def report(args: argparse.Namespace, results: list[RunResult]) -> None:
         cells = "".join(f"{_fmt(v):>8}" for v in p)
         print(f"{r.mode:<12}{cells}{late:>6}{r.upserts_per_s:>11.1f}{r.events_per_s:>10.1f}"
               f"{r.rate_limited:>6}")  # fmt: skip
+    for r in results:
+        if r.arrivals:
+            low, mid, high = r.arrivals[0], percentile(r.arrivals, 50), r.arrivals[-1]
+            print(f"{r.mode}: OTPs arrived {low:.1f} s (first), {mid:.1f} s (median), "
+                  f"{high:.1f} s (last) after the first upsert")  # fmt: skip
     own, base = results
     for q in (50, 99):
         (a, a_exact), (b, b_exact) = _wait(own, q), _wait(base, q)
