@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections import deque
 from collections.abc import Mapping
@@ -26,8 +27,11 @@ from bridge.errors import (
     DlqBreakerTripped,
     NoDeadLetterTopic,  # noqa: F401  (importable from here, as it used to be)
     Stage,
+    StartupRefused,
 )
 from bridge.observability import redact
+
+log = logging.getLogger("bridge.dlq")
 
 HEADER_PREFIX = "meisa-bridge."
 ERROR_CLASS = "meisa-bridge.error.class"
@@ -157,6 +161,36 @@ class DeadLetterProducer:
 
     def __repr__(self) -> str:
         return f"DeadLetterProducer(topic={self.topic!r})"
+
+    def check_topic(self, timeout: float = 10.0) -> None:
+        """Refuse to start when the broker says the topic does not exist or may not be used.
+
+        Without this, the first poison message would wait for the topic until librdkafka gives
+        up (about 30 s) and then halt the bridge. A broker that does not answer is left to the
+        consumer to report; the first DLQ write would still halt on a missing topic.
+        """
+        from confluent_kafka import KafkaError, KafkaException
+
+        try:
+            meta = self._producer.list_topics(self.topic, timeout=timeout)
+        except KafkaException as exc:
+            log.warning("could not check dead_letter_topic %r: %s", self.topic, exc)
+            return
+        found = meta.topics.get(self.topic)
+        error = found.error if found is not None else None
+        if error is None:
+            return
+        if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            raise StartupRefused(
+                f"dead_letter_topic {self.topic!r} does not exist; create it (the bridge never "
+                "creates topics) or change dead_letter_topic"
+            )
+        if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            raise StartupRefused(
+                f"dead_letter_topic {self.topic!r}: not authorized (the bridge's principal needs "
+                "Describe and Write on it)"
+            )
+        log.warning("dead_letter_topic %r: %s", self.topic, error)
 
     async def send(self, letter: DeadLetter) -> None:
         loop = asyncio.get_running_loop()

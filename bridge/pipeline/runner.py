@@ -4,8 +4,9 @@ Exit codes:
     0  clean shutdown (SIGTERM/SIGINT): in-flight work drained within the grace, offsets committed
     1  halted: 401/403 from Meisa, the DLQ breaker tripped, a poison message with no DLQ topic, a
        DLQ write that failed, or a fatal Kafka error. Only finished offsets were committed.
-    2  refused to start: bad config, Meisa unreachable or the key rejected (401) at start-up, or
-       the key lacks scopes the rules need (the message names each scope and the rules)
+    2  refused to start: bad config, Meisa unreachable or the key rejected (401) at start-up,
+       the key lacks scopes the rules need (the message names each scope and the rules), or the
+       dead_letter_topic does not exist
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ log = logging.getLogger("bridge.run")
 
 EXIT_OK, EXIT_HALTED, EXIT_REFUSED = 0, 1, 2
 PING_ATTEMPTS = 5  # ~15 s of backoff: long enough for a sandbox or a proxy to come up
+KAFKA_PROBE_SECONDS = 15.0  # as long as the ping retries: a broker that is starting may answer
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -73,9 +75,7 @@ async def run_bridge(
         try:
             info = await startup_check(client, config)
         except StartupRefused as exc:
-            log.error("refusing to start: %s", exc)
-            print(f"meisa-bridge: refusing to start: {exc}", file=sys.stderr)
-            return EXIT_REFUSED
+            return _refuse(exc)
         health.meisa_reachable = True
         return await _serve(
             config,
@@ -90,24 +90,66 @@ async def run_bridge(
         await client.aclose()
 
 
+def _refuse(exc: StartupRefused) -> int:
+    log.error("refusing to start: %s", exc)
+    print(f"meisa-bridge: refusing to start: {exc}", file=sys.stderr)
+    return EXIT_REFUSED
+
+
 async def startup_check(client: MeisaClient, config: BridgeConfig) -> PingInfo:
     """GET /ping, then compare the key's scopes with what the rules need."""
-    if config.rules is None:
+    if not config.rules:
+        # Consuming without rules would commit every event with no call: refuse instead.
         raise StartupRefused(f"{config.source}: no rules (add `rules:` or `rules_file:`)")
     if not config.topics:
         raise StartupRefused(f"{config.source}: no topics to consume (add `topics:`)")
+    if not config.meisa.api_key:
+        raise StartupRefused(
+            "no Meisa API key: set MEISA_API_KEY (or meisa.api_key / meisa.api_key_file)"
+        )
     info = await _ping(client, config)
     missing = missing_scopes(config.rules.scopes_needed(), info.scopes)
     if missing:
         raise StartupRefused(format_missing(missing))
     log.info(
-        "Meisa key %r (%s): %s/min, %s/h; scopes ok",
+        "Meisa key %r (%s) at %s: %s/min, %s/h; scopes ok",
         info.name,
         info.environment,
-        info.rate_limit_per_minute,
-        info.rate_limit_per_hour,
+        config.meisa.base_url,
+        _limit(info.rate_limit_per_minute),
+        _limit(info.rate_limit_per_hour),
     )
+    await _check_kafka(config)
     return info
+
+
+def _limit(value: int | None) -> str:
+    return "unlimited" if value is None else str(value)
+
+
+async def _check_kafka(config: BridgeConfig) -> None:
+    """The brokers answer, or the bridge refuses to start instead of retrying unseen forever."""
+    from confluent_kafka import KafkaException
+
+    from bridge.pipeline.consumer import missing_topics
+
+    servers = config.kafka.get("bootstrap.servers", "(bootstrap.servers not set)")
+    try:
+        absent = await asyncio.to_thread(
+            missing_topics, config.kafka, config.topics, timeout=KAFKA_PROBE_SECONDS
+        )
+    except KafkaException as exc:
+        raise StartupRefused(
+            f"Kafka is not reachable at {servers} within {KAFKA_PROBE_SECONDS:g} s: "
+            f"{exc.args[0].str() if exc.args else exc} (check kafka.bootstrap.servers and the "
+            "security settings)"
+        ) from None
+    if absent:
+        log.warning(
+            "topic(s) %s do not exist on %s: nothing is consumed from them until they are created",
+            ", ".join(absent),
+            servers,
+        )
 
 
 async def _ping(client: MeisaClient, config: BridgeConfig) -> PingInfo:
@@ -198,6 +240,12 @@ async def _serve(
     dlq = DeadLetterProducer(config.kafka, config.dlq.topic) if config.dlq.topic else None
     if dlq is None:
         log.warning("no dead_letter_topic: a poison message halts the bridge")
+    else:
+        try:
+            await asyncio.to_thread(dlq.check_topic)
+        except StartupRefused as exc:
+            dlq.close(0)
+            return _refuse(exc)
     pipeline = Pipeline(
         config=config,
         decoder=build_decoder(config.codec),

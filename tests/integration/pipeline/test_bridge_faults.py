@@ -128,6 +128,29 @@ def test_a_track_404_waits_for_the_upsert_on_another_partition_then_unknown_is_p
     assert headers["meisa-bridge.attempts"] == str(1 + retries).encode()
 
 
+def test_a_dead_letter_topic_that_does_not_exist_refuses_to_start(
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path, capsys: Any
+) -> None:
+    # auto.create.topics.enable is off on the broker: the first poison message would wait ~30 s
+    # for the topic and then halt; refuse at start-up instead, before anything is consumed.
+    topic, group, dlq = make_topic(partitions=1), "g-no-dlq-topic", "no-such-dlq-topic"
+    produce(kafka_bootstrap, topic, [event("user.updated", 1, 0)])
+    path = _config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topics=[topic],
+        base_url=sandbox.base_url,
+        api_key=sandbox.unlimited_key,
+        group=group,
+        dlq=dlq,
+    )
+    bridge = InProcessBridge(path).start()
+    assert bridge.join(30) == 2
+    assert "dead_letter_topic 'no-such-dlq-topic' does not exist" in capsys.readouterr().err
+    assert committed(kafka_bootstrap, group, topic, 1) == {0: -1001}
+    assert sandbox.contacts() == []
+
+
 class _running:
     """A bridge in this process for the length of a `with` block; it must stop cleanly."""
 
