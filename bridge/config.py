@@ -199,6 +199,12 @@ def _build(
         for name, cls in _SECTIONS.items()
     }
     sections["meisa"] = _with_api_key(sections["meisa"], doc.get("meisa"), base, file, errors)
+    base_url = sections["meisa"].base_url
+    if base_url and not base_url.startswith(("http://", "https://")):
+        meisa_node = doc.get("meisa")
+        where = line_of(meisa_node, "base_url") if isinstance(meisa_node, dict) else None
+        message = f"expected an http:// or https:// URL, got {base_url!r}"
+        errors.append(_err(message, file, where, "meisa.base_url"))
     if "dead_letter_topic" in doc:
         topic = _convert(str | None, doc["dead_letter_topic"])
         sections["dlq"] = replace(sections["dlq"], topic=topic)

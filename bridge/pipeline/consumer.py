@@ -41,6 +41,20 @@ def consumer_config(kafka: Mapping[str, Any]) -> dict[str, Any]:
     return {**DEFAULTS, **kafka, **FORCED}
 
 
+def missing_topics(kafka: Mapping[str, Any], topics: Iterable[str], *, timeout: float) -> list[str]:
+    """Ask the cluster for its topics; returns those of `topics` it does not have.
+
+    Raises KafkaException when no broker answers within `timeout` (wrong address, TLS, SASL).
+    """
+    # log_level 0: the caller reports the one error; librdkafka would log every reconnect.
+    consumer = Consumer({**consumer_config(kafka), "log_level": 0})
+    try:
+        metadata = consumer.list_topics(timeout=timeout)
+    finally:
+        consumer.close()
+    return [t for t in topics if t not in metadata.topics]
+
+
 def _tps(partitions: Iterable[TopicPartition]) -> list[TP]:
     return [(p.topic, p.partition) for p in partitions]
 

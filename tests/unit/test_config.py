@@ -95,3 +95,13 @@ def test_on_and_yes_stay_strings(tmp_path: Path) -> None:
     )
     (rule,) = load_config(path).rules
     assert rule.on.types == frozenset({"yes"})
+
+
+def test_a_base_url_without_http_scheme_is_an_error_at_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.yaml"
+    path.write_text("topics: [a]\nmeisa:\n  base_url: api.meisa.io/api/v1\n", encoding="utf-8")
+    with pytest.raises(ConfigErrors) as info:
+        load_config(path)
+    (err,) = info.value.errors
+    assert (err.line, err.field) == (3, "meisa.base_url")
+    assert "https://" in err.message

@@ -1,0 +1,111 @@
+"""`meisa-bridge run` refuses to start with one clear line and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bridge.sandbox.testing import SandboxHandle, free_port, run_sandbox
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
+FEW = "meisa_test_fewscopes_000000000000000000000"
+RULES = """\
+rules:
+  - name: signup
+    on: user.signed_up
+    do:
+      - upsert: {email: "{{ data.email }}"}
+      - trigger: {trigger_key: verification_code, to_email: "{{ data.email }}"}
+"""
+
+
+def _run(
+    tmp_path: Path, *, base_url: str, key: str, bootstrap: str = "127.0.0.1:1", rules: str = RULES
+) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "rules.yaml").write_text(rules, encoding="utf-8")
+    config = tmp_path / "bridge.yaml"
+    config.write_text(
+        f"kafka: {{bootstrap.servers: '{bootstrap}', group.id: startup-test}}\n"
+        f"topics: [startup.events]\nmeisa: {{base_url: '{base_url}'}}\n"
+        f"server: {{host: 127.0.0.1, port: {free_port()}}}\nrules_file: rules.yaml\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "MEISA_API_KEY": key}
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", "run", "--config", str(config)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+def _refused(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("meisa-bridge: ")]
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def few_scopes_sandbox() -> Iterator[SandboxHandle]:
+    keys = [{"key": FEW, "name": "few", "environment": "test", "scopes": ["contacts:write"]}]
+    with run_sandbox({"keys": keys}) as sb:
+        yield sb
+
+
+def test_a_key_without_the_rules_scopes_is_refused_naming_scope_and_rule(
+    tmp_path: Path, few_scopes_sandbox: SandboxHandle
+) -> None:
+    done = _run(tmp_path, base_url=few_scopes_sandbox.base_url, key=FEW)
+    assert "lacks scopes" in _refused(done)
+    assert "emails:trigger: needed by signup" in done.stderr
+
+
+def test_a_rejected_key_is_refused(tmp_path: Path, sandbox: SandboxHandle) -> None:
+    done = _run(tmp_path, base_url=sandbox.base_url, key="meisa_test_wrong")
+    assert "(401)" in _refused(done)
+
+
+def test_a_base_url_without_the_api_path_is_refused(tmp_path: Path, sandbox: SandboxHandle) -> None:
+    done = _run(tmp_path, base_url=sandbox.url, key=sandbox.api_key)
+    line = _refused(done)
+    assert "404" in line
+    assert "base_url" in line
+
+
+def test_a_base_url_without_a_scheme_is_a_config_error(tmp_path: Path) -> None:
+    done = _run(tmp_path, base_url="127.0.0.1:8080/api/v1", key="k")
+    line = _refused(done)
+    assert "meisa.base_url" in line
+    assert "http" in line
+
+
+def test_an_empty_api_key_is_refused_before_calling_meisa(
+    tmp_path: Path, sandbox: SandboxHandle
+) -> None:
+    done = _run(tmp_path, base_url=sandbox.base_url, key="")
+    assert "MEISA_API_KEY" in _refused(done)
+    assert sandbox.requests() == []
+
+
+def test_a_config_without_rules_is_refused(tmp_path: Path, sandbox: SandboxHandle) -> None:
+    done = _run(tmp_path, base_url=sandbox.base_url, key=sandbox.api_key, rules="rules: []\n")
+    assert "no rules" in _refused(done)
+
+
+def test_an_unreachable_broker_is_refused(tmp_path: Path, sandbox: SandboxHandle) -> None:
+    done = _run(tmp_path, base_url=sandbox.base_url, key=sandbox.api_key, bootstrap="127.0.0.1:1")
+    line = _refused(done)
+    assert "Kafka" in line
+    assert "127.0.0.1:1" in line
