@@ -236,6 +236,14 @@ async def _serve(
     from bridge.dlq import DeadLetterProducer
     from bridge.pipeline.pipeline import Pipeline
 
+    server = HealthServer(config.server, health, metrics)
+    try:
+        server.bind()
+    except OSError as exc:
+        where = f"{config.server.host}:{config.server.port}"
+        return _refuse(
+            StartupRefused(f"cannot serve /metrics and /healthz on {where} (server.port): {exc}")
+        )
     parts = _build(config, client, info, metrics)
     dlq = DeadLetterProducer(config.kafka, config.dlq.topic) if config.dlq.topic else None
     if dlq is None:
@@ -256,8 +264,6 @@ async def _serve(
         metrics=metrics,
         health=health,
     )
-    server = HealthServer(config.server, health, metrics)
-    server.bind()
     background = [asyncio.create_task(server.serve(), name="health")]
     if config.suppression.enabled:
         background.append(asyncio.create_task(parts.suppression.run(), name="suppression"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,14 +28,20 @@ rules:
 
 
 def _run(
-    tmp_path: Path, *, base_url: str, key: str, bootstrap: str = "127.0.0.1:1", rules: str = RULES
+    tmp_path: Path,
+    *,
+    base_url: str,
+    key: str,
+    bootstrap: str = "127.0.0.1:1",
+    rules: str = RULES,
+    port: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
     (tmp_path / "rules.yaml").write_text(rules, encoding="utf-8")
     config = tmp_path / "bridge.yaml"
     config.write_text(
         f"kafka: {{bootstrap.servers: '{bootstrap}', group.id: startup-test}}\n"
         f"topics: [startup.events]\nmeisa: {{base_url: '{base_url}'}}\n"
-        f"server: {{host: 127.0.0.1, port: {free_port()}}}\nrules_file: rules.yaml\n",
+        f"server: {{host: 127.0.0.1, port: {port or free_port()}}}\nrules_file: rules.yaml\n",
         encoding="utf-8",
     )
     env = {**os.environ, "MEISA_API_KEY": key}
@@ -109,3 +116,22 @@ def test_an_unreachable_broker_is_refused(tmp_path: Path, sandbox: SandboxHandle
     line = _refused(done)
     assert "Kafka" in line
     assert "127.0.0.1:1" in line
+
+
+def test_a_health_port_in_use_is_refused(
+    tmp_path: Path, sandbox: SandboxHandle, kafka_bootstrap: str
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _run(
+            tmp_path,
+            base_url=sandbox.base_url,
+            key=sandbox.api_key,
+            bootstrap=kafka_bootstrap,
+            port=port,
+        )
+    line = _refused(done)
+    assert f"127.0.0.1:{port}" in line
+    assert "server.port" in line
