@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import copy
+import logging
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ import orjson
 import pytest
 import yaml
 from bridge_harness import (
+    RULES,
     InProcessBridge,
     committed,
     end_offsets,
@@ -149,6 +153,194 @@ def test_a_dead_letter_topic_that_does_not_exist_refuses_to_start(
     assert "dead_letter_topic 'no-such-dlq-topic' does not exist" in capsys.readouterr().err
     assert committed(kafka_bootstrap, group, topic, 1) == {0: -1001}
     assert sandbox.contacts() == []
+
+
+def _bad_deploy_rules() -> list[dict[str, Any]]:
+    """The harness rules, but `user.updated` now maps to a trigger Meisa does not know (400)."""
+    rules = copy.deepcopy(RULES)
+    for rule in rules:
+        if rule["name"] == "profile":
+            rule["do"] = [{"trigger": {"trigger_key": "no_such", "to_email": "{{ data.email }}"}}]
+    return rules
+
+
+def _dlq_positions(records: list[Any]) -> set[tuple[int, int]]:
+    out = set()
+    for record in records:
+        headers = dict(record.headers())
+        out.add((int(headers["meisa-bridge.partition"]), int(headers["meisa-bridge.offset"])))
+    return out
+
+
+def test_a_bad_deploy_trips_the_breaker_and_commits_nothing_it_did_not_finish(
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path, capsys: Any
+) -> None:
+    topic, dlq, group = make_topic(partitions=3), make_topic(partitions=1), "g-bad-deploy"
+    limit = 10
+    common = {
+        "bootstrap": kafka_bootstrap,
+        "topics": [topic],
+        "base_url": sandbox.base_url,
+        "api_key": sandbox.unlimited_key,
+        "group": group,
+        "dlq": dlq,
+    }
+    produce(kafka_bootstrap, topic, [event("user.updated", u, 0) for u in range(60)])
+    before = end_offsets(kafka_bootstrap, topic, 3)
+    with _running(_config(tmp_path, **common)):
+        wait_for(lambda: committed(kafka_bootstrap, group, topic, 3) == before, 30, "good phase")
+
+    produce(kafka_bootstrap, topic, [event("user.updated", u, 1) for u in range(300)])
+    extra = {"dlq": {"max_consecutive": limit}, "rules": _bad_deploy_rules()}
+    bridge = InProcessBridge(_config(tmp_path, extra=extra, **common)).start()
+    assert bridge.join(60) == 1, "the breaker halts the bridge"
+    assert "DlqBreakerTripped" in capsys.readouterr().err
+    records = read_all(kafka_bootstrap, dlq, expect=limit, timeout=5)
+    assert 0 < len(records) < limit
+    dead = _dlq_positions(records)
+    after = committed(kafka_bootstrap, group, topic, 3)
+    for p, end in before.items():
+        # every committed offset past the good phase was dead-lettered, none was skipped over
+        assert {(p, o) for o in range(end, after[p])} <= dead
+    assert sandbox.sends() == []
+
+
+def test_403_mid_stream_halts_without_dlq_and_keeps_the_unprocessed_uncommitted(
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path, capsys: Any
+) -> None:
+    topic, dlq, group = make_topic(partitions=2), make_topic(partitions=1), "g-403"
+    events = [event("user.updated", u, 0) for u in range(20)]
+    events += [event("user.acted", u, 1) for u in range(20)]
+    produce(kafka_bootstrap, topic, events)
+    ends = end_offsets(kafka_bootstrap, topic, 2)
+    body = {"error": "this key lacks the events:write scope", "code": "forbidden"}
+    sandbox.set_fault("track", status=403, body=body)
+    path = _config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topics=[topic],
+        base_url=sandbox.base_url,
+        api_key=sandbox.unlimited_key,
+        group=group,
+        dlq=dlq,
+    )
+    bridge = InProcessBridge(path).start()
+    assert bridge.join(60) == 1
+    err = capsys.readouterr().err
+    assert "Forbidden" in err
+    assert "events:write" in err
+    assert read_all(kafka_bootstrap, dlq, expect=0, timeout=2) == []
+    after = committed(kafka_bootstrap, group, topic, 2)
+    assert sum(after.values()) <= 20
+    assert all(after[p] < ends[p] for p in ends)
+    assert sandbox.events() == []
+
+
+def test_poison_without_a_dead_letter_topic_halts_and_is_read_again(
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path, capsys: Any
+) -> None:
+    topic, group = make_topic(partitions=1), "g-no-dlq"
+    items: list[Any] = [
+        (b"usr_1", orjson.dumps(event("user.updated", 1, 0)), None),
+        (b"usr_1", b"{not json", None),
+        (b"usr_1", orjson.dumps(event("user.acted", 1, 2)), None),
+    ]
+    produce(kafka_bootstrap, topic, items)
+    path = _config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topics=[topic],
+        base_url=sandbox.base_url,
+        api_key=sandbox.unlimited_key,
+        group=group,
+    )
+    bridge = InProcessBridge(path).start()
+    assert bridge.join(60) == 1
+    assert "NoDeadLetterTopic" in capsys.readouterr().err
+    assert committed(kafka_bootstrap, group, topic, 1) == {0: 1}, "never dropped silently"
+
+
+def test_cloudevents_binary_tombstone_odd_key_and_a_huge_message(
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    topic, dlq, group = make_topic(partitions=1), make_topic(partitions=1), "g-odd"
+    ce_headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", b"ce-1"),
+        ("ce_type", b"user.acted"),
+        ("ce_source", b"/svc"),
+        ("ce_time", b"2026-01-01T00:00:00Z"),
+        ("content-type", b"application/json"),
+    ]
+    ce_data = {"user_id": "usr_1", "email": "user1@example.com", "seq": 1}
+    huge = event("user.acted", 1, 4, blob="x" * 900_000)
+    items: list[Any] = [
+        (b"usr_1", orjson.dumps(event("user.updated", 1, 0)), None),
+        (b"usr_1", orjson.dumps(ce_data), ce_headers),
+        (b"usr_1", None, [("why", b"deleted")]),  # a tombstone
+        (b"\xff\xfe\x00", orjson.dumps(event("user.acted", 1, 3)), None),
+        (b"usr_1", orjson.dumps(huge), None),
+        (None, orjson.dumps(event("user.acted", 1, 5)), None),
+    ]
+    produce(kafka_bootstrap, topic, items)
+    ends = end_offsets(kafka_bootstrap, topic, 1)
+    path = _config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topics=[topic],
+        base_url=sandbox.base_url,
+        api_key=sandbox.unlimited_key,
+        group=group,
+        dlq=dlq,
+    )
+    with _running(path):
+        wait_for(lambda: committed(kafka_bootstrap, group, topic, 1) == ends, 60, "all committed")
+    assert [e["properties"]["seq"] for e in sandbox.events()] == [1, 3, 4, 5]
+    (tombstone,) = read_all(kafka_bootstrap, dlq, expect=1)
+    assert tombstone.value() is None
+    assert tombstone.key() == b"usr_1"
+    headers = tombstone.headers()
+    assert headers[0] == ("why", b"deleted")
+    assert dict(headers)["meisa-bridge.error.class"] == b"DecodeError"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_retry_after_longer_than_max_poll_interval_keeps_the_group_and_loses_nothing(
+    kafka_bootstrap: str,
+    make_topic: Any,
+    sandbox: SandboxHandle,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="bridge.pipeline")
+    topic, group = make_topic(partitions=3), "g-poll-interval"
+    events = [event("user.updated", u, 0) for u in range(30)]
+    events += [event("user.acted", u, s) for s in range(1, 4) for u in range(30)]
+    produce(kafka_bootstrap, topic, events)
+    ends = end_offsets(kafka_bootstrap, topic, 3)
+    path = _config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topics=[topic],
+        base_url=sandbox.base_url,
+        api_key=sandbox.unlimited_key,
+        group=group,
+        extra={
+            "kafka": {"max.poll.interval.ms": 10_000},
+            # tiny buffers: every partition is paused while the Retry-After runs
+            "pipeline": {"max_buffered_per_partition": 4, "batch_size": 5},
+        },
+    )
+    sandbox.set_fault("track", status=429, retry_after=15, count=1)
+    with _running(path):
+        wait_for(lambda: committed(kafka_bootstrap, group, topic, 3) == ends, 120, "all")
+    seen = Counter((e["email"], e["properties"]["seq"]) for e in sandbox.events())
+    assert set(seen) == {(f"user{u}@example.com", s) for u in range(30) for s in range(1, 4)}
+    assert set(seen.values()) == {1}
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum(m.startswith("assigned:") for m in messages) == 1, "never left the group"
+    assert not [m for m in messages if m.startswith("lost:")]
 
 
 class _running:
