@@ -12,9 +12,12 @@ import orjson
 from bridge.config import LoggingSettings
 from bridge.observability.redaction import RECORD_ATTRS, RedactionFilter
 
+# uvicorn attaches an ANSI-coloured copy of its message for terminals; it is noise in a log line.
+_DROPPED = RECORD_ATTRS | {"color_message"}
+
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in record.__dict__.items() if k not in RECORD_ATTRS}
+    return {k: v for k, v in record.__dict__.items() if k not in _DROPPED}
 
 
 class JsonFormatter(logging.Formatter):

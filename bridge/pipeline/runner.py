@@ -272,8 +272,14 @@ async def _serve(
     if install_signals:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, pipeline.stop)
-    log.info("consuming %s as group %r", ", ".join(config.topics), config.kafka.get("group.id"))
+            loop.add_signal_handler(sig, _on_signal, sig, config, pipeline.stop)
+    log.info(
+        "consuming %s as group %r; /metrics, /healthz, /readyz on %s:%s",
+        ", ".join(config.topics),
+        config.kafka.get("group.id"),
+        config.server.host,
+        server.port,
+    )
     try:
         halted = await pipeline.run()
     finally:
@@ -287,7 +293,17 @@ async def _serve(
     if halted is not None:
         print(f"meisa-bridge: halted: {type(halted).__name__}: {halted}", file=sys.stderr)
         return EXIT_HALTED
+    log.info("stopped; the offsets of finished events are committed")
     return EXIT_OK
+
+
+def _on_signal(sig: signal.Signals, config: BridgeConfig, stop: Callable[[], None]) -> None:
+    log.info(
+        "%s received: finishing in-flight calls (up to %g s), then committing offsets",
+        sig.name,
+        config.pipeline.shutdown_grace_seconds,
+    )
+    stop()
 
 
 async def _relay(wait: Awaitable[object], then: Callable[[], None]) -> None:

@@ -362,3 +362,15 @@ def test_a_stalled_loop_is_neither_live_nor_ready() -> None:
     assert not state.live()
     assert not state.ready()
     assert state.snapshot()["last_beat_age_seconds"] == 61.0
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_uvicorn_terminal_colour_copy_of_a_message_is_not_logged(fmt: str) -> None:
+    colour = "Started server process [\x1b[36m%d\x1b[0m]"
+    lines = _log_lines(
+        LoggingSettings(format=fmt),  # type: ignore[arg-type]
+        lambda log: log.info("Started server process [%d]", 7, extra={"color_message": colour}),
+    )
+    assert len(lines) == 1
+    assert "Started server process [7]" in lines[0]
+    assert "color_message" not in lines[0]

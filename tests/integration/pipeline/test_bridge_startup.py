@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,37 @@ def test_a_health_port_in_use_is_refused(
     line = _refused(done)
     assert f"127.0.0.1:{port}" in line
     assert "server.port" in line
+
+
+def test_start_up_and_shutdown_are_told_in_the_log(
+    tmp_path: Path, sandbox: SandboxHandle, kafka_bootstrap: str, make_topic: Callable[..., str]
+) -> None:
+    topic = make_topic(partitions=1)
+    (tmp_path / "rules.yaml").write_text(RULES, encoding="utf-8")
+    config = tmp_path / "bridge.yaml"
+    port = free_port()
+    config.write_text(
+        f"kafka: {{bootstrap.servers: '{kafka_bootstrap}', group.id: log-test}}\n"
+        f"topics: [{topic}]\nmeisa: {{base_url: '{sandbox.base_url}'}}\n"
+        f"server: {{host: 127.0.0.1, port: {port}}}\nlogging: {{format: text}}\n"
+        "rules_file: rules.yaml\n",
+        encoding="utf-8",
+    )
+    cmd = [sys.executable, "-m", "bridge", "run", "--config", str(config)]
+    env = {**os.environ, "MEISA_API_KEY": sandbox.api_key}
+    with subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if "assigned:" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=60) == 0, "".join(seen) + rest
+    log = "".join(seen) + rest
+    assert f"/readyz on 127.0.0.1:{port}" in log
+    assert "SIGTERM received" in log
+    assert "stopped;" in log
+    assert "color_message" not in log
+    assert "Traceback" not in log
