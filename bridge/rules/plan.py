@@ -36,8 +36,17 @@ def _bytes(value: Any) -> bytes | None:
     if isinstance(value, str):
         return value.encode("utf-8")
     if isinstance(value, dict) and set(value) == {"base64"}:
-        return base64.b64decode(value["base64"])
+        return base64.b64decode(value["base64"], validate=True)
     return orjson.dumps(value)
+
+
+def _timestamp(value: Any) -> int | None:
+    """Kafka timestamps are epoch milliseconds."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"timestamp must be epoch milliseconds, got {value!r}")
+    return int(value)
 
 
 def _headers(value: Any) -> list[tuple[str, bytes | None]]:
@@ -63,7 +72,7 @@ def _message(line: str, index: int, topic: str) -> dict[str, Any]:
                 "key": _bytes(obj.get("key")),
                 "value": _bytes(obj["value"]),
                 "headers": _headers(obj.get("headers")),
-                "timestamp": obj.get("timestamp"),
+                "timestamp": _timestamp(obj.get("timestamp")),
             }
         except (TypeError, ValueError) as exc:
             raise DecodeError(f"line {index + 1}: bad raw message: {exc}") from None
