@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jmespath
+import jmespath.functions
 import orjson
 from jmespath.exceptions import JMESPathError
 
@@ -82,7 +83,11 @@ def compile_expression(source: str) -> Getter:
     try:
         compiled = jmespath.compile(text)
     except JMESPathError as exc:
-        raise ExpressionError(f"invalid JMESPath {text!r}: {_first_line(exc)}") from None
+        raise ExpressionError(f"invalid JMESPath {text!r}: {_parse_problem(exc)}") from None
+    problem = _function_problem(compiled.parsed)
+    if problem:
+        # jmespath checks functions only when it runs them: every event would be a mapping error.
+        raise ExpressionError(f"invalid JMESPath {text!r}: {problem}")
 
     def search(ctx: dict[str, Any]) -> Any:
         try:
@@ -91,6 +96,37 @@ def compile_expression(source: str) -> Getter:
             raise EvaluationError(f"{text!r}: {_first_line(exc)}") from None
 
     return search
+
+
+_FUNCTIONS = jmespath.functions.Functions().FUNCTION_TABLE
+
+
+def _function_problem(node: Any) -> str | None:
+    """An unknown function or a wrong number of arguments anywhere in a parsed expression."""
+    if isinstance(node, list):
+        return next((p for p in map(_function_problem, node) if p), None)
+    if not isinstance(node, dict):
+        return None
+    if node.get("type") == "function_expression":
+        name, args = node["value"], len(node["children"])
+        spec = _FUNCTIONS.get(name)
+        if spec is None:
+            return f"unknown function {name}() (JMESPath has {', '.join(sorted(_FUNCTIONS))})"
+        want = len(spec["signature"])
+        variadic = bool(spec["signature"]) and spec["signature"][-1].get("variadic", False)
+        if (args < want) if variadic else (args != want):
+            noun = "argument" if want == 1 else "arguments"
+            least = "at least " if variadic else ""
+            return f"{name}() takes {least}{want} {noun}, got {args}"
+    return _function_problem(node.get("children", []))
+
+
+def _parse_problem(exc: JMESPathError) -> str:
+    """jmespath's multi-line message as one line: what is wrong and where."""
+    first = _first_line(exc).split(": ", 1)[-1].rstrip(":").removesuffix(", for expression")
+    first = first[:1].lower() + first[1:]
+    position = getattr(exc, "lex_position", None)
+    return f"{first} at character {position}" if isinstance(position, int) else first
 
 
 def _first_line(exc: Exception) -> str:

@@ -82,3 +82,24 @@ def test_string_comparison_fast_path_agrees_with_jmespath(value: Any, op: str, t
     expr = f"data.v {op} '{text}'"
     ctx = {"data": {"v": value}}
     assert compile_expression(expr)(ctx) == jmespath.search(expr, ctx)
+
+
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        ("nope(data.x)", "unknown function nope()"),
+        ("contains(data.tags)", "contains() takes 2 arguments, got 1"),
+        ("data.a && length(data.b, data.c)", "length() takes 1 argument, got 2"),
+        ("not_null()", "not_null() takes at least 1 argument, got 0"),
+        ("data.x ==", "incomplete expression at character 9"),
+    ],
+)
+def test_unknown_functions_and_wrong_arity_fail_at_load_not_per_event(bad: str, says: str) -> None:
+    with pytest.raises(ExpressionError) as info:
+        compile_expression(bad)
+    assert says in str(info.value)
+
+
+def test_known_functions_with_the_right_arity_compile() -> None:
+    get = compile_expression("contains(keys(data), 'a') && not_null(data.x, data.y, `1`)")
+    assert get({"data": {"a": 1}}) == 1
