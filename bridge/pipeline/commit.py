@@ -14,7 +14,8 @@ from bridge.pipeline.offsets import OffsetTracker
 
 log = logging.getLogger("bridge.pipeline.commit")
 
-CommitFn = Callable[[Mapping[TopicPartition, int]], Awaitable[None]]
+# Returns what it committed (None: all of it); it may drop offsets that went stale meanwhile.
+CommitFn = Callable[[Mapping[TopicPartition, int]], Awaitable[Mapping[TopicPartition, int] | None]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,10 +57,11 @@ class Committer:
         if not offsets:
             return {}
         try:
-            await self._commit(offsets)
+            done = await self._commit(offsets)
         except KafkaException as exc:
             log.warning("commit failed, will retry: %s", exc)
             return {}
+        offsets = dict(offsets if done is None else done)
         self._tracker.mark_committed(offsets)
         for tp, offset in offsets.items():
             self._on_committed(tp, offset)

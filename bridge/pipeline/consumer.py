@@ -78,6 +78,9 @@ class KafkaSource:
         self._on_revoke = on_revoke
         self._on_lost = on_lost
         self._consumer: Any = None
+        # Bumped by every rebalance callback. A commit computed before a rebalance may hold stale
+        # offsets (older than the revoke's own commit, or for partitions given away): dropped.
+        self._epoch = 0
         self.group_id = str(self._conf["group.id"])
 
     def __repr__(self) -> str:
@@ -93,10 +96,18 @@ class KafkaSource:
         self._consumer = Consumer(self._conf, logger=logging.getLogger("bridge.kafka"))
         self._consumer.subscribe(
             self._topics,
-            on_assign=lambda c, ps: self._on_assign(_tps(ps)),
+            on_assign=self._assigned,
             on_revoke=self._revoked,
-            on_lost=lambda c, ps: self._on_lost(_tps(ps)),
+            on_lost=self._lost,
         )
+
+    def _assigned(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._on_assign(_tps(partitions))
+        self._epoch += 1
+
+    def _lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._on_lost(_tps(partitions))
+        self._epoch += 1
 
     def _revoked(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         # Commit what finished before giving the partitions away (this thread owns the consumer).
@@ -106,6 +117,7 @@ class KafkaSource:
                 self._commit(offsets)
             except KafkaException as exc:
                 log.warning("commit on revoke failed, the new owner re-reads from earlier: %s", exc)
+        self._epoch += 1
 
     async def consume(self, max_messages: int, wait: float) -> list[Message]:
         result: list[Message] = await self._run(self._consume, max_messages, wait)
@@ -124,13 +136,23 @@ class KafkaSource:
                     raise KafkaException(err)
         return out
 
-    async def commit(self, offsets: Mapping[TP, int]) -> None:
-        """Commit synchronously; raises KafkaException on failure (retried on the next tick)."""
-        await self._run(self._commit, dict(offsets))
+    async def commit(self, offsets: Mapping[TP, int]) -> dict[TP, int]:
+        """Commit synchronously; returns what was committed: nothing when a rebalance ran between
+        computing the offsets (now) and the commit's turn on the consumer thread. Raises
+        KafkaException on failure (retried on the next tick)."""
+        committed: dict[TP, int] = await self._run(self._commit, dict(offsets), self._epoch)
+        return committed
 
-    def _commit(self, offsets: Mapping[TP, int]) -> None:
+    def _commit(self, offsets: Mapping[TP, int], epoch: int | None = None) -> dict[TP, int]:
+        if epoch is not None and epoch != self._epoch:
+            log.debug("dropping a commit computed before a rebalance: %s", dict(offsets))
+            return {}
         tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
-        self._consumer.commit(offsets=tps, asynchronous=False)
+        result = self._consumer.commit(offsets=tps, asynchronous=False)
+        for tp in result or []:
+            if tp.error is not None:  # a per-partition failure does not raise by itself
+                raise KafkaException(tp.error)
+        return dict(offsets)
 
     async def pause(self, tps: Iterable[TP]) -> None:
         await self._run(self._consumer.pause, [TopicPartition(t, p) for t, p in tps])
