@@ -10,7 +10,7 @@ Retries, DLQ routing and halting key off these types, never off message strings:
     │   ├── DecodeError        stage "decode": bytes that no codec can read
     │   ├── MappingError       stage "map": a rule could not build its call
     │   │   └── SpecFieldError a field the Meisa spec says does not exist (refused before sending)
-    │   └── RejectedCall       stage "deliver": 400, a 422 other than unsubscribed
+    │   └── RejectedCall       stage "deliver": 400, a 422 other than unsubscribed, 404 of a tag
     │       └── ContactNotFound 404 (track to an unknown contact; retried a few times first)
     ├── RetryableError         try again later: 429, 5xx, timeouts, connection resets
     │   ├── RateLimited        429, carries retry_after
@@ -19,7 +19,8 @@ Retries, DLQ routing and halting key off these types, never off message strings:
     ├── SkipOutcome            not an error for delivery: the call is dropped and the offset is done
     │   ├── Unsubscribed       422 because the person asked not to be emailed
     │   ├── StaleEvent         older than the action's max_age
-    │   └── Suppressed         address is on the unsubscribed list
+    │   ├── Suppressed         address is on the unsubscribed list
+    │   └── AlreadyEnrolled    enroll refused: the contact is already active/paused in the sequence
     ├── HaltError              stop consuming; commit only what is done; never DLQ
     │   ├── Unauthorized       401: the API key is wrong or missing
     │   ├── Forbidden          403: the key lacks a scope
@@ -134,7 +135,7 @@ class SpecFieldError(MappingError):
 
 
 class RejectedCall(PoisonError):
-    """Meisa refused the call for good (400, 404, a 422 other than unsubscribed)."""
+    """Meisa refused the call for good (400, a 404 of a tag id, a 422 other than unsubscribed)."""
 
     def __init__(self, message: str, *, status: int, endpoint: str) -> None:
         self.status = status
@@ -182,6 +183,15 @@ class StaleEvent(SkipOutcome):
 
 class Suppressed(SkipOutcome):
     reason = "suppressed"
+
+
+class AlreadyEnrolled(SkipOutcome):
+    """Meisa refused an enroll because the contact is already active or paused in the sequence.
+
+    At-least-once delivery re-sends an enroll after a crash, a rebalance or a redrive: the
+    contact being enrolled is what the call wanted, so it is done, not poison."""
+
+    reason = "already_enrolled"
 
 
 class HaltError(BridgeError):

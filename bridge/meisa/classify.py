@@ -4,11 +4,13 @@
     200 {"status": "skipped"}    -> CallResult(outcome="skipped", reason=...)
     202                          -> CallResult(outcome="ok", reason="scheduled")
     422 unsubscribed/bounced/... -> Unsubscribed        (skip, never DLQ)
+    4xx already enrolled         -> AlreadyEnrolled     (skip: a re-delivered enroll is done)
     429                          -> RateLimited(retry_after)
     5xx, 408                     -> ServerError(retry_after if given)
     3xx                          -> WrongBaseUrl        (halt: every call would be redirected)
     401                          -> Unauthorized        (halt)
     403                          -> Forbidden, naming the missing scope when the body does
+    404 of a tag id              -> RejectedCall        (poison, no retries)
     404                          -> ContactNotFound     (poison; track retried first)
     400, other 4xx, other 422    -> RejectedCall        (poison)
 
@@ -24,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bridge.errors import (
+    AlreadyEnrolled,
     BridgeError,
     ContactNotFound,
     Forbidden,
@@ -43,6 +46,12 @@ _SCOPE = re.compile(
 )
 # Words Meisa uses for "this person must not be emailed" (spec: unsubscribed, bounced, complained).
 _DO_NOT_EMAIL = re.compile(r"unsubscri|bounced|complain", re.IGNORECASE)
+# The spec says enroll "rejects if the contact is already active/paused in that sequence" but not
+# how: the code/reason field decides when it says so; on enroll, the message's wording also does.
+_ALREADY_ENROLLED_CODE = "already_enrolled"
+_ALREADY = re.compile(r"\balready\b", re.IGNORECASE)
+_ENROLL_PATH = "/sequences/enroll/"
+_TAG_NOT_FOUND_CODE = "tag_not_found"
 _MESSAGE_MAX = 300  # enough to explain, short enough for a Kafka header
 
 
@@ -97,6 +106,27 @@ def _do_not_email(body: Any) -> bool:
     return bool(_DO_NOT_EMAIL.search(error_message(body)))
 
 
+def _codes(body: Any) -> list[str]:
+    """The body's machine-readable fields (code, reason), lower-cased."""
+    if not isinstance(body, Mapping):
+        return []
+    return [c.lower() for k in ("code", "reason") if isinstance(c := body.get(k), str)]
+
+
+def _already_enrolled(body: Any, endpoint: str) -> bool:
+    """An enroll refused because the contact is already in the sequence (a re-delivery)."""
+    if _ALREADY_ENROLLED_CODE in _codes(body):
+        return True
+    return endpoint.endswith(_ENROLL_PATH) and bool(_ALREADY.search(error_message(body)))
+
+
+def _tag_not_found(body: Any) -> bool:
+    """A 404 that names the tag (code, or the field at fault) rather than the contact."""
+    if _TAG_NOT_FOUND_CODE in _codes(body):
+        return True
+    return isinstance(body, Mapping) and body.get("field") == "tag_id"
+
+
 def _success(status: int, body: Any) -> CallResult:
     state = body.get("status") if isinstance(body, Mapping) else None
     if state == "skipped":
@@ -121,15 +151,23 @@ def _retryable(status: int, message: str, endpoint: str, retry_after: float | No
     return ServerError(f"{endpoint} -> {status}: {message}", retry_after=retry_after)
 
 
+def _not_found(body: Any, message: str, endpoint: str) -> RejectedCall:
+    if _tag_not_found(body):  # retrying cannot create the tag: poison at once
+        return RejectedCall(message, status=404, endpoint=endpoint)
+    return ContactNotFound(message, status=404, endpoint=endpoint)
+
+
 def _refused(status: int, body: Any, message: str, endpoint: str) -> BridgeError:
     if status == 401:
         return Unauthorized(f"{endpoint} -> 401: the API key is missing or invalid ({message})")
     if status == 403:
         return _forbidden(endpoint, body)
     if status == 404:
-        return ContactNotFound(message, status=404, endpoint=endpoint)
+        return _not_found(body, message, endpoint)
     if status == 422 and _do_not_email(body):
         return Unsubscribed(f"{endpoint} -> 422: {message}")
+    if _already_enrolled(body, endpoint):
+        return AlreadyEnrolled(f"{endpoint} -> {status}: {message}")
     return RejectedCall(message, status=status, endpoint=endpoint)
 
 

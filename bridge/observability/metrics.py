@@ -49,7 +49,8 @@ MetricName = Literal[
     # Retries of Meisa calls, by endpoint and reason
     # (rate_limited|server_error|transport|not_found).
     "meisa_bridge_retries_total",
-    # Calls or events skipped, by reason (skipped|unsubscribed|stale|suppressed|replay).
+    # Calls or events skipped, by reason (skipped|unsubscribed|stale|suppressed|already_enrolled|
+    # replay).
     "meisa_bridge_skipped_total",
     # Partitions assigned to this replica.
     "meisa_bridge_assigned_partitions",

@@ -148,7 +148,7 @@ class Store:
     def tag_by_id(self, tag_id: str) -> Tag:
         tag = self.tags_by_id.get(tag_id)
         if tag is None:
-            raise ApiError(404, f"tag_id: no tag with id {tag_id}", "not_found", field="tag_id")
+            raise ApiError(404, f"tag_id: no tag with id {tag_id}", "tag_not_found", field="tag_id")
         return tag
 
     def add_tag(self, contact: Contact, tag: Tag) -> bool:

@@ -70,3 +70,21 @@ def test_internal_errors_stay_value_errors_for_their_callers() -> None:
         assert issubclass(cls, ValueError)
         assert issubclass(cls, errors.InternalError)
     assert issubclass(errors.OffsetOrderError, ValueError)
+
+
+def test_each_skip_outcome_names_its_own_reason() -> None:
+    # The reason is the metrics label and the DLQ-admin outcome: one per kind of skip.
+    skips = [
+        obj
+        for obj in vars(errors).values()
+        if inspect.isclass(obj) and issubclass(obj, errors.SkipOutcome)
+    ]
+    reasons = {cls.__name__: cls.reason for cls in skips}
+    assert reasons == {
+        "SkipOutcome": "skipped",
+        "Unsubscribed": "unsubscribed",
+        "StaleEvent": "stale",
+        "Suppressed": "suppressed",
+        "AlreadyEnrolled": "already_enrolled",
+    }
+    assert not issubclass(errors.AlreadyEnrolled, errors.PoisonError)

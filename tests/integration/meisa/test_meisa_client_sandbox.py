@@ -11,6 +11,7 @@ import pytest
 
 from bridge.config import MeisaSettings, SecretStr
 from bridge.errors import (
+    AlreadyEnrolled,
     ContactNotFound,
     Forbidden,
     MissingScopes,
@@ -180,7 +181,7 @@ async def test_enroll_list_and_enrollments(client: MeisaClient) -> None:
     created = await client.send(call("enroll", email="e@example.com", sequence_slug="onboarding"))
     assert created.status == 201
     assert created.body["sequence_slug"] == "onboarding"
-    with pytest.raises(RejectedCall):
+    with pytest.raises(AlreadyEnrolled):
         await client.enroll({"email": "e@example.com", "sequence_slug": "onboarding"})
     enrollments = await client.contact_enrollments("e@example.com")
     assert enrollments["contact_exists"] is True
@@ -190,6 +191,40 @@ async def test_enroll_list_and_enrollments(client: MeisaClient) -> None:
     assert "product-tips" not in active
     found = await client.list_sequences(status="all", search="win")
     assert [s["slug"] for s in found] == ["win-back"]
+
+
+async def test_a_redelivered_enroll_is_skipped_not_poison(sandbox: SandboxHandle) -> None:
+    # At-least-once: the same enroll arrives again after a crash, a rebalance or a redrive.
+    enroll = call("enroll", email="twice@example.com", sequence_slug="onboarding")
+    vt = VirtualTime()
+    async with MeisaClient(settings(sandbox)) as client:
+        governor = RateGovernor(per_minute=None, per_hour=None, clock=vt.clock, sleep=vt.sleep)
+        deliverer = Deliverer(client, governor, RetryPolicy(), sleep=vt.sleep)
+        assert (await deliverer.deliver(enroll)).status == 201
+        with pytest.raises(AlreadyEnrolled) as info:
+            await deliverer.deliver(enroll)
+    assert info.value.reason == "already_enrolled"
+    assert vt.waits == [], "a skip is not retried"
+    assert [r["status"] for r in sandbox.requests(path="/api/v1/sequences/enroll/")] == [201, 400]
+    assert len(sandbox.enrollments(email="twice@example.com")) == 1
+
+
+async def test_unknown_tag_id_is_poison_at_once_unknown_contact_is_not_found(
+    sandbox: SandboxHandle,
+) -> None:
+    vt = VirtualTime()
+    async with MeisaClient(settings(sandbox)) as client:
+        governor = RateGovernor(per_minute=None, per_hour=None, clock=vt.clock, sleep=vt.sleep)
+        deliverer = Deliverer(client, governor, RetryPolicy(), sleep=vt.sleep)
+        tag = call("add_tag", email="tagged@example.com", tag_id="t_missing")
+        with pytest.raises(RejectedCall) as info:
+            await deliverer.deliver(tag)
+        assert not isinstance(info.value, ContactNotFound)
+        with pytest.raises(ContactNotFound):
+            await client.add_tag("c_missing", tag_name="vip")
+    assert info.value.status == 404
+    assert vt.waits == [], "retrying cannot create the tag"
+    assert len(sandbox.requests(path="/api/v1/contacts/upsert/")) == 1, "one lookup, no repeats"
 
 
 async def test_bulk_enroll_is_chunked(client: MeisaClient, sandbox: SandboxHandle) -> None:

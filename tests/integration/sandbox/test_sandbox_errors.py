@@ -216,10 +216,14 @@ def test_track_unknown_contact_is_404(api: httpx.Client, sandbox: SandboxHandle)
 
 
 def test_tag_on_unknown_contact_or_tag_id_is_404(api: httpx.Client) -> None:
-    assert _assert_error(api.post("/contacts/nope/add_tag/", json={"tag_name": "a"}), 404)
+    # The code says which one is missing: a client retries the contact, never the tag.
+    resp = api.post("/contacts/nope/add_tag/", json={"tag_name": "a"})
+    assert _assert_error(resp, 404)["code"] == "contact_not_found"
     contact = api.post("/contacts/upsert/", json={"email": "a@example.com"}).json()
-    resp = api.post(f"/contacts/{contact['id']}/add_tag/", json={"tag_id": "missing"})
-    assert _assert_error(resp, 404)["field"] == "tag_id"
+    for action in ("add_tag", "remove_tag"):
+        resp = api.post(f"/contacts/{contact['id']}/{action}/", json={"tag_id": "missing"})
+        body = _assert_error(resp, 404)
+        assert (body["code"], body["field"]) == ("tag_not_found", "tag_id")
     resp = api.post(f"/contacts/{contact['id']}/add_tag/", json={})
     assert _assert_error(resp, 400)["field"] == "tag_name"
 

@@ -11,9 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.errors import (
+    AlreadyEnrolled,
     BridgeError,
     ContactNotFound,
     Forbidden,
+    PoisonError,
     RateLimited,
     RejectedCall,
     ServerError,
@@ -24,6 +26,7 @@ from bridge.errors import (
 from bridge.meisa.classify import classify, parse_retry_after
 
 NOW = 1_780_000_000.0
+TRIGGER = "POST /emails/trigger/"
 CAP = 300.0
 
 
@@ -81,6 +84,71 @@ def test_400_is_rejected_with_the_server_message() -> None:
 def test_404_is_contact_not_found() -> None:
     with pytest.raises(ContactNotFound):
         run(404, {"error": "contact not found"})
+
+
+def refuse(status: int, body: Any, endpoint: str) -> BridgeError:
+    with pytest.raises(BridgeError) as info:
+        classify(status, body, endpoint=endpoint, now=NOW, retry_after_cap=CAP)
+    return info.value
+
+
+ENROLL = "POST /sequences/enroll/"
+ADD_TAG = "POST /contacts/c_1/add_tag/"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # The sandbox's answer.
+        {"error": "contact is already active in sequence 'onboarding'", "code": "already_enrolled"},
+        {"error": "cannot enroll", "reason": "already_enrolled"},
+        # Meisa's own body shape is not in the spec: its wording alone is enough on enroll.
+        {"error": "Contact is already enrolled in this sequence"},
+        {"detail": "already paused in sequence onboarding", "code": "bad_request"},
+        "contact already active in sequence",
+    ],
+)
+@pytest.mark.parametrize("status", [400, 409, 422])
+def test_enroll_refused_as_already_enrolled_is_a_skip_not_poison(status: int, body: Any) -> None:
+    # At-least-once delivery re-sends enrolls (crash, rebalance, redrive): the second is no error.
+    error = refuse(status, body, ENROLL)
+    assert isinstance(error, AlreadyEnrolled)
+    assert error.reason == "already_enrolled"
+    assert not isinstance(error, PoisonError)
+
+
+def test_already_wording_counts_only_on_the_enroll_endpoint() -> None:
+    error = refuse(400, {"error": "idempotency key already used for another body"}, TRIGGER)
+    assert type(error) is RejectedCall
+    assert type(refuse(400, {"error": "bad", "code": "already_enrolled"}, ADD_TAG)) is (
+        AlreadyEnrolled
+    )
+
+
+def test_other_enroll_refusals_stay_poison() -> None:
+    error = refuse(400, {"error": "sequence 'nope' is not active", "code": "invalid"}, ENROLL)
+    assert type(error) is RejectedCall
+    assert type(refuse(422, {"error": "recipient unsubscribed"}, ENROLL)) is Unsubscribed
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"error": "tag_id: no tag with id t_9", "code": "tag_not_found", "field": "tag_id"},
+        {"error": "not found", "code": "not_found", "field": "tag_id"},
+        {"error": "no such tag", "reason": "tag_not_found"},
+    ],
+)
+def test_404_for_an_unknown_tag_is_rejected_without_retries(body: Any) -> None:
+    error = refuse(404, body, ADD_TAG)
+    assert type(error) is RejectedCall  # not ContactNotFound: retrying cannot create the tag
+    assert error.status == 404
+
+
+def test_404_for_an_unknown_contact_on_a_tag_call_is_contact_not_found() -> None:
+    body = {"error": "no contact with id c_1", "code": "contact_not_found"}
+    assert type(refuse(404, body, ADD_TAG)) is ContactNotFound
+    assert type(refuse(404, {"error": "not found"}, ADD_TAG)) is ContactNotFound
 
 
 def test_401_halts() -> None:
