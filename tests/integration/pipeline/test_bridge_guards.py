@@ -149,3 +149,34 @@ def test_a_trigger_older_than_max_age_is_skipped_and_a_fresh_one_is_sent(
     assert sample(samples, "meisa_bridge_skipped_total", reason="stale") == 1
     events = "meisa_bridge_events_total"
     assert sample(samples, events, topic=topic, type="auth.otp", outcome="skipped") == 1
+
+
+def test_a_redelivered_enroll_is_skipped_and_never_reaches_the_dlq(
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    # At-least-once: after a crash or a redrive the same enroll event is consumed again.
+    topic, dlq, group, port = make_topic(partitions=1), make_topic(), "g-reenroll", free_port()
+    rule = {
+        "name": "onboard",
+        "on": "user.signed_up",
+        "do": [{"enroll": {"email": "{{ data.email }}", "sequence_slug": "onboarding"}}],
+    }
+    path = write_config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topics=[topic],
+        base_url=sandbox.base_url,
+        api_key=sandbox.unlimited_key,
+        group=group,
+        dlq=dlq,
+        sections={"rules": [rule], "server": _server(port)},
+    )
+    signed_up = event("user.signed_up", 1, 0)
+    samples = _run_until_committed(
+        path, kafka_bootstrap, group, topic, events=[signed_up, signed_up], port=port
+    )
+    enrolls = sandbox.requests(path="/api/v1/sequences/enroll/")
+    assert [r["status"] for r in enrolls] == [201, 400]
+    assert len(sandbox.enrollments(email="user1@example.com")) == 1
+    assert sample(samples, "meisa_bridge_skipped_total", reason="already_enrolled") == 1
+    assert read_all(kafka_bootstrap, dlq, expect=0, timeout=2) == []
