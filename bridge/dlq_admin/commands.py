@@ -27,7 +27,9 @@ def dlq_command(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
     from bridge.observability import configure_logging, register_config_secrets
 
     try:
-        config = load_config(args.config)
+        # Only a real redrive calls Meisa: the others must work where ${MEISA_API_KEY} is unset.
+        calls_meisa = args.action == "redrive" and not getattr(args, "dry_run", False)
+        config = load_config(args.config, strict_env=calls_meisa)
         register_config_secrets(config)
         configure_logging(config.logging)
         if not config.dlq.topic:

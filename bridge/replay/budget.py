@@ -56,12 +56,12 @@ class Budget:
 def budget_from(settings: MeisaSettings, ping: Any | None) -> Budget:
     """Configured overrides win, then the limits GET /ping reports, then the spec's defaults."""
     per_minute, per_hour, origin = _ping_limits(ping)
+    if origin == "default":  # no ping: a limit the config leaves out is the spec's default
+        per_minute, per_hour = DEFAULT_PER_MINUTE, DEFAULT_PER_HOUR
     if settings.rate_limit_per_minute is not None or settings.rate_limit_per_hour is not None:
         origin = "config"
         per_minute = _or(settings.rate_limit_per_minute, per_minute)
         per_hour = _or(settings.rate_limit_per_hour, per_hour)
-    if origin == "default":
-        per_minute, per_hour = DEFAULT_PER_MINUTE, DEFAULT_PER_HOUR
     share = settings.rate_share
     return Budget(
         per_minute=None if per_minute is None else per_minute * share,

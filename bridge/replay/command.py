@@ -22,7 +22,7 @@ from typing import Any, TextIO, cast
 from bridge.config import BridgeConfig
 from bridge.errors import ConfigError, HaltError
 from bridge.meisa.calls import SCOPES, CallKind
-from bridge.replay.budget import budget_from
+from bridge.replay.budget import Budget, budget_from
 from bridge.replay.progress import Progress
 from bridge.replay.report import print_plan, print_summary
 from bridge.replay.runner import ReadPhase, SendPhase
@@ -97,7 +97,9 @@ def replay_command(args: argparse.Namespace) -> int:
     from bridge.observability import configure_logging, register_config_secrets
 
     try:
-        config = load_config(args.config)
+        # A dry run needs no key (without one it estimates from the configured or default limits),
+        # so an unset ${MEISA_API_KEY} must not stop it.
+        config = load_config(args.config, strict_env=not args.dry_run)
         register_config_secrets(config)
         configure_logging(config.logging)
         options = options_from(args, config)
@@ -126,6 +128,8 @@ def _run(config: BridgeConfig, options: ReplayOptions, path: Path, out: TextIO) 
         _prepare(store, config, options)
         ping = asyncio.run(_ping(config)) if config.meisa.api_key else None
         budget = budget_from(config.meisa, ping)
+        if ping is None and options.dry_run:
+            _say_no_key(budget)
         progress = Progress(stream=sys.stderr, clock=time.monotonic, budget=budget)
         if store.get_meta("phase") == "read":
             _read(store, config, options, progress)
@@ -140,6 +144,15 @@ def _run(config: BridgeConfig, options: ReplayOptions, path: Path, out: TextIO) 
         return print_summary(store, options, out=out)
     finally:
         store.close()
+
+
+def _say_no_key(budget: Budget) -> None:
+    where = "the configured limits" if budget.origin == "config" else "the spec's default limits"
+    print(
+        f"meisa-bridge replay: no Meisa API key (MEISA_API_KEY): the estimate uses {where}, "
+        f"{budget.describe()}, not the key's own (GET /ping)",
+        file=sys.stderr,
+    )
 
 
 def _prepare(store: StateStore, config: BridgeConfig, options: ReplayOptions) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -142,14 +143,22 @@ def write_config(
     return path
 
 
-def cli(*args: str | Path, timeout: float = 110) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str | Path, timeout: float = 110, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bridge", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        env=env,
     )
+
+
+def without_api_key() -> dict[str, str]:
+    """This process's environment without MEISA_API_KEY (for configs saying ${MEISA_API_KEY})."""
+    return {k: v for k, v in os.environ.items() if k != "MEISA_API_KEY"}
 
 
 def requests_by_endpoint(sandbox: Any) -> dict[str, int]:

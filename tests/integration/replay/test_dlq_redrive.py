@@ -160,3 +160,50 @@ def test_show_decodes_headers_and_masks_emails(
         "dlq", "show", "--config", config, "--partition", "0", "--offset", "0", "--reveal"
     )
     assert "user7@example.com" in revealed.stdout
+
+
+def test_list_show_and_dry_run_need_no_api_key_but_redrive_does(
+    tmp_path: Path, kafka_bootstrap: str, make_topic: Any, sandbox: Any
+) -> None:
+    # A deployment config says ${MEISA_API_KEY}; an operator's shell often lacks it.
+    topic, dlq = make_topic(), make_topic()
+    ev = env._event("user.updated", 3, 1, tier="pro")
+    letter = DeadLetter(
+        topic=topic,
+        partition=0,
+        offset=5,
+        key=b"usr_3",
+        value=orjson.dumps(ev),
+        headers=None,
+        timestamp=None,
+        error=MappingError("bad"),
+        stage="map",
+        rule="profile",
+    )
+    _dead_letter(kafka_bootstrap, dlq, [letter])
+    config = env.write_config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topic=topic,
+        base_url=sandbox.base_url,
+        api_key="${MEISA_API_KEY}",
+        group="live-unused",
+        dlq=dlq,
+    )
+    no_key = env.without_api_key()
+    listed = env.cli("dlq", "list", "--config", config, "--format", "json", env=no_key)
+    assert listed.returncode == 0, listed.stderr
+    assert [r["origin"] for r in json.loads(listed.stdout)] == [f"{topic}/0/5"]
+    shown = env.cli(
+        "dlq", "show", "--config", config, "--partition", "0", "--offset", "0", env=no_key
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["value"]["seq"] == 1
+    redrive = ("dlq", "redrive", "--config", config)
+    plan = env.cli(*redrive, "--dry-run", "--format", "json", env=no_key)
+    assert plan.returncode == 0, plan.stderr
+    assert json.loads(plan.stdout)["calls"] == {"upsert": 1}
+    refused = env.cli(*redrive, env=no_key)
+    assert refused.returncode == 2
+    assert "MEISA_API_KEY" in refused.stderr
+    assert env.requests_by_endpoint(sandbox) == {}

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import replay_env as env
+import yaml
 
 pytestmark = pytest.mark.integration
 
@@ -170,3 +171,41 @@ def test_replay_killed_halfway_resumes_and_sends_each_final_upsert_once(
     assert 0 <= resent <= 32  # at most max_in_flight calls were in flight at the kill
     assert summary["calls"]["upsert"] >= 300 - before
     assert env.actual_state(sandbox.contacts()) == env.expected_state(events)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [({}, "60/min, 1000/h (default)"), ({"rate_limit_per_minute": 30}, "30/min, 1000/h (config)")],
+)
+def test_a_dry_run_without_an_api_key_estimates_from_config_or_the_spec_defaults(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    make_topic: Any,
+    sandbox: Any,
+    case: tuple[dict[str, int], str],
+) -> None:
+    limits, budget = case
+    topic = make_topic()
+    env.produce(kafka_bootstrap, topic, env.history(users=3, events=10))
+    config = env.write_config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topic=topic,
+        base_url=sandbox.base_url,
+        api_key="${MEISA_API_KEY}",
+        group="live-unused",
+    )
+    doc = yaml.safe_load(config.read_text())
+    doc["meisa"].update(limits)
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    args = ("replay", "--config", config, "--from", "earliest", "--state-dir", tmp_path / "s")
+    no_key = env.without_api_key()
+    done = env.cli(*args, "--dry-run", "--format", "json", env=no_key)
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (plan["events"], plan["budget"]) == (10, budget)
+    assert "no Meisa API key" in done.stderr  # says where the estimate comes from
+    assert sandbox.requests(limit=1000) == []  # not even GET /ping
+    refused = env.cli(*args, env=no_key)
+    assert refused.returncode == 2
+    assert "MEISA_API_KEY" in refused.stderr

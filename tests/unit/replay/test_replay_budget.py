@@ -35,6 +35,12 @@ def test_no_key_and_no_overrides_assume_the_spec_defaults() -> None:
     assert budget_from(MeisaSettings(), None) == Budget(60, 1000, "default")
 
 
+def test_no_key_and_one_override_keep_the_spec_default_for_the_other_limit() -> None:
+    # Without GET /ping nothing says the hourly limit is gone: 1,000/h still holds.
+    assert budget_from(MeisaSettings(rate_limit_per_minute=30), None) == Budget(30, 1000, "config")
+    assert budget_from(MeisaSettings(rate_limit_per_hour=500), None) == Budget(60, 500, "config")
+
+
 def test_unlimited_budget_takes_no_time() -> None:
     budget = Budget(None, None, "ping")
     assert budget.seconds_for(10**6) == 0
