@@ -38,6 +38,7 @@ from bridge.observability import (
     HealthState,
     Metrics,
     configure_logging,
+    redact,
     register_config_secrets,
 )
 from bridge.pipeline.guards import CallGuard, GuardedSender, SuppressionList
@@ -91,8 +92,10 @@ async def run_bridge(
 
 
 def _refuse(exc: StartupRefused) -> int:
-    log.error("refusing to start: %s", exc)
-    print(f"meisa-bridge: refusing to start: {exc}", file=sys.stderr)
+    # One plain line, not also a log record: like a config error (found before logging is set
+    # up) it is the process's last word, and exit code 2 is what machines act on. Redacted like
+    # a log line, since it bypasses the log filter.
+    print(f"meisa-bridge: refusing to start: {redact(str(exc))}", file=sys.stderr)
     return EXIT_REFUSED
 
 

@@ -62,6 +62,9 @@ def _refused(done: subprocess.CompletedProcess[str]) -> str:
     assert "Traceback" not in done.stderr, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("meisa-bridge: ")]
     assert len(lines) == 1, done.stderr
+    # Said once: not also as a log line before it.
+    told = [line for line in done.stderr.splitlines() if "refusing to start" in line]
+    assert len(told) <= 1, done.stderr
     return lines[0]
 
 
