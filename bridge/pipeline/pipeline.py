@@ -274,12 +274,12 @@ class Pipeline:
             self._halt(exc)
             return
         log.warning(
-            "dead-lettered %s partition %d offset %d (%s, rule %r): %s",
+            "dead-lettered %s partition %d offset %d (%s, rule %s): %s",
             r.topic,
             r.partition,
             r.offset,
             failure.stage,
-            failure.rule,
+            repr(failure.rule) if failure.rule else "-",  # no rule: it did not decode
             failure.error,
         )
         self._metrics.dlq(r.topic, failure.stage)

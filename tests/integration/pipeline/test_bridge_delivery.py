@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from datetime import datetime
 from pathlib import Path
@@ -78,8 +79,13 @@ def test_10k_events_on_4_partitions_arrive_in_per_contact_order(
 
 
 def test_poison_goes_to_the_dlq_byte_for_byte_and_later_messages_flow(
-    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+    kafka_bootstrap: str,
+    make_topic: Any,
+    sandbox: SandboxHandle,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="bridge")
     topic, dlq, group = make_topic(partitions=1), make_topic(partitions=1), "g-poison"
     bad_headers = [("trace-id", b"\x00\xffabc"), ("empty", b"")]
     good_before = [event("user.updated", 1, 0), event("user.acted", 1, 1)]
@@ -121,6 +127,11 @@ def test_poison_goes_to_the_dlq_byte_for_byte_and_later_messages_flow(
     assert extra["meisa-bridge.rule"] == b"bad-trigger"
     assert extra["meisa-bridge.error.class"] == b"RejectedCall"
     assert b"user2@example.com" not in extra["meisa-bridge.error.message"]
+    logged = [r.getMessage() for r in caplog.records if "dead-lettered" in r.getMessage()]
+    assert [m.split(": ")[0] for m in logged] == [
+        f"dead-lettered {topic} partition 0 offset 2 (decode, rule -)",  # no rule read it
+        f"dead-lettered {topic} partition 0 offset 3 (deliver, rule 'bad-trigger')",
+    ]
 
 
 def test_503_and_429_with_retry_after_lose_nothing_and_honour_the_pause(
