@@ -18,6 +18,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bridge.config import BridgeConfig, load_config
 from bridge.errors import (
@@ -42,6 +43,9 @@ from bridge.observability import (
     register_config_secrets,
 )
 from bridge.pipeline.guards import CallGuard, GuardedSender, SuppressionList
+
+if TYPE_CHECKING:
+    from bridge.dlq import DeadLetterProducer
 
 log = logging.getLogger("bridge.run")
 
@@ -236,27 +240,18 @@ async def _serve(
     install_signals: bool,
 ) -> int:
     from bridge.codecs import build_decoder
-    from bridge.dlq import DeadLetterProducer
     from bridge.pipeline.pipeline import Pipeline
 
+    dlq: DeadLetterProducer | None = None
     server = HealthServer(config.server, health, metrics)
     try:
-        server.bind()
-    except OSError as exc:
-        where = f"{config.server.host}:{config.server.port}"
-        return _refuse(
-            StartupRefused(f"cannot serve /metrics and /healthz on {where} (server.port): {exc}")
-        )
-    parts = _build(config, client, info, metrics)
-    dlq = DeadLetterProducer(config.kafka, config.dlq.topic) if config.dlq.topic else None
-    if dlq is None:
-        log.warning("no dead_letter_topic: a poison message halts the bridge")
-    else:
-        try:
-            await asyncio.to_thread(dlq.check_topic)
-        except StartupRefused as exc:
+        dlq = await _open_dead_letter(config)
+        _bind(server, config)
+    except StartupRefused as exc:
+        if dlq is not None:
             dlq.close(0)
-            return _refuse(exc)
+        return _refuse(exc)
+    parts = _build(config, client, info, metrics)
     pipeline = Pipeline(
         config=config,
         decoder=build_decoder(config.codec),
@@ -298,6 +293,32 @@ async def _serve(
         return EXIT_HALTED
     log.info("stopped; the offsets of finished events are committed")
     return EXIT_OK
+
+
+async def _open_dead_letter(config: BridgeConfig) -> DeadLetterProducer | None:
+    """The DLQ producer once its topic is known to exist; None without a dead_letter_topic."""
+    from bridge.dlq import DeadLetterProducer
+
+    if not config.dlq.topic:
+        log.warning("no dead_letter_topic: a poison message halts the bridge")
+        return None
+    dlq = DeadLetterProducer(config.kafka, config.dlq.topic)
+    try:
+        await asyncio.to_thread(dlq.check_topic)
+    except StartupRefused:
+        dlq.close(0)
+        raise
+    return dlq
+
+
+def _bind(server: HealthServer, config: BridgeConfig) -> None:
+    try:
+        server.bind()
+    except OSError as exc:
+        where = f"{config.server.host}:{config.server.port}"
+        raise StartupRefused(
+            f"cannot serve /metrics and /healthz on {where} (server.port): {exc}"
+        ) from None
 
 
 def _on_signal(sig: signal.Signals, config: BridgeConfig, stop: Callable[[], None]) -> None:
