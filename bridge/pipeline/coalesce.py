@@ -81,6 +81,10 @@ class ContactQueues(Generic[M]):
             del self._queues[key]
         return item
 
+    def drop(self, key: Hashable) -> list[Pending[M]]:
+        """Forget everything queued under `key`; returns it."""
+        return list(self._queues.pop(key, ()))
+
     def waiting(self, key: Hashable | None = None) -> int:
         """Pending calls for one contact or in total."""
         if key is not None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from bridge.errors import (
     BridgeError,
@@ -105,6 +105,20 @@ class Dispatcher:
             return False
         return True
 
+    async def release(self, tps: Iterable[TopicPartition]) -> None:
+        """Stop all work of partitions this member no longer owns (lost, or a revoke whose grace
+        ran out): cancel their calls in progress and drop what is queued. Their messages are
+        already cancelled; the new owner sends these calls, and a late copy from here could land
+        after its newer ones."""
+        gone = set(tps)
+        keys = [key for key in self._tasks if key[0] in gone]
+        tasks = [self._tasks.pop(key) for key in keys]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for key in keys:
+            self._queues.drop(key)
+
     async def aclose(self) -> None:
         """Cancel everything still running or queued (after a halt or a drain timeout)."""
         tasks = list(self._tasks.values())
@@ -118,18 +132,31 @@ class Dispatcher:
                 head = self._queues.peek(key)
                 if head is None:
                     return
+                if _abandoned(head):  # no need to wait for a slot only to drop it
+                    self._queues.pop(key)
+                    self._abandon(head)
+                    continue
                 async with self._lanes[head.call.kind == "trigger"]:
                     item = self._queues.pop(key)
                     if item is None or self.halted is not None:
                         return
                     await self._run(item)
         finally:
-            self._tasks.pop(key, None)
+            if self._tasks.get(key) is asyncio.current_task():
+                del self._tasks[key]
+
+    def _abandon(self, item: Pending[InFlight]) -> None:
+        """Drop a call whose messages were revoked or lost: they never count as done."""
+        for m in item.messages():
+            m.cancelled = True
+        self._complete(item.messages())
 
     async def _run(self, item: Pending[InFlight]) -> None:
-        if all(m.cancelled for m in item.messages()):
-            self._complete(item.messages())
+        if _abandoned(item):
+            self._abandon(item)
             return
+        for m in item.messages():
+            m.started = True
         try:
             await self._send(item.call, item.messages())
         except PoisonError as exc:
@@ -173,6 +200,10 @@ class Dispatcher:
             self.halted = exc
             log.error("halting: %s: %s", type(exc).__name__, exc)
             self._on_halt(exc)
+
+
+def _abandoned(item: Pending[InFlight]) -> bool:
+    return all(m.cancelled or m.revoked for m in item.messages())
 
 
 def _failure(exc: PoisonError, call: MeisaCall) -> Failure:

@@ -44,6 +44,11 @@ class InFlight:
 
     `cancelled` is set when its partition is revoked or lost: queued calls that only serve
     cancelled messages are dropped, because the partition's new owner will consume them again.
+    `revoked` is set when a revoke starts, on the messages past everything already finished or
+    started: no new call starts for them (the new owner reads them), and one that would need a
+    call is cancelled instead. Earlier messages may still finish, so the committed position
+    reaches the work already done and the new owner does not repeat it. `started` is set once a
+    call of the message was handed to Meisa delivery.
     """
 
     record: Record
@@ -51,6 +56,8 @@ class InFlight:
     remaining: int = 0
     failure: Failure | None = None
     cancelled: bool = False
+    revoked: bool = False
+    started: bool = False
     skipped: list[str] = field(default_factory=list)
 
     @property

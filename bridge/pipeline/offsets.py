@@ -45,6 +45,10 @@ class _PartitionState:
         while self.pending and self.pending[0] in self.done:
             self.done.discard(self.pending.popleft())
 
+    def last_done(self) -> int | None:
+        """The highest finished offset past the first unfinished one (None: no such gap)."""
+        return max(self.done) if self.done else None
+
     def position(self) -> int | None:
         """The offset of the next message to consume after everything finished so far."""
         if self.pending:
@@ -85,6 +89,12 @@ class OffsetTracker:
         """Messages tracked and not finished, for one partition or all of them."""
         states = self._parts.values() if tp is None else [self._parts.get(tp)]
         return sum(len(s.pending) - len(s.done) for s in states if s is not None)
+
+    def last_done(self, tp: TopicPartition) -> int | None:
+        """The highest offset finished after the partition's first unfinished one, if any: the
+        messages below it are the gaps that hold the committable position back."""
+        state = self._parts.get(tp)
+        return None if state is None else state.last_done()
 
     def is_tracked(self, tp: TopicPartition) -> bool:
         return tp in self._parts

@@ -344,34 +344,56 @@ class Pipeline:
         self._metrics.assigned_partitions(len(self._assigned))
 
     async def _on_revoke(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        """Let in-flight work of the partitions finish (within the grace); return what to commit."""
+        """Let started work of the partitions finish (within the grace) and return what to commit.
+
+        Messages up to the last one finished or started still run, so the committed position
+        covers the work done (other contacts run ahead of a slow one); later buffered messages
+        start nothing, because the new owner reads them and the whole group waits for this
+        callback: draining a backlog here would stall every member."""
         log.info("revoked: %s", _names(tps))
         self._assigned.difference_update(tps)
+        for tp in tps:
+            self._stop_starting(tp)
         deadline = asyncio.get_running_loop().time() + self.policy.revoke_grace_seconds
         # While closing, the shutdown grace already drained what it could and cancelled the rest.
         waiting = self.halted is None and not self._closing
-        while waiting and any(self.tracker.in_flight(tp) for tp in tps):
+        while waiting and not self._settled(tps):
             if asyncio.get_running_loop().time() >= deadline:
                 log.warning("revoke grace ran out; unfinished messages go to the new owner")
                 break
             await asyncio.sleep(0.02)
         offsets = self.tracker.committable(tps)
-        self._release(tps)
+        await self._release(tps)
         return offsets
+
+    def _stop_starting(self, tp: TopicPartition) -> None:
+        live = self._live.get(tp, {})
+        started = [offset for offset, m in live.items() if m.started]
+        done = self.tracker.last_done(tp)
+        frontier = max([*started, *([] if done is None else [done])], default=-1)
+        for offset, message in live.items():
+            if offset > frontier:
+                message.revoked = True
+
+    def _settled(self, tps: Iterable[TopicPartition]) -> bool:
+        """Every message of the partitions is done (and gone from `_live`) or was cancelled."""
+        return all(m.cancelled for tp in tps for m in self._live.get(tp, {}).values())
 
     async def _on_lost(self, tps: list[TopicPartition]) -> None:
         """Lost partitions (session timeout): another member may own them already: no commit."""
         log.warning("lost: %s", _names(tps))
         self._assigned.difference_update(tps)
-        self._release(tps)
+        await self._release(tps)
 
-    def _release(self, tps: Iterable[TopicPartition]) -> None:
+    async def _release(self, tps: Iterable[TopicPartition]) -> None:
+        tps = list(tps)
         for tp in tps:
             for message in self._live.pop(tp, {}).values():
                 message.cancelled = True
             self._paused.discard(tp)
             self._positions.pop(tp, None)
         self.tracker.forget(tps)
+        await self.dispatcher.release(tps)
         self._health.on_assignment(len(self._assigned))
         self._metrics.assigned_partitions(len(self._assigned))
 

@@ -401,6 +401,52 @@ def test_three_bridges_joining_and_leaving_under_load_lose_nothing_and_rewind_no
         assert firsts == sorted(firsts), "per-contact order"
 
 
+@pytest.mark.timeout(120)
+def test_a_revoke_hands_over_a_backlog_at_once_instead_of_draining_it_first(
+    kafka_bootstrap: str,
+    make_topic: Any,
+    sandbox: SandboxHandle,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Every member waits while one runs its revoke callback: a backlog of 400 slow calls there
+    # (~40 s at 200 ms, 2 at a time) would stall the whole group. Only started work finishes.
+    caplog.set_level(logging.INFO, logger="bridge.pipeline")
+    topic, group = make_topic(partitions=2), "g-revoke-backlog"
+    events = [event("user.acted", u, s) for s in range(1, 5) for u in range(100)]
+    produce(kafka_bootstrap, topic, [event("user.updated", u, 0) for u in range(100)])
+    ends = end_offsets(kafka_bootstrap, topic, 2)
+    path = _config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topics=[topic],
+        base_url=sandbox.base_url,
+        api_key=sandbox.unlimited_key,
+        group=group,
+        pipeline={"max_in_flight": 2, "revoke_grace_seconds": 60},
+    )
+    with _running(path):
+        wait_for(lambda: committed(kafka_bootstrap, group, topic, 2) == ends, 60, "contacts")
+        sandbox.set_fault("track", latency_ms=200)
+        produce(kafka_bootstrap, topic, events)
+        wait_for(lambda: len(sandbox.events()) >= 4, 30, "the backlog to start")
+        with _running(path) as second:
+            assigned = f"{second._thread.name}: assigned: {topic}"
+
+            def handed_over() -> bool:
+                return any(
+                    f"{r.threadName}: {r.getMessage()}".startswith(assigned) for r in caplog.records
+                )
+
+            wait_for(handed_over, 10, "the second bridge to get a partition")
+            sandbox.clear_faults()
+            ends = end_offsets(kafka_bootstrap, topic, 2)
+            wait_for(lambda: committed(kafka_bootstrap, group, topic, 2) == ends, 60, "the end")
+    seen = Counter((e["email"], e["properties"]["seq"]) for e in sandbox.events())
+    assert set(seen) == {(f"user{u}@example.com", s) for u in range(100) for s in range(1, 5)}
+    assert sum(seen.values()) - len(seen) <= 4, "only calls in flight at the hand-over repeat"
+
+
 class _running:
     """A bridge in this process for the length of a `with` block; it must stop cleanly."""
 

@@ -258,3 +258,48 @@ async def test_a_contact_waiting_on_one_partition_does_not_hold_its_calls_from_a
     fake.gates[2].set()
     await d.wait_idle(1)
     assert len(finished) == 3
+
+
+async def test_revoked_messages_send_nothing_new_while_the_call_in_progress_finishes() -> None:
+    # On revoke only the calls already being sent may finish (and be committed); queued calls of
+    # the partition are dropped unsent and their messages never count as done.
+    fake, finished = FakeMeisa(auto=False), []
+    d = make(fake, finished, max_in_flight=8)
+    first, second, third = msg(0), msg(1), msg(2)
+    d.submit(first, [call("track", "a", 0)])
+    d.submit(second, [call("track", "a", 1)])
+    d.submit(third, [call("track", "b", 2), call("track", "a", 3)])
+    await settle()
+    assert [c.body["n"] for c in fake.sent] == [0, 2]
+    for m in (first, second, third):
+        m.revoked = True
+    fake.gates[0].set()
+    fake.gates[1].set()
+    await d.wait_idle(1)
+    assert [c.body["n"] for c in fake.sent] == [0, 2]
+    assert [m for m in finished if not m.cancelled] == [first]
+    assert second.cancelled
+    assert third.cancelled
+
+
+async def test_releasing_a_partition_cancels_its_calls_in_progress() -> None:
+    # After a lost partition (or a revoke whose grace ran out) the new owner sends these calls;
+    # a late copy from the old owner could land after newer ones.
+    fake, finished = FakeMeisa(auto=False), []
+    d = make(fake, finished, max_in_flight=8)
+    gone, kept = msg(0, partition=0), msg(0, partition=1)
+    d.submit(gone, [call("track", "a", 0)])
+    d.submit(msg(1, partition=0), [call("track", "a", 1)])
+    d.submit(kept, [call("track", "a", 2)])
+    await settle()
+    gone.cancelled = True
+    await d.release([("t", 0)])
+    fake.gates[1].set()
+    await d.wait_idle(1)
+    assert [c.body["n"] for c in fake.sent] == [0, 2]
+    assert finished == [kept]
+    d.submit(msg(5, partition=0), [call("track", "a", 5)])  # assigned again later
+    await settle()
+    fake.gates[2].set()
+    await d.wait_idle(1)
+    assert [c.body["n"] for c in fake.sent] == [0, 2, 5]

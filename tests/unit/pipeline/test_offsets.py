@@ -110,3 +110,19 @@ def test_committed_offset_never_passes_unfinished_or_goes_back(
             committed = pos
     if set(tracked) == finished and tracked:
         assert tracker.committable().get(TP, committed) == max(tracked) + 1
+
+
+def test_last_done_names_the_highest_finished_offset_past_a_gap() -> None:
+    t = OffsetTracker()
+    tp = ("t", 0)
+    for offset in range(5):
+        t.track(tp, offset)
+    assert t.last_done(tp) is None
+    t.done(tp, 0)
+    assert t.last_done(tp) is None  # the finished prefix is no gap
+    t.done(tp, 3)
+    t.done(tp, 2)
+    assert t.last_done(tp) == 3
+    t.done(tp, 1)
+    assert t.last_done(tp) is None
+    assert t.last_done(("t", 9)) is None
