@@ -447,6 +447,45 @@ def test_a_revoke_hands_over_a_backlog_at_once_instead_of_draining_it_first(
     assert sum(seen.values()) - len(seen) <= 4, "only calls in flight at the hand-over repeat"
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_hot_contact_on_12_partitions_keeps_its_order_and_blocks_no_other_partition(
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    parts, cold = 12, range(1, 501)
+    topic, group = make_topic(partitions=parts), "g-hot-key"
+    kinds = [0] * 2000 + [u for u in cold for _ in range(4)]  # user 0 is hot
+    random.Random(4).shuffle(kinds)
+    events = [event("user.updated", u, 0) for u in [0, *cold]]
+    expected: dict[str, list[int]] = {}
+    for seq, u in enumerate(kinds, start=1):
+        events.append(event("user.acted", u, seq))
+        expected.setdefault(f"user{u}@example.com", []).append(seq)
+    produce(kafka_bootstrap, topic, events)
+    ends = end_offsets(kafka_bootstrap, topic, parts)
+    sandbox.set_fault("*", latency_ms=5)
+    path = _config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topics=[topic],
+        base_url=sandbox.base_url,
+        api_key=sandbox.unlimited_key,
+        group=group,
+    )
+    with _running(path):
+        wait_for(lambda: committed(kafka_bootstrap, group, topic, parts) == ends, 200, "the end")
+    got: dict[str, list[dict[str, Any]]] = {}
+    for e in sandbox.events():
+        got.setdefault(e["email"], []).append(e)
+    assert {k: [e["properties"]["seq"] for e in v] for k, v in got.items()} == expected
+    hot = got.pop("user0@example.com")
+    hot_partition, hot_done = hot[0]["properties"]["partition"], hot[-1]["timestamp"]
+    elsewhere = [v for v in got.values() if v[0]["properties"]["partition"] != hot_partition]
+    assert elsewhere
+    # ISO timestamps of one clock compare as strings
+    assert all(v[-1]["timestamp"] < hot_done for v in elsewhere), "cold partitions not blocked"
+
+
 class _running:
     """A bridge in this process for the length of a `with` block; it must stop cleanly."""
 
