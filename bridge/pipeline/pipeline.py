@@ -125,7 +125,8 @@ class Pipeline:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Ask for a clean shutdown (SIGTERM/SIGINT): drain within the grace, commit, leave."""
+        """Ask for a clean shutdown (SIGTERM/SIGINT): finish started work within the grace (buffered
+        messages that started nothing are read again after a restart), commit, leave."""
         self._stop.set()
 
     async def run(self) -> HaltError | None:
@@ -141,6 +142,8 @@ class Pipeline:
     async def _shutdown(self, poll: asyncio.Task[None], timer: asyncio.Task[None]) -> None:
         self._closing = True
         await asyncio.gather(poll, return_exceptions=True)
+        for tp in self._assigned:  # finish what started; buffered messages are read again
+            self._stop_starting(tp)
         grace = self.policy.shutdown_grace_seconds
         if self.halted is not None:
             grace = min(grace, HALT_GRACE_SECONDS)

@@ -402,6 +402,51 @@ def test_three_bridges_joining_and_leaving_under_load_lose_nothing_and_rewind_no
 
 
 @pytest.mark.timeout(120)
+def test_sigterm_with_a_backlog_finishes_started_calls_only_and_restart_repeats_none(
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    # 400 buffered calls at 200 ms, 2 at a time, would take ~40 s: a stop must not try to send
+    # them all within its grace (a rolling deploy would wait that long per replica).
+    topic, group = make_topic(partitions=2), "g-term-backlog"
+    produce(kafka_bootstrap, topic, [event("user.updated", u, 0) for u in range(100)])
+    ends = end_offsets(kafka_bootstrap, topic, 2)
+    path = _config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topics=[topic],
+        base_url=sandbox.base_url,
+        api_key=sandbox.unlimited_key,
+        group=group,
+        pipeline={"max_in_flight": 2, "shutdown_grace_seconds": 60},
+    )
+    bridge = InProcessBridge(path).start()
+    try:
+        wait_for(lambda: committed(kafka_bootstrap, group, topic, 2) == ends, 60, "contacts")
+        sandbox.set_fault("track", latency_ms=200)
+        produce(
+            kafka_bootstrap,
+            topic,
+            [event("user.acted", u, s) for s in (1, 2, 3, 4) for u in range(100)],
+        )
+        wait_for(lambda: len(sandbox.events()) >= 4, 30, "the backlog to start")
+        started = time.monotonic()
+        assert bridge.stop() == 0
+        took = time.monotonic() - started
+    finally:
+        bridge.stop()
+    assert took < 15, f"stop took {took:.1f}s"
+    sent_before = len(sandbox.events())
+    assert sent_before < 400
+    sandbox.clear_faults()
+    ends = end_offsets(kafka_bootstrap, topic, 2)
+    with _running(path):
+        wait_for(lambda: committed(kafka_bootstrap, group, topic, 2) == ends, 60, "the rest")
+    seen = Counter((e["email"], e["properties"]["seq"]) for e in sandbox.events())
+    assert set(seen) == {(f"user{u}@example.com", s) for u in range(100) for s in (1, 2, 3, 4)}
+    assert sum(seen.values()) - len(seen) <= 2, "only calls cut off by the stop repeat"
+
+
+@pytest.mark.timeout(120)
 def test_a_revoke_hands_over_a_backlog_at_once_instead_of_draining_it_first(
     kafka_bootstrap: str,
     make_topic: Any,
