@@ -22,7 +22,6 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from bridge.errors import (
-    BridgeError,
     HaltError,
     PoisonError,
     SkipOutcome,
@@ -183,7 +182,7 @@ class Dispatcher:
             await self._deliver(call)
         except (PoisonError, SkipOutcome, HaltError):
             raise
-        except BridgeError as exc:
+        except Exception as exc:  # a bug or an unmapped error: halt, never strand the message
             raise UnexpectedDeliveryError(f"{type(exc).__name__}: {exc}") from exc
         finally:
             current_messages.reset(token)

@@ -303,3 +303,16 @@ async def test_releasing_a_partition_cancels_its_calls_in_progress() -> None:
     fake.gates[2].set()
     await d.wait_idle(1)
     assert [c.body["n"] for c in fake.sent] == [0, 2, 5]
+
+
+async def test_an_error_outside_the_error_tree_halts_instead_of_stranding_the_message() -> None:
+    # A bug or an unmapped library error must not kill the contact's queue silently: the
+    # message would never finish and its partition's commits would stop without a word.
+    fake, finished, halts = FakeMeisa(), [], []
+    fake.fail[0] = RuntimeError("unexpected")
+    d = make(fake, finished, on_halt=halts.append)
+    d.submit(msg(0), [call("track", "a", 0)])
+    await d.wait_idle(1)
+    assert finished == []
+    assert [type(h).__name__ for h in halts] == ["UnexpectedDeliveryError"]
+    assert "RuntimeError: unexpected" in str(halts[0])
