@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from confluent_kafka import KafkaError, KafkaException
+
 from bridge.errors import (
     DeadLetterWriteFailed,
     DlqBreakerTripped,
@@ -169,8 +171,6 @@ class DeadLetterProducer:
         up (about 30 s) and then halt the bridge. A broker that does not answer is left to the
         consumer to report; the first DLQ write would still halt on a missing topic.
         """
-        from confluent_kafka import KafkaError, KafkaException
-
         try:
             meta = self._producer.list_topics(self.topic, timeout=timeout)
         except KafkaException as exc:
@@ -205,13 +205,16 @@ class DeadLetterProducer:
             else:
                 done.set_result(None)
 
-        self._producer.produce(
-            self.topic,
-            value=letter.value,
-            key=letter.key,
-            headers=dlq_record_headers(letter),
-            on_delivery=on_delivery,
-        )
+        try:
+            self._producer.produce(
+                self.topic,
+                value=letter.value,
+                key=letter.key,
+                headers=dlq_record_headers(letter),
+                on_delivery=on_delivery,
+            )
+        except (BufferError, KafkaException) as exc:  # e.g. larger than message.max.bytes
+            raise DeadLetterWriteFailed(f"DLQ write to {self.topic}: {exc}") from None
         self._pending += 1
         if self._pump is None or self._pump.done():
             self._pump = loop.create_task(self._poll())

@@ -18,7 +18,13 @@ from typing import Any, Protocol
 
 from bridge.config import BridgeConfig
 from bridge.dlq import DeadLetter, DeadLetterProducer, DlqBreaker
-from bridge.errors import HaltError, NoDeadLetterTopic, OffsetOrderError, PoisonError
+from bridge.errors import (
+    DeadLetterWriteFailed,
+    HaltError,
+    NoDeadLetterTopic,
+    OffsetOrderError,
+    PoisonError,
+)
 from bridge.events import Envelope
 from bridge.meisa.calls import MeisaCall
 from bridge.observability import HealthState, Metrics, NullMetrics
@@ -275,6 +281,9 @@ class Pipeline:
             await self._dlq.send(letter)
         except HaltError as exc:
             self._halt(exc)
+            return
+        except Exception as exc:  # never leave the offset stuck without a word
+            self._halt(DeadLetterWriteFailed(f"DLQ write: {type(exc).__name__}: {exc}"))
             return
         log.warning(
             "dead-lettered %s partition %d offset %d (%s, rule %s): %s",

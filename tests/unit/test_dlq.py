@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from bridge.dlq import (
     DLQ_HEADERS,
@@ -121,6 +122,29 @@ async def test_send_returns_after_the_delivery_report_with_original_bytes() -> N
 async def test_send_raises_when_the_broker_refuses() -> None:
     producer = DeadLetterProducer({}, "dlq", producer=FakeProducer(err="MSG_TIMED_OUT"))
     with pytest.raises(DeadLetterWriteFailed):
+        await asyncio.wait_for(producer.send(letter()), 5)
+
+
+class RefusingProducer(FakeProducer):
+    """librdkafka refuses some records in produce() itself (too large, local queue full)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error = error
+
+    def produce(self, topic: str, **kw: Any) -> None:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)), BufferError("queue full")],
+)
+async def test_send_raises_when_produce_refuses_the_record(error: BaseException) -> None:
+    # Anything else would end the DLQ task without a halt: the partition would stop committing
+    # and the bridge would keep running without saying why.
+    producer = DeadLetterProducer({}, "dlq", producer=RefusingProducer(error))
+    with pytest.raises(DeadLetterWriteFailed, match="dlq"):
         await asyncio.wait_for(producer.send(letter()), 5)
 
 

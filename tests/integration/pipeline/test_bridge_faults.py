@@ -25,7 +25,7 @@ from bridge_harness import (
     wait_for,
     write_config,
 )
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 
 from bridge.sandbox.testing import SandboxHandle
 
@@ -303,6 +303,36 @@ def test_cloudevents_binary_tombstone_odd_key_and_a_huge_message(
     headers = tombstone.headers()
     assert headers[0] == ("why", b"deleted")
     assert dict(headers)["meisa-bridge.error.class"] == b"DecodeError"
+
+
+def test_poison_too_large_for_the_dlq_halts_instead_of_stalling_its_partition(
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path, capsys: Any
+) -> None:
+    topic, dlq, group = make_topic(partitions=1), make_topic(partitions=1), "g-dlq-too-large"
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    size = 999_990  # the largest value the default message.max.bytes takes: no room for headers
+    while True:
+        try:
+            producer.produce(topic, key=b"usr_1", value=b"{" + b"x" * size)
+            break
+        except KafkaException:
+            size -= 10
+    producer.produce(topic, key=b"usr_1", value=orjson.dumps(event("user.updated", 1, 0)))
+    assert producer.flush(10) == 0
+    path = _config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topics=[topic],
+        base_url=sandbox.base_url,
+        api_key=sandbox.unlimited_key,
+        group=group,
+        dlq=dlq,
+    )
+    bridge = InProcessBridge(path).start()
+    assert bridge.join(30) == 1
+    assert "DeadLetterWriteFailed" in capsys.readouterr().err
+    assert committed(kafka_bootstrap, group, topic, 1) in ({0: -1001}, {0: 0})
+    assert read_all(kafka_bootstrap, dlq, expect=0, timeout=2) == []
 
 
 @pytest.mark.slow
