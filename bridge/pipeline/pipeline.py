@@ -204,6 +204,10 @@ class Pipeline:
             return
         message = InFlight(record)
         self._live.setdefault(tp, {})[record.offset] = message
+        if _is_tombstone(record):
+            # A tombstone deletes a key on a compacted topic: no event, so nothing to send or DLQ.
+            self._done(message, "tombstone")
+            return
         try:
             message.envelope = self._decode(record)
             calls = self._rules.map(message.envelope)
@@ -412,3 +416,8 @@ class Pipeline:
 
 def _names(tps: Iterable[TopicPartition]) -> str:
     return ", ".join(f"{t}/{p}" for t, p in sorted(tps)) or "-"
+
+
+def _is_tombstone(record: Record) -> bool:
+    """No value and no CloudEvents binary headers (a binary-mode event may carry no data)."""
+    return record.value is None and not any(k.startswith("ce_") for k, _ in record.headers or ())

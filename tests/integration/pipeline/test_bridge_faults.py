@@ -300,7 +300,7 @@ def test_poison_without_a_dead_letter_topic_halts_and_is_read_again(
     assert committed(kafka_bootstrap, group, topic, 1) == {0: 1}, "never dropped silently"
 
 
-def test_cloudevents_binary_tombstone_odd_key_and_a_huge_message(
+def test_cloudevents_binary_skipped_tombstone_odd_key_and_a_huge_message(
     kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
 ) -> None:
     topic, dlq, group = make_topic(partitions=1), make_topic(partitions=1), "g-odd"
@@ -317,7 +317,8 @@ def test_cloudevents_binary_tombstone_odd_key_and_a_huge_message(
     items: list[Any] = [
         (b"usr_1", orjson.dumps(event("user.updated", 1, 0)), None),
         (b"usr_1", orjson.dumps(ce_data), ce_headers),
-        (b"usr_1", None, [("why", b"deleted")]),  # a tombstone
+        (b"usr_1", None, [("why", b"deleted")]),  # a tombstone: no event, skipped
+        (b"usr_1", b"{not json", [("why", b"broken")]),  # poison
         (b"\xff\xfe\x00", orjson.dumps(event("user.acted", 1, 3)), None),
         (b"usr_1", orjson.dumps(huge), None),
         (None, orjson.dumps(event("user.acted", 1, 5)), None),
@@ -336,11 +337,11 @@ def test_cloudevents_binary_tombstone_odd_key_and_a_huge_message(
     with _running(path):
         wait_for(lambda: committed(kafka_bootstrap, group, topic, 1) == ends, 60, "all committed")
     assert [e["properties"]["seq"] for e in sandbox.events()] == [1, 3, 4, 5]
-    (tombstone,) = read_all(kafka_bootstrap, dlq, expect=1)
-    assert tombstone.value() is None
-    assert tombstone.key() == b"usr_1"
-    headers = tombstone.headers()
-    assert headers[0] == ("why", b"deleted")
+    (poison,) = read_all(kafka_bootstrap, dlq, expect=1)
+    assert poison.value() == b"{not json", "the tombstone is skipped, not dead-lettered"
+    assert poison.key() == b"usr_1"
+    headers = poison.headers()
+    assert headers[0] == ("why", b"broken")
     assert dict(headers)["meisa-bridge.error.class"] == b"DecodeError"
 
 
