@@ -20,10 +20,13 @@ from bridge.config import BridgeConfig
 from bridge.dlq import DeadLetter, DeadLetterProducer, DlqBreaker
 from bridge.errors import (
     DeadLetterWriteFailed,
+    DecodeError,
     HaltError,
+    MappingError,
     NoDeadLetterTopic,
     OffsetOrderError,
     PoisonError,
+    RetryableError,
 )
 from bridge.events import Envelope
 from bridge.meisa.calls import MeisaCall
@@ -209,14 +212,34 @@ class Pipeline:
             self._done(message, "tombstone")
             return
         try:
-            message.envelope = self._decode(record)
-            calls = self._rules.map(message.envelope)
+            calls = self._read(message)
         except PoisonError as exc:
             rule = getattr(exc, "rule", None) or ""
             message.fail(Failure(error=exc, stage=exc.stage, rule=rule, attempts=0))
             self._finished(message)
             return
+        except RetryableError as exc:
+            # e.g. the schema registry is down: the message is fine, so it must not be
+            # dead-lettered; halting commits nothing past it and a restart reads it again.
+            self._halt(HaltError(f"{record.topic}/{record.partition}@{record.offset}: {exc}"))
+            return
         self.dispatcher.submit(message, calls)
+
+    def _read(self, message: InFlight) -> list[MeisaCall]:
+        """Decode and map one message. An unexpected error is poison for this message only, so
+        one odd event cannot stop every partition (the DLQ breaker still halts a bad deploy)."""
+        try:
+            message.envelope = self._decode(message.record)
+        except (PoisonError, RetryableError):
+            raise
+        except Exception as exc:
+            raise DecodeError(f"unexpected {type(exc).__name__}: {exc}") from None
+        try:
+            return self._rules.map(message.envelope)
+        except (PoisonError, RetryableError):
+            raise
+        except Exception as exc:
+            raise MappingError(f"unexpected {type(exc).__name__}: {exc}") from None
 
     def _decode(self, r: Record) -> Envelope:
         return self._decoder.decode(

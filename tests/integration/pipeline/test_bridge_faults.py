@@ -27,7 +27,7 @@ from bridge_harness import (
 )
 from confluent_kafka import KafkaException, Producer
 
-from bridge.sandbox.testing import SandboxHandle
+from bridge.sandbox.testing import SandboxHandle, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -298,6 +298,36 @@ def test_poison_without_a_dead_letter_topic_halts_and_is_read_again(
     assert bridge.join(60) == 1
     assert "NoDeadLetterTopic" in capsys.readouterr().err
     assert committed(kafka_bootstrap, group, topic, 1) == {0: 1}, "never dropped silently"
+
+
+def test_an_unreachable_schema_registry_halts_without_dead_lettering_the_message(
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path, capsys: Any
+) -> None:
+    topic, dlq, group = make_topic(partitions=1), make_topic(partitions=1), "g-registry-down"
+    confluent_wire = b"\x00\x00\x00\x00\x07" + b"\x02"  # magic 0, schema id 7, an Avro body
+    items: list[Any] = [
+        (b"usr_1", orjson.dumps(event("user.updated", 1, 0)), None),
+        (b"usr_1", confluent_wire, None),
+        (b"usr_1", orjson.dumps(event("user.acted", 1, 2)), None),
+    ]
+    produce(kafka_bootstrap, topic, items)
+    path = _config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topics=[topic],
+        base_url=sandbox.base_url,
+        api_key=sandbox.unlimited_key,
+        group=group,
+        dlq=dlq,
+        extra={"codec": {"schema_registry_url": f"http://127.0.0.1:{free_port()}"}},
+    )
+    bridge = InProcessBridge(path).start()
+    assert bridge.join(60) == 1
+    err = capsys.readouterr().err
+    assert f"{topic}/0@1" in err, err[-2000:]
+    assert "Kafka consumer failed" not in err
+    assert committed(kafka_bootstrap, group, topic, 1) == {0: 1}, "nothing past the message"
+    assert read_all(kafka_bootstrap, dlq, expect=0, timeout=2) == []
 
 
 def test_cloudevents_binary_skipped_tombstone_odd_key_and_a_huge_message(
