@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from bridge.meisa.calls import MeisaCall
 
 Headers = tuple[tuple[str, bytes | None], ...]
 
@@ -63,3 +66,25 @@ class Envelope:
             except ValueError:
                 pass
         return self.timestamp / 1000.0 if self.timestamp is not None else None
+
+
+class EventDecoder(Protocol):
+    """Bytes from Kafka -> Envelope (bridge.codecs.Decoder); raises DecodeError."""
+
+    def decode(
+        self,
+        *,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes | None]] | None,
+        timestamp: int | None,
+    ) -> Envelope: ...
+
+
+class EventRules(Protocol):
+    """Envelope -> the calls the rules make (bridge.rules.RuleSet); raises MappingError."""
+
+    def map(self, envelope: Envelope, *, replay: bool = False) -> list[MeisaCall]: ...

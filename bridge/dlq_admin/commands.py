@@ -105,15 +105,7 @@ def _decoded_value(config: BridgeConfig, rec: DlqRecord) -> Any:
     from bridge.codecs import build_decoder
 
     try:
-        envelope = build_decoder(config.codec).decode(
-            topic=rec.origin_topic,
-            partition=rec.origin_partition,
-            offset=rec.origin_offset,
-            key=rec.key,
-            value=rec.value,
-            headers=list(rec.headers),
-            timestamp=rec.origin_timestamp,
-        )
+        envelope = rec.decode_with(build_decoder(config.codec))
     except PoisonError:
         return rec_mod.value_for_show(rec)
     return envelope.data

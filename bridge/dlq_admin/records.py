@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge import dlq, errors
+from bridge.events import Envelope, EventDecoder
 from bridge.replay.raw import Headers, RawRecord
 
 REDRIVE_OF = "meisa-bridge.redrive.of"  # marker header: the DLQ offset (same partition) redriven
@@ -64,6 +65,19 @@ class DlqRecord:
     @property
     def origin(self) -> str:
         return f"{self.origin_topic}/{self.origin_partition}/{self.origin_offset}"
+
+    def decode_with(self, decoder: EventDecoder) -> Envelope:
+        """The original message as the codec reads it, at its ORIGINAL topic/partition/offset,
+        so default idempotency keys come out as they did the first time."""
+        return decoder.decode(
+            topic=self.origin_topic,
+            partition=self.origin_partition,
+            offset=self.origin_offset,
+            key=self.key,
+            value=self.value,
+            headers=list(self.headers),
+            timestamp=self.origin_timestamp,
+        )
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready fields (no key, value or headers: those are shown by `dlq show`)."""

@@ -18,8 +18,9 @@ from typing import Literal
 from bridge.dlq import DeadLetter
 from bridge.dlq_admin.records import DlqRecord
 from bridge.errors import PoisonError, SkipOutcome, Stage
+from bridge.events import EventDecoder, EventRules
 from bridge.meisa.calls import MeisaCall
-from bridge.replay.runner import DecoderLike, Deliver, RulesLike
+from bridge.replay.runner import Deliver
 from bridge.replay.state import is_stale
 
 log = logging.getLogger("bridge.dlq")
@@ -46,8 +47,8 @@ class Redriver:
 
     def __init__(
         self,
-        decoder: DecoderLike,
-        rules: RulesLike,
+        decoder: EventDecoder,
+        rules: EventRules,
         *,
         deliver: Deliver | None,
         dead_letter: DeadLetterSink | None,
@@ -74,15 +75,7 @@ class Redriver:
     async def one(self, rec: DlqRecord) -> tuple[Outcome, list[MeisaCall]]:
         """The outcome and the calls sent (dry run: the calls that would be sent)."""
         try:
-            envelope = self._decoder.decode(
-                topic=rec.origin_topic,
-                partition=rec.origin_partition,
-                offset=rec.origin_offset,
-                key=rec.key,
-                value=rec.value,
-                headers=list(rec.headers),
-                timestamp=rec.origin_timestamp,
-            )
+            envelope = rec.decode_with(self._decoder)
             calls = self._rules.map(envelope)
         except PoisonError as exc:
             return await self._failed(rec, exc, exc.stage, getattr(exc, "rule", None) or ""), []

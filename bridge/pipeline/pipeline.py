@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any
 
 from bridge.config import BridgeConfig
 from bridge.dlq import DeadLetter, DeadLetterProducer, DlqBreaker
@@ -28,7 +28,7 @@ from bridge.errors import (
     PoisonError,
     RetryableError,
 )
-from bridge.events import Envelope
+from bridge.events import Envelope, EventDecoder, EventRules
 from bridge.meisa.calls import MeisaCall
 from bridge.observability import HealthState, Metrics, NullMetrics
 from bridge.pipeline.commit import CommitPolicy, Committer
@@ -41,24 +41,6 @@ log = logging.getLogger("bridge.pipeline")
 
 POLL_WAIT_SECONDS = 0.2  # how long one consume() may block; bounds shutdown and pause latency
 HALT_GRACE_SECONDS = 5.0  # after a halt, in-flight calls get this long before they are cancelled
-
-
-class Decoder(Protocol):
-    def decode(
-        self,
-        *,
-        topic: str,
-        partition: int,
-        offset: int,
-        key: bytes | None,
-        value: bytes | None,
-        headers: list[tuple[str, bytes | None]] | None,
-        timestamp: int | None,
-    ) -> Envelope: ...
-
-
-class Rules(Protocol):
-    def map(self, envelope: Envelope, *, replay: bool = False) -> list[MeisaCall]: ...
 
 
 def _record(m: Any) -> Record:
@@ -81,8 +63,8 @@ class Pipeline:
         self,
         *,
         config: BridgeConfig,
-        decoder: Decoder,
-        rules: Rules,
+        decoder: EventDecoder,
+        rules: EventRules,
         deliver: Deliver,
         guard: Guard,
         dlq: DeadLetterProducer | None,

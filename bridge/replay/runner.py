@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Protocol
+from typing import Any
 
 from bridge.errors import DecodeError, HaltError, MappingError, PoisonError, SkipOutcome
-from bridge.events import Envelope
+from bridge.events import Envelope, EventDecoder, EventRules
 from bridge.meisa.calls import MeisaCall
 from bridge.replay.fold import FOLDABLE, ContactFold
 from bridge.replay.progress import Progress
@@ -28,25 +28,7 @@ DEFAULT_MAX_CONTACTS = 50_000  # folds held in memory before they spill to the s
 FLUSH_EVERY = 20_000  # events between flushes: bounds the re-read after a kill
 
 
-class DecoderLike(Protocol):
-    def decode(
-        self,
-        *,
-        topic: str,
-        partition: int,
-        offset: int,
-        key: bytes | None,
-        value: bytes | None,
-        headers: list[tuple[str, bytes | None]] | None,
-        timestamp: int | None,
-    ) -> Envelope: ...
-
-
-class RulesLike(Protocol):
-    def map(self, envelope: Envelope, *, replay: bool = False) -> list[MeisaCall]: ...
-
-
-def decode_raw(decoder: DecoderLike, rec: RawRecord) -> Envelope:
+def decode_raw(decoder: EventDecoder, rec: RawRecord) -> Envelope:
     return decoder.decode(
         topic=rec.topic,
         partition=rec.partition,
@@ -64,8 +46,8 @@ class ReadPhase:
     def __init__(
         self,
         store: StateStore,
-        decoder: DecoderLike,
-        rules: RulesLike,
+        decoder: EventDecoder,
+        rules: EventRules,
         *,
         progress: Progress | None = None,
         max_contacts: int = DEFAULT_MAX_CONTACTS,
