@@ -3,17 +3,29 @@
 The core, `RateScheduler`, is pure and synchronous (`now` is passed in); `RateGovernor` is the
 thin async wrapper the deliverer awaits.
 
-Budget. Meisa limits a key per minute and per hour. Each limit is a token bucket whose tokens
-come back exactly one window after they were spent (a sliding-window log). A classic bucket that
-refills continuously would allow a full burst at the end of one minute and another at the start
-of the next, i.e. twice the limit inside one 60 s window, and a sliding-window server would answer
-429. `guard_seconds` widens the window a little so network jitter cannot squeeze two requests
-sent 60 s apart into one server-side window. Each limit is multiplied by `share` (this replica's
-part of a key shared by several bridges).
+Budget. Meisa limits a key per minute and per hour. Each limit is a sliding-window log: a spent
+token comes back exactly one window after it was spent, so no window ever holds more than the
+limit (a bucket that refills continuously could allow a full burst at the end of one minute and
+another at the start of the next, twice the limit inside one 60 s window, and a sliding-window
+server would answer 429). `guard_seconds` widens each window a little so network jitter cannot
+squeeze two requests sent 60 s apart into one server-side window. Each limit is multiplied by
+`share` (this replica's part of a key shared by several bridges).
+
+Pacing. The windows alone would let a backlog spend a whole minute's budget in a burst and then
+hold everything, a waiting trigger too, until the window turns over. So grants are also paced by
+a token bucket refilled continuously at the shortest window's effective rate (limit / window
+length, so pacing alone never overfills a window and no budget is wasted). Only triggers may
+spend the bucket's burst (`BURST_SECONDS` of tokens); other calls go only when it is full, so a
+trigger arriving behind any backlog finds a token at once or within one token interval, and a
+backlog never runs ahead of the windows (which would stall everyone at the window's end).
+
+Hour reserve. Calls other than triggers may fill the hourly window only to
+`1 - TRIGGER_HOUR_RESERVE` of its limit, so a backlog that exhausts the hour still leaves room
+for triggers.
 
 AIMD. A 429 means someone else spends the same key, or the limit is lower than /ping said: the
-effective limits are halved (never below one request per window). Each success adds back
-`1/20` of the budget per window's worth of successes, never above the budget.
+effective limits (and the pace) are halved, never below one request per window. Each success
+adds back `1/20` of the budget per window's worth of successes, never above the budget.
 
 Pause. `on_rate_limited(retry_after)` stops every grant until the Retry-After has run.
 
@@ -39,14 +51,23 @@ MINUTE, HOUR = 60.0, 3600.0
 _DECREASE = 0.5  # multiplicative decrease on 429
 _INCREASE_PER_WINDOW = 0.05  # additive increase: +5% of the budget per window of successes
 GUARD_SECONDS = 0.5  # client/server clock and latency slack added to each window
+TRIGGER = 0  # the priority of triggers, which may use the burst and the hour reserve
+# Burst for triggers: a few OTPs at once go without waiting, yet a full bucket is small enough
+# that spending it costs at most a short stall when the minute window catches up.
+BURST_SECONDS = 2.0
+# Share of the hourly budget only triggers may use: after a backlog has spent the rest of the
+# hour, 10% (100 of Meisa's default 1,000/h) is still there for OTPs and password resets.
+TRIGGER_HOUR_RESERVE = 0.1
+_READY_SLACK = 1e-9  # tokens: float rounding must not make a due grant wait another wake-up
 
 
 class _Window:
     """Grants in the last `length` seconds; `limit` of them at most."""
 
-    def __init__(self, budget: int, length: float) -> None:
+    def __init__(self, budget: int, length: float, reserve: float = 0.0) -> None:
         self.budget = budget
         self.length = length
+        self.reserve = reserve  # share of the limit kept for triggers
         self.grants: deque[float] = deque()
 
     def _expire(self, now: float) -> None:
@@ -87,13 +108,18 @@ class RateScheduler:
     ) -> None:
         # None: the key reports no such limit (the sandbox's unlimited key); no window for it.
         self.windows = [
-            _Window(max(1, math.floor(limit * share)), length + guard_seconds)
-            for limit, length in ((per_minute, MINUTE), (per_hour, HOUR))
+            _Window(max(1, math.floor(limit * share)), length + guard_seconds, reserve)
+            for limit, length, reserve in (
+                (per_minute, MINUTE, 0.0),
+                (per_hour, HOUR, TRIGGER_HOUR_RESERVE),
+            )
             if limit is not None
         ]
         self._shape = (per_minute is not None, per_hour is not None)
         self.factor = 1.0  # AIMD multiplier on both budgets
         self.paused_until = -math.inf
+        self._level = math.inf  # pacing bucket tokens (clipped to its capacity; full at start)
+        self._level_at = -math.inf
         self._queue: list[tuple[int, int]] = []
         self._waiters: dict[int, Waiter] = {}
         self._seq = itertools.count()
@@ -110,7 +136,26 @@ class RateScheduler:
         hour = next(found) if self._shape[1] else None
         return minute, hour
 
+    def pace(self) -> tuple[float, float] | None:
+        """(tokens per second, burst capacity) of the pacing bucket; None without limits."""
+        if not self.windows:
+            return None
+        window = self.windows[0]  # the shortest window sets the pace
+        rate = self._limit(window) / window.length
+        return rate, max(1.0, rate * BURST_SECONDS)
+
+    def _settle(self, now: float) -> None:
+        """Refill the bucket up to `now` at the current pace."""
+        pace = self.pace()
+        if pace is None:
+            return
+        rate, capacity = pace
+        elapsed = now - self._level_at if now > self._level_at else 0.0
+        self._level = min(capacity, self._level + rate * elapsed)  # clipped if the pace fell
+        self._level_at = max(self._level_at, now)
+
     def on_rate_limited(self, now: float, retry_after: float | None) -> None:
+        self._settle(now)  # tokens earned so far at the old pace
         smallest = min((w.budget for w in self.windows), default=1)
         self.factor = max(self.factor * _DECREASE, 1.0 / smallest)
         if retry_after is not None and retry_after > 0:
@@ -123,6 +168,12 @@ class RateScheduler:
 
     def record(self, now: float, tokens: int = 1) -> None:
         """Count requests made without a grant (the start-up ping) against the budget."""
+        self._spend(now, tokens)
+
+    def _spend(self, now: float, tokens: int) -> None:
+        self._settle(now)
+        if self.windows:
+            self._level -= tokens  # may go negative: a 2-request call pays back its debt
         for window in self.windows:
             window.spend(now, tokens)
 
@@ -148,14 +199,28 @@ class RateScheduler:
             heapq.heappop(self._queue)
         return None
 
-    def ready_at(self, now: float, tokens: int) -> float:
-        at = max(now, self.paused_until)
+    def ready_at(self, now: float, tokens: int, priority: int = TRIGGER) -> float:
+        at = max(now, self.paused_until, self._paced_at(now, tokens, priority))
         for window in self.windows:
-            limit = self._limit(window)
-            # A request bigger than the limit (a 2-request tag call under AIMD) waits for an
-            # empty window instead of never.
-            at = max(at, window.free_at(now, limit, min(tokens, limit)))
+            limits = [self._limit(window)]
+            if priority != TRIGGER and window.reserve:
+                limits.append(max(1, math.floor(limits[0] * (1.0 - window.reserve))))
+            for limit in limits:
+                # A request bigger than the limit (a 2-request tag call under AIMD) waits for an
+                # empty window instead of never.
+                at = max(at, window.free_at(now, limit, min(tokens, limit)))
         return at
+
+    def _paced_at(self, now: float, tokens: int, priority: int) -> float:
+        """When the bucket holds enough: triggers may spend the burst, others need it full."""
+        pace = self.pace()
+        if pace is None:
+            return now
+        rate, capacity = pace
+        self._settle(now)
+        need = min(tokens, capacity) if priority == TRIGGER else capacity
+        short = need - self._level
+        return now if short <= _READY_SLACK else now + short / rate
 
     def grant(self, now: float) -> tuple[list[int], float | None]:
         """Grant the head of the queue while the budget allows.
@@ -164,14 +229,13 @@ class RateScheduler:
         """
         granted: list[int] = []
         while (head := self._head()) is not None:
-            at = self.ready_at(now, head.tokens)
+            at = self.ready_at(now, head.tokens, head.priority)
             if at > now:
                 return granted, at
             heapq.heappop(self._queue)
             del self._waiters[head.seq]
             # Record what is really sent, even past an AIMD-lowered limit: later grants wait.
-            for window in self.windows:
-                window.spend(now, head.tokens)
+            self._spend(now, head.tokens)
             granted.append(head.seq)
         return granted, None
 

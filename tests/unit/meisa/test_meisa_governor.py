@@ -7,14 +7,23 @@ advances a fake clock (virtual time), so nothing here really waits.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.config import MeisaSettings
-from bridge.meisa.governor import HOUR, MINUTE, RateGovernor, RateScheduler
+from bridge.meisa.governor import (
+    GUARD_SECONDS,
+    HOUR,
+    MINUTE,
+    TRIGGER_HOUR_RESERVE,
+    RateGovernor,
+    RateScheduler,
+)
 from bridge.meisa.models import PingInfo
 
 TRIGGER, TRACK, UPSERT = 0, 1, 2
@@ -98,16 +107,18 @@ def test_budget_is_never_exceeded_in_any_window(
 @given(upserts=st.integers(1, 30), budget=st.integers(1, 10))
 def test_waiting_trigger_overtakes_waiting_upserts(upserts: int, budget: int) -> None:
     sim = Sim(RateScheduler(per_minute=budget, per_hour=10_000))
-    for _ in range(budget):
-        sim.request(UPSERT)
+    early = [sim.request(UPSERT) for _ in range(budget)]
     sim.pump(0.0)
+    first = [seq for _, seq, _ in sim.grants]
+    assert first, "the first upsert goes at once"
+    assert first == early[: len(first)], "the rest are paced"
     queued = [sim.request(UPSERT) for _ in range(upserts)]
     track = sim.request(TRACK)
     trigger = sim.request(TRIGGER)
     sim.pump(10 * HOUR)
-    order = [seq for _, seq, _ in sim.grants][budget:]
+    order = [seq for _, seq, _ in sim.grants][len(first) :]
     assert order[:2] == [trigger, track]
-    assert order[2:] == queued
+    assert order[2:] == early[len(first) :] + queued
 
 
 def test_rate_limit_pauses_everyone_until_retry_after_has_run() -> None:
@@ -161,6 +172,7 @@ class VirtualTime:
 async def test_async_governor_paces_and_serves_trigger_first() -> None:
     vt = VirtualTime()
     governor = RateGovernor(per_minute=3, per_hour=1000, clock=vt.clock, sleep=vt.sleep)
+    interval = (MINUTE + GUARD_SECONDS) / 3
     done: list[tuple[str, float]] = []
 
     async def go(name: str, priority: int) -> float:
@@ -173,12 +185,13 @@ async def test_async_governor_paces_and_serves_trigger_first() -> None:
     trigger = asyncio.create_task(go("otp", TRIGGER))
     await asyncio.gather(*upserts, trigger)
     names = [n for n, _ in done]
-    assert names[:3] == ["u0", "u1", "u2"]
-    assert names[3] == "otp"
+    assert names == ["u0", "otp"] + [f"u{i}" for i in range(1, 7)]
     times = [t for _, t in done]
     for t in times:
         assert sum(1 for s in times if t - MINUTE - 0.5 < s <= t) <= 3
-    assert trigger.result() > 60.0
+    # Paced, not burst: the trigger takes the next token instead of waiting out the minute.
+    assert trigger.result() == pytest.approx(interval)
+    assert [b - a for a, b in itertools.pairwise(times)] == pytest.approx([interval] * 7)
     await governor.aclose()
 
 
@@ -212,3 +225,111 @@ def test_key_without_limits_is_not_paced_but_still_paused_on_429() -> None:
 def test_ping_null_limit_means_unlimited_and_absent_means_spec_default() -> None:
     info = PingInfo.from_json({"api_key": {"rate_limit_per_minute": None}})
     assert (info.rate_limit_per_minute, info.rate_limit_per_hour) == (None, 1000)
+
+
+# -- pacing ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Driver:
+    """A lighter Sim for long runs: grants in time order, no per-step bookkeeping."""
+
+    core: RateScheduler
+    now: float = 0.0
+    wake: float | None = None
+    granted: dict[int, float] = field(default_factory=dict)  # seq -> grant time
+
+    def run(self, until: float) -> None:
+        while True:
+            seqs, self.wake = self.core.grant(self.now)
+            self.granted.update((s, self.now) for s in seqs)
+            if self.wake is None or self.wake > until:
+                self.now = max(self.now, until)
+                return
+            self.now = self.wake
+
+    def until_granted(self, seq: int) -> float:
+        while seq not in self.granted:
+            assert self.wake is not None, "nothing left to wait for"
+            self.run(self.wake)
+        return self.granted[seq]
+
+
+def interval_of(core: RateScheduler) -> float:
+    pace = core.pace()
+    assert pace is not None
+    return 1.0 / pace[0]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    per_minute=st.integers(1, 600),
+    share=st.sampled_from([1.0, 0.5, 1 / 3]),
+    hourly=st.sampled_from([None, 1_000_000]),
+    arrivals=st.lists(st.floats(0, 300), min_size=1, max_size=6),
+)
+def test_trigger_behind_an_upsert_backlog_waits_at_most_one_token_interval(
+    per_minute: int, share: float, hourly: int | None, arrivals: list[float]
+) -> None:
+    drive = Driver(RateScheduler(per_minute=per_minute, per_hour=hourly, share=share))
+    interval = interval_of(drive.core)
+    for _ in range(math.ceil(sum(arrivals) / interval) + 20):  # still waiting at the end
+        drive.core.request(UPSERT)
+    for gap in arrivals:  # each trigger arrives `gap` seconds after the previous was served
+        arrived = drive.now + gap
+        drive.run(arrived)
+        trigger = drive.core.request(TRIGGER)
+        assert drive.until_granted(trigger) - arrived <= interval + 1e-6
+    assert drive.core.waiting() > 0, "the backlog lasted the whole test"
+
+
+@pytest.mark.parametrize("per_minute", [1, 7, 60, 600])
+def test_pacing_spends_the_whole_budget_over_ten_minutes_of_saturation(per_minute: int) -> None:
+    drive = Driver(RateScheduler(per_minute=per_minute, per_hour=None))
+    for i in range(12 * per_minute):
+        drive.core.request(TRIGGER if i % 10 == 0 else UPSERT)
+    drive.run(10 * MINUTE)
+    times = sorted(drive.granted.values())
+    # The sliding window gives back a token MINUTE + GUARD_SECONDS after it was spent, so that is
+    # the most any schedule can send; pacing loses nothing to it.
+    most = 10 * MINUTE / (MINUTE + GUARD_SECONDS) * per_minute
+    assert math.floor(most) <= len(times) <= 10 * per_minute
+    assert drive.core.waiting() > 0
+    for t in times:  # and never above the budget in any minute
+        assert sum(1 for s in times if t - MINUTE < s <= t) <= per_minute
+
+
+def test_upserts_are_paced_and_triggers_may_spend_the_burst() -> None:
+    drive = Driver(RateScheduler(per_minute=600, per_hour=None))
+    interval = interval_of(drive.core)
+    upserts = [drive.core.request(UPSERT) for _ in range(1000)]
+    drive.run(10.0)
+    times = [drive.granted[s] for s in upserts if s in drive.granted]
+    assert len(times) == 1 + math.floor(10.0 / interval)  # one at once, then one per interval
+    assert min(b - a for a, b in itertools.pairwise(times)) == pytest.approx(interval)
+    triggers = [drive.core.request(TRIGGER) for _ in range(5)]
+    drive.run(10.0)
+    assert [drive.granted.get(s) for s in triggers] == [10.0] * 5, "a few OTPs go at once"
+
+
+def test_a_pause_then_aimd_slows_the_pace() -> None:
+    core = RateScheduler(per_minute=60, per_hour=1000)
+    before = interval_of(core)
+    core.on_rate_limited(0.0, None)
+    assert interval_of(core) == pytest.approx(2 * before)
+
+
+def test_hour_reserve_keeps_room_for_triggers_after_a_backlog_spent_the_hour() -> None:
+    per_hour = 20
+    kept = math.floor(per_hour * (1 - TRIGGER_HOUR_RESERVE))
+    drive = Driver(RateScheduler(per_minute=60, per_hour=per_hour))
+    upserts = [drive.core.request(UPSERT) for _ in range(50)]
+    track = drive.core.request(TRACK)
+    drive.run(10 * MINUTE)
+    assert sum(1 for s in upserts if s in drive.granted) == kept - 1  # the track came first
+    assert track in drive.granted
+    triggers = [drive.core.request(TRIGGER) for _ in range(per_hour - kept + 1)]
+    drive.run(10 * MINUTE + 5.0)
+    served = [s for s in triggers if s in drive.granted]
+    assert served == triggers[:-1], "triggers use the reserve; then the hour is spent"
+    assert drive.until_granted(triggers[-1]) >= HOUR
