@@ -1,9 +1,10 @@
 """The key's rate budget and how long a number of calls takes on it.
 
-Meisa limits a key per minute and per hour (default 60 and 1,000). The bridge's governor holds one
-token bucket per limit, sized to the limit times this replica's share, starting full. Sending N
-calls therefore takes, per bucket, (N - capacity) / refill rate once the burst is spent; the
-slower bucket decides.
+Meisa limits a key per minute and per hour (default 60 and 1,000). The bridge's governor (see
+bridge.meisa.governor) paces calls other than triggers evenly over the minute window, with no
+burst, and lets them use at most `1 - TRIGGER_HOUR_RESERVE` of the hourly budget per rolling hour.
+A replay sends upserts and tag changes, so N calls take N paced intervals, or, once N passes the
+hourly share, that share per hour; the slower of the two decides.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.config import MeisaSettings
+from bridge.meisa.governor import GUARD_SECONDS, TRIGGER_HOUR_RESERVE
 
 DEFAULT_PER_MINUTE = 60  # the spec's default key limits, used when nothing better is known
 DEFAULT_PER_HOUR = 1000
+MINUTE, HOUR = 60.0, 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,24 +29,32 @@ class Budget:
     per_hour: float | None
     origin: str  # "ping", "config" or "default"
 
+    def _limits(self) -> list[tuple[float, float]]:
+        """(calls a non-trigger may make, per seconds) for each limit that applies."""
+        minute = (self.per_minute, MINUTE + GUARD_SECONDS, 1.0)
+        hour = (self.per_hour, HOUR, 1.0 - TRIGGER_HOUR_RESERVE)
+        return [
+            (limit * usable, window)
+            for limit, window, usable in (minute, hour)
+            if limit is not None and limit > 0 and not math.isinf(limit)
+        ]
+
     def seconds_for(self, calls: int, *, full: bool = True) -> float:
-        """Time to send `calls` starting with full buckets (or empty ones when `full` is False)."""
+        """Time to send `calls` paced, with an hour window that starts empty (`full`: nothing
+        spent yet) or already used up (`full` False)."""
         worst = 0.0
-        for limit, window in ((self.per_minute, 60.0), (self.per_hour, 3600.0)):
-            if limit is None or limit <= 0 or math.isinf(limit):
-                continue
-            burst = limit if full else 0.0
-            worst = max(worst, max(0.0, calls - burst) * window / limit)
+        for allowed, window in self._limits():
+            if window == HOUR:
+                head = allowed if full else 0.0
+                worst = max(worst, max(0.0, calls - head) * window / allowed)
+            else:
+                worst = max(worst, calls * window / allowed)
         return worst
 
     @property
     def rate(self) -> float:
         """Sustained calls per second (inf when unlimited)."""
-        rates = [
-            limit / window
-            for limit, window in ((self.per_minute, 60.0), (self.per_hour, 3600.0))
-            if limit is not None and limit > 0
-        ]
+        rates = [allowed / window for allowed, window in self._limits()]
         return min(rates) if rates else math.inf
 
     def describe(self) -> str:

@@ -13,22 +13,24 @@ from bridge.replay.command import parse_time
 from bridge.replay.progress import Progress
 
 
-def test_default_key_budget_spends_the_minute_burst_then_one_call_a_second() -> None:
+def test_default_key_budget_paces_about_one_call_a_second() -> None:
     budget = budget_from(MeisaSettings(), PingInfo())
-    assert budget.seconds_for(60) == 0
-    assert budget.seconds_for(1000) == pytest.approx(940)
+    assert budget.seconds_for(60) == pytest.approx(60.5)
+    assert budget.seconds_for(1000) == pytest.approx(1000 * 60.5 / 60)
 
 
-def test_the_hourly_limit_decides_long_backfills() -> None:
+def test_the_hourly_limit_less_the_trigger_reserve_decides_long_backfills() -> None:
     budget = budget_from(MeisaSettings(), PingInfo())
-    assert budget.seconds_for(5000) == pytest.approx(4000 * 3.6)
+    # 900 of the 1,000/h are open to upserts (10% is kept for triggers): 4,100 more at 900/h.
+    assert budget.seconds_for(5000) == pytest.approx(4100 * 3600 / 900)
+    assert budget.seconds_for(900, full=False) == pytest.approx(3600)
 
 
 def test_overrides_and_share_scale_the_budget() -> None:
     settings = MeisaSettings(rate_limit_per_minute=600, rate_limit_per_hour=36000, rate_share=0.5)
     budget = budget_from(settings, PingInfo())
     assert (budget.per_minute, budget.per_hour, budget.origin) == (300, 18000, "config")
-    assert budget.rate == pytest.approx(5)
+    assert budget.rate == pytest.approx(18000 * 0.9 / 3600)
 
 
 def test_no_key_and_no_overrides_assume_the_spec_defaults() -> None:
@@ -94,8 +96,8 @@ def test_progress_bar_on_a_terminal_shows_calls_left_and_eta() -> None:
     progress.update(phase="send", calls_sent=0, calls_left=120)
     clock.now = 10.0
     progress.update(calls_sent=10, calls_left=110)
-    assert progress.eta() == pytest.approx(110)  # the budget's 1/s is slower than the pace
+    assert progress.eta() == pytest.approx(110 * 60.5 / 60)  # paced budget is slower than this pace
     progress.finish()
     line = out.getvalue().split("\r")[-1]
-    assert "calls sent 10, left 110, ETA 1m50s" in line
+    assert "calls sent 10, left 110, ETA 1m51s" in line
     assert line.endswith("\n")
