@@ -155,7 +155,7 @@ class DeadLetterProducer:
         if producer is None:
             from confluent_kafka import Producer
 
-            producer = Producer(producer_config(kafka))
+            producer = Producer(producer_config(kafka), logger=logging.getLogger("bridge.kafka"))
         self.topic = topic
         self._producer = producer
         self._pending = 0

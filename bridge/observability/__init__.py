@@ -12,7 +12,12 @@ Three parts, each usable alone (the names below are the public API):
 """
 
 from bridge.observability.health import HealthServer, HealthState, build_app
-from bridge.observability.logs import JsonFormatter, TextFormatter, configure_logging
+from bridge.observability.logs import (
+    JsonFormatter,
+    RepeatLimiter,
+    TextFormatter,
+    configure_logging,
+)
 from bridge.observability.metrics import MetricName, Metrics, NullMetrics
 from bridge.observability.redaction import (
     REDACTED,
@@ -33,6 +38,7 @@ __all__ = [
     "Metrics",
     "NullMetrics",
     "RedactionFilter",
+    "RepeatLimiter",
     "TextFormatter",
     "build_app",
     "clear_secrets",

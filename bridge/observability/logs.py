@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -76,3 +78,27 @@ def configure_logging(
     for noisy in ("httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return handler
+
+
+class RepeatLimiter:
+    """Lets one report per key through every `interval` seconds and counts the ones held back.
+
+    A broker outage repeats the same client error on every poll; one line per interval, with the
+    count of repeats, says as much without flooding the log.
+    """
+
+    def __init__(self, interval: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._last: dict[Hashable, float] = {}
+        self._held: dict[Hashable, int] = {}
+
+    def allow(self, key: Hashable) -> int | None:
+        """None: hold this one back. Otherwise report it, with the number held back since."""
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self._interval:
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._held.pop(key, 0)

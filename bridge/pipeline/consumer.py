@@ -17,6 +17,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from bridge.observability import RepeatLimiter
 from bridge.pipeline.message import TopicPartition as TP
 
 log = logging.getLogger("bridge.pipeline.consumer")
@@ -34,6 +35,8 @@ DEFAULTS: Mapping[str, Any] = {
 }
 
 Rebalance = Callable[[list[TP]], None]
+
+ERROR_REPORT_SECONDS = 30.0  # a broker outage repeats one error every poll: report it this often
 
 
 def consumer_config(kafka: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,6 +84,7 @@ class KafkaSource:
         # Bumped by every rebalance callback. A commit computed before a rebalance may hold stale
         # offsets (older than the revoke's own commit, or for partitions given away): dropped.
         self._epoch = 0
+        self._errors = RepeatLimiter(ERROR_REPORT_SECONDS)
         self.group_id = str(self._conf["group.id"])
 
     def __repr__(self) -> str:
@@ -131,9 +135,11 @@ class KafkaSource:
             if err is None:
                 out.append(m)
             elif err.code() != KafkaError._PARTITION_EOF:
-                log.warning("consumer error: %s", err)
                 if err.fatal():
                     raise KafkaException(err)
+                held = self._errors.allow(err.code())
+                if held is not None:
+                    log.warning("consumer error: %s (%d more like it before this one)", err, held)
         return out
 
     async def commit(self, offsets: Mapping[TP, int]) -> dict[TP, int]:

@@ -7,6 +7,7 @@ offsets (least of all the live bridge's) are touched. Progress lives in the repl
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -43,7 +44,7 @@ def open_consumer(kafka: Mapping[str, Any], group: str) -> Any:
 def open_producer(kafka: Mapping[str, Any]) -> Any:
     from bridge.dlq import producer_config
 
-    return Producer(producer_config(kafka))
+    return Producer(producer_config(kafka), logger=logging.getLogger("bridge.kafka"))
 
 
 def partitions_of(consumer: Any, topic: str) -> list[int]:
