@@ -13,10 +13,8 @@ topic into the DLQ.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import sys
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,7 +25,6 @@ from confluent_kafka import KafkaError, KafkaException
 from bridge.errors import (
     DeadLetterWriteFailed,
     DlqBreakerTripped,
-    NoDeadLetterTopic,  # noqa: F401  (importable from here, as it used to be)
     Stage,
     StartupRefused,
 )
@@ -261,9 +258,3 @@ class DlqBreaker:
                     f"{ratio:.0%} of the last {len(window)} messages were poison "
                     f"(dlq.max_ratio={self.max_ratio}); halting"
                 )
-
-
-def dlq_command(args: argparse.Namespace) -> int:
-    """`meisa-bridge dlq list|show|redrive`: not available in this version."""
-    print("meisa-bridge dlq: not implemented yet", file=sys.stderr)
-    return 2
