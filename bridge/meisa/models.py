@@ -1,70 +1,25 @@
 """Request and response models of the Meisa API, carrying only the spec's fields.
 
-Request bodies are TypedDicts (they are sent as JSON exactly as built); `check_body` refuses,
-before any request is sent, a field the spec does not list for an endpoint, with a dedicated
-message for the fields the spec says do not exist on upsert (`name`, `status`, `tags`,
-`tag_ids`). Missing required fields and wrongly typed values are refused the same way.
+Request bodies are plain mappings, sent as JSON exactly as built; FIELDS and REQUIRED list each
+endpoint's fields. `check_body` refuses, before any request is sent, a field the spec does not
+list for an endpoint, with a dedicated message for the fields the spec says do not exist on
+upsert (`name`, `status`, `tags`, `tag_ids`). Missing required fields and wrongly typed values
+are refused the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal
 
 from bridge.errors import MappingError, SpecFieldError
 
 Endpoint = Literal["upsert", "track", "tag", "trigger", "enroll", "bulk_enroll"]
 Outcome = Literal["ok", "skipped"]
-Source = Literal["api", "import", "manual", "signup", "initial_sync"]
 
 SOURCES: frozenset[str] = frozenset({"api", "import", "manual", "signup", "initial_sync"})
 BULK_ENROLL_MAX = 500  # the spec's limit on `emails` per bulk-enroll request
-
-
-class UpsertBody(TypedDict):
-    email: str
-    external_id: NotRequired[str]
-    first_name: NotRequired[str]
-    last_name: NotRequired[str]
-    display_name: NotRequired[str]
-    source: NotRequired[Source]
-    custom_fields: NotRequired[dict[str, Any]]
-    tag_names: NotRequired[list[str]]
-
-
-class TrackBody(TypedDict):
-    event_name: str
-    email: NotRequired[str]
-    external_id: NotRequired[str]
-    properties: NotRequired[dict[str, Any]]
-
-
-class TagBody(TypedDict, total=False):
-    tag_name: str
-    tag_id: str
-
-
-class TriggerBody(TypedDict):
-    trigger_key: str
-    to_email: str
-    variables: NotRequired[dict[str, Any]]
-    recipient: NotRequired[dict[str, Any]]
-    idempotency_key: NotRequired[str]
-
-
-class EnrollBody(TypedDict):
-    email: str
-    sequence_slug: str
-    metadata: NotRequired[dict[str, Any]]
-    trigger_source: NotRequired[str]
-    override_unsubscribe: NotRequired[bool]
-
-
-class BulkEnrollBody(TypedDict):
-    sequence_slug: str
-    emails: list[str]
-    override_unsubscribe: NotRequired[bool]
 
 
 # field -> JSON type it must have when present (None values are left to the server).
