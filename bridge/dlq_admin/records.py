@@ -10,7 +10,7 @@ redriven, and `redrive` skips them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -255,11 +255,3 @@ def value_for_show(rec: DlqRecord) -> Any:
         return rec.value.decode("utf-8")
     except UnicodeDecodeError:
         return rec.value.hex()
-
-
-def counts_by(records: Iterable[DlqRecord], field: str) -> Mapping[str, int]:
-    out: dict[str, int] = {}
-    for rec in records:
-        name = str(getattr(rec, field))
-        out[name] = out.get(name, 0) + 1
-    return out

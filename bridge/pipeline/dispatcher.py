@@ -79,9 +79,6 @@ class Dispatcher:
     def waiting(self) -> int:
         return self._queues.waiting()
 
-    def busy(self) -> bool:
-        return bool(self._tasks)
-
     def submit(self, message: InFlight, calls: Sequence[MeisaCall]) -> None:
         """Queue the calls of one message, in order. A message without calls finishes at once."""
         message.remaining += len(calls)

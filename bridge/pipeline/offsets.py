@@ -96,9 +96,6 @@ class OffsetTracker:
         state = self._parts.get(tp)
         return None if state is None else state.last_done()
 
-    def is_tracked(self, tp: TopicPartition) -> bool:
-        return tp in self._parts
-
     def committable(self, tps: Iterable[TopicPartition] | None = None) -> dict[TopicPartition, int]:
         """Offsets to commit: only partitions whose position moved past the last commit."""
         out: dict[TopicPartition, int] = {}
