@@ -7,7 +7,7 @@ dispatches them) and the client (which sends them).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 CallKind = Literal["upsert", "track", "trigger", "add_tag", "remove_tag", "enroll"]
@@ -112,13 +112,4 @@ def merge_upserts(first: MeisaCall, later: MeisaCall) -> MeisaCall:
     tags = list(dict.fromkeys([*first.body.get("tag_names", ()), *later.body.get("tag_names", ())]))
     if tags:
         merged["tag_names"] = tags
-    return MeisaCall(
-        kind="upsert",
-        body=merged,
-        contact_key=later.contact_key,
-        rule=later.rule,
-        action=later.action,
-        max_age=later.max_age,
-        on_replay=later.on_replay,
-        coalesce=later.coalesce,
-    )
+    return replace(later, kind="upsert", body=merged)

@@ -18,7 +18,7 @@ combined with a fold of n+1..m equals the fold of 1..m, which is what lets the s
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bridge.meisa.calls import MeisaCall, merge_upserts
@@ -36,30 +36,6 @@ def tag_ref(body: Mapping[str, Any]) -> TagRef:
     return ("tag_id", str(body.get("tag_id", "")))
 
 
-def _merge(first: MeisaCall, later: MeisaCall) -> MeisaCall:
-    merged = merge_upserts(first, later)
-    if "source" not in first.body and "source" in merged.body:
-        # One by one, the first upsert creates the contact with the default source and a later
-        # source never overwrites it; so a later source must not ride on the folded call.
-        body = dict(merged.body)
-        del body["source"]
-        return _with_body(merged, body)
-    return merged
-
-
-def _with_body(call: MeisaCall, body: Mapping[str, Any]) -> MeisaCall:
-    return MeisaCall(
-        kind=call.kind,
-        body=body,
-        contact_key=call.contact_key,
-        rule=call.rule,
-        action=call.action,
-        max_age=call.max_age,
-        on_replay=call.on_replay,
-        coalesce=call.coalesce,
-    )
-
-
 @dataclass(slots=True)
 class ContactFold:
     """The folded state of one contact. `tags` is ordered by each tag's last operation."""
@@ -73,7 +49,7 @@ class ContactFold:
 
     def apply(self, call: MeisaCall) -> None:
         if call.kind == "upsert":
-            self.upsert = call if self.upsert is None else _merge(self.upsert, call)
+            self.upsert = call if self.upsert is None else merge_upserts(self.upsert, call)
             for name in call.body.get("tag_names", ()):
                 self._set(("tag_name", str(name)), add=True)
         elif call.kind in ("add_tag", "remove_tag"):
@@ -90,7 +66,9 @@ class ContactFold:
     def combine(self, later: ContactFold) -> None:
         """Fold `later` (the same contact, later events) into this one."""
         if later.upsert is not None:
-            self.upsert = later.upsert if self.upsert is None else _merge(self.upsert, later.upsert)
+            self.upsert = (
+                later.upsert if self.upsert is None else merge_upserts(self.upsert, later.upsert)
+            )
         for ref, add in later.tags.items():
             self._set(ref, add=add)
         if later.ident:
@@ -108,7 +86,7 @@ class ContactFold:
             body = {k: v for k, v in self.upsert.body.items() if k != "tag_names"}
             if added:
                 body["tag_names"] = added
-            out.append(_with_body(self.upsert, body))
+            out.append(replace(self.upsert, body=body))
         out.extend(self._tag_call(ref, add=add) for ref, add in pending.items())
         return out
 
