@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.codecs import cloudevents
-from bridge.codecs.avro import SINGLE_OBJECT_MAGIC, AvroReader, LocalSchemas
+from bridge.codecs.avro import AvroReader, LocalSchemas, has_framing
 from bridge.codecs.envelope import Where
 from bridge.codecs.jsoncodec import JsonDecoder, loads
 from bridge.codecs.registry import SchemaRegistry
@@ -82,7 +82,7 @@ class Decoder:
         schema_name = self.topic_schemas.get(where.topic)
         if schema_name is not None:
             return self.json.from_object(self.avro.raw(value, schema_name), where)
-        if value[:1] == b"\x00" or value[:2] == SINGLE_OBJECT_MAGIC:
+        if has_framing(value):
             return self.json.from_object(self.avro.any_framing(value), where)
         return None
 

@@ -22,7 +22,7 @@ from fastavro.schema import to_parsing_canonical_form
 from bridge.codecs.registry import SchemaRegistry
 from bridge.errors import DecodeError
 
-CONFLUENT_MAGIC = 0
+CONFLUENT_MAGIC = b"\x00"
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 _EMPTY64 = 0xC15D213AA4D7A795
 
@@ -50,6 +50,11 @@ def fingerprint(schema: Any) -> bytes:
 
 def single_object_header(schema: Any) -> bytes:
     return SINGLE_OBJECT_MAGIC + fingerprint(schema)
+
+
+def has_framing(value: bytes) -> bool:
+    """The value starts with a Confluent or a single-object header."""
+    return value[:1] == CONFLUENT_MAGIC or value[:2] == SINGLE_OBJECT_MAGIC
 
 
 class LocalSchemas:
@@ -112,7 +117,7 @@ class AvroReader:
         return read_body(value, self.local.named(schema_name))
 
     def any_framing(self, value: bytes) -> Any:
-        if value[:1] == b"\x00":
+        if value[:1] == CONFLUENT_MAGIC:
             return self.confluent(value)
         if value[:2] == SINGLE_OBJECT_MAGIC:
             return self.single_object(value)
