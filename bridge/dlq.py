@@ -32,7 +32,6 @@ from bridge.observability import redact
 
 log = logging.getLogger("bridge.dlq")
 
-HEADER_PREFIX = "meisa-bridge."
 ERROR_CLASS = "meisa-bridge.error.class"
 ERROR_MESSAGE = "meisa-bridge.error.message"  # emails masked, secrets redacted, <= 1,000 chars
 RULE = "meisa-bridge.rule"  # the rule whose action failed ("" for decode errors)
