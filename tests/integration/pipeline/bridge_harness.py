@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import yaml
@@ -83,8 +83,10 @@ def write_config(
     pipeline: dict[str, Any] | None = None,
     meisa: dict[str, Any] | None = None,
     sections: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
-    """A bridge config file; `sections` replaces whole top-level sections (server, suppression)."""
+    """A bridge config file; `sections` replaces whole top-level sections (server, suppression);
+    `extra` is then merged in (dicts into their section, anything else replaces it)."""
     doc: dict[str, Any] = {
         "kafka": {
             "bootstrap.servers": bootstrap,
@@ -104,9 +106,23 @@ def write_config(
     if dlq:
         doc["dead_letter_topic"] = dlq
     doc.update(sections or {})
+    for name, value in (extra or {}).items():
+        if isinstance(value, dict) and isinstance(doc.get(name), dict):
+            doc[name].update(value)
+        else:
+            doc[name] = value
     path = tmp / f"bridge-{uuid.uuid4().hex[:6]}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+class ConfigFactory(Protocol):
+    """The `bridge_config` fixture: `write_config` bound to the broker, the sandbox and tmp_path.
+
+    Any `write_config` keyword (dlq, pipeline, meisa, sections, extra, base_url, api_key) overrides.
+    """
+
+    def __call__(self, topic: str, group: str, **overrides: Any) -> Path: ...
 
 
 def event(kind: str, user: int, seq: int, **data: Any) -> dict[str, Any]:
@@ -242,6 +258,27 @@ def bridge_in_process(config_path: Path) -> Iterator[InProcessBridge]:
         yield bridge
     finally:
         bridge.stop()
+
+
+class running:
+    """A bridge in this process for the length of a `with` block; it must stop cleanly."""
+
+    def __init__(self, path: Path) -> None:
+        self.bridge = InProcessBridge(path)
+
+    def __enter__(self) -> InProcessBridge:
+        return self.bridge.start()
+
+    def __exit__(self, *exc: object) -> None:
+        code = self.bridge.stop()
+        if exc[0] is None:
+            assert code == 0
+
+
+def reached_end(bootstrap: str, group: str, topic: str, partitions: int) -> Callable[[], bool]:
+    """A check for `wait_for`: the group has committed up to the topic's current end offsets."""
+    ends = end_offsets(bootstrap, topic, partitions)
+    return lambda: committed(bootstrap, group, topic, partitions) == ends
 
 
 def bridge_process(config_path: Path, log_path: Path) -> subprocess.Popen[bytes]:

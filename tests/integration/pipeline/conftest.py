@@ -1,10 +1,13 @@
-"""Fixtures for bridge scenarios: a fresh sandbox per test."""
+"""Fixtures for bridge scenarios: a fresh sandbox per test, and configs bound to it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+from bridge_harness import ConfigFactory, write_config
 
 from bridge.sandbox.testing import SandboxHandle, run_sandbox
 
@@ -13,3 +16,22 @@ from bridge.sandbox.testing import SandboxHandle, run_sandbox
 def sandbox() -> Iterator[SandboxHandle]:
     with run_sandbox() as sb:
         yield sb
+
+
+@pytest.fixture
+def bridge_config(kafka_bootstrap: str, sandbox: SandboxHandle, tmp_path: Path) -> ConfigFactory:
+    """`bridge_config(topic, group, **overrides)`: a config file for one topic and group that
+    reaches the test's sandbox with its unlimited key."""
+
+    def make(topic: str, group: str, **overrides: Any) -> Path:
+        kwargs: dict[str, Any] = {
+            "bootstrap": kafka_bootstrap,
+            "topics": [topic],
+            "base_url": sandbox.base_url,
+            "api_key": sandbox.unlimited_key,
+            "group": group,
+            **overrides,
+        }
+        return write_config(tmp_path, **kwargs)
+
+    return make

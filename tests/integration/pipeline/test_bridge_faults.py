@@ -8,22 +8,21 @@ import logging
 import random
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-import yaml
 from bridge_harness import (
     RULES,
+    ConfigFactory,
     InProcessBridge,
     committed,
     end_offsets,
     event,
     produce,
     read_all,
+    running,
     wait_for,
-    write_config,
 )
 from confluent_kafka import KafkaException, Producer
 
@@ -32,19 +31,6 @@ from bridge.sandbox.testing import SandboxHandle, free_port
 pytestmark = pytest.mark.integration
 
 API = "/api/v1/"
-
-
-def _config(tmp: Path, extra: dict[str, Any] | None = None, **kwargs: Any) -> Path:
-    """write_config, then merge `extra` into the document (dicts per section, else replace)."""
-    path = write_config(tmp, **kwargs)
-    doc = yaml.safe_load(path.read_text())
-    for name, value in (extra or {}).items():
-        if isinstance(value, dict) and isinstance(doc.get(name), dict):
-            doc[name].update(value)
-        else:
-            doc[name] = value
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
 
 
 def _statuses(sandbox: SandboxHandle) -> list[int]:
@@ -56,7 +42,7 @@ def _track_seqs(sandbox: SandboxHandle) -> list[tuple[str, int]]:
 
 
 def test_sigterm_during_a_long_retry_after_stops_within_the_grace_and_restart_delivers(
-    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, bridge_config: ConfigFactory
 ) -> None:
     topic, group = make_topic(partitions=2), "g-term-retry-after"
     events = [event("user.updated", u, 0) for u in range(10)]
@@ -64,13 +50,9 @@ def test_sigterm_during_a_long_retry_after_stops_within_the_grace_and_restart_de
     produce(kafka_bootstrap, topic, events)
     ends = end_offsets(kafka_bootstrap, topic, 2)
     grace = 2.0
-    path = _config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
+    path = bridge_config(
+        topic,
+        group,
         extra={"pipeline": {"shutdown_grace_seconds": grace, "revoke_grace_seconds": 10}},
     )
     sandbox.set_fault("track", status=429, retry_after=60)
@@ -90,13 +72,13 @@ def test_sigterm_during_a_long_retry_after_stops_within_the_grace_and_restart_de
     assert sandbox.events() == []
 
     sandbox.clear_faults()
-    with _running(path):
+    with running(path):
         wait_for(lambda: committed(kafka_bootstrap, group, topic, 2) == ends, 60, "the rest")
     assert _track_seqs(sandbox) == sorted((f"user{u}@example.com", 1) for u in range(10))
 
 
 def test_errors_drops_resets_and_http_date_retry_after_lose_nothing_and_keep_order(
-    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, bridge_config: ConfigFactory
 ) -> None:
     topic, dlq, group = make_topic(partitions=4), make_topic(partitions=1), "g-chaos"
     rng = random.Random(3)
@@ -112,17 +94,13 @@ def test_errors_drops_resets_and_http_date_retry_after_lose_nothing_and_keep_ord
     sandbox.set_fault("*", status=500, rate=0.3, seed=42)
     sandbox.set_fault("*", drop=True, rate=0.1, seed=1)
     sandbox.set_fault("*", drop="reset", rate=0.1, seed=2)
-    path = _config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
+    path = bridge_config(
+        topic,
+        group,
         dlq=dlq,
         meisa={"retry_base_seconds": 0.05, "retry_cap_seconds": 0.5},
     )
-    with _running(path):
+    with running(path):
         wait_for(lambda: committed(kafka_bootstrap, group, topic, 4) == ends, 90, "all committed")
     got: dict[str, list[int]] = {}
     for e in sandbox.events():
@@ -135,17 +113,13 @@ def test_errors_drops_resets_and_http_date_retry_after_lose_nothing_and_keep_ord
 
 
 def test_a_track_404_waits_for_the_upsert_on_another_partition_then_unknown_is_poison(
-    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, bridge_config: ConfigFactory
 ) -> None:
     topic, dlq, group = make_topic(partitions=2), make_topic(partitions=1), "g-404-later"
     retries = 40  # ~10 s of 404 retries: plenty for the upsert, which comes right after the first
-    path = _config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
+    path = bridge_config(
+        topic,
+        group,
         dlq=dlq,
         meisa={"retry_base_seconds": 0.2, "retry_cap_seconds": 0.5, "not_found_retries": retries},
     )
@@ -155,7 +129,7 @@ def test_a_track_404_waits_for_the_upsert_on_another_partition_then_unknown_is_p
         producer.produce(topic, partition=partition, key=b"k", value=orjson.dumps(body))
         assert producer.flush(10) == 0
 
-    with _running(path):
+    with running(path):
         send(0, event("user.acted", 7, 1))
         wait_for(lambda: 404 in _statuses(sandbox), 30, "the track's first 404")
         send(1, event("user.updated", 7, 0))  # the contact's upsert, on another partition
@@ -173,21 +147,17 @@ def test_a_track_404_waits_for_the_upsert_on_another_partition_then_unknown_is_p
 
 
 def test_a_dead_letter_topic_that_does_not_exist_refuses_to_start(
-    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path, capsys: Any
+    kafka_bootstrap: str,
+    make_topic: Any,
+    sandbox: SandboxHandle,
+    bridge_config: ConfigFactory,
+    capsys: Any,
 ) -> None:
     # auto.create.topics.enable is off on the broker: the first poison message would wait ~30 s
     # for the topic and then halt; refuse at start-up instead, before anything is consumed.
     topic, group, dlq = make_topic(partitions=1), "g-no-dlq-topic", "no-such-dlq-topic"
     produce(kafka_bootstrap, topic, [event("user.updated", 1, 0)])
-    path = _config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
-        dlq=dlq,
-    )
+    path = bridge_config(topic, group, dlq=dlq)
     bridge = InProcessBridge(path).start()
     assert bridge.join(30) == 2
     assert "dead_letter_topic 'no-such-dlq-topic' does not exist" in capsys.readouterr().err
@@ -213,26 +183,22 @@ def _dlq_positions(records: list[Any]) -> set[tuple[int, int]]:
 
 
 def test_a_bad_deploy_trips_the_breaker_and_commits_nothing_it_did_not_finish(
-    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path, capsys: Any
+    kafka_bootstrap: str,
+    make_topic: Any,
+    sandbox: SandboxHandle,
+    bridge_config: ConfigFactory,
+    capsys: Any,
 ) -> None:
     topic, dlq, group = make_topic(partitions=3), make_topic(partitions=1), "g-bad-deploy"
     limit = 10
-    common = {
-        "bootstrap": kafka_bootstrap,
-        "topics": [topic],
-        "base_url": sandbox.base_url,
-        "api_key": sandbox.unlimited_key,
-        "group": group,
-        "dlq": dlq,
-    }
     produce(kafka_bootstrap, topic, [event("user.updated", u, 0) for u in range(60)])
     before = end_offsets(kafka_bootstrap, topic, 3)
-    with _running(_config(tmp_path, **common)):
+    with running(bridge_config(topic, group, dlq=dlq)):
         wait_for(lambda: committed(kafka_bootstrap, group, topic, 3) == before, 30, "good phase")
 
     produce(kafka_bootstrap, topic, [event("user.updated", u, 1) for u in range(300)])
     extra = {"dlq": {"max_consecutive": limit}, "rules": _bad_deploy_rules()}
-    bridge = InProcessBridge(_config(tmp_path, extra=extra, **common)).start()
+    bridge = InProcessBridge(bridge_config(topic, group, dlq=dlq, extra=extra)).start()
     assert bridge.join(60) == 1, "the breaker halts the bridge"
     assert "DlqBreakerTripped" in capsys.readouterr().err
     records = read_all(kafka_bootstrap, dlq, expect=limit, timeout=5)
@@ -246,7 +212,11 @@ def test_a_bad_deploy_trips_the_breaker_and_commits_nothing_it_did_not_finish(
 
 
 def test_403_mid_stream_halts_without_dlq_and_keeps_the_unprocessed_uncommitted(
-    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path, capsys: Any
+    kafka_bootstrap: str,
+    make_topic: Any,
+    sandbox: SandboxHandle,
+    bridge_config: ConfigFactory,
+    capsys: Any,
 ) -> None:
     topic, dlq, group = make_topic(partitions=2), make_topic(partitions=1), "g-403"
     events = [event("user.updated", u, 0) for u in range(20)]
@@ -255,15 +225,7 @@ def test_403_mid_stream_halts_without_dlq_and_keeps_the_unprocessed_uncommitted(
     ends = end_offsets(kafka_bootstrap, topic, 2)
     body = {"error": "this key lacks the events:write scope", "code": "forbidden"}
     sandbox.set_fault("track", status=403, body=body)
-    path = _config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
-        dlq=dlq,
-    )
+    path = bridge_config(topic, group, dlq=dlq)
     bridge = InProcessBridge(path).start()
     assert bridge.join(60) == 1
     err = capsys.readouterr().err
@@ -277,7 +239,11 @@ def test_403_mid_stream_halts_without_dlq_and_keeps_the_unprocessed_uncommitted(
 
 
 def test_poison_without_a_dead_letter_topic_halts_and_is_read_again(
-    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path, capsys: Any
+    kafka_bootstrap: str,
+    make_topic: Any,
+    sandbox: SandboxHandle,
+    bridge_config: ConfigFactory,
+    capsys: Any,
 ) -> None:
     topic, group = make_topic(partitions=1), "g-no-dlq"
     items: list[Any] = [
@@ -286,14 +252,7 @@ def test_poison_without_a_dead_letter_topic_halts_and_is_read_again(
         (b"usr_1", orjson.dumps(event("user.acted", 1, 2)), None),
     ]
     produce(kafka_bootstrap, topic, items)
-    path = _config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
-    )
+    path = bridge_config(topic, group)
     bridge = InProcessBridge(path).start()
     assert bridge.join(60) == 1
     assert "NoDeadLetterTopic" in capsys.readouterr().err
@@ -301,7 +260,11 @@ def test_poison_without_a_dead_letter_topic_halts_and_is_read_again(
 
 
 def test_an_unreachable_schema_registry_halts_without_dead_lettering_the_message(
-    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path, capsys: Any
+    kafka_bootstrap: str,
+    make_topic: Any,
+    sandbox: SandboxHandle,
+    bridge_config: ConfigFactory,
+    capsys: Any,
 ) -> None:
     topic, dlq, group = make_topic(partitions=1), make_topic(partitions=1), "g-registry-down"
     confluent_wire = b"\x00\x00\x00\x00\x07" + b"\x02"  # magic 0, schema id 7, an Avro body
@@ -311,13 +274,9 @@ def test_an_unreachable_schema_registry_halts_without_dead_lettering_the_message
         (b"usr_1", orjson.dumps(event("user.acted", 1, 2)), None),
     ]
     produce(kafka_bootstrap, topic, items)
-    path = _config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
+    path = bridge_config(
+        topic,
+        group,
         dlq=dlq,
         extra={"codec": {"schema_registry_url": f"http://127.0.0.1:{free_port()}"}},
     )
@@ -331,7 +290,7 @@ def test_an_unreachable_schema_registry_halts_without_dead_lettering_the_message
 
 
 def test_cloudevents_binary_skipped_tombstone_odd_key_and_a_huge_message(
-    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, bridge_config: ConfigFactory
 ) -> None:
     topic, dlq, group = make_topic(partitions=1), make_topic(partitions=1), "g-odd"
     ce_headers = [
@@ -355,16 +314,8 @@ def test_cloudevents_binary_skipped_tombstone_odd_key_and_a_huge_message(
     ]
     produce(kafka_bootstrap, topic, items)
     ends = end_offsets(kafka_bootstrap, topic, 1)
-    path = _config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
-        dlq=dlq,
-    )
-    with _running(path):
+    path = bridge_config(topic, group, dlq=dlq)
+    with running(path):
         wait_for(lambda: committed(kafka_bootstrap, group, topic, 1) == ends, 60, "all committed")
     assert [e["properties"]["seq"] for e in sandbox.events()] == [1, 3, 4, 5]
     (poison,) = read_all(kafka_bootstrap, dlq, expect=1)
@@ -376,7 +327,11 @@ def test_cloudevents_binary_skipped_tombstone_odd_key_and_a_huge_message(
 
 
 def test_poison_too_large_for_the_dlq_halts_instead_of_stalling_its_partition(
-    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path, capsys: Any
+    kafka_bootstrap: str,
+    make_topic: Any,
+    sandbox: SandboxHandle,
+    bridge_config: ConfigFactory,
+    capsys: Any,
 ) -> None:
     topic, dlq, group = make_topic(partitions=1), make_topic(partitions=1), "g-dlq-too-large"
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
@@ -389,15 +344,7 @@ def test_poison_too_large_for_the_dlq_halts_instead_of_stalling_its_partition(
             size -= 10
     producer.produce(topic, key=b"usr_1", value=orjson.dumps(event("user.updated", 1, 0)))
     assert producer.flush(10) == 0
-    path = _config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
-        dlq=dlq,
-    )
+    path = bridge_config(topic, group, dlq=dlq)
     bridge = InProcessBridge(path).start()
     assert bridge.join(30) == 1
     assert "DeadLetterWriteFailed" in capsys.readouterr().err
@@ -411,7 +358,7 @@ def test_a_retry_after_longer_than_max_poll_interval_keeps_the_group_and_loses_n
     kafka_bootstrap: str,
     make_topic: Any,
     sandbox: SandboxHandle,
-    tmp_path: Path,
+    bridge_config: ConfigFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="bridge.pipeline")
@@ -420,13 +367,9 @@ def test_a_retry_after_longer_than_max_poll_interval_keeps_the_group_and_loses_n
     events += [event("user.acted", u, s) for s in range(1, 4) for u in range(30)]
     produce(kafka_bootstrap, topic, events)
     ends = end_offsets(kafka_bootstrap, topic, 3)
-    path = _config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
+    path = bridge_config(
+        topic,
+        group,
         extra={
             "kafka": {"max.poll.interval.ms": 10_000},
             # tiny buffers: every partition is paused while the Retry-After runs
@@ -434,7 +377,7 @@ def test_a_retry_after_longer_than_max_poll_interval_keeps_the_group_and_loses_n
         },
     )
     sandbox.set_fault("track", status=429, retry_after=15, count=1)
-    with _running(path):
+    with running(path):
         wait_for(lambda: committed(kafka_bootstrap, group, topic, 3) == ends, 120, "all")
     seen = Counter((e["email"], e["properties"]["seq"]) for e in sandbox.events())
     assert set(seen) == {(f"user{u}@example.com", s) for u in range(30) for s in range(1, 4)}
@@ -447,7 +390,7 @@ def test_a_retry_after_longer_than_max_poll_interval_keeps_the_group_and_loses_n
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_three_bridges_joining_and_leaving_under_load_lose_nothing_and_rewind_nothing(
-    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, bridge_config: ConfigFactory
 ) -> None:
     parts, users = 6, 150
     topic, group = make_topic(partitions=parts), "g-three"
@@ -461,15 +404,7 @@ def test_three_bridges_joining_and_leaving_under_load_lose_nothing_and_rewind_no
     produce(kafka_bootstrap, topic, events)
     ends = end_offsets(kafka_bootstrap, topic, parts)
     sandbox.set_fault("*", latency_ms=10)
-    path = _config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
-        pipeline={"max_in_flight": 8},
-    )
+    path = bridge_config(topic, group, pipeline={"max_in_flight": 8})
 
     def tracked() -> int:
         return len(sandbox.events())
@@ -503,22 +438,14 @@ def test_three_bridges_joining_and_leaving_under_load_lose_nothing_and_rewind_no
 
 @pytest.mark.timeout(120)
 def test_sigterm_with_a_backlog_finishes_started_calls_only_and_restart_repeats_none(
-    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, bridge_config: ConfigFactory
 ) -> None:
     # 400 buffered calls at 200 ms, 2 at a time, would take ~40 s: a stop must not try to send
     # them all within its grace (a rolling deploy would wait that long per replica).
     topic, group = make_topic(partitions=2), "g-term-backlog"
     produce(kafka_bootstrap, topic, [event("user.updated", u, 0) for u in range(100)])
     ends = end_offsets(kafka_bootstrap, topic, 2)
-    path = _config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
-        pipeline={"max_in_flight": 2, "shutdown_grace_seconds": 60},
-    )
+    path = bridge_config(topic, group, pipeline={"max_in_flight": 2, "shutdown_grace_seconds": 60})
     bridge = InProcessBridge(path).start()
     try:
         wait_for(lambda: committed(kafka_bootstrap, group, topic, 2) == ends, 60, "contacts")
@@ -539,7 +466,7 @@ def test_sigterm_with_a_backlog_finishes_started_calls_only_and_restart_repeats_
     assert sent_before < 400
     sandbox.clear_faults()
     ends = end_offsets(kafka_bootstrap, topic, 2)
-    with _running(path):
+    with running(path):
         wait_for(lambda: committed(kafka_bootstrap, group, topic, 2) == ends, 60, "the rest")
     seen = Counter((e["email"], e["properties"]["seq"]) for e in sandbox.events())
     assert set(seen) == {(f"user{u}@example.com", s) for u in range(100) for s in (1, 2, 3, 4)}
@@ -551,7 +478,7 @@ def test_a_revoke_hands_over_a_backlog_at_once_instead_of_draining_it_first(
     kafka_bootstrap: str,
     make_topic: Any,
     sandbox: SandboxHandle,
-    tmp_path: Path,
+    bridge_config: ConfigFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Every member waits while one runs its revoke callback: a backlog of 400 slow calls there
@@ -561,21 +488,13 @@ def test_a_revoke_hands_over_a_backlog_at_once_instead_of_draining_it_first(
     events = [event("user.acted", u, s) for s in range(1, 5) for u in range(100)]
     produce(kafka_bootstrap, topic, [event("user.updated", u, 0) for u in range(100)])
     ends = end_offsets(kafka_bootstrap, topic, 2)
-    path = _config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
-        pipeline={"max_in_flight": 2, "revoke_grace_seconds": 60},
-    )
-    with _running(path):
+    path = bridge_config(topic, group, pipeline={"max_in_flight": 2, "revoke_grace_seconds": 60})
+    with running(path):
         wait_for(lambda: committed(kafka_bootstrap, group, topic, 2) == ends, 60, "contacts")
         sandbox.set_fault("track", latency_ms=200)
         produce(kafka_bootstrap, topic, events)
         wait_for(lambda: len(sandbox.events()) >= 4, 30, "the backlog to start")
-        with _running(path) as second:
+        with running(path) as second:
             assigned = f"{second._thread.name}: assigned: {topic}"
 
             def handed_over() -> bool:
@@ -595,7 +514,7 @@ def test_a_revoke_hands_over_a_backlog_at_once_instead_of_draining_it_first(
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_a_hot_contact_on_12_partitions_keeps_its_order_and_blocks_no_other_partition(
-    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, bridge_config: ConfigFactory
 ) -> None:
     parts, cold = 12, range(1, 501)
     topic, group = make_topic(partitions=parts), "g-hot-key"
@@ -609,15 +528,8 @@ def test_a_hot_contact_on_12_partitions_keeps_its_order_and_blocks_no_other_part
     produce(kafka_bootstrap, topic, events)
     ends = end_offsets(kafka_bootstrap, topic, parts)
     sandbox.set_fault("*", latency_ms=5)
-    path = _config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
-    )
-    with _running(path):
+    path = bridge_config(topic, group)
+    with running(path):
         wait_for(lambda: committed(kafka_bootstrap, group, topic, parts) == ends, 200, "the end")
     got: dict[str, list[dict[str, Any]]] = {}
     for e in sandbox.events():
@@ -629,18 +541,3 @@ def test_a_hot_contact_on_12_partitions_keeps_its_order_and_blocks_no_other_part
     assert elsewhere
     # ISO timestamps of one clock compare as strings
     assert all(v[-1]["timestamp"] < hot_done for v in elsewhere), "cold partitions not blocked"
-
-
-class _running:
-    """A bridge in this process for the length of a `with` block; it must stop cleanly."""
-
-    def __init__(self, path: Path) -> None:
-        self.bridge = InProcessBridge(path)
-
-    def __enter__(self) -> InProcessBridge:
-        return self.bridge.start()
-
-    def __exit__(self, *exc: object) -> None:
-        code = self.bridge.stop()
-        if exc[0] is None:
-            assert code == 0
