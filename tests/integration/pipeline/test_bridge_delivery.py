@@ -5,30 +5,24 @@ from __future__ import annotations
 import logging
 import random
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from bridge_harness import (
+    ConfigFactory,
     bridge_in_process,
     committed,
-    end_offsets,
     event,
     produce,
+    reached_end,
     read_all,
     wait_for,
-    write_config,
 )
 
 from bridge.sandbox.testing import SandboxHandle
 
 pytestmark = pytest.mark.integration
-
-
-def _reached_end(bootstrap: str, group: str, topic: str, partitions: int) -> Any:
-    ends = end_offsets(bootstrap, topic, partitions)
-    return lambda: committed(bootstrap, group, topic, partitions) == ends
 
 
 def _seqs_by_user(sandbox: SandboxHandle) -> dict[str, list[int]]:
@@ -41,7 +35,7 @@ def _seqs_by_user(sandbox: SandboxHandle) -> dict[str, list[int]]:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_10k_events_on_4_partitions_arrive_in_per_contact_order(
-    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, bridge_config: ConfigFactory
 ) -> None:
     topic, group = make_topic(partitions=4), "g-10k"
     rng = random.Random(5)
@@ -59,16 +53,9 @@ def test_10k_events_on_4_partitions_arrive_in_per_contact_order(
         else:
             last_upsert[u] = seq
     produce(kafka_bootstrap, topic, events)
-    path = write_config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
-    )
+    path = bridge_config(topic, group)
     with bridge_in_process(path) as bridge:
-        wait_for(_reached_end(kafka_bootstrap, group, topic, 4), 240, "all offsets committed")
+        wait_for(reached_end(kafka_bootstrap, group, topic, 4), 240, "all offsets committed")
     assert bridge.exit_code == 0
     # every track arrived exactly once, per contact in offset (= production) order
     assert _seqs_by_user(sandbox) == tracks
@@ -82,7 +69,7 @@ def test_poison_goes_to_the_dlq_byte_for_byte_and_later_messages_flow(
     kafka_bootstrap: str,
     make_topic: Any,
     sandbox: SandboxHandle,
-    tmp_path: Path,
+    bridge_config: ConfigFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="bridge")
@@ -95,17 +82,9 @@ def test_poison_goes_to_the_dlq_byte_for_byte_and_later_messages_flow(
     items.append((b"usr_2", orjson.dumps(event("auth.bad", 2, 2)), [("h", b"v")]))
     items += [(b"usr_1", orjson.dumps(e), None) for e in good_after]
     produce(kafka_bootstrap, topic, items)
-    path = write_config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
-        dlq=dlq,
-    )
+    path = bridge_config(topic, group, dlq=dlq)
     with bridge_in_process(path):
-        wait_for(_reached_end(kafka_bootstrap, group, topic, 1), 60, "offsets past the poison")
+        wait_for(reached_end(kafka_bootstrap, group, topic, 1), 60, "offsets past the poison")
     assert _seqs_by_user(sandbox) == {"user1@example.com": [1, 3, 4]}
     records = read_all(kafka_bootstrap, dlq, expect=2)
     assert len(records) == 2
@@ -135,7 +114,7 @@ def test_poison_goes_to_the_dlq_byte_for_byte_and_later_messages_flow(
 
 
 def test_503_and_429_with_retry_after_lose_nothing_and_honour_the_pause(
-    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, bridge_config: ConfigFactory
 ) -> None:
     topic, dlq, group = make_topic(partitions=2), make_topic(partitions=1), "g-faults"
     events = [event("user.updated", u, 0) for u in range(10)]
@@ -143,18 +122,14 @@ def test_503_and_429_with_retry_after_lose_nothing_and_honour_the_pause(
     sandbox.set_fault("track", status=503, count=15)
     sandbox.set_fault("track", status=429, retry_after=2, count=3)
     produce(kafka_bootstrap, topic, events)
-    path = write_config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
+    path = bridge_config(
+        topic,
+        group,
         dlq=dlq,
         meisa={"retry_base_seconds": 0.05, "retry_cap_seconds": 0.5},
     )
     with bridge_in_process(path):
-        wait_for(_reached_end(kafka_bootstrap, group, topic, 2), 90, "every offset committed")
+        wait_for(reached_end(kafka_bootstrap, group, topic, 2), 90, "every offset committed")
     expected = {f"user{u}@example.com": [1, 2, 3, 4, 5] for u in range(10)}
     assert {k: sorted(set(v)) for k, v in _seqs_by_user(sandbox).items()} == expected
     assert read_all(kafka_bootstrap, dlq, expect=0, timeout=2) == []
@@ -170,7 +145,7 @@ def test_503_and_429_with_retry_after_lose_nothing_and_honour_the_pause(
 
 
 def test_401_mid_stream_halts_without_dlq_or_passing_unprocessed_events(
-    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, bridge_config: ConfigFactory
 ) -> None:
     topic, dlq, group = make_topic(partitions=1), make_topic(partitions=1), "g-401"
     events = [event("user.updated", u, 0) for u in range(20)]
@@ -179,15 +154,7 @@ def test_401_mid_stream_halts_without_dlq_or_passing_unprocessed_events(
     events += [event("user.updated", u, 2) for u in range(20)]
     sandbox.set_fault("track", status=401)
     produce(kafka_bootstrap, topic, events)
-    path = write_config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
-        dlq=dlq,
-    )
+    path = bridge_config(topic, group, dlq=dlq)
     with bridge_in_process(path) as bridge:
         assert bridge.join(60) == 1, "the bridge halts with exit code 1"
     assert read_all(kafka_bootstrap, dlq, expect=0, timeout=2) == []

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from bridge_harness import (
+    ConfigFactory,
     bridge_in_process,
     committed,
     end_offsets,
@@ -55,17 +56,13 @@ def _run_until_committed(
 
 
 def test_a_trigger_to_a_suppressed_address_is_skipped_and_another_is_sent(
-    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, bridge_config: ConfigFactory
 ) -> None:
     topic, group, port = make_topic(partitions=1), "g-suppressed", free_port()
     sandbox.set_status(UNSUBSCRIBED, "unsubscribed")
-    path = write_config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
+    path = bridge_config(
+        topic,
+        group,
         sections={
             "suppression": {"enabled": True, "interval_seconds": 60},
             "server": _server(port),
@@ -126,21 +123,13 @@ def test_a_key_without_contacts_read_warns_once_and_relies_on_the_422(
 
 
 def test_a_trigger_older_than_max_age_is_skipped_and_a_fresh_one_is_sent(
-    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, bridge_config: ConfigFactory
 ) -> None:
     topic, group, port = make_topic(partitions=1), "g-max-age", free_port()
     stale, fresh = _otps()
     # the otp rule's max_age is 10m; this event happened an hour ago
     stale["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
-    path = write_config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
-        sections={"server": _server(port)},
-    )
+    path = bridge_config(topic, group, sections={"server": _server(port)})
     samples = _run_until_committed(
         path, kafka_bootstrap, group, topic, events=[stale, fresh], port=port
     )
@@ -152,7 +141,7 @@ def test_a_trigger_older_than_max_age_is_skipped_and_a_fresh_one_is_sent(
 
 
 def test_a_redelivered_enroll_is_skipped_and_never_reaches_the_dlq(
-    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, bridge_config: ConfigFactory
 ) -> None:
     # At-least-once: after a crash or a redrive the same enroll event is consumed again.
     topic, dlq, group, port = make_topic(partitions=1), make_topic(), "g-reenroll", free_port()
@@ -161,16 +150,7 @@ def test_a_redelivered_enroll_is_skipped_and_never_reaches_the_dlq(
         "on": "user.signed_up",
         "do": [{"enroll": {"email": "{{ data.email }}", "sequence_slug": "onboarding"}}],
     }
-    path = write_config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
-        dlq=dlq,
-        sections={"rules": [rule], "server": _server(port)},
-    )
+    path = bridge_config(topic, group, dlq=dlq, sections={"rules": [rule], "server": _server(port)})
     signed_up = event("user.signed_up", 1, 0)
     samples = _run_until_committed(
         path, kafka_bootstrap, group, topic, events=[signed_up, signed_up], port=port

@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
 from bridge_harness import (
+    ConfigFactory,
     bridge_in_process,
     committed,
     end_offsets,
@@ -22,7 +22,6 @@ from bridge_harness import (
     produce,
     read_all,
     wait_for,
-    write_config,
 )
 from bridge_probes import metrics, probe, ready, sample
 
@@ -65,16 +64,12 @@ def _calls_by_status(sandbox: SandboxHandle) -> Counter[tuple[str, str]]:
 
 
 def test_readiness_and_metrics_during_a_run_then_not_ready_after_a_401_halt(
-    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, bridge_config: ConfigFactory
 ) -> None:
     topic, dlq, group, port = make_topic(partitions=2), make_topic(), "g-health", free_port()
-    path = write_config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
+    path = bridge_config(
+        topic,
+        group,
         dlq=dlq,
         sections={"server": {"host": "127.0.0.1", "port": port}},
     )

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from bridge_harness import (
+    ConfigFactory,
     InProcessBridge,
     bridge_process,
     committed,
@@ -17,7 +18,6 @@ from bridge_harness import (
     event,
     produce,
     wait_for,
-    write_config,
 )
 
 from bridge.sandbox.testing import SandboxHandle
@@ -45,22 +45,18 @@ def _stream(
 
 @pytest.mark.timeout(300)
 def test_sigkill_and_restart_loses_nothing_and_sends_no_email_twice(
-    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+    kafka_bootstrap: str,
+    make_topic: Any,
+    sandbox: SandboxHandle,
+    tmp_path: Path,
+    bridge_config: ConfigFactory,
 ) -> None:
     topic, group = make_topic(partitions=2), "g-kill"
     events, tracks, otps = _stream(users=100, n=2500, seed=11)
     produce(kafka_bootstrap, topic, events)
     ends = end_offsets(kafka_bootstrap, topic, 2)
     sandbox.set_fault("*", latency_ms=15)  # slow enough to kill it mid-stream
-    path = write_config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
-        pipeline={"max_in_flight": 8},
-    )
+    path = bridge_config(topic, group, pipeline={"max_in_flight": 8})
     first = bridge_process(path, tmp_path / "bridge1.log")
     try:
         wait_for(lambda: len(sandbox.events()) >= 400, 60, "the bridge to be mid-stream")
@@ -95,22 +91,18 @@ def test_sigkill_and_restart_loses_nothing_and_sends_no_email_twice(
 
 @pytest.mark.timeout(300)
 def test_two_bridges_in_one_group_one_stopped_mid_stream_loses_nothing(
-    kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, tmp_path: Path
+    kafka_bootstrap: str,
+    make_topic: Any,
+    sandbox: SandboxHandle,
+    tmp_path: Path,
+    bridge_config: ConfigFactory,
 ) -> None:
     topic, group = make_topic(partitions=4), "g-two"
     events, tracks, _ = _stream(users=100, n=2000, seed=12)
     produce(kafka_bootstrap, topic, events)
     ends = end_offsets(kafka_bootstrap, topic, 4)
     sandbox.set_fault("*", latency_ms=10)
-    path = write_config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
-        pipeline={"max_in_flight": 8},
-    )
+    path = bridge_config(topic, group, pipeline={"max_in_flight": 8})
     a, b = InProcessBridge(path).start(), InProcessBridge(path).start()
     try:
         wait_for(lambda: len(sandbox.events()) >= 300, 60, "both bridges mid-stream")

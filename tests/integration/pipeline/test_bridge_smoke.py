@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from bridge_harness import (
+    ConfigFactory,
     bridge_in_process,
     committed,
     end_offsets,
     event,
     produce,
     wait_for,
-    write_config,
 )
 
 from bridge.sandbox.testing import SandboxHandle
@@ -21,18 +19,11 @@ pytestmark = pytest.mark.integration
 
 
 def test_events_become_calls_and_offsets_are_committed(
-    kafka_bootstrap: str, make_topic, sandbox: SandboxHandle, tmp_path: Path
+    kafka_bootstrap: str, make_topic, sandbox: SandboxHandle, bridge_config: ConfigFactory
 ) -> None:
     topic = make_topic(partitions=2)
     group = "g-smoke"
-    path = write_config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topics=[topic],
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group + topic,
-    )
+    path = bridge_config(topic, group + topic)
     events = []
     for u in range(5):
         events.append(event("user.updated", u, 0))
