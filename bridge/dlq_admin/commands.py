@@ -134,9 +134,7 @@ async def _redrive_for_real(
     config: BridgeConfig, decoder: Any, chosen: list[DlqRecord]
 ) -> RedriveSummary:
     from bridge.dlq import DeadLetterProducer
-    from bridge.meisa.client import MeisaClient
-    from bridge.meisa.delivery import Deliverer
-    from bridge.meisa.governor import RateGovernor
+    from bridge.meisa.delivery import open_deliverer
     from bridge.replay.kafka import open_producer, produce_sync
 
     topic = config.dlq.topic
@@ -148,9 +146,7 @@ async def _redrive_for_real(
         headers = rec_mod.marker_headers(rec, outcome, int(time.time() * 1000))
         produce_sync(producer, topic, partition=rec.partition, value=b"", headers=headers)
 
-    async with MeisaClient(config.meisa) as client:
-        governor = RateGovernor.from_ping(await client.ping(), config.meisa)
-        deliverer = Deliverer(client, governor, settings=config.meisa)
+    async with open_deliverer(config.meisa) as deliverer:
         redriver = Redriver(
             decoder,
             config.rules,
@@ -162,7 +158,6 @@ async def _redrive_for_real(
         try:
             return await redriver.run(chosen)
         finally:
-            await governor.aclose()
             dead_letters.close()
 
 

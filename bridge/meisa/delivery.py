@@ -19,13 +19,16 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
 from bridge.config import MeisaSettings
 from bridge.errors import PoisonError, RateLimited, RetryableError
 from bridge.meisa.calls import MeisaCall
+from bridge.meisa.client import MeisaClient
+from bridge.meisa.governor import RateGovernor
 from bridge.meisa.models import CallResult
 from bridge.meisa.retry import RetryPolicy, Sleep
 
@@ -113,3 +116,14 @@ class Deliverer:
     def _report(self, attempt: Attempt) -> None:
         if self._on_attempt is not None:
             self._on_attempt(attempt)
+
+
+@asynccontextmanager
+async def open_deliverer(settings: MeisaSettings) -> AsyncIterator[Deliverer]:
+    """A Deliverer on its own client, with a governor sized by GET /ping/ (one-shot commands)."""
+    async with MeisaClient(settings) as client:
+        governor = RateGovernor.from_ping(await client.ping(), settings)
+        try:
+            yield Deliverer(client, governor, settings=settings)
+        finally:
+            await governor.aclose()

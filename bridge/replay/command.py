@@ -222,17 +222,10 @@ def _check_scopes(store: StateStore, ping: Any) -> None:
 
 
 async def _send(store: StateStore, config: BridgeConfig, progress: Progress) -> None:
-    from bridge.meisa.client import MeisaClient
-    from bridge.meisa.delivery import Deliverer
-    from bridge.meisa.governor import RateGovernor
+    from bridge.meisa.delivery import open_deliverer
 
-    async with MeisaClient(config.meisa) as client:
-        governor = RateGovernor.from_ping(await client.ping(), config.meisa)
-        deliverer = Deliverer(client, governor, settings=config.meisa)
+    async with open_deliverer(config.meisa) as deliverer:
         workers = config.pipeline.max_in_flight
-        try:
-            await SendPhase(
-                store, deliverer.deliver, clock=time.time, workers=workers, progress=progress
-            ).run()
-        finally:
-            await governor.aclose()
+        await SendPhase(
+            store, deliverer.deliver, clock=time.time, workers=workers, progress=progress
+        ).run()
