@@ -8,7 +8,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import yaml
@@ -126,11 +126,13 @@ def write_config(
     group: str,
     dlq: str | None = None,
     rules: list[dict[str, Any]] | None = None,
+    meisa: dict[str, Any] | None = None,
 ) -> Path:
+    """A replay config file; `meisa` adds settings to the meisa section (rate limits)."""
     doc: dict[str, Any] = {
         "kafka": {"bootstrap.servers": bootstrap, "group.id": group},
         "topics": [topic],
-        "meisa": {"base_url": base_url, "api_key": api_key},
+        "meisa": {"base_url": base_url, "api_key": api_key, **(meisa or {})},
         "codec": {"format": "json"},
         "suppression": {"enabled": False},
         "logging": {"level": "WARNING", "format": "text"},
@@ -141,6 +143,16 @@ def write_config(
     path = tmp / f"bridge-{uuid.uuid4().hex[:6]}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+class ConfigFactory(Protocol):
+    """The `replay_config` fixture: `write_config` bound to the broker, the sandbox and tmp_path.
+
+    The group defaults to "live-unused" and the key to the sandbox's unlimited one; any other
+    `write_config` keyword (dlq, rules, meisa, api_key) overrides.
+    """
+
+    def __call__(self, topic: str, group: str = ..., **overrides: Any) -> Path: ...
 
 
 def cli(

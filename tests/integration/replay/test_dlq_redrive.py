@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -27,6 +26,21 @@ def _dead_letter(bootstrap: str, dlq: str, letters: list[DeadLetter]) -> None:
     asyncio.run(go())
 
 
+def _map_letter(topic: str, offset: int, ev: dict[str, Any], **fields: Any) -> DeadLetter:
+    """What the bridge writes when the `profile` rule fails on `ev` read at `offset`."""
+    defaults: dict[str, Any] = {"headers": None, "timestamp": None, "error": MappingError("bad")}
+    return DeadLetter(
+        topic=topic,
+        partition=0,
+        offset=offset,
+        key=ev["data"]["user_id"].encode(),
+        value=orjson.dumps(ev),
+        stage="map",
+        rule="profile",
+        **{**defaults, **fields},
+    )
+
+
 def _json(*args: Any) -> Any:
     done = env.cli("dlq", *args, "--format", "json")
     assert done.returncode in (0, 1), done.stderr
@@ -34,24 +48,23 @@ def _json(*args: Any) -> Any:
 
 
 def test_redrive_after_a_rule_fix_leaves_nothing_behind_and_runs_once(
-    tmp_path: Path, kafka_bootstrap: str, make_topic: Any, sandbox: Any
+    kafka_bootstrap: str,
+    make_topic: Any,
+    sandbox: Any,
+    replay_config: env.ConfigFactory,
 ) -> None:
     topic, dlq = make_topic(), make_topic()
     events = [env._event("user.updated", u, u, tier="pro") for u in range(5)]
     env.produce(kafka_bootstrap, topic, events)
     # What the bridge wrote when the old `profile` rule failed on these, plus two undecodable.
     letters = [
-        DeadLetter(
-            topic=topic,
-            partition=0,
-            offset=i,
-            key=ev["data"]["user_id"].encode(),
-            value=orjson.dumps(ev),
+        _map_letter(
+            topic,
+            i,
+            ev,
             headers=[("trace", b"t1")],
             timestamp=1_700_000_000_000,
             error=MappingError("data.plan: missing"),
-            stage="map",
-            rule="profile",
         )
         for i, ev in enumerate(events)
     ]
@@ -70,15 +83,7 @@ def test_redrive_after_a_rule_fix_leaves_nothing_behind_and_runs_once(
         for i in range(2)
     ]
     _dead_letter(kafka_bootstrap, dlq, letters)
-    config = env.write_config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topic=topic,
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group="live-unused",
-        dlq=dlq,
-    )
+    config = replay_config(topic, dlq=dlq)
 
     listed = _json("list", "--config", config)
     assert [
@@ -114,38 +119,15 @@ def test_redrive_after_a_rule_fix_leaves_nothing_behind_and_runs_once(
 
 
 def test_show_decodes_headers_and_masks_emails(
-    tmp_path: Path, kafka_bootstrap: str, make_topic: Any, sandbox: Any
+    kafka_bootstrap: str,
+    make_topic: Any,
+    sandbox: Any,
+    replay_config: env.ConfigFactory,
 ) -> None:
     topic, dlq = make_topic(), make_topic()
     ev = env._event("user.updated", 7, 1, tier="pro")
-    _dead_letter(
-        kafka_bootstrap,
-        dlq,
-        [
-            DeadLetter(
-                topic=topic,
-                partition=0,
-                offset=42,
-                key=b"usr_7",
-                value=orjson.dumps(ev),
-                headers=None,
-                timestamp=None,
-                error=MappingError("bad"),
-                stage="map",
-                rule="profile",
-                attempts=3,
-            )
-        ],
-    )
-    config = env.write_config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topic=topic,
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group="live-unused",
-        dlq=dlq,
-    )
+    _dead_letter(kafka_bootstrap, dlq, [_map_letter(topic, 42, ev, attempts=3)])
+    config = replay_config(topic, dlq=dlq)
     shown = env.cli("dlq", "show", "--config", config, "--partition", "0", "--offset", "0")
     assert shown.returncode == 0, shown.stderr
     body = json.loads(shown.stdout)
@@ -163,33 +145,16 @@ def test_show_decodes_headers_and_masks_emails(
 
 
 def test_list_show_and_dry_run_need_no_api_key_but_redrive_does(
-    tmp_path: Path, kafka_bootstrap: str, make_topic: Any, sandbox: Any
+    kafka_bootstrap: str,
+    make_topic: Any,
+    sandbox: Any,
+    replay_config: env.ConfigFactory,
 ) -> None:
     # A deployment config says ${MEISA_API_KEY}; an operator's shell often lacks it.
     topic, dlq = make_topic(), make_topic()
     ev = env._event("user.updated", 3, 1, tier="pro")
-    letter = DeadLetter(
-        topic=topic,
-        partition=0,
-        offset=5,
-        key=b"usr_3",
-        value=orjson.dumps(ev),
-        headers=None,
-        timestamp=None,
-        error=MappingError("bad"),
-        stage="map",
-        rule="profile",
-    )
-    _dead_letter(kafka_bootstrap, dlq, [letter])
-    config = env.write_config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topic=topic,
-        base_url=sandbox.base_url,
-        api_key="${MEISA_API_KEY}",
-        group="live-unused",
-        dlq=dlq,
-    )
+    _dead_letter(kafka_bootstrap, dlq, [_map_letter(topic, 5, ev)])
+    config = replay_config(topic, api_key="${MEISA_API_KEY}", dlq=dlq)
     no_key = env.without_api_key()
     listed = env.cli("dlq", "list", "--config", config, "--format", "json", env=no_key)
     assert listed.returncode == 0, listed.stderr

@@ -14,20 +14,8 @@ from typing import Any
 
 import pytest
 import replay_env as env
-import yaml
 
 pytestmark = pytest.mark.integration
-
-
-def _config(tmp_path: Path, kafka_bootstrap: str, topic: str, sandbox: Any, group: str) -> Path:
-    return env.write_config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topic=topic,
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group=group,
-    )
 
 
 def _replay(config: Path, state: Path, *extra: str) -> dict[str, Any]:
@@ -50,14 +38,18 @@ def _replay(config: Path, state: Path, *extra: str) -> dict[str, Any]:
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_backfill_of_100k_events_sends_about_one_upsert_per_contact(
-    tmp_path: Path, kafka_bootstrap: str, make_topic: Any, sandbox: Any
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    make_topic: Any,
+    sandbox: Any,
+    replay_config: env.ConfigFactory,
 ) -> None:
     topic = make_topic(partitions=4)
     events = env.history(users=1000, events=100_000)
     env.produce(kafka_bootstrap, topic, events)
     live = f"live-{uuid.uuid4().hex[:8]}"
     env.commit_live_group(kafka_bootstrap, live, topic, [5, 17, 0, 3])
-    config = _config(tmp_path, kafka_bootstrap, topic, sandbox, live)
+    config = replay_config(topic, live)
 
     plan = _replay(config, tmp_path / "state", "--dry-run")
     assert env.requests_by_endpoint(sandbox) == {}  # a dry run sends nothing
@@ -73,12 +65,16 @@ def test_backfill_of_100k_events_sends_about_one_upsert_per_contact(
 
 
 def test_rerunning_a_finished_replay_sends_nothing(
-    tmp_path: Path, kafka_bootstrap: str, make_topic: Any, sandbox: Any
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    make_topic: Any,
+    sandbox: Any,
+    replay_config: env.ConfigFactory,
 ) -> None:
     topic = make_topic(partitions=2)
     events = env.history(users=20, events=400)
     env.produce(kafka_bootstrap, topic, events)
-    config = _config(tmp_path, kafka_bootstrap, topic, sandbox, "live-unused")
+    config = replay_config(topic)
     first = _replay(config, tmp_path / "state")
     before = env.requests_by_endpoint(sandbox)
     again = _replay(config, tmp_path / "state")
@@ -87,7 +83,11 @@ def test_rerunning_a_finished_replay_sends_nothing(
 
 
 def test_a_rule_can_opt_a_trigger_into_replay(
-    tmp_path: Path, kafka_bootstrap: str, make_topic: Any, sandbox: Any
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    make_topic: Any,
+    sandbox: Any,
+    replay_config: env.ConfigFactory,
 ) -> None:
     topic = make_topic()
     rules = [dict(r) for r in env.RULES]
@@ -95,35 +95,24 @@ def test_a_rule_can_opt_a_trigger_into_replay(
     otp["do"] = [{**otp["do"][0], "on_replay": "send"}]
     events = [env._event("user.updated", 1, 0, tier="free"), env._event("auth.otp", 1, 1, code="1")]
     env.produce(kafka_bootstrap, topic, events)
-    config = env.write_config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topic=topic,
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group="live-unused",
-        rules=rules,
-    )
+    config = replay_config(topic, rules=rules)
     summary = _replay(config, tmp_path / "state")
     assert summary["calls"] == {"upsert": 1, "trigger": 1}
     assert len(sandbox.sends()) == 1
 
 
 def test_replay_killed_halfway_resumes_and_sends_each_final_upsert_once(
-    tmp_path: Path, kafka_bootstrap: str, make_topic: Any, sandbox: Any
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    make_topic: Any,
+    sandbox: Any,
+    replay_config: env.ConfigFactory,
 ) -> None:
     topic = make_topic(partitions=2)
     events = env.history(users=300, events=3000)
     env.produce(kafka_bootstrap, topic, events)
     # The demo key's 60/min keeps the send phase slow enough to kill it in the middle.
-    config = env.write_config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topic=topic,
-        base_url=sandbox.base_url,
-        api_key=sandbox.api_key,
-        group="live-unused",
-    )
+    config = replay_config(topic, api_key=sandbox.api_key)
     state = tmp_path / "state"
     args = [
         "replay",
@@ -152,14 +141,7 @@ def test_replay_killed_halfway_resumes_and_sends_each_final_upsert_once(
     before = len(sandbox.requests(path="/api/v1/contacts/upsert/"))
     assert before < 300
     # Run it again with the unlimited key, so the rest does not take five minutes.
-    fast = env.write_config(
-        tmp_path,
-        bootstrap=kafka_bootstrap,
-        topic=topic,
-        base_url=sandbox.base_url,
-        api_key=sandbox.unlimited_key,
-        group="live-unused",
-    )
+    fast = replay_config(topic)
     fast.replace(config)
     summary = _replay(config, state, "--run-name", "killed")
     upserts = sandbox.requests(path="/api/v1/contacts/upsert/")
@@ -194,10 +176,8 @@ def test_a_dry_run_without_an_api_key_estimates_from_config_or_the_spec_defaults
         base_url=sandbox.base_url,
         api_key="${MEISA_API_KEY}",
         group="live-unused",
+        meisa=limits,
     )
-    doc = yaml.safe_load(config.read_text())
-    doc["meisa"].update(limits)
-    config.write_text(yaml.safe_dump(doc, sort_keys=False))
     args = ("replay", "--config", config, "--from", "earliest", "--state-dir", tmp_path / "s")
     no_key = env.without_api_key()
     done = env.cli(*args, "--dry-run", "--format", "json", env=no_key)
