@@ -56,8 +56,6 @@ MetricName = Literal[
     "meisa_bridge_assigned_partitions",
     # 1 while the bridge is halted (wrong key, missing scope, DLQ breaker), else 0.
     "meisa_bridge_halted",
-    # Messages a replay still has to read, by topic and partition.
-    "meisa_bridge_replay_remaining",
     # Always 1; the version label says which build runs.
     "meisa_bridge_build_info",
 ]
@@ -114,7 +112,6 @@ class Metrics:
         add(Counter, "meisa_bridge_skipped_total", "Skipped calls or events", "reason")
         add(Gauge, "meisa_bridge_assigned_partitions", "Partitions assigned to this replica")
         add(Gauge, "meisa_bridge_halted", "1 while halted")
-        add(Gauge, "meisa_bridge_replay_remaining", "Replay messages left", "topic", "partition")
         add(Gauge, "meisa_bridge_build_info", "Build information", "version")
         self._m["meisa_bridge_build_info"].labels(__version__).set(1)
 
@@ -169,9 +166,6 @@ class Metrics:
 
     def halted(self, flag: bool) -> None:
         self._m["meisa_bridge_halted"].set(1 if flag else 0)
-
-    def replay_remaining(self, topic: str, partition: int, remaining: int) -> None:
-        self._child("meisa_bridge_replay_remaining", topic, partition).set(remaining)
 
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
