@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,7 +83,7 @@ class DeadLetter:
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: RawHeaders | None
+    headers: Sequence[tuple[str, bytes | None]] | None
     timestamp: int | None
     error: BaseException
     stage: Stage

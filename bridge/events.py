@@ -13,6 +13,51 @@ Headers = tuple[tuple[str, bytes | None], ...]
 
 
 @dataclass(frozen=True, slots=True)
+class Record:
+    """A Kafka message exactly as delivered: the DLQ copies key, value and headers verbatim.
+
+    Plain values, so everything past the Kafka seam is testable without a broker.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = ()
+    timestamp: int | None = None
+
+    @property
+    def tp(self) -> tuple[str, int]:
+        return (self.topic, self.partition)
+
+    @classmethod
+    def from_kafka(cls, message: Any) -> Record:
+        """From a confluent_kafka Message (duck-typed: this module does not import the client)."""
+        kind, ts = message.timestamp()
+        return cls(
+            topic=message.topic(),
+            partition=message.partition(),
+            offset=message.offset(),
+            key=message.key(),
+            value=message.value(),
+            headers=tuple(message.headers() or ()),
+            timestamp=ts if kind != 0 else None,  # 0: TIMESTAMP_NOT_AVAILABLE
+        )
+
+    def decode_with(self, decoder: EventDecoder) -> Envelope:
+        return decoder.decode(
+            topic=self.topic,
+            partition=self.partition,
+            offset=self.offset,
+            key=self.key,
+            value=self.value,
+            headers=list(self.headers),
+            timestamp=self.timestamp,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Envelope:
     """A decoded event plus where it came from.
 

@@ -16,8 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge import dlq, errors
-from bridge.events import Envelope, EventDecoder
-from bridge.replay.raw import Headers, RawRecord
+from bridge.events import Envelope, EventDecoder, Headers, Record
 
 REDRIVE_OF = "meisa-bridge.redrive.of"  # marker header: the DLQ offset (same partition) redriven
 REDRIVE_OUTCOME = "meisa-bridge.redrive.outcome"  # ok | skipped | failed
@@ -96,7 +95,7 @@ class Marker:
     outcome: str
 
 
-def decode(raw: RawRecord) -> DlqRecord | Marker:
+def decode(raw: Record) -> DlqRecord | Marker:
     headers = raw.headers
     marked = _last(headers, REDRIVE_OF)
     if marked:
@@ -121,7 +120,7 @@ def decode(raw: RawRecord) -> DlqRecord | Marker:
     )
 
 
-def collect(raws: Iterable[RawRecord]) -> list[DlqRecord]:
+def collect(raws: Iterable[Record]) -> list[DlqRecord]:
     """DLQ records in (partition, offset) order, each with its redrive outcome if marked."""
     records: list[DlqRecord] = []
     marks: dict[tuple[int, int], str] = {}

@@ -5,27 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bridge.errors import PoisonError, Stage
-from bridge.events import Envelope
+from bridge.events import Envelope, Record
 
 TopicPartition = tuple[str, int]
-RawHeaders = list[tuple[str, bytes | None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """The message exactly as Kafka delivered it: the DLQ copies key, value and headers verbatim."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: RawHeaders | None = None
-    timestamp: int | None = None
-
-    @property
-    def tp(self) -> TopicPartition:
-        return (self.topic, self.partition)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,32 +28,19 @@ from bridge.errors import (
     PoisonError,
     RetryableError,
 )
-from bridge.events import Envelope, EventDecoder, EventRules
+from bridge.events import EventDecoder, EventRules, Record
 from bridge.meisa.calls import MeisaCall
 from bridge.observability import HealthState, Metrics, NullMetrics
 from bridge.pipeline.commit import CommitPolicy, Committer
 from bridge.pipeline.consumer import KafkaSource
 from bridge.pipeline.dispatcher import Deliver, Dispatcher, Guard
-from bridge.pipeline.message import Failure, InFlight, Record, TopicPartition
+from bridge.pipeline.message import Failure, InFlight, TopicPartition
 from bridge.pipeline.offsets import OffsetTracker
 
 log = logging.getLogger("bridge.pipeline")
 
 POLL_WAIT_SECONDS = 0.2  # how long one consume() may block; bounds shutdown and pause latency
 HALT_GRACE_SECONDS = 5.0  # after a halt, in-flight calls get this long before they are cancelled
-
-
-def _record(m: Any) -> Record:
-    ts_type, ts = m.timestamp()
-    return Record(
-        topic=m.topic(),
-        partition=m.partition(),
-        offset=m.offset(),
-        key=m.key(),
-        value=m.value(),
-        headers=m.headers(),
-        timestamp=ts if ts_type != 0 else None,  # 0: TIMESTAMP_NOT_AVAILABLE
-    )
 
 
 class Pipeline:
@@ -173,7 +160,7 @@ class Pipeline:
                 messages = await self._source.consume(self._batch, POLL_WAIT_SECONDS)
                 self._health.beat()
                 for m in messages:
-                    self._accept(_record(m))
+                    self._accept(Record.from_kafka(m))
                 await self._backpressure()
         except Exception as exc:
             self._halt(HaltError(f"Kafka consumer failed: {type(exc).__name__}: {exc}"))
@@ -211,7 +198,7 @@ class Pipeline:
         """Decode and map one message. An unexpected error is poison for this message only, so
         one odd event cannot stop every partition (the DLQ breaker still halts a bad deploy)."""
         try:
-            message.envelope = self._decode(message.record)
+            message.envelope = message.record.decode_with(self._decoder)
         except (PoisonError, RetryableError):
             raise
         except Exception as exc:
@@ -222,17 +209,6 @@ class Pipeline:
             raise
         except Exception as exc:
             raise MappingError(f"unexpected {type(exc).__name__}: {exc}") from None
-
-    def _decode(self, r: Record) -> Envelope:
-        return self._decoder.decode(
-            topic=r.topic,
-            partition=r.partition,
-            offset=r.offset,
-            key=r.key,
-            value=r.value,
-            headers=r.headers,
-            timestamp=r.timestamp,
-        )
 
     async def _backpressure(self) -> None:
         low = self._high // 2
@@ -425,4 +401,4 @@ def _names(tps: Iterable[TopicPartition]) -> str:
 
 def _is_tombstone(record: Record) -> bool:
     """No value and no CloudEvents binary headers (a binary-mode event may carry no data)."""
-    return record.value is None and not any(k.startswith("ce_") for k, _ in record.headers or ())
+    return record.value is None and not any(k.startswith("ce_") for k, _ in record.headers)

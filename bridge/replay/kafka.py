@@ -14,7 +14,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from bridge.errors import ConfigError
-from bridge.replay.raw import Batch, RawRecord
+from bridge.events import Record
+from bridge.replay.raw import Batch
 from bridge.replay.state import Range
 
 TIMEOUT = 15.0  # metadata and offset lookups; a healthy cluster answers in milliseconds
@@ -84,19 +85,6 @@ def plan_ranges(
     return ranges
 
 
-def _raw(msg: Any) -> RawRecord:
-    kind, ts = msg.timestamp()
-    return RawRecord(
-        topic=msg.topic(),
-        partition=msg.partition(),
-        offset=msg.offset(),
-        key=msg.key(),
-        value=msg.value(),
-        headers=tuple(msg.headers() or ()),
-        timestamp=ts if kind != 0 else None,  # 0: TIMESTAMP_NOT_AVAILABLE
-    )
-
-
 def read_ranges(consumer: Any, ranges: list[Range], *, batch_size: int = 500) -> Iterator[Batch]:
     """Every record in [position, end) of each range, in batches, then stop.
 
@@ -108,7 +96,7 @@ def read_ranges(consumer: Any, ranges: list[Range], *, batch_size: int = 500) ->
         return
     consumer.assign([TopicPartition(r.topic, r.partition, r.position) for r in ranges if r.left])
     while todo:
-        records: list[RawRecord] = []
+        records: list[Record] = []
         positions: dict[tuple[str, int], int] = {}
         for msg in consumer.consume(batch_size, POLL_TIMEOUT):
             tp = (msg.topic(), msg.partition())
@@ -119,7 +107,7 @@ def read_ranges(consumer: Any, ranges: list[Range], *, batch_size: int = 500) ->
             if next_offset is None:
                 continue
             if next_offset <= end and msg.error() is None:
-                records.append(_raw(msg))
+                records.append(Record.from_kafka(msg))
             positions[tp] = min(next_offset, end)
             if next_offset >= end:
                 del todo[tp]
@@ -137,7 +125,7 @@ def _next_offset(msg: Any) -> int | None:
     raise KafkaException(err)
 
 
-def read_one(consumer: Any, topic: str, partition: int, offset: int) -> RawRecord | None:
+def read_one(consumer: Any, topic: str, partition: int, offset: int) -> Record | None:
     """The record at topic/partition/offset, or None if there is none."""
     if partition not in partitions_of(consumer, topic):
         return None
@@ -152,7 +140,7 @@ def read_one(consumer: Any, topic: str, partition: int, offset: int) -> RawRecor
     return None
 
 
-def scan_topic(consumer: Any, topic: str) -> Iterator[RawRecord]:
+def scan_topic(consumer: Any, topic: str) -> Iterator[Record]:
     """Everything in a topic up to its current end (the DLQ is bounded by when you look)."""
     for batch in read_ranges(consumer, plan_ranges(consumer, [topic], None, None)):
         yield from batch.records

@@ -13,11 +13,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from bridge.errors import DecodeError, HaltError, MappingError, PoisonError, SkipOutcome
-from bridge.events import Envelope, EventDecoder, EventRules
+from bridge.events import Envelope, EventDecoder, EventRules, Record
 from bridge.meisa.calls import MeisaCall
 from bridge.replay.fold import FOLDABLE, ContactFold
 from bridge.replay.progress import Progress
-from bridge.replay.raw import Batch, RawRecord
+from bridge.replay.raw import Batch
 from bridge.replay.state import SHARDS, StateStore, is_stale
 
 log = logging.getLogger("bridge.replay")
@@ -26,18 +26,6 @@ Deliver = Callable[[MeisaCall], Awaitable[Any]]
 
 DEFAULT_MAX_CONTACTS = 50_000  # folds held in memory before they spill to the state file
 FLUSH_EVERY = 20_000  # events between flushes: bounds the re-read after a kill
-
-
-def decode_raw(decoder: EventDecoder, rec: RawRecord) -> Envelope:
-    return decoder.decode(
-        topic=rec.topic,
-        partition=rec.partition,
-        offset=rec.offset,
-        key=rec.key,
-        value=rec.value,
-        headers=list(rec.headers),
-        timestamp=rec.timestamp,
-    )
 
 
 class ReadPhase:
@@ -89,10 +77,10 @@ class ReadPhase:
     def _count(self, name: str) -> None:
         self._counts[name] = self._counts.get(name, 0) + 1
 
-    def _one(self, rec: RawRecord) -> None:
+    def _one(self, rec: Record) -> None:
         self._count("events")
         try:
-            envelope = decode_raw(self._decoder, rec)
+            envelope = rec.decode_with(self._decoder)
             calls = self._rules.map(envelope, replay=True)
         except (DecodeError, MappingError) as exc:
             self._count(f"error.{exc.stage}")
@@ -112,7 +100,7 @@ class ReadPhase:
             self._calls.append((call, envelope.event_epoch()))
 
 
-def _where(rec: RawRecord) -> tuple[str, int, int]:
+def _where(rec: Record) -> tuple[str, int, int]:
     return rec.topic, rec.partition, rec.offset
 
 

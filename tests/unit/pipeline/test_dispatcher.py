@@ -10,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.errors import RejectedCall, StaleEvent, Unauthorized
+from bridge.events import Record
 from bridge.meisa.calls import MeisaCall
 from bridge.pipeline.dispatcher import Dispatcher
-from bridge.pipeline.message import InFlight, Record
+from bridge.pipeline.message import InFlight
 
 
 def msg(offset: int, partition: int = 0) -> InFlight:

@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 
 from bridge.errors import Forbidden, StaleEvent, Suppressed
-from bridge.events import Envelope
+from bridge.events import Envelope, Record
 from bridge.meisa.calls import MeisaCall
 from bridge.meisa.models import CallResult
 from bridge.pipeline.guards import CallGuard, GuardedSender, SuppressionList, current_messages
-from bridge.pipeline.message import InFlight, Record
+from bridge.pipeline.message import InFlight
 
 NOW = 1_800_000_000.0
 

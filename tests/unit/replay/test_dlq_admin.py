@@ -21,9 +21,8 @@ from bridge.dlq_admin.records import (
 )
 from bridge.dlq_admin.redrive import Redriver
 from bridge.errors import ConfigError, MappingError, RejectedCall, SpecFieldError
-from bridge.events import Envelope
+from bridge.events import Envelope, Record
 from bridge.meisa.calls import MeisaCall
-from bridge.replay.raw import RawRecord
 
 
 def letter(offset: int, **kw: Any) -> DeadLetter:
@@ -42,8 +41,8 @@ def letter(offset: int, **kw: Any) -> DeadLetter:
     return DeadLetter(**{**base, **kw})
 
 
-def raw(dlq_offset: int, dl: DeadLetter, partition: int = 0) -> RawRecord:
-    return RawRecord(
+def raw(dlq_offset: int, dl: DeadLetter, partition: int = 0) -> Record:
+    return Record(
         "dlq",
         partition,
         dlq_offset,
@@ -79,7 +78,7 @@ def test_markers_hide_and_flag_redriven_records() -> None:
     records = [raw(i, letter(i)) for i in range(3)]
     first = decode(records[1])
     assert isinstance(first, DlqRecord)
-    mark = RawRecord("dlq", 0, 3, None, b"", tuple(marker_headers(first, "ok", 0)))
+    mark = Record("dlq", 0, 3, None, b"", tuple(marker_headers(first, "ok", 0)))
     out = collect([*records, mark])
     assert [(r.offset, r.redriven) for r in out] == [(0, None), (1, "ok"), (2, None)]
     assert [r.offset for r in out if Selection()(r)] == [0, 2]

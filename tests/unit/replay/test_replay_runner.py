@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.errors import DecodeError, HaltError, MappingError, RejectedCall, Unsubscribed
-from bridge.events import Envelope
+from bridge.events import Envelope, Record
 from bridge.meisa.calls import DEFAULT_ON_REPLAY, MeisaCall, contact_key
-from bridge.replay.raw import Batch, RawRecord
+from bridge.replay.raw import Batch
 from bridge.replay.runner import ReadPhase, SendPhase
 from bridge.replay.state import Range, StateStore
 
@@ -51,9 +51,9 @@ class Rules:
         return [] if replay and call.on_replay == "skip" else [call]
 
 
-def rec(offset: int, payload: Any, partition: int = 0) -> RawRecord:
+def rec(offset: int, payload: Any, partition: int = 0) -> Record:
     value = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return RawRecord(TOPIC, partition, offset, None, value)
+    return Record(TOPIC, partition, offset, None, value)
 
 
 def upsert_event(user: int, n: int) -> dict[str, Any]:
@@ -63,14 +63,14 @@ def upsert_event(user: int, n: int) -> dict[str, Any]:
     }
 
 
-def batches(records: list[RawRecord], start: int = 0, size: int = 7) -> Iterator[Batch]:
+def batches(records: list[Record], start: int = 0, size: int = 7) -> Iterator[Batch]:
     todo = [r for r in records if r.offset >= start]
     for i in range(0, len(todo), size):
         chunk = todo[i : i + size]
         yield Batch(chunk, {(TOPIC, 0): chunk[-1].offset + 1})
 
 
-def store_for(tmp_path: Path, records: list[RawRecord]) -> StateStore:
+def store_for(tmp_path: Path, records: list[Record]) -> StateStore:
     store = StateStore(tmp_path / "run.sqlite")
     store.init_ranges([Range(TOPIC, 0, 0, len(records), 0)])
     return store
@@ -105,7 +105,7 @@ def test_replay_sends_one_upsert_per_contact_with_its_final_state(tmp_path: Path
 def test_default_policies_send_no_trigger_track_or_enrolment(tmp_path: Path) -> None:
     body = {"email": "a@x.io"}
     records = [rec(0, {"kind": k, "body": body}) for k in ("trigger", "track", "enroll", "upsert")]
-    records = [RawRecord(TOPIC, 0, i, None, r.value) for i, r in enumerate(records)]
+    records = [Record(TOPIC, 0, i, None, r.value) for i, r in enumerate(records)]
     store = store_for(tmp_path, records)
     ReadPhase(store, JsonDecoder(), Rules()).run(batches(records))
     out = Recorder()
@@ -220,7 +220,7 @@ def test_send_killed_and_resumed_resends_at_most_the_calls_in_flight(
         rec(240 + i, {"kind": "remove_tag", "body": {"external_id": f"u{i}", "tag_name": "t"}})
         for i in range(20)
     ]
-    records += [RawRecord(TOPIC, 0, r.offset, None, r.value) for r in tags]
+    records += [Record(TOPIC, 0, r.offset, None, r.value) for r in tags]
     store = store_for(tmp_path_factory.mktemp("s"), records)
     ReadPhase(store, JsonDecoder(), Rules()).run(batches(records))
     planned = sum(store.planned_by_endpoint(0)[0].values())
