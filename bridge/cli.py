@@ -18,6 +18,7 @@ EPILOG = """\
 examples:
   meisa-bridge validate --rules examples/rules.yaml
   meisa-bridge plan --rules examples/rules.yaml --events examples/events.jsonl --format table
+  meisa-bridge test examples/
   meisa-bridge sandbox --port 8080
   MEISA_API_KEY=... meisa-bridge run --config bridge.yaml
   meisa-bridge replay --config bridge.yaml --from earliest --dry-run
@@ -41,6 +42,12 @@ def _plan(args: argparse.Namespace) -> int:
     from bridge.rules.commands import plan_command
 
     return plan_command(args)
+
+
+def _test(args: argparse.Namespace) -> int:
+    from bridge.rules.testcommand import test_command
+
+    return test_command(args)
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -136,6 +143,28 @@ def _add_rules_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--coalesce", action="store_true", help="merge adjacent upserts per contact")
     p.add_argument("--topic", default="events", help="topic for events given without one")
     p.set_defaults(handler=_plan)
+
+    p = _command(
+        sub,
+        "test",
+        help="run rule tests (*.test.yaml): events in, expected calls or outcomes out",
+        description="Run rule test files: each test feeds events (or raw messages) through the\n"
+        "rules, as the bridge would, and compares the calls with the expected ones\n"
+        "(exactly, or a subset with matchers) or the outcome (no_match, decode_error,\n"
+        "map_error, stale). A PATH is a file, a directory (searched for *.test.yaml)\n"
+        "or a glob such as 'rules/**/*.test.yaml'.\n\n"
+        "exit codes: 0 all passed, 1 a test failed, a file has errors, or no tests found",
+        examples="  meisa-bridge test examples/\n"
+        "  meisa-bridge test 'rules/**/*.test.yaml' --format junit --output rules-junit.xml\n"
+        "  meisa-bridge test --rules new-rules.yaml rules.test.yaml\n",
+    )
+    p.add_argument("paths", nargs="*", default=["."], metavar="PATH", help="default: .")
+    p.add_argument(
+        "--rules", default=None, metavar="FILE", help="test this rules/config file instead"
+    )
+    p.add_argument("--format", choices=["text", "junit"], default="text")
+    p.add_argument("--output", default=None, metavar="FILE", help="write the report here")
+    p.set_defaults(handler=_test)
 
     p = _command(
         sub,

@@ -20,6 +20,8 @@ $BIN/ruff check bridge tests bench scripts
 $BIN/ruff format --check bridge tests bench scripts
 echo "== mypy --strict bridge"
 $BIN/mypy bridge
+echo "== rule tests shipped with the examples"
+$BIN/meisa-bridge test examples/
 
 if ! scripts/kafka.sh status >/dev/null 2>&1; then
   started_kafka=1

@@ -7,4 +7,5 @@ fields.py       each action's body fields, as the Meisa spec defines them
 models.py       compiled rules and actions, evaluated per event
 engine.py       `RuleSet.map(envelope)`: the calls, in rule then action order
 commands.py     `validate`, `plan` (plan.py, table.py) and `schema` (schema.py)
+testcommand.py  `test`: rule tests (testfile.py reads *.test.yaml, ruletest.py compares)
 """

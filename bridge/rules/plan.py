@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -89,10 +90,29 @@ def _event_info(env: Envelope | None, msg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def plan_lines(
-    lines: Iterable[str], rules: RuleSet, decoder: Decoder, *, topic: str = "events"
-) -> Iterator[tuple[dict[str, Any], MeisaCall | None, dict[str, Any] | None]]:
-    """(event info, call, None) per call, or (event info, None, {outcome, reason})."""
+@dataclass(frozen=True, slots=True)
+class Mapped:
+    """One input line through decode and map: its calls, or the outcome that made none.
+
+    `outcome` is None when calls were made; else `no_match`, `decode_error` or `map_error`.
+    """
+
+    event: dict[str, Any]
+    envelope: Envelope | None
+    calls: list[MeisaCall]
+    outcome: str | None = None
+    reason: str = ""
+
+
+def map_lines(
+    lines: Iterable[str],
+    rules: RuleSet,
+    decoder: Decoder,
+    *,
+    topic: str = "events",
+    replay: bool = False,
+) -> Iterator[Mapped]:
+    """Decode and map each non-blank line, as the live bridge does for a Kafka message."""
     for index, line in enumerate(lines):
         if not line.strip():
             continue
@@ -102,18 +122,29 @@ def plan_lines(
             msg = _message(line, index, topic)
             env = decoder.decode(**msg)
         except DecodeError as exc:
-            yield _event_info(env, msg), None, {"outcome": "decode_error", "reason": str(exc)}
+            yield Mapped(_event_info(env, msg), env, [], "decode_error", str(exc))
             continue
         try:
-            calls = rules.map(env)
+            calls = rules.map(env, replay=replay)
         except MappingError as exc:
-            yield _event_info(env, msg), None, {"outcome": "map_error", "reason": str(exc)}
+            yield Mapped(_event_info(env, msg), env, [], "map_error", str(exc))
             continue
         if not calls:
             reason = "no rule matched" if not rules.matching(env.type, env.topic) else "when false"
-            yield _event_info(env, msg), None, {"outcome": "no_match", "reason": reason}
-        for call in calls:
-            yield _event_info(env, msg), call, None
+            yield Mapped(_event_info(env, msg), env, [], "no_match", reason)
+            continue
+        yield Mapped(_event_info(env, msg), env, calls)
+
+
+def plan_lines(
+    lines: Iterable[str], rules: RuleSet, decoder: Decoder, *, topic: str = "events"
+) -> Iterator[tuple[dict[str, Any], MeisaCall | None, dict[str, Any] | None]]:
+    """(event info, call, None) per call, or (event info, None, {outcome, reason})."""
+    for mapped in map_lines(lines, rules, decoder, topic=topic):
+        if mapped.outcome is not None:
+            yield mapped.event, None, {"outcome": mapped.outcome, "reason": mapped.reason}
+        for call in mapped.calls:
+            yield mapped.event, call, None
 
 
 Row = tuple[dict[str, Any], MeisaCall | None, dict[str, Any] | None]

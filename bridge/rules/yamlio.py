@@ -6,6 +6,8 @@ as `YList` (a list that knows the line of each item), so every later error can n
 Differences from plain `yaml.safe_load`, on purpose:
 - only `true`/`false` are booleans (YAML 1.2): `on:`, `yes`, `no` stay strings, so a rule's
   `on:` key is the string "on";
+- timestamps stay strings (YAML 1.2 has no timestamp type): `time: 2026-03-02T09:03:00Z` in an
+  event or a rule body is that exact text, not a datetime that JSON would spell differently;
 - duplicate keys are an error instead of "last one wins";
 - `${VAR}` in a string is replaced by the environment variable, `${VAR:-default}` falls back to
   the default when VAR is unset or empty, and `$${` writes a literal `${`. Interpolation runs on
@@ -62,9 +64,11 @@ class _Resolver(yaml.resolver.Resolver):
     pass
 
 
-# Copy the default implicit resolvers, then narrow booleans to true/false (YAML 1.2).
+# Copy the default implicit resolvers without booleans and timestamps, then narrow booleans to
+# true/false (YAML 1.2).
+_DROPPED = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")
 _Resolver.yaml_implicit_resolvers = {
-    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    ch: [(tag, rx) for tag, rx in resolvers if tag not in _DROPPED]
     for ch, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items()
 }
 _Resolver.add_implicit_resolver(

@@ -11,7 +11,7 @@ import pytest
 from bridge.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMANDS = ("run", "validate", "plan", "schema", "sandbox", "replay", "dlq")
+COMMANDS = ("run", "validate", "plan", "test", "schema", "sandbox", "replay", "dlq")
 RULES = "rules:\n  - name: r\n    on: x\n    do:\n      - track: {email: a@b.c, event_name: e}\n"
 
 
