@@ -152,3 +152,19 @@ when the HPA has scaled all the way out, so the replicas together never exceed t
 {{- toYaml (dict "rules" (.Values.rules | default list)) }}
 {{- end }}
 {{- end }}
+
+{{/*
+Extra containers (initContainers, sidecars) with the securityContext the "restricted" Pod Security
+level requires filled in where they leave it out: no privilege escalation, every capability
+dropped. Their own securityContext settings win.
+*/}}
+{{- define "meisa-bridge.restrictedContainers" -}}
+{{- $out := list }}
+{{- range . }}
+{{- $c := deepCopy . }}
+{{- $restricted := dict "allowPrivilegeEscalation" false "capabilities" (dict "drop" (list "ALL")) }}
+{{- $_ := set $c "securityContext" (merge (deepCopy (default dict $c.securityContext)) $restricted) }}
+{{- $out = append $out $c }}
+{{- end }}
+{{- toYaml $out }}
+{{- end }}

@@ -1,0 +1,134 @@
+"""The chart's manifests against Kubernetes' own Go types (scripts/k8scheck, k8s.io/api).
+
+Every render (defaults, each example values file, each values file of the matrix) is decoded
+strictly into the k8s.io/api types, its metadata validated as the API server does, its pod
+template evaluated for the Pod Security "restricted" level by k8s.io/pod-security-admission, and
+its references (selectors, named ports, volumes, HPA target) resolved. The checker itself is shown
+to fail on each kind of mistake it exists to catch.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from test_helm_values_matrix import CASES
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "meisa-bridge"
+K8SCHECK = ROOT / "scripts" / "k8scheck.sh"
+EXAMPLES = sorted((CHART / "examples").glob("*.yaml"))
+
+pytestmark = pytest.mark.timeout(900)
+
+Helm = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def k8scheck(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(K8SCHECK), *args],
+        input=stdin,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def checker() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """scripts/k8scheck.sh, built from the Go module proxy on first use; fails, never skips."""
+    proc = k8scheck("-h")
+    if "Usage of" not in proc.stderr:
+        pytest.fail(f"scripts/k8scheck.sh could not be built or run:\n{proc.stderr[-3000:]}")
+    return k8scheck
+
+
+def render_to(helm: Helm, out: Path, *args: str) -> Path:
+    text = helm("template", "rel", str(CHART), "--namespace", "team-mail", *args).stdout
+    out.write_text(text)
+    return out
+
+
+def test_defaults_and_every_example_decode_strictly_and_meet_restricted(
+    helm: Helm, checker: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    renders = [render_to(helm, tmp_path / "defaults.yaml")]
+    for example in EXAMPLES:
+        renders.append(render_to(helm, tmp_path / example.name, "-f", str(example)))
+    # The Secrets the chart creates from a key and SASL credentials given as values.
+    sets = ["meisa.apiKey=meisa_live_k8s", "kafka.securityProtocol=SASL_SSL"]
+    sets += ["kafka.sasl.username=bridge", "kafka.sasl.password=pw"]
+    renders.append(render_to(helm, tmp_path / "secrets.yaml", *(f"--set={s}" for s in sets)))
+    assert len(renders) == 2 + len(EXAMPLES) >= 5
+    proc = checker(*map(str, renders))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 problems" in proc.stderr
+    kinds = {d["kind"] for r in renders for d in yaml.safe_load_all(r.read_text()) if d}
+    # Everything the chart can render was decoded, the Prometheus Operator's type included.
+    assert {"Deployment", "Service", "ConfigMap", "ServiceAccount", "PodDisruptionBudget"} <= kinds
+    assert {"HorizontalPodAutoscaler", "ServiceMonitor", "Secret"} <= kinds
+
+
+def test_every_matrix_values_file_decodes_strictly_and_meets_restricted(
+    helm: Helm, checker: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    renders = []
+    for name, values in CASES.items():
+        values_file = tmp_path / f"{name}.values.yaml"
+        values_file.write_text(yaml.safe_dump(values, sort_keys=False))
+        renders.append(render_to(helm, tmp_path / f"{name}.yaml", "-f", str(values_file)))
+    proc = checker(*map(str, renders))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{len(CASES)} inputs" in proc.stderr
+
+
+def _defaults(helm: Helm, tmp_path: Path) -> str:
+    return render_to(helm, tmp_path / "base.yaml").read_text()
+
+
+# A one-line edit of the default render -> what the checker must say about it.
+MISTAKES: dict[str, tuple[str, str, str]] = {
+    "misspelt field": (
+        "readOnlyRootFilesystem: true",
+        "readOnlyRootFilesystem: true\n            readOnlyRootFilesytem: true",
+        'unknown field "spec.template.spec.containers[0].securityContext.readOnlyRootFilesytem"',
+    ),
+    "wrong type": ("replicas: 2", 'replicas: "two"', "cannot unmarshal string"),
+    "privilege escalation": (
+        "allowPrivilegeEscalation: false",
+        "allowPrivilegeEscalation: true",
+        'violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false',
+    ),
+    "root user": ("runAsNonRoot: true", "runAsNonRoot: false", "runAsNonRoot != true"),
+    "service to a missing port": (
+        "targetPort: metrics",
+        "targetPort: metricz",
+        'targetPort "metricz" is not a named port',
+    ),
+    "invalid label": (
+        "app.kubernetes.io/name: meisa-bridge",
+        "app.kubernetes.io/name: meisa bridge!",
+        "metadata.labels",
+    ),
+    "unknown kind": ("kind: Service", "kind: Servise", "not a known Kubernetes type"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(MISTAKES))
+def test_the_checker_fails_on_each_kind_of_mistake(
+    helm: Helm,
+    checker: Callable[..., subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+    mistake: str,
+) -> None:
+    old, new, expected = MISTAKES[mistake]
+    text = _defaults(helm, tmp_path)
+    assert old in text, mistake
+    proc = checker(stdin=text.replace(old, new))
+    assert proc.returncode == 1, (mistake, proc.stdout, proc.stderr)
+    assert expected in proc.stdout, (mistake, proc.stdout)
