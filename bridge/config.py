@@ -84,6 +84,15 @@ class PipelineSettings:
     commit_interval_seconds: float = 2.0
     shutdown_grace_seconds: float = 30.0
     revoke_grace_seconds: float = 10.0
+    # Event-time lockstep: how far (seconds of event time) one partition may run ahead of an
+    # empty partition that is still being read, and how long an empty partition that is neither
+    # paused nor at its end is waited for.
+    max_skew_seconds: float = 0.0
+    max_idle_seconds: float = 2.0
+    # A track/tag/enrol answered 404 waits this long for its contact to appear, then is poison.
+    contact_wait_seconds: float = 300.0
+    # Contact identities (external_id/email links) and known contacts remembered, LRU-bounded.
+    identity_capacity: int = 100_000
 
 
 @dataclass(frozen=True, kw_only=True)

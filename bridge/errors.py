@@ -10,8 +10,9 @@ Retries, DLQ routing and halting key off these types, never off message strings:
     │   ├── DecodeError        stage "decode": bytes that no codec can read
     │   ├── MappingError       stage "map": a rule could not build its call
     │   │   └── SpecFieldError a field the Meisa spec says does not exist (refused before sending)
-    │   └── RejectedCall       stage "deliver": 400, a 422 other than unsubscribed, 404 of a tag
-    │       └── ContactNotFound 404 (track to an unknown contact; retried a few times first)
+    │   ├── RejectedCall       stage "deliver": 400, a 422 other than unsubscribed, 404 of a tag
+    │   │   └── ContactNotFound 404 (a track/tag to a missing contact: the pipeline waits first)
+    │   └── ContactWaitExpired a 404 that lasted past the contact wait: nobody created the contact
     ├── RetryableError         try again later: 429, 5xx, timeouts, connection resets
     │   ├── RateLimited        429, carries retry_after
     │   ├── ServerError        5xx, may carry retry_after
@@ -145,6 +146,14 @@ class RejectedCall(PoisonError):
 
 class ContactNotFound(RejectedCall):
     """404: the contact is not there (yet). A track is retried before it is poison."""
+
+
+class ContactWaitExpired(PoisonError):
+    """A call answered 404 for longer than the contact wait: nobody created its contact."""
+
+    def __init__(self, message: str, *, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts
 
 
 class RetryableError(BridgeError):

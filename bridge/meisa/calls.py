@@ -71,6 +71,7 @@ class MeisaCall:
     max_age: float | None = None
     on_replay: ReplayPolicy = "send"
     coalesce: bool = True
+    create_contact: bool = False  # on a 404, upsert a minimal contact and send again
 
     @property
     def endpoint(self) -> str:

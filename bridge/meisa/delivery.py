@@ -11,7 +11,12 @@ coroutine only sleeps), it pauses partitions whose buffers fill, and on shutdown
 cancels `deliver`, which leaves the offset uncommitted so the message is consumed again.
 `retry_max_attempts` is therefore a warning threshold (a stuck call is logged at WARNING on
 every retry after it), not a limit. A 404 (ContactNotFound) is retried `not_found_retries` times
-for track and tag calls, then it is poison.
+for track and tag calls, then it is poison; the live pipeline passes `not_found=False` and waits for
+the contact itself (bridge.pipeline.dispatcher), holding no slot meanwhile.
+
+Slots. `deliver(call, slot)` enters `slot` (an async context manager, e.g. the pipeline's
+concurrency limit) around each attempt only, the rate governor's wait and the HTTP exchange; a
+back-off sleep between attempts holds no slot.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -82,14 +87,21 @@ class Deliverer:
         self._rng = rng or random.Random()
         self._on_attempt = on_attempt
 
-    async def deliver(self, call: MeisaCall) -> CallResult:
-        retrying = self.policy.retrying(call, sleep=self._sleep, rng=self._rng)
+    async def deliver(
+        self,
+        call: MeisaCall,
+        slot: AbstractAsyncContextManager[object] | None = None,
+        *,
+        not_found: bool = True,
+    ) -> CallResult:
+        retrying = self.policy.retrying(call, sleep=self._sleep, rng=self._rng, not_found=not_found)
         number = 0
         try:
             async for attempt in retrying:
                 number = attempt.retry_state.attempt_number
                 with attempt:
-                    return await self._attempt(call, number)
+                    async with slot or nullcontext():
+                        return await self._attempt(call, number)
         except PoisonError as error:
             error.attempts = number  # 404s retried before giving up count too
             raise

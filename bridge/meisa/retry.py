@@ -111,15 +111,18 @@ class RetryPolicy:
         *,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        not_found: bool = True,
     ) -> AsyncRetrying:
-        """A fresh AsyncRetrying for one call (the 404 counter is per call)."""
+        """A fresh AsyncRetrying for one call (the 404 counter is per call); `not_found=False`
+        raises a 404 at once (the caller waits for the contact its own way)."""
+        limit = self.not_found_retries if not_found else 0
         return AsyncRetrying(
             sleep=sleep,
             stop=stop_never,
             wait=wait_at_least_retry_after(
                 wait_full_jitter(self.base_seconds, self.cap_seconds, rng or random.Random())
             ),
-            retry=retry_if_retryable() | retry_if_not_found(call.kind, self.not_found_retries),
+            retry=retry_if_retryable() | retry_if_not_found(call.kind, limit),
             before_sleep=self.log_before_sleep(call),
             reraise=True,
         )

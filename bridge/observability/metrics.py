@@ -56,6 +56,12 @@ MetricName = Literal[
     "meisa_bridge_assigned_partitions",
     # 1 while the bridge is halted (wrong key, missing scope, DLQ breaker), else 0.
     "meisa_bridge_halted",
+    # 404 answers (contact not found), by endpoint: each one is budget spent on a missing contact.
+    "meisa_bridge_contact_not_found_total",
+    # Calls waiting for their contact to appear (parked after a 404; they hold no slot).
+    "meisa_bridge_contact_waits",
+    # Messages fetched and waiting in the event-time lockstep for older partitions to catch up.
+    "meisa_bridge_lockstep_buffered",
     # Always 1; the version label says which build runs.
     "meisa_bridge_build_info",
 ]
@@ -112,6 +118,9 @@ class Metrics:
         add(Counter, "meisa_bridge_skipped_total", "Skipped calls or events", "reason")
         add(Gauge, "meisa_bridge_assigned_partitions", "Partitions assigned to this replica")
         add(Gauge, "meisa_bridge_halted", "1 while halted")
+        add(Counter, "meisa_bridge_contact_not_found_total", "404 contact not found", "endpoint")
+        add(Gauge, "meisa_bridge_contact_waits", "Calls waiting for their contact")
+        add(Gauge, "meisa_bridge_lockstep_buffered", "Messages held by the event-time lockstep")
         add(Gauge, "meisa_bridge_build_info", "Build information", "version")
         self._m["meisa_bridge_build_info"].labels(__version__).set(1)
 
@@ -167,6 +176,15 @@ class Metrics:
     def halted(self, flag: bool) -> None:
         self._m["meisa_bridge_halted"].set(1 if flag else 0)
 
+    def contact_not_found(self, endpoint: str) -> None:
+        self._child("meisa_bridge_contact_not_found_total", endpoint).inc()
+
+    def contact_waits(self, count: int) -> None:
+        self._m["meisa_bridge_contact_waits"].set(count)
+
+    def lockstep_buffered(self, count: int) -> None:
+        self._m["meisa_bridge_lockstep_buffered"].set(count)
+
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)
@@ -194,6 +212,12 @@ class NullMetrics(Metrics):
         pass
 
     def assigned_partitions(self, count: int) -> None:
+        pass
+
+    def contact_waits(self, count: int) -> None:
+        pass
+
+    def lockstep_buffered(self, count: int) -> None:
         pass
 
     def halted(self, flag: bool) -> None:

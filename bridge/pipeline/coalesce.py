@@ -9,6 +9,7 @@ may depend on the state the first upsert creates.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Generic, TypeVar
 from bridge.meisa.calls import MeisaCall, merge_upserts
 
 M = TypeVar("M")
+_arrivals = itertools.count()  # arrival order of queued calls, kept when two lanes fold into one
 
 
 @dataclass(eq=False)
@@ -25,6 +27,10 @@ class Pending(Generic[M]):
 
     call: MeisaCall
     parts: list[tuple[MeisaCall, M]] = field(default_factory=list)
+    seq: int = field(default_factory=lambda: next(_arrivals))
+    attempts: int = 0  # 404s answered so far (the contact was missing)
+    waiting_since: float | None = None  # when the first 404 came
+    created: bool = False  # a minimal upsert was sent for it (create_contact)
 
     @property
     def merged(self) -> bool:
@@ -45,6 +51,12 @@ def can_merge(waiting: MeisaCall, new: MeisaCall) -> bool:
     )
 
 
+def merge_into(tail: Pending[M], call: MeisaCall, message: M) -> None:
+    """Fold a new upsert into the upsert waiting at the tail of a queue."""
+    tail.call = merge_upserts(tail.call, call)
+    tail.parts.append((call, message))
+
+
 class ContactQueues(Generic[M]):
     """FIFO of pending calls per queue key (the contact key unless the caller names another, e.g.
     partition and contact). Not thread-safe: one event loop."""
@@ -57,9 +69,7 @@ class ContactQueues(Generic[M]):
         """Queue `call`; returns True when it merged into the upsert waiting at the tail."""
         queue = self._queues.setdefault(call.contact_key if key is None else key, deque())
         if queue and can_merge(queue[-1].call, call):
-            tail = queue[-1]
-            tail.call = merge_upserts(tail.call, call)
-            tail.parts.append((call, message))
+            merge_into(queue[-1], call, message)
             self.merged_total += 1
             return True
         queue.append(Pending(call, [(call, message)]))

@@ -3,8 +3,14 @@
 Every consumer call (consume, commit, pause, resume, close) runs on that thread, so the asyncio
 loop never blocks on librdkafka and the consumer is never touched from two threads. Rebalance
 callbacks run on it too, inside `consume()`; they hand over to the loop and wait for its answer.
-With the cooperative-sticky assignor confluent-kafka applies the incremental assign/unassign itself
-after each callback returns.
+Group protocol. By default the consumer uses Kafka 4's consumer group protocol
+(`group.protocol=consumer`, KIP-848) with the broker's `range` assignor: it rebalances
+incrementally (members that stay keep their partitions and keep committing) and co-partitions
+(partition N of every subscribed topic goes to the same member, so one person's events on several
+topics, keyed alike, meet on one instance). A config that sets a classic-protocol property
+(`partition.assignment.strategy`, `session.timeout.ms`, `heartbeat.interval.ms`) or
+`group.protocol: classic` gets the classic protocol with the cooperative-sticky assignor instead.
+Either way confluent-kafka applies the incremental assign/unassign after each callback returns.
 """
 
 from __future__ import annotations
@@ -23,16 +29,26 @@ from bridge.pipeline.message import TopicPartition as TP
 log = logging.getLogger("bridge.pipeline.consumer")
 
 # design.md "Delivery": at-least-once needs manual commits of explicit offsets and no auto-store.
+# The end-of-partition events tell the event-time lockstep that a partition is caught up.
 FORCED: Mapping[str, Any] = {
     "enable.auto.commit": False,
     "enable.auto.offset.store": False,
     "isolation.level": "read_committed",
+    "enable.partition.eof": True,
 }
 DEFAULTS: Mapping[str, Any] = {
     "auto.offset.reset": "earliest",
-    "partition.assignment.strategy": "cooperative-sticky",
     "group.id": "meisa-bridge",
 }
+CONSUMER_PROTOCOL: Mapping[str, Any] = {
+    "group.protocol": "consumer",
+    "group.remote.assignor": "range",
+}
+CLASSIC_PROTOCOL: Mapping[str, Any] = {
+    "group.protocol": "classic",
+    "partition.assignment.strategy": "cooperative-sticky",
+}
+CLASSIC_ONLY = ("partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms")
 
 Rebalance = Callable[[list[TP]], None]
 
@@ -41,7 +57,15 @@ ERROR_REPORT_SECONDS = 30.0  # a broker outage repeats one error every poll: rep
 
 def consumer_config(kafka: Mapping[str, Any]) -> dict[str, Any]:
     """User properties (SASL, SSL, ...) over our defaults, with the safety settings forced."""
-    return {**DEFAULTS, **kafka, **FORCED}
+    return {**DEFAULTS, **_protocol(kafka), **kafka, **FORCED}
+
+
+def _protocol(kafka: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The group protocol's defaults: consumer, unless the config asks for classic."""
+    protocol = str(kafka.get("group.protocol", "")).lower()
+    if protocol == "classic" or (not protocol and any(k in kafka for k in CLASSIC_ONLY)):
+        return CLASSIC_PROTOCOL
+    return CONSUMER_PROTOCOL
 
 
 def missing_topics(kafka: Mapping[str, Any], topics: Iterable[str], *, timeout: float) -> list[str]:
@@ -123,24 +147,27 @@ class KafkaSource:
                 log.warning("commit on revoke failed, the new owner re-reads from earlier: %s", exc)
         self._epoch += 1
 
-    async def consume(self, max_messages: int, wait: float) -> list[Message]:
-        result: list[Message] = await self._run(self._consume, max_messages, wait)
+    async def consume(self, max_messages: int, wait: float) -> tuple[list[Message], list[TP]]:
+        """Messages, and the partitions whose end was reached after them."""
+        result: tuple[list[Message], list[TP]] = await self._run(self._consume, max_messages, wait)
         return result
 
-    def _consume(self, max_messages: int, timeout: float) -> list[Message]:
+    def _consume(self, max_messages: int, timeout: float) -> tuple[list[Message], list[TP]]:
         messages = self._consumer.consume(num_messages=max_messages, timeout=timeout)
-        out = []
+        out, ends = [], []
         for m in messages:
             err = m.error()
             if err is None:
                 out.append(m)
-            elif err.code() != KafkaError._PARTITION_EOF:
+            elif err.code() == KafkaError._PARTITION_EOF:
+                ends.append((m.topic(), m.partition()))
+            else:
                 if err.fatal():
                     raise KafkaException(err)
                 held = self._errors.allow(err.code())
                 if held is not None:
                     log.warning("consumer error: %s (%d more like it before this one)", err, held)
-        return out
+        return out, ends
 
     async def commit(self, offsets: Mapping[TP, int]) -> dict[TP, int]:
         """Commit synchronously; returns what was committed: nothing when a rebalance ran between

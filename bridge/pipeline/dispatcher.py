@@ -1,44 +1,67 @@
-"""Key-ordered concurrent delivery on asyncio.
+"""Per-person ordered, concurrent delivery on asyncio.
 
-Calls of one contact from one partition run one at a time, in the order they were submitted
-(offset order). Different contacts run concurrently, up to `max_in_flight` calls at once, and so do
-one contact's calls from different partitions: there is no order across partitions, and a track
-retrying a 404 must not hold back the upsert (on another topic) that creates its contact. Triggers
-get their own lane of `max_in_flight` slots, so an OTP is never stuck behind a backlog of upserts
-that wait for rate budget (the rate governor then lets it go first). While a call waits for a slot,
-later upserts of the same contact from the same partition merge into it (bridge.pipeline.coalesce).
+Every call goes to the lane of its contact identity (bridge.pipeline.identity): one person's calls
+run one at a time in the order they arrived, whatever topic or partition they came from (the
+pipeline admits messages in event-time order, bridge.pipeline.lockstep). Different people run
+concurrently. A call holds a concurrency slot (`max_in_flight`, with a separate set for triggers
+so an OTP never waits behind upserts) only while it is at the rate governor and on the wire: a
+call sleeping in a retry back-off, behind a Retry-After or waiting for its contact holds nothing
+and blocks only its own lane.
 
-Outcomes (design.md): ok and skipped complete the call; SkipOutcome completes it and records the
-reason; PoisonError marks the message failed (the other calls of a message still run, since each is
-at-least-once anyway; the message goes to the DLQ once, naming the first failing rule); a HaltError
-stops the dispatcher: nothing more is sent and unfinished messages stay unfinished. A message is
-finished when every one of its calls is; `on_finished` then decides (done, or DLQ first).
+Triggers. A person's triggers run in a lane of their own, in order among themselves: an OTP
+never waits behind that person's backlog of upserts and tracks (each of them waiting for rate
+budget), and a trigger needs no contact state (Meisa creates or enriches the recipient itself).
+
+Waiting for a contact (bridge.pipeline.lanes). A track, tag or enrol whose contact the bridge has
+not seen created lets an upsert of the same lane go first. A 404 for a contact nobody here is
+creating parks the call: it is retried with back-off for `contact_wait` seconds (an upsert that
+arrives for the lane wakes it at once), then it is poison with a reason that says so. A rule
+action with `create_contact: true` instead upserts a minimal contact (email, external_id) on
+the first 404 and sends the call again.
+
+Outcomes: ok and skipped complete the call; SkipOutcome completes it and records the reason;
+PoisonError marks the message failed (the other calls of a message still run, since each is
+at-least-once anyway; the message goes to the DLQ once, naming the first failing rule); a
+HaltError stops the dispatcher: nothing more is sent and unfinished messages stay unfinished. A
+message is finished when every one of its calls is; `on_finished` then decides (done, or DLQ).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, suppress
 
 from bridge.errors import (
+    ContactNotFound,
+    ContactWaitExpired,
     HaltError,
     PoisonError,
     SkipOutcome,
     UnexpectedDeliveryError,
 )
 from bridge.meisa.calls import MeisaCall
-from bridge.pipeline.coalesce import ContactQueues, Pending
+from bridge.observability import mask_email
+from bridge.pipeline.coalesce import Pending
 from bridge.pipeline.guards import current_messages
+from bridge.pipeline.identity import ContactIdentity, KnownContacts
+from bridge.pipeline.lanes import Item, Lane, Slots
 from bridge.pipeline.message import Failure, InFlight, TopicPartition
 
 log = logging.getLogger("bridge.pipeline.dispatcher")
 
-Deliver = Callable[[MeisaCall], Awaitable[object]]
+Slot = AbstractAsyncContextManager[object]
+# Sends one call; takes `slot` around each attempt (not around back-off sleeps).
+Deliver = Callable[[MeisaCall, Slot], Awaitable[object]]
 # Raises a SkipOutcome when a call must not be sent (stale, suppressed).
 Guard = Callable[[MeisaCall, Sequence[InFlight]], None]
 OnFinished = Callable[[InFlight], None]
-QueueKey = tuple[TopicPartition, str]  # (partition, contact key): one queue, one call at a time
+
+CONTACT_WAIT_SECONDS = 300.0
+WAIT_BASE_SECONDS = 1.0  # first back-off after a 404; doubles up to the cap, with full jitter
+WAIT_CAP_SECONDS = 30.0
 
 
 def _no_guard(call: MeisaCall, messages: Sequence[InFlight]) -> None:
@@ -57,27 +80,41 @@ class Dispatcher:
         guard: Guard = _no_guard,
         on_skip: Callable[[str], None] = lambda reason: None,
         on_halt: Callable[[HaltError], None] = lambda exc: None,
+        on_not_found: Callable[[str], None] = lambda kind: None,
+        contact_wait: float = CONTACT_WAIT_SECONDS,
+        wait_base: float = WAIT_BASE_SECONDS,
+        wait_cap: float = WAIT_CAP_SECONDS,
+        identity_capacity: int = 100_000,
+        rng: random.Random | None = None,
     ) -> None:
         self._deliver = deliver
         self._on_finished = on_finished
         self._guard = guard
         self._on_skip = on_skip
         self._on_halt = on_halt
-        self._queues: ContactQueues[InFlight] = ContactQueues()
-        self._lanes = {
-            True: asyncio.Semaphore(max_in_flight),
-            False: asyncio.Semaphore(max_in_flight),
-        }
-        self._tasks: dict[QueueKey, asyncio.Task[None]] = {}
+        self._on_not_found = on_not_found
+        self._contact_wait = contact_wait
+        self._wait_base = wait_base
+        self._wait_cap = wait_cap
+        self._rng = rng or random.Random()
+        self._slots = {True: Slots(max_in_flight), False: Slots(max_in_flight)}
+        self._lanes: dict[str, Lane] = {}
+        self.identity = ContactIdentity(identity_capacity, busy=self._lanes.__contains__)
+        self.known = KnownContacts(identity_capacity)
         self.halted: HaltError | None = None
-        self.sending = 0
+        self.coalesced = 0
 
     @property
-    def coalesced(self) -> int:
-        return self._queues.merged_total
+    def sending(self) -> int:
+        """Calls holding a slot: at the rate governor or on the wire."""
+        return sum(slots.held for slots in self._slots.values())
 
     def waiting(self) -> int:
-        return self._queues.waiting()
+        return sum(len(lane.queue) for lane in self._lanes.values())
+
+    def parked(self) -> int:
+        """Calls waiting for their contact to appear in Meisa."""
+        return sum(lane.parked is not None for lane in self._lanes.values())
 
     def submit(self, message: InFlight, calls: Sequence[MeisaCall]) -> None:
         """Queue the calls of one message, in order. A message without calls finishes at once."""
@@ -86,17 +123,37 @@ class Dispatcher:
             self._on_finished(message)
             return
         for call in calls:
-            key = (message.tp, call.contact_key)
-            self._queues.push(call, message, key)
-            if key not in self._tasks and self.halted is None:
-                self._tasks[key] = asyncio.create_task(self._drain(key))
+            lane = self._lane_for(call)
+            if lane.push(call, message):
+                self.coalesced += 1
+            if lane.task is None and self.halted is None:
+                lane.task = asyncio.create_task(self._drain(lane))
+
+    def _lane_for(self, call: MeisaCall) -> Lane:
+        found = self.identity.key_for(call.body, fallback=call.contact_key)
+        if call.kind == "trigger":  # see the module docstring: a person's triggers, in order
+            return self._resolve(f"t:{found.key}")
+        lane = self._resolve(found.key)
+        if found.merged_from is not None:
+            other = self._lanes.get(found.merged_from)
+            if other is not None and other is not lane and other.forward is None:
+                lane.absorb(other)
+        return lane
+
+    def _resolve(self, key: str) -> Lane:
+        lane = self._lanes.get(key)
+        while lane is not None and lane.forward is not None:
+            lane = lane.forward
+        if lane is None:
+            lane = self._lanes[key] = Lane(key)
+        return lane
 
     async def wait_idle(self, grace: float | None = None) -> bool:
-        """Wait until no contact has work running or queued; False if the timeout hit first."""
+        """Wait until no lane has work running or queued; False if the timeout hit first."""
         try:
             async with asyncio.timeout(grace):
-                while self._tasks:
-                    await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+                while tasks := [lane.task for lane in self._lanes.values() if lane.task]:
+                    await asyncio.gather(*tasks, return_exceptions=True)
         except TimeoutError:
             return False
         return True
@@ -105,61 +162,102 @@ class Dispatcher:
         """Stop all work of partitions this member no longer owns (lost, or a revoke whose grace
         ran out): cancel their calls in progress and drop what is queued. Their messages are
         already cancelled; the new owner sends these calls, and a late copy from here could land
-        after its newer ones."""
+        after its newer ones. Calls of other partitions in the same lanes go on."""
         gone = set(tps)
-        keys = [key for key in self._tasks if key[0] in gone]
-        tasks = [self._tasks.pop(key) for key in keys]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for key in keys:
-            self._queues.drop(key)
+
+        def abandoned(item: Item) -> bool:
+            return all(m.cancelled or m.revoked or m.tp in gone for m in item.messages())
+
+        cancelled = []
+        for lane in list(self._lanes.values()):
+            for item in lane.drop(abandoned):
+                for m in item.messages():
+                    m.cancelled = True
+            if lane.running is not None and abandoned(lane.running) and lane.current is not None:
+                lane.current.cancel()
+                cancelled.append(lane.current)
+            lane.wake.set()
+        await asyncio.gather(*cancelled, return_exceptions=True)
 
     async def aclose(self) -> None:
         """Cancel everything still running or queued (after a halt or a drain timeout)."""
-        tasks = list(self._tasks.values())
+        tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _drain(self, key: QueueKey) -> None:
-        try:
-            while self.halted is None:
-                head = self._queues.peek(key)
-                if head is None:
-                    return
-                if _abandoned(head):  # no need to wait for a slot only to drop it
-                    self._queues.pop(key)
-                    self._abandon(head)
-                    continue
-                async with self._lanes[head.call.kind == "trigger"]:
-                    item = self._queues.pop(key)
-                    if item is None or self.halted is not None:
-                        return
-                    await self._run(item)
-        finally:
-            if self._tasks.get(key) is asyncio.current_task():
-                del self._tasks[key]
+    # -- one lane ------------------------------------------------------------------------------
 
-    def _abandon(self, item: Pending[InFlight]) -> None:
+    async def _drain(self, lane: Lane) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.halted is None and lane.forward is None:
+                lane.wake.clear()
+                item = lane.next_call(lane.key in self.known, loop.time())
+                if item is None:
+                    if lane.parked is None and not lane.waiting_on:
+                        break
+                    await self._sleep(lane, loop.time())
+                    continue
+                await self._run_in_lane(lane, item)
+        except asyncio.CancelledError:
+            lane.task = None  # closing: nothing is started again
+            raise
+        self._finish_lane(lane)
+
+    async def _sleep(self, lane: Lane, now: float) -> None:
+        timeout = None if lane.parked is None else max(0.0, lane.due - now)
+        with suppress(TimeoutError):
+            await asyncio.wait_for(lane.wake.wait(), timeout)
+
+    async def _run_in_lane(self, lane: Lane, item: Item) -> None:
+        lane.running = item
+        lane.current = asyncio.create_task(self._run(lane, item))
+        try:
+            await asyncio.wait({lane.current})
+        except asyncio.CancelledError:
+            lane.current.cancel()
+            raise
+        finally:
+            lane.running = None
+            lane.current = None
+
+    def _finish_lane(self, lane: Lane) -> None:
+        lane.task = None
+        if lane.forward is not None:
+            lane.hand_over()
+            if self._lanes.get(lane.key) is lane:
+                del self._lanes[lane.key]
+            return
+        if lane.idle() and self._lanes.get(lane.key) is lane:
+            del self._lanes[lane.key]
+        elif not lane.idle() and self.halted is None:  # work came in while the task ended
+            lane.task = asyncio.create_task(self._drain(lane))
+
+    def _abandon(self, item: Item) -> None:
         """Drop a call whose messages were revoked or lost: they never count as done."""
         for m in item.messages():
             m.cancelled = True
         self._complete(item.messages())
 
-    async def _run(self, item: Pending[InFlight]) -> None:
+    async def _run(self, lane: Lane, item: Item) -> None:
         if _abandoned(item):
             self._abandon(item)
             return
         for m in item.messages():
             m.started = True
+        slot = self._slots[item.call.kind == "trigger"]
         try:
-            await self._send(item.call, item.messages())
+            await self._send(item.call, item.messages(), slot)
+        except ContactNotFound as exc:
+            if await self._not_found(lane, item, slot):
+                return
+            item.messages()[0].fail(_failure(self._expired(item, exc), item.call))
         except PoisonError as exc:
             if item.merged:
                 # One of the merged upserts is at fault: send them one by one to find which.
                 for call, message in item.parts:
-                    await self._run(Pending(call, [(call, message)]))
+                    await self._run(lane, Pending(call, [(call, message)]))
                 return
             item.messages()[0].fail(_failure(exc, item.call))
         except SkipOutcome as exc:
@@ -169,21 +267,82 @@ class Dispatcher:
         except HaltError as exc:
             self._halt(exc)
             return
+        else:
+            self._exists(lane)
         self._complete(item.messages())
 
-    async def _send(self, call: MeisaCall, messages: Sequence[InFlight]) -> None:
+    async def _not_found(self, lane: Lane, item: Item, slot: Slot) -> bool:
+        """A 404: park the call (True), or False when its wait is over (it is poison then)."""
+        self._on_not_found(item.call.kind)
+        self.known.discard(lane.key)
+        now = asyncio.get_running_loop().time()
+        if item.waiting_since is None:
+            item.waiting_since = now
+        item.attempts += 1
+        if now - item.waiting_since >= self._contact_wait:
+            return False
+        if item.call.create_contact and not item.created and await self._create(item, slot):
+            lane.due = now  # the contact is there now: send again at once
+        else:
+            ceiling = min(self._wait_cap, self._wait_base * 2.0 ** min(item.attempts - 1, 30))
+            lane.due = now + self._rng.uniform(ceiling / 2, ceiling)
+        lane.parked = item
+        log.info(
+            "%s for contact %s (rule %s) waits for the contact to exist (404 #%d)",
+            item.call.kind,
+            mask_email(item.call.contact_key),
+            item.call.rule or "-",
+            item.attempts,
+        )
+        return True
+
+    async def _create(self, item: Item, slot: Slot) -> bool:
+        """create_contact: upsert a minimal contact (needs an email); False if it cannot."""
+        item.created = True
+        body = {k: item.call.body[k] for k in ("email", "external_id") if item.call.body.get(k)}
+        if "email" not in body:
+            return False
+        upsert = MeisaCall(
+            kind="upsert",
+            body=body,
+            contact_key=item.call.contact_key,
+            rule=item.call.rule,
+            action=item.call.action,
+        )
+        try:
+            await self._send(upsert, item.messages(), slot)
+        except (PoisonError, SkipOutcome):
+            return False
+        except HaltError as exc:
+            self._halt(exc)
+            return False
+        return True
+
+    def _expired(self, item: Item, exc: ContactNotFound) -> ContactWaitExpired:
+        waited = asyncio.get_running_loop().time() - (item.waiting_since or 0.0)
+        return ContactWaitExpired(
+            f"{exc} (no contact after waiting {waited:.0f}s, {item.attempts} attempts)",
+            attempts=item.attempts,
+        )
+
+    def _exists(self, lane: Lane) -> None:
+        """A call of the lane succeeded: Meisa has the contact; a parked head may go now."""
+        self.known.add(lane.key)
+        if lane.parked is not None:
+            lane.due = 0.0
+            lane.wake.set()
+
+    async def _send(self, call: MeisaCall, messages: Sequence[InFlight], slot: Slot) -> None:
         self._guard(call, messages)
-        self.sending += 1
         token = current_messages.set(messages)
         try:
-            await self._deliver(call)
+            await self._deliver(call, slot)
         except (PoisonError, SkipOutcome, HaltError):
             raise
         except Exception as exc:  # a bug or an unmapped error: halt, never strand the message
             raise UnexpectedDeliveryError(f"{type(exc).__name__}: {exc}") from exc
         finally:
             current_messages.reset(token)
-            self.sending -= 1
 
     def _complete(self, messages: Sequence[InFlight]) -> None:
         for message in messages:
@@ -196,11 +355,13 @@ class Dispatcher:
             self.halted = exc
             log.error("halting: %s: %s", type(exc).__name__, exc)
             self._on_halt(exc)
+            for lane in self._lanes.values():
+                lane.wake.set()
 
 
-def _abandoned(item: Pending[InFlight]) -> bool:
+def _abandoned(item: Item) -> bool:
     return all(m.cancelled or m.revoked for m in item.messages())
 
 
 def _failure(exc: PoisonError, call: MeisaCall) -> Failure:
-    return Failure(error=exc, stage=exc.stage, rule=call.rule, attempts=getattr(exc, "attempts", 1))
+    return Failure(error=exc, stage=exc.stage, rule=call.rule, attempts=exc.attempts)

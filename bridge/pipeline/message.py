@@ -35,6 +35,7 @@ class InFlight:
 
     record: Record
     envelope: Envelope | None = None
+    event_time: float | None = None  # epoch seconds (bridge.events.Envelope.event_epoch)
     remaining: int = 0
     failure: Failure | None = None
     cancelled: bool = False

@@ -5,8 +5,14 @@ Polling never stops while deliveries wait (a long Retry-After only pauses the pa
 buffers are full), so max.poll.interval.ms is never exceeded and a partition with a backlog does
 not hold up the others.
 
-Steps, one module each: `consumer` (Kafka), `offsets` (what is done), `dispatcher` (+`coalesce`,
-`guards`) (Meisa), bridge.dlq (poison), `commit` (the explicit last step).
+Steps, one module each: `consumer` (Kafka), `offsets` (what is done), `lockstep` (event-time
+order across partitions), `dispatcher` (+`identity`, `lanes`, `coalesce`, `guards`) (Meisa),
+bridge.dlq (poison), `commit` (the explicit last step).
+
+A message is decoded and mapped as soon as it is fetched. Messages without calls, and messages
+whose calls are all triggers (a one-time code depends on nothing and is only useful now), go to
+the dispatcher at once; the others wait in the lockstep buffer until no assigned partition could
+still deliver an older event, so one person's calls reach their lane in event-time order.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from bridge.observability import HealthState, Metrics, NullMetrics
 from bridge.pipeline.commit import CommitPolicy, Committer
 from bridge.pipeline.consumer import KafkaSource
 from bridge.pipeline.dispatcher import Deliver, Dispatcher, Guard
+from bridge.pipeline.lockstep import Lockstep
 from bridge.pipeline.message import Failure, InFlight, TopicPartition
 from bridge.pipeline.offsets import OffsetTracker
 
@@ -80,6 +87,12 @@ class Pipeline:
             guard=guard,
             on_skip=self._metrics.skipped,
             on_halt=self._halt,
+            on_not_found=self._metrics.contact_not_found,
+            contact_wait=settings.contact_wait_seconds,
+            identity_capacity=settings.identity_capacity,
+        )
+        self.lockstep: Lockstep[tuple[InFlight, list[MeisaCall]]] = Lockstep(
+            max_skew=settings.max_skew_seconds, max_idle=settings.max_idle_seconds
         )
         self._source = KafkaSource(
             config.kafka,
@@ -157,10 +170,13 @@ class Pipeline:
     async def _poll_loop(self) -> None:
         try:
             while not self._stop.is_set():
-                messages = await self._source.consume(self._batch, POLL_WAIT_SECONDS)
+                messages, ends = await self._source.consume(self._batch, POLL_WAIT_SECONDS)
                 self._health.beat()
                 for m in messages:
                     self._accept(Record.from_kafka(m))
+                for tp in ends:
+                    self.lockstep.at_end(tp)
+                self._admit()
                 await self._backpressure()
         except Exception as exc:
             self._halt(HaltError(f"Kafka consumer failed: {type(exc).__name__}: {exc}"))
@@ -192,13 +208,27 @@ class Pipeline:
             # dead-lettered; halting commits nothing past it and a restart reads it again.
             self._halt(HaltError(f"{record.topic}/{record.partition}@{record.offset}: {exc}"))
             return
-        self.dispatcher.submit(message, calls)
+        if all(call.kind == "trigger" for call in calls):  # also: no calls at all
+            self.dispatcher.submit(message, calls)
+            return
+        event_time = message.event_time
+        if event_time is None:
+            event_time = self._loop.time() if self._loop else 0.0
+        self.lockstep.push(tp, event_time, (message, calls))
+
+    def _admit(self) -> None:
+        """Hand the messages the lockstep lets go to the dispatcher, oldest event first."""
+        assert self._loop is not None
+        for message, calls in self.lockstep.admit(self._loop.time()):
+            if not (message.cancelled or message.revoked):
+                self.dispatcher.submit(message, calls)
 
     def _read(self, message: InFlight) -> list[MeisaCall]:
         """Decode and map one message. An unexpected error is poison for this message only, so
         one odd event cannot stop every partition (the DLQ breaker still halts a bad deploy)."""
         try:
             message.envelope = message.record.decode_with(self._decoder)
+            message.event_time = message.envelope.event_epoch()
         except (PoisonError, RetryableError):
             raise
         except Exception as exc:
@@ -222,6 +252,10 @@ class Pipeline:
         if resume:
             await self._source.resume(resume)
             self._paused.difference_update(resume)
+        for tp in pause:
+            self.lockstep.set_paused(tp, True)
+        for tp in resume:
+            self.lockstep.set_paused(tp, False)
 
     # -- outcomes ------------------------------------------------------------------------------
 
@@ -310,6 +344,8 @@ class Pipeline:
 
     async def _report(self) -> None:
         self._metrics.in_flight(self.dispatcher.sending)
+        self._metrics.contact_waits(self.dispatcher.parked())
+        self._metrics.lockstep_buffered(self.lockstep.buffered())
         merged = self.dispatcher.coalesced
         if merged > self._coalesced_seen:
             self._metrics.coalesced(merged - self._coalesced_seen)
@@ -336,6 +372,7 @@ class Pipeline:
     async def _on_assign(self, tps: list[TopicPartition]) -> None:
         log.info("assigned: %s", _names(tps))
         self.tracker.assign(tps)
+        self.lockstep.assign(tps, asyncio.get_running_loop().time())
         self._assigned.update(tps)
         self._health.on_assignment(len(self._assigned))
         self._metrics.assigned_partitions(len(self._assigned))
@@ -351,6 +388,8 @@ class Pipeline:
         self._assigned.difference_update(tps)
         for tp in tps:
             self._stop_starting(tp)
+        for message, _ in self.lockstep.remove(tps):  # never admitted: the new owner reads them
+            message.cancelled = True
         deadline = asyncio.get_running_loop().time() + self.policy.revoke_grace_seconds
         # While closing, the shutdown grace already drained what it could and cancelled the rest.
         waiting = self.halted is None and not self._closing
@@ -384,6 +423,7 @@ class Pipeline:
 
     async def _release(self, tps: Iterable[TopicPartition]) -> None:
         tps = list(tps)
+        self.lockstep.remove(tps)
         for tp in tps:
             for message in self._live.pop(tp, {}).values():
                 message.cancelled = True

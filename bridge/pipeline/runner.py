@@ -29,6 +29,7 @@ from bridge.errors import (
     StartupRefused,
     Unauthorized,
 )
+from bridge.meisa.calls import MeisaCall
 from bridge.meisa.client import MeisaClient
 from bridge.meisa.delivery import Attempt, Deliverer
 from bridge.meisa.governor import RateGovernor
@@ -42,6 +43,7 @@ from bridge.observability import (
     redact,
     register_config_secrets,
 )
+from bridge.pipeline.dispatcher import Deliver, Slot
 from bridge.pipeline.guards import CallGuard, GuardedSender, SuppressionList
 
 if TYPE_CHECKING:
@@ -205,6 +207,15 @@ def _build(config: BridgeConfig, client: MeisaClient, info: PingInfo, metrics: M
     return _Parts(deliverer, governor, guard, suppression)
 
 
+def _waits_for_contacts(deliverer: Deliverer) -> Deliver:
+    """The pipeline's deliver: a 404 comes back at once, the dispatcher waits for the contact."""
+
+    async def deliver(call: MeisaCall, slot: Slot) -> object:
+        return await deliverer.deliver(call, slot, not_found=False)
+
+    return deliver
+
+
 def _attempt_metrics(metrics: Metrics) -> Callable[[Attempt], None]:
     def record(attempt: Attempt) -> None:
         kind = attempt.call.kind
@@ -256,7 +267,7 @@ async def _serve(
         config=config,
         decoder=build_decoder(config.codec),
         rules=config.rules,
-        deliver=parts.deliverer.deliver,
+        deliver=_waits_for_contacts(parts.deliverer),
         guard=parts.guard,
         dlq=dlq,
         metrics=metrics,

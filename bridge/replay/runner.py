@@ -128,8 +128,14 @@ class SendPhase:
         self._left, self._done = store.left()
 
     async def run(self) -> None:
-        """Outcomes are counted in the state file (sent.KIND, skip.REASON, failed.KIND)."""
+        """Outcomes are counted in the state file (sent.KIND, skip.REASON, failed.KIND).
+
+        Contacts whose fold has an upsert go first, then tag-only folds, then the loose calls
+        (tracks, triggers, enrolments): no call asks Meisa about a contact the replay is still
+        creating (a tag keyed by email alone folds apart from the upsert keyed by external_id).
+        """
         self._tick()
+        await self._each_worker(self._creators)
         await self._each_worker(self._contacts)
         await self._each_worker(self._loose_calls)
 
@@ -145,8 +151,13 @@ class SendPhase:
             for task in tasks:
                 task.cancel()
 
-    async def _contacts(self, shard: int) -> None:
+    async def _creators(self, shard: int) -> None:
+        await self._contacts(shard, creators_only=True)
+
+    async def _contacts(self, shard: int, *, creators_only: bool = False) -> None:
         for fold, done in self._store.pending_contacts(shard):
+            if creators_only and fold.upsert is None:
+                continue
             calls = fold.calls()
             for index in range(done, len(calls)):
                 outcome = await self._send(calls[index])

@@ -70,9 +70,13 @@ class RuleSet:
         needed: dict[str, list[str]] = {}
         for rule in self.rules:
             for action in rule.actions:
-                names = needed.setdefault(SCOPES[action.kind], [])
-                if rule.name not in names:
-                    names.append(rule.name)
+                scopes = [SCOPES[action.kind]]
+                if action.create_contact:
+                    scopes.append(SCOPES["upsert"])
+                for scope in scopes:
+                    names = needed.setdefault(scope, [])
+                    if rule.name not in names:
+                        names.append(rule.name)
         return needed
 
 

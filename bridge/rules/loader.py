@@ -30,7 +30,9 @@ from bridge.rules.models import Action, BodyField, Matcher, Rule, check_value
 from bridge.rules.yamlio import line_of
 
 RULE_KEYS = ("name", "description", "on", "when", "do")
-ACTION_OPTIONS = ("when", "max_age", "on_replay", "coalesce")
+ACTION_OPTIONS = ("when", "max_age", "on_replay", "coalesce", "create_contact")
+# A 404 for these can be answered by upserting a minimal contact first.
+CREATE_CONTACT_KINDS = ("track", "add_tag", "remove_tag")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -237,7 +239,7 @@ def _compile_action(item: Any, index: int, line: int | None, ctx: _Ctx) -> Actio
     when_ok, when = _compile_when(item, ctx, f"{where}.")
     if fields is None or options is None or not when_ok or others:
         return None
-    max_age, on_replay, coalesce = options
+    max_age, on_replay, coalesce, create_contact = options
     return Action(
         kind=kind,
         index=index,
@@ -246,6 +248,7 @@ def _compile_action(item: Any, index: int, line: int | None, ctx: _Ctx) -> Actio
         max_age=max_age,
         on_replay=on_replay,
         coalesce=coalesce,
+        create_contact=create_contact,
         line=line or 0,
     )
 
@@ -310,7 +313,7 @@ def _check_presence(
 
 def _compile_options(
     kind: CallKind, item: dict[str, Any], ctx: _Ctx, where: str
-) -> tuple[float | None, ReplayPolicy, bool] | None:
+) -> tuple[float | None, ReplayPolicy, bool, bool] | None:
     ok = True
     max_age: float | None = None
     if "max_age" in item:
@@ -346,7 +349,28 @@ def _compile_options(
             ok = False
         else:
             coalesce = value
-    return (max_age, on_replay, coalesce) if ok else None
+    create_contact = _create_contact(kind, item, ctx, where)
+    if create_contact is None:
+        return None
+    return (max_age, on_replay, coalesce, create_contact) if ok else None
+
+
+def _create_contact(kind: CallKind, item: dict[str, Any], ctx: _Ctx, where: str) -> bool | None:
+    """The `create_contact` option: a bool, only on calls that need an existing contact."""
+    if "create_contact" not in item:
+        return False
+    value, line = item["create_contact"], line_of(item, "create_contact")
+    if kind not in CREATE_CONTACT_KINDS:
+        ctx.error(
+            f"only {', '.join(CREATE_CONTACT_KINDS)} create a contact",
+            line,
+            f"{where}.create_contact",
+        )
+        return None
+    if not isinstance(value, bool):
+        ctx.error(f"must be true or false, got {value!r}", line, f"{where}.create_contact")
+        return None
+    return value
 
 
 def load_rules(path: str | Path) -> RuleSet:

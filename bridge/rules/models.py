@@ -106,6 +106,7 @@ class Action:
     max_age: float | None = None
     on_replay: ReplayPolicy = "send"
     coalesce: bool = True
+    create_contact: bool = False  # on a 404, upsert a minimal contact and send again
     line: int = 0
 
     def build(self, rule: str, envelope: Envelope, ctx: dict[str, Any]) -> MeisaCall:
@@ -131,6 +132,7 @@ class Action:
             max_age=self.max_age,
             on_replay=self.on_replay,
             coalesce=self.kind == "upsert" and self.coalesce,
+            create_contact=self.create_contact,
         )
 
     def _error(self, rule: str, field: str, message: str) -> MappingError:

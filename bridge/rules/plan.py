@@ -26,6 +26,7 @@ from bridge.codecs import Decoder
 from bridge.errors import DecodeError, MappingError
 from bridge.events import Envelope
 from bridge.meisa.calls import MeisaCall, merge_upserts
+from bridge.pipeline.identity import ContactIdentity
 from bridge.rules.engine import RuleSet
 
 RAW_KEYS = ("topic", "partition", "offset", "key", "headers")
@@ -153,19 +154,26 @@ Row = tuple[dict[str, Any], MeisaCall | None, dict[str, Any] | None]
 def coalesce_rows(rows: Iterable[Row]) -> list[Row]:
     """Merge adjacent upserts of the same contact, as the pipeline does on a backlog.
 
-    "Adjacent" is per contact: an upsert merges into that contact's previous pending upsert
-    when no other call for the same contact came in between. The merged call keeps the
-    position and event of the first (the pipeline sends it when the first's turn comes) and
-    lists every merged event's offset in `coalesced_offsets`.
+    "Adjacent" is per person (external_id and email linked, bridge.pipeline.identity): an upsert
+    merges into that person's previous pending upsert when no other call for the same person
+    came in between. The merged call keeps the position and event of the first (the pipeline
+    sends it when the first's turn comes) and lists every merged event's offset in
+    `coalesced_offsets`.
     """
     out: list[Row] = []
-    open_upsert: dict[str, int] = {}  # contact_key -> index in out of its mergeable upsert
+    open_upsert: dict[str, int] = {}  # lane -> index in out of its mergeable upsert
+    identity = ContactIdentity()  # one person's lane across external_id and email, as live
     for row in rows:
         _, call, _ = row
-        if call is None:
+        if call is None or call.kind == "trigger":  # triggers run in a lane of their own
             out.append(row)
             continue
-        at = open_upsert.get(call.contact_key)
+        lane = identity.key_for(call.body, fallback=call.contact_key)
+        key = lane.key
+        if lane.merged_from is not None:  # two lanes became one person: nothing is adjacent
+            open_upsert.pop(lane.merged_from, None)
+            open_upsert.pop(key, None)
+        at = open_upsert.get(key)
         if call.kind == "upsert" and call.coalesce and at is not None:
             event, first, extra = out[at]
             assert first is not None
@@ -174,9 +182,9 @@ def coalesce_rows(rows: Iterable[Row]) -> list[Row]:
             out[at] = (event, merge_upserts(first, call), merged)
             continue
         if call.kind == "upsert" and call.coalesce:
-            open_upsert[call.contact_key] = len(out)
+            open_upsert[key] = len(out)
         else:
-            open_upsert.pop(call.contact_key, None)
+            open_upsert.pop(key, None)
         out.append(row)
     return out
 

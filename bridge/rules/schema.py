@@ -46,6 +46,11 @@ def _action(kind: str) -> dict[str, Any]:
     }
     if kind == "upsert":
         options["coalesce"] = {"type": "boolean"}
+    if kind in ("track", "add_tag", "remove_tag"):
+        options["create_contact"] = {
+            "type": "boolean",
+            "description": "on a 404, upsert a minimal contact (email, external_id) first",
+        }
     return {
         "type": "object",
         "properties": {kind: body, **options},

@@ -116,12 +116,14 @@ def test_a_track_404_waits_for_the_upsert_on_another_partition_then_unknown_is_p
     kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, bridge_config: ConfigFactory
 ) -> None:
     topic, dlq, group = make_topic(partitions=2), make_topic(partitions=1), "g-404-later"
-    retries = 40  # ~10 s of 404 retries: plenty for the upsert, which comes right after the first
+    # A 404 parks the track; the upsert that arrives on another partition wakes it at once. The
+    # contact that never comes is waited for `contact_wait_seconds`, then dead-lettered.
     path = bridge_config(
         topic,
         group,
         dlq=dlq,
-        meisa={"retry_base_seconds": 0.2, "retry_cap_seconds": 0.5, "not_found_retries": retries},
+        meisa={"retry_base_seconds": 0.2, "retry_cap_seconds": 0.5},
+        pipeline={"contact_wait_seconds": 4},
     )
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
 
@@ -140,10 +142,11 @@ def test_a_track_404_waits_for_the_upsert_on_another_partition_then_unknown_is_p
     records = read_all(kafka_bootstrap, dlq, expect=1)
     assert len(records) == 1
     headers = dict(records[0].headers())
-    assert headers["meisa-bridge.error.class"] == b"ContactNotFound"
+    assert headers["meisa-bridge.error.class"] == b"ContactWaitExpired"
     assert headers["meisa-bridge.offset"] == b"1"
     assert b"usr_8" in headers["meisa-bridge.error.message"]
-    assert headers["meisa-bridge.attempts"] == str(1 + retries).encode()
+    assert b"no contact after waiting" in headers["meisa-bridge.error.message"]
+    assert int(headers["meisa-bridge.attempts"]) >= 2
 
 
 def test_a_dead_letter_topic_that_does_not_exist_refuses_to_start(

@@ -9,10 +9,16 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.errors import RejectedCall, StaleEvent, Unauthorized
+from bridge.errors import (
+    ContactNotFound,
+    ContactWaitExpired,
+    RejectedCall,
+    StaleEvent,
+    Unauthorized,
+)
 from bridge.events import Record
 from bridge.meisa.calls import MeisaCall
-from bridge.pipeline.dispatcher import Dispatcher
+from bridge.pipeline.dispatcher import Dispatcher, Slot
 from bridge.pipeline.message import InFlight
 
 
@@ -33,17 +39,18 @@ class FakeMeisa:
         self.gates: list[asyncio.Event] = []
         self.fail: dict[int, Exception] = {}
 
-    async def deliver(self, c: MeisaCall) -> object:
-        self.sent.append(c)
-        if not self.auto:
-            gate = asyncio.Event()
-            self.gates.append(gate)
-            await gate.wait()
-        exc = self.fail.get(c.body.get("n", -1))
-        if exc is not None:
-            raise exc
-        await asyncio.sleep(0)
-        return None
+    async def deliver(self, c: MeisaCall, slot: Slot) -> object:
+        async with slot:
+            self.sent.append(c)
+            if not self.auto:
+                gate = asyncio.Event()
+                self.gates.append(gate)
+                await gate.wait()
+            exc = self.fail.get(c.body.get("n", -1))
+            if exc is not None:
+                raise exc
+            await asyncio.sleep(0)
+            return None
 
 
 def make(fake: FakeMeisa, finished: list[InFlight], **kw: Any) -> Dispatcher:
@@ -218,6 +225,8 @@ def test_per_contact_order_is_submission_order(
     async def scenario() -> None:
         fake, finished = FakeMeisa(), []
         d = make(fake, finished, max_in_flight=width)
+        for key in "abcd":  # known contacts: no upsert is moved ahead of a track
+            d.known.add(f"m:{key}@x.io")
         expected: dict[str, list[int]] = {}
         n = 0
         for offset, calls in enumerate(plan):
@@ -229,10 +238,10 @@ def test_per_contact_order_is_submission_order(
             d.submit(msg(offset), batch)
         assert await d.wait_idle(10)
         assert sorted(m.offset for m in finished) == list(range(len(plan)))
-        seen: dict[str, list[int]] = {}
-        for c in fake.sent:
-            seen.setdefault(c.contact_key, []).append(c.body["n"])
-        for key, ns in seen.items():
+        seen: dict[tuple[str, bool], list[int]] = {}
+        for c in fake.sent:  # a person's triggers run in a lane of their own
+            seen.setdefault((c.contact_key, c.kind == "trigger"), []).append(c.body["n"])
+        for (key, _), ns in seen.items():
             # a merged upsert carries the latest n; order must still follow submission
             assert ns == sorted(ns)
             assert set(ns) <= set(expected[key])
@@ -240,24 +249,32 @@ def test_per_contact_order_is_submission_order(
     asyncio.run(scenario())
 
 
-async def test_a_contact_waiting_on_one_partition_does_not_hold_its_calls_from_another() -> None:
-    # A track retrying a 404 on one partition must not block the upsert (on another partition
-    # or topic) that creates its contact; within a partition the contact's order still holds.
+async def test_one_persons_calls_from_several_partitions_share_one_lane() -> None:
+    # Kafka orders nothing across partitions and topics; the lane does: one call at a time.
     fake, finished = FakeMeisa(auto=False), []
     d = make(fake, finished, max_in_flight=8)
+    d.known.add("m:a@x.io")
+    d.submit(msg(0, partition=0), [call("track", "a", 0)])
+    d.submit(msg(0, partition=1), [call("track", "a", 1)])
+    d.submit(msg(1, partition=0), [call("track", "a", 2)])
+    await settle()
+    assert [c.body["n"] for c in fake.sent] == [0]
+    for n in range(3):
+        fake.gates[n].set()
+        await settle()
+    assert [c.body["n"] for c in fake.sent] == [0, 1, 2]
+    assert len(finished) == 3
+
+
+async def test_an_upsert_queued_behind_a_track_of_an_unknown_contact_goes_first() -> None:
+    # Never ask Meisa about a contact the bridge is still creating: the track waits.
+    fake, finished = FakeMeisa(), []
+    d = make(fake, finished)
     d.submit(msg(0, partition=0), [call("track", "a", 0)])
     d.submit(msg(1, partition=0), [call("track", "a", 1)])
     d.submit(msg(0, partition=1), [call("upsert", "a", 2)])
-    await settle()
-    assert [c.body["n"] for c in fake.sent] == [0, 2]
-    fake.gates[1].set()
-    await settle()
-    assert [c.body["n"] for c in fake.sent] == [0, 2]
-    fake.gates[0].set()
-    await settle()
-    assert [c.body["n"] for c in fake.sent] == [0, 2, 1]
-    fake.gates[2].set()
     await d.wait_idle(1)
+    assert [c.body["n"] for c in fake.sent] == [2, 0, 1]
     assert len(finished) == 3
 
 
@@ -285,9 +302,11 @@ async def test_revoked_messages_send_nothing_new_while_the_call_in_progress_fini
 
 async def test_releasing_a_partition_cancels_its_calls_in_progress() -> None:
     # After a lost partition (or a revoke whose grace ran out) the new owner sends these calls;
-    # a late copy from the old owner could land after newer ones.
+    # a late copy from the old owner could land after newer ones. The lane goes on with the
+    # calls of partitions still owned.
     fake, finished = FakeMeisa(auto=False), []
     d = make(fake, finished, max_in_flight=8)
+    d.known.add("m:a@x.io")
     gone, kept = msg(0, partition=0), msg(0, partition=1)
     d.submit(gone, [call("track", "a", 0)])
     d.submit(msg(1, partition=0), [call("track", "a", 1)])
@@ -295,6 +314,7 @@ async def test_releasing_a_partition_cancels_its_calls_in_progress() -> None:
     await settle()
     gone.cancelled = True
     await d.release([("t", 0)])
+    await settle()
     fake.gates[1].set()
     await d.wait_idle(1)
     assert [c.body["n"] for c in fake.sent] == [0, 2]
@@ -317,3 +337,119 @@ async def test_an_error_outside_the_error_tree_halts_instead_of_stranding_the_me
     assert finished == []
     assert [type(h).__name__ for h in halts] == ["UnexpectedDeliveryError"]
     assert "RuntimeError: unexpected" in str(halts[0])
+
+
+def not_found() -> ContactNotFound:
+    return ContactNotFound("contact not found", status=404, endpoint="POST /events/track/")
+
+
+async def test_a_404_parks_the_call_without_holding_a_slot_and_an_upsert_wakes_it() -> None:
+    fake, finished, misses = FakeMeisa(), [], []
+    fake.fail[0] = not_found()
+    d = make(fake, finished, max_in_flight=1, on_not_found=misses.append, wait_base=60.0)
+    d.submit(msg(0), [call("track", "a", 0)])
+    await settle()
+    assert d.parked() == 1
+    d.submit(msg(1), [call("track", "b", 1)])  # the only slot is free for another person
+    await settle()
+    assert [c.body["n"] for c in fake.sent] == [0, 1]
+    del fake.fail[0]
+    d.submit(msg(0, partition=1), [call("upsert", "a", 2)])  # someone creates the contact
+    assert await d.wait_idle(1)  # the parked track retries at once, not after its back-off
+    assert [c.body["n"] for c in fake.sent] == [0, 1, 2, 0]
+    assert misses == ["track"]
+    assert len(finished) == 3
+    assert all(m.failure is None for m in finished)
+
+
+async def test_calls_needing_the_contact_stay_behind_a_parked_head_triggers_pass() -> None:
+    fake, finished = FakeMeisa(), []
+    fake.fail[0] = not_found()
+    d = make(fake, finished, wait_base=60.0)
+    d.submit(msg(0), [call("track", "a", 0)])
+    d.submit(msg(1), [call("add_tag", "a", 1)])
+    d.submit(
+        msg(2),
+        [MeisaCall(kind="trigger", body={"to_email": "a@x.io", "n": 2}, contact_key="a@x.io")],
+    )
+    await settle()
+    sent = [c.body["n"] for c in fake.sent]
+    assert sent[:2] == [0, 2]  # the trigger went; its success shows the contact, so the track
+    assert 1 not in sent  # retried (and 404'd again); the tag stays behind it
+    assert [m.offset for m in finished] == [2]
+    await d.aclose()
+
+
+async def test_a_404_past_the_contact_wait_is_poison_with_a_reason() -> None:
+    fake, finished = FakeMeisa(), []
+    fake.fail[0] = not_found()
+    d = make(fake, finished, contact_wait=0.05, wait_base=0.01, wait_cap=0.02)
+    m = msg(0)
+    d.submit(m, [call("track", "a", 0)])
+    assert await d.wait_idle(2)
+    assert finished == [m]
+    assert m.failure is not None
+    assert isinstance(m.failure.error, ContactWaitExpired)
+    assert "no contact after waiting" in str(m.failure.error)
+    assert m.failure.attempts == len(fake.sent) > 1
+
+
+async def test_create_contact_upserts_a_minimal_contact_then_sends_again() -> None:
+    fake, finished = FakeMeisa(), []
+    track = MeisaCall(
+        kind="track",
+        body={"email": "a@x.io", "external_id": "u1", "event_name": "e", "n": 0},
+        contact_key="u1",
+        create_contact=True,
+    )
+
+    async def deliver(c: MeisaCall, slot: Slot) -> object:
+        fake.sent.append(c)
+        if c.kind == "track" and not any(s.kind == "upsert" for s in fake.sent):
+            raise not_found()
+        return None
+
+    d = Dispatcher(deliver=deliver, on_finished=finished.append)
+    d.submit(msg(0), [track])
+    assert await d.wait_idle(1)
+    assert [(c.kind, dict(c.body)) for c in fake.sent[1:]] == [
+        ("upsert", {"email": "a@x.io", "external_id": "u1"}),
+        ("track", dict(track.body)),
+    ]
+    assert finished[0].failure is None
+
+
+async def test_an_email_only_lane_folds_into_the_persons_lane_when_the_link_appears() -> None:
+    fake, finished = FakeMeisa(auto=False), []
+    d = make(fake, finished, max_in_flight=8)
+    by_email = MeisaCall(
+        kind="add_tag", body={"email": "a@x.io", "tag_name": "t", "n": 0}, contact_key="a@x.io"
+    )
+    by_id = MeisaCall(
+        kind="track", body={"external_id": "u1", "event_name": "e", "n": 1}, contact_key="u1"
+    )
+    both = MeisaCall(
+        kind="upsert", body={"email": "a@x.io", "external_id": "u1", "n": 2}, contact_key="u1"
+    )
+    later = MeisaCall(
+        kind="track", body={"email": "a@x.io", "event_name": "e", "n": 3}, contact_key="a@x.io"
+    )
+    d.submit(msg(0), [by_email])
+    d.submit(msg(1), [by_id])
+    await settle()
+    assert [c.body["n"] for c in fake.sent] == [0, 1]  # two lanes: no link known yet
+    d.submit(msg(2), [both])  # links u1 and a@x.io: one person, one lane from now on
+    d.submit(msg(3), [later])
+    await settle()
+    fake.gates[1].set()
+    await settle()
+    assert [c.body["n"] for c in fake.sent] == [0, 1]  # waits for the folded lane's call
+    fake.gates[0].set()
+    await settle()
+    assert [c.body["n"] for c in fake.sent] == [0, 1, 2]
+    fake.gates[2].set()
+    await settle()
+    fake.gates[3].set()
+    assert await d.wait_idle(1)
+    assert [c.body["n"] for c in fake.sent] == [0, 1, 2, 3]
+    assert len(finished) == 4

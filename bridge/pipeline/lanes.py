@@ -1,0 +1,144 @@
+"""One person's queue of calls (a lane), and the concurrency slots calls take only while they send.
+
+A lane holds the calls of one contact identity (bridge.pipeline.identity) in arrival order, from
+whatever topic or partition they came. It runs one call at a time. Which call goes next:
+
+- normally the head;
+- a track, tag or enrol for a contact that Meisa may not have yet (not known to the bridge) lets
+  the first upsert queued behind it go first: never ask Meisa about a contact the bridge is still
+  creating;
+- a head parked on a 404 (its contact is missing and nobody here is creating it) waits with
+  back-off; meanwhile upserts and triggers behind it may go (an upsert that arrives wakes it);
+  calls that need the contact stay behind it, in order.
+
+Adjacent upserts waiting in a lane merge into one call (bridge.pipeline.coalesce).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from bridge.meisa.calls import CallKind, MeisaCall
+from bridge.pipeline.coalesce import Pending, can_merge, merge_into
+from bridge.pipeline.message import InFlight
+
+# Calls Meisa answers 404 (or that would create a contact without its fields) when the contact is
+# missing: they wait for an upsert of the same person queued or in flight here.
+NEEDS_CONTACT: frozenset[CallKind] = frozenset({"track", "add_tag", "remove_tag", "enroll"})
+# Calls that may pass a parked head: they do not need the contact to exist.
+OVERTAKES_PARKED: frozenset[CallKind] = frozenset({"upsert", "trigger"})
+
+Item = Pending[InFlight]
+
+
+@dataclass(eq=False)
+class Lane:
+    """The calls of one contact identity; `key` is its lane key."""
+
+    key: str
+    queue: deque[Item] = field(default_factory=deque)
+    running: Item | None = None
+    current: asyncio.Task[None] | None = None
+    parked: Item | None = None
+    due: float = 0.0  # loop time at which the parked head retries
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    waiting_on: set[Lane] = field(default_factory=set)  # folded lanes still running a call
+    forward: Lane | None = None  # this lane was folded into `forward`
+
+    def push(self, call: MeisaCall, message: InFlight) -> bool:
+        """Queue a call; True when it merged into the upsert waiting at the tail."""
+        if self.queue and can_merge(self.queue[-1].call, call):
+            merge_into(self.queue[-1], call, message)
+            return True
+        self.queue.append(Pending(call, [(call, message)]))
+        self.wake.set()
+        return False
+
+    def absorb(self, other: Lane) -> None:
+        """Fold `other` (the same person, learnt late) into this lane, keeping arrival order."""
+        merged = sorted([*self.queue, *other.queue], key=lambda item: item.seq)
+        self.queue = deque(merged)
+        other.queue.clear()
+        if other.parked is not None:
+            self.queue.appendleft(other.parked)
+            other.parked = None
+        if other.running is not None:
+            self.waiting_on.add(other)
+        other.forward = self
+        other.wake.set()
+        self.wake.set()
+
+    def hand_over(self) -> None:
+        """This folded lane ended: its target may go on (with a call that parked meanwhile)."""
+        assert self.forward is not None
+        target = self.forward
+        if self.parked is not None:
+            target.queue.appendleft(self.parked)
+            self.parked = None
+        target.queue.extendleft(reversed(self.queue))
+        self.queue.clear()
+        target.waiting_on.discard(self)
+        target.wake.set()
+
+    def idle(self) -> bool:
+        return not self.queue and self.parked is None and self.running is None
+
+    def next_call(self, known: bool, now: float) -> Item | None:
+        """The call to run now (taken off the lane), or None: nothing may run yet."""
+        if self.waiting_on:
+            return None
+        if self.parked is not None:
+            if now >= self.due:
+                item, self.parked = self.parked, None
+                return item
+            return self._take_first(OVERTAKES_PARKED)
+        if not self.queue:
+            return None
+        if self.queue[0].call.kind in NEEDS_CONTACT and not known:
+            creator = self._take_first(frozenset({"upsert"}))
+            if creator is not None:
+                return creator
+        return self.queue.popleft()
+
+    def _take_first(self, kinds: frozenset[CallKind]) -> Item | None:
+        for index, item in enumerate(self.queue):
+            if item.call.kind in kinds:
+                del self.queue[index]
+                return item
+        return None
+
+    def drop(self, abandoned: Callable[[Item], bool]) -> list[Item]:
+        """Take out every queued or parked call for which `abandoned` holds."""
+        gone = [item for item in self.queue if abandoned(item)]
+        if gone:
+            self.queue = deque(item for item in self.queue if not abandoned(item))
+        if self.parked is not None and abandoned(self.parked):
+            gone.append(self.parked)
+            self.parked = None
+        return gone
+
+
+class Slots:
+    """At most `limit` calls sending at once; a call holds a slot only around one attempt."""
+
+    def __init__(self, limit: int) -> None:
+        self._semaphore = asyncio.Semaphore(limit)
+        self.held = 0
+
+    async def __aenter__(self) -> None:
+        await self._semaphore.acquire()
+        self.held += 1
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.held -= 1
+        self._semaphore.release()

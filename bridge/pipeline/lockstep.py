@@ -1,0 +1,127 @@
+"""Event-time lockstep: admit buffered messages of all assigned partitions in event-time order.
+
+Kafka orders a key within one partition; a person's sign-up on `app.users` and usage on
+`app.product` are ordered by nothing. In a backlog (a restart, an outage, a new group reading from
+`earliest`) each partition would otherwise be read as fast as it comes, and a usage event could
+reach Meisa before the sign-up that creates its contact. Like Kafka Streams synchronising a task's
+input partitions by timestamp, the pipeline buffers fetched messages per partition and `admit()`
+hands them on smallest event time first:
+
+- a message is admitted when no other partition could still deliver an older one: every other
+  partition either has a buffered head at least as old (it is merged by time), or is known to be
+  at its end (the consumer reported end of partition after its last buffered message), or has
+  been empty and unpaused for longer than `max_idle` (an idle partition is not waited for
+  forever), or last delivered a message at most `max_skew` seconds older;
+- a partition paused by backpressure with an empty buffer is waited for: it is behind, and the
+  others must not run ahead of it (they fill their buffers and are paused in turn);
+- messages the caller marks `urgent` (calls that depend on nothing, such as a one-time code) are
+  never buffered; the caller sends them at once.
+
+Pure and synchronous: time comes in as `now`, so tests drive it with a fake clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+TopicPartition = tuple[str, int]
+NEVER = float("-inf")
+
+
+@dataclass(slots=True)
+class _Input(Generic[T]):
+    buffer: deque[tuple[float, T]] = field(default_factory=deque)
+    at_end: bool = False  # nothing after the buffered messages (end of partition reported)
+    paused: bool = False
+    empty_since: float = 0.0
+    last_time: float = NEVER  # event time of the newest message pushed
+
+
+class Lockstep(Generic[T]):
+    """Per-partition buffers merged by event time (see module docstring)."""
+
+    def __init__(self, *, max_skew: float = 0.0, max_idle: float = 2.0) -> None:
+        self.max_skew = max_skew
+        self.max_idle = max_idle
+        self._inputs: dict[TopicPartition, _Input[T]] = {}
+        self.held_back = 0  # admit() calls that stopped at a partition it had to wait for
+
+    def assign(self, tps: Iterable[TopicPartition], now: float) -> None:
+        for tp in tps:
+            self._inputs[tp] = _Input(empty_since=now)
+
+    def remove(self, tps: Iterable[TopicPartition]) -> list[T]:
+        """Forget partitions (revoked, lost); returns what they had buffered."""
+        dropped: list[T] = []
+        for tp in tps:
+            state = self._inputs.pop(tp, None)
+            if state is not None:
+                dropped.extend(item for _, item in state.buffer)
+        return dropped
+
+    def push(self, tp: TopicPartition, time: float, item: T) -> None:
+        state = self._inputs.get(tp)
+        if state is None:
+            return
+        state.buffer.append((time, item))
+        state.at_end = False
+        state.last_time = max(state.last_time, time)
+
+    def at_end(self, tp: TopicPartition) -> None:
+        """The consumer reached the end of the partition (after what was pushed so far)."""
+        state = self._inputs.get(tp)
+        if state is not None:
+            state.at_end = True
+
+    def set_paused(self, tp: TopicPartition, paused: bool) -> None:
+        state = self._inputs.get(tp)
+        if state is not None:
+            state.paused = paused
+
+    def buffered(self, tp: TopicPartition | None = None) -> int:
+        if tp is not None:
+            state = self._inputs.get(tp)
+            return 0 if state is None else len(state.buffer)
+        return sum(len(s.buffer) for s in self._inputs.values())
+
+    def admit(self, now: float) -> list[T]:
+        """Everything that may go now, oldest event time first."""
+        heads = [
+            (s.buffer[0][0], n, tp) for n, (tp, s) in enumerate(self._inputs.items()) if s.buffer
+        ]
+        heapq.heapify(heads)
+        bound = self._bound(now)
+        order = itertools.count(len(self._inputs))
+        out: list[T] = []
+        while heads:
+            time, _, tp = heads[0]
+            if time > bound:
+                self.held_back += 1
+                break
+            heapq.heappop(heads)
+            state = self._inputs[tp]
+            out.append(state.buffer.popleft()[1])
+            if state.buffer:
+                heapq.heappush(heads, (state.buffer[0][0], next(order), tp))
+            else:
+                state.empty_since = now
+                bound = min(bound, self._limit(state, now))
+        return out
+
+    def _bound(self, now: float) -> float:
+        """The newest event time that may go: no empty partition we wait for is further behind."""
+        limits = [self._limit(s, now) for s in self._inputs.values() if not s.buffer]
+        return min(limits, default=float("inf"))
+
+    def _limit(self, state: _Input[T], now: float) -> float:
+        if state.at_end:
+            return float("inf")
+        if not state.paused and now - state.empty_since >= self.max_idle:
+            return float("inf")  # idle: not waited for any longer
+        return state.last_time + self.max_skew
