@@ -60,6 +60,20 @@ def consumer_config(kafka: Mapping[str, Any]) -> dict[str, Any]:
     return {**DEFAULTS, **_protocol(kafka), **kafka, **FORCED}
 
 
+def protocol_conflict(kafka: Mapping[str, Any]) -> str | None:
+    """Why the kafka properties cannot work together, or None."""
+    protocol = str(kafka.get("group.protocol", "")).lower()
+    classic = [k for k in CLASSIC_ONLY if k in kafka]
+    if protocol == "consumer" and classic:
+        return (
+            f"kafka: {', '.join(classic)} belong to the classic group protocol; with "
+            "group.protocol: consumer the broker sets sessions and assignment "
+            "(group.consumer.session.timeout.ms, group.remote.assignor): remove them or set "
+            "group.protocol: classic"
+        )
+    return None
+
+
 def _protocol(kafka: Mapping[str, Any]) -> Mapping[str, Any]:
     """The group protocol's defaults: consumer, unless the config asks for classic."""
     protocol = str(kafka.get("group.protocol", "")).lower()

@@ -140,7 +140,11 @@ async def _check_kafka(config: BridgeConfig) -> None:
     """The brokers answer, or the bridge refuses to start instead of retrying unseen forever."""
     from confluent_kafka import KafkaException
 
-    from bridge.pipeline.consumer import missing_topics
+    from bridge.pipeline.consumer import missing_topics, protocol_conflict
+
+    conflict = protocol_conflict(config.kafka)
+    if conflict is not None:
+        raise StartupRefused(f"{config.source}: {conflict}")
 
     servers = config.kafka.get("bootstrap.servers", "(bootstrap.servers not set)")
     try:
