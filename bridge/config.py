@@ -104,6 +104,19 @@ class DlqSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LedgerSettings:
+    """The sent-email ledger: a compacted topic of trigger idempotency keys Meisa accepted."""
+
+    topic: str | None = None  # None: no ledger beyond Meisa's one-hour idempotency window
+    retention_days: float = 7.0
+    # Start-up reads the topic's last `retention_days` before consuming; past this, refuse.
+    load_timeout_seconds: float = 120.0
+    # ~100 bytes each in memory; past this the oldest keys are forgotten first.
+    max_keys: int = 2_000_000
+    partitions: int = 6  # when the bridge creates the topic
+
+
+@dataclass(frozen=True, kw_only=True)
 class SuppressionSettings:
     enabled: bool = True
     interval_seconds: float = 900.0
@@ -133,6 +146,7 @@ class BridgeConfig:
     codec: CodecSettings = field(default_factory=CodecSettings)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     dlq: DlqSettings = field(default_factory=DlqSettings)
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
     suppression: SuppressionSettings = field(default_factory=SuppressionSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
@@ -146,6 +160,7 @@ TOP_LEVEL_KEYS = (
     "topics",
     "dead_letter_topic",
     "dlq",
+    "ledger",
     "meisa",
     "codec",
     "pipeline",
@@ -160,6 +175,7 @@ _SECTIONS: Mapping[str, type[Any]] = {
     "codec": CodecSettings,
     "pipeline": PipelineSettings,
     "dlq": DlqSettings,
+    "ledger": LedgerSettings,
     "suppression": SuppressionSettings,
     "server": ServerSettings,
     "logging": LoggingSettings,

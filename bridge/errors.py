@@ -21,7 +21,8 @@ Retries, DLQ routing and halting key off these types, never off message strings:
     │   ├── Unsubscribed       422 because the person asked not to be emailed
     │   ├── StaleEvent         older than the action's max_age
     │   ├── Suppressed         address is on the unsubscribed list
-    │   └── AlreadyEnrolled    enroll refused: the contact is already active/paused in the sequence
+    │   ├── AlreadyEnrolled    enroll refused: the contact is already active/paused in the sequence
+    │   └── AlreadySent        the sent-email ledger holds this trigger's idempotency key
     ├── HaltError              stop consuming; commit only what is done; never DLQ
     │   ├── Unauthorized       401: the API key is wrong or missing
     │   ├── Forbidden          403: the key lacks a scope
@@ -201,6 +202,13 @@ class AlreadyEnrolled(SkipOutcome):
     contact being enrolled is what the call wanted, so it is done, not poison."""
 
     reason = "already_enrolled"
+
+
+class AlreadySent(SkipOutcome):
+    """A trigger whose idempotency key the sent-email ledger holds: Meisa accepted it before,
+    possibly longer ago than Meisa's own one-hour idempotency window."""
+
+    reason = "already_sent"
 
 
 class HaltError(BridgeError):

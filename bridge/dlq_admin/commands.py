@@ -17,7 +17,7 @@ from bridge.config import BridgeConfig
 from bridge.dlq_admin import records as rec_mod
 from bridge.dlq_admin.records import DlqRecord, Marker, Selection
 from bridge.dlq_admin.redrive import Redriver, RedriveSummary
-from bridge.errors import ConfigError, HaltError, PoisonError
+from bridge.errors import ConfigError, HaltError, PoisonError, StartupRefused
 
 ADMIN_GROUP = "meisa-bridge-dlq-admin"  # identifies the reader; it never commits
 
@@ -45,7 +45,7 @@ def dlq_command(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
     except ConfigError as exc:
         print(f"meisa-bridge dlq: {exc}", file=sys.stderr)
         return 2
-    except HaltError as exc:
+    except (HaltError, StartupRefused) as exc:  # StartupRefused: the ledger did not load
         print(f"meisa-bridge dlq halted: {exc}", file=sys.stderr)
         return 3
 
@@ -134,6 +134,7 @@ async def _redrive_for_real(
     config: BridgeConfig, decoder: Any, chosen: list[DlqRecord]
 ) -> RedriveSummary:
     from bridge.dlq import DeadLetterProducer
+    from bridge.ledger_kafka import open_ledger
     from bridge.meisa.delivery import open_deliverer
     from bridge.replay.kafka import open_producer, produce_sync
 
@@ -146,7 +147,10 @@ async def _redrive_for_real(
         headers = rec_mod.marker_headers(rec, outcome, int(time.time() * 1000))
         produce_sync(producer, topic, partition=rec.partition, value=b"", headers=headers)
 
-    async with open_deliverer(config.meisa) as deliverer:
+    async with (
+        open_ledger(config.kafka, config.ledger) as ledger,
+        open_deliverer(config.meisa, ledger) as deliverer,
+    ):
         redriver = Redriver(
             decoder,
             config.rules,

@@ -17,6 +17,9 @@ the contact itself (bridge.pipeline.dispatcher), holding no slot meanwhile.
 Slots. `deliver(call, slot)` enters `slot` (an async context manager, e.g. the pipeline's
 concurrency limit) around each attempt only, the rate governor's wait and the HTTP exchange; a
 back-off sleep between attempts holds no slot.
+
+A trigger is first looked up in the sent-email ledger (`bridge.ledger`; AlreadySent when Meisa
+accepted its key before) and recorded there once Meisa accepted it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Protocol
 
 from bridge.config import MeisaSettings
 from bridge.errors import PoisonError, RateLimited, RetryableError
+from bridge.ledger import NO_LEDGER, SentLedger
 from bridge.meisa.calls import MeisaCall
 from bridge.meisa.client import MeisaClient
 from bridge.meisa.governor import RateGovernor
@@ -76,6 +80,7 @@ class Deliverer:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         on_attempt: Callable[[Attempt], None] | None = None,
+        ledger: SentLedger = NO_LEDGER,
     ) -> None:
         if policy is None:
             policy = RetryPolicy.from_settings(settings or MeisaSettings())
@@ -86,6 +91,7 @@ class Deliverer:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._on_attempt = on_attempt
+        self._ledger = ledger
 
     async def deliver(
         self,
@@ -93,6 +99,14 @@ class Deliverer:
         slot: AbstractAsyncContextManager[object] | None = None,
         *,
         not_found: bool = True,
+    ) -> CallResult:
+        self._ledger.check(call)
+        result = await self._deliver(call, slot, not_found=not_found)
+        await self._ledger.record(call)
+        return result
+
+    async def _deliver(
+        self, call: MeisaCall, slot: AbstractAsyncContextManager[object] | None, *, not_found: bool
     ) -> CallResult:
         retrying = self.policy.retrying(call, sleep=self._sleep, rng=self._rng, not_found=not_found)
         number = 0
@@ -131,11 +145,13 @@ class Deliverer:
 
 
 @asynccontextmanager
-async def open_deliverer(settings: MeisaSettings) -> AsyncIterator[Deliverer]:
+async def open_deliverer(
+    settings: MeisaSettings, ledger: SentLedger = NO_LEDGER
+) -> AsyncIterator[Deliverer]:
     """A Deliverer on its own client, with a governor sized by GET /ping/ (one-shot commands)."""
     async with MeisaClient(settings) as client:
         governor = RateGovernor.from_ping(await client.ping(), settings)
         try:
-            yield Deliverer(client, governor, settings=settings)
+            yield Deliverer(client, governor, settings=settings, ledger=ledger)
         finally:
             await governor.aclose()

@@ -50,7 +50,7 @@ MetricName = Literal[
     # (rate_limited|server_error|transport|not_found).
     "meisa_bridge_retries_total",
     # Calls or events skipped, by reason (skipped|unsubscribed|stale|suppressed|already_enrolled|
-    # replay).
+    # already_sent|replay).
     "meisa_bridge_skipped_total",
     # Partitions assigned to this replica.
     "meisa_bridge_assigned_partitions",

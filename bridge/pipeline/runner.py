@@ -17,6 +17,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,8 @@ from bridge.errors import (
     StartupRefused,
     Unauthorized,
 )
+from bridge.ledger import SentLedger
+from bridge.ledger_kafka import open_ledger
 from bridge.meisa.calls import MeisaCall
 from bridge.meisa.client import MeisaClient
 from bridge.meisa.delivery import Attempt, Deliverer
@@ -79,20 +82,23 @@ async def run_bridge(
     health = HealthState()
     client = MeisaClient(config.meisa)
     try:
-        try:
-            info = await startup_check(client, config)
-        except StartupRefused as exc:
-            return _refuse(exc)
-        health.meisa_reachable = True
-        return await _serve(
-            config,
-            client=client,
-            info=info,
-            health=health,
-            metrics=metrics,
-            stop=stop,
-            install_signals=install_signals,
-        )
+        async with AsyncExitStack() as stack:
+            try:
+                info = await startup_check(client, config)
+                ledger = await stack.enter_async_context(open_ledger(config.kafka, config.ledger))
+            except StartupRefused as exc:
+                return _refuse(exc)
+            health.meisa_reachable = True
+            return await _serve(
+                config,
+                client=client,
+                info=info,
+                health=health,
+                metrics=metrics,
+                stop=stop,
+                install_signals=install_signals,
+                ledger=ledger,
+            )
     finally:
         await client.aclose()
 
@@ -194,7 +200,9 @@ class _Parts:
     suppression: SuppressionList
 
 
-def _build(config: BridgeConfig, client: MeisaClient, info: PingInfo, metrics: Metrics) -> _Parts:
+def _build(
+    config: BridgeConfig, client: MeisaClient, info: PingInfo, metrics: Metrics, ledger: SentLedger
+) -> _Parts:
     suppression = SuppressionList(
         client.unsubscribed_emails, interval=config.suppression.interval_seconds
     )
@@ -207,6 +215,7 @@ def _build(config: BridgeConfig, client: MeisaClient, info: PingInfo, metrics: M
         governor,
         settings=config.meisa,
         on_attempt=_attempt_metrics(metrics),
+        ledger=ledger,
     )
     return _Parts(deliverer, governor, guard, suppression)
 
@@ -253,6 +262,7 @@ async def _serve(
     metrics: Metrics,
     stop: asyncio.Event | None,
     install_signals: bool,
+    ledger: SentLedger,
 ) -> int:
     from bridge.codecs import build_decoder
     from bridge.pipeline.pipeline import Pipeline
@@ -266,7 +276,7 @@ async def _serve(
         if dlq is not None:
             dlq.close(0)
         return _refuse(exc)
-    parts = _build(config, client, info, metrics)
+    parts = _build(config, client, info, metrics, ledger)
     pipeline = Pipeline(
         config=config,
         decoder=build_decoder(config.codec),

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO, cast
 
 from bridge.config import BridgeConfig
-from bridge.errors import ConfigError, HaltError
+from bridge.errors import ConfigError, HaltError, StartupRefused
 from bridge.meisa.calls import SCOPES, CallKind
 from bridge.replay.budget import Budget, budget_from
 from bridge.replay.progress import Progress
@@ -107,7 +107,7 @@ def replay_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"meisa-bridge replay: {exc}", file=sys.stderr)
         return 2
-    except HaltError as exc:
+    except (HaltError, StartupRefused) as exc:  # StartupRefused: the ledger did not load
         print(
             f"meisa-bridge replay halted: {exc}\nrun the same command again to continue",
             file=sys.stderr,
@@ -222,9 +222,13 @@ def _check_scopes(store: StateStore, ping: Any) -> None:
 
 
 async def _send(store: StateStore, config: BridgeConfig, progress: Progress) -> None:
+    from bridge.ledger_kafka import open_ledger
     from bridge.meisa.delivery import open_deliverer
 
-    async with open_deliverer(config.meisa) as deliverer:
+    async with (
+        open_ledger(config.kafka, config.ledger) as ledger,
+        open_deliverer(config.meisa, ledger) as deliverer,
+    ):
         workers = config.pipeline.max_in_flight
         await SendPhase(
             store, deliverer.deliver, clock=time.time, workers=workers, progress=progress

@@ -86,5 +86,6 @@ def test_each_skip_outcome_names_its_own_reason() -> None:
         "StaleEvent": "stale",
         "Suppressed": "suppressed",
         "AlreadyEnrolled": "already_enrolled",
+        "AlreadySent": "already_sent",
     }
     assert not issubclass(errors.AlreadyEnrolled, errors.PoisonError)

@@ -1,0 +1,250 @@
+"""The sent-email ledger on Kafka: a compacted topic keyed by trigger idempotency key.
+
+Layout: key = the idempotency key (UTF-8), value = `{"trigger_key": ..., "sent_at": epoch}`,
+record timestamp = when Meisa accepted the trigger. The topic is created if missing with
+`cleanup.policy=compact,delete` and `retention.ms` = the configured retention: compaction keeps
+one record per key, deletion drops keys older than the retention.
+
+Start-up reads every partition from the first record younger than the retention up to the end
+offsets seen at start, within `load_timeout_seconds` (else the bridge refuses to start rather than
+send blind). Afterwards a thread keeps reading the topic, so what other instances, replays and
+redrives record is seen here within a poll (about 100 ms). A record is written after Meisa
+accepted the trigger; `record` waits up to WRITE_WAIT seconds for the broker's acknowledgement,
+then lets the producer keep retrying in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # stubs do not re-export it
+
+from bridge.config import LedgerSettings
+from bridge.errors import StartupRefused
+from bridge.ledger import NO_LEDGER, LedgerIndex, MemoryLedger, SentLedger, ledger_key
+from bridge.meisa.calls import MeisaCall
+
+log = logging.getLogger("bridge.ledger")
+
+TIMEOUT = 15.0  # metadata and offset lookups; a healthy cluster answers in milliseconds
+WRITE_WAIT = 5.0  # a broker restart must not hold a delivery slot for librdkafka's 5 minutes
+POLL = 0.1
+DAY = 86_400.0
+
+
+def _connection(kafka: Mapping[str, Any]) -> dict[str, Any]:
+    """Connection settings only (bootstrap, security, client.id) from the `kafka:` section."""
+    from bridge.dlq import producer_config
+
+    conf = producer_config(kafka)
+    for producer_only in ("acks", "enable.idempotence"):
+        conf.pop(producer_only, None)
+    return conf
+
+
+class KafkaLedger(MemoryLedger):
+    """A MemoryLedger loaded from, written to and kept current with the ledger topic."""
+
+    def __init__(self, kafka: Mapping[str, Any], settings: LedgerSettings) -> None:
+        super().__init__(
+            LedgerIndex(retention_seconds=settings.retention_days * DAY, max_keys=settings.max_keys)
+        )
+        assert settings.topic, "KafkaLedger needs ledger.topic"
+        self.topic = settings.topic
+        self._settings = settings
+        self._kafka = dict(kafka)
+        self._producer: Any = None
+        self._consumer: Any = None
+        self._stop = threading.Event()
+        self._tail: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"KafkaLedger(topic={self.topic!r}, keys={len(self.index)})"
+
+    def open(self) -> None:
+        """Create the topic if needed, load it (bounded), start tailing it. Blocking."""
+        self._ensure_topic()
+        conf = _connection(self._kafka) | {
+            "group.id": f"meisa-bridge-ledger-{self.topic}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": False,
+        }
+        self._consumer = Consumer(conf, logger=logging.getLogger("bridge.kafka"))
+        started = time.monotonic()
+        loaded = self._load()
+        log.info(
+            "sent-email ledger %s: %d keys loaded from %d records in %.1f s",
+            self.topic,
+            len(self.index),
+            loaded,
+            time.monotonic() - started,
+        )
+        producer_conf = _connection(self._kafka) | {"enable.idempotence": True, "acks": "all"}
+        self._producer = Producer(producer_conf, logger=logging.getLogger("bridge.kafka"))
+        self._tail = threading.Thread(target=self._follow, name="ledger-tail", daemon=True)
+        self._tail.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._tail is not None:
+            self._tail.join(timeout)
+        if self._producer is not None:
+            left = self._producer.flush(timeout)
+            if left:
+                log.warning("sent-email ledger: %d records not acknowledged at close", left)
+        if self._consumer is not None:
+            self._consumer.close()
+
+    async def record(self, call: MeisaCall) -> None:
+        key = ledger_key(call)
+        if key is None:
+            return
+        sent_at = self.index.now()
+        self.index.add(key, sent_at)
+        done = asyncio.get_running_loop().create_future()
+
+        def acked(err: Any, _msg: Any) -> None:
+            done.get_loop().call_soon_threadsafe(_settle, done, err)
+
+        value = orjson.dumps({"trigger_key": call.body.get("trigger_key"), "sent_at": sent_at})
+        self._producer.produce(
+            self.topic,
+            key=key.encode(),
+            value=value,
+            timestamp=int(sent_at * 1000),
+            on_delivery=acked,
+        )
+        try:
+            err = await asyncio.wait_for(_pump(self._producer, done), WRITE_WAIT)
+        except TimeoutError:
+            log.warning("sent-email ledger: write not acknowledged within %g s", WRITE_WAIT)
+            return
+        if err is not None:
+            log.warning("sent-email ledger: write failed: %s", err)
+
+    # --- start-up load and tail ----------------------------------------------------------------
+
+    def _ensure_topic(self) -> None:
+        admin = AdminClient(_connection(self._kafka))
+        try:
+            topics = admin.list_topics(timeout=TIMEOUT).topics
+        except KafkaException as exc:
+            raise StartupRefused(f"sent-email ledger: Kafka unreachable: {exc}") from None
+        if self.topic in topics:
+            return
+        retention_ms = str(int(self._settings.retention_days * DAY * 1000))
+        new = NewTopic(
+            self.topic,
+            num_partitions=self._settings.partitions,
+            replication_factor=-1,  # the broker's default
+            config={"cleanup.policy": "compact,delete", "retention.ms": retention_ms},
+        )
+        try:
+            admin.create_topics([new], operation_timeout=TIMEOUT)[self.topic].result(TIMEOUT)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):  # another instance was first
+                raise StartupRefused(
+                    f"sent-email ledger: cannot create topic {self.topic!r}: {exc}"
+                ) from None
+        log.info("sent-email ledger: created topic %s", self.topic)
+
+    def _partitions(self) -> list[int]:
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            meta = self._consumer.list_topics(topic=self.topic, timeout=TIMEOUT).topics.get(
+                self.topic
+            )
+            if meta is not None and meta.error is None and meta.partitions:
+                return sorted(meta.partitions)
+            time.sleep(0.2)
+        raise StartupRefused(f"sent-email ledger: topic {self.topic!r} has no partitions")
+
+    def _start_positions(self) -> tuple[list[TopicPartition], dict[int, int]]:
+        since_ms = int((self.index.now() - self.index.retention) * 1000)
+        starts, ends = [], {}
+        for p in self._partitions():
+            low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self.topic, p), timeout=TIMEOUT
+            )
+            (found,) = self._consumer.offsets_for_times(
+                [TopicPartition(self.topic, p, since_ms)], timeout=TIMEOUT
+            )
+            start = found.offset if found.offset >= 0 else high
+            starts.append(TopicPartition(self.topic, p, max(start, low)))
+            ends[p] = high
+        return starts, ends
+
+    def _load(self) -> int:
+        deadline = time.monotonic() + self._settings.load_timeout_seconds
+        starts, ends = self._start_positions()
+        self._consumer.assign(starts)
+        pending = {tp.partition for tp in starts if tp.offset < ends[tp.partition]}
+        count = 0
+        while pending:
+            if time.monotonic() > deadline:
+                raise StartupRefused(
+                    f"sent-email ledger: {self.topic!r} not loaded within "
+                    f"{self._settings.load_timeout_seconds:g} s (ledger.load_timeout_seconds)"
+                )
+            for msg in self._consumer.consume(1000, 0.5):
+                if msg.error() is not None:
+                    continue
+                self._apply(msg)
+                count += 1
+                if msg.offset() + 1 >= ends[msg.partition()]:
+                    pending.discard(msg.partition())
+        return count
+
+    def _apply(self, msg: Any) -> None:
+        key = msg.key()
+        if not key:
+            return
+        _kind, ms = msg.timestamp()
+        self.index.add(key.decode("utf-8", "replace"), ms / 1000 if ms > 0 else self.index.now())
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for msg in self._consumer.consume(500, POLL):
+                    if msg.error() is None:
+                        self._apply(msg)
+            except KafkaException as exc:  # pragma: no cover - librdkafka retries by itself
+                log.warning("sent-email ledger: read failed: %s", exc)
+                time.sleep(1.0)
+
+
+def _settle(future: asyncio.Future[Any], err: Any) -> None:
+    if not future.done():
+        future.set_result(err)
+
+
+async def _pump(producer: Any, done: asyncio.Future[Any]) -> Any:
+    """Serve the producer's delivery callbacks until this record's report arrived."""
+    while not done.done():
+        await asyncio.to_thread(producer.poll, POLL)
+    return done.result()
+
+
+@asynccontextmanager
+async def open_ledger(
+    kafka: Mapping[str, Any], settings: LedgerSettings
+) -> AsyncIterator[SentLedger]:
+    """The ledger `settings` describe, loaded and followed; the no-op ledger without a topic."""
+    if not settings.topic:
+        yield NO_LEDGER
+        return
+    ledger = KafkaLedger(kafka, settings)
+    try:
+        await asyncio.to_thread(ledger.open)
+        yield ledger
+    finally:
+        await asyncio.to_thread(ledger.close)
