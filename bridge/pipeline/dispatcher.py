@@ -244,11 +244,12 @@ class Dispatcher:
         if _abandoned(item):
             self._abandon(item)
             return
-        for m in item.messages():
-            m.started = True
-        slot = self._slots[item.call.kind == "trigger"]
+        slot = _Start(self._slots[item.call.kind == "trigger"], item)
         try:
             await self._send(item.call, item.messages(), slot)
+        except _Abandoned:
+            self._abandon(item)
+            return
         except ContactNotFound as exc:
             if await self._not_found(lane, item, slot):
                 return
@@ -337,7 +338,7 @@ class Dispatcher:
         token = current_messages.set(messages)
         try:
             await self._deliver(call, slot)
-        except (PoisonError, SkipOutcome, HaltError):
+        except (PoisonError, SkipOutcome, HaltError, _Abandoned):
             raise
         except Exception as exc:  # a bug or an unmapped error: halt, never strand the message
             raise UnexpectedDeliveryError(f"{type(exc).__name__}: {exc}") from exc
@@ -357,6 +358,31 @@ class Dispatcher:
             self._on_halt(exc)
             for lane in self._lanes.values():
                 lane.wake.set()
+
+
+class _Abandoned(Exception):
+    """The messages of a call were revoked or lost while it waited for a slot or a retry."""
+
+
+class _Start:
+    """A slot that marks the call's messages started once it holds the slot, and refuses to
+    start a call whose messages were revoked or lost meanwhile (a revoke lets started work
+    finish; a call still waiting for a slot has not started)."""
+
+    def __init__(self, slots: Slots, item: Item) -> None:
+        self._slots = slots
+        self._item = item
+
+    async def __aenter__(self) -> None:
+        await self._slots.__aenter__()
+        if _abandoned(self._item):
+            await self._slots.__aexit__(None, None, None)
+            raise _Abandoned
+        for m in self._item.messages():
+            m.started = True
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._slots.__aexit__(None, None, None)
 
 
 def _abandoned(item: Item) -> bool:
