@@ -108,6 +108,27 @@ def test_bad_duration_and_on_replay_and_coalesce(tmp_path: Path) -> None:
     assert "only upserts" in errors["do[0].coalesce"].message
 
 
+def test_create_contact_is_a_bool_on_calls_that_need_a_contact(tmp_path: Path) -> None:
+    err = _one(tmp_path, _rule("upsert: {email: a@b.c}", options="        create_contact: true\n"))
+    assert (err.field, err.line) == ("do[0].create_contact", 6)
+    assert "only track, add_tag, remove_tag" in err.message
+    err = _one(
+        tmp_path,
+        _rule("track: {email: a@b.c, event_name: e}", options="        create_contact: yes!\n"),
+    )
+    assert "must be true or false" in err.message
+
+
+def test_create_contact_reaches_the_call_and_needs_contacts_write(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        _rule("track: {email: a@b.c, event_name: e}", options="        create_contact: true\n")
+    )
+    rules = load_rules(path)
+    assert rules.rules[0].actions[0].create_contact is True
+    assert rules.scopes_needed() == {"events:track": ["r1"], "contacts:write": ["r1"]}
+
+
 def test_literal_source_must_be_a_spec_value(tmp_path: Path) -> None:
     err = _one(tmp_path, _rule("upsert: {email: a@b.c, source: website}"))
     assert err.field == "do[0].upsert.source"
