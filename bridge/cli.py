@@ -102,9 +102,27 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "Start-up checks Meisa (GET /ping/) and the key's scopes against the rules.\n\n"
         "exit codes: 0 stopped (SIGTERM/SIGINT), 1 halted (401/403, DLQ breaker, ...),\n"
         "2 refused to start (config, Meisa or Kafka unreachable, missing scopes)",
-        examples="  MEISA_API_KEY=meisa_live_... meisa-bridge run --config bridge.yaml\n",
+        examples="  MEISA_API_KEY=meisa_live_... meisa-bridge run --config bridge.yaml\n"
+        "  meisa-bridge run --config new-rules-bridge.yaml --shadow --shadow-output calls.jsonl\n",
     )
     p.add_argument("--config", required=True, help="deployment YAML (kafka, topics, meisa, rules)")
+    p.add_argument(
+        "--shadow",
+        action="store_true",
+        help="record the calls the rules would make instead of making them (own consumer group)",
+    )
+    p.add_argument(
+        "--shadow-group", default=None, metavar="GROUP", help="default: <group.id>.shadow"
+    )
+    p.add_argument(
+        "--shadow-output", default=None, metavar="FILE", help="append calls as JSON Lines"
+    )
+    p.add_argument(
+        "--shadow-from",
+        choices=["latest", "earliest"],
+        default="latest",
+        help="where a new shadow group starts (default: latest)",
+    )
     p.set_defaults(handler=_run)
 
 

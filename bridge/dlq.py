@@ -18,7 +18,7 @@ import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException
 
@@ -144,6 +144,12 @@ def producer_config(kafka: Mapping[str, Any]) -> dict[str, Any]:
     return conf
 
 
+class DeadLetterSink(Protocol):
+    """Where the pipeline sends poison: the DLQ producer, or a shadow run's recorder."""
+
+    async def send(self, letter: DeadLetter) -> None: ...
+
+
 class DeadLetterProducer:
     """Writes DLQ records; `await send(letter)` returns once the broker acknowledged it."""
 
@@ -239,6 +245,16 @@ class DlqBreaker:
         self.max_ratio = max_ratio
         self._window: deque[bool] = deque(maxlen=max(window, 1))
         self._consecutive = 0
+
+    def fill(self) -> tuple[float, float]:
+        """How close each check is to tripping, (consecutive, ratio); 1 = at its limit (0: off).
+
+        The ratio check trips once the window is full and more than `max_ratio` of it is
+        poison, so its fill is the poison count over `max_ratio` times the window's length."""
+        consecutive = self._consecutive / self.max_consecutive if self.max_consecutive > 0 else 0.0
+        size = self._window.maxlen or 1
+        ratio = sum(self._window) / (self.max_ratio * size) if self.max_ratio > 0 else 0.0
+        return consecutive, ratio
 
     def record(self, poison: bool) -> None:
         """Count one finished message; raises DlqBreakerTripped when a limit is passed."""

@@ -31,6 +31,7 @@ Retries, DLQ routing and halting key off these types, never off message strings:
     │   ├── DlqBreakerTripped  too many poison messages in a row or in a window
     │   ├── DeadLetterWriteFailed  the DLQ record was not acknowledged by the broker
     │   ├── NoDeadLetterTopic  a poison message and no dead_letter_topic configured
+    │   ├── ShadowWriteRefused a shadow run reached for a Meisa write: refused, never sent
     │   └── UnexpectedDeliveryError  delivery raised outside this tree: halt rather than guess
     └── InternalError          raised and caught inside the bridge, translated before it leaves
         │                      its package; also a ValueError, as the callers catch it
@@ -242,6 +243,10 @@ class DeadLetterWriteFailed(HaltError):
 
 class NoDeadLetterTopic(HaltError):
     """A message is poison and no dead_letter_topic is configured: halt rather than drop it."""
+
+
+class ShadowWriteRefused(HaltError):
+    """A shadow run must never change Meisa: its transport refuses every write request."""
 
 
 class UnexpectedDeliveryError(HaltError):

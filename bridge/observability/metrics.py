@@ -64,6 +64,20 @@ MetricName = Literal[
     "meisa_bridge_lockstep_buffered",
     # Always 1; the version label says which build runs.
     "meisa_bridge_build_info",
+    # Meisa call attempts by call kind and outcome (ok|skipped|retry|poison|halt).
+    "meisa_bridge_call_outcomes_total",
+    # HTTP requests sent to Meisa, by method: each spends the API key's rate budget.
+    "meisa_bridge_requests_total",
+    # The API key's rate limit (whole key, before this replica's share), by window (minute|hour).
+    "meisa_bridge_rate_limit",
+    # Seconds a trigger waited for the rate governor before it was sent.
+    "meisa_bridge_trigger_wait_seconds",
+    # How close the DLQ breaker is to tripping, by check (consecutive|ratio): 1 = at its limit.
+    "meisa_bridge_dlq_breaker_fill",
+    # 1 for a scope the rules (or the unsubscribed list) need that the API key lacks, else 0.
+    "meisa_bridge_scope_missing",
+    # Calls a shadow run would have made, by call kind and rule (nothing was sent).
+    "meisa_bridge_shadow_calls_total",
 ]
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -122,6 +136,16 @@ class Metrics:
         add(Gauge, "meisa_bridge_contact_waits", "Calls waiting for their contact")
         add(Gauge, "meisa_bridge_lockstep_buffered", "Messages held by the event-time lockstep")
         add(Gauge, "meisa_bridge_build_info", "Build information", "version")
+        add(Counter, "meisa_bridge_call_outcomes_total", "Call attempts by outcome", "kind",
+            "outcome")  # fmt: skip
+        add(Counter, "meisa_bridge_requests_total", "HTTP requests sent to Meisa", "method")
+        add(Gauge, "meisa_bridge_rate_limit", "The API key's rate limit", "window")
+        add(Histogram, "meisa_bridge_trigger_wait_seconds", "Trigger wait at the rate governor",
+            buckets=WAIT_BUCKETS)  # fmt: skip
+        add(Gauge, "meisa_bridge_dlq_breaker_fill", "DLQ breaker fill (1 trips)", "check")
+        add(Gauge, "meisa_bridge_scope_missing", "Scope the API key lacks", "scope")
+        add(Counter, "meisa_bridge_shadow_calls_total", "Calls a shadow run would make", "kind",
+            "rule")  # fmt: skip
         self._m["meisa_bridge_build_info"].labels(__version__).set(1)
 
     def _child(self, name: MetricName, *labels: object) -> Any:
@@ -185,6 +209,30 @@ class Metrics:
     def lockstep_buffered(self, count: int) -> None:
         self._m["meisa_bridge_lockstep_buffered"].set(count)
 
+    def call_outcome(self, kind: str, outcome: str) -> None:
+        self._child("meisa_bridge_call_outcomes_total", kind, outcome).inc()
+
+    def request(self, method: str) -> None:
+        self._child("meisa_bridge_requests_total", method).inc()
+
+    def rate_limit(self, window: str, limit: int | None) -> None:
+        """None (an unlimited key) sets no series: there is nothing to compare with."""
+        if limit is not None:
+            self._child("meisa_bridge_rate_limit", window).set(limit)
+
+    def trigger_wait(self, seconds: float) -> None:
+        self._m["meisa_bridge_trigger_wait_seconds"].observe(seconds)
+
+    def dlq_breaker(self, consecutive: float, ratio: float) -> None:
+        self._child("meisa_bridge_dlq_breaker_fill", "consecutive").set(consecutive)
+        self._child("meisa_bridge_dlq_breaker_fill", "ratio").set(ratio)
+
+    def scope_missing(self, scope: str, missing: bool) -> None:
+        self._child("meisa_bridge_scope_missing", scope).set(1 if missing else 0)
+
+    def shadow_call(self, kind: str, rule: str) -> None:
+        self._child("meisa_bridge_shadow_calls_total", kind, rule).inc()
+
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)
@@ -221,6 +269,9 @@ class NullMetrics(Metrics):
         pass
 
     def halted(self, flag: bool) -> None:
+        pass
+
+    def trigger_wait(self, seconds: float) -> None:
         pass
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bridge.config import BridgeConfig
-from bridge.dlq import DeadLetter, DeadLetterProducer, DlqBreaker
+from bridge.dlq import DeadLetter, DeadLetterSink, DlqBreaker
 from bridge.errors import (
     DeadLetterWriteFailed,
     DecodeError,
@@ -61,7 +61,7 @@ class Pipeline:
         rules: EventRules,
         deliver: Deliver,
         guard: Guard,
-        dlq: DeadLetterProducer | None,
+        dlq: DeadLetterSink | None,
         metrics: Metrics | None = None,
         health: HealthState | None = None,
     ) -> None:
@@ -269,6 +269,8 @@ class Pipeline:
         except HaltError as exc:
             self._halt(exc)
             return
+        finally:
+            self._metrics.dlq_breaker(*self._breaker.fill())
         if not poison:
             self._done(message, "skipped" if message.skipped else "ok")
             return

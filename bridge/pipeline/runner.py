@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from bridge.config import BridgeConfig, load_config
 from bridge.errors import (
     ConfigError,
+    Forbidden,
     HaltError,
     RetryableError,
     SkipOutcome,
@@ -33,7 +34,7 @@ from bridge.errors import (
 from bridge.ledger import SentLedger
 from bridge.ledger_kafka import open_ledger
 from bridge.meisa.calls import MeisaCall
-from bridge.meisa.client import MeisaClient
+from bridge.meisa.client import MeisaClient, default_transport
 from bridge.meisa.delivery import Attempt, Deliverer
 from bridge.meisa.governor import RateGovernor
 from bridge.meisa.models import PingInfo
@@ -50,24 +51,43 @@ from bridge.pipeline.dispatcher import Deliver, Slot
 from bridge.pipeline.guards import CallGuard, GuardedSender, SuppressionList
 
 if TYPE_CHECKING:
-    from bridge.dlq import DeadLetterProducer
+    import httpx
+
+    from bridge.dlq import DeadLetterProducer, DeadLetterSink
+    from bridge.shadow import ShadowOptions, ShadowRecorder
 
 log = logging.getLogger("bridge.run")
 
 EXIT_OK, EXIT_HALTED, EXIT_REFUSED = 0, 1, 2
+SUPPRESSION_SCOPE = "contacts:read"  # reads the unsubscribed list; optional (422s still skip)
 PING_ATTEMPTS = 5  # ~15 s of backoff: long enough for a sandbox or a proxy to come up
 KAFKA_PROBE_SECONDS = 15.0  # as long as the ping retries: a broker that is starting may answer
 
 
 def run_command(args: argparse.Namespace) -> int:
+    shadow = _shadow_options(args)
     try:
         config = load_config(args.config)
+        if shadow is not None:
+            from bridge.shadow import shadow_config
+
+            config = shadow_config(config, shadow)
     except ConfigError as exc:
         print(f"meisa-bridge: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     configure_logging(config.logging)
     register_config_secrets(config)
-    return asyncio.run(run_bridge(config, install_signals=True))
+    return asyncio.run(run_bridge(config, install_signals=True, shadow=shadow))
+
+
+def _shadow_options(args: argparse.Namespace) -> ShadowOptions | None:
+    if not getattr(args, "shadow", False):
+        return None
+    from bridge.shadow import ShadowOptions
+
+    return ShadowOptions(
+        group_id=args.shadow_group, output=args.shadow_output, start=args.shadow_from
+    )
 
 
 async def run_bridge(
@@ -76,15 +96,19 @@ async def run_bridge(
     stop: asyncio.Event | None = None,
     install_signals: bool = False,
     metrics: Metrics | None = None,
+    shadow: ShadowOptions | None = None,
 ) -> int:
-    """Run until `stop` is set (or a signal, or a halt); returns the exit code."""
+    """Run until `stop` is set (or a signal, or a halt); returns the exit code.
+
+    With `shadow` (and a config from bridge.shadow.shadow_config) calls are recorded, not made.
+    """
     metrics = metrics or Metrics()
     health = HealthState()
-    client = MeisaClient(config.meisa)
+    client = MeisaClient(config.meisa, transport=_transport(config, metrics, shadow))
     try:
         async with AsyncExitStack() as stack:
             try:
-                info = await startup_check(client, config)
+                info = await startup_check(client, config, metrics)
                 ledger = await stack.enter_async_context(open_ledger(config.kafka, config.ledger))
             except StartupRefused as exc:
                 return _refuse(exc)
@@ -98,9 +122,20 @@ async def run_bridge(
                 stop=stop,
                 install_signals=install_signals,
                 ledger=ledger,
+                shadow=shadow,
             )
     finally:
         await client.aclose()
+
+
+def _transport(
+    config: BridgeConfig, metrics: Metrics, shadow: ShadowOptions | None
+) -> httpx.AsyncBaseTransport:
+    """Every request is counted (it spends the key's budget); a shadow run's cannot write."""
+    from bridge.meisa.transport import CountingTransport, ReadOnlyTransport
+
+    counted = CountingTransport(default_transport(config.meisa), metrics.request)
+    return counted if shadow is None else ReadOnlyTransport(counted)
 
 
 def _refuse(exc: StartupRefused) -> int:
@@ -111,7 +146,9 @@ def _refuse(exc: StartupRefused) -> int:
     return EXIT_REFUSED
 
 
-async def startup_check(client: MeisaClient, config: BridgeConfig) -> PingInfo:
+async def startup_check(
+    client: MeisaClient, config: BridgeConfig, metrics: Metrics | None = None
+) -> PingInfo:
     """GET /ping, then compare the key's scopes with what the rules need."""
     if not config.rules:
         # Consuming without rules would commit every event with no call: refuse instead.
@@ -123,7 +160,10 @@ async def startup_check(client: MeisaClient, config: BridgeConfig) -> PingInfo:
             "no Meisa API key: set MEISA_API_KEY (or meisa.api_key / meisa.api_key_file)"
         )
     info = await _ping(client, config)
-    missing = missing_scopes(config.rules.scopes_needed(), info.scopes)
+    needed = config.rules.scopes_needed()
+    missing = missing_scopes(needed, info.scopes)
+    if metrics is not None:
+        _key_metrics(metrics, config, info, needed)
     if missing:
         raise StartupRefused(format_missing(missing))
     log.info(
@@ -136,6 +176,17 @@ async def startup_check(client: MeisaClient, config: BridgeConfig) -> PingInfo:
     )
     await _check_kafka(config)
     return info
+
+
+def _key_metrics(
+    metrics: Metrics, config: BridgeConfig, info: PingInfo, needed: dict[str, list[str]]
+) -> None:
+    """The key's limits, and a 0/1 gauge per scope the rules (or the unsubscribed list) use."""
+    metrics.rate_limit("minute", config.meisa.rate_limit_per_minute or info.rate_limit_per_minute)
+    metrics.rate_limit("hour", config.meisa.rate_limit_per_hour or info.rate_limit_per_hour)
+    scopes = set(needed) | ({SUPPRESSION_SCOPE} if config.suppression.enabled else set())
+    for scope in sorted(scopes):
+        metrics.scope_missing(scope, scope not in info.scopes)
 
 
 def _limit(value: int | None) -> str:
@@ -194,14 +245,20 @@ async def _ping(client: MeisaClient, config: BridgeConfig) -> PingInfo:
 
 @dataclass(frozen=True)
 class _Parts:
-    deliverer: Deliverer
+    deliver: Deliver
     governor: RateGovernor
     guard: CallGuard
     suppression: SuppressionList
 
 
 def _build(
-    config: BridgeConfig, client: MeisaClient, info: PingInfo, metrics: Metrics, ledger: SentLedger
+    config: BridgeConfig,
+    client: MeisaClient,
+    info: PingInfo,
+    metrics: Metrics,
+    ledger: SentLedger,
+    *,
+    shadow: ShadowRecorder | None = None,
 ) -> _Parts:
     suppression = SuppressionList(
         client.unsubscribed_emails, interval=config.suppression.interval_seconds
@@ -210,6 +267,13 @@ def _build(
     governor = RateGovernor.from_ping(info, config.meisa)
     if governor.per_minute is not None:  # None: an unlimited (sandbox) key
         metrics.governor_rate(governor.per_minute)
+    if shadow is not None:
+        from bridge.shadow import ShadowDeliverer
+
+        recorded = ShadowDeliverer(
+            shadow, acquire=governor.acquire, guard=guard, metrics=metrics, sent=ledger.check
+        )
+        return _Parts(recorded.deliver, governor, guard, suppression)
     deliverer = Deliverer(
         GuardedSender(client, guard),
         governor,
@@ -217,7 +281,7 @@ def _build(
         on_attempt=_attempt_metrics(metrics),
         ledger=ledger,
     )
-    return _Parts(deliverer, governor, guard, suppression)
+    return _Parts(_waits_for_contacts(deliverer), governor, guard, suppression)
 
 
 def _waits_for_contacts(deliverer: Deliverer) -> Deliver:
@@ -233,12 +297,27 @@ def _attempt_metrics(metrics: Metrics) -> Callable[[Attempt], None]:
     def record(attempt: Attempt) -> None:
         kind = attempt.call.kind
         metrics.calls(kind, _status(attempt))
+        metrics.call_outcome(kind, _outcome(attempt.error))
         metrics.call_latency(kind, attempt.duration)
         metrics.governor_wait(attempt.waited)
+        if kind == "trigger":
+            metrics.trigger_wait(attempt.waited)
         if isinstance(attempt.error, RetryableError):
             metrics.retries(kind, type(attempt.error).__name__)
+        if isinstance(attempt.error, Forbidden):  # the key lost a scope while running
+            metrics.scope_missing(attempt.call.scope, True)
 
     return record
+
+
+def _outcome(error: BaseException | None) -> str:
+    """ok | skipped | retry | poison | halt: what the attempt's answer means for the message."""
+    if error is None:
+        return "ok"
+    for kind, name in ((SkipOutcome, "skipped"), (RetryableError, "retry"), (HaltError, "halt")):
+        if isinstance(error, kind):
+            return name
+    return "poison"
 
 
 def _status(attempt: Attempt) -> int | str:
@@ -263,6 +342,7 @@ async def _serve(
     stop: asyncio.Event | None,
     install_signals: bool,
     ledger: SentLedger,
+    shadow: ShadowOptions | None = None,
 ) -> int:
     from bridge.codecs import build_decoder
     from bridge.pipeline.pipeline import Pipeline
@@ -270,20 +350,26 @@ async def _serve(
     dlq: DeadLetterProducer | None = None
     server = HealthServer(config.server, health, metrics)
     try:
-        dlq = await _open_dead_letter(config)
+        dlq = await _open_dead_letter(config) if shadow is None else None
         _bind(server, config)
     except StartupRefused as exc:
         if dlq is not None:
             dlq.close(0)
         return _refuse(exc)
-    parts = _build(config, client, info, metrics, ledger)
+    recorder = _recorder(shadow, metrics)
+    sink: DeadLetterSink | None = dlq
+    if recorder is not None:
+        from bridge.shadow import ShadowDeadLetters
+
+        sink = ShadowDeadLetters(recorder)
+    parts = _build(config, client, info, metrics, ledger, shadow=recorder)
     pipeline = Pipeline(
         config=config,
         decoder=build_decoder(config.codec),
         rules=config.rules,
-        deliver=_waits_for_contacts(parts.deliverer),
+        deliver=parts.deliver,
         guard=parts.guard,
-        dlq=dlq,
+        dlq=sink,
         metrics=metrics,
         health=health,
     )
@@ -297,7 +383,8 @@ async def _serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, _on_signal, sig, config, pipeline.stop)
     log.info(
-        "consuming %s as group %r; /metrics, /healthz, /readyz on %s:%s",
+        "%s %s as group %r; /metrics, /healthz, /readyz on %s:%s",
+        "consuming" if shadow is None else "shadow run (nothing is sent to Meisa): consuming",
         ", ".join(config.topics),
         config.kafka.get("group.id"),
         config.server.host,
@@ -313,11 +400,22 @@ async def _serve(
         await parts.governor.aclose()
         if dlq is not None:
             dlq.close()
+        if recorder is not None:
+            log.info("shadow run: %d call(s) recorded, none sent", recorder.calls)
+            recorder.close()
     if halted is not None:
         print(f"meisa-bridge: halted: {type(halted).__name__}: {halted}", file=sys.stderr)
         return EXIT_HALTED
     log.info("stopped; the offsets of finished events are committed")
     return EXIT_OK
+
+
+def _recorder(shadow: ShadowOptions | None, metrics: Metrics) -> ShadowRecorder | None:
+    if shadow is None:
+        return None
+    from bridge.shadow import ShadowRecorder
+
+    return ShadowRecorder.open(metrics, shadow.output)
 
 
 async def _open_dead_letter(config: BridgeConfig) -> DeadLetterProducer | None:

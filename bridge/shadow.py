@@ -1,0 +1,201 @@
+"""Shadow run (`meisa-bridge run --shadow`): the live pipeline with Meisa writes recorded, not made.
+
+A shadow run consumes the live topics in a consumer group of its own (`<group>.shadow` unless
+named), so it never commits, moves or joins the live group's offsets. Everything up to the call
+is the live bridge's own code: decode, rules, per-contact ordering, coalescing, max_age and the
+unsubscribed list, the rate governor's pacing. Then, instead of calling Meisa, each call is
+recorded: a log line, `meisa_bridge_shadow_calls_total{kind,rule}`, and with `--shadow-output` a
+JSON line. Poison messages are recorded the same way instead of being written to the DLQ.
+
+Writes are impossible by construction, not by care: the Meisa client of a shadow run sits on a
+ReadOnlyTransport (bridge.meisa.transport) that raises ShadowWriteRefused for anything but GET,
+HEAD and OPTIONS, so only the start-up GET /ping/ and the unsubscribed-list GET reach Meisa. The
+pipeline's deliver step is `ShadowDeliverer.deliver`, which never touches the client at all, and
+reads the sent-email ledger (a trigger already sent is skipped, as live) but never records in it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import orjson
+
+from bridge.config import BridgeConfig
+from bridge.dlq import DeadLetter
+from bridge.errors import ConfigError
+from bridge.meisa.calls import MeisaCall
+from bridge.meisa.models import CallResult
+from bridge.observability import Metrics
+from bridge.pipeline.dispatcher import Slot
+from bridge.pipeline.guards import current_messages
+from bridge.pipeline.message import InFlight
+
+log = logging.getLogger("bridge.shadow")
+
+Start = Literal["latest", "earliest"]
+# A client id and a static group membership id must not be shared with the live replicas.
+_PER_MEMBER = ("group.instance.id", "client.id")
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowOptions:
+    group_id: str | None = None  # None: `<live group>.shadow`
+    output: str | None = None  # JSON Lines file of the recorded calls
+    start: Start = "latest"  # where a new shadow group starts reading
+
+
+def shadow_config(config: BridgeConfig, options: ShadowOptions) -> BridgeConfig:
+    """The config with the shadow's own consumer group; refuses the live group."""
+    live = str(config.kafka.get("group.id") or "meisa-bridge")
+    group = options.group_id or f"{live}.shadow"
+    if group == live:
+        raise ConfigError(
+            f"the shadow group must differ from the live group {live!r}", field="--shadow-group"
+        )
+    kafka: dict[str, Any] = {**config.kafka, "group.id": group}
+    kafka["auto.offset.reset"] = options.start
+    for key in _PER_MEMBER:
+        if key in kafka:
+            kafka[key] = f"{kafka[key]}.shadow"
+    return replace(config, kafka=kafka)
+
+
+class ShadowRecorder:
+    """Writes down each call (and poison message) a shadow run would have sent."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        output: IO[bytes] | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._metrics = metrics
+        self._output = output
+        self._clock = clock
+        self.calls = 0
+
+    @classmethod
+    def open(cls, metrics: Metrics, path: str | None) -> ShadowRecorder:
+        return cls(metrics, Path(path).open("ab") if path else None)  # closed by close()
+
+    def call(self, call: MeisaCall, messages: Sequence[InFlight]) -> None:
+        self.calls += 1
+        self._metrics.shadow_call(call.kind, call.rule)
+        events = [_event(m) for m in messages]
+        where = "; ".join(_where(e["topic"], e["partition"], e["offset"]) for e in events)
+        log.info("shadow: would call %s (rule %s) for %s", call.endpoint, call.rule, where or "-")
+        self._write(
+            {
+                "record": "call",
+                "kind": call.kind,
+                "endpoint": call.endpoint,
+                "rule": call.rule,
+                "action": call.action,
+                "body": dict(call.body),
+                "events": events,
+            }
+        )
+
+    def dead_letter(self, letter: DeadLetter) -> None:
+        where = _where(letter.topic, letter.partition, letter.offset)
+        log.warning(
+            "shadow: would dead-letter %s (%s, rule %s): %s",
+            where,
+            letter.stage,
+            letter.rule or "-",
+            letter.error,
+        )
+        self._write(
+            {
+                "record": "dead_letter",
+                "stage": letter.stage,
+                "rule": letter.rule,
+                "error": type(letter.error).__name__,
+                "message": str(letter.error),
+                "events": [
+                    {"topic": letter.topic, "partition": letter.partition, "offset": letter.offset}
+                ],
+            }
+        )
+
+    def _write(self, obj: dict[str, Any]) -> None:
+        if self._output is None:
+            return
+        obj = {"time": _iso(self._clock()), **obj}
+        self._output.write(orjson.dumps(obj) + b"\n")
+        self._output.flush()  # a reader following the file sees each call as it is made
+
+    def close(self) -> None:
+        if self._output is not None:
+            self._output.close()
+
+
+class ShadowDeliverer:
+    """The pipeline's deliver step for a shadow run: pace and guard as live, then record."""
+
+    def __init__(
+        self,
+        recorder: ShadowRecorder,
+        *,
+        acquire: Callable[[int], Awaitable[float]],
+        guard: Callable[[MeisaCall, Sequence[InFlight]], None],
+        metrics: Metrics,
+        sent: Callable[[MeisaCall], None] = lambda call: None,
+    ) -> None:
+        self._recorder = recorder
+        self._acquire = acquire
+        self._guard = guard
+        self._metrics = metrics
+        self._sent = sent  # the sent-email ledger's lookup (read only): AlreadySent skips
+
+    async def deliver(self, call: MeisaCall, slot: Slot | None = None) -> CallResult:
+        async with slot or nullcontext():
+            waited = await self._acquire(call.priority)
+            if call.kind == "trigger":
+                self._metrics.trigger_wait(waited)
+            messages = current_messages.get()
+            self._guard(call, messages)  # stale after the wait, as the live sender checks again
+            self._sent(call)
+            self._recorder.call(call, messages)
+        return CallResult(status=0, body=None, reason="shadow: not sent")
+
+
+class ShadowDeadLetters:
+    """Stands in for the DLQ producer: poison is recorded, never written to the topic."""
+
+    def __init__(self, recorder: ShadowRecorder) -> None:
+        self._recorder = recorder
+
+    async def send(self, letter: DeadLetter) -> None:
+        self._recorder.dead_letter(letter)
+
+    def close(self, timeout: float = 0.0) -> int:
+        return 0
+
+
+def _event(message: InFlight) -> dict[str, Any]:
+    r = message.record
+    env = message.envelope
+    return {
+        "topic": r.topic,
+        "partition": r.partition,
+        "offset": r.offset,
+        "id": env.id if env is not None else None,
+        "type": env.type if env is not None else None,
+    }
+
+
+def _where(topic: str, partition: int, offset: int) -> str:
+    # Not topic/partition@offset: the log's email masking would take that for an address.
+    return f"{topic} partition {partition} offset {offset}"
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1000):03d}Z"

@@ -1,0 +1,128 @@
+"""Shadow run pieces without a broker: the consumer group it uses, and what it records."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Sequence
+
+import orjson
+import pytest
+
+from bridge.config import BridgeConfig
+from bridge.dlq import DeadLetter, DlqBreaker
+from bridge.errors import ConfigError, DecodeError, DlqBreakerTripped, StaleEvent
+from bridge.events import Envelope, Record
+from bridge.meisa.calls import MeisaCall
+from bridge.observability import Metrics
+from bridge.pipeline.guards import current_messages
+from bridge.pipeline.message import InFlight
+from bridge.shadow import (
+    ShadowDeadLetters,
+    ShadowDeliverer,
+    ShadowOptions,
+    ShadowRecorder,
+    shadow_config,
+)
+
+LIVE = BridgeConfig(kafka={"group.id": "bridge", "group.instance.id": "pod-0", "acks": "all"})
+CALL = MeisaCall(
+    kind="trigger",
+    body={"trigger_key": "otp", "to_email": "a@example.com"},
+    contact_key="a@example.com",
+    rule="otp",
+)
+
+
+def test_the_shadow_group_is_derived_and_never_the_live_one() -> None:
+    config = shadow_config(LIVE, ShadowOptions())
+    assert config.kafka["group.id"] == "bridge.shadow"
+    assert config.kafka["group.instance.id"] == "pod-0.shadow"
+    assert config.kafka["auto.offset.reset"] == "latest"
+    assert config.kafka["acks"] == "all"
+    named = shadow_config(LIVE, ShadowOptions(group_id="try-new-rules", start="earliest"))
+    assert (named.kafka["group.id"], named.kafka["auto.offset.reset"]) == (
+        "try-new-rules",
+        "earliest",
+    )
+    with pytest.raises(ConfigError, match="must differ from the live group 'bridge'"):
+        shadow_config(LIVE, ShadowOptions(group_id="bridge"))
+
+
+def _message(offset: int) -> InFlight:
+    record = Record(topic="app", partition=1, offset=offset, key=None, value=b"{}")
+    return InFlight(record, envelope=Envelope(topic="app", partition=1, offset=offset, data={}))
+
+
+async def test_the_deliverer_paces_guards_and_records_without_sending() -> None:
+    out, metrics = io.BytesIO(), Metrics()
+    recorder = ShadowRecorder(metrics, out, clock=lambda: 0.0)
+    asked: list[int] = []
+
+    async def acquire(priority: int) -> float:
+        asked.append(priority)
+        return 0.25
+
+    def guard(call: MeisaCall, messages: Sequence[InFlight]) -> None:
+        if call.rule == "stale":
+            raise StaleEvent("old")
+
+    deliverer = ShadowDeliverer(recorder, acquire=acquire, guard=guard, metrics=metrics)
+    token = current_messages.set([_message(7)])
+    try:
+        result = await deliverer.deliver(CALL)
+        with pytest.raises(StaleEvent):
+            await deliverer.deliver(MeisaCall(kind="track", body={}, contact_key="x", rule="stale"))
+    finally:
+        current_messages.reset(token)
+    assert result.reason == "shadow: not sent"
+    assert asked == [0, 1]
+    [line] = out.getvalue().splitlines()
+    record = orjson.loads(line)
+    assert record["time"] == "1970-01-01T00:00:00.000Z"
+    assert (record["record"], record["kind"], record["rule"]) == ("call", "trigger", "otp")
+    assert record["body"] == dict(CALL.body)
+    assert record["events"] == [
+        {"topic": "app", "partition": 1, "offset": 7, "id": None, "type": None}
+    ]
+    text = metrics.render().decode()
+    assert 'meisa_bridge_shadow_calls_total{kind="trigger",rule="otp"} 1.0' in text
+    assert "meisa_bridge_trigger_wait_seconds_sum 0.25" in text
+
+
+def test_poison_is_recorded_instead_of_dead_lettered() -> None:
+    out = io.BytesIO()
+    sink = ShadowDeadLetters(ShadowRecorder(Metrics(), out))
+    letter = DeadLetter(
+        topic="app",
+        partition=0,
+        offset=3,
+        key=None,
+        value=b"{",
+        headers=(),
+        timestamp=None,
+        error=DecodeError("invalid JSON"),
+        stage="decode",
+        rule="",
+        attempts=0,
+    )
+    asyncio.run(sink.send(letter))
+    record = orjson.loads(out.getvalue())
+    assert (record["record"], record["stage"], record["error"]) == (
+        "dead_letter",
+        "decode",
+        "DecodeError",
+    )
+    assert record["events"] == [{"topic": "app", "partition": 0, "offset": 3}]
+
+
+def test_breaker_fill_reaches_one_where_it_trips() -> None:
+    breaker = DlqBreaker(max_consecutive=4, max_ratio=0.5, window=4)
+    for _ in range(2):
+        breaker.record(True)
+    assert breaker.fill() == (0.5, 1.0)
+    breaker.record(False)
+    assert breaker.fill() == (0.0, 1.0)
+    with pytest.raises(DlqBreakerTripped):
+        breaker.record(True)  # 3 of the last 4 are poison: more than half
+    assert DlqBreaker(max_consecutive=0, max_ratio=0, window=10).fill() == (0.0, 0.0)
