@@ -126,6 +126,9 @@ class SuppressionSettings:
 class ServerSettings:
     host: str = "0.0.0.0"  # health/metrics are meant to be scraped from the pod network
     port: int = 9400
+    # After a halt or a refused start, keep serving /metrics and /readyz this long before the
+    # process exits, so monitoring scrapes why (halted, scopes missing); 0 exits at once.
+    halt_linger_seconds: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -133,6 +133,7 @@ class ShadowRecorder:
         self._output.flush()  # a reader following the file sees each call as it is made
 
     def close(self) -> None:
+        log.info("shadow run: %d call(s) recorded, none sent", self.calls)
         if self._output is not None:
             self._output.close()
 

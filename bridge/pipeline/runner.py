@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -111,7 +112,9 @@ async def run_bridge(
                 info = await startup_check(client, config, metrics)
                 ledger = await stack.enter_async_context(open_ledger(config.kafka, config.ledger))
             except StartupRefused as exc:
-                return _refuse(exc)
+                code = _refuse(exc)
+                await _linger_refused(config, health, metrics, exc, stop)
+                return code
             health.meisa_reachable = True
             return await _serve(
                 config,
@@ -357,11 +360,6 @@ async def _serve(
             dlq.close(0)
         return _refuse(exc)
     recorder = _recorder(shadow, metrics)
-    sink: DeadLetterSink | None = dlq
-    if recorder is not None:
-        from bridge.shadow import ShadowDeadLetters
-
-        sink = ShadowDeadLetters(recorder)
     parts = _build(config, client, info, metrics, ledger, shadow=recorder)
     pipeline = Pipeline(
         config=config,
@@ -369,19 +367,14 @@ async def _serve(
         rules=config.rules,
         deliver=parts.deliver,
         guard=parts.guard,
-        dlq=sink,
+        dlq=_sink(dlq, recorder),
         metrics=metrics,
         health=health,
     )
     background = [asyncio.create_task(server.serve(), name="health")]
     if config.suppression.enabled:
         background.append(asyncio.create_task(parts.suppression.run(), name="suppression"))
-    if stop is not None:
-        background.append(asyncio.create_task(_relay(stop.wait(), pipeline.stop)))
-    if install_signals:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, _on_signal, sig, config, pipeline.stop)
+    stopping = _wire_stop(config, pipeline.stop, stop, install_signals, background)
     log.info(
         "%s %s as group %r; /metrics, /healthz, /readyz on %s:%s",
         "consuming" if shadow is None else "shadow run (nothing is sent to Meisa): consuming",
@@ -392,6 +385,8 @@ async def _serve(
     )
     try:
         halted = await pipeline.run()
+        if halted is not None:
+            await _linger(config.server.halt_linger_seconds, stopping)
     finally:
         server.stop()
         for task in background:
@@ -401,13 +396,80 @@ async def _serve(
         if dlq is not None:
             dlq.close()
         if recorder is not None:
-            log.info("shadow run: %d call(s) recorded, none sent", recorder.calls)
             recorder.close()
     if halted is not None:
         print(f"meisa-bridge: halted: {type(halted).__name__}: {halted}", file=sys.stderr)
         return EXIT_HALTED
     log.info("stopped; the offsets of finished events are committed")
     return EXIT_OK
+
+
+def _wire_stop(
+    config: BridgeConfig,
+    stop_pipeline: Callable[[], None],
+    stop: asyncio.Event | None,
+    install_signals: bool,
+    background: list[asyncio.Task[None]],
+) -> asyncio.Event:
+    """Route `stop` and SIGTERM/SIGINT to the pipeline; the event returned is set by either
+    (it also ends the linger after a halt)."""
+    stopping = asyncio.Event()
+
+    def stop_all() -> None:
+        stopping.set()
+        stop_pipeline()
+
+    if stop is not None:
+        background.append(asyncio.create_task(_relay(stop.wait(), stop_all)))
+    if install_signals:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, _on_signal, sig, config, stop_all)
+    return stopping
+
+
+def _sink(dlq: DeadLetterProducer | None, recorder: ShadowRecorder | None) -> DeadLetterSink | None:
+    """Where poison goes: the DLQ, or in a shadow run the recorder."""
+    if recorder is None:
+        return dlq
+    from bridge.shadow import ShadowDeadLetters
+
+    return ShadowDeadLetters(recorder)
+
+
+async def _linger(seconds: float, stop: asyncio.Event) -> None:
+    """Keep /metrics and /readyz up after a halt so monitoring sees it (ends early on a stop)."""
+    if seconds <= 0 or stop.is_set():
+        return
+    log.info("halted: serving /metrics and /readyz for %g s (server.halt_linger_seconds)", seconds)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def _linger_refused(
+    config: BridgeConfig,
+    health: HealthState,
+    metrics: Metrics,
+    exc: StartupRefused,
+    stop: asyncio.Event | None,
+) -> None:
+    """A refused start serves /metrics (halted, scopes missing) during the linger, too."""
+    if config.server.halt_linger_seconds <= 0:
+        return
+    health.halt(f"refused to start: {exc}")
+    metrics.halted(True)
+    server = HealthServer(config.server, health, metrics)
+    try:
+        server.bind()
+    except OSError:
+        return
+    task = asyncio.create_task(server.serve(), name="health")
+    try:
+        await _linger(config.server.halt_linger_seconds, stop or asyncio.Event())
+    finally:
+        server.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def _recorder(shadow: ShadowOptions | None, metrics: Metrics) -> ShadowRecorder | None:
