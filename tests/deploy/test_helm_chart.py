@@ -127,7 +127,8 @@ def test_probes_hit_healthz_and_readyz_on_the_metrics_port(
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     [port] = c["ports"]
     assert (port["name"], port["containerPort"]) == ("metrics", 9400)
-    assert bridge_yaml(docs)["server"] == {"host": "0.0.0.0", "port": 9400}
+    server = {"host": "0.0.0.0", "port": 9400, "halt_linger_seconds": 120}
+    assert bridge_yaml(docs)["server"] == server
     assert one(docs, "Service")["spec"]["ports"][0]["targetPort"] == "metrics"
 
 

@@ -137,7 +137,7 @@ when the HPA has scaled all the way out, so the replicas together never exceed t
 {{- end }}
 {{- $kafka = mergeOverwrite (deepCopy .Values.kafka.properties) $kafka }}
 {{- $meisa := dict "base_url" .Values.meisa.baseUrl "api_key" "${MEISA_API_KEY}" "rate_share" "${MEISA_RATE_SHARE:-1}" }}
-{{- $server := dict "host" "0.0.0.0" "port" (.Values.service.port | int) }}
+{{- $server := dict "host" "0.0.0.0" "port" (.Values.service.port | int) "halt_linger_seconds" .Values.monitoring.haltLingerSeconds }}
 {{- $computed := dict "kafka" $kafka "topics" .Values.topics "meisa" $meisa "server" $server "rules_file" "rules.yaml" }}
 {{- if .Values.deadLetterTopic }}{{ $_ := set $computed "dead_letter_topic" .Values.deadLetterTopic }}{{ end }}
 {{- $config := mergeOverwrite (deepCopy .Values.config) $computed }}
