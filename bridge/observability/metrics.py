@@ -142,7 +142,7 @@ class Metrics:
         add(Gauge, "meisa_bridge_rate_limit", "The API key's rate limit", "window")
         add(Histogram, "meisa_bridge_trigger_wait_seconds", "Trigger wait at the rate governor",
             buckets=WAIT_BUCKETS)  # fmt: skip
-        add(Gauge, "meisa_bridge_dlq_breaker_fill", "DLQ breaker fill (1 trips)", "check")
+        add(Gauge, "meisa_bridge_dlq_breaker_fill", "DLQ breaker fill (1 = at its limit)", "check")
         add(Gauge, "meisa_bridge_scope_missing", "Scope the API key lacks", "scope")
         add(Counter, "meisa_bridge_shadow_calls_total", "Calls a shadow run would make", "kind",
             "rule")  # fmt: skip
