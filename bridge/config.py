@@ -88,7 +88,7 @@ class PipelineSettings:
     # empty partition that is still being read, and how long an empty partition that is neither
     # paused nor at its end is waited for.
     max_skew_seconds: float = 0.0
-    max_idle_seconds: float = 2.0
+    max_idle_seconds: float = 5.0
     # A track/tag/enrol answered 404 waits this long for its contact to appear, then is poison.
     contact_wait_seconds: float = 300.0
     # Contact identities (external_id/email links) and known contacts remembered, LRU-bounded.

@@ -222,6 +222,23 @@ class KafkaSource:
                 out[(t, p)] = int(high)
         return out
 
+    async def fetch_lags(self, tps: Iterable[TP]) -> dict[TP, int]:
+        """Messages between this consumer's position and the cached high watermark, for the
+        partitions where both are known (no broker round trip): 0 means caught up, more means
+        data is on its way, absent means not known yet (no fetch answered)."""
+        return dict(await self._run(self._fetch_lags, list(tps)))
+
+    def _fetch_lags(self, tps: list[TP]) -> dict[TP, int]:
+        highs = self._watermarks(tps)
+        known = [TopicPartition(t, p) for t, p in tps if (t, p) in highs]
+        if not known:
+            return {}
+        out = {}
+        for tp in self._consumer.position(known):
+            if tp.offset >= 0:
+                out[(tp.topic, tp.partition)] = max(0, highs[(tp.topic, tp.partition)] - tp.offset)
+        return out
+
     async def close(self) -> None:
         """Leave the group (the revoke callback commits what is done), then stop the thread."""
         if self._consumer is not None:

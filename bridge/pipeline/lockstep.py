@@ -10,8 +10,12 @@ hands them on smallest event time first:
 - a message is admitted when no other partition could still deliver an older one: every other
   partition either has a buffered head at least as old (it is merged by time), or is known to be
   at its end (the consumer reported end of partition after its last buffered message), or has
-  been empty and unpaused for longer than `max_idle` (an idle partition is not waited for
-  forever), or last delivered a message at most `max_skew` seconds older;
+  been empty and unpaused for longer than `max_idle` while the consumer could not say whether
+  more data is on its way (an idle partition is not waited for forever), or last delivered a
+  message at most `max_skew` seconds older; a partition whose fetch lag is known to be positive
+  (messages between its position and its high watermark, `set_lag`) is waited for
+  `LAG_WAIT_FACTOR` times longer (data is on its way; only an open transaction could hold it
+  back for long), and one whose lag is 0 is caught up;
 - a partition paused by backpressure with an empty buffer is waited for: it is behind, and the
   others must not run ahead of it (they fill their buffers and are paused in turn);
 - messages the caller marks `urgent` (calls that depend on nothing, such as a one-time code) are
@@ -32,6 +36,8 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 TopicPartition = tuple[str, int]
 NEVER = float("-inf")
+# A partition known to have data on its way is waited for this many times `max_idle`.
+LAG_WAIT_FACTOR = 12
 
 
 @dataclass(slots=True)
@@ -41,12 +47,13 @@ class _Input(Generic[T]):
     paused: bool = False
     empty_since: float = 0.0
     last_time: float = NEVER  # event time of the newest message pushed
+    lag: int | None = None  # fetch lag when the buffer last ran empty (None: not known)
 
 
 class Lockstep(Generic[T]):
     """Per-partition buffers merged by event time (see module docstring)."""
 
-    def __init__(self, *, max_skew: float = 0.0, max_idle: float = 2.0) -> None:
+    def __init__(self, *, max_skew: float = 0.0, max_idle: float = 5.0) -> None:
         self.max_skew = max_skew
         self.max_idle = max_idle
         self._inputs: dict[TopicPartition, _Input[T]] = {}
@@ -71,6 +78,7 @@ class Lockstep(Generic[T]):
             return
         state.buffer.append((time, item))
         state.at_end = False
+        state.lag = None
         state.last_time = max(state.last_time, time)
 
     def at_end(self, tp: TopicPartition) -> None:
@@ -78,6 +86,15 @@ class Lockstep(Generic[T]):
         state = self._inputs.get(tp)
         if state is not None:
             state.at_end = True
+
+    def waiting_for_data(self) -> list[TopicPartition]:
+        """Empty partitions not known to be at their end: the caller reports their lag."""
+        return [tp for tp, s in self._inputs.items() if not s.buffer and not s.at_end]
+
+    def set_lag(self, tp: TopicPartition, lag: int | None) -> None:
+        state = self._inputs.get(tp)
+        if state is not None and not state.buffer:
+            state.lag = lag
 
     def set_paused(self, tp: TopicPartition, paused: bool) -> None:
         state = self._inputs.get(tp)
@@ -120,8 +137,9 @@ class Lockstep(Generic[T]):
         return min(limits, default=float("inf"))
 
     def _limit(self, state: _Input[T], now: float) -> float:
-        if state.at_end:
+        if state.at_end or state.lag == 0:
             return float("inf")
-        if not state.paused and now - state.empty_since >= self.max_idle:
+        bound = self.max_idle * (1 if state.lag is None else LAG_WAIT_FACTOR)
+        if not state.paused and now - state.empty_since >= bound:
             return float("inf")  # idle: not waited for any longer
         return state.last_time + self.max_skew

@@ -176,6 +176,7 @@ class Pipeline:
                     self._accept(Record.from_kafka(m))
                 for tp in ends:
                     self.lockstep.at_end(tp)
+                await self._report_lags()
                 self._admit()
                 await self._backpressure()
         except Exception as exc:
@@ -215,6 +216,14 @@ class Pipeline:
         if event_time is None:
             event_time = self._loop.time() if self._loop else 0.0
         self.lockstep.push(tp, event_time, (message, calls))
+
+    async def _report_lags(self) -> None:
+        """Tell the lockstep which empty partitions still have data on its way."""
+        empty = [tp for tp in self.lockstep.waiting_for_data() if tp not in self._paused]
+        if empty:
+            lags = await self._source.fetch_lags(empty)
+            for tp in empty:
+                self.lockstep.set_lag(tp, lags.get(tp))
 
     def _admit(self) -> None:
         """Hand the messages the lockstep lets go to the dispatcher, oldest event first."""

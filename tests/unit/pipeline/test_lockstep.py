@@ -102,3 +102,22 @@ def test_admission_never_overtakes_an_older_buffered_event(
     admitted.extend(ls.admit(now=0.0))
     assert admitted == sorted(admitted)  # every partition was waited for: a total time order
     assert sorted(admitted) == sorted(t for ts in per_tp.values() for t in ts)
+
+
+def test_a_partition_with_data_on_its_way_is_waited_for_past_max_idle() -> None:
+    ls: Lockstep[str] = Lockstep(max_idle=2.0)
+    ls.assign([A, B], now=0.0)
+    ls.push(A, 10.0, "a10")
+    ls.set_lag(B, 500)  # B's position is 500 below its high watermark
+    assert ls.admit(now=10.0) == []
+    ls.set_lag(B, 0)  # caught up: nothing more to wait for
+    assert ls.admit(now=10.0) == ["a10"]
+
+
+def test_data_on_its_way_is_not_waited_for_forever() -> None:
+    ls: Lockstep[str] = Lockstep(max_idle=2.0)
+    ls.assign([A, B], now=0.0)
+    ls.push(A, 10.0, "a10")
+    ls.set_lag(B, 1)  # e.g. an open transaction past the last stable offset
+    assert ls.admit(now=23.9) == []
+    assert ls.admit(now=24.0) == ["a10"]
