@@ -37,8 +37,9 @@ COPY --from=builder /opt/venv /opt/venv
 USER 10001:10001
 WORKDIR /tmp
 EXPOSE 9400
-# Liveness from inside the image (compose, plain docker); Kubernetes uses its own probes.
+# Liveness from inside the image (compose, plain docker); Kubernetes uses its own probes. The port
+# follows BRIDGE_HTTP_PORT, which the example config reads for server.port (default 9400).
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-  CMD ["python", "-c", "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:9400/healthz', timeout=2)"]
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('BRIDGE_HTTP_PORT', '9400'), timeout=2)"]
 ENTRYPOINT ["meisa-bridge"]
 CMD ["run", "--config", "/etc/meisa-bridge/bridge.yaml"]

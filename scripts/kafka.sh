@@ -5,6 +5,7 @@
 #   scripts/kafka.sh stop     controlled shutdown (SIGTERM), wait until the ports are free
 #   scripts/kafka.sh status   exit 0 if the broker is running and answers clients
 #   scripts/kafka.sh reset    stop if running, wipe data and logs
+#   scripts/kafka.sh libdir   resolve the jars (first run) and print their folder (the Kafka image)
 #
 # Environment:
 #   KAFKA_PORT             client port (default 9092)
@@ -276,8 +277,9 @@ case "${1:-}" in
   stop) cmd_stop ;;
   status) cmd_status ;;
   reset) cmd_reset ;;
+  libdir) ensure_jars >&2 && lib_dir ;;
   *)
-    echo "usage: $0 start|stop|status|reset" >&2
+    echo "usage: $0 start|stop|status|reset|libdir" >&2
     exit 2
     ;;
 esac

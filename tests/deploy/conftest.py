@@ -13,6 +13,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "meisa-bridge"
 HELM_SH = ROOT / "scripts" / "helm.sh"
+IMAGES_SH = ROOT / "scripts" / "images.sh"
 
 Render = Callable[..., list[dict[str, Any]]]
 
@@ -52,3 +53,27 @@ def render(helm: Callable[..., subprocess.CompletedProcess[str]]) -> Render:
         return [doc for doc in yaml.safe_load_all(out) if doc]
 
     return _render
+
+
+@pytest.fixture(scope="session")
+def docker_images() -> dict[str, str]:
+    """The engine up and the images built by scripts/images.sh (cached); fails, never skips.
+
+    Returns the image variables docker compose is run with (PYTHON_IMAGE, KAFKA_IMAGE).
+    """
+    build = subprocess.run(
+        [str(IMAGES_SH), "build"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    if build.returncode != 0:
+        pytest.fail(
+            f"scripts/images.sh build failed:\n{build.stdout[-2000:]}{build.stderr[-4000:]}"
+        )
+    env = subprocess.run(
+        [str(IMAGES_SH), "env"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    return dict(line.split("=", 1) for line in env.stdout.splitlines() if "=" in line)

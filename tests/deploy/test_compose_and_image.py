@@ -1,4 +1,5 @@
-"""docker-compose.yml and the Dockerfile, checked statically (no Docker engine runs here)."""
+"""docker-compose.yml and the Dockerfile, read statically (test_image.py and
+test_compose_stack.py build and run them on a Docker engine)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,14 @@ DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
 def test_compose_runs_kafka_sandbox_producer_and_bridge() -> None:
     assert set(SERVICES) == {"kafka", "sandbox", "producer", "bridge"}
-    assert SERVICES["kafka"]["image"].startswith("apache/kafka:")
+    # The stock broker by default; KAFKA_IMAGE selects another (scripts/images.sh builds one).
+    assert SERVICES["kafka"]["image"].startswith("${KAFKA_IMAGE:-apache/kafka:")
     env = SERVICES["kafka"]["environment"]
     assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
     assert "kafka:19092" in env["KAFKA_ADVERTISED_LISTENERS"]  # in-network clients
-    assert "localhost:9092" in env["KAFKA_ADVERTISED_LISTENERS"]  # clients on the host
+    # clients on the host, on the published port
+    assert "localhost:${KAFKA_HOST_PORT:-9092}" in env["KAFKA_ADVERTISED_LISTENERS"]
+    assert SERVICES["kafka"]["ports"] == ["127.0.0.1:${KAFKA_HOST_PORT:-9092}:9092"]
     for name in ("sandbox", "producer", "bridge"):
         assert SERVICES[name]["build"]["context"] == ".", name
     assert SERVICES["sandbox"]["command"][0] == "sandbox"
@@ -143,7 +147,26 @@ def test_kafka_image_is_the_version_the_test_broker_runs() -> None:
     kafka_sh = (ROOT / "scripts" / "kafka.sh").read_text()
     found = re.search(r"KAFKA_VERSION=\$\{KAFKA_VERSION:-([0-9.]+)\}", kafka_sh)
     assert found
-    assert SERVICES["kafka"]["image"] == f"apache/kafka:{found.group(1)}"
+    assert SERVICES["kafka"]["image"] == f"${{KAFKA_IMAGE:-apache/kafka:{found.group(1)}}}"
+
+
+def test_every_published_port_is_on_loopback_and_movable() -> None:
+    for name in ("kafka", "sandbox", "bridge"):
+        [port] = SERVICES[name]["ports"]
+        assert re.fullmatch(r"127\.0\.0\.1:\$\{[A-Z]+_HOST_PORT:-\d+\}:\d+", port), port
+
+
+def test_the_image_version_default_is_the_package_version() -> None:
+    # scripts/images.sh passes VERSION from pyproject.toml; a plain `docker build` uses the default.
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    version = re.search(r'(?m)^version = "([^"]+)"$', pyproject)
+    assert version
+    assert f"ARG VERSION={version.group(1)}\n" in DOCKERFILE
+
+
+def test_the_bridge_image_base_is_selectable_like_the_broker() -> None:
+    args = SERVICES["bridge"]["build"]["args"]
+    assert args == {"PYTHON_IMAGE": "${PYTHON_IMAGE:-python:3.11-slim}"}
 
 
 def test_image_ships_bytecode_because_the_root_filesystem_is_read_only() -> None:
