@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test unit lint fmt typecheck demo kafka-up kafka-down kafka-status kafka-reset sandbox bench clean
+.PHONY: help venv test unit lint fmt typecheck demo image kafka-up kafka-down kafka-status kafka-reset sandbox bench clean
 
 help:
 	@echo "make demo        broker + sandbox + bridge + sample events; prints what Meisa received"
@@ -15,6 +15,7 @@ help:
 	@echo "make kafka-up / kafka-down / kafka-status / kafka-reset   the local broker"
 	@echo "make sandbox     run the Meisa sandbox on 127.0.0.1:8080"
 	@echo "make bench       run the benchmarks in bench/"
+	@echo "make image       the container images (Docker engine and base images prepared if needed)"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +60,9 @@ sandbox: $(STAMP)
 
 bench: $(STAMP)
 	scripts/bench.sh
+
+image:
+	scripts/images.sh build
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

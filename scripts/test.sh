@@ -33,5 +33,8 @@ scripts/helm.sh version --short
 echo "== k8scheck (the chart against k8s.io/api; built from the Go module proxy on first run)"
 scripts/k8scheck.sh -h 2>&1 | head -n 1
 
+echo "== images (scripts/images.sh: Docker engine, base images, meisa-bridge:local, Kafka)"
+scripts/images.sh build
+
 echo "== pytest"
 $BIN/pytest "$@"
