@@ -180,6 +180,13 @@ class Metrics:
     def committed(self, topic: str, partition: int, offset: int) -> None:
         self._child("meisa_bridge_committed_offset", topic, partition).set(offset)
 
+    def forget_partition(self, topic: str, partition: int) -> None:
+        """Drop a released partition's lag and offset series: its new owner reports them, and a
+        frozen copy here would count its lag twice in every sum over the replicas."""
+        for name in ("meisa_bridge_consumer_lag", "meisa_bridge_committed_offset"):
+            if self._children.pop((name, topic, partition), None) is not None:
+                self._m[name].remove(_safe_label(topic), _safe_label(partition))
+
     def governor_wait(self, seconds: float) -> None:
         self._m["meisa_bridge_governor_wait_seconds"].observe(seconds)
 

@@ -440,6 +440,7 @@ class Pipeline:
                 message.cancelled = True
             self._paused.discard(tp)
             self._positions.pop(tp, None)
+            self._metrics.forget_partition(*tp)
         self.tracker.forget(tps)
         await self.dispatcher.release(tps)
         self._health.on_assignment(len(self._assigned))

@@ -388,3 +388,38 @@ def test_repeat_limiter_reports_once_per_interval_with_the_count_held_back() -> 
     now[0] = 30.0
     assert limiter.allow("transport") == 5
     assert limiter.allow("transport") is None
+
+
+def test_the_monitoring_metrics_land_in_their_series() -> None:
+    m = Metrics()
+    m.call_outcome("trigger", "retry")
+    m.request("POST")
+    m.rate_limit("minute", 60)
+    m.rate_limit("hour", None)  # an unlimited key: no series to compare with
+    m.trigger_wait(0.5)
+    m.dlq_breaker(0.25, 0.5)
+    m.scope_missing("emails:trigger", True)
+    m.scope_missing("contacts:write", False)
+    text = m.render().decode()
+    assert 'meisa_bridge_call_outcomes_total{kind="trigger",outcome="retry"} 1.0' in text
+    assert 'meisa_bridge_requests_total{method="POST"} 1.0' in text
+    assert 'meisa_bridge_rate_limit{window="minute"} 60.0' in text
+    assert 'window="hour"' not in text
+    assert "meisa_bridge_trigger_wait_seconds_sum 0.5" in text
+    assert 'meisa_bridge_dlq_breaker_fill{check="ratio"} 0.5' in text
+    assert 'meisa_bridge_scope_missing{scope="emails:trigger"} 1.0' in text
+    assert 'meisa_bridge_scope_missing{scope="contacts:write"} 0.0' in text
+
+
+def test_a_released_partition_leaves_no_frozen_lag_behind() -> None:
+    m = Metrics()
+    m.consumer_lag("app.users", 3, 42)
+    m.committed("app.users", 3, 1000)
+    m.consumer_lag("app.users", 4, 7)
+    m.forget_partition("app.users", 3)
+    m.forget_partition("app.users", 9)  # never reported: nothing to drop
+    text = m.render().decode()
+    assert 'partition="3"' not in text
+    assert 'meisa_bridge_consumer_lag{partition="4",topic="app.users"} 7.0' in text
+    m.consumer_lag("app.users", 3, 5)  # assigned again later
+    assert 'meisa_bridge_consumer_lag{partition="3",topic="app.users"} 5.0' in m.render().decode()
