@@ -7,7 +7,9 @@ file was found.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import glob
+import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -21,6 +23,7 @@ from bridge.rules.ruletest import TestResult, run_test
 from bridge.rules.testfile import TestFile, load_test_file
 
 PATTERNS = ("*.test.yaml", "*.test.yml")
+SKIPPED_DIRS = frozenset({"node_modules", "__pycache__", "venv"})
 
 
 @dataclass
@@ -53,10 +56,19 @@ def find_test_files(targets: Sequence[str]) -> tuple[list[str], list[str]]:
 def _expand(target: str) -> list[str]:
     path = Path(target)
     if path.is_dir():
-        return sorted(str(p) for pattern in PATTERNS for p in path.rglob(pattern))
+        return sorted(_walk(path))
     if path.is_file():
         return [target]
     return sorted(p for p in glob.glob(target, recursive=True) if Path(p).is_file())
+
+
+def _walk(root: Path) -> Iterable[str]:
+    """*.test.yaml under `root`, skipping hidden directories (.git, .venv) and dependencies."""
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS]
+        for name in files:
+            if any(fnmatch.fnmatch(name, pattern) for pattern in PATTERNS):
+                yield os.path.join(folder, name)
 
 
 def run_file(path: str, *, rules: str | None = None) -> FileReport:
