@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test unit lint fmt typecheck demo image kafka-up kafka-down kafka-status kafka-reset sandbox bench clean
+.PHONY: help venv test unit lint fmt typecheck demo image kafka-up kafka-down kafka-status kafka-reset sandbox bench chaos clean
 
 help:
 	@echo "make demo        broker + sandbox + bridge + sample events; prints what Meisa received"
@@ -16,6 +16,7 @@ help:
 	@echo "make sandbox     run the Meisa sandbox on 127.0.0.1:8080"
 	@echo "make bench       run the benchmarks in bench/"
 	@echo "make image       the container images (Docker engine and base images prepared if needed)"
+	@echo "make chaos       bridges under faults, checked by an oracle (PROFILE=short|long, SEED=N)"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,13 +33,13 @@ unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check bridge tests bench scripts
-	$(BIN)/ruff format --check bridge tests bench scripts
+	$(BIN)/ruff check bridge tests bench scripts chaos
+	$(BIN)/ruff format --check bridge tests bench scripts chaos
 	$(BIN)/mypy bridge
 
 fmt: $(STAMP)
-	$(BIN)/ruff format bridge tests bench scripts
-	$(BIN)/ruff check --fix bridge tests bench scripts
+	$(BIN)/ruff format bridge tests bench scripts chaos
+	$(BIN)/ruff check --fix bridge tests bench scripts chaos
 
 demo: $(STAMP)
 	scripts/demo.sh
@@ -63,6 +64,9 @@ bench: $(STAMP)
 
 image:
 	scripts/images.sh build
+
+chaos: $(STAMP)
+	scripts/chaos.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -16,8 +16,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "== ruff"
-$BIN/ruff check bridge tests bench scripts
-$BIN/ruff format --check bridge tests bench scripts
+$BIN/ruff check bridge tests bench scripts chaos
+$BIN/ruff format --check bridge tests bench scripts chaos
 echo "== mypy --strict bridge"
 $BIN/mypy bridge
 echo "== rule tests shipped with the examples"

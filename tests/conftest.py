@@ -26,10 +26,19 @@ def kafka_bootstrap_address() -> str:
     return os.environ.get("KAFKA_BOOTSTRAP", default)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--chaos", action="store_true", help="also run the chaos suite (tests marked `chaos`)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_chaos = pytest.mark.skip(reason="the chaos suite runs with --chaos (or `make chaos`)")
     for item in items:
         if "kafka_bootstrap" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
+        if item.get_closest_marker("chaos") and not config.getoption("--chaos"):
+            item.add_marker(skip_chaos)
 
 
 @pytest.fixture(scope="session")

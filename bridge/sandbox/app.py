@@ -87,7 +87,9 @@ async def _apply_fault(sb: Sandbox, fault: Fault, request: Request) -> Response 
     if fault.status is None:
         return None
     headers: dict[str, str] = {}
-    retry_after = fault.retry_after_header(sb.clock.now())
+    # An HTTP-date is read against the client's wall clock, as the Date header uvicorn sends;
+    # the virtual clock (advanced for idempotency and rate windows) would push it into the future.
+    retry_after = fault.retry_after_header(time.time())
     if retry_after is not None:
         headers["Retry-After"] = retry_after
     body = fault.body or {"error": f"injected fault {fault.id}", "code": "injected_fault"}

@@ -75,6 +75,19 @@ def test_retry_after_http_date(api: httpx.Client, sandbox: SandboxHandle) -> Non
     assert sandbox.sends() == []
 
 
+def test_retry_after_http_date_ignores_the_advanced_clock(
+    api: httpx.Client, sandbox: SandboxHandle
+) -> None:
+    sandbox.advance_clock(7200)
+    sandbox.set_fault("trigger", status=429, retry_after=30, retry_after_format="http-date")
+    before = time.time()
+    resp = api.post(
+        "/emails/trigger/", json={"trigger_key": "receipt", "to_email": "a@example.com"}
+    )
+    when = parsedate_to_datetime(resp.headers["Retry-After"]).timestamp()
+    assert before + 25 <= when <= before + 35
+
+
 def test_count_limits_the_fault_to_the_next_n(api: httpx.Client, sandbox: SandboxHandle) -> None:
     fault = sandbox.set_fault("ping", status=500, count=2)
     assert _statuses(api, 4) == [500, 500, 200, 200]
