@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
@@ -141,7 +142,12 @@ func main() {
 	level := flag.String("level", string(psapi.LevelRestricted),
 		"Pod Security Standards level pod templates must meet: restricted, baseline or privileged")
 	quiet := flag.Bool("q", false, "print problems only, no summary")
+	version := flag.Bool("version", false, "print the Kubernetes modules it checks against, and exit")
 	flag.Parse()
+	if *version {
+		fmt.Println(modules())
+		return
+	}
 	psLevel, err := psapi.ParseLevel(*level)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "k8scheck:", err)
@@ -176,6 +182,23 @@ func main() {
 	if len(problems) > 0 {
 		os.Exit(1)
 	}
+}
+
+// modules names the versions of the type and policy modules this binary was built with.
+func modules() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "k8scheck (module versions unknown)"
+	}
+	var parts []string
+	for _, dep := range info.Deps {
+		switch dep.Path {
+		case "k8s.io/api", "k8s.io/apimachinery", "k8s.io/pod-security-admission",
+			"github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring":
+			parts = append(parts, dep.Path+" "+dep.Version)
+		}
+	}
+	return "k8scheck: " + strings.Join(parts, ", ")
 }
 
 func readInput(name string) ([][]byte, []string, error) {
