@@ -86,6 +86,7 @@ class Dispatcher:
         wait_cap: float = WAIT_CAP_SECONDS,
         identity_capacity: int = 100_000,
         rng: random.Random | None = None,
+        fence: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._deliver = deliver
         self._on_finished = on_finished
@@ -97,6 +98,7 @@ class Dispatcher:
         self._wait_base = wait_base
         self._wait_cap = wait_cap
         self._rng = rng or random.Random()
+        self._fence = fence
         self._slots = {True: Slots(max_in_flight), False: Slots(max_in_flight)}
         self._lanes: dict[str, Lane] = {}
         self.identity = ContactIdentity(identity_capacity, busy=self._lanes.__contains__)
@@ -244,7 +246,7 @@ class Dispatcher:
         if _abandoned(item):
             self._abandon(item)
             return
-        slot = _Start(self._slots[item.call.kind == "trigger"], item)
+        slot = _Start(self._slots[item.call.kind == "trigger"], item, self._fence)
         try:
             await self._send(item.call, item.messages(), slot)
         except _Abandoned:
@@ -369,11 +371,16 @@ class _Start:
     start a call whose messages were revoked or lost meanwhile (a revoke lets started work
     finish; a call still waiting for a slot has not started)."""
 
-    def __init__(self, slots: Slots, item: Item) -> None:
+    def __init__(
+        self, slots: Slots, item: Item, fence: Callable[[], Awaitable[None]] | None
+    ) -> None:
         self._slots = slots
         self._item = item
+        self._fence = fence
 
     async def __aenter__(self) -> None:
+        if self._fence is not None:  # after a freeze: hold until the group had its say
+            await self._fence()
         await self._slots.__aenter__()
         if _abandoned(self._item):
             await self._slots.__aexit__(None, None, None)

@@ -40,6 +40,7 @@ from bridge.observability import HealthState, Metrics, NullMetrics
 from bridge.pipeline.commit import CommitPolicy, Committer
 from bridge.pipeline.consumer import KafkaSource
 from bridge.pipeline.dispatcher import Deliver, Dispatcher, Guard
+from bridge.pipeline.fence import StallFence
 from bridge.pipeline.lockstep import Lockstep
 from bridge.pipeline.message import Failure, InFlight, TopicPartition
 from bridge.pipeline.offsets import OffsetTracker
@@ -80,6 +81,7 @@ class Pipeline:
             window=config.dlq.ratio_window,
         )
         self.tracker = OffsetTracker()
+        self.fence = StallFence()
         self.dispatcher = Dispatcher(
             deliver=deliver,
             on_finished=self._finished,
@@ -90,6 +92,7 @@ class Pipeline:
             on_not_found=self._metrics.contact_not_found,
             contact_wait=settings.contact_wait_seconds,
             identity_capacity=settings.identity_capacity,
+            fence=self.fence.wait,
         )
         self.lockstep: Lockstep[tuple[InFlight, list[MeisaCall]]] = Lockstep(
             max_skew=settings.max_skew_seconds, max_idle=settings.max_idle_seconds
@@ -126,8 +129,11 @@ class Pipeline:
         self._health.started = True
         poll = asyncio.create_task(self._poll_loop(), name="poll")
         timer = asyncio.create_task(self._commit_loop(), name="commit")
+        fence = asyncio.create_task(self.fence.run(), name="fence")
         await self._stop.wait()
         await self._shutdown(poll, timer)
+        fence.cancel()
+        await asyncio.gather(fence, return_exceptions=True)
         return self.halted
 
     async def _shutdown(self, poll: asyncio.Task[None], timer: asyncio.Task[None]) -> None:

@@ -291,6 +291,8 @@ def _run_until_drained(
             assert p.wait(60) == 0
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_a_backlog_on_three_topics_reaches_meisa_in_causal_order(
     kafka_bootstrap: str, history: History, meisa: SandboxHandle, tmp_path: Path
 ) -> None:
@@ -301,6 +303,8 @@ def test_a_backlog_on_three_topics_reaches_meisa_in_causal_order(
     _check(meisa, kafka_bootstrap, history, [log])
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_causal_order_holds_when_the_bridge_is_killed_twice_mid_way(
     kafka_bootstrap: str, history: History, meisa: SandboxHandle, tmp_path: Path
 ) -> None:
@@ -318,6 +322,8 @@ def test_causal_order_holds_when_the_bridge_is_killed_twice_mid_way(
     _check(meisa, kafka_bootstrap, history, [log])
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_causal_order_holds_with_two_instances_in_one_group(
     kafka_bootstrap: str, history: History, meisa: SandboxHandle, tmp_path: Path
 ) -> None:

@@ -1,0 +1,74 @@
+"""Hold new sends after the process was frozen, until the group has had its say.
+
+A process stopped past the group's session timeout (SIGSTOP, a paused VM, a long GC or swap
+stall) wakes up as a zombie: the group has given its partitions to another member, but its own
+event loop resumes exactly where it was and would send the calls it had queued, racing the new
+owner (a late copy can land after newer calls). The consumer learns that it lost the partitions
+only on its next poll, after a heartbeat was answered.
+
+`StallFence` notices the freeze (its ticker sees the clock jump by more than `stall` seconds) and
+closes for `hold` seconds, which covers a heartbeat round trip and the poll that delivers the lost
+assignment; calls that wait at the fence then find their messages cancelled and are dropped.
+Calls already on the wire when the process froze cannot be called back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+log = logging.getLogger("bridge.pipeline.fence")
+
+TICK_SECONDS = 0.5
+STALL_SECONDS = 5.0  # far above any event-loop hiccup, below every sane session timeout
+HOLD_SECONDS = 8.0  # a heartbeat interval (5 s at most by default) and the poll after it
+
+
+class StallFence:
+    def __init__(
+        self,
+        *,
+        tick: float = TICK_SECONDS,
+        stall: float = STALL_SECONDS,
+        hold: float = HOLD_SECONDS,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.tick = tick
+        self.stall = stall
+        self.hold = hold
+        self._clock = clock
+        self._last: float | None = None
+        self._open_at = float("-inf")
+        self.stalls = 0
+
+    def now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    def observe(self, now: float) -> None:
+        """One tick: a gap longer than `stall` since the last one closes the fence."""
+        if self._last is not None and now - self._last > self.stall:
+            self.stalls += 1
+            self._open_at = now + self.hold
+            log.warning(
+                "the process was frozen for %.1fs; holding new Meisa calls for %.0fs while the "
+                "group reports whether this member still owns its partitions",
+                now - self._last,
+                self.hold,
+            )
+        self._last = now
+
+    def holding(self, now: float) -> bool:
+        return now < self._open_at
+
+    async def run(self) -> None:
+        """Tick forever (cancel to stop)."""
+        while True:
+            self.observe(self.now())
+            await asyncio.sleep(self.tick)
+
+    async def wait(self) -> None:
+        """Return at once, or when the fence opens again."""
+        # A loop, not an Event: the deadline moves if another freeze comes while we wait.
+        while self.holding(now := self.now()):  # noqa: ASYNC110
+            await asyncio.sleep(self._open_at - now)
