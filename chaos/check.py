@@ -23,6 +23,7 @@ from typing import Any
 from chaos.history import Expected
 
 TRACK_DUPLICATE_BUDGET = 0.05  # re-sent tracks after crashes, as a share of all tracks
+EXIT_REFUSED = 2  # `meisa-bridge run` refused to start
 MAX_AGE = 6 * 3600.0  # the OTP rule's max_age (chaos/rules.yaml)
 
 
@@ -224,7 +225,11 @@ def check_run(
     manifest: dict[str, Any], committed: dict[str, int], ends: dict[str, int]
 ) -> list[Figure]:
     exits = [h for h in manifest["instances"] if h["event"] == "exit"]
-    halts = [h for h in exits if h.get("halted")]
+    own = [h for h in exits if h.get("cause") is None]
+    halts = [h for h in own if h["code"] != EXIT_REFUSED]
+    refused = [h for h in own if h["code"] == EXIT_REFUSED]
+    termed = [h for h in exits if h.get("cause") == "term"]
+    unclean = [h for h in termed if h["code"] != 0]
     behind = {
         tp: ends[tp] - committed.get(tp, 0) for tp in ends if committed.get(tp, 0) != ends[tp]
     }
@@ -232,9 +237,20 @@ def check_run(
     figures = [
         Figure(
             "halts",
-            f"{len(halts)} of {len(exits)} exits not caused by the runner or non-zero after "
-            f"SIGTERM (exit codes {dict(codes)})",
+            f"{len(halts)} of {len(exits)} exits neither caused by the run nor a refused start "
+            f"(exit codes of all exits {dict(codes)})",
             not halts,
+        ),
+        Figure(
+            "refused start-ups",
+            f"{len(refused)} instances exited 2 (refused to start, e.g. Meisa unreachable)",
+            None,
+        ),
+        Figure(
+            "SIGTERM exits",
+            f"{len(termed) - len(unclean)} of {len(termed)} SIGTERMs ended with exit code 0 "
+            f"({len(unclean)} died of the signal, e.g. during start-up)",
+            not unclean,
         ),
         Figure(
             "committed offsets",

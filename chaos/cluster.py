@@ -114,7 +114,7 @@ class Cluster:
     def _reap(self, inst: Instance) -> None:
         code = inst.proc.returncode
         halted = inst.expected_exit is None or (inst.expected_exit == "term" and code != 0)
-        self._note(inst, "exit", code=code, halted=halted)
+        self._note(inst, "exit", code=code, cause=inst.expected_exit, halted=halted)
         if inst in self.running:
             self.running.remove(inst)
 

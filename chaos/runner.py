@@ -239,7 +239,7 @@ def execute(
     run.started = time.monotonic()
     for _ in range(run.profile.instances):
         run.cluster.start()
-    producer.trickle(first, run.profile.window * 0.6)
+    producer.trickle(first, run.profile.window * 0.9)  # a backlog until the last faults
     for fault in faults:
         run.later(fault.at, functools.partial(run.apply, fault))
 
