@@ -1,5 +1,10 @@
 """DLQ records as values: the error headers decoded, the original message restored, filters.
 
+A crash between the DLQ write and the commit of the original offset writes the same message to
+the DLQ again after the restart. `collect` shows one record per original message (topic,
+partition, offset): the first copy, with `copies` counting them; a redrive of any copy counts
+for the message.
+
 Redrive bookkeeping is kept in the DLQ topic itself: after a record is redriven, a marker record
 (empty value, header `meisa-bridge.redrive.of` = the record's offset) is written to the SAME
 partition. A marker always follows the record it marks, lives as long under retention, and needs
@@ -11,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,6 +65,7 @@ class DlqRecord:
     value: bytes | None
     headers: Headers  # the original message's headers, without the DLQ's
     redriven: str | None = None  # the marker's outcome once redriven
+    copies: int = 1  # DLQ records of the same original message (a crash can write two)
 
     @property
     def origin(self) -> str:
@@ -130,17 +136,20 @@ def collect(raws: Iterable[Record]) -> list[DlqRecord]:
             marks[(item.partition, item.of_offset)] = item.outcome or "ok"
         else:
             records.append(item)
-    out = []
-    for rec in records:
+    by_origin: dict[tuple[str, int, int], DlqRecord] = {}  # insertion order: first copies
+    for rec in sorted(records, key=lambda r: (r.partition, r.offset)):
         mark = marks.get((rec.partition, rec.offset))
-        out.append(rec if mark is None else _replace_redriven(rec, mark))
-    return sorted(out, key=lambda r: (r.partition, r.offset))
-
-
-def _replace_redriven(rec: DlqRecord, outcome: str) -> DlqRecord:
-    from dataclasses import replace
-
-    return replace(rec, redriven=outcome)
+        origin = (rec.origin_topic, rec.origin_partition, rec.origin_offset)
+        if rec.origin_offset < 0:  # no origin headers: never folded with another record
+            origin = ("", rec.partition, -1 - rec.offset)
+        seen = by_origin.get(origin)
+        if seen is None:
+            by_origin[origin] = replace(rec, redriven=mark)
+        else:
+            by_origin[origin] = replace(
+                seen, copies=seen.copies + 1, redriven=seen.redriven or mark
+            )
+    return list(by_origin.values())
 
 
 def marker_headers(rec: DlqRecord, outcome: str, now_ms: int) -> list[tuple[str, bytes]]:

@@ -85,6 +85,16 @@ def test_markers_hide_and_flag_redriven_records() -> None:
     assert [r.offset for r in out if Selection(include_redriven=True)(r)] == [0, 1, 2]
 
 
+def test_a_message_dead_lettered_twice_across_a_crash_is_listed_once() -> None:
+    # Written, then the bridge died before committing the original offset: written again.
+    first, again, other = raw(0, letter(7)), raw(1, letter(7)), raw(2, letter(8))
+    marker = Record("dlq", 0, 3, None, None, tuple(marker_headers(decode(again), "ok", 0)), 0)
+    records = collect([first, again, other, marker])
+    assert [(r.offset, r.origin_offset, r.copies) for r in records] == [(0, 7, 2), (2, 8, 1)]
+    assert records[0].redriven == "ok"  # redriving either copy counts for the message
+    assert records[1].redriven is None
+
+
 def test_selection_by_offsets_error_class_rule_and_origin_topic() -> None:
     recs = collect(
         [
