@@ -19,9 +19,9 @@ import time
 from collections.abc import Iterator
 from typing import Literal
 
-from bridge.config import MeisaSettings, SecretStr
 from bridge.meisa.client import MeisaClient
 from bridge.sandbox.testing import sandbox_process
+from bridge.settings import MeisaSettings, SecretStr
 
 UNLIMITED_KEY = "meisa_test_unlimited_00000000000000000000"  # sandbox key without rate limits
 Transport = Literal["httpx", "aiohttp"]

@@ -18,12 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bridge.codecs import build_decoder
-from bridge.config import CodecSettings
+from bridge.config import load_rules
 from bridge.errors import DecodeError, MappingError
 from bridge.events import Envelope
 from bridge.rules import expressions
 from bridge.rules.engine import RuleSet
-from bridge.rules.loader import load_rules
+from bridge.settings import CodecSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "examples" / "rules.yaml"

@@ -1,8 +1,10 @@
-"""Deployment configuration: one YAML file with ${ENV} interpolation -> frozen, validated models.
+"""Loading a deployment config: one YAML file with ${ENV} interpolation -> BridgeConfig.
 
-The loader (`load_config`) interpolates `${VAR}` and `${VAR:-default}`, validates every section
-and reports errors as `FILE:LINE: FIELD: message` (see bridge.errors.ConfigError). A file that
-holds only `rules:` (or `rules_file:`) is accepted by `validate` and `plan`.
+The settings models live in bridge.settings (which imports nothing else of the bridge); this module
+sits on top of them and of the rules compiler. `load_config` interpolates `${VAR}` and
+`${VAR:-default}`, validates every section and reports errors as `FILE:LINE: FIELD: message` (see
+bridge.errors.ConfigError). A file that holds only `rules:` (or `rules_file:`) is accepted by
+`validate` and `plan`.
 """
 
 from __future__ import annotations
@@ -15,177 +17,51 @@ from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from bridge.errors import ConfigError, ConfigErrors
-
-DEFAULT_BASE_URL = "https://api.meisa.io/api/v1"
-
-
-class SecretStr:
-    """A secret that never shows itself in repr, str, logs or exceptions."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get_secret_value(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "SecretStr('**********')" if self._value else "SecretStr('')"
-
-    __str__ = __repr__
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SecretStr) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-@dataclass(frozen=True, kw_only=True)
-class MeisaSettings:
-    base_url: str = DEFAULT_BASE_URL
-    api_key: SecretStr = field(default_factory=lambda: SecretStr(""))
-    timeout: float = 10.0
-    # Overrides of the limits GET /ping reports; None means "as the key says".
-    rate_limit_per_minute: int | None = None
-    rate_limit_per_hour: int | None = None
-    # This replica's share of the key's budget (1/replicas when several bridges share a key).
-    rate_share: float = 1.0
-    retry_max_attempts: int = 10
-    retry_base_seconds: float = 0.5
-    retry_cap_seconds: float = 30.0
-    retry_after_cap_seconds: float = 300.0
-    # A track to a contact that is not there yet is retried this many times before it is poison.
-    not_found_retries: int = 3
-    transport: Literal["httpx", "aiohttp"] = "aiohttp"
-
-
-@dataclass(frozen=True, kw_only=True)
-class CodecSettings:
-    format: Literal["auto", "json", "cloudevents", "avro"] = "auto"
-    type_field: str = "type"
-    id_field: str = "id"
-    time_field: str | None = None
-    schema_registry_url: str | None = None
-    schemas_dir: str | None = None
-    # topic -> Avro schema name (in schemas_dir) for schemaless Avro topics.
-    topic_schemas: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, kw_only=True)
-class PipelineSettings:
-    max_in_flight: int = 32
-    max_buffered_per_partition: int = 2000
-    batch_size: int = 500
-    commit_interval_seconds: float = 2.0
-    shutdown_grace_seconds: float = 30.0
-    revoke_grace_seconds: float = 10.0
-    # Event-time lockstep: how far (seconds of event time) one partition may run ahead of an
-    # empty partition that is still being read, and how long an empty partition that is neither
-    # paused nor at its end is waited for.
-    max_skew_seconds: float = 0.0
-    max_idle_seconds: float = 5.0
-    # A track/tag/enrol answered 404 waits this long for its contact to appear, then is poison.
-    contact_wait_seconds: float = 300.0
-    # Contact identities (external_id/email links) and known contacts remembered, LRU-bounded.
-    identity_capacity: int = 100_000
-
-
-@dataclass(frozen=True, kw_only=True)
-class DlqSettings:
-    topic: str | None = None
-    max_consecutive: int = 100
-    max_ratio: float = 0.5
-    ratio_window: int = 200
-
-
-@dataclass(frozen=True, kw_only=True)
-class LedgerSettings:
-    """The sent-email ledger: a compacted topic of trigger idempotency keys Meisa accepted."""
-
-    topic: str | None = None  # None: no ledger beyond Meisa's one-hour idempotency window
-    retention_days: float = 7.0
-    # Start-up reads the topic's last `retention_days` before consuming; past this, refuse.
-    load_timeout_seconds: float = 120.0
-    # ~100 bytes each in memory; past this the oldest keys are forgotten first.
-    max_keys: int = 2_000_000
-    partitions: int = 6  # when the bridge creates the topic
-
-
-@dataclass(frozen=True, kw_only=True)
-class SuppressionSettings:
-    enabled: bool = True
-    interval_seconds: float = 900.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class ServerSettings:
-    host: str = "0.0.0.0"  # health/metrics are meant to be scraped from the pod network
-    port: int = 9400
-    # After a halt or a refused start, keep serving /metrics and /readyz this long before the
-    # process exits, so monitoring scrapes why (halted, scopes missing); 0 exits at once.
-    halt_linger_seconds: float = 0.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class LoggingSettings:
-    level: str = "INFO"
-    format: Literal["json", "text"] = "json"
-    mask_emails: bool = True
-
-
-@dataclass(frozen=True, kw_only=True)
-class BridgeConfig:
-    """Everything one deployment needs. `rules` holds the compiled rules (bridge.rules)."""
-
-    source: str = "<memory>"
-    kafka: Mapping[str, Any] = field(default_factory=dict)
-    topics: tuple[str, ...] = ()
-    meisa: MeisaSettings = field(default_factory=MeisaSettings)
-    codec: CodecSettings = field(default_factory=CodecSettings)
-    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
-    dlq: DlqSettings = field(default_factory=DlqSettings)
-    ledger: LedgerSettings = field(default_factory=LedgerSettings)
-    suppression: SuppressionSettings = field(default_factory=SuppressionSettings)
-    server: ServerSettings = field(default_factory=ServerSettings)
-    logging: LoggingSettings = field(default_factory=LoggingSettings)
-    rules: Any = None
-
-
-# --- loading -------------------------------------------------------------------------------------
-
-TOP_LEVEL_KEYS = (
-    "kafka",
-    "topics",
-    "dead_letter_topic",
-    "dlq",
-    "ledger",
-    "meisa",
-    "codec",
-    "pipeline",
-    "suppression",
-    "server",
-    "logging",
-    "rules",
-    "rules_file",
+from bridge.rules.engine import RuleSet
+from bridge.rules.loader import compile_rules, name_rules
+from bridge.settings import (
+    API_KEY_ENV,
+    DEFAULT_BASE_URL,
+    SECTIONS,
+    TOP_LEVEL_KEYS,
+    BridgeSettings,
+    CodecSettings,
+    DlqSettings,
+    LedgerSettings,
+    LoggingSettings,
+    MeisaSettings,
+    PipelineSettings,
+    SecretStr,
+    ServerSettings,
+    SuppressionSettings,
 )
-_SECTIONS: Mapping[str, type[Any]] = {
-    "meisa": MeisaSettings,
-    "codec": CodecSettings,
-    "pipeline": PipelineSettings,
-    "dlq": DlqSettings,
-    "ledger": LedgerSettings,
-    "suppression": SuppressionSettings,
-    "server": ServerSettings,
-    "logging": LoggingSettings,
-}
-# Keys a section accepts that are not dataclass fields (handled by the loader itself).
-_EXTRA_KEYS: Mapping[str, tuple[str, ...]] = {"meisa": ("api_key_file",)}
-API_KEY_ENV = "MEISA_API_KEY"
+from bridge.yamlio import line_of, load_yaml
+
+__all__ = [
+    "API_KEY_ENV",
+    "DEFAULT_BASE_URL",
+    "TOP_LEVEL_KEYS",
+    "BridgeConfig",
+    "BridgeSettings",
+    "CodecSettings",
+    "DlqSettings",
+    "LedgerSettings",
+    "LoggingSettings",
+    "MeisaSettings",
+    "PipelineSettings",
+    "SecretStr",
+    "ServerSettings",
+    "SuppressionSettings",
+    "load_config",
+    "load_rules",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BridgeConfig(BridgeSettings):
+    """A loaded deployment: its settings and its compiled rules."""
+
+    rules: RuleSet = field(default_factory=RuleSet)
 
 
 def load_config(path: str | Path, *, strict_env: bool = True) -> BridgeConfig:
@@ -195,8 +71,6 @@ def load_config(path: str | Path, *, strict_env: bool = True) -> BridgeConfig:
     `strict_env=False` (validate, plan) an unset `${VAR}` without default becomes "" instead of
     an error, so rules can be checked without the deployment's secrets.
     """
-    from bridge.rules.yamlio import load_yaml
-
     file = str(path)
     doc, errors = load_yaml(path, strict_env=strict_env)
     if doc is None and not errors:
@@ -213,18 +87,24 @@ def load_config(path: str | Path, *, strict_env: bool = True) -> BridgeConfig:
     return config
 
 
+def load_rules(path: str | Path) -> RuleSet:
+    """Load a rules file or a deployment config; raises ConfigErrors listing every problem.
+
+    Unset environment variables do not fail this load (as `load_config(strict_env=False)`).
+    """
+    return load_config(path, strict_env=False).rules
+
+
 def _build(
     doc: dict[str, Any], file: str, base: Path, errors: list[ConfigError], strict_env: bool
 ) -> BridgeConfig:
-    from bridge.rules.yamlio import line_of
-
     for key in doc:
         if key not in TOP_LEVEL_KEYS:
             allowed = ", ".join(TOP_LEVEL_KEYS)
             errors.append(_err(f"unknown key (allowed: {allowed})", file, line_of(doc, key), key))
     sections = {
         name: _section(cls, name, doc.get(name), file=file, line=line_of(doc, name), errors=errors)
-        for name, cls in _SECTIONS.items()
+        for name, cls in SECTIONS.items()
     }
     sections["meisa"] = _with_api_key(sections["meisa"], doc.get("meisa"), base, file, errors)
     base_url = sections["meisa"].base_url
@@ -254,8 +134,6 @@ def _err(message: str, file: str, line: int | None, fld: str | None = None) -> C
 
 def _kafka(node: Any, file: str, line: int | None, errors: list[ConfigError]) -> dict[str, str]:
     """librdkafka properties pass through as given; values become strings as librdkafka wants."""
-    from bridge.rules.yamlio import line_of
-
     if node is None:
         return {}
     if not isinstance(node, dict):
@@ -284,7 +162,6 @@ def _topics(node: Any, file: str, line: int | None, errors: list[ConfigError]) -
 def _section(
     cls: type[Any], name: str, node: Any, *, file: str, line: int | None, errors: list[ConfigError]
 ) -> Any:
-    from bridge.rules.yamlio import line_of
 
     if node is None:
         return cls()
@@ -296,10 +173,8 @@ def _section(
     values: dict[str, Any] = {}
     for key, raw in node.items():
         where = line_of(node, key, line)
-        if key in _EXTRA_KEYS.get(name, ()):
-            continue
         if key not in known:
-            allowed = ", ".join(sorted(known | set(_EXTRA_KEYS.get(name, ()))))
+            allowed = ", ".join(sorted(known))
             errors.append(_err(f"unknown key (allowed: {allowed})", file, where, f"{name}.{key}"))
             continue
         try:
@@ -357,13 +232,10 @@ def _with_api_key(
     meisa: MeisaSettings, node: Any, base: Path, file: str, errors: list[ConfigError]
 ) -> MeisaSettings:
     """api_key from the config (usually `${MEISA_API_KEY}`), else api_key_file, else the env."""
-    from bridge.rules.yamlio import line_of
-
     if meisa.api_key:
         return meisa
-    key_file = node.get("api_key_file") if isinstance(node, dict) else None
-    if key_file:
-        path = Path(str(key_file))
+    if meisa.api_key_file:
+        path = Path(meisa.api_key_file)
         path = path if path.is_absolute() else base / path
         try:
             secret = path.read_text(encoding="utf-8").strip()
@@ -379,11 +251,7 @@ def _with_api_key(
 
 def _rules(
     doc: dict[str, Any], file: str, base: Path, errors: list[ConfigError], strict_env: bool
-) -> Any:
-    from bridge.rules.engine import RuleSet
-    from bridge.rules.loader import compile_rules, name_rules
-    from bridge.rules.yamlio import line_of, load_yaml
-
+) -> RuleSet:
     if "rules" in doc and "rules_file" in doc:
         line = line_of(doc, "rules_file")
         errors.append(_err("give rules or rules_file, not both", file, line, "rules_file"))

@@ -27,10 +27,10 @@ import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # stubs do not re-export it
 
-from bridge.config import LedgerSettings
 from bridge.errors import StartupRefused
 from bridge.ledger import NO_LEDGER, LedgerIndex, MemoryLedger, SentLedger, ledger_key
 from bridge.meisa.calls import MeisaCall
+from bridge.settings import LedgerSettings
 
 log = logging.getLogger("bridge.ledger")
 

@@ -23,9 +23,9 @@ from bridge.codecs.avro import AvroReader, LocalSchemas, has_framing
 from bridge.codecs.envelope import Where
 from bridge.codecs.jsoncodec import JsonDecoder, loads
 from bridge.codecs.registry import SchemaRegistry
-from bridge.config import CodecSettings
 from bridge.errors import DecodeError
 from bridge.events import Envelope
+from bridge.settings import CodecSettings
 
 HeaderList = list[tuple[str, bytes | None]] | tuple[tuple[str, bytes | None], ...] | None
 

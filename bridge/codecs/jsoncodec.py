@@ -7,9 +7,9 @@ from typing import Any
 import orjson
 
 from bridge.codecs.envelope import Where, from_object
-from bridge.config import CodecSettings
 from bridge.errors import DecodeError
 from bridge.events import Envelope
+from bridge.settings import CodecSettings
 
 
 def loads(value: bytes | None) -> Any:

@@ -23,7 +23,6 @@ from typing import Any, cast
 import httpx
 import orjson
 
-from bridge.config import MeisaSettings
 from bridge.errors import (
     ContactNotFound,
     MappingError,
@@ -34,6 +33,7 @@ from bridge.errors import (
 from bridge.meisa.calls import MeisaCall, contact_key
 from bridge.meisa.classify import classify
 from bridge.meisa.models import BULK_ENROLL_MAX, CallResult, Endpoint, PingInfo, check_body
+from bridge.settings import MeisaSettings
 
 _CONTACT_CACHE_SIZE = 10_000  # ids of recently tagged contacts; an id is 1 upsert saved per tag
 _KEEPALIVE = 32  # the pipeline runs up to max_in_flight (32 by default) requests at once

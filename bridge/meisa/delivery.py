@@ -32,7 +32,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcon
 from dataclasses import dataclass
 from typing import Protocol
 
-from bridge.config import MeisaSettings
 from bridge.errors import PoisonError, RateLimited, RetryableError
 from bridge.ledger import NO_LEDGER, SentLedger
 from bridge.meisa.calls import MeisaCall
@@ -40,6 +39,7 @@ from bridge.meisa.client import MeisaClient
 from bridge.meisa.governor import RateGovernor
 from bridge.meisa.models import CallResult
 from bridge.meisa.retry import RetryPolicy, Sleep
+from bridge.settings import MeisaSettings
 
 
 class Sender(Protocol):

@@ -44,8 +44,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bridge.config import MeisaSettings
 from bridge.meisa.models import PingInfo
+from bridge.settings import MeisaSettings
 
 MINUTE, HOUR = 60.0, 3600.0
 _DECREASE = 0.5  # multiplicative decrease on 429

@@ -21,10 +21,10 @@ from tenacity import AsyncRetrying, RetryCallState, stop_never
 from tenacity.retry import retry_base
 from tenacity.wait import wait_base
 
-from bridge.config import MeisaSettings
 from bridge.errors import ContactNotFound, RetryableError
 from bridge.meisa.calls import CallKind, MeisaCall
 from bridge.observability import mask_email
+from bridge.settings import MeisaSettings
 
 log = logging.getLogger("bridge.meisa.retry")
 

@@ -21,9 +21,9 @@ from typing import Any
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from bridge import __version__
-from bridge.config import ServerSettings
 from bridge.observability.metrics import Metrics
 from bridge.observability.redaction import redact
+from bridge.settings import ServerSettings
 
 
 @dataclass(kw_only=True)

@@ -11,8 +11,8 @@ from typing import Any, TextIO
 
 import orjson
 
-from bridge.config import LoggingSettings
 from bridge.observability.redaction import RECORD_ATTRS, RedactionFilter
+from bridge.settings import LoggingSettings
 
 # uvicorn attaches an ANSI-coloured copy of its message for terminals; it is noise in a log line.
 _DROPPED = RECORD_ATTRS | {"color_message"}

@@ -12,7 +12,7 @@ import re
 import threading
 from collections.abc import Mapping
 
-from bridge.config import BridgeConfig
+from bridge.settings import BridgeSettings
 
 REDACTED = "[REDACTED]"
 API_KEY_RE = re.compile(r"meisa_(?:live|test)_[A-Za-z0-9_]+")
@@ -65,7 +65,7 @@ def clear_secrets() -> None:
     _SECRETS.clear()
 
 
-def register_config_secrets(config: BridgeConfig) -> None:
+def register_config_secrets(config: BridgeSettings) -> None:
     """Register the API key and every Kafka property that holds a credential."""
     register_secret(config.meisa.api_key.get_secret_value())
     for name, value in config.kafka.items():

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
 
-from bridge.config import PipelineSettings
 from bridge.pipeline.message import TopicPartition
 from bridge.pipeline.offsets import OffsetTracker
+from bridge.settings import PipelineSettings
 
 log = logging.getLogger("bridge.pipeline.commit")
 

@@ -1,7 +1,7 @@
 """Declarative rules: YAML -> compiled RuleSet -> Envelope -> [MeisaCall].
 
-loader.py       `load_rules(path)`: YAML -> RuleSet, every error with file, line, rule and field
-yamlio.py       YAML with line numbers and `${VAR}` interpolation
+loader.py       `compile_rules(node)`: YAML -> RuleSet, every error with file, line, rule and field
+                (bridge.config.load_rules loads a file; bridge.yamlio reads the YAML)
 expressions.py  literals, `{{ expr }}` expressions and templates, compiled once
 fields.py       each action's body fields, as the Meisa spec defines them
 models.py       compiled rules and actions, evaluated per event

@@ -46,7 +46,7 @@ def validate_command(args: argparse.Namespace) -> int:
 
 def _declares_rules(path: str) -> bool:
     """An explicit `rules: []` is a choice; an empty file or a config without rules is a slip."""
-    from bridge.rules.yamlio import load_yaml
+    from bridge.yamlio import load_yaml
 
     doc, _ = load_yaml(path, strict_env=False)
     return isinstance(doc, list) or (

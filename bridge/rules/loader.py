@@ -6,7 +6,6 @@ import bisect
 import fnmatch
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from bridge.errors import ConfigError, ExpressionError, FieldValueError
@@ -27,7 +26,7 @@ from bridge.rules.fields import (
     FieldSpec,
 )
 from bridge.rules.models import Action, BodyField, Matcher, Rule, check_value
-from bridge.rules.yamlio import line_of
+from bridge.yamlio import line_of
 
 RULE_KEYS = ("name", "description", "on", "when", "do")
 ACTION_OPTIONS = ("when", "max_age", "on_replay", "coalesce", "create_contact")
@@ -371,16 +370,3 @@ def _create_contact(kind: CallKind, item: dict[str, Any], ctx: _Ctx, where: str)
         ctx.error(f"must be true or false, got {value!r}", line, f"{where}.create_contact")
         return None
     return value
-
-
-def load_rules(path: str | Path) -> RuleSet:
-    """Load a rules file or a deployment config; raises ConfigErrors listing every problem.
-
-    Unset environment variables do not fail this load (see bridge.config.load_config).
-    """
-    from bridge.config import load_config
-
-    config = load_config(path, strict_env=False)
-    rules = config.rules
-    assert isinstance(rules, RuleSet)
-    return rules

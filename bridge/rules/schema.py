@@ -5,9 +5,11 @@ Values may be `{{ expr }}` strings anywhere, so typed fields also accept a strin
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 from bridge.rules.fields import ACTION_FIELDS, AT_LEAST_ONE, SPEC_ABSENT, FieldSpec
+from bridge.settings import SECTIONS
 
 SCALAR = ["string", "number", "boolean"]
 DURATION = {"type": ["string", "number"], "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d))+$"}
@@ -93,17 +95,7 @@ def _section(props: dict[str, Any]) -> dict[str, Any]:
 
 
 def _settings_sections() -> dict[str, Any]:
-    from dataclasses import fields
-
-    from bridge import config
-
-    out: dict[str, Any] = {}
-    for name, cls in config._SECTIONS.items():
-        props: dict[str, Any] = {f.name: {} for f in fields(cls)}
-        for extra in config._EXTRA_KEYS.get(name, ()):
-            props[extra] = {"type": "string"}
-        out[name] = _section(props)
-    return out
+    return {name: _section({f.name: {} for f in fields(cls)}) for name, cls in SECTIONS.items()}
 
 
 def config_schema() -> dict[str, Any]:

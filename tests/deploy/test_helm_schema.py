@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bridge import config as bridge_config
+from bridge import settings as bridge_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "meisa-bridge"
@@ -100,23 +100,24 @@ def test_legitimate_values_are_accepted(helm: Helm, tmp_path: Path, values: dict
 
 
 def test_config_sections_list_exactly_the_bridge_settings() -> None:
-    """config.* keys come from bridge.config; the chart-computed ones are left out on purpose."""
+    """config.* keys come from bridge.settings; the chart-computed ones are left out on purpose."""
     sections = {
-        "meisa": bridge_config.MeisaSettings,
-        "codec": bridge_config.CodecSettings,
-        "pipeline": bridge_config.PipelineSettings,
-        "dlq": bridge_config.DlqSettings,
-        "suppression": bridge_config.SuppressionSettings,
-        "logging": bridge_config.LoggingSettings,
+        "meisa": bridge_settings.MeisaSettings,
+        "codec": bridge_settings.CodecSettings,
+        "pipeline": bridge_settings.PipelineSettings,
+        "dlq": bridge_settings.DlqSettings,
+        "suppression": bridge_settings.SuppressionSettings,
+        "logging": bridge_settings.LoggingSettings,
     }
-    computed = {"meisa": {"base_url", "api_key", "rate_share"}}
+    # The chart supplies the API key through a Secret in the environment, never as a file path.
+    computed = {"meisa": {"base_url", "api_key", "api_key_file", "rate_share"}}
     schema = SCHEMA["properties"]["config"]
     assert schema["additionalProperties"] is False
     assert set(schema["properties"]) == set(sections)
     for name, cls in sections.items():
         fields = {f.name for f in dataclasses.fields(cls)} - computed.get(name, set())
         assert set(schema["properties"][name]["properties"]) == fields, name
-        assert set(bridge_config.TOP_LEVEL_KEYS) >= {name}
+        assert set(bridge_settings.TOP_LEVEL_KEYS) >= {name}
 
 
 def test_every_default_value_is_described_by_the_schema() -> None:

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bridge.config import ServerSettings
 from bridge.observability import HealthServer, HealthState, Metrics
+from bridge.settings import ServerSettings
 
 pytestmark = pytest.mark.integration
 LOCAL = ServerSettings(host="127.0.0.1", port=0)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from bridge.config import BridgeConfig, LoggingSettings, MeisaSettings, SecretStr
+from bridge.config import BridgeConfig
 from bridge.observability import (
     REDACTED,
     HealthState,
@@ -26,6 +26,7 @@ from bridge.observability import (
     register_config_secrets,
     register_secret,
 )
+from bridge.settings import LoggingSettings, MeisaSettings, SecretStr
 
 LIVE_KEY = "meisa_live_4f9aQ2xZ_k81"
 

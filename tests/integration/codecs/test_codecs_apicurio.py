@@ -18,7 +18,7 @@ import fastavro
 import pytest
 
 from bridge.codecs import build_decoder
-from bridge.config import CodecSettings
+from bridge.settings import CodecSettings
 
 ROOT = Path(__file__).resolve().parents[3]
 PORT = os.environ.get("REGISTRY_PORT", "8081")

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from bridge.config import MeisaSettings, SecretStr
 from bridge.errors import (
     AlreadyEnrolled,
     ContactNotFound,
@@ -31,6 +30,7 @@ from bridge.meisa.governor import RateGovernor
 from bridge.meisa.retry import RetryPolicy
 from bridge.meisa.scopes import check_scopes, missing_scopes
 from bridge.sandbox.testing import SandboxHandle, run_sandbox
+from bridge.settings import MeisaSettings, SecretStr
 
 pytestmark = pytest.mark.integration
 

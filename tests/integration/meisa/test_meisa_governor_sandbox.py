@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from bridge.config import MeisaSettings, SecretStr
 from bridge.errors import RateLimited
 from bridge.meisa.calls import CallKind, MeisaCall, contact_key
 from bridge.meisa.client import MeisaClient
@@ -21,6 +20,7 @@ from bridge.meisa.governor import RateGovernor
 from bridge.meisa.models import CallResult
 from bridge.meisa.retry import RetryPolicy
 from bridge.sandbox.testing import SandboxHandle, run_sandbox
+from bridge.settings import MeisaSettings, SecretStr
 
 pytestmark = pytest.mark.integration
 

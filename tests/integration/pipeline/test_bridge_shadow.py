@@ -23,11 +23,11 @@ from bridge_harness import (
     wait_for,
 )
 
-from bridge.config import MeisaSettings, SecretStr
 from bridge.errors import ShadowWriteRefused
 from bridge.meisa.client import MeisaClient, default_transport
 from bridge.meisa.transport import ReadOnlyTransport
 from bridge.sandbox.testing import SandboxHandle
+from bridge.settings import MeisaSettings, SecretStr
 
 pytestmark = pytest.mark.integration
 

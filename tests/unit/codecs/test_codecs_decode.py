@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from bridge.codecs import build_decoder
 from bridge.codecs.avro import single_object_header
-from bridge.config import CodecSettings
 from bridge.errors import DecodeError
 from bridge.events import Envelope
+from bridge.settings import CodecSettings
 
 ROOT = Path(__file__).resolve().parents[3]
 SCHEMAS = ROOT / "schemas"

@@ -13,8 +13,8 @@ import fastavro
 import pytest
 
 from bridge.codecs import build_decoder
-from bridge.config import CodecSettings
 from bridge.errors import DecodeError, TransportError
+from bridge.settings import CodecSettings
 
 SCHEMA = (Path(__file__).resolve().parents[3] / "schemas" / "invoice.paid.avsc").read_text()
 EVENT = {

@@ -14,7 +14,6 @@ import httpx
 import orjson
 import pytest
 
-from bridge.config import MeisaSettings, SecretStr
 from bridge.errors import (
     HaltError,
     MappingError,
@@ -25,6 +24,7 @@ from bridge.errors import (
 )
 from bridge.meisa.calls import MeisaCall, contact_key
 from bridge.meisa.client import MeisaClient
+from bridge.settings import MeisaSettings, SecretStr
 
 KEY = "meisa_test_SUPERSECRET_0000000000000000"
 SETTINGS = MeisaSettings(base_url="http://meisa.test/api/v1", api_key=SecretStr(KEY))

@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.config import MeisaSettings
 from bridge.meisa.governor import (
     GUARD_SECONDS,
     HOUR,
@@ -25,6 +24,7 @@ from bridge.meisa.governor import (
     RateScheduler,
 )
 from bridge.meisa.models import PingInfo
+from bridge.settings import MeisaSettings
 
 TRIGGER, TRACK, UPSERT = 0, 1, 2
 

@@ -5,12 +5,12 @@ import math
 
 import pytest
 
-from bridge.config import MeisaSettings
 from bridge.errors import ConfigError
 from bridge.meisa.models import PingInfo
 from bridge.replay.budget import Budget, budget_from, format_duration
 from bridge.replay.command import parse_time
 from bridge.replay.progress import Progress
+from bridge.settings import MeisaSettings
 
 
 def test_default_key_budget_paces_about_one_call_a_second() -> None:

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from bridge.config import load_rules
 from bridge.errors import MappingError
 from bridge.events import Envelope
-from bridge.rules.loader import load_rules, parse_duration
+from bridge.rules.loader import parse_duration
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from bridge.codecs import build_decoder
-from bridge.config import CodecSettings
-from bridge.rules.loader import load_rules
+from bridge.config import load_rules
 from bridge.rules.plan import plan_lines, row_json
+from bridge.settings import CodecSettings
 
 RULES = "rules:\n  - name: r\n    on: x\n    do:\n      - track: {email: a@b.c, event_name: e}\n"
 

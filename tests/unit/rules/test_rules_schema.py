@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from bridge.rules.commands import schema_command
-from bridge.rules.yamlio import parse_yaml
+from bridge.yamlio import parse_yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from bridge.config import load_rules
 from bridge.errors import ConfigError, ConfigErrors
 from bridge.rules.commands import validate_command
-from bridge.rules.loader import load_rules
 
 GOOD = """\
 rules:

@@ -1,0 +1,398 @@
+"""Settings models: what one deployment's YAML file may say, with types, defaults and meanings.
+
+This module imports nothing else of the bridge, so every package can depend on it. The loader
+(bridge.config) sits on top: it reads the YAML, fills these models and compiles the rules.
+`meisa-bridge config-doc` renders docs/configuration.md from the descriptions here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+DEFAULT_BASE_URL = "https://api.meisa.io/api/v1"
+API_KEY_ENV = "MEISA_API_KEY"
+
+
+def doc(text: str) -> dict[str, str]:
+    """Field metadata carrying the setting's meaning (rendered into the configuration doc)."""
+    return {"doc": text}
+
+
+class SecretStr:
+    """A secret that never shows itself in repr, str, logs or exceptions."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SecretStr('**********')" if self._value else "SecretStr('')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretStr) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeisaSettings:
+    """The Meisa API: where it is, the key, retries and the rate budget."""
+
+    base_url: str = field(
+        default=DEFAULT_BASE_URL,
+        metadata=doc(
+            "Base URL of the Meisa API (http:// or https://). Point it at a sandbox explicitly; "
+            "the client follows no redirects."
+        ),
+    )
+    api_key: SecretStr = field(
+        default_factory=lambda: SecretStr(""),
+        metadata=doc(
+            f"The API key, usually `${{{API_KEY_ENV}}}`. When empty, `api_key_file` is read, "
+            f"else the `{API_KEY_ENV}` environment variable. Never logged."
+        ),
+    )
+    api_key_file: str | None = field(
+        default=None,
+        metadata=doc(
+            "A file holding the API key (e.g. a mounted secret), read at load when `api_key` is "
+            "empty; a relative path is relative to the config file."
+        ),
+    )
+    timeout: float = field(
+        default=10.0,
+        metadata=doc(
+            "Seconds each HTTP request may take (connect, write, read and pool wait each); a "
+            "timeout is a transient error and is retried."
+        ),
+    )
+    rate_limit_per_minute: int | None = field(
+        default=None,
+        metadata=doc(
+            "Overrides the per-minute limit `GET /ping/` reports; empty: as the key says."
+        ),
+    )
+    rate_limit_per_hour: int | None = field(
+        default=None,
+        metadata=doc("Overrides the per-hour limit `GET /ping/` reports; empty: the key's."),
+    )
+    rate_share: float = field(
+        default=1.0,
+        metadata=doc(
+            "This replica's share of the key's budget: `1/replicas` when several bridges share "
+            "one key."
+        ),
+    )
+    retry_max_attempts: int = field(
+        default=10,
+        metadata=doc(
+            "Transient errors are retried without limit; after this many attempts each further "
+            "retry of a call is logged at WARNING."
+        ),
+    )
+    retry_base_seconds: float = field(
+        default=0.5, metadata=doc("First back-off step (full jitter, doubling per attempt).")
+    )
+    retry_cap_seconds: float = field(
+        default=30.0, metadata=doc("Largest back-off between two attempts of a call.")
+    )
+    retry_after_cap_seconds: float = field(
+        default=300.0,
+        metadata=doc("A server's `Retry-After` is honoured up to this many seconds."),
+    )
+    not_found_retries: int = field(
+        default=3,
+        metadata=doc(
+            "A track or tag whose contact does not exist yet is retried this many times before "
+            "it is poison."
+        ),
+    )
+    transport: Literal["httpx", "aiohttp"] = field(
+        default="aiohttp",
+        metadata=doc(
+            "HTTP transport under httpx's API: `aiohttp` (httpx-aiohttp, less CPU per request) "
+            "or `httpx` (httpx's own pool)."
+        ),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodecSettings:
+    """How Kafka messages are decoded into events."""
+
+    format: Literal["auto", "json", "cloudevents", "avro"] = field(
+        default="auto",
+        metadata=doc(
+            "Event encoding; `auto` tells plain JSON, CloudEvents (structured or binary) and "
+            "Avro apart per message."
+        ),
+    )
+    type_field: str = field(
+        default="type", metadata=doc("Field of a plain JSON event that holds its type.")
+    )
+    id_field: str = field(
+        default="id",
+        metadata=doc("Field of a plain JSON event that holds its unique id (idempotency keys)."),
+    )
+    time_field: str | None = field(
+        default=None,
+        metadata=doc(
+            "Field of a plain JSON event that holds its time (for `max_age`); empty: `time`, "
+            "else the Kafka timestamp."
+        ),
+    )
+    schema_registry_url: str | None = field(
+        default=None,
+        metadata=doc(
+            "Confluent-compatible schema registry for the Avro wire format (magic byte 0 + "
+            "schema id)."
+        ),
+    )
+    schemas_dir: str | None = field(
+        default=None,
+        metadata=doc(
+            "Directory of `.avsc` files for Avro single-object encoding and `topic_schemas`; "
+            "relative to the config file."
+        ),
+    )
+    topic_schemas: Mapping[str, str] = field(
+        default_factory=dict,
+        metadata=doc("Topic -> Avro schema name (in `schemas_dir`) for schemaless Avro topics."),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineSettings:
+    """Concurrency, buffering and commits of the consume loop."""
+
+    max_in_flight: int = field(
+        default=32,
+        metadata=doc("Concurrent Meisa calls; triggers have a lane of as many slots of their own."),
+    )
+    max_buffered_per_partition: int = field(
+        default=2000,
+        metadata=doc(
+            "A partition with this many unfinished messages is paused, and resumed at half."
+        ),
+    )
+    batch_size: int = field(default=500, metadata=doc("Messages per `consume()` call."))
+    commit_interval_seconds: float = field(
+        default=2.0,
+        metadata=doc("How often finished offsets are committed (also on revoke and shutdown)."),
+    )
+    shutdown_grace_seconds: float = field(
+        default=30.0,
+        metadata=doc("On SIGTERM/SIGINT, calls already started may finish within this time."),
+    )
+    revoke_grace_seconds: float = field(
+        default=10.0,
+        metadata=doc("Calls already started for revoked partitions may finish within this time."),
+    )
+    max_skew_seconds: float = field(
+        default=0.0,
+        metadata=doc(
+            "Event-time lockstep: how many seconds of event time one partition may run ahead "
+            "of an empty partition that is still being read."
+        ),
+    )
+    max_idle_seconds: float = field(
+        default=5.0,
+        metadata=doc(
+            "How long an empty partition that is neither paused nor at its end is waited for "
+            "before the others run ahead of it."
+        ),
+    )
+    contact_wait_seconds: float = field(
+        default=300.0,
+        metadata=doc(
+            "A track, tag or enrolment answered 404 waits this long for its contact to appear "
+            "(holding no slot), then is poison."
+        ),
+    )
+    identity_capacity: int = field(
+        default=100_000,
+        metadata=doc(
+            "Contact identities (external_id/email links) and known contacts remembered, "
+            "least recently used dropped first."
+        ),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DlqSettings:
+    """The dead-letter topic and the breaker that halts instead of draining a topic into it."""
+
+    topic: str | None = field(
+        default=None,
+        metadata=doc(
+            "Dead-letter topic (also settable as top-level `dead_letter_topic`); empty: a poison "
+            "message halts the bridge."
+        ),
+    )
+    max_consecutive: int = field(
+        default=100, metadata=doc("Halt after this many poison messages in a row.")
+    )
+    max_ratio: float = field(
+        default=0.5,
+        metadata=doc(
+            "Halt when more than this share of the last `ratio_window` messages was poison."
+        ),
+    )
+    ratio_window: int = field(
+        default=200, metadata=doc("Number of recent messages `max_ratio` looks at.")
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class LedgerSettings:
+    """The sent-email ledger: a compacted topic of trigger idempotency keys Meisa accepted."""
+
+    topic: str | None = field(
+        default=None,
+        metadata=doc(
+            "Compacted Kafka topic of the trigger idempotency keys Meisa accepted; empty: no "
+            "ledger beyond Meisa's one-hour idempotency window."
+        ),
+    )
+    retention_days: float = field(
+        default=7.0, metadata=doc("How long a sent email's key is remembered.")
+    )
+    load_timeout_seconds: float = field(
+        default=120.0,
+        metadata=doc(
+            "Start-up reads the topic's last `retention_days` before consuming; past this many "
+            "seconds it refuses to start."
+        ),
+    )
+    max_keys: int = field(
+        default=2_000_000,
+        metadata=doc(
+            "Keys held in memory (about 100 bytes each); past this the oldest are forgotten first."
+        ),
+    )
+    partitions: int = field(
+        default=6, metadata=doc("Partitions of the ledger topic when the bridge creates it.")
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SuppressionSettings:
+    """The unsubscribed list: triggers to those addresses are skipped before they are sent."""
+
+    enabled: bool = field(
+        default=True,
+        metadata=doc(
+            "Poll Meisa's unsubscribed emails (needs `contacts:read`; warns once without)."
+        ),
+    )
+    interval_seconds: float = field(
+        default=900.0, metadata=doc("Seconds between two polls of the unsubscribed list.")
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerSettings:
+    """The HTTP server for `/metrics`, `/healthz` and `/readyz`."""
+
+    host: str = field(
+        default="0.0.0.0",  # health/metrics are meant to be scraped from the pod network
+        metadata=doc("Address the health and metrics server listens on."),
+    )
+    port: int = field(default=9400, metadata=doc("Port of the health and metrics server."))
+    halt_linger_seconds: float = field(
+        default=0.0,
+        metadata=doc(
+            "After a halt or a refused start, keep serving `/metrics` and `/readyz` this long "
+            "before exiting, so monitoring can scrape why; 0 exits at once."
+        ),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoggingSettings:
+    """Log records on stderr."""
+
+    level: str = field(
+        default="INFO", metadata=doc("Log level: DEBUG, INFO, WARNING, ERROR (any case).")
+    )
+    format: Literal["json", "text"] = field(
+        default="json", metadata=doc("`json`: one JSON object a line; `text`: for people.")
+    )
+    mask_emails: bool = field(
+        default=True,
+        metadata=doc("Mask email addresses in log records (`s***@example.com`)."),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class BridgeSettings:
+    """Every setting of one deployment file, apart from the rules (see bridge.config)."""
+
+    source: str = "<memory>"
+    kafka: Mapping[str, Any] = field(
+        default_factory=dict,
+        metadata=doc(
+            "librdkafka properties, passed through as given (values become strings); the bridge "
+            "always sets `enable.auto.commit=false`, `enable.auto.offset.store=false`, "
+            "`isolation.level=read_committed`."
+        ),
+    )
+    topics: tuple[str, ...] = field(
+        default=(), metadata=doc("A topic name or a list of topic names to consume.")
+    )
+    meisa: MeisaSettings = field(default_factory=MeisaSettings)
+    codec: CodecSettings = field(default_factory=CodecSettings)
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    dlq: DlqSettings = field(default_factory=DlqSettings)
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    suppression: SuppressionSettings = field(default_factory=SuppressionSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+
+
+# The sections of the file that map onto a settings model, in the order the docs show them.
+SECTIONS: Mapping[str, type[Any]] = {
+    "meisa": MeisaSettings,
+    "codec": CodecSettings,
+    "pipeline": PipelineSettings,
+    "dlq": DlqSettings,
+    "ledger": LedgerSettings,
+    "suppression": SuppressionSettings,
+    "server": ServerSettings,
+    "logging": LoggingSettings,
+}
+# Top-level keys that are not a section, with their meaning.
+TOP_LEVEL_DOCS: Mapping[str, str] = {
+    "kafka": "librdkafka properties (see `kafka` below).",
+    "topics": "A topic name or a list of topic names to consume.",
+    "dead_letter_topic": "Shorthand for `dlq.topic`.",
+    "rules": "The rules, inline (a list; see the rules reference).",
+    "rules_file": "A file holding only `rules:`; relative to this config file. Not with `rules`.",
+}
+TOP_LEVEL_KEYS: tuple[str, ...] = (
+    "kafka",
+    "topics",
+    "dead_letter_topic",
+    "dlq",
+    "ledger",
+    "meisa",
+    "codec",
+    "pipeline",
+    "suppression",
+    "server",
+    "logging",
+    "rules",
+    "rules_file",
+)

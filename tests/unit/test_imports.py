@@ -1,0 +1,103 @@
+"""The import graph of bridge/: no cycles, and the settings models depend on nothing of the bridge.
+
+Every `import` counts, also those inside functions (a deferred import hides a cycle, it does not
+remove it). Imports under `if TYPE_CHECKING:` do not run and are left out, and so is the edge from
+a module to its own parent package (Python imports the parent first, whatever the child does).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+BRIDGE = Path(__file__).resolve().parents[2] / "bridge"
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(BRIDGE.rglob("*.py")):
+        parts = list(path.relative_to(BRIDGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
+    return out
+
+
+def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
+    """Every node except the bodies of `if TYPE_CHECKING:` blocks."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.orelse:
+                yield child
+                yield from _runtime_nodes(child)
+            continue
+        yield node
+        yield from _runtime_nodes(node)
+
+
+def _imported(name: str, path: Path, known: Mapping[str, Path]) -> set[str]:
+    found: set[str] = set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([node.module] if node.module else [])])
+            subs = {f"{base}.{alias.name}" for alias in node.names} & set(known)
+            found.update(subs or {base})
+    parents = {name.rsplit(".", n)[0] for n in range(1, name.count(".") + 1)}
+    return {m for m in found if m in known and m != name and m not in parents}
+
+
+def _graph() -> dict[str, set[str]]:
+    known = _modules()
+    return {name: _imported(name, path, known) for name, path in known.items()}
+
+
+def _cycle(graph: Mapping[str, set[str]]) -> list[str] | None:
+    """One cycle as a path `a -> b -> ... -> a`, or None (depth-first search, three colours)."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start)):
+            return found
+    return None
+
+
+def test_the_walk_sees_the_modules_and_their_imports() -> None:
+    graph = _graph()
+    assert {"bridge.config", "bridge.settings", "bridge.pipeline.pipeline"} <= set(graph)
+    assert {"bridge.settings", "bridge.rules.loader", "bridge.yamlio"} <= graph["bridge.config"]
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycle_between_bridge_modules() -> None:
+    assert _cycle(_graph()) is None
+
+
+def test_settings_and_yaml_import_nothing_above_them() -> None:
+    graph = _graph()
+    assert graph["bridge.settings"] == set()
+    assert graph["bridge.yamlio"] <= {"bridge.errors"}
+    assert graph["bridge.errors"] == set()
