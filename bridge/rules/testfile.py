@@ -18,7 +18,7 @@ import orjson
 from bridge.errors import ConfigError
 from bridge.meisa.calls import ENDPOINTS, CallKind
 from bridge.rules.loader import parse_duration
-from bridge.rules.yamlio import line_of, load_yaml
+from bridge.yamlio import line_of, load_yaml
 
 FILE_KEYS = ("rules", "topic", "tests")
 TEST_KEYS = (
