@@ -56,6 +56,12 @@ def _schema(args: argparse.Namespace) -> int:
     return schema_command(args)
 
 
+def _config_doc(args: argparse.Namespace) -> int:
+    from bridge.configdoc import config_doc_command
+
+    return config_doc_command(args)
+
+
 def _sandbox(args: argparse.Namespace) -> int:
     from bridge.sandbox.server import sandbox_command
 
@@ -195,6 +201,23 @@ def _add_rules_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "  # yaml-language-server: $schema=./meisa-bridge.schema.json\n",
     )
     p.set_defaults(handler=_schema)
+
+    p = _command(
+        sub,
+        "config-doc",
+        help="print the configuration reference (docs/configuration.md)",
+        description="Render the configuration reference from the settings models: every\n"
+        "setting with its type, default and meaning.\n\n"
+        "exit codes: 0 written (or current), 1 --check found the file out of date",
+        examples="  meisa-bridge config-doc --output docs/configuration.md\n"
+        "  meisa-bridge config-doc --check docs/configuration.md\n",
+    )
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--output", default=None, metavar="FILE", help="write it here")
+    target.add_argument(
+        "--check", default=None, metavar="FILE", help="exit 1 if FILE is not current"
+    )
+    p.set_defaults(handler=_config_doc)
 
 
 def _add_sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -80,9 +80,7 @@ class MeisaSettings:
     )
     rate_limit_per_minute: int | None = field(
         default=None,
-        metadata=doc(
-            "Overrides the per-minute limit `GET /ping/` reports; empty: as the key says."
-        ),
+        metadata=doc("Overrides the per-minute limit `GET /ping/` reports; empty: the key's."),
     )
     rate_limit_per_hour: int | None = field(
         default=None,
@@ -247,7 +245,7 @@ class DlqSettings:
     max_ratio: float = field(
         default=0.5,
         metadata=doc(
-            "Halt when more than this share of the last `ratio_window` messages was poison."
+            "Halt when more than this share of the last `ratio_window` messages is poison."
         ),
     )
     ratio_window: int = field(
@@ -293,9 +291,7 @@ class SuppressionSettings:
 
     enabled: bool = field(
         default=True,
-        metadata=doc(
-            "Poll Meisa's unsubscribed emails (needs `contacts:read`; warns once without)."
-        ),
+        metadata=doc("Poll Meisa's unsubscribed list (needs `contacts:read`; warns once without)."),
     )
     interval_seconds: float = field(
         default=900.0, metadata=doc("Seconds between two polls of the unsubscribed list.")
@@ -344,9 +340,8 @@ class BridgeSettings:
     kafka: Mapping[str, Any] = field(
         default_factory=dict,
         metadata=doc(
-            "librdkafka properties, passed through as given (values become strings); the bridge "
-            "always sets `enable.auto.commit=false`, `enable.auto.offset.store=false`, "
-            "`isolation.level=read_committed`."
+            "librdkafka properties, passed through as given (values become strings); see "
+            "below for what the bridge sets itself."
         ),
     )
     topics: tuple[str, ...] = field(
