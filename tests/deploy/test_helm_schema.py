@@ -122,12 +122,18 @@ def test_config_sections_list_exactly_the_bridge_settings() -> None:
 
 def test_every_default_value_is_described_by_the_schema() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
+    checked: list[str] = []
 
-    def walk(node: Any, schema: dict[str, Any], path: str) -> None:
-        if not isinstance(node, dict) or "properties" not in schema:
-            return
+    def walk(node: dict[str, Any], schema: dict[str, Any], path: str) -> None:
         for key, child in node.items():
             assert key in schema["properties"], f"{path}{key} has no schema entry"
-            walk(child, schema["properties"][key], f"{path}{key}.")
+            checked.append(f"{path}{key}")
+            sub = schema["properties"][key]
+            # A mapping whose schema lists no properties is free-form (podAnnotations, resources).
+            if isinstance(child, dict) and "properties" in sub:
+                walk(child, sub, f"{path}{key}.")
 
+    assert isinstance(values, dict)
     walk(values, SCHEMA, "")
+    assert set(values) <= set(checked)
+    assert {"image.tag", "meisa.existingSecret", "config.pipeline", "kafka.sasl"} <= set(checked)

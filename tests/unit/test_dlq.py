@@ -167,7 +167,16 @@ def test_breaker_trips_on_ratio_once_window_is_full() -> None:
         breaker.record(True)
 
 
+def _trips(breaker: DlqBreaker, poison: bool) -> bool:
+    try:
+        breaker.record(poison)
+    except DlqBreakerTripped:
+        return True
+    return False
+
+
 def test_breaker_tolerates_a_ratio_at_the_limit() -> None:
     breaker = DlqBreaker(max_consecutive=0, max_ratio=0.5, window=4)
-    for poison in (True, False, True, False, True, False):
-        breaker.record(poison)
+    outcomes = [_trips(breaker, p) for p in (True, False, True, False, True, False, True)]
+    assert outcomes == [False] * 7  # every full window holds exactly 2 of 4 poison
+    assert _trips(breaker, True)  # T F T T: 3 of 4 is past the limit

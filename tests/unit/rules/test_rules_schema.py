@@ -34,7 +34,12 @@ def _doc(name: str) -> Any:
 def test_examples_validate_against_the_schema(
     name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    jsonschema.validate(_doc(name), _schema(capsys), cls=jsonschema.Draft202012Validator)
+    doc = _doc(name)
+    validator = jsonschema.Draft202012Validator(_schema(capsys))
+    assert doc and isinstance(doc, dict)
+    assert [e.message for e in validator.iter_errors(doc)] == []
+    # The same document with a misspelt key is refused: the schema really checks this file.
+    assert not validator.is_valid({**doc, "rulez": []})
 
 
 def test_schema_rejects_unknown_actions_and_spec_absent_fields(

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from bridge.errors import ConfigError
-from bridge.sandbox.auth import KeyRing, check_scope
+from bridge.sandbox.auth import KeyRing, KeyState, check_scope
 from bridge.sandbox.config import DEMO_KEY, SCOPES, UNLIMITED_KEY, KeySpec, load_sandbox_config
 from bridge.sandbox.faults import Faults
 from bridge.sandbox.model import ApiError, Clock
@@ -93,11 +93,24 @@ def test_sliding_window_refuses_then_admits_as_hits_age_out() -> None:
         ring.admit(state)
 
 
+def _admitted(ring: KeyRing, state: KeyState, requests: int) -> int:
+    """How many of `requests` back-to-back requests are admitted (refusals are 429s)."""
+    count = 0
+    for _ in range(requests):
+        try:
+            ring.admit(state)
+        except ApiError as exc:
+            assert exc.status == 429
+            continue
+        count += 1
+    return count
+
+
 def test_unlimited_key_is_never_refused() -> None:
     ring = _ring(FakeClock(), None, None)
-    state = ring.authenticate("meisa_test_k")
-    for _ in range(10_000):
-        ring.admit(state)
+    assert _admitted(ring, ring.authenticate("meisa_test_k"), 10_000) == 10_000
+    limited = _ring(FakeClock(), 60, 1000)
+    assert _admitted(limited, limited.authenticate("meisa_test_k"), 10_000) == 60
 
 
 def test_auth_errors() -> None:
