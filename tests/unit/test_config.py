@@ -27,7 +27,7 @@ def test_example_deployment_config_loads_from_the_environment(
     monkeypatch.setenv("BRIDGE_HTTP_PORT", "9555")
     config = load_config(ROOT / "examples" / "bridge.yaml")
     assert config.kafka["bootstrap.servers"] == "127.0.0.1:19092"
-    assert config.kafka["session.timeout.ms"] == "45000"
+    assert config.kafka["group.protocol"] == "consumer"
     assert config.meisa.base_url == "http://127.0.0.1:8080/api/v1"
     assert config.meisa.api_key.get_secret_value() == "meisa_test_secret_value"
     assert "meisa_test_secret_value" not in repr(config)
