@@ -36,7 +36,8 @@ def test_examples_validate_against_the_schema(
 ) -> None:
     doc = _doc(name)
     validator = jsonschema.Draft202012Validator(_schema(capsys))
-    assert doc and isinstance(doc, dict)
+    assert isinstance(doc, dict)
+    assert doc
     assert [e.message for e in validator.iter_errors(doc)] == []
     # The same document with a misspelt key is refused: the schema really checks this file.
     assert not validator.is_valid({**doc, "rulez": []})
