@@ -44,8 +44,11 @@ MetricName = Literal[
     "meisa_bridge_committed_offset",
     # Seconds a call waited for the rate governor before it was sent.
     "meisa_bridge_governor_wait_seconds",
-    # The governor's current request budget per minute (moves with AIMD on 429).
+    # The governor's current request budget per minute (lowered by repeated 429s, then back).
     "meisa_bridge_governor_rate_per_minute",
+    # 1 while the governor holds calls back, by reason (retry_after: a pause every call waits
+    # out; repeated_429 / limit_lower: a lowered budget climbing back), else 0.
+    "meisa_bridge_governor_throttled",
     # Retries of Meisa calls, by endpoint and reason
     # (rate_limited|server_error|transport|not_found).
     "meisa_bridge_retries_total",
@@ -80,6 +83,7 @@ MetricName = Literal[
     "meisa_bridge_shadow_calls_total",
 ]
 
+THROTTLE_REASONS = ("retry_after", "repeated_429", "limit_lower")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # Governor waits range from nothing to a Retry-After pause of minutes.
 WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -128,6 +132,8 @@ class Metrics:
         add(Histogram, "meisa_bridge_governor_wait_seconds", "Rate governor wait",
             buckets=WAIT_BUCKETS)  # fmt: skip
         add(Gauge, "meisa_bridge_governor_rate_per_minute", "Governor budget per minute")
+        add(Gauge, "meisa_bridge_governor_throttled", "1 while the governor holds calls back",
+            "reason")  # fmt: skip
         add(Counter, "meisa_bridge_retries_total", "Meisa call retries", "endpoint", "reason")
         add(Counter, "meisa_bridge_skipped_total", "Skipped calls or events", "reason")
         add(Gauge, "meisa_bridge_assigned_partitions", "Partitions assigned to this replica")
@@ -194,6 +200,11 @@ class Metrics:
         """None (limits not known yet, e.g. before GET /ping) leaves the gauge as it is."""
         if per_minute is not None:
             self._m["meisa_bridge_governor_rate_per_minute"].set(per_minute)
+
+    def governor_throttled(self, reason: str | None) -> None:
+        """The reason the governor holds calls back now (None: it does not)."""
+        for each in THROTTLE_REASONS:
+            self._child("meisa_bridge_governor_throttled", each).set(1 if each == reason else 0)
 
     def retries(self, endpoint: str, reason: str) -> None:
         self._child("meisa_bridge_retries_total", endpoint, reason).inc()

@@ -39,6 +39,7 @@ from bridge.meisa.client import MeisaClient, default_transport
 from bridge.meisa.delivery import Attempt, Deliverer
 from bridge.meisa.governor import RateGovernor
 from bridge.meisa.models import PingInfo
+from bridge.meisa.schedule import GovernorState
 from bridge.meisa.scopes import format_missing, missing_scopes
 from bridge.observability import (
     HealthServer,
@@ -267,9 +268,9 @@ def _build(
         client.unsubscribed_emails, interval=config.suppression.interval_seconds
     )
     guard = CallGuard(suppressed=suppression.__contains__)
-    governor = RateGovernor.from_ping(info, config.meisa)
-    if governor.per_minute is not None:  # None: an unlimited (sandbox) key
-        metrics.governor_rate(governor.per_minute)
+    governor = RateGovernor.from_ping(info, config.meisa, observer=_governor_metrics(metrics))
+    metrics.governor_throttled(None)
+    metrics.governor_rate(governor.per_minute)  # None: an unlimited (sandbox) key, no gauge
     if shadow is not None:
         from bridge.shadow import ShadowDeliverer
 
@@ -294,6 +295,14 @@ def _waits_for_contacts(deliverer: Deliverer) -> Deliver:
         return await deliverer.deliver(call, slot, not_found=False)
 
     return deliver
+
+
+def _governor_metrics(metrics: Metrics) -> Callable[[GovernorState], None]:
+    def record(state: GovernorState) -> None:
+        metrics.governor_throttled(state.reason)
+        metrics.governor_rate(state.per_minute)
+
+    return record
 
 
 def _attempt_metrics(metrics: Metrics) -> Callable[[Attempt], None]:

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.meisa.governor import GUARD_SECONDS, TRIGGER_HOUR_RESERVE
+from bridge.meisa.schedule import GUARD_SECONDS, TRIGGER_HOUR_RESERVE
 from bridge.settings import MeisaSettings
 
 DEFAULT_PER_MINUTE = 60  # the spec's default key limits, used when nothing better is known

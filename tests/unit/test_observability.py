@@ -89,6 +89,7 @@ def test_every_method_lands_in_its_metric() -> None:
     m.committed("app.users", 3, 1000)
     m.governor_wait(1.5)
     m.governor_rate(30)
+    m.governor_throttled("retry_after")
     m.retries("events.track", "rate_limited")
     m.skipped("unsubscribed")
     m.assigned_partitions(4)
@@ -102,6 +103,8 @@ def test_every_method_lands_in_its_metric() -> None:
     assert 'meisa_bridge_committed_offset{partition="3",topic="app.users"} 1000.0' in text
     assert "meisa_bridge_governor_wait_seconds_sum 1.5" in text
     assert "meisa_bridge_governor_rate_per_minute 30.0" in text
+    assert 'meisa_bridge_governor_throttled{reason="retry_after"} 1.0' in text
+    assert 'meisa_bridge_governor_throttled{reason="repeated_429"} 0.0' in text
     assert 'meisa_bridge_retries_total{endpoint="events.track",reason="rate_limited"} 1.0' in text
     assert 'meisa_bridge_skipped_total{reason="unsubscribed"} 1.0' in text
     assert "meisa_bridge_assigned_partitions 4.0" in text
@@ -115,6 +118,14 @@ def test_governor_rate_of_none_keeps_the_last_value() -> None:
     metrics.governor_rate(60)
     metrics.governor_rate(None)
     assert _sample(metrics, "meisa_bridge_governor_rate_per_minute") == 60
+
+
+def test_governor_throttled_clears_when_the_governor_lets_calls_go() -> None:
+    metrics = Metrics()
+    metrics.governor_throttled("limit_lower")
+    metrics.governor_throttled(None)
+    text = metrics.render().decode()
+    assert 'meisa_bridge_governor_throttled{reason="limit_lower"} 0.0' in text
 
 
 def test_metric_name_literal_lists_exactly_the_registered_metrics() -> None:

@@ -1,4 +1,4 @@
-"""Rate governor: budgets never exceeded, strict priority, AIMD, Retry-After pause.
+"""Rate governor: budgets never exceeded, strict priority, pacing, the hour reserve.
 
 The pure scheduler is driven by a manually advanced clock; the async wrapper by a fake sleep that
 advances a fake clock (virtual time), so nothing here really waits.
@@ -15,15 +15,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.meisa.governor import (
+from bridge.meisa.governor import RateGovernor
+from bridge.meisa.models import PingInfo
+from bridge.meisa.schedule import (
     GUARD_SECONDS,
     HOUR,
     MINUTE,
     TRIGGER_HOUR_RESERVE,
-    RateGovernor,
     RateScheduler,
 )
-from bridge.meisa.models import PingInfo
 from bridge.settings import MeisaSettings
 
 TRIGGER, TRACK, UPSERT = 0, 1, 2
@@ -129,17 +129,6 @@ def test_rate_limit_pauses_everyone_until_retry_after_has_run() -> None:
     assert sim.grants == []
     sim.pump(40.0)
     assert sim.grants[0][0] == 30.0
-
-
-def test_aimd_halves_on_429_and_climbs_back_but_never_above_budget() -> None:
-    core = RateScheduler(per_minute=60, per_hour=1000)
-    core.on_rate_limited(0.0, None)
-    assert core.limits() == (30, 500)
-    core.on_rate_limited(0.0, None)
-    assert core.limits() == (15, 250)
-    for _ in range(10_000):
-        core.on_success()
-    assert core.limits() == (60, 1000)
 
 
 def test_share_splits_the_key_budget() -> None:
@@ -310,13 +299,6 @@ def test_upserts_are_paced_and_triggers_may_spend_the_burst() -> None:
     triggers = [drive.core.request(TRIGGER) for _ in range(5)]
     drive.run(10.0)
     assert [drive.granted.get(s) for s in triggers] == [10.0] * 5, "a few OTPs go at once"
-
-
-def test_a_pause_then_aimd_slows_the_pace() -> None:
-    core = RateScheduler(per_minute=60, per_hour=1000)
-    before = interval_of(core)
-    core.on_rate_limited(0.0, None)
-    assert interval_of(core) == pytest.approx(2 * before)
 
 
 def test_hour_reserve_keeps_room_for_triggers_after_a_backlog_spent_the_hour() -> None:

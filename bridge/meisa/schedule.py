@@ -1,0 +1,290 @@
+"""Rate scheduler: the pure core of the rate governor (`now` is passed in, nothing waits).
+
+Budget. Meisa limits a key per minute and per hour. Each limit is a sliding-window log: a spent
+token comes back exactly one window after it was spent, so no window ever holds more than the
+limit (a bucket that refills continuously could allow a full burst at the end of one minute and
+another at the start of the next, twice the limit inside one 60 s window, and a sliding-window
+server would answer 429). `guard_seconds` widens each window a little so network jitter cannot
+squeeze two requests sent 60 s apart into one server-side window. Each limit is multiplied by
+`share` (this replica's part of a key shared by several bridges).
+
+Pacing. The windows alone would let a backlog spend a whole minute's budget in a burst and then
+hold everything, a waiting trigger too, until the window turns over. So grants are also paced by
+a token bucket refilled continuously at the shortest window's effective rate (limit / window
+length, so pacing alone never overfills a window and no budget is wasted). Only triggers may
+spend the bucket's burst (`BURST_SECONDS` of tokens); other calls go only when it is full, so a
+trigger arriving behind any backlog finds a token at once or within one token interval, and a
+backlog never runs ahead of the windows (which would stall everyone at the window's end).
+
+Hour reserve. Calls other than triggers may fill the hourly window only to
+`1 - TRIGGER_HOUR_RESERVE` of its limit, so a backlog that exhausts the hour still leaves room
+for triggers.
+
+429s (see bridge.meisa.aimd). A Retry-After is authoritative: `on_rate_limited(now, retry_after)`
+stops every grant until it has run, and nothing else changes. A 429 without one may lower the
+effective limits (and the pace): only when such 429s repeat or the key evidently allows less than
+/ping said, at most once per window, never below one request per window; the budget is back in
+full at most 90 s after the last such 429. `state(now)` says whether calls are held back,
+why and until when.
+
+Priority. Waiting callers are served strictly by priority (0 = trigger, 1 = track/enroll,
+2 = upsert/tags), then in arrival order: a waiting OTP overtakes a backlog of upserts.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+from bridge.meisa.aimd import Aimd
+
+MINUTE, HOUR = 60.0, 3600.0
+GUARD_SECONDS = 0.5  # client/server clock and latency slack added to each window
+TRIGGER = 0  # the priority of triggers, which may use the burst and the hour reserve
+# Burst for triggers: a few OTPs at once go without waiting, yet a full bucket is small enough
+# that spending it costs at most a short stall when the minute window catches up.
+BURST_SECONDS = 2.0
+# Share of the hourly budget only triggers may use: after a backlog has spent the rest of the
+# hour, 10% (100 of Meisa's default 1,000/h) is still there for OTPs and password resets.
+TRIGGER_HOUR_RESERVE = 0.1
+_READY_SLACK = 1e-9  # tokens: float rounding must not make a due grant wait another wake-up
+# A Retry-After extending a running pause by less than this is the same pause (the 429s that
+# answer requests already in flight), not a new one to report.
+_SAME_PAUSE_SECONDS = 1.0
+# A 429 proves the key's limit lower than /ping said when this replica sent less than this share
+# of its limit in the last window: more than the off-by-one of a window boundary.
+PROOF_SHARE = 0.9
+
+Reason = Literal["retry_after", "repeated_429", "limit_lower"]
+
+
+class _Window:
+    """Grants in the last `length` seconds; `limit` of them at most."""
+
+    def __init__(self, budget: int, length: float, reserve: float = 0.0) -> None:
+        self.budget = budget
+        self.length = length
+        self.reserve = reserve  # share of the limit kept for triggers
+        self.grants: deque[float] = deque()
+
+    def _expire(self, now: float) -> None:
+        while self.grants and self.grants[0] <= now - self.length:
+            self.grants.popleft()
+
+    def free_at(self, now: float, limit: int, tokens: int) -> float:
+        """Earliest time (>= now) at which `tokens` more grants fit under `limit`."""
+        self._expire(now)
+        excess = len(self.grants) + tokens - limit
+        if excess <= 0:
+            return now
+        if excess > len(self.grants):  # more tokens than the limit: never fits whole
+            return math.inf
+        return self.grants[excess - 1] + self.length
+
+    def used(self, now: float) -> int:
+        self._expire(now)
+        return len(self.grants)
+
+    def spend(self, now: float, tokens: int) -> None:
+        self.grants.extend([now] * tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class GovernorState:
+    """Why the governor holds calls back (None: it does not), and until when (monotonic)."""
+
+    reason: Reason | None
+    until: float
+    per_minute: int | None  # the effective per-minute limit now; None: the key has none
+
+    @property
+    def throttled(self) -> bool:
+        return self.reason is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Waiter:
+    priority: int
+    seq: int
+    tokens: int
+
+
+class RateScheduler:
+    """Pure core: `request` queues, `grant(now)` returns who may go now."""
+
+    def __init__(
+        self,
+        *,
+        per_minute: int | None,
+        per_hour: int | None,
+        share: float = 1.0,
+        guard_seconds: float = GUARD_SECONDS,
+    ) -> None:
+        # None: the key reports no such limit (the sandbox's unlimited key); no window for it.
+        self.windows = [
+            _Window(max(1, math.floor(limit * share)), length + guard_seconds, reserve)
+            for limit, length, reserve in (
+                (per_minute, MINUTE, 0.0),
+                (per_hour, HOUR, TRIGGER_HOUR_RESERVE),
+            )
+            if limit is not None
+        ]
+        self._shape = (per_minute is not None, per_hour is not None)
+        smallest = min((w.budget for w in self.windows), default=1)
+        self._aimd = Aimd(floor=1.0 / smallest, window=MINUTE + guard_seconds)
+        self.factor = 1.0  # AIMD multiplier on both budgets, as of the last `_refresh`
+        self._shrink: Reason | None = None  # why the factor was last lowered
+        self.paused_until = -math.inf
+        self._level = math.inf  # pacing bucket tokens (clipped to its capacity; full at start)
+        self._level_at = -math.inf
+        self._queue: list[tuple[int, int]] = []
+        self._waiters: dict[int, Waiter] = {}
+        self._seq = itertools.count()
+
+    # -- limits ------------------------------------------------------------------------------
+
+    def _limit(self, window: _Window) -> int:
+        return max(1, math.floor(window.budget * self.factor))
+
+    def limits(self) -> tuple[int | None, int | None]:
+        """Effective (per-minute, per-hour) limits after AIMD; None where there is no limit."""
+        found = iter(self._limit(w) for w in self.windows)
+        minute = next(found) if self._shape[0] else None
+        hour = next(found) if self._shape[1] else None
+        return minute, hour
+
+    def pace(self) -> tuple[float, float] | None:
+        """(tokens per second, burst capacity) of the pacing bucket; None without limits."""
+        if not self.windows:
+            return None
+        window = self.windows[0]  # the shortest window sets the pace
+        rate = self._limit(window) / window.length
+        return rate, max(1.0, rate * BURST_SECONDS)
+
+    def _settle(self, now: float) -> None:
+        """Refill the bucket up to `now` at the current pace."""
+        pace = self.pace()
+        if pace is None:
+            return
+        rate, capacity = pace
+        elapsed = now - self._level_at if now > self._level_at else 0.0
+        self._level = min(capacity, self._level + rate * elapsed)  # clipped if the pace fell
+        self._level_at = max(self._level_at, now)
+
+    def _refresh(self, now: float) -> None:
+        """Follow the AIMD climb back to the full budget up to `now`."""
+        if self.factor < 1.0:
+            self._settle(now)  # tokens earned so far at the old pace
+            self.factor = self._aimd.factor(now)
+
+    def on_rate_limited(self, now: float, retry_after: float | None) -> Reason | None:
+        """A 429 at `now`; the reason when it paused or lowered the budget anew."""
+        self._settle(now)
+        if retry_after is not None:  # the server said how long: exactly that, nothing more
+            until = now + retry_after
+            fresh = now >= self.paused_until or until - self.paused_until > _SAME_PAUSE_SECONDS
+            self.paused_until = max(self.paused_until, until)
+            return "retry_after" if retry_after > 0 and fresh else None
+        self._refresh(now)
+        shrink = self._aimd.strike(now, under_limit=self._under_limit(now))
+        self.factor = self._aimd.factor(now)
+        if shrink is not None:
+            self._shrink = shrink
+        return shrink
+
+    def _under_limit(self, now: float) -> bool:
+        """Clearly fewer requests than the limit went out in the last (shortest) window."""
+        if not self.windows:
+            return False
+        window = self.windows[0]
+        return window.used(now) < PROOF_SHARE * self._limit(window)
+
+    def on_success(self) -> None:
+        """Recovery follows the clock, not the count of successes: nothing to do."""
+
+    def state(self, now: float) -> GovernorState:
+        self._refresh(now)
+        if self.paused_until > now:
+            reason: Reason | None = "retry_after"
+        else:
+            reason = self._shrink if self.factor < 1.0 else None
+        until = max(self.paused_until, self._aimd.recovered_at())
+        return GovernorState(reason, until, self.limits()[0])
+
+    def record(self, now: float, tokens: int = 1) -> None:
+        """Count requests made without a grant (the start-up ping) against the budget."""
+        self._spend(now, tokens)
+
+    def _spend(self, now: float, tokens: int) -> None:
+        self._settle(now)
+        if self.windows:
+            self._level -= tokens  # may go negative: a 2-request call pays back its debt
+        for window in self.windows:
+            window.spend(now, tokens)
+
+    # -- queue -------------------------------------------------------------------------------
+
+    def request(self, priority: int, tokens: int = 1) -> int:
+        seq = next(self._seq)
+        self._waiters[seq] = Waiter(priority, seq, max(1, tokens))
+        heapq.heappush(self._queue, (priority, seq))
+        return seq
+
+    def cancel(self, seq: int) -> None:
+        self._waiters.pop(seq, None)  # its heap entry is skipped lazily
+
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def _head(self) -> Waiter | None:
+        while self._queue:
+            waiter = self._waiters.get(self._queue[0][1])
+            if waiter is not None:
+                return waiter
+            heapq.heappop(self._queue)
+        return None
+
+    def ready_at(self, now: float, tokens: int, priority: int = TRIGGER) -> float:
+        at = max(now, self.paused_until, self._paced_at(now, tokens, priority))
+        for window in self.windows:
+            limits = [self._limit(window)]
+            if priority != TRIGGER and window.reserve:
+                limits.append(max(1, math.floor(limits[0] * (1.0 - window.reserve))))
+            for limit in limits:
+                # A request bigger than the limit (a 2-request tag call under AIMD) waits for an
+                # empty window instead of never.
+                at = max(at, window.free_at(now, limit, min(tokens, limit)))
+        return at
+
+    def _paced_at(self, now: float, tokens: int, priority: int) -> float:
+        """When the bucket holds enough: triggers may spend the burst, others need it full."""
+        pace = self.pace()
+        if pace is None:
+            return now
+        rate, capacity = pace
+        self._settle(now)
+        need = min(tokens, capacity) if priority == TRIGGER else capacity
+        short = need - self._level
+        return now if short <= _READY_SLACK else now + short / rate
+
+    def grant(self, now: float) -> tuple[list[int], float | None]:
+        """Grant the head of the queue while the budget allows.
+
+        Returns (granted seqs in order, time to call again or None when nobody waits).
+        """
+        granted: list[int] = []
+        self._refresh(now)
+        while (head := self._head()) is not None:
+            at = self.ready_at(now, head.tokens, head.priority)
+            if at > now:
+                return granted, at
+            heapq.heappop(self._queue)
+            del self._waiters[head.seq]
+            # Record what is really sent, even past an AIMD-lowered limit: later grants wait.
+            self._spend(now, head.tokens)
+            granted.append(head.seq)
+        return granted, None
