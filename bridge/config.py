@@ -122,7 +122,7 @@ def _build(
     return BridgeConfig(
         source=file,
         kafka=_kafka(doc.get("kafka"), file, line_of(doc, "kafka"), errors),
-        topics=_topics(doc.get("topics"), file, line_of(doc, "topics"), errors),
+        topics=_topics(doc.get("topics"), file, line_of(doc, "topics"), errors, strict_env),
         rules=_rules(doc, file, base, errors, strict_env),
         **sections,
     )
@@ -149,10 +149,15 @@ def _kafka(node: Any, file: str, line: int | None, errors: list[ConfigError]) ->
     return props
 
 
-def _topics(node: Any, file: str, line: int | None, errors: list[ConfigError]) -> tuple[str, ...]:
+def _topics(
+    node: Any, file: str, line: int | None, errors: list[ConfigError], strict_env: bool
+) -> tuple[str, ...]:
     if node is None:
         return ()
     names = [node] if isinstance(node, str) else node
+    if not strict_env and isinstance(names, list):
+        # An unset `${VAR}` reads as "" for checking; such a name is left out, not refused.
+        names = [t for t in names if t != ""]
     if not isinstance(names, list) or not all(isinstance(t, str) and t for t in names):
         errors.append(_err("expected a topic name or a list of topic names", file, line, "topics"))
         return ()

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import load_rules
+from bridge.config import load_config, load_rules
 from bridge.errors import ConfigError, ConfigErrors
-from bridge.rules.commands import validate_command
+from bridge.rules.commands import plan_command, validate_command
 
 GOOD = """\
 rules:
@@ -179,6 +179,29 @@ def test_unset_env_variable_is_an_error_in_strict_loading(tmp_path: Path) -> Non
     assert err.line == 3
     assert "SURELY_UNSET_VAR_X" in err.message
     assert load_config(path, strict_env=False).meisa.base_url == ""
+
+
+@pytest.mark.parametrize("topics", ['["${SURELY_UNSET_TOPIC_X}"]', '"${SURELY_UNSET_TOPIC_X}"'])
+def test_topic_from_an_unset_variable_passes_validate_and_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], topics: str
+) -> None:
+    path = _write(tmp_path, f"topics: {topics}\n" + GOOD)
+    assert validate_command(argparse.Namespace(rules=[str(path)])) == 0
+    assert capsys.readouterr().out == f"{path}: ok: 1 rules\n"
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"id": "e1", "type": "user.signed_up", "data": {"email": "a@b.c"}}\n')
+    plan = argparse.Namespace(rules=str(path), events=str(events), coalesce=False, format="json")
+    assert plan_command(plan) == 0
+    assert '"endpoint":"POST /contacts/upsert/"' in capsys.readouterr().out
+    with pytest.raises(ConfigErrors):  # running still needs the variable
+        load_config(path)
+
+
+def test_empty_topic_name_is_still_an_error_when_running(tmp_path: Path) -> None:
+    path = _write(tmp_path, 'topics: [""]\n' + GOOD)
+    with pytest.raises(ConfigErrors) as info:
+        load_config(path)
+    assert info.value.errors[0].field == "topics"
 
 
 def test_unclosed_expression_is_an_error_not_a_literal(tmp_path: Path) -> None:
