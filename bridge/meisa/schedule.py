@@ -20,12 +20,15 @@ Hour reserve. Calls other than triggers may fill the hourly window only to
 `1 - TRIGGER_HOUR_RESERVE` of its limit, so a backlog that exhausts the hour still leaves room
 for triggers.
 
-429s (see bridge.meisa.aimd). A Retry-After is authoritative: `on_rate_limited(now, retry_after)`
-stops every grant until it has run, and nothing else changes. A 429 without one may lower the
-effective limits (and the pace): only when such 429s repeat or the key evidently allows less than
-/ping said, at most once per window, never below one request per window; the budget is back in
-full at most 90 s after the last such 429. `state(now)` says whether calls are held back,
-why and until when.
+429s (see bridge.meisa.aimd). A Retry-After is authoritative for what it answers: the call that
+got it waits that long (the retry policy), and the budget does not shrink for it. Whether it
+answers for the key or for one request, the other answers tell: while 429s are a quarter or
+more of the last 20 answers, a Retry-After stops every grant until it has run; a lone 429 among
+successes (a proxy refusing the odd request) holds back only its own call. A 429 without one
+may lower the effective limits (and the pace): only when such 429s repeat or the key evidently
+allows less than /ping said, at most once per window, never below one request per window; the
+budget is back in full at most 90 s after the last such 429. `state(now)` says whether calls are
+held back, why and until when.
 
 Priority. Waiting callers are served strictly by priority (0 = trigger, 1 = track/enroll,
 2 = upsert/tags), then in arrival order: a waiting OTP overtakes a backlog of upserts.
@@ -58,6 +61,11 @@ _SAME_PAUSE_SECONDS = 1.0
 # A 429 proves the key's limit lower than /ping said when this replica sent less than this share
 # of its limit in the last window: more than the off-by-one of a window boundary.
 PROOF_SHARE = 0.9
+# Whether a Retry-After speaks for the key or for one request: the key is refused when 429s are
+# at least PAUSE_SHARE of the last PAUSE_ANSWERS answers (and two at least). A limiter refusing
+# the key answers 429 to nearly everything; a proxy refusing the odd request leaves the rest ok.
+PAUSE_ANSWERS = 20
+PAUSE_SHARE = 0.25
 
 Reason = Literal["retry_after", "repeated_429", "limit_lower"]
 
@@ -139,6 +147,8 @@ class RateScheduler:
         self.factor = 1.0  # AIMD multiplier on both budgets, as of the last `_refresh`
         self._shrink: Reason | None = None  # why the factor was last lowered
         self.paused_until = -math.inf
+        self._answers: deque[bool] = deque(maxlen=PAUSE_ANSWERS)  # True: a 429
+        self._refused = 0  # 429s among `_answers`
         self._level = math.inf  # pacing bucket tokens (clipped to its capacity; full at start)
         self._level_at = -math.inf
         self._queue: list[tuple[int, int]] = []
@@ -183,18 +193,31 @@ class RateScheduler:
 
     def on_rate_limited(self, now: float, retry_after: float | None) -> Reason | None:
         """A 429 at `now`; the reason when it paused or lowered the budget anew."""
+        self._answer(refused=True)
         self._settle(now)
         if retry_after is not None:  # the server said how long: exactly that, nothing more
-            until = now + retry_after
-            fresh = now >= self.paused_until or until - self.paused_until > _SAME_PAUSE_SECONDS
-            self.paused_until = max(self.paused_until, until)
-            return "retry_after" if retry_after > 0 and fresh else None
+            return self._pause(now, retry_after) if self._key_refused() else None
         self._refresh(now)
         shrink = self._aimd.strike(now, under_limit=self._under_limit(now))
         self.factor = self._aimd.factor(now)
         if shrink is not None:
             self._shrink = shrink
         return shrink
+
+    def _answer(self, *, refused: bool) -> None:
+        if len(self._answers) == PAUSE_ANSWERS:
+            self._refused -= self._answers[0]
+        self._answers.append(refused)
+        self._refused += refused
+
+    def _key_refused(self) -> bool:
+        return self._refused >= max(2.0, PAUSE_SHARE * len(self._answers))
+
+    def _pause(self, now: float, retry_after: float) -> Reason | None:
+        until = now + retry_after
+        fresh = now >= self.paused_until or until - self.paused_until > _SAME_PAUSE_SECONDS
+        self.paused_until = max(self.paused_until, until)
+        return "retry_after" if retry_after > 0 and fresh else None
 
     def _under_limit(self, now: float) -> bool:
         """Clearly fewer requests than the limit went out in the last (shortest) window."""
@@ -204,7 +227,8 @@ class RateScheduler:
         return window.used(now) < PROOF_SHARE * self._limit(window)
 
     def on_success(self) -> None:
-        """Recovery follows the clock, not the count of successes: nothing to do."""
+        """An answer that was not a 429 (recovery itself follows the clock, not successes)."""
+        self._answer(refused=False)
 
     def state(self, now: float) -> GovernorState:
         self._refresh(now)

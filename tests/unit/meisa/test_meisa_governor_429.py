@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import random
 
 import pytest
 from hypothesis import given, settings
@@ -16,7 +17,14 @@ from hypothesis import strategies as st
 
 from bridge.meisa.aimd import HOLD_SECONDS, RECOVERY_SECONDS
 from bridge.meisa.governor import RateGovernor
-from bridge.meisa.schedule import GUARD_SECONDS, MINUTE, GovernorState, RateScheduler
+from bridge.meisa.schedule import (
+    GUARD_SECONDS,
+    MINUTE,
+    PAUSE_ANSWERS,
+    PAUSE_SHARE,
+    GovernorState,
+    RateScheduler,
+)
 
 UPSERT = 2
 WINDOW = MINUTE + GUARD_SECONDS
@@ -34,20 +42,50 @@ def saturated(per_minute: int, until: float, core: RateScheduler | None = None) 
     return core
 
 
-def test_retry_after_pauses_every_call_and_leaves_the_budget_alone() -> None:
+def test_retry_after_pauses_every_call_when_the_key_is_refused_and_leaves_the_budget() -> None:
     core = RateScheduler(per_minute=60, per_hour=1000)
-    assert core.on_rate_limited(10.0, 3.0) == "retry_after"
+    assert core.on_rate_limited(10.0, 3.0) is None  # one 429: its own call waits, no one else
+    assert core.on_rate_limited(10.5, 3.0) == "retry_after"  # and another: the key is refused
     assert core.limits() == (60, 1000)
     core.request(UPSERT)
-    assert core.grant(12.9) == ([], 13.0)
-    assert core.grant(13.0)[0] != []
+    assert core.grant(13.4) == ([], 13.5)
+    assert core.grant(13.5)[0] != []
     assert core.limits() == (60, 1000)
+
+
+def test_a_lone_429_among_successes_holds_back_no_one_else() -> None:
+    core = RateScheduler(per_minute=None, per_hour=None)
+    rng = random.Random(5)
+    paused = 0
+    for step in range(5_000):  # a proxy refusing 2% of requests, Retry-After: 1
+        now = step * 0.001
+        if rng.random() < 0.02:
+            paused += core.on_rate_limited(now, 1.0) is not None
+        else:
+            core.on_success()
+    assert paused == 0
+    assert not core.state(5.0).throttled
+
+
+@given(before=st.integers(0, 40), refused=st.integers(1, 30))
+def test_a_run_of_429s_pauses_the_key_once_they_are_a_quarter_of_the_last_answers(
+    before: int, refused: int
+) -> None:
+    core = RateScheduler(per_minute=None, per_hour=None)
+    for _ in range(before):
+        core.on_success()
+    reasons = [core.on_rate_limited(1.0 + i * 0.001, 30.0) for i in range(refused)]
+    # the n-th 429 in a row pauses when n >= 2 and n >= a quarter of the last answers
+    needed = next(n for n in range(2, 100) if n >= PAUSE_SHARE * min(before + n, PAUSE_ANSWERS))
+    assert core.state(2.0).throttled == (refused >= needed)
+    if refused >= needed:
+        assert reasons.index("retry_after") == needed - 1
 
 
 def test_retry_after_burst_from_requests_in_flight_is_one_pause() -> None:
     core = RateScheduler(per_minute=None, per_hour=None)
     reasons = [core.on_rate_limited(5.0 + i * 0.01, 1.0) for i in range(20)]
-    assert reasons == ["retry_after"] + [None] * 19  # reported once, the pause still extended
+    assert [r for r in reasons if r] == ["retry_after"]  # reported once, the pause extended
     assert core.paused_until == pytest.approx(5.0 + 0.19 + 1.0)
     assert core.state(5.5) == GovernorState("retry_after", core.paused_until, None)
     assert not core.state(6.5).throttled
@@ -158,7 +196,9 @@ async def test_pause_is_reported_with_reason_and_end_then_the_return(
 
     governor = RateGovernor(per_minute=600, per_hour=None, observer=observe)
     with caplog.at_level(logging.INFO, logger="bridge.meisa.governor"):
-        governor.on_rate_limited(0.05)
+        governor.on_rate_limited(0.05)  # one 429: only its own call waits
+        assert states == []
+        governor.on_rate_limited(0.05)  # a second: the key is refused, everyone waits
         governor.on_rate_limited(0.05)  # the same pause: neither reported nor logged again
         assert [s.reason for s in states] == ["retry_after"]
         await asyncio.wait_for(back.wait(), timeout=10)
