@@ -54,7 +54,7 @@ class RateGovernor:
         self._pump: asyncio.Task[None] | None = None
         self._warned = RepeatLimiter(WARN_EVERY_SECONDS, clock=clock)
         self._status_check: asyncio.TimerHandle | None = None
-        self._throttled = False
+        self._shown: tuple[str | None, int | None] = (None, None)  # last (reason, per_minute)
 
     @classmethod
     def from_ping(
@@ -152,11 +152,13 @@ class RateGovernor:
 
     def _publish(self, state: GovernorState) -> None:
         """Tell the observer, and look again when the pause or the climb back moves on."""
-        if self._throttled and not state.throttled:
-            log.info("rate budget back to the full %s/min", state.per_minute or "unlimited")
-        self._throttled = state.throttled
-        if self._observer is not None:
-            self._observer(state)
+        shown = (state.reason, state.per_minute)
+        if shown != self._shown:  # a timer that fires a little early changes nothing
+            if self._shown[0] is not None and state.reason is None:
+                log.info("rate budget back to the full %s/min", state.per_minute or "unlimited")
+            self._shown = shown
+            if self._observer is not None:
+                self._observer(state)
         if self._status_check is not None:
             self._status_check.cancel()
             self._status_check = None
