@@ -38,7 +38,8 @@ Retries, DLQ routing and halting key off these types, never off message strings:
         ├── ExpressionError    a rule expression that does not compile (-> ConfigError)
         ├── EvaluationError    an expression failed on this event (-> MappingError)
         ├── FieldValueError    a field value of the wrong type or choice (-> Config/MappingError)
-        └── OffsetOrderError   an offset not after the partition's last tracked one (ignored)
+        ├── OffsetOrderError   an offset not after the partition's last tracked one (ignored)
+        └── CallAbandoned      a call's messages were revoked or lost before it started (dropped)
 
 Not in the tree: `bridge.sandbox.model.ApiError` is the sandbox server's HTTP error response (the
 sandbox stands in for Meisa; the bridge sees its answers only through the client's classification).
@@ -271,3 +272,7 @@ class FieldValueError(InternalError):
 
 class OffsetOrderError(InternalError):
     """An offset arrived that is not after the partition's last tracked offset."""
+
+
+class CallAbandoned(InternalError):
+    """The messages of a call were revoked or lost while it waited for a slot or a retry."""

@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, suppress
 
 from bridge.errors import (
+    CallAbandoned,
     ContactNotFound,
     ContactWaitExpired,
     HaltError,
@@ -249,7 +250,7 @@ class Dispatcher:
         slot = _Start(self._slots[item.call.kind == "trigger"], item, self._fence)
         try:
             await self._send(item.call, item.messages(), slot)
-        except _Abandoned:
+        except CallAbandoned:
             self._abandon(item)
             return
         except ContactNotFound as exc:
@@ -340,7 +341,7 @@ class Dispatcher:
         token = current_messages.set(messages)
         try:
             await self._deliver(call, slot)
-        except (PoisonError, SkipOutcome, HaltError, _Abandoned):
+        except (PoisonError, SkipOutcome, HaltError, CallAbandoned):
             raise
         except Exception as exc:  # a bug or an unmapped error: halt, never strand the message
             raise UnexpectedDeliveryError(f"{type(exc).__name__}: {exc}") from exc
@@ -362,10 +363,6 @@ class Dispatcher:
                 lane.wake.set()
 
 
-class _Abandoned(Exception):
-    """The messages of a call were revoked or lost while it waited for a slot or a retry."""
-
-
 class _Start:
     """A slot that marks the call's messages started once it holds the slot, and refuses to
     start a call whose messages were revoked or lost meanwhile (a revoke lets started work
@@ -384,7 +381,7 @@ class _Start:
         await self._slots.__aenter__()
         if _abandoned(self._item):
             await self._slots.__aexit__(None, None, None)
-            raise _Abandoned
+            raise CallAbandoned
         for m in self._item.messages():
             m.started = True
 
