@@ -86,11 +86,13 @@ class MeisaSettings:
         default=None,
         metadata=doc("Overrides the per-hour limit `GET /ping/` reports; empty: the key's."),
     )
-    rate_share: float = field(
-        default=1.0,
+    rate_share: float | None = field(
+        default=None,
         metadata=doc(
-            "This replica's share of the key's budget: `1/replicas` when several bridges share "
-            "one key."
+            "This replica's share of the key's budget. Empty: follow the partitions (the mean, "
+            "over the subscribed topics, of the fraction of each topic's partitions this "
+            "replica owns, recomputed on every rebalance); a number fixes it (replay: the whole "
+            "budget when empty)."
         ),
     )
     retry_max_attempts: int = field(

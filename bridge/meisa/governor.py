@@ -73,7 +73,7 @@ class RateGovernor:
         governor = cls(
             per_minute=settings.rate_limit_per_minute or info.rate_limit_per_minute,
             per_hour=settings.rate_limit_per_hour or info.rate_limit_per_hour,
-            share=settings.rate_share,
+            share=1.0 if settings.rate_share is None else settings.rate_share,
             clock=clock,
             sleep=sleep,
             observer=observer,
@@ -103,6 +103,18 @@ class RateGovernor:
             self._futures.pop(seq, None)
             raise
         return self._clock() - start
+
+    def set_share(self, share: float) -> None:
+        """Spend `share` of the key's budget from now on; waiters are re-planned at once."""
+        if share == self.core.share:
+            return
+        self.core.set_share(share)
+        if self._pump is not None and not self._pump.done():
+            self._pump.cancel()
+            self._pump = None
+        if self._futures:
+            self._ensure_pump()
+        self._publish(self.state())
 
     def record(self, tokens: int = 1) -> None:
         """Count a request made outside `acquire` (every other caller must acquire first)."""

@@ -133,6 +133,8 @@ class RateScheduler:
         guard_seconds: float = GUARD_SECONDS,
     ) -> None:
         # None: the key reports no such limit (the sandbox's unlimited key); no window for it.
+        self._key_limits = [limit for limit in (per_minute, per_hour) if limit is not None]
+        self.share = share
         self.windows = [
             _Window(max(1, math.floor(limit * share)), length + guard_seconds, reserve)
             for limit, length, reserve in (
@@ -156,6 +158,12 @@ class RateScheduler:
         self._seq = itertools.count()
 
     # -- limits ------------------------------------------------------------------------------
+
+    def set_share(self, share: float) -> None:
+        """This replica's part of the key's budget changed (its partitions did)."""
+        self.share = share
+        for window, limit in zip(self.windows, self._key_limits, strict=True):
+            window.budget = max(1, math.floor(limit * share))
 
     def _limit(self, window: _Window) -> int:
         return max(1, math.floor(window.budget * self.factor))

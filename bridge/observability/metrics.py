@@ -65,6 +65,8 @@ MetricName = Literal[
     "meisa_bridge_contact_waits",
     # Messages fetched and waiting in the event-time lockstep for older partitions to catch up.
     "meisa_bridge_lockstep_buffered",
+    # This replica's share of the API key's rate budget (follows its partitions unless fixed).
+    "meisa_bridge_rate_share",
     # Always 1; the version label says which build runs.
     "meisa_bridge_build_info",
     # Meisa call attempts by call kind and outcome (ok|skipped|retry|poison|halt).
@@ -141,6 +143,7 @@ class Metrics:
         add(Counter, "meisa_bridge_contact_not_found_total", "404 contact not found", "endpoint")
         add(Gauge, "meisa_bridge_contact_waits", "Calls waiting for their contact")
         add(Gauge, "meisa_bridge_lockstep_buffered", "Messages held by the event-time lockstep")
+        add(Gauge, "meisa_bridge_rate_share", "Share of the key's rate budget")
         add(Gauge, "meisa_bridge_build_info", "Build information", "version")
         add(Counter, "meisa_bridge_call_outcomes_total", "Call attempts by outcome", "kind",
             "outcome")  # fmt: skip
@@ -251,6 +254,9 @@ class Metrics:
     def shadow_call(self, kind: str, rule: str) -> None:
         self._child("meisa_bridge_shadow_calls_total", kind, rule).inc()
 
+    def rate_share(self, share: float) -> None:
+        self._m["meisa_bridge_rate_share"].set(share)
+
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)
@@ -281,6 +287,9 @@ class NullMetrics(Metrics):
         pass
 
     def contact_waits(self, count: int) -> None:
+        pass
+
+    def rate_share(self, share: float) -> None:
         pass
 
     def lockstep_buffered(self, count: int) -> None:

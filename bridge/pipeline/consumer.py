@@ -222,6 +222,18 @@ class KafkaSource:
                 out[(t, p)] = int(high)
         return out
 
+    async def partition_counts(self) -> dict[str, int]:
+        """Partitions of each subscribed topic that exists (a metadata request)."""
+        return dict(await self._run(self._partition_counts))
+
+    def _partition_counts(self) -> dict[str, int]:
+        metadata = self._consumer.list_topics(timeout=10)
+        return {
+            name: len(topic.partitions)
+            for name, topic in metadata.topics.items()
+            if name in self._topics and topic.error is None
+        }
+
     async def fetch_lags(self, tps: Iterable[TP]) -> dict[TP, int]:
         """Messages between this consumer's position and the cached high watermark, for the
         partitions where both are known (no broker round trip): 0 means caught up, more means

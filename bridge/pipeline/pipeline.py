@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -49,6 +50,7 @@ log = logging.getLogger("bridge.pipeline")
 
 POLL_WAIT_SECONDS = 0.2  # how long one consume() may block; bounds shutdown and pause latency
 HALT_GRACE_SECONDS = 5.0  # after a halt, in-flight calls get this long before they are cancelled
+SHARE_REFRESH_TICKS = 15  # commit ticks between partition-count refreshes (a metadata request)
 
 
 class Pipeline:
@@ -65,8 +67,12 @@ class Pipeline:
         dlq: DeadLetterSink | None,
         metrics: Metrics | None = None,
         health: HealthState | None = None,
+        on_share: Callable[[float], None] | None = None,
     ) -> None:
         settings = config.pipeline
+        self._on_share = on_share
+        self._partition_counts: dict[str, int] = {}
+        self._ticks = 0
         self.policy = CommitPolicy.from_settings(settings)
         self._batch = settings.batch_size
         self._high = settings.max_buffered_per_partition
@@ -126,6 +132,8 @@ class Pipeline:
     async def run(self) -> HaltError | None:
         self._loop = asyncio.get_running_loop()
         await self._source.start()
+        if self._on_share is not None:
+            self._partition_counts = await self._source.partition_counts()
         self._health.started = True
         poll = asyncio.create_task(self._poll_loop(), name="poll")
         timer = asyncio.create_task(self._commit_loop(), name="commit")
@@ -367,6 +375,10 @@ class Pipeline:
         if merged > self._coalesced_seen:
             self._metrics.coalesced(merged - self._coalesced_seen)
             self._coalesced_seen = merged
+        self._ticks += 1
+        if self._on_share is not None and self._ticks % SHARE_REFRESH_TICKS == 0:
+            self._partition_counts = await self._source.partition_counts()
+            self._share()
         highs = await self._source.high_watermarks(self._assigned)
         for tp, high in highs.items():
             if tp in self._positions:
@@ -393,6 +405,22 @@ class Pipeline:
         self._assigned.update(tps)
         self._health.on_assignment(len(self._assigned))
         self._metrics.assigned_partitions(len(self._assigned))
+        self._share()
+
+    def _share(self) -> None:
+        """This replica's part of the key's budget: the mean, over the subscribed topics, of
+        the fraction of each topic's partitions it owns. The replicas' shares add up to 1 once
+        every partition is owned, and a replica that owns a small topic (the OTPs) gets that
+        topic's whole weight however many partitions the big topics have."""
+        if self._on_share is None:
+            return
+        counts = {t: n for t, n in self._partition_counts.items() if n > 0}
+        owned = Counter(topic for topic, _ in self._assigned)
+        share = (
+            sum(min(1.0, owned[t] / n) for t, n in counts.items()) / len(counts) if counts else 1.0
+        )
+        self._on_share(share)
+        self._metrics.rate_share(share)
 
     async def _on_revoke(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         """Let started work of the partitions finish (within the grace) and return what to commit.
@@ -448,6 +476,7 @@ class Pipeline:
             self._positions.pop(tp, None)
             self._metrics.forget_partition(*tp)
         self.tracker.forget(tps)
+        self._share()
         await self.dispatcher.release(tps)
         self._health.on_assignment(len(self._assigned))
         self._metrics.assigned_partitions(len(self._assigned))

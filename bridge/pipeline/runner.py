@@ -379,7 +379,10 @@ async def _serve(
         dlq=_sink(dlq, recorder),
         metrics=metrics,
         health=health,
+        on_share=parts.governor.set_share if config.meisa.rate_share is None else None,
     )
+    if config.meisa.rate_share is not None:
+        metrics.rate_share(config.meisa.rate_share)
     background = [asyncio.create_task(server.serve(), name="health")]
     if config.suppression.enabled:
         background.append(asyncio.create_task(parts.suppression.run(), name="suppression"))

@@ -73,7 +73,7 @@ def budget_from(settings: MeisaSettings, ping: Any | None) -> Budget:
         origin = "config"
         per_minute = _or(settings.rate_limit_per_minute, per_minute)
         per_hour = _or(settings.rate_limit_per_hour, per_hour)
-    share = settings.rate_share
+    share = 1.0 if settings.rate_share is None else settings.rate_share
     return Budget(
         per_minute=None if per_minute is None else per_minute * share,
         per_hour=None if per_hour is None else per_hour * share,

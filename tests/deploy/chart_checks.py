@@ -45,14 +45,10 @@ def env_of(docs: Docs) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in bridge_container(docs).get("env", [])}
 
 
-def expected_share(values: Mapping[str, Any]) -> float:
+def expected_share(values: Mapping[str, Any]) -> float | None:
+    """meisa.rateShare when set; None: the share follows the replica's partitions."""
     explicit = values.get("meisa", {}).get("rateShare")
-    if explicit not in (None, ""):
-        return float(explicit)
-    hpa = values.get("autoscaling", {})
-    if hpa.get("enabled"):
-        return 1 / int(hpa.get("maxReplicas", 6))
-    return 1 / max(1, int(values.get("replicaCount", 2)))
+    return None if explicit in (None, "") else float(explicit)
 
 
 def secrets_in(values: Mapping[str, Any]) -> list[str]:
@@ -143,16 +139,20 @@ def check_invariants(docs: Docs, values: Mapping[str, Any], where: Path) -> Brid
     assert "emptyDir" in {v["name"]: v for v in pod["volumes"]}[mounts["/tmp"]]
     assert mounts["/etc/meisa-bridge"] == "config"
 
-    # Each replica's share of the key's rate budget: 1/replicas, 1/maxReplicas with the HPA.
-    share = float(env["MEISA_RATE_SHARE"]["value"])
-    assert share == pytest.approx(expected_share(values))
+    # Each replica's share of the key's rate budget: fixed by meisa.rateShare, else it follows
+    # the replica's partitions (no env, no rate_share in the config).
+    share = expected_share(values)
+    if share is None:
+        assert "MEISA_RATE_SHARE" not in env
+    else:
+        assert float(env["MEISA_RATE_SHARE"]["value"]) == pytest.approx(share)
     hpa = find(docs, "HorizontalPodAutoscaler")
     assert bool(hpa) == bool(values.get("autoscaling", {}).get("enabled"))
     assert ("replicas" in deploy["spec"]) == (not hpa)
 
     # The ConfigMap is exactly what the bridge loads (env interpolated as the pod sets it).
     config = load_rendered_config(docs, where)
-    assert config.meisa.rate_share == pytest.approx(share)
+    assert config.meisa.rate_share == (None if share is None else pytest.approx(share))
     assert config.meisa.api_key.get_secret_value() == SECRET_STAND_IN
     assert config.server.port == port["containerPort"]
     return config

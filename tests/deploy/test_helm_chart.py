@@ -168,14 +168,12 @@ def test_config_checksum_rolls_pods_when_rules_change(render: Render, tmp_path: 
     )
 
 
-@pytest.mark.parametrize(("replicas", "share"), [(1, 1.0), (2, 0.5), (3, 1 / 3), (8, 0.125)])
-def test_rate_share_is_one_over_the_replica_count(
-    render: Render, replicas: int, share: float
-) -> None:
+@pytest.mark.parametrize("replicas", [1, 3, 8])
+def test_by_default_the_rate_share_follows_the_partitions(render: Render, replicas: int) -> None:
     docs = render(sets=[f"replicaCount={replicas}"])
     assert one(docs, "Deployment")["spec"]["replicas"] == replicas
-    assert float(env(docs)["MEISA_RATE_SHARE"]["value"]) == pytest.approx(share)
-    assert bridge_yaml(docs)["meisa"]["rate_share"] == "${MEISA_RATE_SHARE:-1}"
+    assert "MEISA_RATE_SHARE" not in env(docs)
+    assert "rate_share" not in bridge_yaml(docs)["meisa"]
 
 
 def test_with_the_hpa_the_share_follows_max_replicas(render: Render) -> None:
@@ -184,7 +182,7 @@ def test_with_the_hpa_the_share_follows_max_replicas(render: Render) -> None:
     assert "replicas" not in one(docs, "Deployment")["spec"]
     assert hpa["spec"]["maxReplicas"] == 4
     assert hpa["spec"]["scaleTargetRef"]["name"] == one(docs, "Deployment")["metadata"]["name"]
-    assert float(env(docs)["MEISA_RATE_SHARE"]["value"]) == pytest.approx(0.25)
+    assert "MEISA_RATE_SHARE" not in env(docs)  # the share follows the partitions
     monitor = one(docs, "ServiceMonitor")
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
@@ -194,6 +192,7 @@ def test_with_the_hpa_the_share_follows_max_replicas(render: Render) -> None:
 def test_an_explicit_rate_share_wins(render: Render) -> None:
     docs = render(sets=["replicaCount=4", "meisa.rateShare=0.5"])
     assert float(env(docs)["MEISA_RATE_SHARE"]["value"]) == 0.5
+    assert bridge_yaml(docs)["meisa"]["rate_share"] == "${MEISA_RATE_SHARE}"
 
 
 def test_sasl_ssl_credentials_come_from_secrets(render: Render) -> None:
@@ -294,11 +293,10 @@ def test_arbitrary_values_file_renders_a_config_the_bridge_loads(
     for name, text in one(docs, "ConfigMap")["data"].items():
         (tmp_path / name).write_text(text)
     monkeypatch.setenv("MEISA_API_KEY", "meisa_test_from_secret_env")
-    monkeypatch.setenv("MEISA_RATE_SHARE", env(docs)["MEISA_RATE_SHARE"]["value"])
     config = load_config(tmp_path / "bridge.yaml")
     assert config.meisa.base_url == "http://sandbox.tools:8080/api/v1"
     assert config.meisa.api_key.get_secret_value() == "meisa_test_from_secret_env"
-    assert config.meisa.rate_share == pytest.approx(1 / 3)
+    assert config.meisa.rate_share is None  # follows the partitions
     assert config.kafka["bootstrap.servers"] == "kafka.data:9092"
     assert config.kafka["session.timeout.ms"] == "45000"
     assert config.topics == ("app.events",)

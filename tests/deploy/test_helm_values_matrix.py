@@ -497,10 +497,9 @@ def test_notes_render_for_every_case(helm: Helm, tmp_path: Path, name: str) -> N
     assert ("no API key configured" in notes) is not has_key
     assert ("no rules configured" in notes) is not bool(values.get("rules"))
     if values.get("autoscaling", {}).get("enabled"):
-        assert "--set replicaCount" not in notes
-        assert "autoscaling.maxReplicas" in notes
+        assert "(HPA)" in notes
     else:
-        assert "--set replicaCount=N" in notes
+        assert f"Replicas: {values.get('replicaCount', 2)};" in notes
     assert "%!" not in notes  # no Go formatting errors
 
 
@@ -508,7 +507,7 @@ def test_notes_name_the_rate_share_source(helm: Helm, tmp_path: Path) -> None:
     notes = _notes(helm, tmp_path, CASES["explicit-rate-share"])
     assert "spends 0.5 of the API key's rate budget (meisa.rateShare)" in notes
     notes = _notes(helm, tmp_path, CASES["hpa"])
-    assert "1/maxReplicas" in notes
+    assert "spends its partitions' part of the API key's rate budget (recomputed" in notes
 
 
 def test_notes_warn_when_termination_grace_is_shorter_than_the_drain(

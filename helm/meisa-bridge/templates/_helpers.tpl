@@ -92,26 +92,17 @@ The image tag as a string: image.tag, else the chart's appVersion. A tag written
 {{- if hasPrefix "SASL_" .Values.kafka.securityProtocol }}true{{ end }}
 {{- end }}
 
-{{/*
-Replicas the rate share is computed for. With the HPA on it is maxReplicas: the share must hold
-when the HPA has scaled all the way out, so the replicas together never exceed the key's budget.
-*/}}
-{{- define "meisa-bridge.replicasForShare" -}}
-{{- if .Values.autoscaling.enabled }}{{ .Values.autoscaling.maxReplicas | int }}
-{{- else }}{{ max 1 (.Values.replicaCount | int) }}{{ end }}
-{{- end }}
-
-{{/* This replica's share of the API key's rate budget: meisa.rateShare, else 1/replicas. */}}
+{{/* This replica's share of the API key's rate budget: meisa.rateShare, else it follows the
+partitions the replica owns (computed by the bridge on every rebalance). */}}
 {{- define "meisa-bridge.rateShare" -}}
 {{- if .Values.meisa.rateShare }}{{ .Values.meisa.rateShare }}
-{{- else }}{{ divf 1 (include "meisa-bridge.replicasForShare" . | int) }}{{ end }}
+{{- else }}its partitions' part{{ end }}
 {{- end }}
 
 {{/* Where the rate share comes from, for NOTES.txt. */}}
 {{- define "meisa-bridge.rateShareSource" -}}
 {{- if .Values.meisa.rateShare }}meisa.rateShare
-{{- else if .Values.autoscaling.enabled }}1/maxReplicas
-{{- else }}1/replicaCount{{ end }}
+{{- else }}recomputed on every rebalance; see the meisa_bridge_rate_share metric{{ end }}
 {{- end }}
 
 {{/* Unset, null and "" all mean "not given"; 0 is a value (PodDisruptionBudget fields). */}}
@@ -136,7 +127,8 @@ when the HPA has scaled all the way out, so the replicas together never exceed t
 {{- end }}
 {{- end }}
 {{- $kafka = mergeOverwrite (deepCopy .Values.kafka.properties) $kafka }}
-{{- $meisa := dict "base_url" .Values.meisa.baseUrl "api_key" "${MEISA_API_KEY}" "rate_share" "${MEISA_RATE_SHARE:-1}" }}
+{{- $meisa := dict "base_url" .Values.meisa.baseUrl "api_key" "${MEISA_API_KEY}" }}
+{{- if .Values.meisa.rateShare }}{{ $_ := set $meisa "rate_share" "${MEISA_RATE_SHARE}" }}{{ end }}
 {{- $server := dict "host" "0.0.0.0" "port" (.Values.service.port | int) "halt_linger_seconds" .Values.monitoring.haltLingerSeconds }}
 {{- $computed := dict "kafka" $kafka "topics" .Values.topics "meisa" $meisa "server" $server "rules_file" "rules.yaml" }}
 {{- if .Values.deadLetterTopic }}{{ $_ := set $computed "dead_letter_topic" .Values.deadLetterTopic }}{{ end }}

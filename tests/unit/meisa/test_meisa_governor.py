@@ -317,3 +317,32 @@ def test_hour_reserve_keeps_room_for_triggers_after_a_backlog_spent_the_hour() -
     served = [s for s in triggers if s in drive.granted]
     assert served == triggers[:-1], "triggers use the reserve; then the hour is spent"
     assert drive.until_granted(triggers[-1]) >= HOUR
+
+
+def test_a_new_share_resizes_both_windows_and_keeps_the_aimd_state() -> None:
+    core = RateScheduler(per_minute=60, per_hour=1000, share=1.0)
+    core.set_share(0.25)
+    assert core.limits() == (15, 250)
+    core.set_share(0.0)  # owns no partition: one request per window, never zero
+    assert core.limits() == (1, 1)
+    core.set_share(1.0)
+    assert core.limits() == (60, 1000)
+
+
+async def test_a_larger_share_lets_a_waiting_caller_go_sooner() -> None:
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(0)
+        now[0] += max(seconds, 0.001)
+
+    governor = RateGovernor(
+        per_minute=60, per_hour=None, share=1 / 60, clock=lambda: now[0], sleep=sleep
+    )
+    assert await governor.acquire(UPSERT) == 0.0  # the only token of a 1/min share
+    waiter = asyncio.create_task(governor.acquire(UPSERT))
+    await asyncio.sleep(0)
+    governor.set_share(1.0)  # a scale-in: this replica now owns every partition
+    waited = await asyncio.wait_for(waiter, 5)
+    assert waited < 5.0  # at the full pace (1 per second), not the old one (1 per minute)
+    await governor.aclose()
