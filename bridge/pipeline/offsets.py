@@ -21,10 +21,11 @@ TopicPartition = tuple[str, int]
 class _PartitionState:
     """Offsets of one partition in tracking order; `done` marks finished ones."""
 
-    __slots__ = ("committed", "done", "last_tracked", "pending")
+    __slots__ = ("committed", "done", "last_tracked", "open", "pending")
 
     def __init__(self) -> None:
         self.pending: deque[int] = deque()
+        self.open: set[int] = set()  # tracked and not finished: O(1) membership, not a deque scan
         self.done: set[int] = set()
         self.last_tracked: int | None = None
         self.committed: int | None = None
@@ -33,10 +34,12 @@ class _PartitionState:
         if self.last_tracked is not None and offset <= self.last_tracked:
             raise OffsetOrderError(f"offset {offset} after {self.last_tracked}")
         self.pending.append(offset)
+        self.open.add(offset)
         self.last_tracked = offset
 
     def finish(self, offset: int) -> None:
-        if offset in self.pending and offset not in self.done:
+        if offset in self.open:
+            self.open.discard(offset)
             self.done.add(offset)
             self._drop_done_prefix()
 
@@ -88,7 +91,7 @@ class OffsetTracker:
     def in_flight(self, tp: TopicPartition | None = None) -> int:
         """Messages tracked and not finished, for one partition or all of them."""
         states = self._parts.values() if tp is None else [self._parts.get(tp)]
-        return sum(len(s.pending) - len(s.done) for s in states if s is not None)
+        return sum(len(s.open) for s in states if s is not None)
 
     def last_done(self, tp: TopicPartition) -> int | None:
         """The highest offset finished after the partition's first unfinished one, if any: the
