@@ -6,15 +6,19 @@
 ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS builder
+LABEL dev.meisa-bridge.stage=builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
+# The dependencies first, from pyproject.toml alone: a change to bridge/ reuses this layer.
 COPY pyproject.toml README.md ./
+RUN python -m venv /opt/venv \
+ && python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > /tmp/requirements.txt \
+ && /opt/venv/bin/pip install --no-compile -r /tmp/requirements.txt
 COPY bridge ./bridge
 # The root filesystem is read-only at run time, so Python could never cache bytecode there:
 # compile it here, hash-based so the files' mtimes after COPY do not matter.
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
- && python -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-compile /wheels/*.whl \
+ && /opt/venv/bin/pip install --no-compile --no-deps /wheels/*.whl \
  && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv
 
 FROM ${PYTHON_IMAGE} AS runtime

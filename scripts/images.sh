@@ -72,8 +72,9 @@ cmd_engine() {
   local deadline=$((SECONDS + 60))
   until engine_answers; do
     if [ $SECONDS -ge $deadline ]; then
-      tail -n 30 "$DOCKERD_LOG" >&2 || true
-      die "the Docker engine did not answer within 60s"
+      tail -n 30 "$DOCKERD_LOG" >&2 2>/dev/null || true
+      docker info 2>&1 | tail -n 3 >&2 || true
+      die "the Docker engine did not answer within 60s (not root and not in the docker group?)"
     fi
     sleep 0.5
   done
@@ -89,7 +90,9 @@ PYTHON_LOCAL=meisa-bridge-base/python:3.11-$SUITE
 JRE_LOCAL=meisa-bridge-base/jre:17-$SUITE
 KAFKA_LOCAL=meisa-bridge-kafka:$KAFKA_VERSION
 RECIPE_LABEL=dev.meisa-bridge.recipe
-registry_down=0
+# Marks, for the rest of this run (subshells included), that a pull has failed.
+REGISTRY_DOWN="${TMPDIR:-/tmp}/images.sh-registry-down.$$"
+trap 'rm -f "$REGISTRY_DOWN"' EXIT
 
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
@@ -98,11 +101,11 @@ recipe_of() { docker image inspect -f "{{index .Config.Labels \"$RECIPE_LABEL\"}
 # Present, or pulled now. One failed pull marks the registry unreachable for the rest of the run.
 obtainable() {
   have_image "$1" && return 0
-  [ "$registry_down" = 1 ] && return 1
+  [ -e "$REGISTRY_DOWN" ] && return 1
   say "pulling $1"
   if timeout "$PULL_TIMEOUT" docker pull -q "$1" >/dev/null 2>&1; then return 0; fi
-  say "$1 cannot be pulled (no registry reachable?); using a local stand-in"
-  registry_down=1
+  say "$1 cannot be pulled (no registry reachable?); using local stand-ins"
+  : >"$REGISTRY_DOWN"
   return 1
 }
 
@@ -219,7 +222,13 @@ cmd_build() {
   python=$(python_base)
   say "building $IMAGE on $python"
   build "$IMAGE" --build-arg PYTHON_IMAGE="$python" --build-arg VERSION="$(project_version)" "$ROOT"
+  # The classic builder keeps each build's builder stage (its cache), and a rebuild leaves the
+  # previous image untagged: drop those older than a day.
+  for label in dev.meisa-bridge.stage=builder org.opencontainers.image.title=meisa-bridge; do
+    docker image prune -f --filter "label=$label" --filter until=24h >/dev/null
+  done
   kafka=$(kafka_image)
+  compose_command >/dev/null # installed now rather than on the first `compose` call
   say "ready in $((SECONDS - start))s: $IMAGE ($(image_size "$IMAGE")), Kafka $kafka ($(image_size "$kafka"))"
 }
 

@@ -60,10 +60,12 @@ def test_defaults_and_every_example_decode_strictly_and_meet_restricted(
     renders = [render_to(helm, tmp_path / "defaults.yaml")]
     for example in EXAMPLES:
         renders.append(render_to(helm, tmp_path / example.name, "-f", str(example)))
-    # The Secrets the chart creates from a key and SASL credentials given as values.
+    # The Secrets the chart creates from a key and SASL credentials given as values, and the
+    # monitoring objects it can add.
     sets = ["meisa.apiKey=meisa_live_k8s", "kafka.securityProtocol=SASL_SSL"]
     sets += ["kafka.sasl.username=bridge", "kafka.sasl.password=pw"]
-    renders.append(render_to(helm, tmp_path / "secrets.yaml", *(f"--set={s}" for s in sets)))
+    sets += ["monitoring.prometheusRule.enabled=true", "monitoring.grafanaDashboard.enabled=true"]
+    renders.append(render_to(helm, tmp_path / "everything.yaml", *(f"--set={s}" for s in sets)))
     assert len(renders) == 2 + len(EXAMPLES) >= 5
     proc = checker(*map(str, renders))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -71,7 +73,7 @@ def test_defaults_and_every_example_decode_strictly_and_meet_restricted(
     kinds = {d["kind"] for r in renders for d in yaml.safe_load_all(r.read_text()) if d}
     # Everything the chart can render was decoded, the Prometheus Operator's type included.
     assert {"Deployment", "Service", "ConfigMap", "ServiceAccount", "PodDisruptionBudget"} <= kinds
-    assert {"HorizontalPodAutoscaler", "ServiceMonitor", "Secret"} <= kinds
+    assert {"HorizontalPodAutoscaler", "ServiceMonitor", "PrometheusRule", "Secret"} <= kinds
 
 
 def test_every_matrix_values_file_decodes_strictly_and_meets_restricted(
