@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from bridge import __version__
+from bridge.exitcodes import ExitCode
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -321,15 +322,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
-        return 2
+        return ExitCode.REFUSED
     try:
         return handler(args)
     except BrokenPipeError:
         # The reader went away (`meisa-bridge plan ... | head`): stop quietly, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return ExitCode.FAILED
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -105,10 +105,19 @@ class PoisonError(BridgeError):
     """The message can never succeed as it is; it goes to the dead-letter topic.
 
     `attempts` counts the delivery attempts made before giving up (the DLQ's attempts header).
+    It is given when the error is raised; `after_attempts(n)` is the same error as seen after n
+    attempts (a new exception: one raised by a single attempt is never changed afterwards).
     """
 
     stage: Stage = "deliver"
-    attempts: int = 1
+    rule: str | None = None  # the rule whose action failed, when one did (MappingError)
+
+    def __init__(self, message: str = "", *, attempts: int = 1) -> None:
+        self.attempts = attempts
+        super().__init__(message)
+
+    def after_attempts(self, attempts: int) -> PoisonError:
+        return type(self)(str(self), attempts=attempts)
 
 
 class DecodeError(PoisonError):
@@ -127,11 +136,17 @@ class MappingError(PoisonError):
         rule: str | None = None,
         action: int | None = None,
         field: str | None = None,
+        attempts: int = 1,
     ) -> None:
         self.rule = rule
         self.action = action
         self.field = field
-        super().__init__(message)
+        super().__init__(message, attempts=attempts)
+
+    def after_attempts(self, attempts: int) -> MappingError:
+        return type(self)(
+            str(self), rule=self.rule, action=self.action, field=self.field, attempts=attempts
+        )
 
 
 class SpecFieldError(MappingError):
@@ -141,10 +156,16 @@ class SpecFieldError(MappingError):
 class RejectedCall(PoisonError):
     """Meisa refused the call for good (400, a 404 of a tag id, a 422 other than unsubscribed)."""
 
-    def __init__(self, message: str, *, status: int, endpoint: str) -> None:
+    def __init__(self, message: str, *, status: int, endpoint: str, attempts: int = 1) -> None:
         self.status = status
         self.endpoint = endpoint
-        super().__init__(f"{endpoint} -> {status}: {message}")
+        self.detail = message
+        super().__init__(f"{endpoint} -> {status}: {message}", attempts=attempts)
+
+    def after_attempts(self, attempts: int) -> RejectedCall:
+        return type(self)(
+            self.detail, status=self.status, endpoint=self.endpoint, attempts=attempts
+        )
 
 
 class ContactNotFound(RejectedCall):
@@ -155,8 +176,7 @@ class ContactWaitExpired(PoisonError):
     """A call answered 404 for longer than the contact wait: nobody created its contact."""
 
     def __init__(self, message: str, *, attempts: int) -> None:
-        super().__init__(message)
-        self.attempts = attempts
+        super().__init__(message, attempts=attempts)
 
 
 class RetryableError(BridgeError):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -33,8 +32,7 @@ from bridge.meisa.calls import MeisaCall
 from bridge.meisa.models import CallResult
 from bridge.observability import Metrics
 from bridge.pipeline.dispatcher import Slot
-from bridge.pipeline.guards import current_messages
-from bridge.pipeline.message import InFlight
+from bridge.pipeline.message import InFlight, Sending
 
 log = logging.getLogger("bridge.shadow")
 
@@ -146,7 +144,7 @@ class ShadowDeliverer:
         recorder: ShadowRecorder,
         *,
         acquire: Callable[[int], Awaitable[float]],
-        guard: Callable[[MeisaCall, Sequence[InFlight]], None],
+        guard: Callable[[MeisaCall, float | None], None],
         metrics: Metrics,
         sent: Callable[[MeisaCall], None] = lambda call: None,
     ) -> None:
@@ -156,15 +154,15 @@ class ShadowDeliverer:
         self._metrics = metrics
         self._sent = sent  # the sent-email ledger's lookup (read only): AlreadySent skips
 
-    async def deliver(self, call: MeisaCall, slot: Slot | None = None) -> CallResult:
-        async with slot or nullcontext():
+    async def deliver(self, call: MeisaCall, slot: Slot, sending: Sending) -> CallResult:
+        async with slot:
             waited = await self._acquire(call.priority)
             if call.kind == "trigger":
                 self._metrics.trigger_wait(waited)
-            messages = current_messages.get()
-            self._guard(call, messages)  # stale after the wait, as the live sender checks again
+            # stale after the wait, as the live Deliverer checks again
+            self._guard(call, sending.event_time)
             self._sent(call)
-            self._recorder.call(call, messages)
+            self._recorder.call(call, sending.messages)
         return CallResult(status=0, body=None, reason="shadow: not sent")
 
 

@@ -1,7 +1,8 @@
 """`meisa-bridge dlq list|show|redrive --config FILE`.
 
-Exit codes: 0 ok; 1 redrive finished but some records failed again (they are back in the DLQ);
-2 usage or configuration error, or no such record; 3 halted (the key is wrong or lacks a scope).
+Exit codes (bridge.exitcodes): FAILED when a redrive finished but some records failed again (they
+are back in the DLQ); REFUSED for a usage or configuration error, or no such record; HALTED when
+the key is wrong or lacks a scope.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from bridge.dlq_admin import records as rec_mod
 from bridge.dlq_admin.records import DlqRecord, Marker, Selection
 from bridge.dlq_admin.redrive import Redriver, RedriveSummary
 from bridge.errors import ConfigError, HaltError, PoisonError, StartupRefused
+from bridge.exitcodes import ExitCode
 
 ADMIN_GROUP = "meisa-bridge-dlq-admin"  # identifies the reader; it never commits
 
@@ -44,10 +46,10 @@ def dlq_command(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
         )
     except ConfigError as exc:
         print(f"meisa-bridge dlq: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.REFUSED
     except (HaltError, StartupRefused) as exc:  # StartupRefused: the ledger did not load
         print(f"meisa-bridge dlq halted: {exc}", file=sys.stderr)
-        return 3
+        return ExitCode.HALTED
 
 
 def selection_from(args: argparse.Namespace) -> Selection:
@@ -75,7 +77,7 @@ def load_records(config: BridgeConfig) -> list[DlqRecord]:
 def list_records(config: BridgeConfig, selection: Selection, fmt: str, *, out: TextIO) -> int:
     chosen = [r for r in load_records(config) if selection(r)]
     print(rec_mod.as_json(chosen) if fmt == "json" else rec_mod.table(chosen), file=out)
-    return 0
+    return ExitCode.OK
 
 
 def show(config: BridgeConfig, args: argparse.Namespace, *, out: TextIO) -> int:
@@ -91,13 +93,13 @@ def show(config: BridgeConfig, args: argparse.Namespace, *, out: TextIO) -> int:
         consumer.close()
     if raw is None:
         print(f"no record at {config.dlq.topic}/{args.partition}/{args.offset}", file=sys.stderr)
-        return 2
+        return ExitCode.REFUSED
     item = rec_mod.decode(raw)
     if isinstance(item, Marker):
         print(f"redrive marker: offset {item.of_offset} was redriven ({item.outcome})", file=out)
-        return 0
+        return ExitCode.OK
     print(rec_mod.show(item, _decoded_value(config, item), reveal=args.reveal), file=out)
-    return 0
+    return ExitCode.OK
 
 
 def _decoded_value(config: BridgeConfig, rec: DlqRecord) -> Any:
@@ -105,7 +107,7 @@ def _decoded_value(config: BridgeConfig, rec: DlqRecord) -> Any:
     from bridge.codecs import build_decoder
 
     try:
-        envelope = rec.decode_with(build_decoder(config.codec))
+        envelope = rec.original().decode_with(build_decoder(config.codec))
     except PoisonError:
         return rec_mod.value_for_show(rec)
     return envelope.data
@@ -127,7 +129,8 @@ async def redrive(
     else:
         summary = await _redrive_for_real(config, decoder, chosen)
     _print_summary(summary, everything, dry_run=dry_run, fmt=fmt, out=out)
-    return 1 if summary.outcomes.get("failed") and not dry_run else 0
+    failed = summary.outcomes.get("failed") and not dry_run
+    return ExitCode.FAILED if failed else ExitCode.OK
 
 
 async def _redrive_for_real(

@@ -86,6 +86,12 @@ class MeisaCall:
         return SCOPES[self.kind]
 
 
+def is_stale(call: MeisaCall, event_time: float | None, now: float) -> bool:
+    """Older than the action's max_age (the one stale check of run, replay and redrive): an OTP
+    that waited an hour in Kafka, or one from last week on a replay, must not go out."""
+    return call.max_age is not None and event_time is not None and now - event_time > call.max_age
+
+
 def contact_key(body: Mapping[str, Any]) -> str:
     """external_id when present, otherwise the lower-cased email (design.md, Ordering)."""
     external_id = body.get("external_id")

@@ -18,6 +18,9 @@ Slots. `deliver(call, slot)` enters `slot` (an async context manager, e.g. the p
 concurrency limit) around each attempt only, the rate governor's wait and the HTTP exchange; a
 back-off sleep between attempts holds no slot.
 
+Guard. `guard(call, event_time)` runs right before every HTTP attempt (after the governor's
+wait): a trigger that waited behind a Retry-After can turn stale meanwhile. It raises a SkipOutcome.
+
 A trigger is first looked up in the sent-email ledger (`bridge.ledger`; AlreadySent when Meisa
 accepted its key before) and recorded there once Meisa accepted it.
 """
@@ -46,6 +49,10 @@ class Sender(Protocol):
     async def send(self, call: MeisaCall) -> CallResult: ...
 
     def requests_for(self, call: MeisaCall) -> int: ...
+
+
+# Raises a SkipOutcome when the call must not be sent now (stale, suppressed).
+Guard = Callable[[MeisaCall, float | None], None]
 
 
 class Governor(Protocol):
@@ -81,6 +88,7 @@ class Deliverer:
         rng: random.Random | None = None,
         on_attempt: Callable[[Attempt], None] | None = None,
         ledger: SentLedger = NO_LEDGER,
+        guard: Guard | None = None,
     ) -> None:
         if policy is None:
             policy = RetryPolicy.from_settings(settings or MeisaSettings())
@@ -92,6 +100,7 @@ class Deliverer:
         self._rng = rng or random.Random()
         self._on_attempt = on_attempt
         self._ledger = ledger
+        self._guard = guard
 
     async def deliver(
         self,
@@ -99,14 +108,21 @@ class Deliverer:
         slot: AbstractAsyncContextManager[object] | None = None,
         *,
         not_found: bool = True,
+        event_time: float | None = None,
     ) -> CallResult:
+        """`event_time` (epoch seconds) is what the guard measures max_age from."""
         self._ledger.check(call)
-        result = await self._deliver(call, slot, not_found=not_found)
+        result = await self._deliver(call, slot, not_found=not_found, event_time=event_time)
         await self._ledger.record(call)
         return result
 
     async def _deliver(
-        self, call: MeisaCall, slot: AbstractAsyncContextManager[object] | None, *, not_found: bool
+        self,
+        call: MeisaCall,
+        slot: AbstractAsyncContextManager[object] | None,
+        *,
+        not_found: bool,
+        event_time: float | None,
     ) -> CallResult:
         retrying = self.policy.retrying(call, sleep=self._sleep, rng=self._rng, not_found=not_found)
         number = 0
@@ -115,16 +131,19 @@ class Deliverer:
                 number = attempt.retry_state.attempt_number
                 with attempt:
                     async with slot or nullcontext():
-                        return await self._attempt(call, number)
+                        return await self._attempt(call, number, event_time)
         except PoisonError as error:
-            error.attempts = number  # 404s retried before giving up count too
-            raise
+            if number == error.attempts:
+                raise
+            raise error.after_attempts(number) from error  # 404s retried before giving up count
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
-    async def _attempt(self, call: MeisaCall, number: int) -> CallResult:
+    async def _attempt(self, call: MeisaCall, number: int, event_time: float | None) -> CallResult:
         waited = await self.governor.acquire(call.priority, self.client.requests_for(call))
         start = self._clock()
         try:
+            if self._guard is not None:
+                self._guard(call, event_time)
             result = await self.client.send(call)
         except RateLimited as error:
             self.governor.on_rate_limited(error.retry_after)

@@ -46,18 +46,18 @@ from bridge.errors import (
 from bridge.meisa.calls import MeisaCall
 from bridge.observability import mask_email
 from bridge.pipeline.coalesce import Pending
-from bridge.pipeline.guards import current_messages
 from bridge.pipeline.identity import ContactIdentity, KnownContacts
 from bridge.pipeline.lanes import Item, Lane, Slots
-from bridge.pipeline.message import Failure, InFlight, TopicPartition
+from bridge.pipeline.message import Failure, InFlight, Sending, TopicPartition
 
 log = logging.getLogger("bridge.pipeline.dispatcher")
 
 Slot = AbstractAsyncContextManager[object]
-# Sends one call; takes `slot` around each attempt (not around back-off sleeps).
-Deliver = Callable[[MeisaCall, Slot], Awaitable[object]]
-# Raises a SkipOutcome when a call must not be sent (stale, suppressed).
-Guard = Callable[[MeisaCall, Sequence[InFlight]], None]
+# Sends one call for the messages it serves; takes `slot` around each attempt (not around
+# back-off sleeps).
+Deliver = Callable[[MeisaCall, Slot, Sending], Awaitable[object]]
+# Raises a SkipOutcome when a call must not be sent (stale, suppressed); gets the event time.
+Guard = Callable[[MeisaCall, float | None], None]
 OnFinished = Callable[[InFlight], None]
 
 CONTACT_WAIT_SECONDS = 300.0
@@ -65,7 +65,7 @@ WAIT_BASE_SECONDS = 1.0  # first back-off after a 404; doubles up to the cap, wi
 WAIT_CAP_SECONDS = 30.0
 
 
-def _no_guard(call: MeisaCall, messages: Sequence[InFlight]) -> None:
+def _no_guard(call: MeisaCall, event_time: float | None) -> None:
     return None
 
 
@@ -337,16 +337,14 @@ class Dispatcher:
             lane.wake.set()
 
     async def _send(self, call: MeisaCall, messages: Sequence[InFlight], slot: Slot) -> None:
-        self._guard(call, messages)
-        token = current_messages.set(messages)
+        sending = Sending(tuple(messages))
+        self._guard(call, sending.event_time)
         try:
-            await self._deliver(call, slot)
+            await self._deliver(call, slot, sending)
         except (PoisonError, SkipOutcome, HaltError, CallAbandoned):
             raise
         except Exception as exc:  # a bug or an unmapped error: halt, never strand the message
             raise UnexpectedDeliveryError(f"{type(exc).__name__}: {exc}") from exc
-        finally:
-            current_messages.reset(token)
 
     def _complete(self, messages: Sequence[InFlight]) -> None:
         for message in messages:

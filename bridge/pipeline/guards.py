@@ -1,31 +1,23 @@
 """Last checks before a call is sent: max_age (stale events) and the suppression list.
 
 `CallGuard` raises a SkipOutcome; the dispatcher runs it before a call takes a delivery slot, and
-`GuardedSender` runs it again right before every HTTP attempt, because a trigger that waited behind
-a Retry-After can turn stale while it waits. The event time is the newest `event_epoch()` of the
-messages a call serves (CloudEvents `time`, a configured time field, else the Kafka timestamp).
+the Deliverer (its `guard`) runs it again right before every HTTP attempt, because a trigger that
+waited behind a Retry-After can turn stale while it waits. The event time is the newest
+`event_epoch()` of the messages a call serves (CloudEvents `time`, a configured time field, else
+the Kafka timestamp): bridge.pipeline.message.Sending, passed along with the call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 
 from bridge.errors import Forbidden, HaltError, RetryableError, StaleEvent, Suppressed
-from bridge.meisa.calls import MeisaCall
-from bridge.meisa.delivery import Sender
-from bridge.meisa.models import CallResult
-from bridge.pipeline.message import InFlight
+from bridge.meisa.calls import MeisaCall, is_stale
 
 log = logging.getLogger("bridge.pipeline.guards")
-
-# The messages the call being delivered serves; set by the dispatcher around each delivery.
-current_messages: contextvars.ContextVar[Sequence[InFlight]] = contextvars.ContextVar(
-    "current_messages", default=()
-)
 
 
 class SuppressionList:
@@ -80,29 +72,10 @@ class CallGuard:
         self._suppressed = suppressed
         self._clock = clock
 
-    def __call__(self, call: MeisaCall, messages: Sequence[InFlight]) -> None:
-        if call.max_age is not None:
-            age = self._age(messages)
-            if age is not None and age > call.max_age:
-                raise StaleEvent(f"{call.rule}: event is {age:.0f}s old (max_age {call.max_age}s)")
+    def __call__(self, call: MeisaCall, event_time: float | None) -> None:
+        now = self._clock()
+        if event_time is not None and is_stale(call, event_time, now):
+            age = now - event_time
+            raise StaleEvent(f"{call.rule}: event is {age:.0f}s old (max_age {call.max_age}s)")
         if call.kind == "trigger" and self._suppressed(str(call.body.get("to_email", ""))):
             raise Suppressed(f"{call.rule}: recipient is on the unsubscribed list")
-
-    def _age(self, messages: Sequence[InFlight]) -> float | None:
-        epochs = [e for m in messages if m.envelope is not None and (e := m.envelope.event_epoch())]
-        return self._clock() - max(epochs) if epochs else None
-
-
-class GuardedSender:
-    """A Sender that runs the guard before every attempt (see module docstring)."""
-
-    def __init__(self, inner: Sender, guard: CallGuard) -> None:
-        self._inner = inner
-        self._guard = guard
-
-    async def send(self, call: MeisaCall) -> CallResult:
-        self._guard(call, current_messages.get())
-        return await self._inner.send(call)
-
-    def requests_for(self, call: MeisaCall) -> int:
-        return self._inner.requests_for(call)

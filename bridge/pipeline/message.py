@@ -54,3 +54,16 @@ class InFlight:
     def fail(self, failure: Failure) -> None:
         if self.failure is None:
             self.failure = failure
+
+
+@dataclass(frozen=True, slots=True)
+class Sending:
+    """What a call is delivered for: the messages it serves (several once upserts coalesce)."""
+
+    messages: tuple[InFlight, ...]
+
+    @property
+    def event_time(self) -> float | None:
+        """The newest event time of the messages: max_age is measured from it."""
+        epochs = [e for m in self.messages if m.envelope and (e := m.envelope.event_epoch())]
+        return max(epochs) if epochs else None

@@ -1,12 +1,13 @@
 """`meisa-bridge run --config FILE`: start-up checks, wiring, signals, exit codes.
 
-Exit codes:
-    0  clean shutdown (SIGTERM/SIGINT): in-flight work drained within the grace, offsets committed
-    1  halted: 401/403 from Meisa, the DLQ breaker tripped, a poison message with no DLQ topic, a
-       DLQ write that failed, or a fatal Kafka error. Only finished offsets were committed.
-    2  refused to start: bad config, Meisa unreachable or the key rejected (401) at start-up,
-       the key lacks scopes the rules need (the message names each scope and the rules), or the
-       dead_letter_topic does not exist
+Exit codes (bridge.exitcodes):
+    OK       clean shutdown (SIGTERM/SIGINT): in-flight work drained within the grace, offsets
+             committed
+    REFUSED  refused to start: bad config, Meisa unreachable or the key rejected (401) at
+             start-up, the key lacks scopes the rules need (the message names each scope and the
+             rules), or the dead_letter_topic does not exist
+    HALTED   401/403 from Meisa, the DLQ breaker tripped, a poison message with no DLQ topic, a
+             DLQ write that failed, or a fatal Kafka error. Only finished offsets were committed.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from bridge.errors import (
     StartupRefused,
     Unauthorized,
 )
+from bridge.exitcodes import ExitCode
 from bridge.ledger import SentLedger
 from bridge.ledger_kafka import open_ledger
 from bridge.meisa.calls import MeisaCall
@@ -50,7 +52,8 @@ from bridge.observability import (
     register_config_secrets,
 )
 from bridge.pipeline.dispatcher import Deliver, Slot
-from bridge.pipeline.guards import CallGuard, GuardedSender, SuppressionList
+from bridge.pipeline.guards import CallGuard, SuppressionList
+from bridge.pipeline.message import Sending
 
 if TYPE_CHECKING:
     import httpx
@@ -60,7 +63,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bridge.run")
 
-EXIT_OK, EXIT_HALTED, EXIT_REFUSED = 0, 1, 2
 SUPPRESSION_SCOPE = "contacts:read"  # reads the unsubscribed list; optional (422s still skip)
 PING_ATTEMPTS = 5  # ~15 s of backoff: long enough for a sandbox or a proxy to come up
 KAFKA_PROBE_SECONDS = 15.0  # as long as the ping retries: a broker that is starting may answer
@@ -76,7 +78,7 @@ def run_command(args: argparse.Namespace) -> int:
             config = shadow_config(config, shadow)
     except ConfigError as exc:
         print(f"meisa-bridge: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
+        return ExitCode.REFUSED
     configure_logging(config.logging)
     register_config_secrets(config)
     return asyncio.run(run_bridge(config, install_signals=True, shadow=shadow))
@@ -147,7 +149,7 @@ def _refuse(exc: StartupRefused) -> int:
     # up) it is the process's last word, and exit code 2 is what machines act on. Redacted like
     # a log line, since it bypasses the log filter.
     print(f"meisa-bridge: refusing to start: {redact(str(exc))}", file=sys.stderr)
-    return EXIT_REFUSED
+    return ExitCode.REFUSED
 
 
 async def startup_check(
@@ -279,11 +281,12 @@ def _build(
         )
         return _Parts(recorded.deliver, governor, guard, suppression)
     deliverer = Deliverer(
-        GuardedSender(client, guard),
+        client,
         governor,
         settings=config.meisa,
         on_attempt=_attempt_metrics(metrics),
         ledger=ledger,
+        guard=guard,
     )
     return _Parts(_waits_for_contacts(deliverer), governor, guard, suppression)
 
@@ -291,8 +294,8 @@ def _build(
 def _waits_for_contacts(deliverer: Deliverer) -> Deliver:
     """The pipeline's deliver: a 404 comes back at once, the dispatcher waits for the contact."""
 
-    async def deliver(call: MeisaCall, slot: Slot) -> object:
-        return await deliverer.deliver(call, slot, not_found=False)
+    async def deliver(call: MeisaCall, slot: Slot, sending: Sending) -> object:
+        return await deliverer.deliver(call, slot, not_found=False, event_time=sending.event_time)
 
     return deliver
 
@@ -411,9 +414,9 @@ async def _serve(
             recorder.close()
     if halted is not None:
         print(f"meisa-bridge: halted: {type(halted).__name__}: {halted}", file=sys.stderr)
-        return EXIT_HALTED
+        return ExitCode.HALTED
     log.info("stopped; the offsets of finished events are committed")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _wire_stop(

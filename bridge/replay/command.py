@@ -17,11 +17,13 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import TextIO, cast
 
 from bridge.config import BridgeConfig
 from bridge.errors import ConfigError, HaltError, StartupRefused
+from bridge.exitcodes import ExitCode
 from bridge.meisa.calls import SCOPES, CallKind
+from bridge.meisa.models import PingInfo
 from bridge.replay.budget import Budget, budget_from
 from bridge.replay.progress import Progress
 from bridge.replay.report import print_plan, print_summary
@@ -106,13 +108,13 @@ def replay_command(args: argparse.Namespace) -> int:
         return run_replay(config, options)
     except ConfigError as exc:
         print(f"meisa-bridge replay: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.REFUSED
     except (HaltError, StartupRefused) as exc:  # StartupRefused: the ledger did not load
         print(
             f"meisa-bridge replay halted: {exc}\nrun the same command again to continue",
             file=sys.stderr,
         )
-        return 3
+        return ExitCode.HALTED
 
 
 def run_replay(config: BridgeConfig, options: ReplayOptions, *, out: TextIO = sys.stdout) -> int:
@@ -135,7 +137,7 @@ def _run(config: BridgeConfig, options: ReplayOptions, path: Path, out: TextIO) 
             _read(store, config, options, progress)
         if options.dry_run:
             print_plan(store, options, budget, out=out, now=time.time())
-            return 0
+            return ExitCode.OK
         if store.get_meta("phase") == "send":
             _check_scopes(store, ping)
             asyncio.run(_send(store, config, progress))
@@ -202,14 +204,14 @@ def _read(
     store.set_meta("phase", "send")
 
 
-async def _ping(config: BridgeConfig) -> Any:
+async def _ping(config: BridgeConfig) -> PingInfo:
     from bridge.meisa.client import MeisaClient
 
     async with MeisaClient(config.meisa) as client:
         return await client.ping()
 
 
-def _check_scopes(store: StateStore, ping: Any) -> None:
+def _check_scopes(store: StateStore, ping: PingInfo | None) -> None:
     from bridge.meisa.scopes import check_scopes
 
     if ping is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, TextIO
 
+from bridge.exitcodes import ExitCode
 from bridge.meisa.calls import ENDPOINTS
 from bridge.replay.budget import Budget, format_duration
 from bridge.replay.state import StateStore
@@ -96,4 +97,4 @@ def print_summary(store: StateStore, options: ReplayOptions, *, out: TextIO) -> 
             if report[name]:
                 parts = ", ".join(f"{k} {v:,}" for k, v in report[name].items())
                 print(f"{name}: {parts}", file=out)
-    return 1 if report["failed"] else 0
+    return ExitCode.FAILED if report["failed"] else ExitCode.OK

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 import orjson
 
 from bridge.errors import ConfigError, ConfigErrors
+from bridge.exitcodes import ExitCode
 
 
 def _load(path: str) -> Any:
@@ -24,7 +25,7 @@ def _errors(exc: ConfigError) -> list[ConfigError]:
 
 
 def validate_command(args: argparse.Namespace) -> int:
-    """Exit 0 with `FILE: ok: N rules` per file, or 1 listing every error of every file."""
+    """OK with `FILE: ok: N rules` per file, or FAILED listing every error of every file."""
     failed = False
     for path in args.rules:
         try:
@@ -41,7 +42,7 @@ def validate_command(args: argparse.Namespace) -> int:
             )
             continue
         print(f"{path}: ok: {len(config.rules)} rules")
-    return 1 if failed else 0
+    return ExitCode.FAILED if failed else ExitCode.OK
 
 
 def _declares_rules(path: str) -> bool:
@@ -81,10 +82,10 @@ def plan_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         for err in _errors(exc):
             print(err.format(), file=sys.stderr)
-        return 1
+        return ExitCode.REFUSED
     except OSError as exc:
         print(f"{args.events}: cannot read: {exc.strerror}", file=sys.stderr)
-        return 1
+        return ExitCode.REFUSED
     rows = list(plan_lines(lines, config.rules, decoder, topic=getattr(args, "topic", "events")))
     if args.coalesce:
         rows = coalesce_rows(rows)
@@ -95,4 +96,4 @@ def plan_command(args: argparse.Namespace) -> int:
     else:
         for obj in objects:
             out.write(orjson.dumps(obj).decode() + "\n")
-    return 0
+    return ExitCode.OK

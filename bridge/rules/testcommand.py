@@ -19,6 +19,7 @@ from typing import TextIO
 from xml.etree import ElementTree as ET
 
 from bridge.errors import ConfigError, ConfigErrors
+from bridge.exitcodes import ExitCode
 from bridge.rules.ruletest import TestResult, run_test
 from bridge.rules.testfile import TestFile, load_test_file
 
@@ -105,7 +106,7 @@ def test_command(args: argparse.Namespace) -> int:
     else:
         _write(args.format, reports, out)
     failed = any(r.errors or r.failed for r in reports)
-    return 1 if failed or missing or not files else 0
+    return ExitCode.FAILED if failed or missing or not files else ExitCode.OK
 
 
 def _write(fmt: str, reports: Sequence[FileReport], out: TextIO) -> None:

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from bridge.errors import ConfigError
+from bridge.exitcodes import ExitCode
 from bridge.sandbox.app import Sandbox, build_app
 from bridge.sandbox.config import SandboxConfig, load_sandbox_config
 
@@ -48,7 +49,7 @@ def sandbox_command(args: argparse.Namespace) -> int:
         config = load_sandbox_config(args.config)
     except ConfigError as exc:
         print(f"sandbox: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.REFUSED
     sb = Sandbox(config)
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -56,11 +57,11 @@ def sandbox_command(args: argparse.Namespace) -> int:
         sock.bind((args.host, args.port))
     except OSError as exc:
         print(f"sandbox: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.REFUSED
     # Listening before the banner: a client that reads it and connects at once is queued,
     # not refused, while uvicorn starts.
     sock.listen(2048)
     host, port = sock.getsockname()[:2]
     print(banner(config, f"http://{host}:{port}"), flush=True)
     make_server(sb, host=host, port=port).run(sockets=[sock])
-    return 0
+    return ExitCode.OK

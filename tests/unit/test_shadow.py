@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Sequence
+from contextlib import nullcontext
 
 import orjson
 import pytest
@@ -15,8 +15,7 @@ from bridge.errors import ConfigError, DecodeError, DlqBreakerTripped, StaleEven
 from bridge.events import Envelope, Record
 from bridge.meisa.calls import MeisaCall
 from bridge.observability import Metrics
-from bridge.pipeline.guards import current_messages
-from bridge.pipeline.message import InFlight
+from bridge.pipeline.message import InFlight, Sending
 from bridge.shadow import (
     ShadowDeadLetters,
     ShadowDeliverer,
@@ -63,18 +62,16 @@ async def test_the_deliverer_paces_guards_and_records_without_sending() -> None:
         asked.append(priority)
         return 0.25
 
-    def guard(call: MeisaCall, messages: Sequence[InFlight]) -> None:
+    def guard(call: MeisaCall, event_time: float | None) -> None:
         if call.rule == "stale":
             raise StaleEvent("old")
 
     deliverer = ShadowDeliverer(recorder, acquire=acquire, guard=guard, metrics=metrics)
-    token = current_messages.set([_message(7)])
-    try:
-        result = await deliverer.deliver(CALL)
-        with pytest.raises(StaleEvent):
-            await deliverer.deliver(MeisaCall(kind="track", body={}, contact_key="x", rule="stale"))
-    finally:
-        current_messages.reset(token)
+    sending = Sending((_message(7),))
+    result = await deliverer.deliver(CALL, nullcontext(), sending)
+    stale = MeisaCall(kind="track", body={}, contact_key="x", rule="stale")
+    with pytest.raises(StaleEvent):
+        await deliverer.deliver(stale, nullcontext(), sending)
     assert result.reason == "shadow: not sent"
     assert asked == [0, 1]
     [line] = out.getvalue().splitlines()

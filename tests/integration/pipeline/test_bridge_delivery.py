@@ -20,6 +20,7 @@ from bridge_harness import (
     wait_for,
 )
 
+from bridge.exitcodes import ExitCode
 from bridge.sandbox.testing import SandboxHandle
 
 pytestmark = pytest.mark.integration
@@ -156,7 +157,7 @@ def test_401_mid_stream_halts_without_dlq_or_passing_unprocessed_events(
     produce(kafka_bootstrap, topic, events)
     path = bridge_config(topic, group, dlq=dlq)
     with bridge_in_process(path) as bridge:
-        assert bridge.join(60) == 1, "the bridge halts with exit code 1"
+        assert bridge.join(60) == ExitCode.HALTED, "the bridge halts (exit code HALTED)"
     assert read_all(kafka_bootstrap, dlq, expect=0, timeout=2) == []
     offset = committed(kafka_bootstrap, group, topic, 1)[0]
     assert 0 <= offset <= first_track  # the finished upserts before it were committed

@@ -26,6 +26,7 @@ from bridge_harness import (
 )
 from confluent_kafka import KafkaException, Producer
 
+from bridge.exitcodes import ExitCode
 from bridge.sandbox.testing import SandboxHandle, free_port
 
 pytestmark = pytest.mark.integration
@@ -202,7 +203,7 @@ def test_a_bad_deploy_trips_the_breaker_and_commits_nothing_it_did_not_finish(
     produce(kafka_bootstrap, topic, [event("user.updated", u, 1) for u in range(300)])
     extra = {"dlq": {"max_consecutive": limit}, "rules": _bad_deploy_rules()}
     bridge = InProcessBridge(bridge_config(topic, group, dlq=dlq, extra=extra)).start()
-    assert bridge.join(60) == 1, "the breaker halts the bridge"
+    assert bridge.join(60) == ExitCode.HALTED, "the breaker halts the bridge"
     assert "DlqBreakerTripped" in capsys.readouterr().err
     records = read_all(kafka_bootstrap, dlq, expect=limit, timeout=5)
     assert 0 < len(records) < limit
@@ -230,7 +231,7 @@ def test_403_mid_stream_halts_without_dlq_and_keeps_the_unprocessed_uncommitted(
     sandbox.set_fault("track", status=403, body=body)
     path = bridge_config(topic, group, dlq=dlq)
     bridge = InProcessBridge(path).start()
-    assert bridge.join(60) == 1
+    assert bridge.join(60) == ExitCode.HALTED
     err = capsys.readouterr().err
     assert "Forbidden" in err
     assert "events:write" in err
@@ -257,7 +258,7 @@ def test_poison_without_a_dead_letter_topic_halts_and_is_read_again(
     produce(kafka_bootstrap, topic, items)
     path = bridge_config(topic, group)
     bridge = InProcessBridge(path).start()
-    assert bridge.join(60) == 1
+    assert bridge.join(60) == ExitCode.HALTED
     assert "NoDeadLetterTopic" in capsys.readouterr().err
     assert committed(kafka_bootstrap, group, topic, 1) == {0: 1}, "never dropped silently"
 
@@ -284,7 +285,7 @@ def test_an_unreachable_schema_registry_halts_without_dead_lettering_the_message
         extra={"codec": {"schema_registry_url": f"http://127.0.0.1:{free_port()}"}},
     )
     bridge = InProcessBridge(path).start()
-    assert bridge.join(60) == 1
+    assert bridge.join(60) == ExitCode.HALTED
     err = capsys.readouterr().err
     assert f"{topic}/0@1" in err, err[-2000:]
     assert "Kafka consumer failed" not in err
@@ -349,7 +350,7 @@ def test_poison_too_large_for_the_dlq_halts_instead_of_stalling_its_partition(
     assert producer.flush(10) == 0
     path = bridge_config(topic, group, dlq=dlq)
     bridge = InProcessBridge(path).start()
-    assert bridge.join(30) == 1
+    assert bridge.join(30) == ExitCode.HALTED
     assert "DeadLetterWriteFailed" in capsys.readouterr().err
     assert committed(kafka_bootstrap, group, topic, 1) in ({0: -1001}, {0: 0})
     assert read_all(kafka_bootstrap, dlq, expect=0, timeout=2) == []

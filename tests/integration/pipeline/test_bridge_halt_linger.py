@@ -10,6 +10,7 @@ import pytest
 from bridge_harness import ConfigFactory, bridge_in_process, event, produce, wait_for, write_config
 from bridge_probes import metrics, probe, sample
 
+from bridge.exitcodes import ExitCode
 from bridge.sandbox.testing import SandboxHandle, free_port, run_sandbox
 
 pytestmark = pytest.mark.integration
@@ -36,7 +37,7 @@ def test_a_halted_bridge_serves_metrics_until_it_is_stopped(
         assert sample(samples, "meisa_bridge_halted") == 1
         assert "Unauthorized" in probe(port, "/readyz")[1]["halt_reason"]
         assert bridge.running
-        assert bridge.stop() == 1
+        assert bridge.stop() == ExitCode.HALTED
     assert probe(port, "/readyz") == (None, None)
 
 

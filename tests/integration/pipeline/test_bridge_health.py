@@ -1,8 +1,8 @@
 """/readyz and /metrics of a running bridge, and readiness after a 401 halt.
 
 On a halt `run_bridge` drains (at most a few seconds), stops the health server and returns exit
-code 1, so the halt is observed in two steps: /readyz answers 503 with `halted` while the bridge
-drains, then nothing listens and the exit code is 1.
+code 3 (HALTED), so the halt is observed in two steps: /readyz answers 503 with `halted` while
+the bridge drains, then nothing listens and the exit code is 3.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from bridge_harness import (
 )
 from bridge_probes import metrics, probe, ready, sample
 
+from bridge.exitcodes import ExitCode
 from bridge.sandbox.testing import SandboxHandle, free_port
 
 pytestmark = pytest.mark.integration
@@ -106,7 +107,7 @@ def test_readiness_and_metrics_during_a_run_then_not_ready_after_a_401_halt(
         produce(kafka_bootstrap, topic, [event("user.acted", 1, 3)])
         time.sleep(0.5)  # the track is on its way (3 s in the sandbox) before the upsert halts
         produce(kafka_bootstrap, topic, [event("user.updated", 4, 4)])
-        assert bridge.join(60) == 1, "a 401 halts the bridge with exit code 1"
+        assert bridge.join(60) == ExitCode.HALTED, "a 401 halts the bridge (exit code HALTED)"
         seen = watch.join()
 
     statuses = [s for s, _ in seen]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from typing import Any
 
 from hypothesis import given, settings
@@ -19,7 +18,7 @@ from bridge.errors import (
 from bridge.events import Record
 from bridge.meisa.calls import MeisaCall
 from bridge.pipeline.dispatcher import Dispatcher, Slot
-from bridge.pipeline.message import InFlight
+from bridge.pipeline.message import InFlight, Sending
 
 
 def msg(offset: int, partition: int = 0) -> InFlight:
@@ -39,7 +38,7 @@ class FakeMeisa:
         self.gates: list[asyncio.Event] = []
         self.fail: dict[int, Exception] = {}
 
-    async def deliver(self, c: MeisaCall, slot: Slot) -> object:
+    async def deliver(self, c: MeisaCall, slot: Slot, sending: Sending) -> object:
         async with slot:
             self.sent.append(c)
             if not self.auto:
@@ -169,7 +168,7 @@ async def test_skip_outcome_finishes_and_counts_reason() -> None:
 async def test_guard_skip_means_nothing_is_sent() -> None:
     fake, finished = FakeMeisa(), []
 
-    def guard(c: MeisaCall, messages: Sequence[InFlight]) -> None:
+    def guard(c: MeisaCall, event_time: float | None) -> None:
         raise StaleEvent("too old")
 
     d = make(fake, finished, guard=guard)
@@ -403,7 +402,7 @@ async def test_create_contact_upserts_a_minimal_contact_then_sends_again() -> No
         create_contact=True,
     )
 
-    async def deliver(c: MeisaCall, slot: Slot) -> object:
+    async def deliver(c: MeisaCall, slot: Slot, sending: Sending) -> object:
         fake.sent.append(c)
         if c.kind == "track" and not any(s.kind == "upsert" for s in fake.sent):
             raise not_found()

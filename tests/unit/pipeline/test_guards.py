@@ -9,9 +9,10 @@ import pytest
 from bridge.errors import Forbidden, StaleEvent, Suppressed
 from bridge.events import Envelope, Record
 from bridge.meisa.calls import MeisaCall
+from bridge.meisa.delivery import Deliverer
 from bridge.meisa.models import CallResult
-from bridge.pipeline.guards import CallGuard, GuardedSender, SuppressionList, current_messages
-from bridge.pipeline.message import InFlight
+from bridge.pipeline.guards import CallGuard, SuppressionList
+from bridge.pipeline.message import InFlight, Sending
 
 NOW = 1_800_000_000.0
 
@@ -34,17 +35,24 @@ def trigger(max_age: float | None = 600, to: str = "a@x.io") -> MeisaCall:
 def test_trigger_older_than_max_age_is_stale() -> None:
     guard = CallGuard(clock=lambda: NOW)
     with pytest.raises(StaleEvent):
-        guard(trigger(600), [message(NOW - 601)])
-    guard(trigger(600), [message(NOW - 599)])
-    guard(trigger(None), [message(NOW - 10_000)])
+        guard(trigger(600), NOW - 601)
+    guard(trigger(600), NOW - 599)
+    guard(trigger(None), NOW - 10_000)
+    guard(trigger(600), None)  # no event time: nothing to measure the age from
+
+
+def test_the_event_time_of_a_call_is_the_newest_of_its_messages() -> None:
+    sending = Sending((message(NOW - 50), message(NOW - 10), message(NOW - 30)))
+    assert sending.event_time == NOW - 10
+    assert Sending(()).event_time is None
 
 
 def test_suppressed_address_skips_triggers_only() -> None:
     guard = CallGuard(suppressed=lambda e: e.lower() == "a@x.io", clock=lambda: NOW)
     with pytest.raises(Suppressed):
-        guard(trigger(to="A@x.io"), [message(NOW)])
+        guard(trigger(to="A@x.io"), NOW)
     upsert = MeisaCall(kind="upsert", body={"email": "a@x.io"}, contact_key="a@x.io")
-    guard(upsert, [message(NOW)])
+    guard(upsert, NOW)
 
 
 class Inner:
@@ -59,18 +67,25 @@ class Inner:
         return 1
 
 
-async def test_guarded_sender_rechecks_right_before_sending() -> None:
+class Unlimited:
+    async def acquire(self, priority: int, tokens: int = 1) -> float:
+        return 0.0
+
+    def on_success(self) -> None:
+        pass
+
+    def on_rate_limited(self, retry_after: float | None) -> None:
+        pass
+
+
+async def test_the_deliverer_rechecks_the_guard_right_before_sending() -> None:
     now = [NOW]
     inner = Inner()
-    sender = GuardedSender(inner, CallGuard(clock=lambda: now[0]))
-    token = current_messages.set([message(NOW - 100)])
-    try:
-        await sender.send(trigger(600))
-        now[0] += 600  # waited behind a Retry-After
-        with pytest.raises(StaleEvent):
-            await sender.send(trigger(600))
-    finally:
-        current_messages.reset(token)
+    deliverer = Deliverer(inner, Unlimited(), guard=CallGuard(clock=lambda: now[0]))
+    await deliverer.deliver(trigger(600), event_time=NOW - 100)
+    now[0] += 600  # waited behind a Retry-After
+    with pytest.raises(StaleEvent):
+        await deliverer.deliver(trigger(600), event_time=NOW - 100)
     assert len(inner.sent) == 1
 
 
