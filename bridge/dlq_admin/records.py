@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge import dlq, errors
-from bridge.events import Envelope, EventDecoder, Headers, Record
+from bridge.events import Headers, Record
 
 REDRIVE_OF = "meisa-bridge.redrive.of"  # marker header: the DLQ offset (same partition) redriven
 REDRIVE_OUTCOME = "meisa-bridge.redrive.outcome"  # ok | skipped | failed
@@ -71,16 +71,16 @@ class DlqRecord:
     def origin(self) -> str:
         return f"{self.origin_topic}/{self.origin_partition}/{self.origin_offset}"
 
-    def decode_with(self, decoder: EventDecoder) -> Envelope:
-        """The original message as the codec reads it, at its ORIGINAL topic/partition/offset,
-        so default idempotency keys come out as they did the first time."""
-        return decoder.decode(
+    def original(self) -> Record:
+        """The original message at its ORIGINAL topic/partition/offset, so default idempotency
+        keys come out as they did the first time it was read."""
+        return Record(
             topic=self.origin_topic,
             partition=self.origin_partition,
             offset=self.origin_offset,
             key=self.key,
             value=self.value,
-            headers=list(self.headers),
+            headers=self.headers,
             timestamp=self.origin_timestamp,
         )
 

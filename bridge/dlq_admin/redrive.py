@@ -19,9 +19,9 @@ from bridge.dlq import DeadLetter
 from bridge.dlq_admin.records import DlqRecord
 from bridge.errors import PoisonError, SkipOutcome, Stage
 from bridge.events import EventDecoder, EventRules
-from bridge.meisa.calls import MeisaCall
+from bridge.meisa.calls import MeisaCall, is_stale
+from bridge.outcome import Unreadable, read_record
 from bridge.replay.runner import Deliver
-from bridge.replay.state import is_stale
 
 log = logging.getLogger("bridge.dlq")
 
@@ -74,13 +74,12 @@ class Redriver:
 
     async def one(self, rec: DlqRecord) -> tuple[Outcome, list[MeisaCall]]:
         """The outcome and the calls sent (dry run: the calls that would be sent)."""
-        try:
-            envelope = rec.decode_with(self._decoder)
-            calls = self._rules.map(envelope)
-        except PoisonError as exc:
-            return await self._failed(rec, exc, exc.stage, getattr(exc, "rule", None) or ""), []
+        read = read_record(rec.original(), self._decoder, self._rules)
+        if isinstance(read, Unreadable):
+            return await self._failed(rec, read.error, read.stage, read.rule), []
+        calls = read.calls
         now = self._clock()
-        fresh = [c for c in calls if not is_stale(c, envelope.event_epoch(), now)]
+        fresh = [c for c in calls if not is_stale(c, read.event_time, now)]
         if self._deliver is None:
             return ("ok" if fresh or not calls else "skipped"), fresh
         return await self._send(rec, fresh, stale=len(calls) - len(fresh))

@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from bridge.meisa.limits import key_limits
 from bridge.meisa.models import PingInfo
 from bridge.meisa.schedule import GUARD_SECONDS, GovernorState, RateScheduler
 from bridge.observability.logs import RepeatLimiter
@@ -66,13 +67,15 @@ class RateGovernor:
         sleep: Sleep = asyncio.sleep,
         observer: Observer | None = None,
     ) -> RateGovernor:
-        """Limits from GET /ping/, overridden by settings, times this replica's share.
+        """Limits from GET /ping/, overridden by settings (bridge.meisa.limits), times this
+        replica's share.
 
         The ping itself counted against the key's budget: it is recorded as just spent.
         """
+        limits = key_limits(settings, info)
         governor = cls(
-            per_minute=settings.rate_limit_per_minute or info.rate_limit_per_minute,
-            per_hour=settings.rate_limit_per_hour or info.rate_limit_per_hour,
+            per_minute=limits.per_minute,
+            per_hour=limits.per_hour,
             share=1.0 if settings.rate_share is None else settings.rate_share,
             clock=clock,
             sleep=sleep,

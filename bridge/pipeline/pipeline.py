@@ -27,17 +27,15 @@ from bridge.config import BridgeConfig
 from bridge.dlq import DeadLetter, DeadLetterSink, DlqBreaker
 from bridge.errors import (
     DeadLetterWriteFailed,
-    DecodeError,
     HaltError,
-    MappingError,
     NoDeadLetterTopic,
     OffsetOrderError,
-    PoisonError,
     RetryableError,
 )
 from bridge.events import EventDecoder, EventRules, Record
 from bridge.meisa.calls import MeisaCall
 from bridge.observability import HealthState, Metrics, NullMetrics
+from bridge.outcome import Unreadable, read_record
 from bridge.pipeline.commit import CommitPolicy, Committer
 from bridge.pipeline.consumer import KafkaSource
 from bridge.pipeline.dispatcher import Deliver, Dispatcher, Guard
@@ -207,22 +205,24 @@ class Pipeline:
             return
         message = InFlight(record)
         self._live.setdefault(tp, {})[record.offset] = message
-        if _is_tombstone(record):
-            # A tombstone deletes a key on a compacted topic: no event, so nothing to send or DLQ.
-            self._done(message, "tombstone")
-            return
         try:
-            calls = self._read(message)
-        except PoisonError as exc:
-            rule = getattr(exc, "rule", None) or ""
-            message.fail(Failure(error=exc, stage=exc.stage, rule=rule, attempts=0))
-            self._finished(message)
-            return
+            read = read_record(record, self._decoder, self._rules)
         except RetryableError as exc:
             # e.g. the schema registry is down: the message is fine, so it must not be
             # dead-lettered; halting commits nothing past it and a restart reads it again.
             self._halt(HaltError(f"{record.topic}/{record.partition}@{record.offset}: {exc}"))
             return
+        message.envelope = read.envelope
+        if isinstance(read, Unreadable):
+            message.fail(Failure(error=read.error, stage=read.stage, rule=read.rule, attempts=0))
+            self._finished(message)
+            return
+        if read.tombstone:
+            # A tombstone deletes a key on a compacted topic: no event, so nothing to send or DLQ.
+            self._done(message, "tombstone")
+            return
+        message.event_time = read.event_time
+        calls = read.calls
         if all(call.kind == "trigger" for call in calls):  # also: no calls at all
             self.dispatcher.submit(message, calls)
             return
@@ -245,23 +245,6 @@ class Pipeline:
         for message, calls in self.lockstep.admit(self._loop.time()):
             if not (message.cancelled or message.revoked):
                 self.dispatcher.submit(message, calls)
-
-    def _read(self, message: InFlight) -> list[MeisaCall]:
-        """Decode and map one message. An unexpected error is poison for this message only, so
-        one odd event cannot stop every partition (the DLQ breaker still halts a bad deploy)."""
-        try:
-            message.envelope = message.record.decode_with(self._decoder)
-            message.event_time = message.envelope.event_epoch()
-        except (PoisonError, RetryableError):
-            raise
-        except Exception as exc:
-            raise DecodeError(f"unexpected {type(exc).__name__}: {exc}") from None
-        try:
-            return self._rules.map(message.envelope)
-        except (PoisonError, RetryableError):
-            raise
-        except Exception as exc:
-            raise MappingError(f"unexpected {type(exc).__name__}: {exc}") from None
 
     async def _backpressure(self) -> None:
         low = self._high // 2
@@ -484,8 +467,3 @@ class Pipeline:
 
 def _names(tps: Iterable[TopicPartition]) -> str:
     return ", ".join(f"{t}/{p}" for t, p in sorted(tps)) or "-"
-
-
-def _is_tombstone(record: Record) -> bool:
-    """No value and no CloudEvents binary headers (a binary-mode event may carry no data)."""
-    return record.value is None and not any(k.startswith("ce_") for k, _ in record.headers)

@@ -51,6 +51,7 @@ from bridge.observability import (
     redact,
     register_config_secrets,
 )
+from bridge.outcome import outcome_of
 from bridge.pipeline.dispatcher import Deliver, Slot
 from bridge.pipeline.guards import CallGuard, SuppressionList
 from bridge.pipeline.message import Sending
@@ -312,7 +313,7 @@ def _attempt_metrics(metrics: Metrics) -> Callable[[Attempt], None]:
     def record(attempt: Attempt) -> None:
         kind = attempt.call.kind
         metrics.calls(kind, _status(attempt))
-        metrics.call_outcome(kind, _outcome(attempt.error))
+        metrics.call_outcome(kind, outcome_of(attempt.error))
         metrics.call_latency(kind, attempt.duration)
         metrics.governor_wait(attempt.waited)
         if kind == "trigger":
@@ -323,16 +324,6 @@ def _attempt_metrics(metrics: Metrics) -> Callable[[Attempt], None]:
             metrics.scope_missing(attempt.call.scope, True)
 
     return record
-
-
-def _outcome(error: BaseException | None) -> str:
-    """ok | skipped | retry | poison | halt: what the attempt's answer means for the message."""
-    if error is None:
-        return "ok"
-    for kind, name in ((SkipOutcome, "skipped"), (RetryableError, "retry"), (HaltError, "halt")):
-        if isinstance(error, kind):
-            return name
-    return "poison"
 
 
 def _status(attempt: Attempt) -> int | str:

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
+from bridge.meisa.limits import key_limits
+from bridge.meisa.models import PingInfo
 from bridge.meisa.schedule import GUARD_SECONDS, TRIGGER_HOUR_RESERVE
 from bridge.settings import MeisaSettings
 
-DEFAULT_PER_MINUTE = 60  # the spec's default key limits, used when nothing better is known
-DEFAULT_PER_HOUR = 1000
 MINUTE, HOUR = 60.0, 3600.0
 
 
@@ -64,44 +63,15 @@ class Budget:
         return f"{one(self.per_minute)}/min, {one(self.per_hour)}/h ({self.origin})"
 
 
-def budget_from(settings: MeisaSettings, ping: Any | None) -> Budget:
-    """Configured overrides win, then the limits GET /ping reports, then the spec's defaults."""
-    per_minute, per_hour, origin = _ping_limits(ping)
-    if origin == "default":  # no ping: a limit the config leaves out is the spec's default
-        per_minute, per_hour = DEFAULT_PER_MINUTE, DEFAULT_PER_HOUR
-    if settings.rate_limit_per_minute is not None or settings.rate_limit_per_hour is not None:
-        origin = "config"
-        per_minute = _or(settings.rate_limit_per_minute, per_minute)
-        per_hour = _or(settings.rate_limit_per_hour, per_hour)
+def budget_from(settings: MeisaSettings, ping: PingInfo | None) -> Budget:
+    """The governor's limits (bridge.meisa.limits) times this replica's share."""
+    limits = key_limits(settings, ping)
     share = 1.0 if settings.rate_share is None else settings.rate_share
     return Budget(
-        per_minute=None if per_minute is None else per_minute * share,
-        per_hour=None if per_hour is None else per_hour * share,
-        origin=origin,
+        per_minute=None if limits.per_minute is None else limits.per_minute * share,
+        per_hour=None if limits.per_hour is None else limits.per_hour * share,
+        origin=limits.origin,
     )
-
-
-def _ping_limits(ping: Any | None) -> tuple[float | None, float | None, str]:
-    if ping is None:
-        return None, None, "default"
-    source = getattr(ping, "api_key", ping)
-    if isinstance(source, dict):
-        per_minute, per_hour = (
-            source.get("rate_limit_per_minute"),
-            source.get("rate_limit_per_hour"),
-        )
-    else:
-        per_minute = getattr(ping, "rate_limit_per_minute", None)
-        per_hour = getattr(ping, "rate_limit_per_hour", None)
-    return _num(per_minute), _num(per_hour), "ping"
-
-
-def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and value > 0 else None
-
-
-def _or(value: int | None, fallback: float | None) -> float | None:
-    return float(value) if value is not None else fallback
 
 
 def format_duration(seconds: float) -> str:

@@ -12,13 +12,14 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from bridge.errors import DecodeError, HaltError, MappingError, PoisonError, SkipOutcome
-from bridge.events import Envelope, EventDecoder, EventRules, Record
-from bridge.meisa.calls import MeisaCall
+from bridge.errors import HaltError, PoisonError, SkipOutcome
+from bridge.events import EventDecoder, EventRules, Record
+from bridge.meisa.calls import MeisaCall, is_stale
+from bridge.outcome import Unreadable, read_record
 from bridge.replay.fold import FOLDABLE, ContactFold
 from bridge.replay.progress import Progress
 from bridge.replay.raw import Batch
-from bridge.replay.state import SHARDS, StateStore, is_stale
+from bridge.replay.state import SHARDS, StateStore
 
 log = logging.getLogger("bridge.replay")
 
@@ -79,25 +80,23 @@ class ReadPhase:
 
     def _one(self, rec: Record) -> None:
         self._count("events")
-        try:
-            envelope = rec.decode_with(self._decoder)
-            calls = self._rules.map(envelope, replay=True)
-        except (DecodeError, MappingError) as exc:
-            self._count(f"error.{exc.stage}")
+        read = read_record(rec, self._decoder, self._rules, replay=True)
+        if isinstance(read, Unreadable):
+            self._count(f"error.{read.stage}")
             log.warning(
-                "replay: %s at %s/%d/%d: %s", type(exc).__name__, *_where(rec), exc, exc_info=False
+                "replay: %s at %s/%d/%d: %s", type(read.error).__name__, *_where(rec), read.error
             )
             return
-        for call in calls:
-            self._take(call, envelope)
+        for call in read.calls:
+            self._take(call, read.event_time)
 
-    def _take(self, call: MeisaCall, envelope: Envelope) -> None:
+    def _take(self, call: MeisaCall, event_time: float | None) -> None:
         if call.on_replay == "skip":  # the rules drop these already; never send one by accident
             self._count(f"policy_skip.{call.kind}")
         elif call.kind in FOLDABLE:
             self._folds.setdefault(call.contact_key, ContactFold(call.contact_key)).apply(call)
         else:
-            self._calls.append((call, envelope.event_epoch()))
+            self._calls.append((call, event_time))
 
 
 def _where(rec: Record) -> tuple[str, int, int]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bridge.meisa.calls import MeisaCall
+from bridge.meisa.calls import MeisaCall, is_stale
 from bridge.replay.fold import ContactFold, call_from_json, call_to_json
 
 SCHEMA = """
@@ -227,11 +227,6 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
-
-
-def is_stale(call: MeisaCall, event_epoch: float | None, now: float) -> bool:
-    """Older than the action's max_age: an OTP from last week must not go out on a replay."""
-    return call.max_age is not None and event_epoch is not None and now - event_epoch > call.max_age
 
 
 def _dump(data: Any) -> str:

@@ -23,9 +23,10 @@ from typing import Any
 import orjson
 
 from bridge.codecs import Decoder
-from bridge.errors import DecodeError, MappingError
-from bridge.events import Envelope
+from bridge.errors import DecodeError
+from bridge.events import Envelope, Record
 from bridge.meisa.calls import MeisaCall, merge_upserts
+from bridge.outcome import Unreadable, read_record
 from bridge.pipeline.identity import ContactIdentity
 from bridge.rules.engine import RuleSet
 
@@ -118,23 +119,35 @@ def map_lines(
         if not line.strip():
             continue
         msg: dict[str, Any] = {"topic": topic, "partition": 0, "offset": index}
-        env: Envelope | None = None
         try:
             msg = _message(line, index, topic)
-            env = decoder.decode(**msg)
         except DecodeError as exc:
-            yield Mapped(_event_info(env, msg), env, [], "decode_error", str(exc))
+            yield Mapped(_event_info(None, msg), None, [], "decode_error", str(exc))
             continue
-        try:
-            calls = rules.map(env, replay=replay)
-        except MappingError as exc:
-            yield Mapped(_event_info(env, msg), env, [], "map_error", str(exc))
-            continue
-        if not calls:
+        read = read_record(_record(msg), decoder, rules, replay=replay)
+        env = read.envelope
+        if isinstance(read, Unreadable):
+            outcome = "decode_error" if read.stage == "decode" else "map_error"
+            yield Mapped(_event_info(env, msg), env, [], outcome, str(read.error))
+        elif env is None:
+            yield Mapped(_event_info(env, msg), env, [], "no_match", "tombstone (no value)")
+        elif not read.calls:
             reason = "no rule matched" if not rules.matching(env.type, env.topic) else "when false"
             yield Mapped(_event_info(env, msg), env, [], "no_match", reason)
-            continue
-        yield Mapped(_event_info(env, msg), env, calls)
+        else:
+            yield Mapped(_event_info(env, msg), env, read.calls)
+
+
+def _record(msg: dict[str, Any]) -> Record:
+    return Record(
+        topic=msg["topic"],
+        partition=msg["partition"],
+        offset=msg["offset"],
+        key=msg["key"],
+        value=msg["value"],
+        headers=tuple(msg["headers"]),
+        timestamp=msg["timestamp"],
+    )
 
 
 def plan_lines(

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.codecs import Decoder
-from bridge.meisa.calls import MeisaCall
-from bridge.replay.state import is_stale
+from bridge.meisa.calls import MeisaCall, is_stale
 from bridge.rules.engine import RuleSet
 from bridge.rules.plan import Mapped, coalesce_rows, map_lines
 from bridge.rules.testfile import Expectation, ExpectedCall, Matcher, RuleTest

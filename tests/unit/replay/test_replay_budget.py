@@ -101,3 +101,23 @@ def test_progress_bar_on_a_terminal_shows_calls_left_and_eta() -> None:
     line = out.getvalue().split("\r")[-1]
     assert "calls sent 10, left 110, ETA 1m51s" in line
     assert line.endswith("\n")
+
+
+@pytest.mark.parametrize(
+    ("settings", "ping"),
+    [
+        (MeisaSettings(), PingInfo()),
+        (MeisaSettings(rate_limit_per_minute=30), PingInfo(rate_limit_per_hour=None)),
+        (MeisaSettings(rate_limit_per_hour=500, rate_share=0.5), PingInfo()),
+        (MeisaSettings(), PingInfo(rate_limit_per_minute=None, rate_limit_per_hour=None)),
+    ],
+)
+def test_the_budget_uses_the_limits_the_governor_paces_with(
+    settings: MeisaSettings, ping: PingInfo
+) -> None:
+    from bridge.meisa.governor import RateGovernor
+
+    governor = RateGovernor.from_ping(ping, settings)
+    budget = budget_from(settings, ping)
+    expected = None if budget.per_minute is None else int(budget.per_minute)
+    assert governor.per_minute == expected

@@ -1,0 +1,111 @@
+"""Decode -> map -> outcome: the one path from a Kafka record to the calls its rules make, and
+the one naming of what a call's answer means.
+
+The live pipeline, replay, DLQ redrive, `plan` and rule tests all call `read_record`, so a record
+that one of them maps, skips or rejects is mapped, skipped or rejected the same way by the others:
+
+- a tombstone (no value and no CloudEvents binary headers) deletes a key on a compacted topic: it
+  is no event, so it makes no call and is not poison;
+- a DecodeError or MappingError (or any PoisonError) is `Unreadable`, poison at its stage;
+- an unexpected exception of the codec or the rules is poison of that stage too, so one odd event
+  cannot stop every partition (the DLQ breaker still halts a bad deploy);
+- a RetryableError (e.g. the schema registry is down) is raised: the record is fine, it must not
+  be dead-lettered, only read again later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from bridge.errors import (
+    DecodeError,
+    HaltError,
+    MappingError,
+    PoisonError,
+    RetryableError,
+    SkipOutcome,
+    Stage,
+)
+from bridge.events import Envelope, EventDecoder, EventRules, Record
+from bridge.meisa.calls import MeisaCall
+
+Outcome = Literal["ok", "skipped", "retry", "poison", "halt"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Mapped:
+    """The calls a record makes (none: no rule matched, or a tombstone)."""
+
+    envelope: Envelope | None  # None: a tombstone, no event
+    calls: list[MeisaCall]
+
+    @property
+    def tombstone(self) -> bool:
+        return self.envelope is None
+
+    @property
+    def event_time(self) -> float | None:
+        return self.envelope.event_epoch() if self.envelope is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A record that can never make its calls: poison at `stage`, naming the failing rule if any."""
+
+    error: PoisonError
+    envelope: Envelope | None  # None: the bytes did not decode
+
+    @property
+    def stage(self) -> Stage:
+        return self.error.stage
+
+    @property
+    def rule(self) -> str:
+        return self.error.rule or ""
+
+
+def read_record(
+    record: Record, decoder: EventDecoder, rules: EventRules, *, replay: bool = False
+) -> Mapped | Unreadable:
+    """Decode and map one record (see the module docstring); raises only RetryableError."""
+    if is_tombstone(record):
+        return Mapped(None, [])
+    try:
+        envelope = _guarded(lambda: record.decode_with(decoder), DecodeError)
+    except PoisonError as exc:
+        return Unreadable(exc, None)
+    try:
+        calls = _guarded(lambda: rules.map(envelope, replay=replay), MappingError)
+    except PoisonError as exc:
+        return Unreadable(exc, envelope)
+    return Mapped(envelope, calls)
+
+
+def _guarded(step: Callable[[], T], poison: type[PoisonError]) -> T:
+    try:
+        return step()
+    except (PoisonError, RetryableError):
+        raise
+    except Exception as exc:
+        raise poison(f"unexpected {type(exc).__name__}: {exc}") from None
+
+
+def is_tombstone(record: Record) -> bool:
+    """No value and no CloudEvents binary headers (a binary-mode event may carry no data)."""
+    return record.value is None and not any(k.startswith("ce_") for k, _ in record.headers)
+
+
+def outcome_of(error: BaseException | None) -> Outcome:
+    """What a call's answer means for its message: ok, skipped, retry, poison or halt."""
+    if error is None:
+        return "ok"
+    if isinstance(error, SkipOutcome):
+        return "skipped"
+    if isinstance(error, RetryableError):
+        return "retry"
+    if isinstance(error, HaltError):
+        return "halt"
+    return "poison"
