@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test unit lint fmt typecheck demo image kafka-up kafka-down kafka-status kafka-reset sandbox bench chaos clean
+.PHONY: help venv test unit lint fmt typecheck demo image kafka-up kafka-down kafka-status kafka-reset sandbox bench bench-side chaos clean
 
 help:
 	@echo "make demo        broker + sandbox + bridge + sample events; prints what Meisa received"
@@ -15,6 +15,7 @@ help:
 	@echo "make kafka-up / kafka-down / kafka-status / kafka-reset   the local broker"
 	@echo "make sandbox     run the Meisa sandbox on 127.0.0.1:8080"
 	@echo "make bench       run the benchmarks in bench/"
+	@echo "make bench-side  the bridge vs a Go (Benthos) pipeline vs a naive loop, clean and faulty"
 	@echo "make image       the container images (Docker engine and base images prepared if needed)"
 	@echo "make chaos       bridges under faults, checked by an oracle (PROFILE=short|long, SEED=N)"
 
@@ -61,6 +62,9 @@ sandbox: $(STAMP)
 
 bench: $(STAMP)
 	scripts/bench.sh
+
+bench-side: $(STAMP)
+	scripts/bench.sh bench/side_by_side.py
 
 image:
 	scripts/images.sh build

@@ -1,6 +1,8 @@
 """The naive baseline: one thread, consume one message -> post its calls -> commit, in a loop.
 
-Used by bench/pipeline_vs_naive.py; run alone it does nothing.
+A 429 or 5xx is retried after the Retry-After (or half a second), as a careful script would;
+anything else that is not 2xx stops the loop. Used by bench/pipeline_vs_naive.py and
+bench/side_by_side.py; run alone it does nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from confluent_kafka import Consumer
 from bridge.events import Envelope
 
 PATHS = {"upsert": "contacts/upsert/", "track": "events/track/", "trigger": "emails/trigger/"}
+RETRY_SECONDS = 0.5  # without a Retry-After
 
 
 def run_naive(
@@ -29,7 +32,8 @@ def run_naive(
         }
     )
     consumer.subscribe([topic])
-    http = httpx.Client(base_url=base_url.rstrip("/") + "/", headers={"X-API-Key": api_key})
+    headers = {"X-API-Key": api_key, "Content-Type": "application/json"}
+    http = httpx.Client(base_url=base_url.rstrip("/") + "/", headers=headers)
     done = calls = 0
     start = None
     try:
@@ -44,8 +48,7 @@ def run_naive(
                 id=obj["id"], type=obj["type"], time=obj.get("time"),
             )  # fmt: skip
             for call in rules.map(env):
-                http.post(PATHS[call.kind], content=orjson.dumps(call.body)).raise_for_status()
-                calls += 1
+                calls += post(http, PATHS[call.kind], orjson.dumps(call.body))
             consumer.commit(message=m, asynchronous=False)
             done += 1
     finally:
@@ -54,5 +57,18 @@ def run_naive(
     return {"events": done, "calls": calls, "seconds": time.perf_counter() - (start or 0)}
 
 
+def post(http: httpx.Client, path: str, body: bytes) -> int:
+    """POST until it succeeds; returns the number of requests it took."""
+    attempts = 0
+    while True:
+        attempts += 1
+        response = http.post(path, content=body)
+        if response.status_code != 429 and response.status_code < 500:
+            response.raise_for_status()
+            return attempts
+        retry_after = response.headers.get("retry-after", "")
+        time.sleep(float(retry_after) if retry_after.isdigit() else RETRY_SECONDS)
+
+
 if __name__ == "__main__":
-    print("baseline for bench/pipeline_vs_naive.py; nothing to run on its own")
+    print("baseline for bench/side_by_side.py; nothing to run on its own")

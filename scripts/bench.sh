@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: run every bench/*.py with the project's Python; each prints its own numbers.
-# Files starting with _ (shared helpers) are not benchmarks and are skipped.
+# Files starting with _ (shared helpers) are not benchmarks and are skipped. With arguments,
+# runs only those files (`make bench-side` runs bench/side_by_side.py).
 # Starts the local broker if it is not running, and stops it at the end only if it started it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +22,7 @@ if ! scripts/kafka.sh status >/dev/null 2>&1; then
 fi
 
 shopt -s nullglob
-benches=(bench/[!_]*.py)
+if [ $# -gt 0 ]; then benches=("$@"); else benches=(bench/[!_]*.py); fi
 [ ${#benches[@]} -gt 0 ] || { echo "no benchmarks in bench/"; exit 0; }
 failed=0
 for bench in "${benches[@]}"; do

@@ -1,0 +1,490 @@
+"""Side by side: meisa-bridge, a Go stream processor and a naive Python loop, clean and faulty.
+
+    make bench-side                     # builds the Go baseline once (cached under .cache/)
+    .venv/bin/python bench/side_by_side.py [--events 10000] [--fault-events 2000] [--no-profile]
+
+Workload: JSON events for 600 people (a sign-up each, then plan changes and feature usage) on a
+4-partition topic, keyed by user id, mapped to upsert/track; per-person order kept and offsets
+committed after success by all three. The Meisa double is the sandbox (unlimited key, 5 ms added
+latency); the fault profile adds 429 with `Retry-After: 1` to 2% of requests and 503 to 5%.
+
+The systems, each its own process (its CPU and peak RSS are its own):
+* bridge: `meisa-bridge run` with default settings.
+* go: a Benthos core stream (github.com/redpanda-data/benthos/v4, from the Go module proxy)
+  with a small franz-go input that keeps per-key order and commits finished offsets, a Bloblang
+  mapping and the http_client output, 64 in flight (bench/go/).
+* naive: one message at a time, consume -> POST -> synchronous commit (bench/naive.py).
+
+events/s and CPU us/event cover the busy span, from the first to the last API request the double
+saw; "CPU us/event (all)" adds start-up and shutdown. calls counts every API request, retries too.
+A last bridge run under an in-process sampler (bench/_sampler.py) breaks its CPU down by stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from _common import BOOTSTRAP, ROOT, topics
+from bridge_harness import end_offsets, write_config
+
+PEOPLE = 600
+PARTITIONS = 4
+LATENCY_MS = 5
+GO_SOURCE = ROOT / "bench" / "go"
+GO_CACHE = ROOT / ".cache" / "bench-go"
+SANDBOX = {"request_log_size": 1_000_000}
+TICK = 0.05  # seconds between checks of the committed offsets and the process's CPU
+
+RULES: list[dict[str, Any]] = [
+    {
+        "name": "signed-up",
+        "on": "user.signed_up",
+        "do": [
+            {
+                "upsert": {
+                    "email": "{{ data.email }}",
+                    "external_id": "{{ data.user_id }}",
+                    "first_name": "{{ data.name }}",
+                    "custom_fields": {"plan": "{{ data.plan }}"},
+                }
+            }
+        ],
+    },
+    {
+        "name": "plan-changed",
+        "on": "user.plan_changed",
+        "do": [
+            {
+                "upsert": {
+                    "email": "{{ data.email }}",
+                    "external_id": "{{ data.user_id }}",
+                    "custom_fields": {"plan": "{{ data.plan }}"},
+                }
+            }
+        ],
+    },
+    {
+        "name": "feature-used",
+        "on": "feature.used",
+        "do": [
+            {
+                "track": {
+                    "email": "{{ data.email }}",
+                    "external_id": "{{ data.user_id }}",
+                    "event_name": "feature_used",
+                    "properties": {"feature": "{{ data.feature }}"},
+                }
+            }
+        ],
+    },
+]
+
+# The same mapping in Bloblang, for the Go baseline.
+BLOBLANG = """\
+meta meisa_path = if this.type == "feature.used" { "events/track/" } else { "contacts/upsert/" }
+root = match {
+  this.type == "user.signed_up" => {"email": this.data.email, "external_id": this.data.user_id,
+                       "first_name": this.data.name, "custom_fields": {"plan": this.data.plan}},
+  this.type == "user.plan_changed" => {"email": this.data.email, "external_id": this.data.user_id,
+                          "custom_fields": {"plan": this.data.plan}},
+  this.type == "feature.used" => {"email": this.data.email, "external_id": this.data.user_id,
+                     "event_name": "feature_used", "properties": {"feature": this.data.feature}},
+  _ => deleted(),
+}
+"""
+
+
+def workload(count: int, seed: int = 11) -> list[dict[str, Any]]:
+    """A sign-up per person, then 40% plan changes and 60% feature usage, people at random."""
+    rng = random.Random(seed)
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+    def event(kind: str, user: int, **data: Any) -> dict[str, Any]:
+        uid = f"usr_{user}"
+        return {
+            "id": f"evt-{uuid.UUID(int=rng.getrandbits(128)).hex}",
+            "type": kind,
+            "time": now,
+            "data": {"user_id": uid, "email": f"user{user}@example.com", **data},
+        }
+
+    events = [event("user.signed_up", u, name=f"User {u}", plan="free") for u in range(PEOPLE)]
+    while len(events) < count:
+        user = rng.randrange(PEOPLE)
+        if rng.random() < 0.4:
+            events.append(event("user.plan_changed", user, plan=rng.choice(["pro", "team"])))
+        else:
+            events.append(event("feature.used", user, feature=rng.choice(["export", "share"])))
+    return events[:count]
+
+
+def produce(topic: str, events: list[dict[str, Any]]) -> None:
+    import orjson
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": BOOTSTRAP, "enable.idempotence": True})
+    for item in events:
+        producer.produce(topic, key=item["data"]["user_id"].encode(), value=orjson.dumps(item))
+        producer.poll(0)
+    assert producer.flush(60) == 0
+
+
+# -- the Go baseline ---------------------------------------------------------------------------
+
+
+def build_go() -> tuple[Path | None, str]:
+    """The Go baseline binary (built once per source version), or None and why not."""
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    sources = [*sorted(GO_SOURCE.glob("*.go")), GO_SOURCE / "go.mod", GO_SOURCE / "go.sum"]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
+    binary = GO_CACHE / f"baseline-{digest}"
+    if binary.exists():
+        return binary, "cached"
+    if not Path(go).exists():
+        return None, "no Go toolchain on this machine"
+    GO_CACHE.mkdir(parents=True, exist_ok=True)
+    print(f"building the Go baseline (Benthos + franz-go) into {binary.relative_to(ROOT)} ...")
+    started = time.monotonic()
+    done = subprocess.run(
+        [go, "build", "-o", str(binary), "."], cwd=GO_SOURCE, capture_output=True, text=True,
+        timeout=1800, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        return None, f"go build failed: {done.stderr.strip()[-500:]}"
+    return binary, f"built in {time.monotonic() - started:.0f} s"
+
+
+def go_config(tmp: Path, *, topic: str, group: str, base_url: str, api_key: str) -> Path:
+    import yaml
+
+    base = base_url.rstrip("/")
+    doc = {
+        "input": {
+            "franz_ordered": {
+                "seed_brokers": [BOOTSTRAP], "topic": topic, "consumer_group": group,
+            }
+        },
+        "pipeline": {"processors": [{"mapping": BLOBLANG}]},
+        "output": {
+            "http_client": {
+                "url": base + '/${! @meisa_path }',
+                "verb": "POST",
+                "headers": {"X-API-Key": api_key, "Content-Type": "application/json"},
+                "max_in_flight": 64,
+            }
+        },
+        "logger": {"level": "WARN"},
+    }  # fmt: skip
+    path = tmp / f"go-{group}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+# -- running one system ------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    system: str
+    profile: str
+    events: int
+    requests: list[dict[str, Any]]
+    span: float  # first to last API request, seconds
+    cpu_busy: float  # process CPU over that span, seconds
+    cpu_all: float  # whole process CPU, seconds
+    peak_rss_mib: float
+
+    @property
+    def calls(self) -> int:
+        return len(self.requests)
+
+    def status_count(self, pred: Callable[[int], bool]) -> int:
+        return sum(1 for r in self.requests if pred(int(r["status"])))
+
+    def longest_silence(self) -> float:
+        times = sorted(_epoch(r["time"]) for r in self.requests)
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def _proc_cpu(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_at(timeline: list[tuple[float, float]], when: float) -> float:
+    """Process CPU at wall time `when`, interpolated between samples."""
+    before = [(t, c) for t, c in timeline if t <= when] or timeline[:1]
+    after = [(t, c) for t, c in timeline if t >= when] or timeline[-1:]
+    (t0, c0), (t1, c1) = before[-1], after[0]
+    return c0 if t1 <= t0 else c0 + (c1 - c0) * (when - t0) / (t1 - t0)
+
+
+def run_system(
+    system: str, argv: list[str], *, group: str, topic: str, events: int, sandbox: Any,
+    profile: str, timeout: float,
+) -> Run:  # fmt: skip
+    from confluent_kafka import Consumer, TopicPartition
+
+    ends = end_offsets(BOOTSTRAP, topic, PARTITIONS)
+    probe = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": group})
+    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
+    proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=ROOT)
+    timeline: list[tuple[float, float]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            cpu = _proc_cpu(proc.pid)
+            if cpu is not None:
+                timeline.append((time.time(), cpu))
+            if proc.poll() is not None:
+                log.seek(0)
+                tail = log.read().decode(errors="replace")[-3000:]
+                raise RuntimeError(f"{system} exited with {proc.returncode}:\n{tail}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{system} did not finish {events} events in {timeout:.0f} s")
+            got = {tp.partition: tp.offset for tp in probe.committed(tps, timeout=10)}
+            if got == ends:
+                break
+            time.sleep(TICK)
+    finally:
+        probe.close()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        log.close()
+    requests = [
+        r for r in sandbox.requests(path="/api/v1/", limit=10**7)
+        if not r["path"].endswith("/ping/")
+    ]  # fmt: skip
+    first, last = _epoch(requests[0]["time"]), _epoch(requests[-1]["time"])
+    return Run(
+        system=system, profile=profile, events=events, requests=requests,
+        span=max(last - first, 1e-3),
+        cpu_busy=_cpu_at(timeline, last) - _cpu_at(timeline, first),
+        cpu_all=usage.ru_utime + usage.ru_stime,
+        peak_rss_mib=usage.ru_maxrss / 1024,
+    )  # fmt: skip
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+HEADER = (
+    f"{'system':<8}{'profile':<8}{'events':>7}{'events/s':>10}{'CPU us/event':>13}"
+    f"{'CPU us/call':>12}{'(all)/event':>12}{'calls/event':>12}{'RSS MiB':>9}"
+    f"{'429s':>6}{'5xx':>6}{'max gap s':>10}"
+)
+
+
+def row(r: Run) -> str:
+    return (
+        f"{r.system:<8}{r.profile:<8}{r.events:>7}{r.events / r.span:>10.0f}"
+        f"{r.cpu_busy * 1e6 / r.events:>13.0f}{r.cpu_busy * 1e6 / max(r.calls, 1):>12.0f}"
+        f"{r.cpu_all * 1e6 / r.events:>12.0f}{r.calls / r.events:>12.2f}"
+        f"{r.peak_rss_mib:>9.0f}{r.status_count(lambda s: s == 429):>6}"
+        f"{r.status_count(lambda s: s >= 500):>6}{r.longest_silence():>10.1f}"
+    )
+
+
+def ratios(runs: dict[tuple[str, str], Run]) -> list[str]:
+    out = []
+    for profile in ("clean", "faults"):
+        bridge = runs.get(("bridge", profile))
+        if bridge is None:
+            continue
+        for other in ("go", "naive"):
+            base = runs.get((other, profile))
+            if base is None:
+                continue
+            speed = (bridge.events / bridge.span) / (base.events / base.span)
+            per_call = (bridge.cpu_busy / max(bridge.calls, 1)) / (
+                base.cpu_busy / max(base.calls, 1)
+            )
+            per_event = bridge.cpu_busy / base.cpu_busy * base.events / bridge.events
+            rss = bridge.peak_rss_mib / base.peak_rss_mib
+            out.append(
+                f"{profile:<7} bridge/{other:<6} events/s x{speed:.2f}   CPU/call x{per_call:.2f}"
+                f"   CPU/event x{per_event:.2f}   RSS x{rss:.2f}"
+            )
+    return out
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def child_naive(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from naive import run_naive
+
+    from bridge.config import load_config
+
+    config = load_config(args.config)
+    run_naive(
+        bootstrap=BOOTSTRAP, topic=args.topic, group=str(config.kafka["group.id"]),
+        base_url=config.meisa.base_url, api_key=config.meisa.api_key.get_secret_value(),
+        rules=config.rules, total=args.events,
+    )  # fmt: skip
+    signal.pause()  # the parent stops it once the commits are seen, like the others
+
+
+def set_faults(sandbox: Any, faults: bool) -> None:
+    for endpoint in ("upsert", "track"):
+        if faults:
+            sandbox.set_fault(
+                endpoint, status=429, rate=0.02, retry_after=1, latency_ms=LATENCY_MS, seed=1
+            )
+            sandbox.set_fault(endpoint, status=503, rate=0.05, latency_ms=LATENCY_MS, seed=2)
+        sandbox.set_fault(endpoint, latency_ms=LATENCY_MS)
+
+
+def commands(
+    system: str, tmp: Path, *, topic: str, group: str, sandbox: Any, events: int,
+    go_binary: Path | None, sample_to: Path | None = None,
+) -> list[str] | None:  # fmt: skip
+    key = sandbox.unlimited_key
+    if system == "go":
+        if go_binary is None:
+            return None
+        cfg = go_config(tmp, topic=topic, group=group, base_url=sandbox.base_url, api_key=key)
+        return [str(go_binary), str(cfg)]
+    cfg = write_config(
+        tmp, bootstrap=BOOTSTRAP, topics=[topic], base_url=sandbox.base_url, api_key=key,
+        group=group, extra={"rules": RULES},
+    )  # fmt: skip
+    if system == "naive":
+        return [sys.executable, __file__, "--child", "naive", "--config", str(cfg),
+                "--topic", topic, "--events", str(events)]  # fmt: skip
+    run = ["-m", "bridge", "run", "--config", str(cfg)]
+    if sample_to is not None:
+        return [sys.executable, str(ROOT / "bench" / "_sampler.py"), str(sample_to), "--", *run]
+    return [sys.executable, *run]
+
+
+def profile_table(report: dict[str, Any], run: Run) -> list[str]:
+    stages: dict[str, float] = report["stages"]
+    seen = sum(stages.values())
+    native = max(0.0, report["process_cpu"] - seen)
+    rows = [*sorted(stages.items(), key=lambda kv: -kv[1]), ("librdkafka threads", native)]
+    total = seen + native
+    out = [f"{'stage':<20}{'us/event':>10}{'us/call':>10}{'share':>8}"]
+    for stage, cpu in rows:
+        out.append(
+            f"{stage:<20}{cpu * 1e6 / run.events:>10.0f}{cpu * 1e6 / max(run.calls, 1):>10.0f}"
+            f"{cpu / total:>8.0%}"
+        )
+    out.append(f"{'total (whole run)':<20}{total * 1e6 / run.events:>10.0f}"
+               f"{total * 1e6 / max(run.calls, 1):>10.0f}{1:>8.0%}")  # fmt: skip
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--events", type=int, default=10_000, help="events in the clean profile")
+    p.add_argument("--fault-events", type=int, default=2_000, help="events under faults")
+    p.add_argument("--systems", default="bridge,go,naive")
+    p.add_argument("--no-profile", action="store_true", help="skip the sampled bridge run")
+    p.add_argument("--timeout", type=float, default=900.0, help="per run, seconds")
+    p.add_argument("--child", choices=["naive"])
+    p.add_argument("--config")
+    p.add_argument("--topic")
+    args = p.parse_args()
+    if args.child:
+        child_naive(args)
+        return
+    run_all(args)
+
+
+def run_all(args: argparse.Namespace) -> None:
+    from bridge.sandbox.testing import sandbox_process
+
+    systems = args.systems.split(",")
+    go_binary, how = build_go() if "go" in systems else (None, "not asked for")
+    print(f"Go baseline: {go_binary.relative_to(ROOT) if go_binary else 'none'} ({how})")
+    runs: dict[tuple[str, str], Run] = {}
+    profile_lines: list[str] = []
+    with sandbox_process(SANDBOX) as (sandbox, _), tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        for profile, count in (("clean", args.events), ("faults", args.fault_events)):
+            with topics(PARTITIONS, prefix=f"side-{profile}") as (topic,):
+                produce(topic, workload(count))
+                for system in systems:
+                    group = f"side-{system}-{uuid.uuid4().hex[:6]}"
+                    argv = commands(
+                        system, tmp, topic=topic, group=group, sandbox=sandbox, events=count,
+                        go_binary=go_binary,
+                    )  # fmt: skip
+                    if argv is None:
+                        continue
+                    sandbox.reset()
+                    set_faults(sandbox, profile == "faults")
+                    print(f"  {profile}: {system} ...", flush=True)
+                    runs[(system, profile)] = run_system(
+                        system, argv, group=group, topic=topic, events=count, sandbox=sandbox,
+                        profile=profile, timeout=args.timeout,
+                    )  # fmt: skip
+                if profile == "clean" and "bridge" in systems and not args.no_profile:
+                    profile_lines = sampled_bridge(tmp, topic, count, sandbox, args.timeout)
+    print()
+    print(HEADER)
+    for run in runs.values():
+        print(row(run))
+    print()
+    for line in ratios(runs):
+        print(line)
+    if go_binary is None and "go" in systems:
+        print(f"(no Go row: {how})")
+    if profile_lines:
+        print("\nbridge CPU by stage (clean profile, in-process sampler, separate run):")
+        print("\n".join(profile_lines))
+    print(
+        f"\n{PEOPLE} people, {PARTITIONS} partitions, sandbox +{LATENCY_MS} ms; faults: 429 "
+        "Retry-After 1 s on 2% and 503 on 5% of requests; CPU us/event over the busy span, "
+        "(all) with start-up and shutdown; calls include retries."
+    )
+
+
+def sampled_bridge(tmp: Path, topic: str, count: int, sandbox: Any, timeout: float) -> list[str]:
+    group = f"side-sampled-{uuid.uuid4().hex[:6]}"
+    out = tmp / "sampler.json"
+    argv = commands(
+        "bridge", tmp, topic=topic, group=group, sandbox=sandbox, events=count, go_binary=None,
+        sample_to=out,
+    )  # fmt: skip
+    assert argv is not None
+    sandbox.reset()
+    set_faults(sandbox, False)
+    print("  clean: bridge under the sampler ...", flush=True)
+    run = run_system(
+        "bridge", argv, group=group, topic=topic, events=count, sandbox=sandbox,
+        profile="sampled", timeout=timeout,
+    )  # fmt: skip
+    return profile_table(json.loads(out.read_text()), run)
+
+
+if __name__ == "__main__":
+    main()
