@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -360,7 +361,8 @@ async def test_deliverer_retries_transient_faults_until_delivered(sandbox: Sandb
     assert result.body["status"] == "sent"
     assert len(vt.waits) == 3
     assert vt.waits[2] >= 5.0, "Retry-After honoured"
-    assert governor.core.paused_until == pytest.approx(vt.waits[0] + vt.waits[1] + 5.0)
+    # One 429 (no run of them): the call waited it out, the key was not paused for everyone.
+    assert governor.core.paused_until == -math.inf
     assert len(sandbox.sends(to_email="r@example.com")) == 1
 
 
