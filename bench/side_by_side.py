@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -364,7 +364,7 @@ def set_faults(sandbox: Any, faults: bool) -> None:
 
 def commands(
     system: str, tmp: Path, *, topic: str, group: str, sandbox: Any, events: int,
-    go_binary: Path | None, sample_to: Path | None = None,
+    go_binary: Path | None, sample_to: Path | None = None, overrides: Sequence[str] = (),
 ) -> list[str] | None:  # fmt: skip
     key = sandbox.unlimited_key
     if system == "go":
@@ -374,7 +374,7 @@ def commands(
         return [str(go_binary), str(cfg)]
     cfg = write_config(
         tmp, bootstrap=BOOTSTRAP, topics=[topic], base_url=sandbox.base_url, api_key=key,
-        group=group, extra={"rules": RULES},
+        group=group, extra={"rules": RULES, **settings(overrides)},
     )  # fmt: skip
     if system == "naive":
         return [sys.executable, __file__, "--child", "naive", "--config", str(cfg),
@@ -383,6 +383,18 @@ def commands(
     if sample_to is not None:
         return [sys.executable, str(ROOT / "bench" / "_sampler.py"), str(sample_to), "--", *run]
     return [sys.executable, *run]
+
+
+def settings(overrides: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """`section.key=value` strings as config sections (values parsed as YAML)."""
+    import yaml
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in overrides:
+        name, _, value = item.partition("=")
+        section, _, key = name.partition(".")
+        out.setdefault(section, {})[key] = yaml.safe_load(value)
+    return out
 
 
 def profile_table(report: dict[str, Any], run: Run) -> list[str]:
@@ -409,6 +421,10 @@ def main() -> None:
     p.add_argument("--systems", default="bridge,go,naive")
     p.add_argument("--no-profile", action="store_true", help="skip the sampled bridge run")
     p.add_argument("--timeout", type=float, default=900.0, help="per run, seconds")
+    p.add_argument(
+        "--bridge-set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="a bridge setting other than its default (YAML value), e.g. pipeline.max_in_flight=64",
+    )  # fmt: skip
     p.add_argument("--child", choices=["naive"])
     p.add_argument("--config")
     p.add_argument("--topic")
@@ -425,6 +441,8 @@ def run_all(args: argparse.Namespace) -> None:
     systems = args.systems.split(",")
     go_binary, how = build_go() if "go" in systems else (None, "not asked for")
     print(f"Go baseline: {go_binary.relative_to(ROOT) if go_binary else 'none'} ({how})")
+    if args.bridge_set:
+        print(f"bridge settings changed: {', '.join(args.bridge_set)}")
     runs: dict[tuple[str, str], Run] = {}
     profile_lines: list[str] = []
     with sandbox_process(SANDBOX) as (sandbox, _), tempfile.TemporaryDirectory() as tmp_dir:
@@ -436,7 +454,7 @@ def run_all(args: argparse.Namespace) -> None:
                     group = f"side-{system}-{uuid.uuid4().hex[:6]}"
                     argv = commands(
                         system, tmp, topic=topic, group=group, sandbox=sandbox, events=count,
-                        go_binary=go_binary,
+                        go_binary=go_binary, overrides=args.bridge_set,
                     )  # fmt: skip
                     if argv is None:
                         continue
@@ -448,7 +466,7 @@ def run_all(args: argparse.Namespace) -> None:
                         profile=profile, timeout=args.timeout,
                     )  # fmt: skip
                 if profile == "clean" and "bridge" in systems and not args.no_profile:
-                    profile_lines = sampled_bridge(tmp, topic, count, sandbox, args.timeout)
+                    profile_lines = sampled_bridge(tmp, topic, count, sandbox, args)
     print()
     print(HEADER)
     for run in runs.values():
@@ -468,12 +486,14 @@ def run_all(args: argparse.Namespace) -> None:
     )
 
 
-def sampled_bridge(tmp: Path, topic: str, count: int, sandbox: Any, timeout: float) -> list[str]:
+def sampled_bridge(
+    tmp: Path, topic: str, count: int, sandbox: Any, args: argparse.Namespace
+) -> list[str]:
     group = f"side-sampled-{uuid.uuid4().hex[:6]}"
     out = tmp / "sampler.json"
     argv = commands(
         "bridge", tmp, topic=topic, group=group, sandbox=sandbox, events=count, go_binary=None,
-        sample_to=out,
+        sample_to=out, overrides=args.bridge_set,
     )  # fmt: skip
     assert argv is not None
     sandbox.reset()
@@ -481,7 +501,7 @@ def sampled_bridge(tmp: Path, topic: str, count: int, sandbox: Any, timeout: flo
     print("  clean: bridge under the sampler ...", flush=True)
     run = run_system(
         "bridge", argv, group=group, topic=topic, events=count, sandbox=sandbox,
-        profile="sampled", timeout=timeout,
+        profile="sampled", timeout=args.timeout,
     )  # fmt: skip
     return profile_table(json.loads(out.read_text()), run)
 

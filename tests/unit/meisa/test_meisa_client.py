@@ -291,10 +291,16 @@ async def test_each_method_sends_the_spec_path_headers_and_body(
     assert (orjson.loads(request.content) if request.content else None) == body
 
 
-def test_the_default_base_url_is_the_real_meisa() -> None:
-    client = MeisaClient(
-        MeisaSettings(api_key=SecretStr(KEY)), transport=httpx.MockTransport(Recorder())
-    )
-    assert str(client._http.base_url) == "https://api.meisa.io/api/v1/"
-    assert client._http.follow_redirects is False
-    assert client._http.timeout.read == 10.0
+async def test_the_default_base_url_is_the_real_meisa() -> None:
+    recorder = Recorder()
+    async with MeisaClient(
+        MeisaSettings(api_key=SecretStr(KEY)), transport=httpx.MockTransport(recorder)
+    ) as client:
+        await client.ping()
+        await client.track({"event_name": "x", "email": "a@b.c"})
+    ping, track = recorder.requests
+    assert str(ping.url) == "https://api.meisa.io/api/v1/ping/"
+    assert str(track.url) == "https://api.meisa.io/api/v1/events/track/"
+    assert ping.extensions["timeout"]["read"] == 10.0
+    assert track.headers["content-type"] == "application/json"
+    assert track.headers["host"] == "api.meisa.io"
