@@ -56,6 +56,24 @@ apt_install() {
 
 engine_answers() { docker info >/dev/null 2>&1; }
 
+# After dockerd and its containerd were killed (a machine's processes ended without a shutdown),
+# their pid files remain; if such a pid is reused, or the process is not yet reaped, dockerd waits
+# for a containerd that never answers. A pid file counts only for a live process of that name.
+clear_stale_pid_files() {
+  local file name pid
+  for file in /var/run/docker.pid:dockerd /var/run/docker/containerd/containerd.pid:containerd; do
+    name=${file##*:}
+    file=${file%:*}
+    as_root test -f "$file" || continue
+    pid=$(as_root cat "$file" 2>/dev/null || true)
+    if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] &&
+      [ "$(awk '/^State:/ {print $2}' "/proc/$pid/status" 2>/dev/null)" != Z ]; then
+      continue
+    fi
+    as_root rm -f "$file"
+  done
+}
+
 cmd_engine() {
   if engine_answers; then return 0; fi
   if ! command -v dockerd >/dev/null; then
@@ -64,6 +82,7 @@ cmd_engine() {
   command -v docker >/dev/null || die "no docker CLI after installing docker.io"
   if engine_answers; then return 0; fi # the package's init script may have started it
   if ! pgrep -x dockerd >/dev/null; then
+    clear_stale_pid_files
     say "starting dockerd (log: $DOCKERD_LOG)"
     as_root mkdir -p "$(dirname "$DOCKERD_LOG")"
     # Its own session, so a Ctrl-C or a cancelled CI step aimed at the caller never reaches it.
