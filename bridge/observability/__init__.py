@@ -8,10 +8,16 @@ Three parts, each usable alone (the names below are the public API):
   formatter. `register_secret` / `register_config_secrets` add values that must never be logged.
 * Health (health.py): `HealthState` is what the pipeline reports; `HealthServer` serves /metrics,
   /healthz and /readyz from a background thread (`start_in_thread`) or in the running event loop
-  (`await serve()`).
+  (`await serve()`); `linger` and `serve_refusal` keep them up after a halt or a refused start.
 """
 
-from bridge.observability.health import HealthServer, HealthState, build_app
+from bridge.observability.health import (
+    HealthServer,
+    HealthState,
+    build_app,
+    linger,
+    serve_refusal,
+)
 from bridge.observability.logs import (
     JsonFormatter,
     RepeatLimiter,
@@ -43,8 +49,10 @@ __all__ = [
     "build_app",
     "clear_secrets",
     "configure_logging",
+    "linger",
     "mask_email",
     "redact",
     "register_config_secrets",
     "register_secret",
+    "serve_refusal",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -24,6 +25,8 @@ from bridge import __version__
 from bridge.observability.metrics import Metrics
 from bridge.observability.redaction import redact
 from bridge.settings import ServerSettings
+
+log = logging.getLogger("bridge.health")
 
 
 @dataclass(kw_only=True)
@@ -187,3 +190,39 @@ class HealthServer:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+
+
+async def linger(seconds: float, stop: asyncio.Event) -> None:
+    """Keep /metrics and /readyz up after a halt so monitoring sees it (ends early on a stop)."""
+    if seconds <= 0 or stop.is_set():
+        return
+    log.info("halted: serving /metrics and /readyz for %g s (server.halt_linger_seconds)", seconds)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def serve_refusal(
+    settings: ServerSettings,
+    health: HealthState,
+    metrics: Metrics,
+    reason: str,
+    stop: asyncio.Event | None,
+) -> None:
+    """After a refused start, serve /metrics (halted, scopes missing) and /readyz (503, the
+    reason) for `settings.halt_linger_seconds`; nothing when it is 0 or the port is taken."""
+    if settings.halt_linger_seconds <= 0:
+        return
+    health.halt(reason)
+    metrics.halted(True)
+    server = HealthServer(settings, health, metrics)
+    try:
+        server.bind()
+    except OSError:
+        return
+    task = asyncio.create_task(server.serve(), name="health")
+    try:
+        await linger(settings.halt_linger_seconds, stop or asyncio.Event())
+    finally:
+        server.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

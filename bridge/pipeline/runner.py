@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
@@ -48,8 +47,10 @@ from bridge.observability import (
     HealthState,
     Metrics,
     configure_logging,
+    linger,
     redact,
     register_config_secrets,
+    serve_refusal,
 )
 from bridge.outcome import outcome_of
 from bridge.pipeline.dispatcher import Deliver, Slot
@@ -117,7 +118,8 @@ async def run_bridge(
                 ledger = await stack.enter_async_context(open_ledger(config.kafka, config.ledger))
             except StartupRefused as exc:
                 code = _refuse(exc)
-                await _linger_refused(config, health, metrics, exc, stop)
+                reason = f"refused to start: {exc}"
+                await serve_refusal(config.server, health, metrics, reason, stop)
                 return code
             health.meisa_reachable = True
             return await _serve(
@@ -392,7 +394,7 @@ async def _serve(
     try:
         halted = await pipeline.run()
         if halted is not None:
-            await _linger(config.server.halt_linger_seconds, stopping)
+            await linger(config.server.halt_linger_seconds, stopping)
     finally:
         server.stop()
         for task in background:
@@ -441,41 +443,6 @@ def _sink(dlq: DeadLetterProducer | None, recorder: ShadowRecorder | None) -> De
     from bridge.shadow import ShadowDeadLetters
 
     return ShadowDeadLetters(recorder)
-
-
-async def _linger(seconds: float, stop: asyncio.Event) -> None:
-    """Keep /metrics and /readyz up after a halt so monitoring sees it (ends early on a stop)."""
-    if seconds <= 0 or stop.is_set():
-        return
-    log.info("halted: serving /metrics and /readyz for %g s (server.halt_linger_seconds)", seconds)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
-
-
-async def _linger_refused(
-    config: BridgeConfig,
-    health: HealthState,
-    metrics: Metrics,
-    exc: StartupRefused,
-    stop: asyncio.Event | None,
-) -> None:
-    """A refused start serves /metrics (halted, scopes missing) during the linger, too."""
-    if config.server.halt_linger_seconds <= 0:
-        return
-    health.halt(f"refused to start: {exc}")
-    metrics.halted(True)
-    server = HealthServer(config.server, health, metrics)
-    try:
-        server.bind()
-    except OSError:
-        return
-    task = asyncio.create_task(server.serve(), name="health")
-    try:
-        await _linger(config.server.halt_linger_seconds, stop or asyncio.Event())
-    finally:
-        server.stop()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 def _recorder(shadow: ShadowOptions | None, metrics: Metrics) -> ShadowRecorder | None:

@@ -63,7 +63,7 @@ def _outcome(mapped: Mapped, test: RuleTest) -> Outcome:
     if mapped.outcome is not None:
         return Outcome(mapped.outcome, mapped.reason, ())
     epoch = mapped.envelope.event_epoch() if mapped.envelope is not None else None
-    now = test.now if test.now is not None else None
+    now = test.now
     if test.age is not None and epoch is not None:
         now = epoch + test.age
     if now is None:

@@ -72,7 +72,7 @@ class Matcher:
         return True  # any
 
     def __str__(self) -> str:
-        return "{$%s: %s}" % (self.op, orjson.dumps(self.arg).decode())  # noqa: UP031
+        return f"{{${self.op}: {orjson.dumps(self.arg).decode()}}}"
 
 
 @dataclass(frozen=True, slots=True)

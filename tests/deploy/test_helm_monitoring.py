@@ -160,3 +160,11 @@ def test_the_rendered_monitoring_objects_decode_strictly(helm: Helm, tmp_path: P
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 problems" in proc.stderr
+
+
+def test_helm_lint_passes_with_monitoring_on(helm: Helm) -> None:
+    args = ["lint", str(CHART), "--strict"]
+    for item in ON:
+        args += ["--set", item]
+    proc = helm(*args, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
