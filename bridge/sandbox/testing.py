@@ -1,8 +1,9 @@
 """Run the sandbox from tests and benchmarks.
 
-`run_sandbox()` serves it from a background thread of this process; `sandbox_process()` runs the
-CLI in a subprocess (optionally pinned to CPUs) so a benchmark's client does not share its GIL.
-The handle talks to the inspection API with urllib only.
+`run_sandbox()` serves it from a background thread of this process; `SandboxPool` keeps one such
+sandbox per distinct config and hands it out reset; `sandbox_process()` runs the CLI in a
+subprocess (optionally pinned to CPUs) so a benchmark's client does not share its GIL. The handle
+talks to the inspection API with urllib only.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import orjson
@@ -134,6 +135,27 @@ def run_sandbox(
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+class SandboxPool:
+    """One running sandbox per distinct config, started on first use and kept until `close()`."""
+
+    def __init__(self) -> None:
+        self._stack = ExitStack()
+        self._running: dict[bytes, SandboxHandle] = {}
+
+    def get(self, config: Mapping[str, Any] | None = None) -> SandboxHandle:
+        """The sandbox for `config` (None: the default config), reset to a clean state."""
+        key = orjson.dumps(config, option=orjson.OPT_SORT_KEYS)
+        if key not in self._running:
+            self._running[key] = self._stack.enter_context(run_sandbox(config))
+        handle = self._running[key]
+        handle.reset()
+        return handle
+
+    def close(self) -> None:
+        self._stack.close()
+        self._running.clear()
 
 
 def free_port() -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -30,10 +30,8 @@ from bridge.meisa.delivery import Deliverer
 from bridge.meisa.governor import RateGovernor
 from bridge.meisa.retry import RetryPolicy
 from bridge.meisa.scopes import check_scopes, missing_scopes
-from bridge.sandbox.testing import SandboxHandle, run_sandbox
+from bridge.sandbox.testing import SandboxHandle
 from bridge.settings import MeisaSettings, SecretStr
-
-pytestmark = pytest.mark.integration
 
 FULL = "meisa_test_full_000000000000000000000000"
 READ_ONLY = "meisa_test_readonly_00000000000000000000"
@@ -51,19 +49,8 @@ CONFIG = {
         {"key": TAGS_ONLY, "name": "tags-only", "scopes": ["tags:write", "contacts:read"]},
     ]
 }
+pytestmark = [pytest.mark.integration, pytest.mark.sandbox_config(CONFIG)]
 TRANSPORTS = ["aiohttp", "httpx"]
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxHandle]:
-    with run_sandbox(CONFIG) as handle:
-        yield handle
-
-
-@pytest.fixture(autouse=True)
-def clean(sandbox: SandboxHandle) -> None:
-    sandbox.clear_faults()
-    sandbox.reset()
 
 
 def settings(sandbox: SandboxHandle, key: str = FULL, **kw: Any) -> MeisaSettings:

@@ -7,7 +7,6 @@ clock and the sandbox's clock (POST /_sandbox/clock), so minutes pass without wa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,10 +18,8 @@ from bridge.meisa.delivery import Deliverer
 from bridge.meisa.governor import RateGovernor
 from bridge.meisa.models import CallResult
 from bridge.meisa.retry import RetryPolicy
-from bridge.sandbox.testing import SandboxHandle, run_sandbox
+from bridge.sandbox.testing import SandboxHandle
 from bridge.settings import MeisaSettings, SecretStr
-
-pytestmark = pytest.mark.integration
 
 SMALL = "meisa_test_small_00000000000000000000000"
 CONFIG = {
@@ -36,12 +33,7 @@ CONFIG = {
         }
     ]
 }
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[SandboxHandle]:
-    with run_sandbox(CONFIG) as handle:
-        yield handle
+pytestmark = [pytest.mark.integration, pytest.mark.sandbox_config(CONFIG)]
 
 
 class CountingClient:

@@ -1,21 +1,14 @@
-"""Fixtures for bridge scenarios: a fresh sandbox per test, and configs bound to it."""
+"""Fixtures for bridge scenarios: configs bound to the broker, the test's sandbox and tmp_path."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from bridge_harness import ConfigFactory, write_config
 
-from bridge.sandbox.testing import SandboxHandle, run_sandbox
-
-
-@pytest.fixture
-def sandbox() -> Iterator[SandboxHandle]:
-    with run_sandbox() as sb:
-        yield sb
+from bridge.sandbox.testing import SandboxHandle
 
 
 @pytest.fixture

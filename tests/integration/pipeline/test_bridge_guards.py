@@ -22,7 +22,7 @@ from bridge_harness import (
 from bridge_probes import metrics, ready, sample
 
 from bridge.sandbox.config import SCOPES
-from bridge.sandbox.testing import SandboxHandle, free_port, run_sandbox
+from bridge.sandbox.testing import SandboxHandle, SandboxPool, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +80,11 @@ def test_a_trigger_to_a_suppressed_address_is_skipped_and_another_is_sent(
 
 
 def test_a_key_without_contacts_read_warns_once_and_relies_on_the_422(
-    kafka_bootstrap: str, make_topic: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    kafka_bootstrap: str,
+    make_topic: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    sandboxes: SandboxPool,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="bridge")
     key = {
@@ -92,26 +96,24 @@ def test_a_key_without_contacts_read_warns_once_and_relies_on_the_422(
         "rate_limit_per_hour": None,
     }
     topic, dlq, group, port = make_topic(partitions=1), make_topic(), "g-no-read", free_port()
-    with run_sandbox({"keys": [key]}) as sb:
-        sb.set_status(UNSUBSCRIBED, "unsubscribed")
-        path = write_config(
-            tmp_path,
-            bootstrap=kafka_bootstrap,
-            topics=[topic],
-            base_url=sb.base_url,
-            api_key=NO_READ_KEY,
-            group=group,
-            dlq=dlq,
-            # a short interval: a second poll (and a second warning) would show within the test
-            sections={"suppression": {"enabled": True, "interval_seconds": 0.2},
-                      "server": _server(port)},
-        )  # fmt: skip
-        samples = _run_until_committed(
-            path, kafka_bootstrap, group, topic, events=_otps(), port=port
-        )
-        polled = sb.requests(path="/api/v1/contacts/api/unsubscribed-emails/")
-        triggers = {r["body"]["to_email"]: r["status"] for r in sb.requests(path=TRIGGERS)}
-        sends = {s["to_email"]: s["status"] for s in sb.sends()}
+    sb = sandboxes.get({"keys": [key]})
+    sb.set_status(UNSUBSCRIBED, "unsubscribed")
+    path = write_config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topics=[topic],
+        base_url=sb.base_url,
+        api_key=NO_READ_KEY,
+        group=group,
+        dlq=dlq,
+        # a short interval: a second poll (and a second warning) would show within the test
+        sections={"suppression": {"enabled": True, "interval_seconds": 0.2},
+                  "server": _server(port)},
+    )  # fmt: skip
+    samples = _run_until_committed(path, kafka_bootstrap, group, topic, events=_otps(), port=port)
+    polled = sb.requests(path="/api/v1/contacts/api/unsubscribed-emails/")
+    triggers = {r["body"]["to_email"]: r["status"] for r in sb.requests(path=TRIGGERS)}
+    sends = {s["to_email"]: s["status"] for s in sb.sends()}
     assert [r["status"] for r in polled] == [403]
     warnings = [r for r in caplog.records if "lacks contacts:read" in r.getMessage()]
     assert len(warnings) == 1

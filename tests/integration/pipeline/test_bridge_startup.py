@@ -7,12 +7,12 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from bridge.sandbox.testing import SandboxHandle, free_port, run_sandbox
+from bridge.sandbox.testing import SandboxHandle, SandboxPool, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -69,10 +69,9 @@ def _refused(done: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.fixture
-def few_scopes_sandbox() -> Iterator[SandboxHandle]:
+def few_scopes_sandbox(sandboxes: SandboxPool) -> SandboxHandle:
     keys = [{"key": FEW, "name": "few", "environment": "test", "scopes": ["contacts:write"]}]
-    with run_sandbox({"keys": keys}) as sb:
-        yield sb
+    return sandboxes.get({"keys": keys})
 
 
 def test_a_key_without_the_rules_scopes_is_refused_naming_scope_and_rule(

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
-from bridge.sandbox.testing import SandboxHandle, run_sandbox
-
-pytestmark = pytest.mark.integration
+from bridge.sandbox.testing import SandboxHandle
 
 CONFIG = {
     "automations": [
@@ -35,37 +31,29 @@ CONFIG = {
         },
     ]
 }
-
-
-@pytest.fixture(scope="module")
-def reacting() -> Iterator[SandboxHandle]:
-    with run_sandbox(CONFIG) as handle:
-        yield handle
+pytestmark = [pytest.mark.integration, pytest.mark.sandbox_config(CONFIG)]
 
 
 @pytest.fixture
-def client(reacting: SandboxHandle) -> Iterator[httpx.Client]:
-    reacting.reset()
-    headers = {"X-API-Key": reacting.unlimited_key}
-    with httpx.Client(base_url=reacting.base_url, headers=headers) as c:
-        yield c
+def client(fast_api: httpx.Client) -> httpx.Client:
+    return fast_api
 
 
 def _tags(contact: dict[str, object]) -> list[str]:
     return [t["name"] for t in contact["tags"]]  # type: ignore[attr-defined]
 
 
-def test_contact_created_tags_and_enrolls(client: httpx.Client, reacting: SandboxHandle) -> None:
+def test_contact_created_tags_and_enrolls(client: httpx.Client, sandbox: SandboxHandle) -> None:
     contact = client.post("/contacts/upsert/", json={"email": "a@example.com"}).json()
     assert _tags(contact) == ["new"]
-    [enrollment] = reacting.enrollments(email="a@example.com")
+    [enrollment] = sandbox.enrollments(email="a@example.com")
     assert (enrollment["sequence_slug"], enrollment["trigger_source"]) == (
         "onboarding",
         "automation",
     )
 
 
-def test_field_change_condition(client: httpx.Client, reacting: SandboxHandle) -> None:
+def test_field_change_condition(client: httpx.Client, sandbox: SandboxHandle) -> None:
     client.post(
         "/contacts/upsert/", json={"email": "a@example.com", "custom_fields": {"plan": "free"}}
     )
@@ -77,9 +65,9 @@ def test_field_change_condition(client: httpx.Client, reacting: SandboxHandle) -
         "/contacts/upsert/", json={"email": "a@example.com", "custom_fields": {"plan": "pro"}}
     )
     assert _tags(up.json()) == []
-    slugs = {e["sequence_slug"] for e in reacting.enrollments(email="a@example.com")}
+    slugs = {e["sequence_slug"] for e in sandbox.enrollments(email="a@example.com")}
     assert slugs == {"onboarding", "welcome-pro"}
-    assert [r["automation"] for r in reacting.automation_runs()] == ["welcome", "upgrade"]
+    assert [r["automation"] for r in sandbox.automation_runs()] == ["welcome", "upgrade"]
 
 
 def test_tag_added_sets_a_custom_field(client: httpx.Client) -> None:
@@ -89,20 +77,21 @@ def test_tag_added_sets_a_custom_field(client: httpx.Client) -> None:
     assert contact.json()["custom_fields"] == {"tier": "gold"}
 
 
-def test_custom_event_adds_a_tag(client: httpx.Client, reacting: SandboxHandle) -> None:
+def test_custom_event_adds_a_tag(client: httpx.Client, sandbox: SandboxHandle) -> None:
     client.post("/contacts/upsert/", json={"email": "a@example.com"})
     client.post("/events/track/", json={"email": "a@example.com", "event_name": "other"})
-    contact = reacting.contact("a@example.com")
+    contact = sandbox.contact("a@example.com")
     assert contact is not None
     assert _tags(contact) == ["new"]
     client.post(
         "/events/track/", json={"email": "a@example.com", "event_name": "feature_activated"}
     )
-    contact = reacting.contact("a@example.com")
+    contact = sandbox.contact("a@example.com")
     assert contact is not None
     assert _tags(contact) == ["new", "activated"]
 
 
+@pytest.mark.sandbox_config(None)  # the built-in config, not this module's
 def test_default_config_reacts_to_free_to_paid(api: httpx.Client, sandbox: SandboxHandle) -> None:
     api.post(
         "/contacts/upsert/",

@@ -2,41 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
-from bridge.sandbox.testing import SandboxHandle, run_sandbox
+from bridge.sandbox.testing import SandboxHandle, SandboxPool
 
 pytestmark = pytest.mark.integration
 
 READ_ONLY = "meisa_live_readonly_000000000000000000000"
 SLOW = "meisa_test_slow_0000000000000000000000000"
+LIMITED = {
+    "keys": [
+        {
+            "key": READ_ONLY,
+            "name": "read-only",
+            "environment": "live",
+            "scopes": ["contacts:read", "sequences:read"],
+        },
+        {
+            "key": SLOW,
+            "name": "slow",
+            "environment": "test",
+            "scopes": ["*"],
+            "rate_limit_per_minute": 3,
+            "rate_limit_per_hour": 5,
+        },
+    ]
+}
 
 
-@pytest.fixture(scope="module")
-def limited() -> Iterator[SandboxHandle]:
-    config = {
-        "keys": [
-            {
-                "key": READ_ONLY,
-                "name": "read-only",
-                "environment": "live",
-                "scopes": ["contacts:read", "sequences:read"],
-            },
-            {
-                "key": SLOW,
-                "name": "slow",
-                "environment": "test",
-                "scopes": ["*"],
-                "rate_limit_per_minute": 3,
-                "rate_limit_per_hour": 5,
-            },
-        ]
-    }
-    with run_sandbox(config) as handle:
-        yield handle
+@pytest.fixture
+def limited(sandboxes: SandboxPool) -> SandboxHandle:
+    """A sandbox with a read-only live key and a test key of 3/min, 5/h."""
+    return sandboxes.get(LIMITED)
 
 
 def _client(handle: SandboxHandle, key: str) -> httpx.Client:
@@ -83,16 +81,15 @@ def test_missing_scope_is_403_naming_the_scope(limited: SandboxHandle) -> None:
         assert client.get("/contacts/api/unsubscribed-emails/").status_code == 200
 
 
-def test_tags_are_authorised_by_contacts_write_not_tags_write(sandbox: SandboxHandle) -> None:
+def test_tags_are_authorised_by_contacts_write_not_tags_write(sandboxes: SandboxPool) -> None:
     key = "meisa_test_tagsonly_0000000000000000000000"
     config = {"keys": [{"key": key, "name": "tags-only", "scopes": ["tags:write"]}]}
-    with run_sandbox(config) as handle, _client(handle, key) as client:
+    with _client(sandboxes.get(config), key) as client:
         body = _assert_error(client.post("/contacts/x/add_tag/", json={"tag_name": "a"}), 403)
         assert body["scope"] == "contacts:write"
 
 
 def test_rate_limit_is_429_with_retry_after(limited: SandboxHandle) -> None:
-    limited.reset()
     with _client(limited, SLOW) as client:
         assert [client.get("/ping/").status_code for _ in range(3)] == [200, 200, 200]
         resp = client.get("/ping/")
