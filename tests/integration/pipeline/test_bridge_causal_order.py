@@ -27,7 +27,7 @@ import yaml
 from bridge_harness import bridge_process, committed, end_offsets, read_all, wait_for
 from confluent_kafka import Producer
 
-from bridge.sandbox.testing import SandboxHandle, run_sandbox
+from bridge.sandbox.testing import SandboxHandle, SandboxPool
 
 PEOPLE = 500
 USAGES = 36  # per person; with a sign-up, a plan change and two OTPs: 40 events a person
@@ -197,7 +197,7 @@ def history(kafka_bootstrap: str) -> Iterator[History]:
 
 
 @pytest.fixture
-def meisa() -> Iterator[SandboxHandle]:
+def meisa(sandboxes: SandboxPool) -> SandboxHandle:
     """A sandbox with a key whose limit is raised so 20,000 calls fit in a test's time."""
     key = {
         "key": KEY,
@@ -207,8 +207,7 @@ def meisa() -> Iterator[SandboxHandle]:
         "rate_limit_per_minute": 30000,
         "rate_limit_per_hour": 1000000,
     }
-    with run_sandbox({"keys": [key]}) as sb:
-        yield sb
+    return sandboxes.get({"keys": [key]})
 
 
 def _config(tmp: Path, bootstrap: str, sb: SandboxHandle, h: History, group: str) -> Path:
