@@ -93,7 +93,7 @@ def is_stale(call: MeisaCall, event_time: float | None, now: float) -> bool:
 
 
 def contact_key(body: Mapping[str, Any]) -> str:
-    """external_id when present, otherwise the lower-cased email (design.md, Ordering)."""
+    """external_id when present, otherwise the lower-cased email (docs/ordering.md)."""
     external_id = body.get("external_id")
     if external_id not in (None, ""):
         return str(external_id)

@@ -1,4 +1,4 @@
-"""Outcome classification of a Meisa response, exactly as design.md's table, via bridge.errors.
+"""Outcome classification of a Meisa response into bridge.errors (docs/architecture.md, Outcomes).
 
     2xx                          -> CallResult(outcome="ok")
     200 {"status": "skipped"}    -> CallResult(outcome="skipped", reason=...)

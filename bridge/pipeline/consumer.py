@@ -28,7 +28,7 @@ from bridge.pipeline.message import TopicPartition as TP
 
 log = logging.getLogger("bridge.pipeline.consumer")
 
-# design.md "Delivery": at-least-once needs manual commits of explicit offsets and no auto-store.
+# At-least-once delivery needs manual commits of explicit offsets and no automatic offset store.
 # The end-of-partition events tell the event-time lockstep that a partition is caught up.
 FORCED: Mapping[str, Any] = {
     "enable.auto.commit": False,

@@ -1,4 +1,4 @@
-"""The body fields of each action, exactly as meisa-api-spec.txt defines them."""
+"""The body fields of each action, exactly as the Meisa API defines them."""
 
 from __future__ import annotations
 

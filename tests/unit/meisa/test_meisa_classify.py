@@ -1,4 +1,4 @@
-"""Outcome classification (design.md's table) and Retry-After parsing."""
+"""Outcome classification (docs/architecture.md, Outcomes) and Retry-After parsing."""
 
 from __future__ import annotations
 

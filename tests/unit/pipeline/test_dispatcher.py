@@ -1,4 +1,4 @@
-"""Dispatcher: per-contact order, concurrency across contacts, outcomes per design.md."""
+"""Dispatcher: per-contact order, concurrency across contacts, and the outcome of each answer."""
 
 from __future__ import annotations
 
