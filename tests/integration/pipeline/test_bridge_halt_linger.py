@@ -11,7 +11,7 @@ from bridge_harness import ConfigFactory, bridge_in_process, event, produce, wai
 from bridge_probes import metrics, probe, sample
 
 from bridge.exitcodes import ExitCode
-from bridge.sandbox.testing import SandboxHandle, free_port, run_sandbox
+from bridge.sandbox.testing import SandboxHandle, SandboxPool, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -42,26 +42,26 @@ def test_a_halted_bridge_serves_metrics_until_it_is_stopped(
 
 
 def test_a_refused_start_serves_the_missing_scopes_until_it_is_stopped(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, sandboxes: SandboxPool
 ) -> None:
     key = "meisa_test_contactsonly_0000000000000000"
     keys = [{"key": key, "name": "contacts-only", "scopes": ["contacts:write", "contacts:read"]}]
     port = free_port()
-    with run_sandbox({"keys": keys}) as sb:
-        path = write_config(
-            tmp_path,
-            bootstrap=kafka_bootstrap,
-            topics=["never-consumed"],
-            base_url=sb.base_url,
-            api_key=key,
-            sections={"server": {"host": "127.0.0.1", "port": port, **LINGER}},
-        )
-        with bridge_in_process(path) as bridge:
-            wait_for(lambda: _halted(port), 60, "/readyz reports the refusal")
-            samples = metrics(port)
-            assert sample(samples, "meisa_bridge_scope_missing", scope="emails:trigger") == 1
-            assert sample(samples, "meisa_bridge_scope_missing", scope="events:track") == 1
-            assert sample(samples, "meisa_bridge_scope_missing", scope="contacts:write") == 0
-            assert sample(samples, "meisa_bridge_halted") == 1
-            assert "refused to start" in probe(port, "/readyz")[1]["halt_reason"]
-            assert bridge.stop() == 2
+    sb = sandboxes.get({"keys": keys})
+    path = write_config(
+        tmp_path,
+        bootstrap=kafka_bootstrap,
+        topics=["never-consumed"],
+        base_url=sb.base_url,
+        api_key=key,
+        sections={"server": {"host": "127.0.0.1", "port": port, **LINGER}},
+    )
+    with bridge_in_process(path) as bridge:
+        wait_for(lambda: _halted(port), 60, "/readyz reports the refusal")
+        samples = metrics(port)
+        assert sample(samples, "meisa_bridge_scope_missing", scope="emails:trigger") == 1
+        assert sample(samples, "meisa_bridge_scope_missing", scope="events:track") == 1
+        assert sample(samples, "meisa_bridge_scope_missing", scope="contacts:write") == 0
+        assert sample(samples, "meisa_bridge_halted") == 1
+        assert "refused to start" in probe(port, "/readyz")[1]["halt_reason"]
+        assert bridge.stop() == 2
