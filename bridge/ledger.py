@@ -6,14 +6,16 @@ Deliverer therefore asks a `SentLedger` before it sends a trigger and tells it a
 accepted one (any 2xx). The Kafka-backed ledger lives in `bridge.ledger_kafka`; this module holds
 the protocol, the no-op default and the in-memory index both share.
 
-Memory is bounded: keys are kept as 8-byte digests (about 100 bytes per key with the dict
-entry), entries older than the retention are forgotten, and past `max_keys` the oldest go first.
+Memory is bounded: keys are kept as 8-byte digests (about 150 bytes per key with the ordered
+dict's entry), entries older than the retention are forgotten, and past `max_keys` the oldest go
+first.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
@@ -70,7 +72,9 @@ class LedgerIndex:
         self.retention = retention_seconds
         self.max_keys = max_keys
         self._clock = clock
-        self._sent: dict[int, float] = {}
+        # Oldest first; OrderedDict, as a plain dict's first item is found by scanning past the
+        # slots of deleted keys, which makes eviction quadratic.
+        self._sent: OrderedDict[int, float] = OrderedDict()
         self.evicted_for_space = 0
 
     def __len__(self) -> int:
@@ -82,8 +86,9 @@ class LedgerIndex:
     def add(self, key: str, sent_at: float) -> None:
         if sent_at < self._clock() - self.retention:
             return
-        self._sent.pop(digest(key), None)  # re-insert: the dict stays roughly in time order
-        self._sent[digest(key)] = sent_at
+        key_digest = digest(key)
+        self._sent[key_digest] = sent_at
+        self._sent.move_to_end(key_digest)  # the order stays roughly the order of sending
         self._trim()
 
     def __contains__(self, key: str) -> bool:
@@ -93,12 +98,11 @@ class LedgerIndex:
     def _trim(self) -> None:
         horizon = self._clock() - self.retention
         while self._sent:
-            oldest, sent_at = next(iter(self._sent.items()))
-            if sent_at >= horizon and len(self._sent) <= self.max_keys:
+            oldest = next(iter(self._sent))
+            if self._sent[oldest] >= horizon and len(self._sent) <= self.max_keys:
                 return
-            if sent_at >= horizon:
+            if self._sent.popitem(last=False)[1] >= horizon:
                 self.evicted_for_space += 1
-            del self._sent[oldest]
 
 
 class MemoryLedger:

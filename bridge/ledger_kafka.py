@@ -80,7 +80,10 @@ class KafkaLedger(MemoryLedger):
         }
         self._consumer = Consumer(conf, logger=logging.getLogger("bridge.kafka"))
         started = time.monotonic()
-        loaded = self._load()
+        try:
+            loaded = self._load()
+        except KafkaException as exc:
+            raise StartupRefused(f"sent-email ledger: {exc.args[0].str()}") from None
         log.info(
             "sent-email ledger %s: %d keys loaded from %d records in %.1f s",
             self.topic,
@@ -157,21 +160,36 @@ class KafkaLedger(MemoryLedger):
                 ) from None
         log.info("sent-email ledger: created topic %s", self.topic)
 
-    def _partitions(self) -> list[int]:
-        deadline = time.monotonic() + TIMEOUT
+    def _partitions(self, deadline: float) -> list[int]:
+        """The topic's partitions once each has a leader (another instance may just have
+        created the topic)."""
         while time.monotonic() < deadline:
-            meta = self._consumer.list_topics(topic=self.topic, timeout=TIMEOUT).topics.get(
-                self.topic
-            )
-            if meta is not None and meta.error is None and meta.partitions:
-                return sorted(meta.partitions)
+            topics = self._consumer.list_topics(topic=self.topic, timeout=TIMEOUT).topics
+            meta = topics.get(self.topic)
+            parts = meta.partitions if meta is not None and meta.error is None else {}
+            if parts and all(p.leader >= 0 for p in parts.values()):
+                return sorted(parts)
             time.sleep(0.2)
-        raise StartupRefused(f"sent-email ledger: topic {self.topic!r} has no partitions")
+        raise StartupRefused(f"sent-email ledger: topic {self.topic!r} has no partition leaders")
 
-    def _start_positions(self) -> tuple[list[TopicPartition], dict[int, int]]:
+    def _start_positions(self, deadline: float) -> tuple[list[TopicPartition], dict[int, int]]:
+        """Where each partition's load starts (the retention's horizon) and ends (its end now).
+
+        Retriable errors (a leader moving, a broker restarting) are retried until `deadline`."""
         since_ms = int((self.index.now() - self.index.retention) * 1000)
+        while True:
+            try:
+                return self._positions(self._partitions(deadline), since_ms)
+            except KafkaException as exc:
+                if not exc.args[0].retriable() or time.monotonic() > deadline:
+                    raise StartupRefused(f"sent-email ledger: {exc.args[0].str()}") from None
+                time.sleep(0.5)
+
+    def _positions(
+        self, partitions: list[int], since_ms: int
+    ) -> tuple[list[TopicPartition], dict[int, int]]:
         starts, ends = [], {}
-        for p in self._partitions():
+        for p in partitions:
             low, high = self._consumer.get_watermark_offsets(
                 TopicPartition(self.topic, p), timeout=TIMEOUT
             )
@@ -185,9 +203,9 @@ class KafkaLedger(MemoryLedger):
 
     def _load(self) -> int:
         deadline = time.monotonic() + self._settings.load_timeout_seconds
-        starts, ends = self._start_positions()
+        starts, ends = self._start_positions(deadline)
         self._consumer.assign(starts)
-        pending = {tp.partition for tp in starts if tp.offset < ends[tp.partition]}
+        pending = [tp for tp in starts if tp.offset < ends[tp.partition]]
         count = 0
         while pending:
             if time.monotonic() > deadline:
@@ -196,12 +214,12 @@ class KafkaLedger(MemoryLedger):
                     f"{self._settings.load_timeout_seconds:g} s (ledger.load_timeout_seconds)"
                 )
             for msg in self._consumer.consume(1000, 0.5):
-                if msg.error() is not None:
-                    continue
-                self._apply(msg)
-                count += 1
-                if msg.offset() + 1 >= ends[msg.partition()]:
-                    pending.discard(msg.partition())
+                if msg.error() is None:
+                    self._apply(msg)
+                    count += 1
+            # Positions, not the last record seen: compaction may have removed records.
+            positions = self._consumer.position(pending)
+            pending = [tp for tp in positions if tp.offset < ends[tp.partition]]
         return count
 
     def _apply(self, msg: Any) -> None:

@@ -277,9 +277,9 @@ class LedgerSettings:
         ),
     )
     max_keys: int = field(
-        default=2_000_000,
+        default=1_000_000,
         metadata=doc(
-            "Keys held in memory (about 100 bytes each); past this the oldest are forgotten first."
+            "Keys held in memory (about 150 bytes each); past this the oldest are forgotten first."
         ),
     )
     partitions: int = field(
