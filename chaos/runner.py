@@ -99,6 +99,8 @@ class Run:
     started: float = 0.0
     samples: list[tuple[float, int]] = field(default_factory=list)
     broker_thread: threading.Thread | None = None
+    sampler: threading.Thread | None = None
+    broker_outages: list[list[float]] = field(default_factory=list)  # real [stop, back]
     _seq: int = 0
 
     def later(self, seconds: float, action: Callable[[], None]) -> None:
@@ -174,9 +176,12 @@ class Run:
         """Stop, wait, start, on a thread: the schedule goes on while the broker is away."""
 
         def cycle() -> None:
+            outage = [time.time(), time.time()]
+            self.broker_outages.append(outage)
             broker("stop", self.port)
             time.sleep(fault.down)
             broker("start", self.port)
+            outage[1] = time.time()
             self.say("broker back")
 
         self.broker_thread = threading.Thread(target=cycle, name="broker", daemon=True)
@@ -210,6 +215,12 @@ class Run:
         for inst in self.cluster.reap_unexpected():
             self.say(f"{inst.name} exited on its own (code {inst.proc.returncode}); restarting")
             self.cluster.start()
+        if self.sampler is None or not self.sampler.is_alive():
+            # On a thread: while the broker is away a probe takes seconds, and faults are due.
+            self.sampler = threading.Thread(target=self._sample, args=(produced,), daemon=True)
+            self.sampler.start()
+
+    def _sample(self, produced: int) -> None:
         done = self.committed_total()
         if done is not None:
             self.samples.append((time.monotonic() - self.started, done))
@@ -357,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         "schedule": [f.__repr__() for f in faults],
         "instances": the_cluster.history,
         "clock_jumps": run.jumps,
+        "broker_outages": run.broker_outages,
         "progress": progress,
         "produce_errors": producer.errors[:20],
         "expected": expected.to_json(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from chaos.check import Figure, run_checks
+from chaos.check import Figure, check_triggers, epoch, run_checks
 from chaos.history import TOPICS, build, iso
 from chaos.schedule import PROFILES, SANDBOX_FAULTS, make_schedule
 
@@ -125,3 +125,22 @@ def test_a_stale_trigger_sent_fails_the_oracle() -> None:
         }
     )
     assert _failed(_checks(expected, record, [])) == {"stale triggers"}
+
+
+def test_a_trigger_first_sent_during_a_broker_outage_is_counted_in_the_ledger_window() -> None:
+    _, expected = build(3, 12, NOW, poison=0)
+    record = _perfect_record(expected)
+    first = record["sends"][0]
+    record["sends"].append({**first, "timestamp": iso(NOW + 4000)})
+    sent_at = epoch(first["timestamp"])
+    figures = check_triggers(expected, record["sends"], [], [[sent_at - 5, sent_at + 5]])
+    by_name = {f.name: f for f in figures}
+    assert by_name["triggers twice (idempotency key)"].ok is True
+    assert (
+        "and 1 first sent during a broker outage"
+        in by_name["triggers twice (idempotency key)"].text
+    )
+    assert _failed(check_triggers(expected, record["sends"], [], [])) == {
+        "triggers twice (idempotency key)",
+        "triggers twice (recipient+template+variables)",
+    }
