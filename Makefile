@@ -5,13 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test unit lint fmt typecheck demo image kafka-up kafka-down kafka-status kafka-reset sandbox bench bench-side chaos clean
+.PHONY: help venv test unit lint fmt docs typecheck demo image kafka-up kafka-down kafka-status kafka-reset sandbox bench bench-side chaos clean
 
 help:
 	@echo "make demo        broker + sandbox + bridge + sample events; prints what Meisa received"
 	@echo "make test        lint, types and every test (starts the broker if needed, stops it after)"
 	@echo "make unit        unit tests only (no broker)"
 	@echo "make lint        ruff lint + format check, mypy --strict bridge"
+	@echo "make docs        regenerate docs/configuration.md from the settings models"
 	@echo "make kafka-up / kafka-down / kafka-status / kafka-reset   the local broker"
 	@echo "make sandbox     run the Meisa sandbox on 127.0.0.1:8080"
 	@echo "make bench       run the benchmarks in bench/"
@@ -37,6 +38,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check bridge tests bench scripts chaos
 	$(BIN)/ruff format --check bridge tests bench scripts chaos
 	$(BIN)/mypy bridge
+
+docs: $(STAMP)
+	$(BIN)/meisa-bridge config-doc --output docs/configuration.md
 
 fmt: $(STAMP)
 	$(BIN)/ruff format bridge tests bench scripts chaos
