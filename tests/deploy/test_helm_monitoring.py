@@ -80,13 +80,14 @@ def test_dashboard_label_namespace_and_folder_are_configurable(render: Render) -
         "monitoring.grafanaDashboard.namespace=monitoring",
         "monitoring.grafanaDashboard.labels.grafana_dashboard=null",
         "monitoring.grafanaDashboard.labels.dashboards=mail",
-        "monitoring.grafanaDashboard.annotations.grafana_folder=Messaging",
+        "monitoring.grafanaDashboard.folder=Messaging",
+        "monitoring.grafanaDashboard.annotations.owner=growth",
     ]
     meta = _dashboard(render(sets=sets))["metadata"]
     assert meta["namespace"] == "monitoring"
     assert meta["labels"]["dashboards"] == "mail"
     assert "grafana_dashboard" not in meta["labels"]
-    assert meta["annotations"] == {"grafana_folder": "Messaging"}
+    assert meta["annotations"] == {"grafana_folder": "Messaging", "owner": "growth"}
 
 
 def test_the_prometheusrule_has_the_five_alerts_on_the_release_namespace(render: Render) -> None:
