@@ -30,6 +30,11 @@ examples:
 def _run(args: argparse.Namespace) -> int:
     from bridge.pipeline.runner import run_command
 
+    given = [f for f in ("shadow_group", "shadow_output", "shadow_from") if getattr(args, f)]
+    if given and not args.shadow:
+        flags = ", ".join("--" + f.replace("_", "-") for f in given)
+        print(f"meisa-bridge run: {flags} only apply with --shadow", file=sys.stderr)
+        return ExitCode.REFUSED
     return run_command(args)
 
 
@@ -127,7 +132,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--shadow-from",
         choices=["latest", "earliest"],
-        default="latest",
+        default=None,
         help="where a new shadow group starts (default: latest)",
     )
     p.set_defaults(handler=_run)

@@ -92,7 +92,7 @@ def _shadow_options(args: argparse.Namespace) -> ShadowOptions | None:
     from bridge.shadow import ShadowOptions
 
     return ShadowOptions(
-        group_id=args.shadow_group, output=args.shadow_output, start=args.shadow_from
+        group_id=args.shadow_group, output=args.shadow_output, start=args.shadow_from or "latest"
     )
 
 

@@ -123,3 +123,10 @@ def test_breaker_fill_reaches_one_where_it_trips() -> None:
     with pytest.raises(DlqBreakerTripped):
         breaker.record(True)  # 3 of the last 4 are poison: more than half
     assert DlqBreaker(max_consecutive=0, max_ratio=0, window=10).fill() == (0.0, 0.0)
+
+
+def test_shadow_flags_without_shadow_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    from bridge.cli import main
+
+    assert main(["run", "--config", "x.yaml", "--shadow-output", "calls.jsonl"]) == 2
+    assert "--shadow-output only apply with --shadow" in capsys.readouterr().err
