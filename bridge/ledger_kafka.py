@@ -175,14 +175,17 @@ class KafkaLedger(MemoryLedger):
     def _start_positions(self, deadline: float) -> tuple[list[TopicPartition], dict[int, int]]:
         """Where each partition's load starts (the retention's horizon) and ends (its end now).
 
-        Retriable errors (a leader moving, a broker restarting) are retried until `deadline`."""
+        Errors are retried until `deadline`: a topic another instance has just created, a leader
+        moving or a broker restarting all answer with errors librdkafka does not flag retriable
+        (NOT_LEADER_FOR_PARTITION from the watermark query, for one)."""
         since_ms = int((self.index.now() - self.index.retention) * 1000)
         while True:
             try:
                 return self._positions(self._partitions(deadline), since_ms)
             except KafkaException as exc:
-                if not exc.args[0].retriable() or time.monotonic() > deadline:
+                if time.monotonic() > deadline:
                     raise StartupRefused(f"sent-email ledger: {exc.args[0].str()}") from None
+                log.info("sent-email ledger: %s; retrying", exc.args[0].str())
                 time.sleep(0.5)
 
     def _positions(
