@@ -231,9 +231,11 @@ def _inputs(item: dict[str, Any], where: str, topic: str, ctx: _Ctx) -> tuple[st
             if "value" not in one:
                 ctx.error("a raw message needs `value:` (and topic, key, headers...)", line, at)
                 continue
-            lines.append(orjson.dumps({"topic": topic, **one}).decode())
-            continue
-        lines.append(orjson.dumps(one).decode())
+            one = {"topic": topic, **one}  # noqa: PLW2901 - the line is built from the copy
+        try:
+            lines.append(orjson.dumps(one).decode())
+        except TypeError as exc:  # e.g. an integer past 64 bits
+            ctx.error(f"cannot be written as JSON: {exc}", line, at)
     return tuple(lines)
 
 

@@ -4,16 +4,19 @@ bad test files are reported by file, line and field, and reports work for CI (JU
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.cli import main
 from bridge.rules.ruletest import diff_values
+from bridge.rules.testcommand import run_file
 from bridge.rules.testfile import Matcher
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -250,3 +253,50 @@ def test_true_is_not_one_and_one_is_one_point_zero() -> None:
     assert diff_values(1, True, "x", partial=False) == ["x: expected 1, got True"]
     assert diff_values(1, 1.0, "x", partial=False) == []
     assert diff_values(Matcher("type", "integer"), True, "x", partial=False) != []
+
+
+def test_a_value_json_cannot_hold_is_an_error_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tests = "tests:\n  - name: huge\n    event: {type: x, data: {n: 18446744073709551616}}\n"
+    path = _write(tmp_path, tests=tests + "    expect: {outcome: no_match}\n")
+    assert main(["test", str(path)]) == 1
+    assert f"{path}:3: tests[0] (huge).event: cannot be written as JSON" in capsys.readouterr().out
+
+
+KEYS = st.sampled_from(
+    [
+        "tests",
+        "name",
+        "event",
+        "events",
+        "message",
+        "expect",
+        "calls",
+        "outcome",
+        "reason",
+        "match",
+        "upsert",
+        "trigger",
+        "rule",
+        "age",
+        "now",
+        "value",
+        "$any",
+        "$regex",
+        "x",
+    ]
+)
+DOCS = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(DOCS)
+def test_any_yaml_document_is_reported_never_a_crash(doc: Any) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _write(Path(tmp), tests=yaml.safe_dump(doc))
+        report = run_file(str(path))
+    assert report.errors or report.results
