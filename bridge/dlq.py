@@ -147,11 +147,15 @@ def producer_config(kafka: Mapping[str, Any]) -> dict[str, Any]:
 class DeadLetterSink(Protocol):
     """Where the pipeline sends poison: the DLQ producer, or a shadow run's recorder."""
 
+    verb: str  # what the pipeline's log line says happened to the message
+
     async def send(self, letter: DeadLetter) -> None: ...
 
 
 class DeadLetterProducer:
     """Writes DLQ records; `await send(letter)` returns once the broker acknowledged it."""
+
+    verb = "dead-lettered"
 
     def __init__(self, kafka: Mapping[str, Any], topic: str, *, producer: Any = None) -> None:
         if producer is None:

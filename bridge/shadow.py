@@ -102,14 +102,7 @@ class ShadowRecorder:
         )
 
     def dead_letter(self, letter: DeadLetter) -> None:
-        where = _where(letter.topic, letter.partition, letter.offset)
-        log.warning(
-            "shadow: would dead-letter %s (%s, rule %s): %s",
-            where,
-            letter.stage,
-            letter.rule or "-",
-            letter.error,
-        )
+        """Written to the file only: the pipeline logs it, worded by ShadowDeadLetters.verb."""
         self._write(
             {
                 "record": "dead_letter",
@@ -168,6 +161,8 @@ class ShadowDeliverer:
 
 class ShadowDeadLetters:
     """Stands in for the DLQ producer: poison is recorded, never written to the topic."""
+
+    verb = "shadow: would dead-letter"
 
     def __init__(self, recorder: ShadowRecorder) -> None:
         self._recorder = recorder

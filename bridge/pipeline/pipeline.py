@@ -313,7 +313,8 @@ class Pipeline:
             self._halt(DeadLetterWriteFailed(f"DLQ write: {type(exc).__name__}: {exc}"))
             return
         log.warning(
-            "dead-lettered %s partition %d offset %d (%s, rule %s): %s",
+            "%s %s partition %d offset %d (%s, rule %s): %s",
+            self._dlq.verb,
             r.topic,
             r.partition,
             r.offset,
