@@ -127,7 +127,10 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--shadow-group", default=None, metavar="GROUP", help="default: <group.id>.shadow"
     )
     p.add_argument(
-        "--shadow-output", default=None, metavar="FILE", help="append calls as JSON Lines"
+        "--shadow-output",
+        default=None,
+        metavar="FILE",
+        help="append calls as JSON Lines (- for stdout)",
     )
     p.add_argument(
         "--shadow-from",

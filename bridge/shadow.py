@@ -17,6 +17,7 @@ reads the sent-email ledger (a trigger already sent is skipped, as live) but nev
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -73,14 +74,19 @@ class ShadowRecorder:
         output: IO[bytes] | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        owns_output: bool = True,
     ) -> None:
         self._metrics = metrics
         self._output = output
+        self._owns_output = owns_output
         self._clock = clock
         self.calls = 0
 
     @classmethod
     def open(cls, metrics: Metrics, path: str | None) -> ShadowRecorder:
+        """Append to `path`; "-" writes to standard output (the log goes to stderr)."""
+        if path == "-":
+            return cls(metrics, sys.stdout.buffer, owns_output=False)
         return cls(metrics, Path(path).open("ab") if path else None)  # closed by close()
 
     def call(self, call: MeisaCall, messages: Sequence[InFlight]) -> None:
@@ -125,7 +131,7 @@ class ShadowRecorder:
 
     def close(self) -> None:
         log.info("shadow run: %d call(s) recorded, none sent", self.calls)
-        if self._output is not None:
+        if self._output is not None and self._owns_output:
             self._output.close()
 
 

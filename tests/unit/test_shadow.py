@@ -130,3 +130,13 @@ def test_shadow_flags_without_shadow_are_refused(capsys: pytest.CaptureFixture[s
 
     assert main(["run", "--config", "x.yaml", "--shadow-output", "calls.jsonl"]) == 2
     assert "--shadow-output only apply with --shadow" in capsys.readouterr().err
+
+
+def test_output_dash_writes_to_stdout_and_leaves_it_open(
+    capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    recorder = ShadowRecorder.open(Metrics(), "-")
+    recorder.call(CALL, [_message(1)])
+    recorder.close()
+    line = capsysbinary.readouterr().out
+    assert orjson.loads(line)["rule"] == "otp"
