@@ -4,7 +4,7 @@
 #   scripts/images.sh engine         a Docker engine that answers: installs Debian's docker.io when
 #                                    dockerd is missing (as root, via apt-get), starts dockerd when
 #                                    it is not running (left running, like a system service)
-#   scripts/images.sh build          engine + base images + meisa-bridge:local (+ the local Kafka
+#   scripts/images.sh build          engine + base images + the bridge image (+ the local Kafka
 #                                    image when apache/kafka cannot be had); what `make image` runs
 #   scripts/images.sh kafka          the local Kafka image (meisa-bridge-kafka:VERSION) even where
 #                                    apache/kafka can be pulled
@@ -20,7 +20,7 @@
 #   PYTHON_IMAGE   base of the bridge image (default python:3.11-slim, else the local stand-in)
 #   KAFKA_IMAGE    broker image for docker compose (default apache/kafka:KAFKA_VERSION, else local)
 #   JRE_IMAGE      base of the local Kafka image (default eclipse-temurin:17-jre, else local)
-#   IMAGE          the bridge image to build (default meisa-bridge:local, as docker-compose.yml)
+#   BRIDGE_IMAGE   the bridge image to build (default meisa-bridge:local, as docker-compose.yml)
 #   DEBIAN_MIRROR  debootstrap's mirror (default: the first deb.debian.org-style URI apt uses)
 #   PULL_TIMEOUT   seconds one `docker pull` may take before the registry counts as unreachable
 #   DOCKERD_LOG    dockerd's log when this script starts it (default /var/log/dockerd.log)
@@ -28,7 +28,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 KAFKA_VERSION=${KAFKA_VERSION:-4.1.1}
-IMAGE=${IMAGE:-meisa-bridge:local}
+BRIDGE_IMAGE=${BRIDGE_IMAGE:-meisa-bridge:local}
 PULL_TIMEOUT=${PULL_TIMEOUT:-60}
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
 CACHE="$ROOT/.cache/images"
@@ -239,8 +239,8 @@ cmd_build() {
   local python kafka start=$SECONDS
   cmd_engine
   python=$(python_base)
-  say "building $IMAGE on $python"
-  build "$IMAGE" --build-arg PYTHON_IMAGE="$python" --build-arg VERSION="$(project_version)" "$ROOT"
+  say "building $BRIDGE_IMAGE on $python"
+  build "$BRIDGE_IMAGE" --build-arg PYTHON_IMAGE="$python" --build-arg VERSION="$(project_version)" "$ROOT"
   # The classic builder keeps each build's builder stage (its cache), and a rebuild leaves the
   # previous image untagged: drop those older than a day.
   for label in dev.meisa-bridge.stage=builder org.opencontainers.image.title=meisa-bridge; do
@@ -248,7 +248,7 @@ cmd_build() {
   done
   kafka=$(kafka_image)
   compose_command >/dev/null # installed now rather than on the first `compose` call
-  say "ready in $((SECONDS - start))s: $IMAGE ($(image_size "$IMAGE")), Kafka $kafka ($(image_size "$kafka"))"
+  say "ready in $((SECONDS - start))s: $BRIDGE_IMAGE ($(image_size "$BRIDGE_IMAGE")), Kafka $kafka ($(image_size "$kafka"))"
 }
 
 # What docker compose needs, without pulling or building: the stock images when present, else the
@@ -263,6 +263,7 @@ cmd_env() {
     kafka=$KAFKA_STOCK
     if ! have_image "$KAFKA_STOCK" && have_image "$KAFKA_LOCAL"; then kafka=$KAFKA_LOCAL; fi
   fi
+  echo "BRIDGE_IMAGE=$BRIDGE_IMAGE"
   echo "PYTHON_IMAGE=$python"
   echo "KAFKA_IMAGE=$kafka"
 }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -59,11 +61,16 @@ def render(helm: Callable[..., subprocess.CompletedProcess[str]]) -> Render:
 def docker_images() -> dict[str, str]:
     """The engine up and the images built by scripts/images.sh (cached); fails, never skips.
 
-    Returns the image variables docker compose is run with (PYTHON_IMAGE, KAFKA_IMAGE).
+    The bridge image gets a tag of this checkout's own, so test runs of several checkouts on one
+    engine never run each other's image. Returns the variables docker compose is run with
+    (BRIDGE_IMAGE, PYTHON_IMAGE, KAFKA_IMAGE).
     """
+    tag = hashlib.sha256(str(ROOT).encode()).hexdigest()[:10]
+    env = {**os.environ, "BRIDGE_IMAGE": f"meisa-bridge:test-{tag}"}
     build = subprocess.run(
         [str(IMAGES_SH), "build"],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=1800,
@@ -73,7 +80,13 @@ def docker_images() -> dict[str, str]:
         pytest.fail(
             f"scripts/images.sh build failed:\n{build.stdout[-2000:]}{build.stderr[-4000:]}"
         )
-    env = subprocess.run(
-        [str(IMAGES_SH), "env"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    found = subprocess.run(
+        [str(IMAGES_SH), "env"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
-    return dict(line.split("=", 1) for line in env.stdout.splitlines() if "=" in line)
+    return dict(line.split("=", 1) for line in found.stdout.splitlines() if "=" in line)

@@ -31,6 +31,7 @@ def test_compose_runs_kafka_sandbox_producer_and_bridge() -> None:
     assert SERVICES["kafka"]["ports"] == ["127.0.0.1:${KAFKA_HOST_PORT:-9092}:9092"]
     for name in ("sandbox", "producer", "bridge"):
         assert SERVICES[name]["build"]["context"] == ".", name
+        assert SERVICES[name]["image"] == "${BRIDGE_IMAGE:-meisa-bridge:local}", name
     assert SERVICES["sandbox"]["command"][0] == "sandbox"
     assert SERVICES["bridge"]["command"][0] == "run"
 

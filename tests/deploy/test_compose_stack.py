@@ -304,6 +304,7 @@ def test_the_bridge_runs_non_root_on_a_read_only_root(stack: Stack) -> None:
     bridge = stack.container("bridge")
     assert bridge
     info = inspect(bridge)
+    assert info["Config"]["Image"] == stack.env["BRIDGE_IMAGE"]  # the image built for this run
     assert info["Config"]["User"] == "10001:10001"
     assert info["HostConfig"]["ReadonlyRootfs"] is True
     assert info["HostConfig"]["CapDrop"] == ["ALL"]
@@ -327,7 +328,7 @@ def test_the_image_health_check_answers_in_the_running_bridge(
                 "inspect",
                 "-f",
                 "{{json .Config.Healthcheck.Test}}",
-                "meisa-bridge:local",
+                docker_images["BRIDGE_IMAGE"],
             ],
             capture_output=True,
             text=True,

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGE = "meisa-bridge:local"
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 # What a runtime stage must not carry: compilers, linkers, build drivers, headers.
 BUILD_TOOLS = (
@@ -53,43 +52,48 @@ def docker(
     return proc
 
 
-def run(*args: str, entrypoint: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(image: str, *args: str, entrypoint: str | None = None) -> subprocess.CompletedProcess[str]:
     """A throw-away container as Kubernetes runs it: read-only root, /tmp writable, no network."""
     options = ["--rm", "--network", "none", "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL"]
     options += ["--security-opt", "no-new-privileges:true"]
     if entrypoint:
         options += ["--entrypoint", entrypoint]
-    return docker("run", *options, IMAGE, *args, check=False)
+    return docker("run", *options, image, *args, check=False)
 
 
 @pytest.fixture(scope="module")
-def image(docker_images: dict[str, str]) -> dict[str, Any]:
-    inspected: list[dict[str, Any]] = json.loads(docker("image", "inspect", IMAGE).stdout)
+def name(docker_images: dict[str, str]) -> str:
+    return docker_images["BRIDGE_IMAGE"]
+
+
+@pytest.fixture(scope="module")
+def image(name: str) -> dict[str, Any]:
+    inspected: list[dict[str, Any]] = json.loads(docker("image", "inspect", name).stdout)
     return inspected[0]
 
 
-def test_version_label_matches_the_package_and_the_cli(image: dict[str, Any]) -> None:
+def test_version_label_matches_the_package_and_the_cli(name: str, image: dict[str, Any]) -> None:
     labels = image["Config"]["Labels"]
     assert labels["org.opencontainers.image.version"] == VERSION
     assert labels["org.opencontainers.image.title"] == "meisa-bridge"
-    proc = run("--version")
+    proc = run(name, "--version")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"meisa-bridge {VERSION}"
 
 
-def test_runs_as_a_non_root_user(image: dict[str, Any]) -> None:
+def test_runs_as_a_non_root_user(name: str, image: dict[str, Any]) -> None:
     assert image["Config"]["User"] == "10001:10001"
-    proc = run("-c", "id -u; id -g", entrypoint="sh")
+    proc = run(name, "-c", "id -u; id -g", entrypoint="sh")
     assert proc.stdout.split() == ["10001", "10001"], proc.stderr
 
 
-def test_read_only_root_works_and_only_tmp_is_writable() -> None:
+def test_read_only_root_works_and_only_tmp_is_writable(name: str) -> None:
     script = (
         "touch /opt/venv/probe 2>/dev/null && echo root-writable; "
         "touch /tmp/probe && echo tmp-writable; "
         "meisa-bridge validate --rules /opt/venv/missing.yaml >/dev/null 2>&1; echo validate=$?"
     )
-    proc = run("-c", script, entrypoint="sh")
+    proc = run(name, "-c", script, entrypoint="sh")
     lines = proc.stdout.split()
     assert "root-writable" not in lines
     assert "tmp-writable" in lines
@@ -97,23 +101,26 @@ def test_read_only_root_works_and_only_tmp_is_writable() -> None:
     assert any(line.startswith("validate=") and line != "validate=0" for line in lines), proc
 
 
-def test_no_compilers_or_build_tools_in_the_runtime_stage() -> None:
+def test_no_compilers_or_build_tools_in_the_runtime_stage(name: str) -> None:
     found = run(
-        "-c", f"for t in {' '.join(BUILD_TOOLS)}; do command -v $t; done; true", entrypoint="sh"
+        name,
+        "-c",
+        f"for t in {' '.join(BUILD_TOOLS)}; do command -v $t; done; true",
+        entrypoint="sh",
     )
     assert found.returncode == 0, found.stderr
     assert found.stdout.split() == []
-    packages = run("-W", "-f", "${Package}\\n", entrypoint="dpkg-query")
+    packages = run(name, "-W", "-f", "${Package}\\n", entrypoint="dpkg-query")
     assert packages.returncode == 0, packages.stderr
     assert [p for p in packages.stdout.split() if BUILD_PACKAGES.match(p)] == []
     # Nothing of the builder stage but the venv: no sources, no wheels.
-    leftovers = run("-c", "ls -d /src /wheels 2>/dev/null; true", entrypoint="sh")
+    leftovers = run(name, "-c", "ls -d /src /wheels 2>/dev/null; true", entrypoint="sh")
     assert leftovers.stdout.split() == []
 
 
-def test_image_size_is_bounded(image: dict[str, Any]) -> None:
+def test_image_size_is_bounded(name: str, image: dict[str, Any]) -> None:
     size_mb = image["Size"] / 1e6
-    assert size_mb < MAX_IMAGE_MB, f"{IMAGE} is {size_mb:.0f} MB"
+    assert size_mb < MAX_IMAGE_MB, f"{name} is {size_mb:.0f} MB"
 
 
 def test_health_check_polls_the_bridge_health_endpoint(image: dict[str, Any]) -> None:
