@@ -15,6 +15,7 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
+from bridge.exitcodes import ExitCode
 from bridge.settings import SECTIONS, TOP_LEVEL_DOCS, BridgeSettings, SecretStr
 
 INTRO = """\
@@ -164,10 +165,10 @@ def config_doc_command(args: argparse.Namespace) -> int:
                 f"{path} is out of date: run `meisa-bridge config-doc --output {path}`",
                 file=sys.stderr,
             )
-            return 1
-        return 0
+            return ExitCode.FAILED
+        return ExitCode.OK
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
-        return 0
+        return ExitCode.OK
     sys.stdout.write(text)
-    return 0
+    return ExitCode.OK

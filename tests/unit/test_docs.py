@@ -3,11 +3,13 @@ examples that load, and no reference to files outside the repository."""
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
 import pytest
 
+from bridge.cli import build_parser
 from bridge.config import load_rules
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,6 +77,15 @@ def test_readme_rules_example_loads(tmp_path: Path) -> None:
     path = tmp_path / "rules.yaml"
     path.write_text(rules[0], encoding="utf-8")
     assert len(load_rules(path)) >= 2
+
+
+def test_readme_names_every_command() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    commands = set(sub.choices)
+    assert {"run", "validate", "config-doc"} <= commands
+    text = README.read_text(encoding="utf-8")
+    assert {c for c in commands if f"`meisa-bridge {c}" not in text} == set()
 
 
 OUTSIDE = ("design" + ".md", "meisa-api" + "-spec", "/work/" + "shared")
