@@ -207,8 +207,9 @@ build_kafka() {
   local lib jre recipe context
   lib=$("$ROOT/scripts/kafka.sh" libdir)
   jre=$(jre_base)
+  # The jar folder's name (Kafka version and POM hash), not its path: checkouts share the image.
   recipe=$({
-    echo "$lib $jre $(docker image inspect -f '{{.Id}}' "$jre")"
+    echo "$(basename "$(dirname "$lib")") $jre $(docker image inspect -f '{{.Id}}' "$jre")"
     find "$ROOT/scripts/kafka/image" -type f | sort | xargs cat
   } | sha256sum | cut -c1-16)
   if [ "$(recipe_of "$KAFKA_LOCAL")" = "$recipe" ]; then return 0; fi
@@ -242,8 +243,9 @@ cmd_build() {
   say "building $BRIDGE_IMAGE on $python"
   build "$BRIDGE_IMAGE" --build-arg PYTHON_IMAGE="$python" --build-arg VERSION="$(project_version)" "$ROOT"
   # The classic builder keeps each build's builder stage (its cache), and a rebuild leaves the
-  # previous image untagged: drop those older than a day.
-  for label in dev.meisa-bridge.stage=builder org.opencontainers.image.title=meisa-bridge; do
+  # previous image untagged: drop those of this project older than a day.
+  local label
+  for label in dev.meisa-bridge.stage=builder dev.meisa-bridge.recipe org.opencontainers.image.title=meisa-bridge; do
     docker image prune -f --filter "label=$label" --filter until=24h >/dev/null
   done
   kafka=$(kafka_image)
