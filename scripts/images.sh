@@ -48,8 +48,10 @@ as_root() {
 
 apt_install() {
   say "installing Debian packages: $*"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  # Waits for another apt-get (another checkout's run) instead of failing on its lock.
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+    --no-install-recommends "$@" >/dev/null
 }
 
 # --- engine -----------------------------------------------------------------------------------
@@ -74,7 +76,24 @@ clear_stale_pid_files() {
   done
 }
 
+# In its own session, so a Ctrl-C or a cancelled CI step aimed at the caller never reaches it.
+start_dockerd() {
+  local cmd=(setsid nohup dockerd)
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || die "starting dockerd needs root (or sudo)"
+    cmd=(sudo "${cmd[@]}")
+    DOCKERD_LOG=${DOCKERD_LOG/#\/var\/log\/dockerd.log/$CACHE/dockerd.log}
+  fi
+  mkdir -p "$(dirname "$DOCKERD_LOG")"
+  say "starting dockerd (log: $DOCKERD_LOG)"
+  "${cmd[@]}" </dev/null >>"$DOCKERD_LOG" 2>&1 8>&- &
+}
+
 cmd_engine() {
+  if engine_answers; then return 0; fi
+  # One installer and starter at a time on this machine (several checkouts may get here at once).
+  exec 8>"${TMPDIR:-/tmp}/meisa-bridge-docker-engine.lock"
+  flock -w 600 8 || die "another scripts/images.sh holds the engine lock"
   if engine_answers; then return 0; fi
   if ! command -v dockerd >/dev/null; then
     apt_install docker.io
@@ -83,10 +102,7 @@ cmd_engine() {
   if engine_answers; then return 0; fi # the package's init script may have started it
   if ! pgrep -x dockerd >/dev/null; then
     clear_stale_pid_files
-    say "starting dockerd (log: $DOCKERD_LOG)"
-    as_root mkdir -p "$(dirname "$DOCKERD_LOG")"
-    # Its own session, so a Ctrl-C or a cancelled CI step aimed at the caller never reaches it.
-    as_root setsid nohup dockerd </dev/null >>"$DOCKERD_LOG" 2>&1 &
+    start_dockerd
   fi
   local deadline=$((SECONDS + 60))
   until engine_answers; do
