@@ -266,7 +266,7 @@ SECRET = st.text(
     alphabet=st.characters(categories=["L", "N"], include_characters="_-+/=.!$%"),
     min_size=8,
     max_size=40,
-)
+).filter(lambda s: s not in REDACTED)  # the marker itself is in every redacted line
 
 
 @settings(max_examples=150, deadline=None)
