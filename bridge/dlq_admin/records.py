@@ -2,8 +2,9 @@
 
 A crash between the DLQ write and the commit of the original offset writes the same message to
 the DLQ again after the restart. `collect` shows one record per original message (topic,
-partition, offset): the first copy, with `copies` counting them; a redrive of any copy counts
-for the message.
+partition, offset) and attempt count: the first copy, with `copies` counting them; a redrive of
+any copy counts for the message. A message redriven and dead-lettered again carries one more
+attempt and is a record of its own.
 
 Redrive bookkeeping is kept in the DLQ topic itself: after a record is redriven, a marker record
 (empty value, header `meisa-bridge.redrive.of` = the record's offset) is written to the SAME
@@ -136,12 +137,14 @@ def collect(raws: Iterable[Record]) -> list[DlqRecord]:
             marks[(item.partition, item.of_offset)] = item.outcome or "ok"
         else:
             records.append(item)
-    by_origin: dict[tuple[str, int, int], DlqRecord] = {}  # insertion order: first copies
+    by_origin: dict[tuple[str, int, int, int], DlqRecord] = {}  # insertion order: first copies
     for rec in sorted(records, key=lambda r: (r.partition, r.offset)):
         mark = marks.get((rec.partition, rec.offset))
-        origin = (rec.origin_topic, rec.origin_partition, rec.origin_offset)
+        # A copy written again across a crash repeats the origin and the attempts; a message that
+        # failed again after a redrive comes back with attempts + 1 and is a record of its own.
+        origin = (rec.origin_topic, rec.origin_partition, rec.origin_offset, rec.attempts)
         if rec.origin_offset < 0:  # no origin headers: never folded with another record
-            origin = ("", rec.partition, -1 - rec.offset)
+            origin = ("", rec.partition, -1 - rec.offset, 0)
         seen = by_origin.get(origin)
         if seen is None:
             by_origin[origin] = replace(rec, redriven=mark)
