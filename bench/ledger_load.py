@@ -20,8 +20,8 @@ import orjson
 from confluent_kafka import Producer
 
 from bridge.config import LedgerSettings
+from bridge.kafka.ledger import KafkaLedger
 from bridge.ledger import LedgerIndex
-from bridge.ledger_kafka import KafkaLedger
 
 
 def produce(bootstrap: str, topic: str, keys: int) -> None:

@@ -13,21 +13,20 @@ topic into the DLQ.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-from confluent_kafka import KafkaError, KafkaException
+from typing import Protocol
 
 from bridge.errors import (
+    BrokerError,
     DeadLetterWriteFailed,
     DlqBreakerTripped,
     Stage,
     StartupRefused,
 )
+from bridge.kafka.protocols import Producer
 from bridge.observability import redact
 
 log = logging.getLogger("bridge.dlq")
@@ -54,22 +53,6 @@ DLQ_HEADERS = (
 )
 
 _MAX_MESSAGE = 1000
-# librdkafka properties that only a consumer understands; the DLQ producer gets everything else
-# from the `kafka:` section (bootstrap servers, SASL, SSL, client.id, ...).
-_CONSUMER_ONLY_PREFIXES = ("group.", "auto.", "enable.auto.", "fetch.", "queued.")
-_CONSUMER_ONLY = frozenset(
-    {
-        "isolation.level",
-        "partition.assignment.strategy",
-        "session.timeout.ms",
-        "heartbeat.interval.ms",
-        "max.poll.interval.ms",
-        "enable.partition.eof",
-        "check.crcs",
-        "coordinator.query.interval.ms",
-        "consume.callback.max.messages",
-    }
-)
 
 RawHeaders = list[tuple[str, bytes | None]]
 
@@ -133,17 +116,6 @@ def dlq_record_headers(letter: DeadLetter) -> RawHeaders:
     return [*(letter.headers or []), *extra]
 
 
-def producer_config(kafka: Mapping[str, Any]) -> dict[str, Any]:
-    """The DLQ producer's librdkafka config: connection settings from `kafka:`, safety forced."""
-    conf = {
-        k: v
-        for k, v in kafka.items()
-        if k not in _CONSUMER_ONLY and not k.startswith(_CONSUMER_ONLY_PREFIXES)
-    }
-    conf.update({"enable.idempotence": True, "acks": "all"})
-    return conf
-
-
 class DeadLetterSink(Protocol):
     """Where the pipeline sends poison: the DLQ producer, or a shadow run's recorder."""
 
@@ -157,15 +129,9 @@ class DeadLetterProducer:
 
     verb = "dead-lettered"
 
-    def __init__(self, kafka: Mapping[str, Any], topic: str, *, producer: Any = None) -> None:
-        if producer is None:
-            from confluent_kafka import Producer
-
-            producer = Producer(producer_config(kafka), logger=logging.getLogger("bridge.kafka"))
+    def __init__(self, producer: Producer, topic: str) -> None:
         self.topic = topic
         self._producer = producer
-        self._pending = 0
-        self._pump: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"DeadLetterProducer(topic={self.topic!r})"
@@ -177,66 +143,34 @@ class DeadLetterProducer:
         up (about 30 s) and then halt the bridge. A broker that does not answer is left to the
         consumer to report; the first DLQ write would still halt on a missing topic.
         """
-        try:
-            meta = self._producer.list_topics(self.topic, timeout=timeout)
-        except KafkaException as exc:
-            log.warning("could not check dead_letter_topic %r: %s", self.topic, exc)
-            return
-        found = meta.topics.get(self.topic)
-        error = found.error if found is not None else None
-        if error is None:
-            return
-        if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+        state = self._producer.topic_state(self.topic, timeout)
+        if state.status == "missing":
             raise StartupRefused(
                 f"dead_letter_topic {self.topic!r} does not exist; create it (the bridge never "
                 "creates topics) or change dead_letter_topic"
             )
-        if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+        if state.status == "forbidden":
             raise StartupRefused(
                 f"dead_letter_topic {self.topic!r}: not authorized (the bridge's principal needs "
                 "Describe and Write on it)"
             )
-        log.warning("dead_letter_topic %r: %s", self.topic, error)
+        if state.status != "ok":
+            log.warning("could not check dead_letter_topic %r: %s", self.topic, state.detail)
 
     async def send(self, letter: DeadLetter) -> None:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-
-        def on_delivery(err: Any, msg: Any) -> None:
-            # Runs inside producer.poll() on the event loop thread (see _poll).
-            if done.done():
-                return
-            if err is not None:
-                done.set_exception(DeadLetterWriteFailed(f"DLQ write to {self.topic}: {err}"))
-            else:
-                done.set_result(None)
-
         try:
-            self._producer.produce(
+            await self._producer.send(
                 self.topic,
-                value=letter.value,
                 key=letter.key,
+                value=letter.value,
                 headers=dlq_record_headers(letter),
-                on_delivery=on_delivery,
             )
-        except (BufferError, KafkaException) as exc:  # e.g. larger than message.max.bytes
+        except BrokerError as exc:  # refused (e.g. too large), or never acknowledged
             raise DeadLetterWriteFailed(f"DLQ write to {self.topic}: {exc}") from None
-        self._pending += 1
-        if self._pump is None or self._pump.done():
-            self._pump = loop.create_task(self._poll())
-        try:
-            await done
-        finally:
-            self._pending -= 1
-
-    async def _poll(self) -> None:
-        while self._pending > 0:
-            self._producer.poll(0)
-            await asyncio.sleep(0.005)  # short: a poison offset waits for this report
 
     def close(self, timeout: float = 10.0) -> int:
         """Flush outstanding records; returns how many are still not delivered."""
-        return int(self._producer.flush(timeout))
+        return self._producer.flush(timeout)
 
 
 class DlqBreaker:

@@ -6,6 +6,7 @@ Retries, DLQ routing and halting key off these types, never off message strings:
     ├── ConfigError            bad config or rules file; names file, line, rule and field
     │   └── ConfigErrors       several ConfigErrors found in one pass
     ├── StartupRefused         `run` will not start (no rules, Meisa unreachable, key or scopes)
+    ├── BrokerError            a Kafka operation failed (commit, metadata, produce, fatal error)
     ├── PoisonError            this message can never succeed as it is -> dead-letter topic
     │   ├── DecodeError        stage "decode": bytes that no codec can read
     │   ├── MappingError       stage "map": a rule could not build its call
@@ -99,6 +100,11 @@ class ConfigErrors(ConfigError):
 
 class StartupRefused(BridgeError):
     """`meisa-bridge run` will not start; the message says why and what to change."""
+
+
+class BrokerError(BridgeError):
+    """A Kafka operation failed: a commit, a metadata or offset lookup, a produce, or a fatal
+    consumer error. Raised by bridge.kafka, the only package that talks to the client library."""
 
 
 class PoisonError(BridgeError):

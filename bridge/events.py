@@ -16,7 +16,7 @@ Headers = tuple[tuple[str, bytes | None], ...]
 class Record:
     """A Kafka message exactly as delivered: the DLQ copies key, value and headers verbatim.
 
-    Plain values, so everything past the Kafka seam is testable without a broker.
+    Plain values, so everything past the Kafka seam (bridge.kafka) is testable without a broker.
     """
 
     topic: str
@@ -30,20 +30,6 @@ class Record:
     @property
     def tp(self) -> tuple[str, int]:
         return (self.topic, self.partition)
-
-    @classmethod
-    def from_kafka(cls, message: Any) -> Record:
-        """From a confluent_kafka Message (duck-typed: this module does not import the client)."""
-        kind, ts = message.timestamp()
-        return cls(
-            topic=message.topic(),
-            partition=message.partition(),
-            offset=message.offset(),
-            key=message.key(),
-            value=message.value(),
-            headers=tuple(message.headers() or ()),
-            timestamp=ts if kind != 0 else None,  # 0: TIMESTAMP_NOT_AVAILABLE
-        )
 
     def decode_with(self, decoder: EventDecoder) -> Envelope:
         return decoder.decode(

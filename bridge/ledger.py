@@ -3,7 +3,7 @@
 Meisa remembers an `idempotency_key` for one hour. A trigger delivered again later (after a long
 outage, a long rebalance, a replay or a DLQ redrive) would email the person a second time. The
 Deliverer therefore asks a `SentLedger` before it sends a trigger and tells it after Meisa
-accepted one (any 2xx). The Kafka-backed ledger lives in `bridge.ledger_kafka`; this module holds
+accepted one (any 2xx). The Kafka-backed ledger lives in `bridge.kafka.ledger`; this module holds
 the protocol, the no-op default and the in-memory index both share.
 
 Memory is bounded: keys are kept as 8-byte digests (about 150 bytes per key with the ordered

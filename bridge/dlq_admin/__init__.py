@@ -2,7 +2,7 @@
 
     records.py   DLQ headers decoded into a record model, filters, redrive markers, rendering
     redrive.py   one record through the current rules, re-dead-lettered if it fails again
-    commands.py  the command: reads the topic through bridge.replay.kafka, prints, redrives
+    commands.py  the command: reads the topic through bridge.kafka.ranges, prints, redrives
 
 The producer, the breaker and the header names belong to bridge.dlq.
 """

@@ -64,14 +64,14 @@ def selection_from(args: argparse.Namespace) -> Selection:
 
 
 def load_records(config: BridgeConfig) -> list[DlqRecord]:
-    from bridge.replay.kafka import open_consumer, scan_topic
+    from bridge.kafka.ranges import KafkaRangeReader
 
     assert config.dlq.topic is not None
-    consumer = open_consumer(config.kafka, ADMIN_GROUP)
+    reader = KafkaRangeReader(config.kafka, ADMIN_GROUP)
     try:
-        return rec_mod.collect(scan_topic(consumer, config.dlq.topic))
+        return rec_mod.collect(reader.scan_topic(config.dlq.topic))
     finally:
-        consumer.close()
+        reader.close()
 
 
 def list_records(config: BridgeConfig, selection: Selection, fmt: str, *, out: TextIO) -> int:
@@ -81,16 +81,16 @@ def list_records(config: BridgeConfig, selection: Selection, fmt: str, *, out: T
 
 
 def show(config: BridgeConfig, args: argparse.Namespace, *, out: TextIO) -> int:
-    from bridge.replay.kafka import open_consumer, read_one
+    from bridge.kafka.ranges import KafkaRangeReader
 
     if args.partition is None or args.offset is None:
         raise ConfigError("show needs --partition and --offset", field="--partition/--offset")
     assert config.dlq.topic is not None
-    consumer = open_consumer(config.kafka, ADMIN_GROUP)
+    reader = KafkaRangeReader(config.kafka, ADMIN_GROUP)
     try:
-        raw = read_one(consumer, config.dlq.topic, args.partition, args.offset)
+        raw = reader.read_one(config.dlq.topic, args.partition, args.offset)
     finally:
-        consumer.close()
+        reader.close()
     if raw is None:
         print(f"no record at {config.dlq.topic}/{args.partition}/{args.offset}", file=sys.stderr)
         return ExitCode.REFUSED
@@ -137,18 +137,18 @@ async def _redrive_for_real(
     config: BridgeConfig, decoder: Any, chosen: list[DlqRecord]
 ) -> RedriveSummary:
     from bridge.dlq import DeadLetterProducer
-    from bridge.ledger_kafka import open_ledger
+    from bridge.kafka.ledger import open_ledger
+    from bridge.kafka.producer import KafkaProducer
     from bridge.meisa.delivery import open_deliverer
-    from bridge.replay.kafka import open_producer, produce_sync
 
     topic = config.dlq.topic
     assert topic is not None
-    producer = open_producer(config.kafka)
-    dead_letters = DeadLetterProducer(config.kafka, topic, producer=producer)
+    producer = KafkaProducer(config.kafka)
+    dead_letters = DeadLetterProducer(producer, topic)
 
     def mark(rec: DlqRecord, outcome: str) -> None:
         headers = rec_mod.marker_headers(rec, outcome, int(time.time() * 1000))
-        produce_sync(producer, topic, partition=rec.partition, value=b"", headers=headers)
+        producer.send_sync(topic, partition=rec.partition, value=b"", headers=headers)
 
     async with (
         open_ledger(config.kafka, config.ledger) as ledger,

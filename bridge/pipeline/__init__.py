@@ -1,8 +1,7 @@
 """The live path: `meisa-bridge run`, Kafka -> decode -> map -> Meisa -> commit.
 
 runner.py      the command: start-up checks, wiring, signals, exit codes
-pipeline.py    the consume loop, dead-lettering and rebalances
-consumer.py    the confluent_kafka consumer on its own thread
+pipeline.py    the consume loop, dead-lettering and rebalances, on a bridge.kafka Source
 message.py     a message in flight and how it failed
 dispatcher.py  key-ordered concurrent delivery (coalesce.py merges waiting upserts)
 guards.py      max_age and suppression checks before each send

@@ -6,8 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaException
-
+from bridge.errors import BrokerError
 from bridge.pipeline.message import TopicPartition
 from bridge.pipeline.offsets import OffsetTracker
 from bridge.settings import PipelineSettings
@@ -58,7 +57,7 @@ class Committer:
             return {}
         try:
             done = await self._commit(offsets)
-        except KafkaException as exc:
+        except BrokerError as exc:
             log.warning("commit failed, will retry: %s", exc)
             return {}
         offsets = dict(offsets if done is None else done)

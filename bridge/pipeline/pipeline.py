@@ -1,13 +1,14 @@
 """The consume loop: Kafka -> decode -> map -> dispatch -> DLQ or done -> commit.
 
-One asyncio loop drives everything; the Kafka consumer lives on its own thread (consumer.py).
-Polling never stops while deliveries wait (a long Retry-After only pauses the partitions whose
-buffers are full), so max.poll.interval.ms is never exceeded and a partition with a backlog does
-not hold up the others.
+One asyncio loop drives everything. The pipeline receives its Source (bridge.kafka.protocols: the
+confluent-kafka consumer on its own thread in production, an in-memory broker in tests). Polling
+never stops while deliveries wait (a long Retry-After only pauses the partitions whose buffers
+are full), so max.poll.interval.ms is never exceeded and a partition with a backlog does not hold
+up the others.
 
-Steps, one module each: `consumer` (Kafka), `offsets` (what is done), `lockstep` (event-time
-order across partitions), `dispatcher` (+`identity`, `lanes`, `coalesce`, `guards`) (Meisa),
-bridge.dlq (poison), `commit` (the explicit last step).
+Steps, one module each: the source (bridge.kafka), bridge.outcome (decode and map), `offsets`
+(what is done), `lockstep` (event-time order across partitions), `dispatcher` (+`identity`,
+`lanes`, `coalesce`, `guards`) (Meisa), bridge.dlq (poison), `commit` (the explicit last step).
 
 A message is decoded and mapped as soon as it is fetched. Messages without calls, and messages
 whose calls are all triggers (a one-time code depends on nothing and is only useful now), go to
@@ -21,7 +22,6 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from bridge.config import BridgeConfig
 from bridge.dlq import DeadLetter, DeadLetterSink, DlqBreaker
@@ -33,11 +33,11 @@ from bridge.errors import (
     RetryableError,
 )
 from bridge.events import EventDecoder, EventRules, Record
+from bridge.kafka.protocols import Source
 from bridge.meisa.calls import MeisaCall
 from bridge.observability import HealthState, Metrics, NullMetrics
 from bridge.outcome import Unreadable, read_record
 from bridge.pipeline.commit import CommitPolicy, Committer
-from bridge.pipeline.consumer import KafkaSource
 from bridge.pipeline.dispatcher import Deliver, Dispatcher, Guard
 from bridge.pipeline.fence import StallFence
 from bridge.pipeline.lockstep import Lockstep
@@ -52,12 +52,17 @@ SHARE_REFRESH_TICKS = 15  # commit ticks between partition-count refreshes (a me
 
 
 class Pipeline:
-    """Runs until `stop()` or a halt; `run()` returns the HaltError, or None after a clean stop."""
+    """Runs until `stop()` or a halt; `run()` returns the HaltError, or None after a clean stop.
+
+    It consumes from `source` (bridge.kafka.protocols.Source: confluent-kafka in production, the
+    in-memory broker in tests) and is the source's rebalance listener (`on_assign`, `on_revoke`,
+    `on_lost`)."""
 
     def __init__(
         self,
         *,
         config: BridgeConfig,
+        source: Source,
         decoder: EventDecoder,
         rules: EventRules,
         deliver: Deliver,
@@ -101,13 +106,7 @@ class Pipeline:
         self.lockstep: Lockstep[tuple[InFlight, list[MeisaCall]]] = Lockstep(
             max_skew=settings.max_skew_seconds, max_idle=settings.max_idle_seconds
         )
-        self._source = KafkaSource(
-            config.kafka,
-            config.topics,
-            on_assign=self._threadsafe(self._on_assign),
-            on_revoke=self._threadsafe(self._on_revoke),
-            on_lost=self._threadsafe(self._on_lost),
-        )
+        self._source = source
         self._committer = Committer(self.tracker, self._source.commit, on_committed=self._committed)
         self._assigned: set[TopicPartition] = set()
         self._paused: set[TopicPartition] = set()
@@ -129,7 +128,8 @@ class Pipeline:
 
     async def run(self) -> HaltError | None:
         self._loop = asyncio.get_running_loop()
-        await self._source.start()
+        callback_timeout = self.policy.revoke_grace_seconds + 30
+        await self._source.start(self, callback_timeout=callback_timeout)
         if self._on_share is not None:
             self._partition_counts = await self._source.partition_counts()
         self._health.started = True
@@ -182,10 +182,10 @@ class Pipeline:
     async def _poll_loop(self) -> None:
         try:
             while not self._stop.is_set():
-                messages, ends = await self._source.consume(self._batch, POLL_WAIT_SECONDS)
+                records, ends = await self._source.consume(self._batch, POLL_WAIT_SECONDS)
                 self._health.beat()
-                for m in messages:
-                    self._accept(Record.from_kafka(m))
+                for record in records:
+                    self._accept(record)
                 for tp in ends:
                     self.lockstep.at_end(tp)
                 await self._report_lags()
@@ -372,17 +372,7 @@ class Pipeline:
         self._positions[tp] = offset
         self._metrics.committed(tp[0], tp[1], offset)
 
-    def _threadsafe(self, handler: Callable[[list[TopicPartition]], Any]) -> Any:
-        """Run a rebalance handler on the loop from the consumer thread and wait for its result."""
-
-        def call(tps: list[TopicPartition]) -> Any:
-            assert self._loop is not None
-            future = asyncio.run_coroutine_threadsafe(handler(tps), self._loop)
-            return future.result(timeout=self.policy.revoke_grace_seconds + 30)
-
-        return call
-
-    async def _on_assign(self, tps: list[TopicPartition]) -> None:
+    async def on_assign(self, tps: list[TopicPartition]) -> None:
         log.info("assigned: %s", _names(tps))
         self.tracker.assign(tps)
         self.lockstep.assign(tps, asyncio.get_running_loop().time())
@@ -406,7 +396,7 @@ class Pipeline:
         self._on_share(share)
         self._metrics.rate_share(share)
 
-    async def _on_revoke(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    async def on_revoke(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         """Let started work of the partitions finish (within the grace) and return what to commit.
 
         Messages up to the last one finished or started still run, so the committed position
@@ -444,7 +434,7 @@ class Pipeline:
         """Every message of the partitions is done (and gone from `_live`) or was cancelled."""
         return all(m.cancelled for tp in tps for m in self._live.get(tp, {}).values())
 
-    async def _on_lost(self, tps: list[TopicPartition]) -> None:
+    async def on_lost(self, tps: list[TopicPartition]) -> None:
         """Lost partitions (session timeout): another member may own them already: no commit."""
         log.warning("lost: %s", _names(tps))
         self._assigned.difference_update(tps)

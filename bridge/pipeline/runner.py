@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from bridge.config import BridgeConfig, load_config
 from bridge.errors import (
+    BrokerError,
     ConfigError,
     Forbidden,
     HaltError,
@@ -33,8 +34,8 @@ from bridge.errors import (
     Unauthorized,
 )
 from bridge.exitcodes import ExitCode
+from bridge.kafka.ledger import open_ledger
 from bridge.ledger import SentLedger
-from bridge.ledger_kafka import open_ledger
 from bridge.meisa.calls import MeisaCall
 from bridge.meisa.client import MeisaClient, default_transport
 from bridge.meisa.delivery import Attempt, Deliverer
@@ -204,9 +205,8 @@ def _limit(value: int | None) -> str:
 
 async def _check_kafka(config: BridgeConfig) -> None:
     """The brokers answer, or the bridge refuses to start instead of retrying unseen forever."""
-    from confluent_kafka import KafkaException
-
-    from bridge.pipeline.consumer import missing_topics, protocol_conflict
+    from bridge.kafka.admin import KafkaAdmin
+    from bridge.kafka.properties import protocol_conflict
 
     conflict = protocol_conflict(config.kafka)
     if conflict is not None:
@@ -215,13 +215,12 @@ async def _check_kafka(config: BridgeConfig) -> None:
     servers = config.kafka.get("bootstrap.servers", "(bootstrap.servers not set)")
     try:
         absent = await asyncio.to_thread(
-            missing_topics, config.kafka, config.topics, timeout=KAFKA_PROBE_SECONDS
+            KafkaAdmin(config.kafka).missing_topics, config.topics, KAFKA_PROBE_SECONDS
         )
-    except KafkaException as exc:
+    except BrokerError as exc:
         raise StartupRefused(
             f"Kafka is not reachable at {servers} within {KAFKA_PROBE_SECONDS:g} s: "
-            f"{exc.args[0].str() if exc.args else exc} (check kafka.bootstrap.servers and the "
-            "security settings)"
+            f"{exc} (check kafka.bootstrap.servers and the security settings)"
         ) from None
     if absent:
         log.warning(
@@ -353,6 +352,7 @@ async def _serve(
     shadow: ShadowOptions | None = None,
 ) -> int:
     from bridge.codecs import build_decoder
+    from bridge.kafka.source import KafkaSource
     from bridge.pipeline.pipeline import Pipeline
 
     dlq: DeadLetterProducer | None = None
@@ -368,6 +368,7 @@ async def _serve(
     parts = _build(config, client, info, metrics, ledger, shadow=recorder)
     pipeline = Pipeline(
         config=config,
+        source=KafkaSource(config.kafka, config.topics),
         decoder=build_decoder(config.codec),
         rules=config.rules,
         deliver=parts.deliver,
@@ -456,11 +457,12 @@ def _recorder(shadow: ShadowOptions | None, metrics: Metrics) -> ShadowRecorder 
 async def _open_dead_letter(config: BridgeConfig) -> DeadLetterProducer | None:
     """The DLQ producer once its topic is known to exist; None without a dead_letter_topic."""
     from bridge.dlq import DeadLetterProducer
+    from bridge.kafka.producer import KafkaProducer
 
     if not config.dlq.topic:
         log.warning("no dead_letter_topic: a poison message halts the bridge")
         return None
-    dlq = DeadLetterProducer(config.kafka, config.dlq.topic)
+    dlq = DeadLetterProducer(KafkaProducer(config.kafka), config.dlq.topic)
     try:
         await asyncio.to_thread(dlq.check_topic)
     except StartupRefused:

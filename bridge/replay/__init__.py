@@ -1,6 +1,5 @@
 """Bounded replay / backfill: read a fixed offset range, fold each contact's state, send it once.
 
-kafka.py     the confluent_kafka seam: range planning, bounded reads, the DLQ scan
 fold.py      per-contact folding of upserts and tag changes into one final state
 state.py     the sqlite state file that makes a run resumable
 budget.py    the key's rate budget and the ETA it implies

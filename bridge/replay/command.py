@@ -168,16 +168,16 @@ def _prepare(store: StateStore, config: BridgeConfig, options: ReplayOptions) ->
                 field="--run-name",
             )
         return
-    from bridge.replay.kafka import open_consumer, plan_ranges
+    from bridge.kafka.ranges import KafkaRangeReader
 
     now = time.time()
     start_ms = parse_time(options.from_spec, now=now)
     end_ms = parse_time(options.to_spec, now=now)
-    consumer = open_consumer(config.kafka, options.group)
+    reader = KafkaRangeReader(config.kafka, options.group)
     try:
-        ranges = plan_ranges(consumer, list(options.topics), start_ms, end_ms)
+        ranges = reader.plan_ranges(list(options.topics), start_ms, end_ms)
     finally:
-        consumer.close()
+        reader.close()
     store.init_ranges(ranges)
     store.set_meta("spec", options.spec())
     store.set_meta("phase", "read")
@@ -187,20 +187,20 @@ def _read(
     store: StateStore, config: BridgeConfig, options: ReplayOptions, progress: Progress
 ) -> None:
     from bridge.codecs import build_decoder
-    from bridge.replay.kafka import open_consumer, read_ranges
+    from bridge.kafka.ranges import KafkaRangeReader
 
     ranges = store.ranges()
     total = sum(r.end - r.start for r in ranges)
     done = sum(r.position - r.start for r in ranges)
     progress.update(events_total=total, events_read=done)
-    consumer = open_consumer(config.kafka, options.group)
+    reader = KafkaRangeReader(config.kafka, options.group)
     try:
-        batches = read_ranges(consumer, ranges, batch_size=config.pipeline.batch_size)
+        batches = reader.read_ranges(ranges, batch_size=config.pipeline.batch_size)
         ReadPhase(store, build_decoder(config.codec), config.rules, progress=progress).run(
             batches, already_read=done
         )
     finally:
-        consumer.close()
+        reader.close()
     store.set_meta("phase", "send")
 
 
@@ -224,7 +224,7 @@ def _check_scopes(store: StateStore, ping: PingInfo | None) -> None:
 
 
 async def _send(store: StateStore, config: BridgeConfig, progress: Progress) -> None:
-    from bridge.ledger_kafka import open_ledger
+    from bridge.kafka.ledger import open_ledger
     from bridge.meisa.delivery import open_deliverer
 
     async with (

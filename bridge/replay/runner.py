@@ -14,11 +14,11 @@ from typing import Any
 
 from bridge.errors import HaltError, PoisonError, SkipOutcome
 from bridge.events import EventDecoder, EventRules, Record
+from bridge.kafka.protocols import Batch
 from bridge.meisa.calls import MeisaCall, is_stale
 from bridge.outcome import Unreadable, read_record
 from bridge.replay.fold import FOLDABLE, ContactFold
 from bridge.replay.progress import Progress
-from bridge.replay.raw import Batch
 from bridge.replay.state import SHARDS, StateStore
 
 log = logging.getLogger("bridge.replay")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bridge.kafka.protocols import Range
 from bridge.meisa.calls import MeisaCall, is_stale
 from bridge.replay.fold import ContactFold, call_from_json, call_to_json
 
@@ -46,19 +47,6 @@ SHARDS = 64  # send workers pick shards; a contact's calls stay in one shard, so
 
 def shard_of(key: str) -> int:
     return zlib.crc32(key.encode()) % SHARDS
-
-
-@dataclass(frozen=True, slots=True)
-class Range:
-    topic: str
-    partition: int
-    start: int
-    end: int
-    position: int
-
-    @property
-    def left(self) -> int:
-        return max(0, self.end - self.position)
 
 
 @dataclass(frozen=True, slots=True)

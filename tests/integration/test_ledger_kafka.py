@@ -11,7 +11,7 @@ import pytest
 
 from bridge.config import LedgerSettings
 from bridge.errors import AlreadySent
-from bridge.ledger_kafka import KafkaLedger
+from bridge.kafka.ledger import KafkaLedger
 from bridge.meisa.calls import MeisaCall
 
 pytestmark = pytest.mark.integration

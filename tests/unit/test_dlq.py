@@ -1,4 +1,4 @@
-"""DLQ headers, producer config and the breaker."""
+"""DLQ headers, producer config, the DLQ producer over a client double, and the breaker."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ from bridge.dlq import (
     DlqBreaker,
     build_dlq_headers,
     dlq_record_headers,
-    producer_config,
 )
-from bridge.errors import DlqBreakerTripped, RejectedCall
+from bridge.errors import DlqBreakerTripped, RejectedCall, StartupRefused
+from bridge.kafka.memory import MemoryBroker, MemoryProducer
+from bridge.kafka.producer import KafkaProducer
+from bridge.kafka.properties import producer_config
 
 
 def letter(**kw: Any) -> DeadLetter:
@@ -111,7 +113,7 @@ class FakeProducer:
 
 async def test_send_returns_after_the_delivery_report_with_original_bytes() -> None:
     fake = FakeProducer()
-    producer = DeadLetterProducer({}, "dlq", producer=fake)
+    producer = DeadLetterProducer(KafkaProducer({}, client=fake), "dlq")
     await asyncio.wait_for(producer.send(letter()), 5)
     [record] = fake.produced
     assert record["topic"] == "dlq"
@@ -120,7 +122,9 @@ async def test_send_returns_after_the_delivery_report_with_original_bytes() -> N
 
 
 async def test_send_raises_when_the_broker_refuses() -> None:
-    producer = DeadLetterProducer({}, "dlq", producer=FakeProducer(err="MSG_TIMED_OUT"))
+    producer = DeadLetterProducer(
+        KafkaProducer({}, client=FakeProducer(err="MSG_TIMED_OUT")), "dlq"
+    )
     with pytest.raises(DeadLetterWriteFailed):
         await asyncio.wait_for(producer.send(letter()), 5)
 
@@ -143,9 +147,23 @@ class RefusingProducer(FakeProducer):
 async def test_send_raises_when_produce_refuses_the_record(error: BaseException) -> None:
     # Anything else would end the DLQ task without a halt: the partition would stop committing
     # and the bridge would keep running without saying why.
-    producer = DeadLetterProducer({}, "dlq", producer=RefusingProducer(error))
+    producer = DeadLetterProducer(KafkaProducer({}, client=RefusingProducer(error)), "dlq")
     with pytest.raises(DeadLetterWriteFailed, match="dlq"):
         await asyncio.wait_for(producer.send(letter()), 5)
+
+
+async def test_a_dead_letter_keeps_the_original_bytes_on_the_in_memory_broker() -> None:
+    broker = MemoryBroker()
+    broker.create_topic("dlq")
+    await DeadLetterProducer(MemoryProducer(broker), "dlq").send(letter())
+    [record] = broker.log("dlq", 0)
+    assert (record.key, record.value) == (b"\x00usr_1", b'{"bad": ')
+    assert dict(record.headers)["meisa-bridge.offset"] == b"42"
+
+
+def test_a_missing_dead_letter_topic_refuses_the_start() -> None:
+    with pytest.raises(StartupRefused, match="does not exist"):
+        DeadLetterProducer(MemoryProducer(MemoryBroker()), "dlq").check_topic()
 
 
 def test_breaker_trips_on_consecutive_poison() -> None:

@@ -101,3 +101,24 @@ def test_settings_and_yaml_import_nothing_above_them() -> None:
     assert graph["bridge.settings"] == set()
     assert graph["bridge.yamlio"] <= {"bridge.errors"}
     assert graph["bridge.errors"] == set()
+
+
+def _imports_of(path: Path) -> set[str]:
+    """Every module a file names in an import, TYPE_CHECKING blocks included."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+    return found
+
+
+def test_only_the_kafka_package_imports_confluent_kafka() -> None:
+    importers = {
+        name
+        for name, path in _modules().items()
+        if any(m.split(".")[0] == "confluent_kafka" for m in _imports_of(path))
+    }
+    assert importers, "the walk finds the Kafka package's imports"
+    assert {m for m in importers if not m.startswith("bridge.kafka.")} == set()

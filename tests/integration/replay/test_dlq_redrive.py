@@ -12,13 +12,14 @@ import replay_env as env
 
 from bridge.dlq import DeadLetter, DeadLetterProducer
 from bridge.errors import DecodeError, MappingError
+from bridge.kafka.producer import KafkaProducer
 
 pytestmark = pytest.mark.integration
 
 
 def _dead_letter(bootstrap: str, dlq: str, letters: list[DeadLetter]) -> None:
     async def go() -> None:
-        producer = DeadLetterProducer({"bootstrap.servers": bootstrap}, dlq)
+        producer = DeadLetterProducer(KafkaProducer({"bootstrap.servers": bootstrap}), dlq)
         for letter in letters:
             await producer.send(letter)
         producer.close()

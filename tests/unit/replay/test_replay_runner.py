@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from bridge.errors import DecodeError, HaltError, MappingError, RejectedCall, Unsubscribed
 from bridge.events import Envelope, Record
+from bridge.kafka.protocols import Batch, Range
 from bridge.meisa.calls import DEFAULT_ON_REPLAY, MeisaCall, contact_key
-from bridge.replay.raw import Batch
 from bridge.replay.runner import ReadPhase, SendPhase
-from bridge.replay.state import Range, StateStore
+from bridge.replay.state import StateStore
 
 TOPIC = "app.users"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.pipeline.consumer import consumer_config, protocol_conflict
+from bridge.kafka.properties import consumer_config, protocol_conflict
 
 
 def test_the_default_is_the_consumer_protocol_with_the_range_assignor() -> None:

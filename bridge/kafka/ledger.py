@@ -1,4 +1,4 @@
-"""The sent-email ledger on Kafka: a compacted topic keyed by trigger idempotency key.
+"""The sent-email ledger (bridge.ledger) on Kafka: a compacted topic keyed by idempotency key.
 
 Layout: key = the idempotency key (UTF-8), value = `{"trigger_key": ..., "sent_at": epoch}`,
 record timestamp = when Meisa accepted the trigger. The topic is created if missing with
@@ -25,9 +25,10 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # stubs do not re-export it
 
-from bridge.errors import StartupRefused
+from bridge.errors import BrokerError, StartupRefused
+from bridge.kafka.admin import KafkaAdmin
+from bridge.kafka.properties import connection_config
 from bridge.ledger import NO_LEDGER, LedgerIndex, MemoryLedger, SentLedger, ledger_key
 from bridge.meisa.calls import MeisaCall
 from bridge.settings import LedgerSettings
@@ -38,16 +39,6 @@ TIMEOUT = 15.0  # metadata and offset lookups; a healthy cluster answers in mill
 WRITE_WAIT = 5.0  # a broker restart must not hold a delivery slot for librdkafka's 5 minutes
 POLL = 0.1
 DAY = 86_400.0
-
-
-def _connection(kafka: Mapping[str, Any]) -> dict[str, Any]:
-    """Connection settings only (bootstrap, security, client.id) from the `kafka:` section."""
-    from bridge.dlq import producer_config
-
-    conf = producer_config(kafka)
-    for producer_only in ("acks", "enable.idempotence"):
-        conf.pop(producer_only, None)
-    return conf
 
 
 class KafkaLedger(MemoryLedger):
@@ -72,7 +63,7 @@ class KafkaLedger(MemoryLedger):
     def open(self) -> None:
         """Create the topic if needed, load it (bounded), start tailing it. Blocking."""
         self._ensure_topic()
-        conf = _connection(self._kafka) | {
+        conf = connection_config(self._kafka) | {
             "group.id": f"meisa-bridge-ledger-{self.topic}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
@@ -91,7 +82,7 @@ class KafkaLedger(MemoryLedger):
             loaded,
             time.monotonic() - started,
         )
-        producer_conf = _connection(self._kafka) | {"enable.idempotence": True, "acks": "all"}
+        producer_conf = connection_config(self._kafka) | {"enable.idempotence": True, "acks": "all"}
         self._producer = Producer(producer_conf, logger=logging.getLogger("bridge.kafka"))
         self._tail = threading.Thread(target=self._follow, name="ledger-tail", daemon=True)
         self._tail.start()
@@ -137,28 +128,18 @@ class KafkaLedger(MemoryLedger):
     # --- start-up load and tail ----------------------------------------------------------------
 
     def _ensure_topic(self) -> None:
-        admin = AdminClient(_connection(self._kafka))
-        try:
-            topics = admin.list_topics(timeout=TIMEOUT).topics
-        except KafkaException as exc:
-            raise StartupRefused(f"sent-email ledger: Kafka unreachable: {exc}") from None
-        if self.topic in topics:
-            return
         retention_ms = str(int(self._settings.retention_days * DAY * 1000))
-        new = NewTopic(
-            self.topic,
-            num_partitions=self._settings.partitions,
-            replication_factor=-1,  # the broker's default
-            config={"cleanup.policy": "compact,delete", "retention.ms": retention_ms},
-        )
         try:
-            admin.create_topics([new], operation_timeout=TIMEOUT)[self.topic].result(TIMEOUT)
-        except KafkaException as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):  # another instance was first
-                raise StartupRefused(
-                    f"sent-email ledger: cannot create topic {self.topic!r}: {exc}"
-                ) from None
-        log.info("sent-email ledger: created topic %s", self.topic)
+            created = KafkaAdmin(self._kafka).ensure_topic(
+                self.topic,
+                partitions=self._settings.partitions,
+                config={"cleanup.policy": "compact,delete", "retention.ms": retention_ms},
+                timeout=TIMEOUT,
+            )
+        except BrokerError as exc:
+            raise StartupRefused(f"sent-email ledger: {exc}") from None
+        if created:
+            log.info("sent-email ledger: created topic %s", self.topic)
 
     def _partitions(self, deadline: float) -> list[int]:
         """The topic's partitions once each has a leader (another instance may just have

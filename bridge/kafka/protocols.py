@@ -1,0 +1,168 @@
+"""What the rest of the bridge needs from Kafka, as small protocols and plain values.
+
+    Source        the live pipeline's consumer: subscribe with a rebalance listener, consume
+                  records and end-of-partition events, pause/resume, commit explicit offsets,
+                  watermarks, fetch lags and partition counts
+    Producer      write a record and wait for the broker's acknowledgement; check a topic
+    Admin         which topics exist; create one
+    RangeReader   read fixed offset ranges without a group membership or commits (replay, DLQ)
+
+bridge.kafka.source, .producer, .admin and .ranges implement them on confluent-kafka;
+bridge.kafka.memory implements them on an in-memory broker for tests. Nothing here imports the
+client library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from bridge.events import Record
+
+TopicPartition = tuple[str, int]
+Headers = Sequence[tuple[str, bytes | None]]
+
+
+class RebalanceListener(Protocol):
+    """The pipeline's side of a rebalance. The source awaits each handler on the event loop and
+    applies the assignment change after it returned."""
+
+    async def on_assign(self, tps: list[TopicPartition]) -> None: ...
+
+    async def on_revoke(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Returns the offsets to commit before the partitions go to their new owner."""
+        ...
+
+    async def on_lost(self, tps: list[TopicPartition]) -> None:
+        """The partitions may already belong to another member: nothing may be committed."""
+        ...
+
+
+class Source(Protocol):
+    """Subscribe, consume batches, pause/resume, commit explicit offsets, close."""
+
+    group_id: str
+
+    async def start(self, listener: RebalanceListener, *, callback_timeout: float) -> None:
+        """Join the group; rebalance handlers that run longer than `callback_timeout` fail."""
+
+    async def consume(
+        self, max_messages: int, wait: float
+    ) -> tuple[list[Record], list[TopicPartition]]:
+        """Records, and the partitions whose end was reached after them. Rebalance handlers run
+        inside this call. Raises BrokerError on a fatal error."""
+        ...
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """Commit now; returns what was committed (nothing when a rebalance ran since the offsets
+        were computed). Raises BrokerError on failure."""
+        ...
+
+    async def pause(self, tps: Iterable[TopicPartition]) -> None: ...
+
+    async def resume(self, tps: Iterable[TopicPartition]) -> None: ...
+
+    async def high_watermarks(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """Last known high watermarks (no broker round trip), for the lag metric."""
+        ...
+
+    async def partition_counts(self) -> dict[str, int]:
+        """Partitions of each subscribed topic that exists (a metadata request)."""
+        ...
+
+    async def fetch_lags(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """Messages between the position and the high watermark where both are known: 0 caught
+        up, more: data on its way, absent: not known yet."""
+        ...
+
+    async def close(self) -> None:
+        """Leave the group (the revoke handler commits what is done)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicState:
+    """What the broker says about a topic a producer is about to use."""
+
+    status: Literal["ok", "missing", "forbidden", "unknown"]
+    detail: str = ""
+
+
+class Producer(Protocol):
+    async def send(
+        self,
+        topic: str,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None:
+        """Returns once the broker acknowledged the record; raises BrokerError."""
+
+    def send_sync(
+        self, topic: str, *, partition: int, value: bytes | None, headers: Headers
+    ) -> None:
+        """The same, blocking, for command-line tools."""
+
+    def topic_state(self, topic: str, timeout: float) -> TopicState: ...
+
+    def flush(self, timeout: float) -> int:
+        """Wait for outstanding records; returns how many are still not acknowledged."""
+        ...
+
+
+class Admin(Protocol):
+    def missing_topics(self, topics: Iterable[str], timeout: float) -> list[str]:
+        """Those of `topics` the cluster does not have; BrokerError when no broker answers."""
+        ...
+
+    def ensure_topic(
+        self, topic: str, *, partitions: int, config: Mapping[str, str], timeout: float
+    ) -> bool:
+        """Create the topic unless it exists; True when this call created it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """A fixed [start, end) of one partition and `position`, the next offset to read."""
+
+    topic: str
+    partition: int
+    start: int
+    end: int
+    position: int
+
+    @property
+    def left(self) -> int:
+        return max(0, self.end - self.position)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Records read, and per partition the next offset to read once they are processed."""
+
+    records: list[Record]
+    positions: dict[TopicPartition, int] = field(default_factory=dict)
+
+
+class RangeReader(Protocol):
+    def plan_ranges(
+        self, topics: list[str], start_ms: int | None, end_ms: int | None
+    ) -> list[Range]:
+        """Fixed [start, end) per partition. None means earliest (start) or now (end)."""
+        ...
+
+    def read_ranges(self, ranges: list[Range], *, batch_size: int = 500) -> Iterator[Batch]:
+        """Every record in [position, end) of each range, in batches, then stop."""
+        ...
+
+    def read_one(self, topic: str, partition: int, offset: int) -> Record | None: ...
+
+    def scan_topic(self, topic: str) -> Iterator[Record]:
+        """Everything in a topic up to its current end."""
+        ...
+
+    def close(self) -> None: ...

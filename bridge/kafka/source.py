@@ -1,0 +1,227 @@
+"""The live consumer (bridge.kafka.protocols.Source) on confluent-kafka, owned by one thread.
+
+Every consumer call (consume, commit, pause, resume, close) runs on that thread, so the asyncio
+loop never blocks on librdkafka and the consumer is never touched from two threads. Rebalance
+callbacks run on it too, inside `consume()`; they hand over to the listener on the loop and wait
+for its answer. Either group protocol (bridge.kafka.properties) applies the incremental
+assign/unassign after each callback returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+from bridge.errors import BrokerError
+from bridge.events import Record
+from bridge.kafka.properties import consumer_config
+from bridge.kafka.protocols import RebalanceListener, TopicPartition
+from bridge.observability import RepeatLimiter
+
+log = logging.getLogger("bridge.pipeline.consumer")
+
+ERROR_REPORT_SECONDS = 30.0  # a broker outage repeats one error every poll: report it this often
+T = TypeVar("T")
+
+
+def record_of(message: Message) -> Record:
+    """A confluent-kafka Message as a plain Record."""
+    kind, ts = message.timestamp()
+    return Record(
+        topic=str(message.topic()),
+        partition=int(message.partition() or 0),
+        offset=int(message.offset() or 0),
+        key=_bytes(message.key()),
+        value=_bytes(message.value()),
+        headers=_headers(message.headers()),
+        timestamp=ts if kind != 0 else None,  # 0: TIMESTAMP_NOT_AVAILABLE
+    )
+
+
+def _bytes(value: str | bytes | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
+
+
+def _headers(
+    raw: Mapping[str, str | bytes | None] | Iterable[tuple[str, str | bytes | None]] | None,
+) -> tuple[tuple[str, bytes | None], ...]:
+    items = raw.items() if isinstance(raw, Mapping) else (raw or ())
+    return tuple((k, _bytes(v)) for k, v in items)
+
+
+def _tps(partitions: Iterable[KafkaTopicPartition]) -> list[TopicPartition]:
+    return [(p.topic, p.partition) for p in partitions]
+
+
+def broker_error(exc: KafkaException) -> BrokerError:
+    """The client's exception as the bridge's, with librdkafka's own words."""
+    err = exc.args[0] if exc.args else None
+    return BrokerError(err.str() if isinstance(err, KafkaError) else str(exc))
+
+
+class KafkaSource:
+    """Subscribe, consume batches, pause/resume, commit explicit offsets, close."""
+
+    def __init__(self, kafka: Mapping[str, Any], topics: Iterable[str]) -> None:
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
+        self._conf = consumer_config(kafka)
+        self._topics = list(topics)
+        self._consumer: Any = None
+        self._listener: RebalanceListener | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._callback_timeout = 60.0
+        # Bumped by every rebalance callback. A commit computed before a rebalance may hold stale
+        # offsets (older than the revoke's own commit, or for partitions given away): dropped.
+        self._epoch = 0
+        self._errors = RepeatLimiter(ERROR_REPORT_SECONDS)
+        self.group_id = str(self._conf["group.id"])
+
+    def __repr__(self) -> str:
+        return f"KafkaSource(topics={self._topics!r}, group_id={self.group_id!r})"
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    async def start(self, listener: RebalanceListener, *, callback_timeout: float) -> None:
+        self._listener = listener
+        self._loop = asyncio.get_running_loop()
+        self._callback_timeout = callback_timeout
+        await self._run(self._start)
+
+    def _start(self) -> None:
+        self._consumer = Consumer(self._conf, logger=logging.getLogger("bridge.kafka"))
+        self._consumer.subscribe(
+            self._topics,
+            on_assign=self._assigned,
+            on_revoke=self._revoked,
+            on_lost=self._lost,
+        )
+
+    def _on_loop(self, handler: Coroutine[Any, Any, T]) -> T:
+        """Run a listener handler on the loop from the consumer thread and wait for its result."""
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(handler, self._loop)
+        return future.result(timeout=self._callback_timeout)
+
+    def _assigned(self, consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
+        assert self._listener is not None
+        self._on_loop(self._listener.on_assign(_tps(partitions)))
+        self._epoch += 1
+
+    def _lost(self, consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
+        assert self._listener is not None
+        self._on_loop(self._listener.on_lost(_tps(partitions)))
+        self._epoch += 1
+
+    def _revoked(self, consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
+        # Commit what finished before giving the partitions away (this thread owns the consumer).
+        assert self._listener is not None
+        offsets = self._on_loop(self._listener.on_revoke(_tps(partitions)))
+        if offsets:
+            try:
+                self._commit(offsets)
+            except BrokerError as exc:
+                log.warning("commit on revoke failed, the new owner re-reads from earlier: %s", exc)
+        self._epoch += 1
+
+    async def consume(
+        self, max_messages: int, wait: float
+    ) -> tuple[list[Record], list[TopicPartition]]:
+        return await self._run(self._consume, max_messages, wait)
+
+    def _consume(
+        self, max_messages: int, timeout: float
+    ) -> tuple[list[Record], list[TopicPartition]]:
+        messages = self._consumer.consume(num_messages=max_messages, timeout=timeout)
+        out, ends = [], []
+        for m in messages:
+            err = m.error()
+            if err is None:
+                out.append(record_of(m))
+            elif err.code() == KafkaError._PARTITION_EOF:
+                ends.append((m.topic(), m.partition()))
+            else:
+                if err.fatal():
+                    raise BrokerError(f"fatal: {err.str()}")
+                held = self._errors.allow(err.code())
+                if held is not None:
+                    log.warning("consumer error: %s (%d more like it before this one)", err, held)
+        return out, ends
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+        return await self._run(self._commit, dict(offsets), self._epoch)
+
+    def _commit(
+        self, offsets: Mapping[TopicPartition, int], epoch: int | None = None
+    ) -> dict[TopicPartition, int]:
+        if epoch is not None and epoch != self._epoch:
+            log.debug("dropping a commit computed before a rebalance: %s", dict(offsets))
+            return {}
+        tps = [KafkaTopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        try:
+            result = self._consumer.commit(offsets=tps, asynchronous=False)
+            for tp in result or []:
+                if tp.error is not None:  # a per-partition failure does not raise by itself
+                    raise KafkaException(tp.error)
+        except KafkaException as exc:
+            raise broker_error(exc) from None
+        return dict(offsets)
+
+    async def pause(self, tps: Iterable[TopicPartition]) -> None:
+        await self._run(self._consumer.pause, [KafkaTopicPartition(t, p) for t, p in tps])
+
+    async def resume(self, tps: Iterable[TopicPartition]) -> None:
+        await self._run(self._consumer.resume, [KafkaTopicPartition(t, p) for t, p in tps])
+
+    async def high_watermarks(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        return await self._run(self._watermarks, list(tps))
+
+    def _watermarks(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        out = {}
+        for t, p in tps:
+            try:
+                _, high = self._consumer.get_watermark_offsets(
+                    KafkaTopicPartition(t, p), cached=True
+                )
+            except KafkaException:
+                continue
+            if high >= 0:
+                out[(t, p)] = int(high)
+        return out
+
+    async def partition_counts(self) -> dict[str, int]:
+        return await self._run(self._partition_counts)
+
+    def _partition_counts(self) -> dict[str, int]:
+        metadata = self._consumer.list_topics(timeout=10)
+        return {
+            name: len(topic.partitions)
+            for name, topic in metadata.topics.items()
+            if name in self._topics and topic.error is None
+        }
+
+    async def fetch_lags(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        return await self._run(self._fetch_lags, list(tps))
+
+    def _fetch_lags(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        highs = self._watermarks(tps)
+        known = [KafkaTopicPartition(t, p) for t, p in tps if (t, p) in highs]
+        if not known:
+            return {}
+        out = {}
+        for tp in self._consumer.position(known):
+            if tp.offset >= 0:
+                out[(tp.topic, tp.partition)] = max(0, highs[(tp.topic, tp.partition)] - tp.offset)
+        return out
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._run(self._consumer.close)
+            self._consumer = None
+        self._thread.shutdown(wait=True)

@@ -1,0 +1,311 @@
+"""The pipeline core on the in-memory broker (bridge.kafka.memory): assignment, commits of the
+finished prefix, revoke, loss, backpressure, the event-time lockstep and poison, without Kafka.
+
+Each scenario runs the real Pipeline (dispatcher, lockstep, tracker, committer, DLQ producer) on
+a MemorySource; only Meisa is a fake that records calls and can hold one until a test releases
+it. Waits are for conditions, never for time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+
+from bridge import dlq
+from bridge.config import BridgeConfig
+from bridge.dlq import DeadLetterProducer
+from bridge.errors import (
+    DeadLetterWriteFailed,
+    DecodeError,
+    MappingError,
+    PoisonError,
+    RejectedCall,
+)
+from bridge.events import Envelope
+from bridge.kafka.memory import MemoryBroker, MemoryProducer, MemorySource
+from bridge.meisa.calls import MeisaCall
+from bridge.pipeline.dispatcher import Slot
+from bridge.pipeline.message import Sending
+from bridge.pipeline.pipeline import Pipeline
+from bridge.settings import DlqSettings, PipelineSettings
+
+TP = ("events", 0)
+GROUP = "test"
+
+
+class JsonDecoder:
+    def decode(self, **kw: Any) -> Envelope:
+        try:
+            data = orjson.loads(kw["value"])
+        except orjson.JSONDecodeError as exc:
+            raise DecodeError(f"not JSON: {exc}") from None
+        coords = {k: kw[k] for k in ("topic", "partition", "offset", "key", "timestamp")}
+        return Envelope(**coords, data=data, time=data.get("time"))
+
+
+class Rules:
+    """One upsert per event for `data.who`; `data.bad` fails mapping in rule "signup"."""
+
+    def map(self, envelope: Envelope, *, replay: bool = False) -> list[MeisaCall]:
+        data = envelope.data
+        if data.get("bad"):
+            raise MappingError("data.email: missing", rule="signup")
+        who = str(data["who"])
+        body = {"email": f"{who}@example.com", "n": data["n"]}
+        return [MeisaCall("upsert", body, contact_key=who, rule="signup", coalesce=False)]
+
+
+@dataclass
+class FakeMeisa:
+    """Records each call it is given; holds calls whose n is in `held` until released."""
+
+    sent: list[int] = field(default_factory=list)
+    held: dict[int, asyncio.Event] = field(default_factory=dict)
+    cancelled: list[int] = field(default_factory=list)
+    fail: dict[int, PoisonError] = field(default_factory=dict)
+
+    def hold(self, n: int) -> None:
+        self.held[n] = asyncio.Event()
+
+    def release(self, n: int) -> None:
+        self.held[n].set()
+
+    async def deliver(self, call: MeisaCall, slot: Slot, sending: Sending) -> object:
+        n = int(call.body["n"])
+        async with slot:
+            gate = self.held.get(n)
+            try:
+                if gate is not None:
+                    await gate.wait()
+            except asyncio.CancelledError:
+                self.cancelled.append(n)
+                raise
+            if n in self.fail:
+                raise self.fail[n]
+            self.sent.append(n)
+        return None
+
+
+@dataclass
+class Harness:
+    broker: MemoryBroker
+    source: MemorySource
+    meisa: FakeMeisa
+    pipeline: Pipeline
+    task: asyncio.Task[Any]
+
+    def committed(self, tp: tuple[str, int] = TP) -> int | None:
+        return self.broker.committed(GROUP, tp)
+
+
+def event(n: int, who: str = "ann", *, time: str | None = None, **extra: Any) -> bytes:
+    return orjson.dumps({"n": n, "who": who, "time": time, **extra})
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Let the pipeline run until `condition` holds (a generous bound, not a speed check)."""
+    for _ in range(2000):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    assert condition(), what
+
+
+@asynccontextmanager
+async def running(
+    *,
+    partitions: int = 1,
+    producer: MemoryProducer | None = None,
+    on_share: Callable[[float], None] | None = None,
+    **settings: Any,
+) -> AsyncIterator[Harness]:
+    broker = MemoryBroker()
+    broker.create_topic("events", partitions)
+    broker.create_topic("dlq", 1)
+    source = MemorySource(broker, ["events"], GROUP)
+    meisa = FakeMeisa()
+    config = BridgeConfig(
+        topics=("events",),
+        pipeline=PipelineSettings(**{"commit_interval_seconds": 0.02, **settings}),
+        dlq=DlqSettings(topic="dlq", max_consecutive=0, max_ratio=0),
+    )
+    pipeline = Pipeline(
+        config=config,
+        source=source,
+        decoder=JsonDecoder(),
+        rules=Rules(),
+        deliver=meisa.deliver,
+        guard=lambda call, event_time: None,
+        dlq=DeadLetterProducer(producer or MemoryProducer(broker), "dlq"),
+        on_share=on_share,
+    )
+    task = asyncio.create_task(pipeline.run())
+    harness = Harness(broker, source, meisa, pipeline, task)
+    try:
+        yield harness
+    finally:
+        for gate in meisa.held.values():
+            gate.set()
+        pipeline.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_every_assigned_partition_is_read_and_its_finished_offsets_committed() -> None:
+    async with running(partitions=2) as h:
+        for n in range(3):
+            h.broker.produce("events", event(n, f"p{n}"), partition=0)
+        for n in range(3, 5):
+            h.broker.produce("events", event(n, f"p{n}"), partition=1)
+        await until(lambda: h.committed() == 3 and h.committed(("events", 1)) == 2, "committed")
+    assert sorted(h.meisa.sent) == [0, 1, 2, 3, 4]
+    assert h.source.closed
+
+
+async def test_the_commit_never_passes_an_unfinished_offset() -> None:
+    async with running() as h:
+        h.meisa.hold(1)
+        for n in range(4):  # different people: 2 and 3 finish while 1 is held
+            h.broker.produce("events", event(n, f"p{n}"))
+        await until(lambda: sorted(h.meisa.sent) == [0, 2, 3], "the others finished")
+        await until(lambda: h.committed() == 1, "the finished prefix committed")
+        for _ in range(5):  # further commit ticks: still nothing past the held message
+            await h.pipeline._committer.commit()
+        assert h.committed() == 1
+        h.meisa.release(1)
+        await until(lambda: h.committed() == 4, "everything committed once 1 finished")
+
+
+async def test_a_revoke_lets_started_work_finish_commits_it_and_starts_nothing_more() -> None:
+    async with running(revoke_grace_seconds=30) as h:
+        h.meisa.hold(2)
+        for n in range(5):  # one person: 3 and 4 queue behind 2 in the person's lane
+            h.broker.produce("events", event(n))
+        await until(lambda: h.meisa.sent == [0, 1] and 2 in h.meisa.held, "2 in flight")
+        await until(lambda: h.pipeline.dispatcher.sending == 1, "2 holds a slot")
+        h.source.revoke([TP])
+        await until(lambda: TP not in h.pipeline._assigned, "the revoke started")
+        h.meisa.release(2)
+        await until(lambda: TP not in h.source.assigned, "the revoke finished")
+        assert h.committed() == 3  # 0..2 done; the new owner reads 3 and 4
+        assert h.meisa.sent == [0, 1, 2]
+
+
+async def test_a_lost_partition_commits_nothing_and_cancels_its_calls() -> None:
+    async with running(commit_interval_seconds=3600) as h:
+        h.meisa.hold(1)
+        for n in range(3):
+            h.broker.produce("events", event(n))
+        await until(lambda: h.meisa.sent == [0] and h.pipeline.dispatcher.sending == 1, "1 sent")
+        h.source.lose([TP])
+        await until(lambda: h.meisa.cancelled == [1], "the call in flight was cancelled")
+        await until(lambda: TP not in h.source.assigned, "the loss was handled")
+    assert h.committed() is None  # another member may own it: not even the final commit
+    assert h.meisa.sent == [0]
+
+
+async def test_backpressure_pauses_a_full_partition_and_resumes_it_once_drained() -> None:
+    async with running(max_buffered_per_partition=4, batch_size=2) as h:
+        h.meisa.hold(0)
+        for n in range(20):
+            h.broker.produce("events", event(n))
+        await until(lambda: TP in h.source.paused, "paused at 4 unfinished messages")
+        fetched = h.source.assigned[TP]
+        assert fetched < 20  # a paused partition is not fetched
+        h.meisa.release(0)
+        await until(lambda: h.committed() == 20, "everything delivered once resumed")
+        await until(lambda: TP not in h.source.paused, "resumed once drained")
+    assert h.meisa.sent == list(range(20))
+
+
+async def test_one_persons_events_reach_meisa_in_event_time_order_across_partitions() -> None:
+    def at(second: int) -> str:
+        return f"2026-01-01T00:00:{second:02d}Z"
+
+    async with running(partitions=2) as h:
+        # Each partition is fetched whole before the next, so neither the fetch order (0 1 3 2)
+        # nor taking the partitions in turn (0 2 1 3) is the event-time order.
+        h.broker.produce("events", event(0, time=at(10)), partition=0)
+        h.broker.produce("events", event(1, time=at(20)), partition=0)
+        h.broker.produce("events", event(3, time=at(40)), partition=0)
+        h.broker.produce("events", event(2, time=at(30)), partition=1)
+        await until(lambda: len(h.meisa.sent) == 4, "all delivered")
+    assert h.meisa.sent == [0, 1, 2, 3]
+
+
+async def test_poison_goes_to_the_dlq_with_its_stage_and_rule_and_its_offset_is_committed() -> None:
+    async with running() as h:
+        h.meisa.fail[2] = RejectedCall("bad field", status=400, endpoint="POST /contacts/upsert/")
+        h.broker.produce("events", b"{not json")
+        h.broker.produce("events", event(1, bad=True))
+        h.broker.produce("events", event(2))
+        h.broker.produce("events", event(3))
+        await until(lambda: h.committed() == 4, "poison dead-lettered, all committed")
+    letters = [dict(r.headers) for r in h.broker.log("dlq", 0)]
+    assert [(d[dlq.STAGE], d[dlq.RULE], d[dlq.OFFSET]) for d in letters] == [
+        (b"decode", b"", b"0"),
+        (b"map", b"signup", b"1"),
+        (b"deliver", b"signup", b"2"),
+    ]
+    assert h.broker.log("dlq", 0)[0].value == b"{not json"  # the original bytes
+    assert h.meisa.sent == [3]
+
+
+async def test_a_dlq_write_that_fails_halts_without_committing_the_poison() -> None:
+    broker_refusing = MemoryProducer(MemoryBroker())
+    broker_refusing.refuse = "message too large"
+    async with running(producer=broker_refusing) as h:
+        h.broker.produce("events", event(0))
+        h.broker.produce("events", b"{not json")
+        halted = await asyncio.wait_for(h.task, 10)
+    assert isinstance(halted, DeadLetterWriteFailed)
+    assert h.committed() == 1  # the good message before it, never the poison
+
+
+async def test_a_failed_commit_is_retried_on_the_next_tick() -> None:
+    async with running() as h:
+        h.source.fail_commits = True
+        h.broker.produce("events", event(0))
+        await until(lambda: h.meisa.sent == [0], "delivered")
+        await h.pipeline._committer.commit()
+        assert h.committed() is None
+        h.source.fail_commits = False
+        await until(lambda: h.committed() == 1, "committed on a later tick")
+
+
+async def test_the_rate_share_follows_the_partitions_this_member_owns() -> None:
+    shares: list[float] = []
+    async with running(partitions=4, on_share=shares.append) as h:
+        await until(lambda: shares[-1:] == [1.0], "all four partitions owned")
+        h.source.revoke([("events", 0), ("events", 1)])
+        await until(lambda: shares[-1:] == [0.5], "two of four partitions owned")
+        h.source.lose([("events", 2)])
+        await until(lambda: shares[-1:] == [0.25], "one of four partitions owned")
+
+
+@pytest.mark.parametrize("partitions", [1, 3])
+async def test_a_restart_reads_from_the_committed_offset(partitions: int) -> None:
+    async with running(partitions=partitions) as h:
+        h.broker.produce("events", event(0))
+        await until(lambda: h.committed() == 1, "committed")
+    source = MemorySource(h.broker, ["events"], GROUP)
+    meisa = FakeMeisa()
+    pipeline = Pipeline(
+        config=BridgeConfig(topics=("events",)),
+        source=source,
+        decoder=JsonDecoder(),
+        rules=Rules(),
+        deliver=meisa.deliver,
+        guard=lambda call, event_time: None,
+        dlq=None,
+    )
+    task = asyncio.create_task(pipeline.run())
+    h.broker.produce("events", event(1))
+    await until(lambda: meisa.sent == [1], "only the new event")
+    pipeline.stop()
+    assert await asyncio.wait_for(task, 10) is None
+    assert h.broker.committed(GROUP, TP) == 2
