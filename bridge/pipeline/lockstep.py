@@ -17,7 +17,9 @@ hands them on smallest event time first:
   `LAG_WAIT_FACTOR` times longer (data is on its way; only an open transaction could hold it
   back for long), and one whose lag is 0 is caught up;
 - a partition paused by backpressure with an empty buffer is waited for: it is behind, and the
-  others must not run ahead of it (they fill their buffers and are paused in turn);
+  others must not run ahead of it (they fill their buffers and are paused in turn); unless the
+  caller says its work may itself be waiting for theirs (`ignore_paused`: calls parked until a
+  contact that only a later message creates), where waiting would never end;
 - messages the caller marks `urgent` (calls that depend on nothing, such as a one-time code) are
   never buffered; the caller sends them at once.
 
@@ -107,13 +109,17 @@ class Lockstep(Generic[T]):
             return 0 if state is None else len(state.buffer)
         return sum(len(s.buffer) for s in self._inputs.values())
 
-    def admit(self, now: float) -> list[T]:
+    def blocked_by_paused(self) -> bool:
+        """Some paused partition has nothing buffered (admission may be waiting for it)."""
+        return any(s.paused and not s.buffer and not s.at_end for s in self._inputs.values())
+
+    def admit(self, now: float, *, ignore_paused: bool = False) -> list[T]:
         """Everything that may go now, oldest event time first."""
         heads = [
             (s.buffer[0][0], n, tp) for n, (tp, s) in enumerate(self._inputs.items()) if s.buffer
         ]
         heapq.heapify(heads)
-        bound = self._bound(now)
+        bound = self._bound(now, ignore_paused)
         order = itertools.count(len(self._inputs))
         out: list[T] = []
         while heads:
@@ -128,18 +134,19 @@ class Lockstep(Generic[T]):
                 heapq.heappush(heads, (state.buffer[0][0], next(order), tp))
             else:
                 state.empty_since = now
-                bound = min(bound, self._limit(state, now))
+                bound = min(bound, self._limit(state, now, ignore_paused))
         return out
 
-    def _bound(self, now: float) -> float:
+    def _bound(self, now: float, ignore_paused: bool) -> float:
         """The newest event time that may go: no empty partition we wait for is further behind."""
-        limits = [self._limit(s, now) for s in self._inputs.values() if not s.buffer]
+        limits = [self._limit(s, now, ignore_paused) for s in self._inputs.values() if not s.buffer]
         return min(limits, default=float("inf"))
 
-    def _limit(self, state: _Input[T], now: float) -> float:
+    def _limit(self, state: _Input[T], now: float, ignore_paused: bool = False) -> float:
         if state.at_end or state.lag == 0:
             return float("inf")
         bound = self.max_idle * (1 if state.lag is None else LAG_WAIT_FACTOR)
-        if not state.paused and now - state.empty_since >= bound:
+        waited_for = state.paused and not ignore_paused
+        if not waited_for and now - state.empty_since >= bound:
             return float("inf")  # idle: not waited for any longer
         return state.last_time + self.max_skew

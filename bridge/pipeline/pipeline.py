@@ -242,7 +242,13 @@ class Pipeline:
     def _admit(self) -> None:
         """Hand the messages the lockstep lets go to the dispatcher, oldest event first."""
         assert self._loop is not None
-        for message, calls in self.lockstep.admit(self._loop.time()):
+        now = self._loop.time()
+        admitted = self.lockstep.admit(now)
+        if self.lockstep.blocked_by_paused() and self.dispatcher.parked():
+            # A paused partition's calls may be parked waiting for a contact that only a later
+            # message of another partition creates: waiting for it would never end.
+            admitted += self.lockstep.admit(now, ignore_paused=True)
+        for message, calls in admitted:
             if not (message.cancelled or message.revoked):
                 self.dispatcher.submit(message, calls)
 

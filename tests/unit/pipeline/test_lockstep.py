@@ -121,3 +121,18 @@ def test_data_on_its_way_is_not_waited_for_forever() -> None:
     ls.set_lag(B, 1)  # e.g. an open transaction past the last stable offset
     assert ls.admit(now=23.9) == []
     assert ls.admit(now=24.0) == ["a10"]
+
+
+def test_a_paused_partition_is_not_waited_for_when_the_caller_says_its_work_waits_on_others() -> (
+    None
+):
+    ls: Lockstep[str] = Lockstep(max_idle=2.0)
+    ls.assign([A, B], now=0.0)
+    ls.push(B, 1.0, "b1")
+    ls.at_end(A)
+    assert ls.admit(now=0.0) == ["b1"]
+    ls.set_paused(B, True)  # B's calls are stuck (parked on contacts A has not created yet)
+    ls.push(A, 9.0, "a9")
+    assert ls.blocked_by_paused()
+    assert ls.admit(now=10.0) == []
+    assert ls.admit(now=10.0, ignore_paused=True) == ["a9"]
