@@ -25,7 +25,7 @@ import sys
 import sysconfig
 import threading
 import time
-from types import FrameType
+from types import CodeType, FrameType
 
 INTERVAL = 0.002  # 500 samples/s: a few % overhead, enough samples for a 10 s run
 
@@ -65,17 +65,27 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
 STDLIB = sysconfig.get_paths()["stdlib"]
 
 
+_BY_CODE: dict[CodeType, str | None] = {}  # a frame's code decides its stage: computed once
+
+
+def _code_stage(code: CodeType) -> str | None:
+    path = code.co_filename
+    if "/logging/" in path:  # stdlib, but its cost is the bridge's choice
+        return "log+metrics"
+    if path.startswith(STDLIB) and "site-packages" not in path:
+        return None
+    where = f"{path}:{code.co_name}"
+    return next((stage for stage, parts in STAGES if any(p in where for p in parts)), None)
+
+
 def stage_of(frame: FrameType | None) -> str:
     while frame is not None:
         code = frame.f_code
-        path = code.co_filename
-        if "/logging/" in path:  # stdlib, but its cost is the bridge's choice
-            return "log+metrics"
-        if not path.startswith(STDLIB) or "site-packages" in path:
-            where = f"{path}:{code.co_name}"
-            for stage, fragments in STAGES:
-                if any(f in where for f in fragments):
-                    return stage
+        stage = _BY_CODE.get(code, "")
+        if stage == "":
+            stage = _BY_CODE[code] = _code_stage(code)
+        if stage is not None:
+            return stage
         frame = frame.f_back
     return "event loop"
 

@@ -227,6 +227,16 @@ def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
+def _peak_rss_mib(pid: int) -> float | None:
+    """VmHWM: the process's own peak (ru_maxrss would count the parent's RSS at fork)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    line = next((x for x in status.splitlines() if x.startswith("VmHWM:")), None)
+    return int(line.split()[1]) / 1024 if line else None
+
+
 def _proc_cpu(pid: int) -> float | None:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -255,12 +265,14 @@ def run_system(
     log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
     proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=ROOT)
     timeline: list[tuple[float, float]] = []
+    peak = 0.0
     deadline = time.monotonic() + timeout
     try:
         while True:
-            cpu = _proc_cpu(proc.pid)
+            cpu, rss = _proc_cpu(proc.pid), _peak_rss_mib(proc.pid)
             if cpu is not None:
                 timeline.append((time.time(), cpu))
+            peak = max(peak, rss or 0.0)
             if proc.poll() is not None:
                 log.seek(0)
                 tail = log.read().decode(errors="replace")[-3000:]
@@ -274,6 +286,7 @@ def run_system(
     finally:
         probe.close()
         if proc.poll() is None:
+            peak = max(peak, _peak_rss_mib(proc.pid) or 0.0)
             proc.send_signal(signal.SIGTERM)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -288,7 +301,7 @@ def run_system(
         span=max(last - first, 1e-3),
         cpu_busy=_cpu_at(timeline, last) - _cpu_at(timeline, first),
         cpu_all=usage.ru_utime + usage.ru_stime,
-        peak_rss_mib=usage.ru_maxrss / 1024,
+        peak_rss_mib=peak,
     )  # fmt: skip
 
 
