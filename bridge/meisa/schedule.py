@@ -22,12 +22,12 @@ for triggers.
 
 429s (see bridge.meisa.aimd). A Retry-After is authoritative for what it answers: the call that
 got it waits that long (the retry policy), and the budget does not shrink for it. Whether it
-answers for the key or for one request, the other answers tell: after two 429s in a row, or
-while 429s are a quarter of the last 20 answers, a Retry-After stops every grant until it has
-run; a lone 429 among successes (a proxy refusing the odd request) holds back only its own
-call. A 429 without one may lower the effective limits (and the pace): only when such 429s
-repeat or the key evidently allows less than /ping said, at most once per window, never below
-one request per window; the budget is back in full at most 90 s after the last such 429.
+answers for the key or for one request, the other answers tell: while 429s are a quarter of
+the last 20 answers (three at least), a Retry-After stops every grant until it has run; a 429
+now and then among successes (a proxy refusing the odd request) holds back only its own call.
+A 429 without one may lower the effective limits (and the pace): only when such 429s repeat or
+the key evidently allows less than /ping said, at most once per window, never below one
+request per window; the budget is back in full at most 90 s after the last such 429.
 `state(now)` says whether calls are held back, why and until when.
 
 Priority. Waiting callers are served strictly by priority (0 = trigger, 1 = track/enroll,
@@ -61,12 +61,13 @@ _SAME_PAUSE_SECONDS = 1.0
 # A 429 proves the key's limit lower than /ping said when this replica sent less than this share
 # of its limit in the last window: more than the off-by-one of a window boundary.
 PROOF_SHARE = 0.9
-# Whether a Retry-After speaks for the key or for one request: the key is refused after two 429s
-# in a row, or when 429s are at least PAUSE_SHARE of the last PAUSE_ANSWERS answers (two at
-# least). A limiter refusing the key answers 429 to nearly everything; a proxy refusing the odd
-# request leaves the answers around it fine.
+# Whether a Retry-After speaks for the key or for one request: the key is refused when 429s are
+# at least PAUSE_SHARE of the last PAUSE_ANSWERS answers, and PAUSE_MIN at least. A limiter
+# refusing the key answers 429 to nearly everything; a proxy refusing the odd request (2%, say)
+# puts three 429s among the last 20 answers about once in a thousand windows.
 PAUSE_ANSWERS = 20
 PAUSE_SHARE = 0.25
+PAUSE_MIN = 3
 
 Reason = Literal["retry_after", "repeated_429", "limit_lower"]
 
@@ -220,10 +221,7 @@ class RateScheduler:
         self._refused += refused
 
     def _key_refused(self) -> bool:
-        """Two 429s in a row, or 429s a quarter of the last answers (two at least)."""
-        answers = self._answers
-        in_a_row = len(answers) >= 2 and answers[-2]
-        return in_a_row or self._refused >= max(2.0, PAUSE_SHARE * len(answers))
+        return self._refused >= max(PAUSE_MIN, PAUSE_SHARE * len(self._answers))
 
     def _pause(self, now: float, retry_after: float) -> Reason | None:
         until = now + retry_after

@@ -42,7 +42,8 @@ def saturated(per_minute: int, until: float, core: RateScheduler | None = None) 
 def test_retry_after_pauses_every_call_when_the_key_is_refused_and_leaves_the_budget() -> None:
     core = RateScheduler(per_minute=60, per_hour=1000)
     assert core.on_rate_limited(10.0, 3.0) is None  # one 429: its own call waits, no one else
-    assert core.on_rate_limited(10.5, 3.0) == "retry_after"  # and another: the key is refused
+    assert core.on_rate_limited(10.2, 3.0) is None
+    assert core.on_rate_limited(10.5, 3.0) == "retry_after"  # a run of three: the key is refused
     assert core.limits() == (60, 1000)
     core.request(UPSERT)
     assert core.grant(13.4) == ([], 13.5)
@@ -63,13 +64,25 @@ def test_a_429_now_and_then_among_successes_holds_back_no_one_else() -> None:
 
 
 @given(before=st.integers(0, 40))
-def test_two_429s_in_a_row_pause_the_key(before: int) -> None:
+def test_a_run_of_429s_pauses_the_key_once_they_are_a_quarter_of_the_last_answers(
+    before: int,
+) -> None:
     core = RateScheduler(per_minute=None, per_hour=None)
     for _ in range(before):
         core.on_success()
-    assert core.on_rate_limited(1.0, 30.0) is None
-    assert core.on_rate_limited(1.001, 30.0) == "retry_after"
+    reasons = [core.on_rate_limited(1.0 + i * 0.001, 30.0) for i in range(8)]
+    # the n-th 429 of the run: n >= 3 and n >= a quarter of the last 20 answers
+    needed = next(n for n in range(3, 9) if n >= 0.25 * min(before + n, 20))
+    assert reasons.index("retry_after") == needed - 1
     assert core.state(2.0).throttled
+
+
+def test_two_429s_in_a_row_among_successes_hold_back_only_their_calls() -> None:
+    core = RateScheduler(per_minute=None, per_hour=None)
+    for _ in range(30):
+        core.on_success()
+    assert [core.on_rate_limited(1.0, 30.0), core.on_rate_limited(1.001, 30.0)] == [None, None]
+    assert not core.state(2.0).throttled
 
 
 def test_429s_a_quarter_of_the_last_answers_pause_the_key_though_never_in_a_row() -> None:
@@ -200,8 +213,9 @@ async def test_pause_is_reported_with_reason_and_end_then_the_return(
     governor = RateGovernor(per_minute=600, per_hour=None, observer=observe)
     with caplog.at_level(logging.INFO, logger="bridge.meisa.governor"):
         governor.on_rate_limited(0.05)  # one 429: only its own call waits
+        governor.on_rate_limited(0.05)
         assert states == []
-        governor.on_rate_limited(0.05)  # a second: the key is refused, everyone waits
+        governor.on_rate_limited(0.05)  # a run of three: the key is refused, everyone waits
         governor.on_rate_limited(0.05)  # the same pause: neither reported nor logged again
         assert [s.reason for s in states] == ["retry_after"]
         await asyncio.wait_for(back.wait(), timeout=10)
