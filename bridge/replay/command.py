@@ -14,14 +14,16 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO, cast
+from typing import Any, TextIO, cast
 
 from bridge.config import BridgeConfig
 from bridge.errors import ConfigError, HaltError, StartupRefused
 from bridge.exitcodes import ExitCode
+from bridge.kafka.protocols import RangeReader
 from bridge.meisa.calls import SCOPES, CallKind
 from bridge.meisa.models import PingInfo
 from bridge.replay.budget import Budget, budget_from
@@ -31,6 +33,7 @@ from bridge.replay.runner import ReadPhase, SendPhase
 from bridge.replay.state import StateStore
 
 DEFAULT_STATE_DIR = ".meisa-bridge/replay"
+OpenReader = Callable[[Mapping[str, Any], str], RangeReader]
 _RELATIVE = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -117,24 +120,40 @@ def replay_command(args: argparse.Namespace) -> int:
         return ExitCode.HALTED
 
 
-def run_replay(config: BridgeConfig, options: ReplayOptions, *, out: TextIO = sys.stdout) -> int:
+def kafka_reader(kafka: Mapping[str, Any], group: str) -> RangeReader:
+    from bridge.kafka.ranges import KafkaRangeReader
+
+    return KafkaRangeReader(kafka, group)
+
+
+def run_replay(
+    config: BridgeConfig,
+    options: ReplayOptions,
+    *,
+    out: TextIO = sys.stdout,
+    open_reader: OpenReader = kafka_reader,
+) -> int:
+    """`open_reader(kafka, group)` reads the topics (the in-memory broker's reader in tests)."""
     if options.dry_run:
         with tempfile.TemporaryDirectory(prefix="meisa-bridge-replay-") as tmp:
-            return _run(config, options, Path(tmp) / "dry-run.sqlite", out)
-    return _run(config, options, options.state_dir / f"{options.run_name}.sqlite", out)
+            return _run(config, options, Path(tmp) / "dry-run.sqlite", out, open_reader)
+    path = options.state_dir / f"{options.run_name}.sqlite"
+    return _run(config, options, path, out, open_reader)
 
 
-def _run(config: BridgeConfig, options: ReplayOptions, path: Path, out: TextIO) -> int:
+def _run(
+    config: BridgeConfig, options: ReplayOptions, path: Path, out: TextIO, open_reader: OpenReader
+) -> int:
     store = StateStore(path)
     try:
-        _prepare(store, config, options)
+        _prepare(store, config, options, open_reader)
         ping = asyncio.run(_ping(config)) if config.meisa.api_key else None
         budget = budget_from(config.meisa, ping)
         if ping is None and options.dry_run:
             _say_no_key(budget)
         progress = Progress(stream=sys.stderr, clock=time.monotonic, budget=budget)
         if store.get_meta("phase") == "read":
-            _read(store, config, options, progress)
+            _read(store, config, open_reader(config.kafka, options.group), progress)
         if options.dry_run:
             print_plan(store, options, budget, out=out, now=time.time())
             return ExitCode.OK
@@ -157,7 +176,9 @@ def _say_no_key(budget: Budget) -> None:
     )
 
 
-def _prepare(store: StateStore, config: BridgeConfig, options: ReplayOptions) -> None:
+def _prepare(
+    store: StateStore, config: BridgeConfig, options: ReplayOptions, open_reader: OpenReader
+) -> None:
     """A new run fixes its range now; a resumed run must be the same replay."""
     existing = store.get_meta("spec")
     if existing is not None:
@@ -168,12 +189,10 @@ def _prepare(store: StateStore, config: BridgeConfig, options: ReplayOptions) ->
                 field="--run-name",
             )
         return
-    from bridge.kafka.ranges import KafkaRangeReader
-
     now = time.time()
     start_ms = parse_time(options.from_spec, now=now)
     end_ms = parse_time(options.to_spec, now=now)
-    reader = KafkaRangeReader(config.kafka, options.group)
+    reader = open_reader(config.kafka, options.group)
     try:
         ranges = reader.plan_ranges(list(options.topics), start_ms, end_ms)
     finally:
@@ -183,17 +202,14 @@ def _prepare(store: StateStore, config: BridgeConfig, options: ReplayOptions) ->
     store.set_meta("phase", "read")
 
 
-def _read(
-    store: StateStore, config: BridgeConfig, options: ReplayOptions, progress: Progress
-) -> None:
+def _read(store: StateStore, config: BridgeConfig, reader: RangeReader, progress: Progress) -> None:
+    """Closes `reader`."""
     from bridge.codecs import build_decoder
-    from bridge.kafka.ranges import KafkaRangeReader
 
     ranges = store.ranges()
     total = sum(r.end - r.start for r in ranges)
     done = sum(r.position - r.start for r in ranges)
     progress.update(events_total=total, events_read=done)
-    reader = KafkaRangeReader(config.kafka, options.group)
     try:
         batches = reader.read_ranges(ranges, batch_size=config.pipeline.batch_size)
         ReadPhase(store, build_decoder(config.codec), config.rules, progress=progress).run(
