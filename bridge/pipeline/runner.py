@@ -28,6 +28,7 @@ from bridge.errors import (
     ConfigError,
     Forbidden,
     HaltError,
+    RejectedCall,
     RetryableError,
     SkipOutcome,
     StartupRefused,
@@ -331,9 +332,8 @@ def _status(attempt: Attempt) -> int | str:
     if attempt.result is not None:
         return attempt.result.status
     error = attempt.error
-    status = getattr(error, "status", None)
-    if isinstance(status, int):
-        return status
+    if isinstance(error, RejectedCall):  # the one error that carries Meisa's status
+        return error.status
     if isinstance(error, SkipOutcome):
         return "skipped"
     return type(error).__name__
