@@ -20,6 +20,7 @@ from bridge.dlq_admin.records import DlqRecord, Marker, Selection
 from bridge.dlq_admin.redrive import Redriver, RedriveSummary
 from bridge.errors import ConfigError, HaltError, PoisonError, StartupRefused
 from bridge.exitcodes import ExitCode
+from bridge.kafka.protocols import RangeReader
 
 ADMIN_GROUP = "meisa-bridge-dlq-admin"  # identifies the reader; it never commits
 
@@ -63,19 +64,28 @@ def selection_from(args: argparse.Namespace) -> Selection:
     )
 
 
-def load_records(config: BridgeConfig) -> list[DlqRecord]:
-    from bridge.kafka.ranges import KafkaRangeReader
-
+def load_records(config: BridgeConfig, reader: RangeReader | None = None) -> list[DlqRecord]:
+    """Every record of the DLQ topic, read with `reader` (the Kafka reader unless given)."""
     assert config.dlq.topic is not None
-    reader = KafkaRangeReader(config.kafka, ADMIN_GROUP)
+    if reader is None:
+        from bridge.kafka.ranges import KafkaRangeReader
+
+        reader = KafkaRangeReader(config.kafka, ADMIN_GROUP)
     try:
         return rec_mod.collect(reader.scan_topic(config.dlq.topic))
     finally:
         reader.close()
 
 
-def list_records(config: BridgeConfig, selection: Selection, fmt: str, *, out: TextIO) -> int:
-    chosen = [r for r in load_records(config) if selection(r)]
+def list_records(
+    config: BridgeConfig,
+    selection: Selection,
+    fmt: str,
+    *,
+    out: TextIO,
+    reader: RangeReader | None = None,
+) -> int:
+    chosen = [r for r in load_records(config, reader) if selection(r)]
     print(rec_mod.as_json(chosen) if fmt == "json" else rec_mod.table(chosen), file=out)
     return ExitCode.OK
 
@@ -114,11 +124,17 @@ def _decoded_value(config: BridgeConfig, rec: DlqRecord) -> Any:
 
 
 async def redrive(
-    config: BridgeConfig, selection: Selection, *, dry_run: bool, fmt: str, out: TextIO
+    config: BridgeConfig,
+    selection: Selection,
+    *,
+    dry_run: bool,
+    fmt: str,
+    out: TextIO,
+    reader: RangeReader | None = None,
 ) -> int:
     from bridge.codecs import build_decoder
 
-    everything = load_records(config)
+    everything = load_records(config, reader)
     chosen = [r for r in everything if selection(r)]
     decoder = build_decoder(config.codec)
     if dry_run:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from typing import Any
 
@@ -8,7 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.dlq import DeadLetter, dlq_record_headers
+from bridge.config import BridgeConfig
+from bridge.dlq import DeadLetter, DeadLetterProducer, dlq_record_headers
+from bridge.dlq_admin.commands import list_records
 from bridge.dlq_admin.records import (
     DlqRecord,
     Selection,
@@ -22,7 +25,9 @@ from bridge.dlq_admin.records import (
 from bridge.dlq_admin.redrive import Redriver
 from bridge.errors import ConfigError, MappingError, RejectedCall, SpecFieldError
 from bridge.events import Envelope, Record
+from bridge.kafka.memory import MemoryBroker, MemoryProducer, MemoryRangeReader
 from bridge.meisa.calls import MeisaCall
+from bridge.settings import DlqSettings
 
 
 def letter(offset: int, **kw: Any) -> DeadLetter:
@@ -200,3 +205,20 @@ def test_redrive_dry_run_sends_and_marks_nothing() -> None:
     )
     summary = asyncio.run(redriver.run(recs))
     assert (summary.selected, summary.calls, summary.outcomes) == (1, {"trigger": 1}, {"ok": 1})
+
+
+async def test_dlq_list_reads_the_topic_through_the_reader_it_is_given() -> None:
+    broker = MemoryBroker()
+    broker.create_topic("dlq")
+    producer = DeadLetterProducer(MemoryProducer(broker), "dlq")
+    await producer.send(letter(41))
+    await producer.send(letter(42, stage="decode", rule="", error=ConfigError("x")))
+    config = BridgeConfig(dlq=DlqSettings(topic="dlq"))
+    out = io.StringIO()
+
+    code = list_records(
+        config, Selection(rule="profile"), "json", out=out, reader=MemoryRangeReader(broker)
+    )
+
+    assert code == 0
+    assert [r["origin"] for r in json.loads(out.getvalue())] == ["app.users/2/41"]
