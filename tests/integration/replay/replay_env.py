@@ -127,8 +127,10 @@ def write_config(
     dlq: str | None = None,
     rules: list[dict[str, Any]] | None = None,
     meisa: dict[str, Any] | None = None,
+    sections: dict[str, Any] | None = None,
 ) -> Path:
-    """A replay config file; `meisa` adds settings to the meisa section (rate limits)."""
+    """A replay config file; `meisa` adds settings to the meisa section (rate limits);
+    `sections` adds or replaces top-level sections (ledger)."""
     doc: dict[str, Any] = {
         "kafka": {"bootstrap.servers": bootstrap, "group.id": group},
         "topics": [topic],
@@ -140,6 +142,7 @@ def write_config(
     }
     if dlq:
         doc["dead_letter_topic"] = dlq
+    doc.update(sections or {})
     path = tmp / f"bridge-{uuid.uuid4().hex[:6]}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
