@@ -20,7 +20,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from bridge.config import BridgeConfig, load_config
 from bridge.errors import (
@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from bridge.dlq import DeadLetterProducer, DeadLetterSink
     from bridge.shadow import ShadowOptions, ShadowRecorder
 
+T = TypeVar("T")
 log = logging.getLogger("bridge.run")
 
 SUPPRESSION_SCOPE = "contacts:read"  # reads the unsubscribed list; optional (422s still skip)
@@ -86,6 +87,41 @@ def run_command(args: argparse.Namespace) -> int:
     configure_logging(config.logging)
     register_config_secrets(config)
     return asyncio.run(run_bridge(config, install_signals=True, shadow=shadow))
+
+
+def _early_signals() -> asyncio.Event:
+    """SIGTERM/SIGINT during start-up (a pod deleted while it pings Meisa or loads the ledger)
+    stop the bridge cleanly instead of killing it; `_serve` installs the running handlers."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _start(
+    client: MeisaClient, config: BridgeConfig, metrics: Metrics, stack: AsyncExitStack
+) -> tuple[PingInfo, SentLedger]:
+    info = await startup_check(client, config, metrics)
+    ledger = await stack.enter_async_context(open_ledger(config.kafka, config.ledger))
+    return info, ledger
+
+
+async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event | None) -> T | None:
+    """`work`'s result, or None when `stop` is set first (the work is cancelled)."""
+    if stop is None:
+        return await work
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return None
 
 
 def _shadow_options(args: argparse.Namespace) -> ShadowOptions | None:
@@ -112,12 +148,17 @@ async def run_bridge(
     """
     metrics = metrics or Metrics()
     health = HealthState()
+    if install_signals and stop is None:
+        stop = _early_signals()
     client = MeisaClient(config.meisa, transport=_transport(config, metrics, shadow))
     try:
         async with AsyncExitStack() as stack:
             try:
-                info = await startup_check(client, config, metrics)
-                ledger = await stack.enter_async_context(open_ledger(config.kafka, config.ledger))
+                started = await _unless_stopped(_start(client, config, metrics, stack), stop)
+                if started is None:
+                    log.info("stopped during start-up; nothing was consumed")
+                    return ExitCode.OK
+                info, ledger = started
             except StartupRefused as exc:
                 code = _refuse(exc)
                 reason = f"refused to start: {exc}"

@@ -172,3 +172,30 @@ def test_start_up_and_shutdown_are_told_in_the_log(
     assert "stopped;" in log
     assert "color_message" not in log
     assert "Traceback" not in log
+
+
+def test_sigterm_during_start_up_stops_cleanly_with_exit_0(tmp_path: Path) -> None:
+    # A pod deleted while the bridge still waits for Meisa (ping retries take ~15 s): exit 0 at
+    # once instead of dying of the signal.
+    (tmp_path / "rules.yaml").write_text(RULES, encoding="utf-8")
+    config = tmp_path / "bridge.yaml"
+    config.write_text(
+        "kafka: {bootstrap.servers: '127.0.0.1:1', group.id: early-stop}\n"
+        f"topics: [early.events]\nmeisa: {{base_url: 'http://127.0.0.1:{free_port()}/api/v1'}}\n"
+        f"server: {{host: 127.0.0.1, port: {free_port()}}}\nlogging: {{format: text}}\n"
+        "rules_file: rules.yaml\n",
+        encoding="utf-8",
+    )
+    cmd = [sys.executable, "-m", "bridge", "run", "--config", str(config)]
+    env = {**os.environ, "MEISA_API_KEY": "meisa_test_unreachable_000000000000000000"}
+    with subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if "GET /ping failed" in line:  # inside the start-up checks
+                break
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=20) == 0, "".join(seen) + rest
+    assert "stopped during start-up" in rest
