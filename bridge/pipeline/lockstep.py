@@ -20,6 +20,9 @@ hands them on smallest event time first:
   others must not run ahead of it (they fill their buffers and are paused in turn); unless the
   caller says its work may itself be waiting for theirs (`ignore_paused`: calls parked until a
   contact that only a later message creates), where waiting would never end;
+- a co-partition this member is about to own (`expect`: partition N of a topic keyed like one
+  just assigned, while an incremental rebalance hands partitions over one by one) is waited for
+  as a partition that has not answered its first fetch, at most `max_idle`;
 - messages the caller marks `urgent` (calls that depend on nothing, such as a one-time code) are
   never buffered; the caller sends them at once.
 
@@ -60,10 +63,18 @@ class Lockstep(Generic[T]):
         self.max_idle = max_idle
         self._inputs: dict[TopicPartition, _Input[T]] = {}
         self.held_back = 0  # admit() calls that stopped at a partition it had to wait for
+        self._expected: dict[TopicPartition, float] = {}  # not assigned yet: since when
 
     def assign(self, tps: Iterable[TopicPartition], now: float) -> None:
         for tp in tps:
-            self._inputs[tp] = _Input(empty_since=now)
+            since = self._expected.pop(tp, now)
+            self._inputs[tp] = _Input(empty_since=since)
+
+    def expect(self, tps: Iterable[TopicPartition], now: float) -> None:
+        """Partitions that should come with those assigned (co-partitions still on their way)."""
+        for tp in tps:
+            if tp not in self._inputs:
+                self._expected.setdefault(tp, now)
 
     def remove(self, tps: Iterable[TopicPartition]) -> list[T]:
         """Forget partitions (revoked, lost); returns what they had buffered."""
@@ -140,6 +151,11 @@ class Lockstep(Generic[T]):
     def _bound(self, now: float, ignore_paused: bool) -> float:
         """The newest event time that may go: no empty partition we wait for is further behind."""
         limits = [self._limit(s, now, ignore_paused) for s in self._inputs.values() if not s.buffer]
+        for tp, since in list(self._expected.items()):
+            if now - since >= self.max_idle:
+                del self._expected[tp]  # it did not come: not waited for any longer
+            else:
+                limits.append(NEVER)
         return min(limits, default=float("inf"))
 
     def _limit(self, state: _Input[T], now: float, ignore_paused: bool = False) -> float:

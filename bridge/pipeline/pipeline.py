@@ -130,8 +130,7 @@ class Pipeline:
         self._loop = asyncio.get_running_loop()
         callback_timeout = self.policy.revoke_grace_seconds + 30
         await self._source.start(self, callback_timeout=callback_timeout)
-        if self._on_share is not None:
-            self._partition_counts = await self._source.partition_counts()
+        self._partition_counts = await self._source.partition_counts()
         self._health.started = True
         poll = asyncio.create_task(self._poll_loop(), name="poll")
         timer = asyncio.create_task(self._commit_loop(), name="commit")
@@ -381,11 +380,25 @@ class Pipeline:
     async def on_assign(self, tps: list[TopicPartition]) -> None:
         log.info("assigned: %s", _names(tps))
         self.tracker.assign(tps)
-        self.lockstep.assign(tps, asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        self.lockstep.assign(tps, now)
         self._assigned.update(tps)
+        self.lockstep.expect(self._co_partitions(), now)
         self._health.on_assignment(len(self._assigned))
         self._metrics.assigned_partitions(len(self._assigned))
         self._share()
+
+    def _co_partitions(self) -> list[TopicPartition]:
+        """Partition N of every subscribed topic with as many partitions as a topic of which
+        partition N is assigned: the range assignor hands them to the same member, one by one
+        during an incremental rebalance."""
+        counts = self._partition_counts
+        return [
+            (other, p)
+            for topic, p in self._assigned
+            for other, n in counts.items()
+            if other != topic and n == counts.get(topic) and (other, p) not in self._assigned
+        ]
 
     def _share(self) -> None:
         """This replica's part of the key's budget: the mean, over the subscribed topics, of

@@ -136,3 +136,25 @@ def test_a_paused_partition_is_not_waited_for_when_the_caller_says_its_work_wait
     assert ls.blocked_by_paused()
     assert ls.admit(now=10.0) == []
     assert ls.admit(now=10.0, ignore_paused=True) == ["a9"]
+
+
+def test_a_co_partition_still_on_its_way_is_waited_for_at_most_max_idle() -> None:
+    ls: Lockstep[str] = Lockstep(max_idle=2.0)
+    ls.assign([B], now=0.0)  # product/0 came first in an incremental rebalance ...
+    ls.expect([A], now=0.0)  # ... users/0 should follow
+    ls.push(B, 9.0, "b9")
+    assert ls.admit(now=1.0) == []
+    ls.assign([A], now=1.5)
+    ls.push(A, 3.0, "a3")
+    ls.at_end(A)
+    assert ls.admit(now=1.6) == ["a3", "b9"]
+
+
+def test_an_expected_partition_that_never_comes_stops_holding_others() -> None:
+    ls: Lockstep[str] = Lockstep(max_idle=2.0)
+    ls.assign([B], now=0.0)
+    ls.at_end(B)
+    ls.expect([A], now=0.0)
+    ls.push(B, 9.0, "b9")
+    assert ls.admit(now=1.0) == []
+    assert ls.admit(now=2.0) == ["b9"]
