@@ -69,9 +69,17 @@ def test_shares_add_up_to_at_most_one_and_a_survivor_of_a_scale_in_uses_the_whol
 
     try:
         wait_for(lambda: sum(a or 0 for a in assigned()) == 7 and all(assigned()), 90, "3 owners")
-        wait_for(lambda: None not in shares(), 30, "every share published")
-        total = sum(s or 0.0 for s in shares())
-        assert 0.99 <= total <= 1.0 + 1e-9, shares()
+        samples: list[float] = []
+
+        def settled() -> bool:  # read one replica after another: a rebalance may fall between
+            now = shares()
+            if None in now:
+                return False
+            samples.append(sum(x or 0.0 for x in now))
+            return samples[-1] >= 0.99
+
+        wait_for(settled, 30, "the shares to add up to the whole budget")
+        assert samples[-1] <= 1.0 + 1e-9, samples
         for proc in procs[1:]:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(60) == 0
