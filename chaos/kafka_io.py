@@ -19,46 +19,45 @@ QUIET = {"log_level": 0}  # the runner reports outcomes; librdkafka's reconnect 
 
 
 def fresh_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    """Delete the topics if they exist, then create them with these partition counts."""
+    """Delete the topics if they exist, then create them with these partition counts.
+
+    A deleted topic stays in the metadata for a moment, and creating it again meanwhile fails:
+    so wait until it is gone, then create, then wait until every partition has a leader."""
     admin = AdminClient({"bootstrap.servers": bootstrap, **QUIET})
     existing = [t for t in topics if t in admin.list_topics(timeout=TIMEOUT).topics]
     for future in (
         admin.delete_topics(existing, operation_timeout=TIMEOUT).values() if existing else []
     ):
         future.result(TIMEOUT)
-    deadline = time.monotonic() + 60
-    while True:
+    deadline = time.monotonic() + 180
+    while any(t in admin.list_topics(timeout=TIMEOUT).topics for t in existing):
+        _before(deadline, "the old topics to be deleted")
+        time.sleep(0.5)
+    while not _ready(admin, topics):
         present = admin.list_topics(timeout=TIMEOUT).topics
-        todo = [
-            NewTopic(t, num_partitions=n, replication_factor=1)
-            for t, n in topics.items()
-            if t not in present
-        ]
-        if not todo:
-            break
+        todo = [NewTopic(t, n, 1) for t, n in topics.items() if t not in present]
         try:
             for future in admin.create_topics(todo, operation_timeout=TIMEOUT).values():
                 future.result(TIMEOUT)
         except KafkaException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)  # a deletion still in progress
-    _wait_leaders(admin, topics)
+            pass  # a deletion still in progress, or the topic exists after all: look again
+        _before(deadline, f"topics {sorted(topics)} with leaders")
+        time.sleep(0.5)
 
 
-def _wait_leaders(admin: AdminClient, topics: dict[str, int]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        meta = admin.list_topics(timeout=TIMEOUT).topics
-        if all(
-            t in meta
-            and len(meta[t].partitions) == n
-            and all(p.leader >= 0 for p in meta[t].partitions.values())
-            for t, n in topics.items()
-        ):
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"topics {sorted(topics)} have no leaders")
+def _before(deadline: float, what: str) -> None:
+    if time.monotonic() > deadline:
+        raise TimeoutError(f"timed out waiting for {what}")
+
+
+def _ready(admin: AdminClient, topics: dict[str, int]) -> bool:
+    meta = admin.list_topics(timeout=TIMEOUT).topics
+    return all(
+        t in meta
+        and len(meta[t].partitions) == n
+        and all(p.leader >= 0 for p in meta[t].partitions.values())
+        for t, n in topics.items()
+    )
 
 
 class HistoryProducer:
