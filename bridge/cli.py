@@ -28,6 +28,10 @@ examples:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # Before the heavy imports: a SIGTERM from here on is a clean stop, never a kill.
+    from bridge.signals import remember_stop_signals
+
+    remember_stop_signals()
     from bridge.pipeline.runner import run_command
 
     given = [f for f in ("shadow_group", "shadow_output", "shadow_from") if getattr(args, f)]

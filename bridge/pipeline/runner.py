@@ -92,10 +92,14 @@ def run_command(args: argparse.Namespace) -> int:
 def _early_signals() -> asyncio.Event:
     """SIGTERM/SIGINT during start-up (a pod deleted while it pings Meisa or loads the ledger)
     stop the bridge cleanly instead of killing it; `_serve` installs the running handlers."""
+    from bridge.signals import stop_requested
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if stop_requested():  # it came while the process was still importing and loading
+        stop.set()
     return stop
 
 
