@@ -56,9 +56,11 @@ rules_file: rules.yaml
 KAFKA_NOTES = """\
 Any librdkafka property may be given (for example `security.protocol`, `sasl.mechanisms`,
 `sasl.username`, `ssl.ca.location`). The bridge always sets `enable.auto.commit=false`,
-`enable.auto.offset.store=false` and `isolation.level=read_committed`, and defaults
-`group.id=meisa-bridge`, `auto.offset.reset=earliest` and
-`partition.assignment.strategy=cooperative-sticky`. The dead-letter producer gets the same
+`enable.auto.offset.store=false`, `isolation.level=read_committed` and
+`enable.partition.eof=true`, and defaults `group.id=meisa-bridge`, `auto.offset.reset=earliest`,
+`group.protocol=consumer` and `group.remote.assignor=range` (a classic-protocol property such as
+`session.timeout.ms` selects `group.protocol=classic` with `cooperative-sticky`; see
+[ordering.md](ordering.md)). The dead-letter producer gets the same
 connection properties (consumer-only ones removed) plus `enable.idempotence=true` and
 `acks=all`.
 """

@@ -115,8 +115,9 @@ class MeisaSettings:
     not_found_retries: int = field(
         default=3,
         metadata=doc(
-            "A track or tag whose contact does not exist yet is retried this many times before "
-            "it is poison."
+            "Replay and DLQ redrive: a track or tag whose contact does not exist yet is retried "
+            "this many times before it is poison (the live pipeline waits "
+            "`pipeline.contact_wait_seconds` instead)."
         ),
     )
     transport: Literal["httpx", "aiohttp"] = field(
