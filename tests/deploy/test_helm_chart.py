@@ -189,6 +189,11 @@ def test_with_the_hpa_the_share_follows_max_replicas(render: Render) -> None:
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
+def test_the_sent_email_ledger_is_configured_through_config(render: Render) -> None:
+    docs = render(sets=["config.ledger.topic=meisa-bridge.sent", "config.ledger.retention_days=14"])
+    assert bridge_yaml(docs)["ledger"] == {"topic": "meisa-bridge.sent", "retention_days": 14}
+
+
 def test_an_explicit_rate_share_wins(render: Render) -> None:
     docs = render(sets=["replicaCount=4", "meisa.rateShare=0.5"])
     assert float(env(docs)["MEISA_RATE_SHARE"]["value"]) == 0.5

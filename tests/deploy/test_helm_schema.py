@@ -106,6 +106,7 @@ def test_config_sections_list_exactly_the_bridge_settings() -> None:
         "codec": bridge_settings.CodecSettings,
         "pipeline": bridge_settings.PipelineSettings,
         "dlq": bridge_settings.DlqSettings,
+        "ledger": bridge_settings.LedgerSettings,
         "suppression": bridge_settings.SuppressionSettings,
         "logging": bridge_settings.LoggingSettings,
     }
