@@ -215,12 +215,14 @@ class Dispatcher:
 
     async def _run_in_lane(self, lane: Lane, item: Item) -> None:
         lane.running = item
-        lane.current = asyncio.create_task(self._run(lane, item))
+        call = lane.current = asyncio.create_task(self._run(lane, item))
         try:
-            await asyncio.wait({lane.current})
+            await call  # cancelling this lane's task cancels the call with it
         except asyncio.CancelledError:
-            lane.current.cancel()
-            raise
+            me = asyncio.current_task()
+            if me is None or me.cancelling() or not call.cancelled():
+                raise
+            # Only the call was cancelled (its partition was released): the lane goes on.
         finally:
             lane.running = None
             lane.current = None
