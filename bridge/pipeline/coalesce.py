@@ -1,4 +1,4 @@
-"""Per-contact pending queues where adjacent upserts of one contact merge while they wait.
+"""Adjacent upserts of one contact merge while they wait in its lane (bridge.pipeline.lanes).
 
 Each queued `Pending` is one call to send plus its `parts`: the original calls it stands for and
 the message each came from. A merged upsert completes every part at once; if Meisa rejects a merged
@@ -10,8 +10,6 @@ may depend on the state the first upsert creates.
 from __future__ import annotations
 
 import itertools
-from collections import deque
-from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -55,51 +53,3 @@ def merge_into(tail: Pending[M], call: MeisaCall, message: M) -> None:
     """Fold a new upsert into the upsert waiting at the tail of a queue."""
     tail.call = merge_upserts(tail.call, call)
     tail.parts.append((call, message))
-
-
-class ContactQueues(Generic[M]):
-    """FIFO of pending calls per queue key (the contact key unless the caller names another, e.g.
-    partition and contact). Not thread-safe: one event loop."""
-
-    def __init__(self) -> None:
-        self._queues: dict[Hashable, deque[Pending[M]]] = {}
-        self.merged_total = 0
-
-    def push(self, call: MeisaCall, message: M, key: Hashable | None = None) -> bool:
-        """Queue `call`; returns True when it merged into the upsert waiting at the tail."""
-        queue = self._queues.setdefault(call.contact_key if key is None else key, deque())
-        if queue and can_merge(queue[-1].call, call):
-            merge_into(queue[-1], call, message)
-            self.merged_total += 1
-            return True
-        queue.append(Pending(call, [(call, message)]))
-        return False
-
-    def peek(self, key: Hashable) -> Pending[M] | None:
-        """The next call of `key` without taking it (it may still absorb later upserts)."""
-        queue = self._queues.get(key)
-        return queue[0] if queue else None
-
-    def pop(self, key: Hashable) -> Pending[M] | None:
-        """The next call of `key`, or None (and the key is forgotten) when nothing waits."""
-        queue = self._queues.get(key)
-        if not queue:
-            self._queues.pop(key, None)
-            return None
-        item = queue.popleft()
-        if not queue:
-            del self._queues[key]
-        return item
-
-    def drop(self, key: Hashable) -> list[Pending[M]]:
-        """Forget everything queued under `key`; returns it."""
-        return list(self._queues.pop(key, ()))
-
-    def waiting(self, key: Hashable | None = None) -> int:
-        """Pending calls for one contact or in total."""
-        if key is not None:
-            return len(self._queues.get(key, ()))
-        return sum(len(q) for q in self._queues.values())
-
-    def keys(self) -> list[Hashable]:
-        return list(self._queues)

@@ -112,9 +112,6 @@ class Dispatcher:
         """Calls holding a slot: at the rate governor or on the wire."""
         return sum(slots.held for slots in self._slots.values())
 
-    def waiting(self) -> int:
-        return sum(len(lane.queue) for lane in self._lanes.values())
-
     def parked(self) -> int:
         """Calls waiting for their contact to appear in Meisa."""
         return sum(lane.parked is not None for lane in self._lanes.values())

@@ -1,4 +1,4 @@
-"""Coalescing: merged upserts leave Meisa in the state the upserts one by one would."""
+"""Coalescing in a lane: merged upserts leave Meisa in the state the upserts one by one would."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.meisa.calls import MeisaCall
-from bridge.pipeline.coalesce import ContactQueues, Pending
+from bridge.pipeline.coalesce import Pending
+from bridge.pipeline.lanes import Lane
 
 
 def upsert(body: dict[str, Any], *, key: str = "u1", coalesce: bool = True) -> MeisaCall:
@@ -37,49 +38,47 @@ def apply_upsert(state: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def drain(queues: ContactQueues[int], key: str = "u1") -> list[Pending[int]]:
-    out = []
-    while (item := queues.pop(key)) is not None:
-        out.append(item)
+def drain(lane: Lane) -> list[Pending[Any]]:
+    out = list(lane.queue)
+    lane.queue.clear()
     return out
 
 
 def test_adjacent_upserts_merge_and_carry_every_message() -> None:
-    queues: ContactQueues[int] = ContactQueues()
-    assert queues.push(upsert({"email": "a@x.io", "first_name": "A"}), 1) is False
-    assert queues.push(upsert({"email": "a@x.io", "custom_fields": {"plan": "pro"}}), 2) is True
-    [item] = drain(queues)
+    lane = Lane("u1")
+    merged = [
+        lane.push(upsert({"email": "a@x.io", "first_name": "A"}), 1),
+        lane.push(upsert({"email": "a@x.io", "custom_fields": {"plan": "pro"}}), 2),
+    ]
+    assert merged == [False, True]
+    [item] = drain(lane)
     assert item.call.body == {
         "email": "a@x.io",
         "first_name": "A",
         "custom_fields": {"plan": "pro"},
     }
     assert item.messages() == [1, 2]
-    assert queues.merged_total == 1
+    assert sum(merged) == 1
 
 
 def test_track_between_upserts_keeps_them_apart() -> None:
-    queues: ContactQueues[int] = ContactQueues()
-    queues.push(upsert({"email": "a@x.io"}), 1)
-    queues.push(track("login"), 2)
-    queues.push(upsert({"email": "a@x.io", "first_name": "B"}), 3)
-    assert [i.call.kind for i in drain(queues)] == ["upsert", "track", "upsert"]
+    lane = Lane("u1")
+    for n, call in enumerate(
+        [
+            upsert({"email": "a@x.io"}),
+            track("login"),
+            upsert({"email": "a@x.io", "first_name": "B"}),
+        ]
+    ):
+        lane.push(call, n)
+    assert [i.call.kind for i in drain(lane)] == ["upsert", "track", "upsert"]
 
 
 def test_rule_opt_out_prevents_merge() -> None:
-    queues: ContactQueues[int] = ContactQueues()
-    queues.push(upsert({"email": "a@x.io"}), 1)
-    queues.push(upsert({"email": "a@x.io"}, coalesce=False), 2)
-    assert len(drain(queues)) == 2
-
-
-def test_contacts_queue_independently() -> None:
-    queues: ContactQueues[int] = ContactQueues()
-    queues.push(upsert({"email": "a@x.io"}, key="a"), 1)
-    queues.push(upsert({"email": "b@x.io"}, key="b"), 2)
-    assert queues.waiting() == 2
-    assert [i.messages() for i in drain(queues, "b")] == [[2]]
-    assert queues.keys() == ["a"]
+    lane = Lane("u1")
+    lane.push(upsert({"email": "a@x.io"}), 1)
+    lane.push(upsert({"email": "a@x.io"}, coalesce=False), 2)
+    assert len(drain(lane)) == 2
 
 
 scalars = st.one_of(st.integers(-5, 5), st.text(max_size=3), st.booleans())
@@ -104,14 +103,14 @@ calls = st.one_of(
 def test_merged_state_equals_upserts_one_by_one(
     initial: dict[str, Any], seq: list[MeisaCall]
 ) -> None:
-    queues: ContactQueues[int] = ContactQueues()
+    lane = Lane("u1")
     for i, call in enumerate(seq):
-        queues.push(call, i)
+        lane.push(call, i)
     one_by_one = merged = apply_upsert({}, initial)
     for call in seq:
         if call.kind == "upsert":
             one_by_one = apply_upsert(one_by_one, dict(call.body))
-    items = drain(queues)
+    items = drain(lane)
     for item in items:
         if item.call.kind == "upsert":
             merged = apply_upsert(merged, dict(item.call.body))
