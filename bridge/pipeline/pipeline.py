@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
@@ -225,9 +226,8 @@ class Pipeline:
         if all(call.kind == "trigger" for call in calls):  # also: no calls at all
             self.dispatcher.submit(message, calls)
             return
-        event_time = message.event_time
-        if event_time is None:
-            event_time = self._loop.time() if self._loop else 0.0
+        # Event times are epoch seconds; an event with no time at all happened "now".
+        event_time = message.event_time if message.event_time is not None else time.time()
         self.lockstep.push(tp, event_time, (message, calls))
 
     async def _report_lags(self) -> None:
