@@ -182,3 +182,15 @@ def test_image_ships_bytecode_because_the_root_filesystem_is_read_only() -> None
 def test_one_shot_producer_does_not_inherit_the_bridge_health_check() -> None:
     # The image's HEALTHCHECK polls :9400; the producer serves nothing and would read unhealthy.
     assert SERVICES["producer"]["healthcheck"] == {"disable": True}
+
+
+def test_the_project_is_named_by_dot_env_not_by_the_folder() -> None:
+    # Compose v2 and Debian's 1.29 both read .env next to the compose file; 1.29 refuses a
+    # top-level `name:`, so the name lives in .env, and .env holds nothing else (no secrets).
+    assert "name" not in COMPOSE
+    settings = [
+        line.strip()
+        for line in (ROOT / ".env").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert settings == ["COMPOSE_PROJECT_NAME=meisa-bridge"]
