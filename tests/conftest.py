@@ -17,8 +17,14 @@ from typing import Protocol
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic, TopicMetadata
+from hypothesis import settings as hypothesis_settings
 
 ADMIN_TIMEOUT_S = 30.0
+
+# Property tests assert outcomes, never speed: no per-example deadline, which a loaded machine
+# would miss at random.
+hypothesis_settings.register_profile("bridge", deadline=None)
+hypothesis_settings.load_profile("bridge")
 
 
 def kafka_bootstrap_address() -> str:

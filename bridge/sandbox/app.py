@@ -82,6 +82,10 @@ async def _apply_fault(sb: Sandbox, fault: Fault, request: Request) -> Response 
     if fault.latency:
         await asyncio.sleep(fault.latency)
     if fault.drop is not None:
+        if fault.drop == "close":
+            # Read the whole request first: closing a socket with unread bytes sends a reset, and
+            # a body segment still on its way would turn the orderly close into one at random.
+            await request.body()
         _drop(request, fault.drop)
         return Response(b"", 500)  # never written: the connection is gone
     if fault.status is None:
