@@ -60,3 +60,27 @@ def percentile(values: Sequence[T], q: float) -> T:
     ordered = sorted(values)  # type: ignore[type-var]
     rank = max(1, math.ceil(q / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+def proc_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of a running process so far (None: it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """VmHWM: the process's own peak RSS (ru_maxrss would count the parent's RSS at fork)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    line = next((x for x in status.splitlines() if x.startswith("VmHWM:")), None)
+    return int(line.split()[1]) / 1024 if line else None
+
+
+def load_average() -> float:
+    """The 1-minute load average: read numbers on a shared machine beside it."""
+    return os.getloadavg()[0]

@@ -1,0 +1,308 @@
+"""Events that make no call: what they cost alone, and beside events that do.
+
+    KAFKA_PORT=29092 scripts/bench.sh bench/unmapped.py
+    .venv/bin/python bench/unmapped.py [--events 100000] [--mapped 0.05] [--sample]
+
+Topics often carry far more events than the rules act on. Plain JSON events for 600 people on a
+4-partition topic, the example rules (examples/rules.yaml), `meisa-bridge run` in its own
+process with default settings (commits every 0.5 s and INFO text logs, the test configs'
+values), the sandbox as the Meisa double (unlimited key, no added latency). Three runs:
+
+* unmapped: `--events` page views, a type no rule names;
+* mix: the same count with `--mapped` of them profile updates (`user.updated`: one upsert each,
+  each for a person of its own, so none coalesce), the rest page views;
+* mapped only: the mix's profile updates alone, in the same order.
+
+Each run's busy span starts when the bridge logs its partition assignment and ends at the last
+tick (every 50 ms) in which the process used more than a fifth of a core before its group had
+committed every offset; events/s and CPU us/event cover that span, "(all)" the whole process,
+start-up and shutdown included. The parts of the mix are its page views at the unmapped run's
+CPU per event plus the mapped-only run's busy CPU; "mix/parts" is the mix's busy CPU over that.
+`--sample unmapped|mix` adds a run under bench/_sampler.py and prints its CPU by stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+from _common import BOOTSTRAP, ROOT, load_average, peak_rss_mib, proc_cpu, topics
+from bridge_harness import end_offsets, write_config
+
+PEOPLE = 600
+PARTITIONS = 4
+TICK = 0.05  # seconds between samples of the process's CPU and the group's committed offsets
+BUSY = 0.2  # a tick in which the process used more than this share of a core is busy
+SANDBOX = {"request_log_size": 1_000_000}
+ASSIGNED = re.compile(rb"assigned: \S")
+
+
+def workload(count: int, mapped: float, seed: int = 3) -> list[dict[str, Any]]:
+    """`count` events; a `mapped` share of them profile updates, the rest page views.
+
+    Page views come from `PEOPLE` people; each profile update is a person of its own, so no two
+    upserts coalesce and the mix and its mapped part alone make the same calls.
+    """
+    rng = random.Random(seed)
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    out = []
+    for n in range(count):
+        if rng.random() < mapped:
+            kind, data = "user.updated", {**_ids(f"new{n}"), "first_name": "Ann", "language": "en"}
+        else:
+            page = rng.choice(["/", "/pricing", "/docs"])
+            kind, data = "page.viewed", {**_ids(str(rng.randrange(PEOPLE))), "page": page}
+        out.append({"id": f"evt-{n}-{seed}", "type": kind, "time": now, "data": data})
+    return out
+
+
+def _ids(user: str) -> dict[str, str]:
+    return {"user_id": f"usr_{user}", "email": f"user{user}@example.com"}
+
+
+def produce(topic: str, events: list[dict[str, Any]]) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer(
+        {"bootstrap.servers": BOOTSTRAP, "enable.idempotence": True, "linger.ms": 20}
+    )
+    for item in events:
+        producer.produce(topic, key=item["data"]["user_id"].encode(), value=orjson.dumps(item))
+        producer.poll(0)
+    assert producer.flush(60) == 0
+
+
+@dataclass
+class Run:
+    name: str
+    events: int
+    calls: int
+    span: float  # seconds, assignment to the last busy tick
+    cpu_busy: float  # process CPU seconds over that span
+    cpu_all: float  # whole process, start-up and shutdown included
+    peak_rss_mib: float
+    load: float  # 1-minute load average when the run ended
+
+    @property
+    def us_per_event(self) -> float:
+        return self.cpu_busy * 1e6 / self.events
+
+
+def run_bridge(
+    argv: list[str], *, name: str, group: str, topic: str, events: int, sandbox: Any,
+    timeout: float,
+) -> Run:  # fmt: skip
+    from confluent_kafka import Consumer, TopicPartition
+
+    ends = end_offsets(BOOTSTRAP, topic, PARTITIONS)
+    probe = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": group})
+    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    log = tempfile.NamedTemporaryFile()  # noqa: SIM115 (closed in the finally below)
+    sandbox.reset()
+    proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=ROOT)
+    timeline: list[tuple[float, float]] = []
+    assigned_at: int | None = None
+    peak = 0.0
+    deadline = time.monotonic() + timeout
+    reaped: tuple[int, int, Any] = (0, 0, None)
+    try:
+        while True:
+            cpu = proc_cpu(proc.pid)
+            if cpu is not None:
+                timeline.append((time.time(), cpu))
+            peak = max(peak, peak_rss_mib(proc.pid) or 0.0)
+            if assigned_at is None and ASSIGNED.search(Path(log.name).read_bytes()):
+                assigned_at = len(timeline) - 1
+            reaped = os.wait4(proc.pid, os.WNOHANG)
+            if reaped[0] != 0 or time.monotonic() > deadline:
+                tail = Path(log.name).read_bytes().decode(errors="replace")[-3000:]
+                raise RuntimeError(f"{name}: exited or timed out:\n{tail}")
+            if assigned_at is not None:
+                got = {tp.partition: tp.offset for tp in probe.committed(tps, timeout=10)}
+                if got == ends:
+                    break
+            time.sleep(TICK)
+    finally:
+        probe.close()
+        if reaped[0] == 0:
+            proc.send_signal(signal.SIGTERM)
+            reaped = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(reaped[1])
+        log.close()
+    usage = reaped[2]
+    assert assigned_at is not None
+    first, last = assigned_at, _last_busy(timeline, assigned_at)
+    requests = sandbox.requests(path="/api/v1/", limit=10**7)
+    calls = sum(1 for r in requests if not r["path"].endswith("/ping/"))
+    return Run(
+        name=name, events=events, calls=calls,
+        span=max(timeline[last][0] - timeline[first][0], TICK),
+        cpu_busy=timeline[last][1] - timeline[first][1],
+        cpu_all=usage.ru_utime + usage.ru_stime, peak_rss_mib=peak, load=load_average(),
+    )  # fmt: skip
+
+
+def _last_busy(timeline: list[tuple[float, float]], start: int) -> int:
+    """The index of the last sample that closed a busy tick (CPU > BUSY of the wall time)."""
+    last = start
+    for i in range(start + 1, len(timeline)):
+        (t0, c0), (t1, c1) = timeline[i - 1], timeline[i]
+        if c1 - c0 > BUSY * (t1 - t0):
+            last = i
+    return last
+
+
+def bridge_argv(
+    tmp: Path, sandbox: Any, *, topic: str, group: str, overrides: Sequence[str],
+    sample_to: Path | None = None,
+) -> list[str]:  # fmt: skip
+    cfg = write_config(
+        tmp, bootstrap=BOOTSTRAP, topics=[topic], base_url=sandbox.base_url,
+        api_key=sandbox.unlimited_key, group=group, extra=settings(overrides),
+    )  # fmt: skip
+    doc = yaml.safe_load(cfg.read_text())
+    del doc["rules"]  # the harness's own rules; these runs use the example rules
+    doc["rules_file"] = str(ROOT / "examples" / "rules.yaml")
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    run = ["-m", "bridge", "run", "--config", str(cfg)]
+    if sample_to is not None:
+        return [sys.executable, str(ROOT / "bench" / "_sampler.py"), str(sample_to), "--", *run]
+    return [sys.executable, *run]
+
+
+def settings(overrides: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """`section.key=value` strings as config sections (values parsed as YAML)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in overrides:
+        name, _, value = item.partition("=")
+        section, _, key = name.partition(".")
+        out.setdefault(section, {})[key] = yaml.safe_load(value)
+    return out
+
+
+# -- the tables ----------------------------------------------------------------------------------
+
+HEADER = (
+    f"{'run':<13}{'events':>8}{'calls':>7}{'events/s':>10}{'CPU us/event':>13}"
+    f"{'(all)/event':>12}{'CPU us/call':>12}{'RSS MiB':>9}{'load':>6}"
+)
+
+
+def row(r: Run) -> str:
+    per_call = f"{r.cpu_busy * 1e6 / r.calls:>12.0f}" if r.calls else f"{'-':>12}"
+    return (
+        f"{r.name:<13}{r.events:>8}{r.calls:>7}{r.events / r.span:>10.0f}{r.us_per_event:>13.1f}"
+        f"{r.cpu_all * 1e6 / r.events:>12.1f}{per_call}{r.peak_rss_mib:>9.0f}{r.load:>6.1f}"
+    )
+
+
+def parts(unmapped: Run, mix: Run, mapped_only: Run) -> list[str]:
+    views = mix.events - mapped_only.events
+    alone = unmapped.cpu_busy / unmapped.events * views
+    total = alone + mapped_only.cpu_busy
+    return [
+        f"parts of the mix: {views} page views x {unmapped.us_per_event:.1f} us = "
+        f"{alone:.2f} s, plus {mapped_only.events} profile updates alone "
+        f"({mapped_only.calls} calls) {mapped_only.cpu_busy:.2f} s = {total:.2f} s CPU",
+        f"mix measured: {mix.cpu_busy:.2f} s CPU ({mix.calls} calls); "
+        f"mix/parts x{mix.cpu_busy / total:.2f}",
+    ]
+
+
+def stage_table(report: dict[str, Any], events: int) -> list[str]:
+    stages: dict[str, float] = report["stages"]
+    seen = sum(stages.values())
+    rows = [*sorted(stages.items(), key=lambda kv: -kv[1])]
+    rows.append(("librdkafka threads", max(0.0, report["process_cpu"] - seen)))
+    total = sum(cpu for _, cpu in rows)
+    out = [f"{'stage':<20}{'us/event':>10}{'share':>8}"]
+    out += [f"{s:<20}{cpu * 1e6 / events:>10.1f}{cpu / total:>8.0%}" for s, cpu in rows]
+    out.append(f"{'total (whole run)':<20}{total * 1e6 / events:>10.1f}{1:>8.0%}")
+    return out
+
+
+# -- main ------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--events", type=int, default=100_000)
+    p.add_argument("--mapped", type=float, default=0.05, help="share of the mix that maps")
+    p.add_argument("--runs", default="unmapped,mix,mapped-only")
+    p.add_argument(
+        "--sample", choices=["unmapped", "mix"], help="also sample that run's CPU by stage"
+    )
+    p.add_argument("--timeout", type=float, default=600.0, help="per run, seconds")
+    p.add_argument(
+        "--bridge-set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="a bridge setting other than its default (YAML value), e.g. pipeline.batch_size=1000",
+    )  # fmt: skip
+    args = p.parse_args()
+    from bridge.sandbox.testing import sandbox_process
+
+    mix = workload(args.events, args.mapped)
+    loads = {
+        "unmapped": workload(args.events, 0.0),
+        "mix": mix,
+        "mapped-only": [e for e in mix if e["type"] != "page.viewed"],
+    }
+    wanted = args.runs.split(",")
+    runs: dict[str, Run] = {}
+    lines: list[str] = []
+    if args.bridge_set:
+        print(f"bridge settings changed: {', '.join(args.bridge_set)}")
+    with sandbox_process(SANDBOX) as (sandbox, _), tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        for name in [*wanted, *(["sampled"] if args.sample else [])]:
+            events = loads[args.sample if name == "sampled" else name]
+            with topics(PARTITIONS, prefix=f"unmapped-{name}") as (topic,):
+                produce(topic, events)
+                group = f"unmapped-{name}-{uuid.uuid4().hex[:6]}"
+                out = tmp / "sampler.json" if name == "sampled" else None
+                argv = bridge_argv(
+                    tmp, sandbox, topic=topic, group=group, overrides=args.bridge_set,
+                    sample_to=out,
+                )  # fmt: skip
+                print(f"  {name}: {len(events)} events (load {load_average():.1f}) ...", flush=True)
+                run = run_bridge(
+                    argv, name=name, group=group, topic=topic, events=len(events),
+                    sandbox=sandbox, timeout=args.timeout,
+                )  # fmt: skip
+                if out is None:
+                    runs[name] = run
+                else:
+                    lines = stage_table(json.loads(out.read_text()), run.events)
+    print()
+    print(HEADER)
+    for run in runs.values():
+        print(row(run))
+    if {"unmapped", "mix", "mapped-only"} <= runs.keys():
+        print()
+        print("\n".join(parts(runs["unmapped"], runs["mix"], runs["mapped-only"])))
+    if lines:
+        print(f"\n{args.sample}: CPU by stage (in-process sampler, a separate run, with start-up):")
+        print("\n".join(lines))
+    print(
+        f"\n{PEOPLE} people, {PARTITIONS} partitions, examples/rules.yaml, sandbox without added "
+        "latency; busy span from the assignment to the last busy tick; (all) with start-up and "
+        "shutdown; load = 1-minute load average at the end of each run (2 cores)."
+    )
+
+
+if __name__ == "__main__":
+    main()
