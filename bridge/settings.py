@@ -193,6 +193,14 @@ class PipelineSettings:
         default=2.0,
         metadata=doc("How often finished offsets are committed (also on revoke and shutdown)."),
     )
+    commit_metadata_max_bytes: int = field(
+        default=4000,
+        metadata=doc(
+            "Offsets finished past the committed one go into the commit's metadata, up to this "
+            "many bytes (the broker's `offset.metadata.max.bytes` is 4096 by default), so the "
+            "next owner of the partition does not send them again; 0: none."
+        ),
+    )
     shutdown_grace_seconds: float = field(
         default=30.0,
         metadata=doc("On SIGTERM/SIGINT, calls already started may finish within this time."),

@@ -5,7 +5,8 @@ LocalBroker. Everything runs on the event loop; nothing touches the network.
 The source behaves as one member of its group, the way the pipeline sees librdkafka:
 
 - `start()` subscribes; the first `consume()` assigns every partition of the topics, from the
-  group's committed offset (else the beginning: `auto.offset.reset=earliest`);
+  group's committed offset (else the beginning: `auto.offset.reset=earliest`), and tells the
+  listener the committed offsets with their metadata;
 - rebalances a test asks for (`revoke`, `lose`, `assign`) run at the start of the next
   `consume()`, as librdkafka runs its callbacks inside poll; a revoke commits what the listener
   returns, a loss commits nothing;
@@ -26,6 +27,7 @@ from bridge.events import Record
 from bridge.kafka.protocols import (
     Batch,
     Headers,
+    OffsetAndMetadata,
     Range,
     RebalanceListener,
     TopicPartition,
@@ -36,7 +38,7 @@ from bridge.kafka.protocols import (
 class MemoryBroker:
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._logs: dict[str, list[list[Record]]] = {}
-        self._committed: dict[tuple[str, TopicPartition], int] = {}
+        self._committed: dict[tuple[str, TopicPartition], OffsetAndMetadata] = {}
         self._clock = clock
         self._listeners: list[asyncio.Event] = []
 
@@ -82,11 +84,15 @@ class MemoryBroker:
         return len(self._logs[tp[0]][tp[1]])
 
     def committed(self, group: str, tp: TopicPartition) -> int | None:
+        found = self._committed.get((group, tp))
+        return None if found is None else found.offset
+
+    def committed_metadata(self, group: str, tp: TopicPartition) -> OffsetAndMetadata | None:
         return self._committed.get((group, tp))
 
-    def commit(self, group: str, offsets: Mapping[TopicPartition, int]) -> None:
-        for tp, offset in offsets.items():
-            self._committed[(group, tp)] = offset
+    def commit(self, group: str, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
+        for tp, committed in offsets.items():
+            self._committed[(group, tp)] = committed
 
     def _subscribe(self, wake: asyncio.Event) -> None:
         self._listeners.append(wake)
@@ -157,9 +163,13 @@ class MemorySource:
             event = self._pending.pop(0)
             assert self._listener is not None, "start() first"
             if event.kind == "assign":
+                committed = {}
                 for tp in event.tps:
-                    self.assigned[tp] = self.broker.committed(self.group_id, tp) or 0
-                await self._listener.on_assign(event.tps)
+                    found = self.broker.committed_metadata(self.group_id, tp)
+                    self.assigned[tp] = 0 if found is None else found.offset
+                    if found is not None:
+                        committed[tp] = found
+                await self._listener.on_assign(event.tps, committed)
                 continue
             tps = [tp for tp in event.tps if tp in self.assigned]
             if event.kind == "revoke":
@@ -187,7 +197,9 @@ class MemorySource:
                 ends.append(tp)
         return records, ends
 
-    async def commit(self, offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+    async def commit(
+        self, offsets: Mapping[TopicPartition, OffsetAndMetadata]
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
         if self.fail_commits:
             raise BrokerError("commit refused (MemorySource.fail_commits)")
         self.broker.commit(self.group_id, offsets)

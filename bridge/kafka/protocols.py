@@ -1,7 +1,8 @@
 """What the rest of the bridge needs from Kafka, as small protocols and plain values.
 
-    Source        the live pipeline's consumer: subscribe with a rebalance listener, consume
-                  records and end-of-partition events, pause/resume, commit explicit offsets,
+    Source        the live pipeline's consumer: subscribe with a rebalance listener (told the
+                  committed offsets and metadata of what it is assigned), consume records and
+                  end-of-partition events, pause/resume, commit explicit offsets with metadata,
                   watermarks, fetch lags and partition counts
     Producer      write a record and wait for the broker's acknowledgement; check a topic
     Admin         which topics exist; create one
@@ -24,13 +25,27 @@ TopicPartition = tuple[str, int]
 Headers = Sequence[tuple[str, bytes | None]]
 
 
+@dataclass(frozen=True, slots=True)
+class OffsetAndMetadata:
+    """A committed position and the string the broker stores with it (bridge.pipeline.finished:
+    the offsets already finished past it)."""
+
+    offset: int
+    metadata: str = ""
+
+
 class RebalanceListener(Protocol):
     """The pipeline's side of a rebalance. The source awaits each handler on the event loop and
     applies the assignment change after it returned."""
 
-    async def on_assign(self, tps: list[TopicPartition]) -> None: ...
+    async def on_assign(
+        self, tps: list[TopicPartition], committed: Mapping[TopicPartition, OffsetAndMetadata]
+    ) -> None:
+        """`committed`: the group's committed offset and metadata of the partitions that have
+        one (read before the handler runs; absent when the broker did not answer in time)."""
+        ...
 
-    async def on_revoke(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    async def on_revoke(self, tps: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
         """Returns the offsets to commit before the partitions go to their new owner."""
         ...
 
@@ -54,9 +69,12 @@ class Source(Protocol):
         inside this call. Raises BrokerError on a fatal error."""
         ...
 
-    async def commit(self, offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+    async def commit(
+        self, offsets: Mapping[TopicPartition, OffsetAndMetadata]
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
         """Commit now; returns what was committed (nothing when a rebalance ran since the offsets
-        were computed). Raises BrokerError on failure."""
+        were computed; without the metadata where the broker refused it as too large). Raises
+        BrokerError on failure."""
         ...
 
     async def pause(self, tps: Iterable[TopicPartition]) -> None: ...

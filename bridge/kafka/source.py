@@ -4,7 +4,8 @@ Every consumer call (consume, commit, pause, resume, close) runs on that thread,
 loop never blocks on librdkafka and the consumer is never touched from two threads. Rebalance
 callbacks run on it too, inside `consume()`; they hand over to the listener on the loop and wait
 for its answer. Either group protocol (bridge.kafka.properties) applies the incremental
-assign/unassign after each callback returns.
+assign/unassign after each callback returns. An assignment first reads the group's committed
+offsets and metadata of the partitions (the finished offsets the last owner recorded).
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from confluent_kafka import TopicPartition as KafkaTopicPartition
 from bridge.errors import BrokerError
 from bridge.events import Record
 from bridge.kafka.properties import consumer_config
-from bridge.kafka.protocols import RebalanceListener, TopicPartition
+from bridge.kafka.protocols import OffsetAndMetadata, RebalanceListener, TopicPartition
 from bridge.observability import RepeatLimiter
 
 log = logging.getLogger("bridge.pipeline.consumer")
 
 ERROR_REPORT_SECONDS = 30.0  # a broker outage repeats one error every poll: report it this often
+COMMITTED_TIMEOUT = 10.0  # reading the committed metadata on assignment; past it: none, redo
 T = TypeVar("T")
 
 
@@ -111,8 +113,28 @@ class KafkaSource:
 
     def _assigned(self, consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
         assert self._listener is not None
-        self._on_loop(self._listener.on_assign(_tps(partitions)))
+        committed = self._committed(partitions)
+        self._on_loop(self._listener.on_assign(_tps(partitions), committed))
         self._epoch += 1
+
+    def _committed(
+        self, partitions: list[KafkaTopicPartition]
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        """The group's committed offsets and metadata; {} when the broker does not answer (the
+        finished offsets past the committed one are then sent again, as without metadata)."""
+        if not partitions:
+            return {}
+        asked = [KafkaTopicPartition(p.topic, p.partition) for p in partitions]
+        try:
+            found = self._consumer.committed(asked, timeout=COMMITTED_TIMEOUT)
+        except KafkaException as exc:
+            log.warning("reading committed offsets failed, finished ones are redone: %s", exc)
+            return {}
+        return {
+            (tp.topic, tp.partition): OffsetAndMetadata(tp.offset, tp.metadata or "")
+            for tp in found
+            if tp.error is None and tp.offset >= 0
+        }
 
     def _lost(self, consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
         assert self._listener is not None
@@ -154,24 +176,48 @@ class KafkaSource:
                     log.warning("consumer error: %s (%d more like it before this one)", err, held)
         return out, ends
 
-    async def commit(self, offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+    async def commit(
+        self, offsets: Mapping[TopicPartition, OffsetAndMetadata]
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
         return await self._run(self._commit, dict(offsets), self._epoch)
 
     def _commit(
-        self, offsets: Mapping[TopicPartition, int], epoch: int | None = None
-    ) -> dict[TopicPartition, int]:
+        self, offsets: Mapping[TopicPartition, OffsetAndMetadata], epoch: int | None = None
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
         if epoch is not None and epoch != self._epoch:
             log.debug("dropping a commit computed before a rebalance: %s", dict(offsets))
             return {}
-        tps = [KafkaTopicPartition(t, p, o) for (t, p), o in offsets.items()]
         try:
-            result = self._consumer.commit(offsets=tps, asynchronous=False)
-            for tp in result or []:
-                if tp.error is not None:  # a per-partition failure does not raise by itself
-                    raise KafkaException(tp.error)
+            return self._commit_now(offsets)
         except KafkaException as exc:
             raise broker_error(exc) from None
+
+    def _commit_now(
+        self, offsets: Mapping[TopicPartition, OffsetAndMetadata]
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        try:
+            self._commit_offsets(offsets)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if (
+                not isinstance(err, KafkaError)
+                or err.code() != KafkaError.OFFSET_METADATA_TOO_LARGE
+            ):
+                raise
+            # The broker's offset.metadata.max.bytes is below pipeline.commit_metadata_max_bytes.
+            log.warning("commit metadata too large for the broker; committing without it")
+            offsets = {tp: OffsetAndMetadata(c.offset) for tp, c in offsets.items()}
+            self._commit_offsets(offsets)
         return dict(offsets)
+
+    def _commit_offsets(self, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
+        tps = [
+            KafkaTopicPartition(t, p, c.offset, metadata=c.metadata)
+            for (t, p), c in offsets.items()
+        ]
+        for tp in self._consumer.commit(offsets=tps, asynchronous=False) or []:
+            if tp.error is not None:  # a per-partition failure does not raise by itself
+                raise KafkaException(tp.error)
 
     async def pause(self, tps: Iterable[TopicPartition]) -> None:
         await self._run(self._consumer.pause, [KafkaTopicPartition(t, p) for t, p in tps])

@@ -7,4 +7,5 @@ dispatcher.py  key-ordered concurrent delivery (coalesce.py merges waiting upser
 guards.py      max_age and suppression checks before each send
 offsets.py     per-partition tracking of finished messages
 commit.py      commits of the contiguous finished prefix
+finished.py    the offsets finished past it, as the commit's metadata
 """

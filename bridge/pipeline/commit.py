@@ -1,4 +1,5 @@
-"""Committing: the explicit last step. Only the tracker's contiguous prefix is ever committed."""
+"""Committing: the explicit last step. Only the tracker's contiguous prefix is ever committed, with
+the offsets finished past it as the commit's metadata."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from bridge.errors import BrokerError
+from bridge.kafka.protocols import OffsetAndMetadata
 from bridge.pipeline.message import TopicPartition
 from bridge.pipeline.offsets import OffsetTracker
 from bridge.settings import PipelineSettings
@@ -14,7 +16,8 @@ from bridge.settings import PipelineSettings
 log = logging.getLogger("bridge.pipeline.commit")
 
 # Returns what it committed (None: all of it); it may drop offsets that went stale meanwhile.
-CommitFn = Callable[[Mapping[TopicPartition, int]], Awaitable[Mapping[TopicPartition, int] | None]]
+Offsets = Mapping[TopicPartition, OffsetAndMetadata]
+CommitFn = Callable[[Offsets], Awaitable[Offsets | None]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,7 +53,7 @@ class Committer:
 
     async def commit(
         self, tps: Iterable[TopicPartition] | None = None
-    ) -> dict[TopicPartition, int]:
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
         """Commit now; a failed commit is logged and retried on the next call."""
         offsets = self._tracker.committable(tps)
         if not offsets:
@@ -62,6 +65,6 @@ class Committer:
             return {}
         offsets = dict(offsets if done is None else done)
         self._tracker.mark_committed(offsets)
-        for tp, offset in offsets.items():
-            self._on_committed(tp, offset)
+        for tp, committed in offsets.items():
+            self._on_committed(tp, committed.offset)
         return offsets

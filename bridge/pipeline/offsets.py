@@ -6,6 +6,12 @@ per partition, the offset to commit: the first tracked offset that is not done y
 tracked offset + 1 when everything is done. It never passes an unfinished offset and never moves
 backwards. Kafka offsets need not be contiguous (compaction, transaction markers), so "contiguous"
 means contiguous in the order messages were tracked, not numerically.
+
+The messages finished past that offset go with it, as the commit's metadata
+(bridge.pipeline.finished), so a partition is committed again when they change even if its
+offset did not move. A partition assigned with such metadata carries the finished offsets over:
+`track` reports them as finished at once (the pipeline sends nothing for them), and they stay in
+the metadata until the committed offset passes them.
 """
 
 from __future__ import annotations
@@ -14,28 +20,44 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 
 from bridge.errors import OffsetOrderError
+from bridge.kafka.protocols import OffsetAndMetadata
+from bridge.pipeline import finished
+from bridge.pipeline.finished import Run
 
 TopicPartition = tuple[str, int]
+METADATA_MAX_BYTES = 4000  # under the broker's default offset.metadata.max.bytes (4096)
 
 
 class _PartitionState:
     """Offsets of one partition in tracking order; `done` marks finished ones."""
 
-    __slots__ = ("committed", "done", "last_tracked", "open", "pending")
+    __slots__ = ("carried", "committed", "done", "last_tracked", "open", "pending")
 
-    def __init__(self) -> None:
+    def __init__(self, carried: Iterable[Run] = (), committed: OffsetAndMetadata | None = None):
         self.pending: deque[int] = deque()
         self.open: set[int] = set()  # tracked and not finished: O(1) membership, not a deque scan
         self.done: set[int] = set()
         self.last_tracked: int | None = None
-        self.committed: int | None = None
+        self.committed = committed
+        self.carried: deque[Run] = deque(carried)  # finished by an earlier owner, not read yet
 
-    def track(self, offset: int) -> None:
+    def track(self, offset: int) -> bool:
+        """False: an earlier owner finished the message; it is recorded as finished."""
         if self.last_tracked is not None and offset <= self.last_tracked:
             raise OffsetOrderError(f"offset {offset} after {self.last_tracked}")
         self.pending.append(offset)
-        self.open.add(offset)
         self.last_tracked = offset
+        if self._carried_over(offset):
+            self.done.add(offset)
+            self._drop_done_prefix()
+            return False
+        self.open.add(offset)
+        return True
+
+    def _carried_over(self, offset: int) -> bool:
+        while self.carried and self.carried[0][1] < offset:
+            self.carried.popleft()
+        return bool(self.carried) and self.carried[0][0] <= offset
 
     def finish(self, offset: int) -> None:
         if offset in self.open:
@@ -58,29 +80,65 @@ class _PartitionState:
             return self.pending[0]
         return None if self.last_tracked is None else self.last_tracked + 1
 
+    def finished_runs(self) -> list[Run]:
+        """Finished offsets past the first unfinished one: runs of messages finished one after
+        the other in tracking order, then what was carried over and not read yet."""
+        runs: list[Run] = []
+        start: int | None = None
+        prev = 0
+        for offset in self.pending:
+            if offset in self.done:
+                start = offset if start is None else start
+            elif start is not None:
+                runs.append((start, prev))
+                start = None
+            prev = offset
+        if start is not None:
+            runs.append((start, prev))
+        past = -1 if self.last_tracked is None else self.last_tracked + 1
+        runs.extend((max(first, past), last) for first, last in self.carried if last >= past)
+        return finished.merge(runs)
+
+    def commit(self, max_bytes: int) -> OffsetAndMetadata | None:
+        pos = self.position()
+        if pos is None:
+            return None
+        runs = self.finished_runs() if max_bytes > 0 and (self.done or self.carried) else []
+        return OffsetAndMetadata(pos, finished.encode(pos, runs, max_bytes))
+
 
 class OffsetTracker:
     """Tracks in-flight offsets of every assigned partition. Not thread-safe: one event loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, metadata_max_bytes: int = METADATA_MAX_BYTES) -> None:
         self._parts: dict[TopicPartition, _PartitionState] = {}
+        self._max_bytes = metadata_max_bytes
 
-    def assign(self, tps: Iterable[TopicPartition]) -> None:
-        """Start fresh state for newly assigned partitions."""
+    def assign(
+        self,
+        tps: Iterable[TopicPartition],
+        committed: Mapping[TopicPartition, OffsetAndMetadata] | None = None,
+    ) -> None:
+        """Start fresh state for newly assigned partitions, carrying over the offsets their
+        committed metadata says are finished."""
+        committed = committed or {}
         for tp in tps:
-            self._parts[tp] = _PartitionState()
+            was = committed.get(tp)
+            runs = finished.decode(was.offset, was.metadata) if was is not None else []
+            self._parts[tp] = _PartitionState(runs, was)
 
     def forget(self, tps: Iterable[TopicPartition]) -> None:
         """Drop state for revoked or lost partitions; late `done` calls for them are ignored."""
         for tp in tps:
             self._parts.pop(tp, None)
 
-    def track(self, tp: TopicPartition, offset: int) -> None:
-        """Record that `offset` entered the pipeline. Offsets must increase per partition."""
+    def track(self, tp: TopicPartition, offset: int) -> bool:
+        """Record that `offset` entered the pipeline. Offsets must increase per partition.
+        False: an earlier owner finished it (committed metadata); it counts as done already."""
         state = self._parts.get(tp)
         if state is None:
             state = self._parts[tp] = _PartitionState()
-        state.track(offset)
+        return state.track(offset)
 
     def done(self, tp: TopicPartition, offset: int) -> None:
         """Mark `offset` finished. Unknown offsets and forgotten partitions are ignored."""
@@ -99,21 +157,27 @@ class OffsetTracker:
         state = self._parts.get(tp)
         return None if state is None else state.last_done()
 
-    def committable(self, tps: Iterable[TopicPartition] | None = None) -> dict[TopicPartition, int]:
-        """Offsets to commit: only partitions whose position moved past the last commit."""
-        out: dict[TopicPartition, int] = {}
+    def committable(
+        self, tps: Iterable[TopicPartition] | None = None
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        """What to commit: partitions whose position moved past the last commit, or whose
+        finished offsets past it changed. Never a position below the last commit."""
+        out: dict[TopicPartition, OffsetAndMetadata] = {}
         for tp in self._parts if tps is None else tps:
             state = self._parts.get(tp)
-            if state is None:
+            now = None if state is None else state.commit(self._max_bytes)
+            if now is None or state is None:
                 continue
-            pos = state.position()
-            if pos is not None and (state.committed is None or pos > state.committed):
-                out[tp] = pos
+            was = state.committed
+            if was is None or now.offset > was.offset or (now.offset == was.offset and now != was):
+                out[tp] = now
         return out
 
-    def mark_committed(self, offsets: Mapping[TopicPartition, int]) -> None:
+    def mark_committed(self, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
         """Record a successful commit so the same position is not committed again."""
-        for tp, pos in offsets.items():
+        for tp, now in offsets.items():
             state = self._parts.get(tp)
-            if state is not None and (state.committed is None or pos > state.committed):
-                state.committed = pos
+            if state is not None and (
+                state.committed is None or now.offset >= state.committed.offset
+            ):
+                state.committed = now

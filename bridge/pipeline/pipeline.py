@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from bridge.config import BridgeConfig
 from bridge.dlq import DeadLetter, DeadLetterSink, DlqBreaker
@@ -34,7 +34,7 @@ from bridge.errors import (
     RetryableError,
 )
 from bridge.events import EventDecoder, EventRules, Record
-from bridge.kafka.protocols import Source
+from bridge.kafka.protocols import OffsetAndMetadata, Source
 from bridge.meisa.calls import MeisaCall
 from bridge.observability import HealthState, Metrics, NullMetrics
 from bridge.outcome import Unreadable, read_record
@@ -90,7 +90,7 @@ class Pipeline:
             max_ratio=config.dlq.max_ratio,
             window=config.dlq.ratio_window,
         )
-        self.tracker = OffsetTracker()
+        self.tracker = OffsetTracker(metadata_max_bytes=settings.commit_metadata_max_bytes)
         self.fence = StallFence()
         self.dispatcher = Dispatcher(
             deliver=deliver,
@@ -159,7 +159,7 @@ class Pipeline:
         timer.cancel()
         await asyncio.gather(timer, return_exceptions=True)
         committed = await self._committer.commit()
-        log.info("final commit: %s", {f"{t}/{p}": o for (t, p), o in committed.items()})
+        log.info("final commit: %s", {f"{t}/{p}": c.offset for (t, p), c in committed.items()})
         await self._source.close()
 
     async def _drain(self, grace: float) -> bool:
@@ -198,10 +198,7 @@ class Pipeline:
         tp = record.tp
         if tp not in self._assigned or self._closing:
             return  # fetched before a revoke in the same consume(); the new owner reads it
-        try:
-            self.tracker.track(tp, record.offset)
-        except OffsetOrderError:
-            log.warning("ignoring %s partition %d offset %d: already seen", *tp, record.offset)
+        if not self._track(record):
             return
         message = InFlight(record)
         self._live.setdefault(tp, {})[record.offset] = message
@@ -229,6 +226,20 @@ class Pipeline:
         # Event times are epoch seconds; an event with no time at all happened "now".
         event_time = message.event_time if message.event_time is not None else time.time()
         self.lockstep.push(tp, event_time, (message, calls))
+
+    def _track(self, record: Record) -> bool:
+        """False: nothing to do, the offset was seen already or an earlier owner finished it
+        (the committed metadata); counted as finished then."""
+        try:
+            fresh = self.tracker.track(record.tp, record.offset)
+        except OffsetOrderError:
+            log.warning(
+                "ignoring %s partition %d offset %d: already seen", *record.tp, record.offset
+            )
+            return False
+        if not fresh:
+            self._metrics.events(record.topic, None, "finished_before")
+        return fresh
 
     async def _report_lags(self) -> None:
         """Tell the lockstep which empty partitions still have data on its way."""
@@ -377,9 +388,11 @@ class Pipeline:
         self._positions[tp] = offset
         self._metrics.committed(tp[0], tp[1], offset)
 
-    async def on_assign(self, tps: list[TopicPartition]) -> None:
+    async def on_assign(
+        self, tps: list[TopicPartition], committed: Mapping[TopicPartition, OffsetAndMetadata]
+    ) -> None:
         log.info("assigned: %s", _names(tps))
-        self.tracker.assign(tps)
+        self.tracker.assign(tps, committed)
         now = asyncio.get_running_loop().time()
         self.lockstep.assign(tps, now)
         self._assigned.update(tps)
@@ -415,7 +428,7 @@ class Pipeline:
         self._on_share(share)
         self._metrics.rate_share(share)
 
-    async def on_revoke(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    async def on_revoke(self, tps: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
         """Let started work of the partitions finish (within the grace) and return what to commit.
 
         Messages up to the last one finished or started still run, so the committed position

@@ -7,7 +7,7 @@ local broker); a difference between them is a bug in the double."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +15,7 @@ import pytest
 
 from bridge.events import Record
 from bridge.kafka.memory import MemoryBroker, MemoryProducer, MemorySource
-from bridge.kafka.protocols import Producer, Source, TopicPartition
+from bridge.kafka.protocols import OffsetAndMetadata, Producer, Source, TopicPartition
 
 POLLS = 300  # consume() calls a condition may take: generous for a group join on a busy machine
 
@@ -34,11 +34,15 @@ class Backend:
 class Listener:
     assigned: set[TopicPartition] = field(default_factory=set)
     revoked: list[TopicPartition] = field(default_factory=list)
+    committed: dict[TopicPartition, OffsetAndMetadata] = field(default_factory=dict)
 
-    async def on_assign(self, tps: list[TopicPartition]) -> None:
+    async def on_assign(
+        self, tps: list[TopicPartition], committed: Mapping[TopicPartition, OffsetAndMetadata]
+    ) -> None:
         self.assigned.update(tps)
+        self.committed.update(committed)
 
-    async def on_revoke(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    async def on_revoke(self, tps: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
         self.assigned.difference_update(tps)
         self.revoked.extend(tps)
         return {}
@@ -147,7 +151,9 @@ async def test_a_paused_partition_is_not_fetched_until_it_is_resumed(backend: Ba
         await reading.source.close()
 
 
-async def test_a_new_member_of_the_group_starts_at_the_committed_offset(backend: Backend) -> None:
+async def test_a_new_member_starts_at_the_committed_offset_and_is_told_its_metadata(
+    backend: Backend,
+) -> None:
     topic = backend.make_topic(1)
     tp = (topic, 0)
     group = f"g-{uuid.uuid4().hex[:8]}"
@@ -156,12 +162,15 @@ async def test_a_new_member_of_the_group_starts_at_the_committed_offset(backend:
     first = await _started(backend, [topic], group)
     try:
         await first.until(lambda: len(first.offsets(tp)) == 4, "all four")
-        assert await first.source.commit({tp: 2}) == {tp: 2}
+        assert first.listener.committed == {}
+        mark = OffsetAndMetadata(2, "mb1:2:1")
+        assert await first.source.commit({tp: mark}) == {tp: mark}
     finally:
         await first.source.close()
     second = await _started(backend, [topic], group)
     try:
         await second.until(lambda: tp in second.ends, "read to the end")
         assert second.offsets(tp) == [2, 3]
+        assert second.listener.committed == {tp: OffsetAndMetadata(2, "mb1:2:1")}
     finally:
         await second.source.close()

@@ -6,9 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bridge.kafka.protocols import OffsetAndMetadata
+from bridge.pipeline.finished import decode
 from bridge.pipeline.offsets import OffsetOrderError, OffsetTracker
 
 TP = ("t", 0)
+
+
+def positions(tracker: OffsetTracker) -> dict[tuple[str, int], int]:
+    return {tp: c.offset for tp, c in tracker.committable().items()}
 
 
 def test_commit_is_first_unfinished_offset() -> None:
@@ -16,11 +22,11 @@ def test_commit_is_first_unfinished_offset() -> None:
     for offset in (10, 11, 12):
         tracker.track(TP, offset)
     tracker.done(TP, 11)
-    assert tracker.committable() == {TP: 10}
+    assert positions(tracker) == {TP: 10}
     tracker.done(TP, 10)
-    assert tracker.committable() == {TP: 12}
+    assert positions(tracker) == {TP: 12}
     tracker.done(TP, 12)
-    assert tracker.committable() == {TP: 13}
+    assert tracker.committable() == {TP: OffsetAndMetadata(13)}
 
 
 def test_gaps_in_offsets_commit_the_next_tracked_offset() -> None:
@@ -28,7 +34,7 @@ def test_gaps_in_offsets_commit_the_next_tracked_offset() -> None:
     for offset in (5, 9):  # 6..8 compacted away or transaction markers
         tracker.track(TP, offset)
     tracker.done(TP, 5)
-    assert tracker.committable() == {TP: 9}
+    assert tracker.committable() == {TP: OffsetAndMetadata(9)}
 
 
 def test_refuses_offsets_that_go_backwards() -> None:
@@ -99,17 +105,22 @@ def test_committed_offset_never_passes_unfinished_or_goes_back(
             tracker.done(TP, finish_order[fi])
             finished.add(finish_order[fi])
             fi += 1
-        pos = tracker.committable().get(TP)
-        if pos is None:
+        now = tracker.committable().get(TP)
+        if now is None:
             continue
         unfinished = [o for o in tracked if o not in finished]
-        assert all(pos <= o for o in unfinished), "passed an unfinished offset"
-        assert pos > committed, "went backwards or repeated"
+        assert all(now.offset <= o for o in unfinished), "passed an unfinished offset"
+        assert now.offset >= committed, "went backwards"
+        skipped = {
+            o for first, last in decode(now.offset, now.metadata) for o in range(first, last + 1)
+        }
+        assert not skipped & set(unfinished), "metadata names an unfinished offset"
         if i in commit_points:
-            tracker.mark_committed({TP: pos})
-            committed = pos
+            tracker.mark_committed({TP: now})
+            committed = now.offset
     if set(tracked) == finished and tracked:
-        assert tracker.committable().get(TP, committed) == max(tracked) + 1
+        final = tracker.committable().get(TP)
+        assert (committed if final is None else final.offset) == max(tracked) + 1
 
 
 def test_last_done_names_the_highest_finished_offset_past_a_gap() -> None:
@@ -126,3 +137,86 @@ def test_last_done_names_the_highest_finished_offset_past_a_gap() -> None:
     t.done(tp, 1)
     assert t.last_done(tp) is None
     assert t.last_done(("t", 9)) is None
+
+
+def test_finished_offsets_past_a_held_head_go_into_the_metadata() -> None:
+    tracker = OffsetTracker()
+    for offset in range(10):
+        tracker.track(TP, offset)
+    for offset in (1, 2, 3, 7):
+        tracker.done(TP, offset)
+    now = tracker.committable()[TP]
+    assert now.offset == 0
+    assert decode(0, now.metadata) == [(1, 3), (7, 7)]
+
+
+def test_a_partition_is_committed_again_when_only_its_finished_offsets_change() -> None:
+    tracker = OffsetTracker()
+    for offset in range(5):
+        tracker.track(TP, offset)
+    tracker.done(TP, 2)
+    tracker.mark_committed(tracker.committable())
+    assert tracker.committable() == {}
+    tracker.done(TP, 3)
+    now = tracker.committable()[TP]
+    assert (now.offset, decode(0, now.metadata)) == (0, [(2, 3)])
+
+
+def test_runs_join_across_offsets_that_hold_no_message() -> None:
+    tracker = OffsetTracker()
+    for offset in (0, 4, 5, 9):  # 1..3 and 6..8: transaction markers or compacted away
+        tracker.track(TP, offset)
+    for offset in (4, 5, 9):
+        tracker.done(TP, offset)
+    assert decode(0, tracker.committable()[TP].metadata) == [(4, 9)]
+
+
+def test_offsets_an_earlier_owner_finished_are_done_when_read_again() -> None:
+    was = OffsetTracker()
+    for offset in range(6):
+        was.track(TP, offset)
+    for offset in (2, 3, 5):
+        was.done(TP, offset)
+    committed = was.committable()
+    tracker = OffsetTracker()
+    tracker.assign([TP], committed)
+    fresh = {offset: tracker.track(TP, offset) for offset in range(6)}
+    assert fresh == {0: True, 1: True, 2: False, 3: False, 4: True, 5: False}
+    assert tracker.in_flight(TP) == 3
+    assert tracker.committable() == {}  # nothing changed since the earlier owner's commit
+    tracker.done(TP, 0)
+    tracker.done(TP, 1)
+    now = tracker.committable()[TP]
+    assert (now.offset, decode(4, now.metadata)) == (4, [(5, 5)])
+    tracker.done(TP, 4)
+    assert tracker.committable()[TP] == OffsetAndMetadata(6)
+
+
+def test_carried_offsets_not_read_yet_stay_in_the_metadata() -> None:
+    was = OffsetTracker()
+    for offset in range(8):
+        was.track(TP, offset)
+    for offset in (1, 5, 6):
+        was.done(TP, offset)
+    tracker = OffsetTracker()
+    tracker.assign([TP], was.committable())
+    tracker.track(TP, 0)
+    tracker.done(TP, 0)
+    assert tracker.track(TP, 1) is False
+    tracker.track(TP, 2)  # 3.. not read yet (paused): 5 and 6 must not be forgotten
+    now = tracker.committable()[TP]
+    assert (now.offset, decode(2, now.metadata)) == (2, [(5, 6)])
+
+
+def test_metadata_of_another_committed_offset_is_ignored() -> None:
+    tracker = OffsetTracker()
+    tracker.assign([TP], {TP: OffsetAndMetadata(3, "mb1:0:1.4")})  # reset by a tool to 3
+    assert [tracker.track(TP, offset) for offset in range(3, 6)] == [True, True, True]
+
+
+def test_no_metadata_when_it_is_turned_off() -> None:
+    tracker = OffsetTracker(metadata_max_bytes=0)
+    for offset in range(3):
+        tracker.track(TP, offset)
+    tracker.done(TP, 2)
+    assert tracker.committable() == {TP: OffsetAndMetadata(0)}

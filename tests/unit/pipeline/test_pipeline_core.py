@@ -30,6 +30,7 @@ from bridge.events import Envelope
 from bridge.kafka.memory import MemoryBroker, MemoryProducer, MemorySource
 from bridge.meisa.calls import MeisaCall
 from bridge.pipeline.dispatcher import Slot
+from bridge.pipeline.finished import decode
 from bridge.pipeline.message import Sending
 from bridge.pipeline.pipeline import Pipeline
 from bridge.settings import DlqSettings, PipelineSettings
@@ -122,9 +123,10 @@ async def running(
     partitions: int = 1,
     producer: MemoryProducer | None = None,
     on_share: Callable[[float], None] | None = None,
+    broker: MemoryBroker | None = None,
     **settings: Any,
 ) -> AsyncIterator[Harness]:
-    broker = MemoryBroker()
+    broker = broker or MemoryBroker()
     broker.create_topic("events", partitions)
     broker.create_topic("dlq", 1)
     source = MemorySource(broker, ["events"], GROUP)
@@ -178,6 +180,26 @@ async def test_the_commit_never_passes_an_unfinished_offset() -> None:
         assert h.committed() == 1
         h.meisa.release(1)
         await until(lambda: h.committed() == 4, "everything committed once 1 finished")
+
+
+async def test_a_new_owner_does_not_resend_what_finished_past_a_held_message() -> None:
+    broker = MemoryBroker()
+    async with running(broker=broker) as first:
+        first.meisa.hold(0)
+        for n in range(5):  # different people: 1..4 finish while 0 is held
+            broker.produce("events", event(n, f"p{n}"))
+        await until(lambda: sorted(first.meisa.sent) == [1, 2, 3, 4], "the others finished")
+        await until(lambda: _finished_committed(broker) == (0, [(1, 4)]), "1..4 in the metadata")
+        first.source.lose([TP])  # its owner stalls past the session timeout, or dies
+        await until(lambda: TP not in first.source.assigned, "the loss was handled")
+    async with running(broker=broker) as second:
+        await until(lambda: second.committed() == 5, "the new owner committed everything")
+    assert second.meisa.sent == [0]
+
+
+def _finished_committed(broker: MemoryBroker) -> tuple[int, list[tuple[int, int]]] | None:
+    found = broker.committed_metadata(GROUP, TP)
+    return None if found is None else (found.offset, decode(found.offset, found.metadata))
 
 
 async def test_a_revoke_lets_started_work_finish_commits_it_and_starts_nothing_more() -> None:

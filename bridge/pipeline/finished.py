@@ -1,0 +1,97 @@
+"""Finished offsets past the committed one, as the metadata string of a Kafka offset commit.
+
+The committed offset is the first unfinished message of a partition; messages after it may be
+finished already (other people's calls run ahead of a slow one, a call parked on a 404 holds its
+message for minutes). Their offsets go into the commit's metadata, so the next owner of the
+partition skips them instead of sending their calls again, as Confluent's Parallel Consumer does.
+
+Format, version 1 (ASCII, numbers in lower-case base 36):
+
+    mb1:<base>:<run>,<run>,...      run = <gap> or <gap>.<length>
+
+`base` is the committed offset the metadata belongs to; a reader whose committed offset differs
+(an offset reset by a tool) ignores it. Runs are inclusive offset ranges in increasing order:
+the first starts `gap` after `base`, each next one `gap` after the previous one's end + 1, and
+spans `length` offsets (1 when omitted). A range may cover offsets that hold no message (a
+transaction marker, a compacted record): no such offset is ever delivered.
+
+When the runs do not fit in `max_bytes`, those nearest `base` are kept: a dropped run only means
+its messages are sent again, as without metadata. Anything that does not parse reads as nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+VERSION = "mb1"
+Run = tuple[int, int]  # first and last offset, inclusive
+DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _b36(n: int) -> str:
+    out = ""
+    while True:
+        n, d = divmod(n, 36)
+        out = DIGITS[d] + out
+        if not n:
+            return out
+
+
+def encode(base: int, runs: Iterable[Run], max_bytes: int) -> str:
+    """`runs` (sorted, disjoint, not adjacent, none below `base`) as metadata of at most
+    `max_bytes` bytes, the runs nearest `base` first; "" when there is none or none fits."""
+    head = f"{VERSION}:{_b36(base)}:"
+    parts: list[str] = []
+    size = len(head) - 1  # the first run needs no comma
+    cursor = base
+    for first, last in runs:
+        token = _b36(first - cursor) + ("" if first == last else "." + _b36(last - first + 1))
+        if size + 1 + len(token) > max_bytes:
+            break
+        parts.append(token)
+        size += 1 + len(token)
+        cursor = last + 1
+    return head + ",".join(parts) if parts else ""
+
+
+def decode(base: int, metadata: str) -> list[Run]:
+    """The runs `metadata` holds for committed offset `base`; [] when it is not ours, belongs to
+    another offset or does not parse."""
+    fields = metadata.split(":")
+    if len(fields) != 3 or fields[0] != VERSION or _int(fields[1]) != base or not fields[2]:
+        return []
+    runs: list[Run] = []
+    cursor = base
+    for token in fields[2].split(","):
+        run = _run(token, cursor, first=not runs)
+        if run is None:
+            return []
+        runs.append(run)
+        cursor = run[1] + 1
+    return runs
+
+
+def _run(token: str, cursor: int, *, first: bool) -> Run | None:
+    gap_text, _, length_text = token.partition(".")
+    gap = _int(gap_text)
+    length = _int(length_text) if length_text else 1
+    if gap is None or length is None or length < 1 or (gap < 1 and not first):
+        return None
+    return cursor + gap, cursor + gap + length - 1
+
+
+def _int(text: str) -> int | None:
+    if not text or any(c not in DIGITS for c in text):
+        return None
+    return int(text, 36)
+
+
+def merge(runs: Sequence[Run]) -> list[Run]:
+    """Sorted runs with overlapping or adjacent ones joined."""
+    out: list[Run] = []
+    for first, last in sorted(runs):
+        if out and first <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], last))
+        else:
+            out.append((first, last))
+    return out
