@@ -54,6 +54,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
             "bridge/meisa/client.py",
             "bridge/meisa/calls.py",
             "bridge/meisa/transport.py",
+            "bridge/meisa/aio.py",
             "httpx/",
             "httpcore/",
             "httpx_aiohttp/",

@@ -1,4 +1,4 @@
-"""Client CPU per request and requests/s, httpx's default transport vs httpx-aiohttp.
+"""Client CPU per request and requests/s, httpx's default transport vs the aiohttp one.
 
 Starts the Meisa sandbox in a subprocess on another CPU (so its CPU is not counted), then sends
 small upserts through MeisaClient with N in flight, once per transport, and prints client CPU

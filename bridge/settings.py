@@ -123,8 +123,8 @@ class MeisaSettings:
     transport: Literal["httpx", "aiohttp"] = field(
         default="aiohttp",
         metadata=doc(
-            "HTTP transport under httpx's API: `aiohttp` (httpx-aiohttp, less CPU per request) "
-            "or `httpx` (httpx's own pool)."
+            "HTTP transport under httpx's API: `aiohttp` (aiohttp's engine, less CPU per "
+            "request) or `httpx` (httpx's own pool)."
         ),
     )
 

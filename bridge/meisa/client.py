@@ -3,14 +3,14 @@
 Every method raises the error tree (bridge.errors) as classified in bridge.meisa.classify;
 retries, pacing and priorities live in bridge.meisa.delivery / retry / governor. The transport
 is injectable (tests and benchmarks swap it); by default it follows `MeisaSettings.transport`:
-"aiohttp" (httpx-aiohttp, ~4x less client CPU per request, see bench/client_transport.py) or
-"httpx" (httpx's own pool).
+"aiohttp" (bridge.meisa.aio, an httpx transport on aiohttp: several times less client CPU per
+request, see bench/client_transport.py) or "httpx" (httpx's own pool).
 
 Requests go straight to the httpx transport as `httpx.Request`s with absolute URLs built once
-per path: `httpx.AsyncClient` would parse and merge the URL twice, build its default headers,
-run its auth, redirect and cookie machinery on every call, none of which this client uses (it
-follows no redirects and keeps no cookies); skipping it saves about a third of the client's CPU
-per request (bench/client_transport.py).
+per path and their headers complete (Host, Content-Length): `httpx.AsyncClient` would parse and
+merge the URL twice, build its default headers, run its auth, redirect and cookie machinery on
+every call, none of which this client uses (it follows no redirects and keeps no cookies);
+skipping it saves about a third of the client's CPU per request (bench/client_transport.py).
 
 The API key lives only in the client's default headers: it never appears in a repr, an exception
 message or a log line. Transport failures become a TransportError that does not chain the httpx
@@ -24,7 +24,7 @@ import time
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import orjson
@@ -47,26 +47,16 @@ _KEEPALIVE = 32  # the pipeline runs up to max_in_flight (32 by default) request
 _URL_CACHE_SIZE = 1_000  # parsed URLs kept: every endpoint, and some tag paths
 
 
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [httpx.TransportError, OSError, TimeoutError]
-    try:  # httpx-aiohttp lets a few aiohttp errors through unmapped (e.g. a server disconnect)
-        import aiohttp
-
-        errors.append(aiohttp.ClientError)
-    except ImportError:  # pragma: no cover - aiohttp comes with httpx-aiohttp
-        pass
-    return tuple(errors)
-
-
-_TRANSPORT_ERRORS = _transport_errors()
+# A transport raises httpx's errors; sockets and timeouts may still surface as they are.
+_TRANSPORT_ERRORS = (httpx.TransportError, OSError, TimeoutError)
 
 
 def default_transport(settings: MeisaSettings) -> httpx.AsyncBaseTransport:
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=_KEEPALIVE)
     if settings.transport == "aiohttp":
-        from httpx_aiohttp import AiohttpTransport
+        from bridge.meisa.aio import AiohttpTransport
 
-        return cast(httpx.AsyncBaseTransport, AiohttpTransport(limits=limits))
+        return AiohttpTransport(limits=limits)
     return httpx.AsyncHTTPTransport(limits=limits)
 
 
@@ -96,6 +86,7 @@ class MeisaClient:
         self._urls: dict[str, httpx.URL] = {}  # path -> absolute URL, parsed once
         self._headers = httpx.Headers(
             {
+                "Host": httpx.URL(self._base).netloc.decode("ascii"),
                 "X-API-Key": settings.api_key.get_secret_value(),
                 "Content-Type": "application/json",
                 "Accept": "application/json",
@@ -143,8 +134,8 @@ class MeisaClient:
         request = httpx.Request(
             method,
             self._url(path, params),
-            headers=self._headers,
-            content=content,
+            headers=self._headers_for(content),
+            stream=httpx.ByteStream(content or b""),
             extensions=self._extensions,
         )
         try:
@@ -170,6 +161,15 @@ class MeisaClient:
             now=self._wall_clock(),
             retry_after_cap=self.settings.retry_after_cap_seconds,
         )
+
+    def _headers_for(self, content: bytes | None) -> httpx.Headers:
+        """The request's headers, Host and Content-Length included: a Request built on a stream
+        adds none itself (building it from `content` costs three times as much CPU)."""
+        if content is None:
+            return self._headers
+        headers = self._headers.copy()
+        headers["Content-Length"] = str(len(content))
+        return headers
 
     def _redact(self, text: str) -> str:
         key = self.settings.api_key.get_secret_value()

@@ -1,0 +1,89 @@
+"""bridge.meisa.aio: the httpx transport on aiohttp, against a small aiohttp server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from aiohttp import web
+
+from bridge.meisa.aio import AiohttpTransport
+
+Seen = list[tuple[str, str, dict[str, str], bytes]]
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[str, Seen]]:
+    seen: Seen = []
+
+    async def echo(request: web.Request) -> web.Response:
+        body = await request.read()
+        seen.append((request.method, request.path_qs, dict(request.headers), body))
+        if request.path == "/slow":
+            await asyncio.sleep(2)
+        if request.path == "/gzip":
+            return web.Response(
+                body=gzip.compress(b'{"zipped": true}'), headers={"Content-Encoding": "gzip"}
+            )
+        return web.Response(status=201, body=b'{"ok": true}', headers={"X-Answer": "yes"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}", seen
+    finally:
+        await runner.cleanup()
+
+
+async def test_request_and_response_cross_intact(server: tuple[str, Seen]) -> None:
+    base, seen = server
+    transport = AiohttpTransport()
+    try:
+        request = httpx.Request(
+            "POST", f"{base}/contacts/upsert/?a=1", headers={"X-API-Key": "k"}, content=b'{"x":1}'
+        )
+        response = await transport.handle_async_request(request)
+        await response.aread()
+    finally:
+        await transport.aclose()
+    method, path, headers, body = seen[0]
+    assert (method, path, body) == ("POST", "/contacts/upsert/?a=1", b'{"x":1}')
+    assert headers["X-API-Key"] == "k"
+    assert headers["Content-Length"] == "7"
+    assert "Accept-Encoding" not in headers  # as httpx's own transport sends it
+    assert response.status_code == 201
+    assert response.headers["x-answer"] == "yes"
+    assert response.json() == {"ok": True}
+
+
+async def test_a_compressed_answer_is_decoded(server: tuple[str, Seen]) -> None:
+    base, _ = server
+    async with AiohttpTransport() as transport:
+        response = await transport.handle_async_request(httpx.Request("GET", f"{base}/gzip"))
+    assert response.json() == {"zipped": True}
+
+
+async def test_connection_refused_is_httpx_connect_error_without_chain() -> None:
+    async with AiohttpTransport() as transport:
+        with pytest.raises(httpx.ConnectError) as info:
+            await transport.handle_async_request(httpx.Request("GET", "http://127.0.0.1:9/"))
+    assert info.value.__cause__ is None
+    assert info.value.__context__ is None
+
+
+async def test_read_timeout_is_httpx_timeout(server: tuple[str, Seen]) -> None:
+    base, _ = server
+    timeout = {"timeout": httpx.Timeout(0.2).as_dict()}
+    async with AiohttpTransport() as transport:
+        with pytest.raises(httpx.TimeoutException):
+            await transport.handle_async_request(
+                httpx.Request("GET", f"{base}/slow", extensions=timeout)
+            )
