@@ -31,7 +31,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -124,19 +124,24 @@ class Deliverer:
         not_found: bool,
         event_time: float | None,
     ) -> CallResult:
-        retrying = self.policy.retrying(call, sleep=self._sleep, rng=self._rng, not_found=not_found)
         number = 0
+
+        async def attempt(n: int) -> CallResult:
+            nonlocal number
+            number = n
+            if slot is None:
+                return await self._attempt(call, n, event_time)
+            async with slot:
+                return await self._attempt(call, n, event_time)
+
         try:
-            async for attempt in retrying:
-                number = attempt.retry_state.attempt_number
-                with attempt:
-                    async with slot or nullcontext():
-                        return await self._attempt(call, number, event_time)
+            return await self.policy.run(
+                call, attempt, sleep=self._sleep, rng=self._rng, not_found=not_found
+            )
         except PoisonError as error:
             if number == error.attempts:
                 raise
             raise error.after_attempts(number) from error  # 404s retried before giving up count
-        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _attempt(self, call: MeisaCall, number: int, event_time: float | None) -> CallResult:
         waited = await self.governor.acquire(call.priority, self.client.requests_for(call))
