@@ -168,16 +168,24 @@ class Dispatcher:
         def abandoned(item: Item) -> bool:
             return all(m.cancelled or m.revoked or m.tp in gone for m in item.messages())
 
-        cancelled = []
+        stopping = []
         for lane in list(self._lanes.values()):
             for item in lane.drop(abandoned):
                 for m in item.messages():
                     m.cancelled = True
-            if lane.running is not None and abandoned(lane.running) and lane.current is not None:
-                lane.current.cancel()
-                cancelled.append(lane.current)
+            if lane.running is not None and abandoned(lane.running) and lane.task is not None:
+                stopping.append(self._cancel_running(lane, lane.task))
             lane.wake.set()
-        await asyncio.gather(*cancelled, return_exceptions=True)
+        await asyncio.gather(*stopping, return_exceptions=True)
+
+    def _cancel_running(self, lane: Lane, task: asyncio.Task[None]) -> asyncio.Future[None]:
+        """Cancel the call the lane's task is running (not the lane): a future set once the
+        call has ended. The lane task tells this cancel from others by `lane.stopping` and
+        takes it back with `uncancel()` (bridge.pipeline.dispatcher._run_in_lane)."""
+        if lane.stopping is None:
+            lane.stopping = asyncio.get_running_loop().create_future()
+            task.cancel()
+        return lane.stopping
 
     async def aclose(self) -> None:
         """Cancel everything still running or queued (after a halt or a drain timeout)."""
@@ -211,18 +219,21 @@ class Dispatcher:
             await asyncio.wait_for(lane.wake.wait(), timeout)
 
     async def _run_in_lane(self, lane: Lane, item: Item) -> None:
+        # The call runs in the lane's own task: a task per call cost more CPU than the rest of
+        # the dispatcher. release() cancels the lane's task while the call is running; that
+        # cancel is taken back here, and the lane goes on with its next call.
         lane.running = item
-        call = lane.current = asyncio.create_task(self._run(lane, item))
         try:
-            await call  # cancelling this lane's task cancels the call with it
+            await self._run(lane, item)
         except asyncio.CancelledError:
-            me = asyncio.current_task()
-            if me is None or me.cancelling() or not call.cancelled():
-                raise
-            # Only the call was cancelled (its partition was released): the lane goes on.
+            if lane.stopping is None or _stopped(lane) > 0:
+                raise  # the lane itself is cancelled (closing), maybe as well
         finally:
             lane.running = None
-            lane.current = None
+            if (
+                lane.stopping is not None
+            ):  # the call swallowed the cancel: take it back all the same
+                _stopped(lane)
 
     def _finish_lane(self, lane: Lane) -> None:
         lane.task = None
@@ -386,8 +397,18 @@ class _Start:
         await self._slots.__aexit__(None, None, None)
 
 
+def _stopped(lane: Lane) -> int:
+    """Take back release()'s cancel of the lane's task and tell release() the call ended;
+    returns how many other cancel requests the task still has."""
+    assert lane.stopping is not None
+    lane.stopping.set_result(None)
+    lane.stopping = None
+    me = asyncio.current_task()
+    return me.uncancel() if me is not None else 0
+
+
 def _abandoned(item: Item) -> bool:
-    return all(m.cancelled or m.revoked for m in item.messages())
+    return all(m.cancelled or m.revoked for _, m in item.parts)
 
 
 def _failure(exc: PoisonError, call: MeisaCall) -> Failure:

@@ -42,7 +42,7 @@ class Lane:
     key: str
     queue: deque[Item] = field(default_factory=deque)
     running: Item | None = None
-    current: asyncio.Task[None] | None = None
+    stopping: asyncio.Future[None] | None = None  # release() cancelled the running call
     parked: Item | None = None
     due: float = 0.0  # loop time at which the parked head retries
     wake: asyncio.Event = field(default_factory=asyncio.Event)

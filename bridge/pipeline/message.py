@@ -51,6 +51,12 @@ class InFlight:
     def offset(self) -> int:
         return self.record.offset
 
+    def epoch(self) -> float | None:
+        """The event time: as the pipeline read it, else (set up without it) the envelope's."""
+        if self.event_time is not None or self.envelope is None:
+            return self.event_time
+        return self.envelope.event_epoch()
+
     def fail(self, failure: Failure) -> None:
         if self.failure is None:
             self.failure = failure
@@ -65,5 +71,5 @@ class Sending:
     @property
     def event_time(self) -> float | None:
         """The newest event time of the messages: max_age is measured from it."""
-        epochs = [e for m in self.messages if m.envelope and (e := m.envelope.event_epoch())]
+        epochs = [e for m in self.messages if (e := m.epoch()) is not None]
         return max(epochs) if epochs else None

@@ -325,6 +325,49 @@ async def test_releasing_a_partition_cancels_its_calls_in_progress() -> None:
     assert [c.body["n"] for c in fake.sent] == [0, 2, 5]
 
 
+async def test_a_lane_survives_repeated_releases_and_still_closes() -> None:
+    # release() cancels the lane's task around the running call and takes the cancel back:
+    # the lane must go on after each release, and closing must still stop it.
+    fake, finished = FakeMeisa(auto=False), []
+    d = make(fake, finished, max_in_flight=8)
+    d.known.add("m:a@x.io")
+    for n in range(3):
+        lost = msg(n, partition=0)
+        d.submit(lost, [call("track", "a", n)])
+        await settle()
+        lost.cancelled = True
+        await d.release([("t", 0)])
+    kept = msg(9, partition=1)
+    d.submit(kept, [call("track", "a", 9)])
+    await settle()
+    fake.gates[-1].set()
+    await d.wait_idle(1)
+    assert [c.body["n"] for c in fake.sent] == [0, 1, 2, 9]
+    assert finished == [kept]
+    d.submit(msg(10, partition=1), [call("track", "a", 10)])
+    await settle()
+    await d.aclose()
+    assert await d.wait_idle(1)
+    assert len(finished) == 1
+
+
+async def test_closing_while_a_release_cancels_the_same_call_stops_the_lane() -> None:
+    fake, finished = FakeMeisa(auto=False), []
+    d = make(fake, finished, max_in_flight=8)
+    d.known.add("m:a@x.io")
+    lost = msg(0, partition=0)
+    d.submit(lost, [call("track", "a", 0)])
+    d.submit(msg(1, partition=1), [call("track", "a", 1)])
+    await settle()
+    lost.cancelled = True
+    release = asyncio.create_task(d.release([("t", 0)]))
+    closing = asyncio.create_task(d.aclose())
+    await asyncio.gather(release, closing)
+    await settle()
+    assert [c.body["n"] for c in fake.sent] == [0], "the closed lane starts nothing more"
+    assert finished == []
+
+
 async def test_an_error_outside_the_error_tree_halts_instead_of_stranding_the_message() -> None:
     # A bug or an unmapped library error must not kill the contact's queue silently: the
     # message would never finish and its partition's commits would stop without a word.
