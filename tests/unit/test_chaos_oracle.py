@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from chaos.check import Figure, check_triggers, epoch, run_checks
+from chaos.check import Figure, check_tracks, check_triggers, epoch, run_checks
 from chaos.history import TOPICS, build, iso
 from chaos.schedule import PROFILES, SANDBOX_FAULTS, make_schedule
 
@@ -144,3 +144,17 @@ def test_a_trigger_first_sent_during_a_broker_outage_is_counted_in_the_ledger_wi
         "triggers twice (idempotency key)",
         "triggers twice (recipient+template+variables)",
     }
+
+
+def test_tracks_resent_after_a_broker_outage_are_outside_the_duplicate_budget() -> None:
+    _, expected = build(3, 40, NOW, poison=0)
+    record = _perfect_record(expected)
+    events = [{**e, "timestamp": iso(NOW + i)} for i, e in enumerate(record["events"])]
+    again = [{**e, "timestamp": iso(NOW + 1000)} for e in events]  # every track twice
+    figures = check_tracks(expected, events + again, [[NOW - 1, NOW + len(events)]], [])
+    by_name = {f.name: f for f in figures}
+    assert by_name["track duplicates"].ok is True
+    assert f"{len(events)} first delivered while the broker was down" in (
+        by_name["track duplicates"].text
+    )
+    assert _failed(check_tracks(expected, events + again, [], [])) == {"track duplicates"}
