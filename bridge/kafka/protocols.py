@@ -73,8 +73,8 @@ class Source(Protocol):
         self, offsets: Mapping[TopicPartition, OffsetAndMetadata]
     ) -> dict[TopicPartition, OffsetAndMetadata]:
         """Commit now; returns what was committed (nothing when a rebalance ran since the offsets
-        were computed; without the metadata where the broker refused it as too large). Raises
-        BrokerError on failure."""
+        were computed). A source whose broker refuses the metadata as too large commits the
+        offsets without it from then on. Raises BrokerError on failure."""
         ...
 
     async def pause(self, tps: Iterable[TopicPartition]) -> None: ...

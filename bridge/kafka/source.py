@@ -81,6 +81,8 @@ class KafkaSource:
         # Bumped by every rebalance callback. A commit computed before a rebalance may hold stale
         # offsets (older than the revoke's own commit, or for partitions given away): dropped.
         self._epoch = 0
+        self._metadata = True  # False once the broker refused the metadata as too large
+        self._closing = False
         self._errors = RepeatLimiter(ERROR_REPORT_SECONDS)
         self.group_id = str(self._conf["group.id"])
 
@@ -122,7 +124,7 @@ class KafkaSource:
     ) -> dict[TopicPartition, OffsetAndMetadata]:
         """The group's committed offsets and metadata; {} when the broker does not answer (the
         finished offsets past the committed one are then sent again, as without metadata)."""
-        if not partitions:
+        if not partitions or self._closing:  # close() serves a late assignment: nothing reads it
             return {}
         asked = [KafkaTopicPartition(p.topic, p.partition) for p in partitions]
         try:
@@ -205,14 +207,14 @@ class KafkaSource:
             ):
                 raise
             # The broker's offset.metadata.max.bytes is below pipeline.commit_metadata_max_bytes.
-            log.warning("commit metadata too large for the broker; committing without it")
-            offsets = {tp: OffsetAndMetadata(c.offset) for tp, c in offsets.items()}
+            log.warning("the broker refuses the commit metadata as too large; committing without")
+            self._metadata = False
             self._commit_offsets(offsets)
         return dict(offsets)
 
     def _commit_offsets(self, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
         tps = [
-            KafkaTopicPartition(t, p, c.offset, metadata=c.metadata)
+            KafkaTopicPartition(t, p, c.offset, metadata=c.metadata if self._metadata else "")
             for (t, p), c in offsets.items()
         ]
         for tp in self._consumer.commit(offsets=tps, asynchronous=False) or []:
@@ -267,6 +269,7 @@ class KafkaSource:
         return out
 
     async def close(self) -> None:
+        self._closing = True
         if self._consumer is not None:
             await self._run(self._consumer.close)
             self._consumer = None
