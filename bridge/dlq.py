@@ -182,6 +182,7 @@ class DlqBreaker:
         self.max_consecutive = max_consecutive
         self.max_ratio = max_ratio
         self._window: deque[bool] = deque(maxlen=max(window, 1))
+        self._poison = 0  # poison messages in the window: kept, not summed per message
         self._consecutive = 0
 
     def fill(self) -> tuple[float, float]:
@@ -191,21 +192,24 @@ class DlqBreaker:
         poison, so its fill is the poison count over `max_ratio` times the window's length."""
         consecutive = self._consecutive / self.max_consecutive if self.max_consecutive > 0 else 0.0
         size = self._window.maxlen or 1
-        ratio = sum(self._window) / (self.max_ratio * size) if self.max_ratio > 0 else 0.0
+        ratio = self._poison / (self.max_ratio * size) if self.max_ratio > 0 else 0.0
         return consecutive, ratio
 
     def record(self, poison: bool) -> None:
         """Count one finished message; raises DlqBreakerTripped when a limit is passed."""
-        self._window.append(poison)
+        window = self._window
+        if len(window) == window.maxlen:
+            self._poison -= window[0]  # about to drop out of the window
+        window.append(poison)
+        self._poison += poison
         self._consecutive = self._consecutive + 1 if poison else 0
         if self.max_consecutive > 0 and self._consecutive >= self.max_consecutive:
             raise DlqBreakerTripped(
                 f"{self._consecutive} poison messages in a row (dlq.max_consecutive="
                 f"{self.max_consecutive}); halting instead of draining the topic into the DLQ"
             )
-        window = self._window
         if self.max_ratio > 0 and len(window) == window.maxlen:
-            ratio = sum(window) / len(window)
+            ratio = self._poison / len(window)
             if ratio > self.max_ratio:
                 raise DlqBreakerTripped(
                     f"{ratio:.0%} of the last {len(window)} messages were poison "

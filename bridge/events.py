@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -38,7 +39,7 @@ class Record:
             offset=self.offset,
             key=self.key,
             value=self.value,
-            headers=list(self.headers),
+            headers=self.headers,
             timestamp=self.timestamp,
         )
 
@@ -62,7 +63,7 @@ class Envelope:
     time: str | None = None
     key: bytes | None = None
     timestamp: int | None = None
-    headers: Headers = field(default_factory=tuple)
+    headers: Headers = ()
 
     def context(self) -> dict[str, Any]:
         """The mapping that rule expressions are evaluated against."""
@@ -110,7 +111,7 @@ class EventDecoder(Protocol):
         offset: int,
         key: bytes | None,
         value: bytes | None,
-        headers: list[tuple[str, bytes | None]] | None,
+        headers: Sequence[tuple[str, bytes | None]] | None,
         timestamp: int | None,
     ) -> Envelope: ...
 

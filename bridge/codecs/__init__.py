@@ -16,6 +16,7 @@ cannot be reached raises TransportError (retry, do not dead-letter).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from bridge.codecs import cloudevents
@@ -27,7 +28,7 @@ from bridge.errors import DecodeError
 from bridge.events import Envelope
 from bridge.settings import CodecSettings
 
-HeaderList = list[tuple[str, bytes | None]] | tuple[tuple[str, bytes | None], ...] | None
+HeaderList = Sequence[tuple[str, bytes | None]] | None
 
 
 class Decoder:
@@ -53,7 +54,9 @@ class Decoder:
         headers: HeaderList,
         timestamp: int | None,
     ) -> Envelope:
-        where = Where(topic, partition, offset, key, tuple(headers or ()), timestamp)
+        if type(headers) is not tuple:  # a list, or None; Records carry tuples already
+            headers = tuple(headers or ())
+        where = Where(topic, partition, offset, key, headers, timestamp)
         try:
             return self._decode(value, where)
         except DecodeError:

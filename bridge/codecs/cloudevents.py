@@ -34,7 +34,7 @@ def header(headers: tuple[tuple[str, bytes | None], ...], name: str) -> str | No
 
 
 def is_binary(headers: tuple[tuple[str, bytes | None], ...]) -> bool:
-    return any(k.lower() == "ce_specversion" for k, _ in headers)
+    return bool(headers) and any(k.lower() == "ce_specversion" for k, _ in headers)
 
 
 def _is_json(content_type: str | None) -> bool:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from bridge.errors import DecodeError
 from bridge.events import Envelope, Headers
 
 
-@dataclass(frozen=True, slots=True)
-class Where:
-    """The Kafka coordinates and metadata of one message."""
+class Where(NamedTuple):
+    """The Kafka coordinates and metadata of one message (a tuple: built for every message)."""
 
     topic: str
     partition: int

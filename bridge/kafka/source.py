@@ -33,16 +33,18 @@ T = TypeVar("T")
 
 
 def record_of(message: Message) -> Record:
-    """A confluent-kafka Message as a plain Record."""
+    """A confluent-kafka Message as a plain Record (built for every message: kept lean; a
+    consumed message's topic, partition and offset are always set, key and value are bytes)."""
     kind, ts = message.timestamp()
+    key, value, headers = message.key(), message.value(), message.headers()
     return Record(
-        topic=str(message.topic()),
-        partition=int(message.partition() or 0),
-        offset=int(message.offset() or 0),
-        key=_bytes(message.key()),
-        value=_bytes(message.value()),
-        headers=_headers(message.headers()),
-        timestamp=ts if kind != 0 else None,  # 0: TIMESTAMP_NOT_AVAILABLE
+        message.topic(),  # type: ignore[arg-type]
+        message.partition(),  # type: ignore[arg-type]
+        message.offset(),  # type: ignore[arg-type]
+        key if key is None or type(key) is bytes else _bytes(key),
+        value if value is None or type(value) is bytes else _bytes(value),
+        () if headers is None else _headers(headers),
+        ts if kind != 0 else None,  # 0: TIMESTAMP_NOT_AVAILABLE
     )
 
 

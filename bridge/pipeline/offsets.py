@@ -60,10 +60,15 @@ class _PartitionState:
         return bool(self.carried) and self.carried[0][0] <= offset
 
     def finish(self, offset: int) -> None:
-        if offset in self.open:
-            self.open.discard(offset)
+        if offset not in self.open:
+            return
+        self.open.discard(offset)
+        if self.pending[0] == offset:  # the usual case: messages finish in order
+            self.pending.popleft()
+            if self.done:
+                self._drop_done_prefix()
+        else:
             self.done.add(offset)
-            self._drop_done_prefix()
 
     def _drop_done_prefix(self) -> None:
         # Keep the head (the first unfinished offset) so `position` can name it.

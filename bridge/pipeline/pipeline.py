@@ -37,13 +37,14 @@ from bridge.events import EventDecoder, EventRules, Record
 from bridge.kafka.protocols import OffsetAndMetadata, Source
 from bridge.meisa.calls import MeisaCall
 from bridge.observability import HealthState, Metrics, NullMetrics
-from bridge.outcome import Unreadable, read_record
+from bridge.outcome import Mapped, Unreadable, read_record
 from bridge.pipeline.commit import CommitPolicy, Committer
 from bridge.pipeline.dispatcher import Deliver, Dispatcher, Guard
 from bridge.pipeline.fence import StallFence
 from bridge.pipeline.lockstep import Lockstep
 from bridge.pipeline.message import Failure, InFlight, TopicPartition
 from bridge.pipeline.offsets import OffsetTracker
+from bridge.pipeline.tally import EventTally
 
 log = logging.getLogger("bridge.pipeline")
 
@@ -84,6 +85,8 @@ class Pipeline:
         self._rules = rules
         self._dlq = dlq
         self._metrics = metrics or NullMetrics()
+        self._tally = EventTally(self._metrics)
+        self._breaker_fill: tuple[float, float] | None = None  # last reported to the metrics
         self._health = health or HealthState()
         self._breaker = DlqBreaker(
             max_consecutive=config.dlq.max_consecutive,
@@ -158,6 +161,7 @@ class Pipeline:
         await asyncio.gather(*self._dlq_tasks, return_exceptions=True)
         timer.cancel()
         await asyncio.gather(timer, return_exceptions=True)
+        self._tally.flush()
         committed = await self._committer.commit()
         log.info("final commit: %s", {f"{t}/{p}": c.offset for (t, p), c in committed.items()})
         await self._source.close()
@@ -188,6 +192,7 @@ class Pipeline:
                     self._accept(record)
                 for tp in ends:
                     self.lockstep.at_end(tp)
+                self._tally.flush()
                 await self._report_lags()
                 self._admit()
                 await self._backpressure()
@@ -200,8 +205,6 @@ class Pipeline:
             return  # fetched before a revoke in the same consume(); the new owner reads it
         if not self._track(record):
             return
-        message = InFlight(record)
-        self._live.setdefault(tp, {})[record.offset] = message
         try:
             read = read_record(record, self._decoder, self._rules)
         except RetryableError as exc:
@@ -209,18 +212,18 @@ class Pipeline:
             # dead-lettered; halting commits nothing past it and a restart reads it again.
             self._halt(HaltError(f"{record.topic}/{record.partition}@{record.offset}: {exc}"))
             return
-        message.envelope = read.envelope
+        if isinstance(read, Mapped) and not read.calls:
+            self._no_call(record, read)
+            return
+        message = InFlight(record, envelope=read.envelope)
+        self._live.setdefault(tp, {})[record.offset] = message
         if isinstance(read, Unreadable):
             message.fail(Failure(error=read.error, stage=read.stage, rule=read.rule, attempts=0))
             self._finished(message)
             return
-        if read.tombstone:
-            # A tombstone deletes a key on a compacted topic: no event, so nothing to send or DLQ.
-            self._done(message, "tombstone")
-            return
         message.event_time = read.event_time
         calls = read.calls
-        if all(call.kind == "trigger" for call in calls):  # also: no calls at all
+        if all(call.kind == "trigger" for call in calls):
             self.dispatcher.submit(message, calls)
             return
         # Event times are epoch seconds; an event with no time at all happened "now".
@@ -241,8 +244,24 @@ class Pipeline:
             self._metrics.events(record.topic, None, "finished_before")
         return fresh
 
+    def _no_call(self, record: Record, read: Mapped) -> None:
+        """A message that makes no call is done at once: most events of a busy topic are ones
+        no rule maps, so this path builds no InFlight and touches no dispatcher."""
+        envelope = read.envelope
+        if envelope is None:
+            # A tombstone deletes a key on a compacted topic: no event, so nothing to send or DLQ.
+            self.tracker.done(record.tp, record.offset)
+            self._tally.count(record.topic, None, "tombstone")
+            return
+        if self._breaker_record(poison=False):
+            self.tracker.done(record.tp, record.offset)
+            self._tally.count(record.topic, envelope.type, "ok")
+
     async def _report_lags(self) -> None:
-        """Tell the lockstep which empty partitions still have data on its way."""
+        """Tell the lockstep which empty partitions still have data on its way (only needed while
+        it holds messages back: events that make no call never enter it)."""
+        if not self.lockstep.buffered():
+            return
         empty = [tp for tp in self.lockstep.waiting_for_data() if tp not in self._paused]
         if empty:
             lags = await self._source.fetch_lags(empty)
@@ -286,19 +305,28 @@ class Pipeline:
         if message.cancelled:
             return
         poison = message.failure is not None
-        try:
-            self._breaker.record(poison)
-        except HaltError as exc:
-            self._halt(exc)
+        if not self._breaker_record(poison):
             return
-        finally:
-            self._metrics.dlq_breaker(*self._breaker.fill())
         if not poison:
             self._done(message, "skipped" if message.skipped else "ok")
             return
         task = asyncio.create_task(self._dead_letter(message))
         self._dlq_tasks.add(task)
         task.add_done_callback(self._dlq_tasks.discard)
+
+    def _breaker_record(self, poison: bool) -> bool:
+        """Count a finished message in the DLQ breaker; False when it tripped (halted)."""
+        try:
+            self._breaker.record(poison)
+        except HaltError as exc:
+            self._halt(exc)
+            return False
+        finally:
+            fill = self._breaker.fill()
+            if fill != self._breaker_fill:  # a gauge write per change, not per message
+                self._breaker_fill = fill
+                self._metrics.dlq_breaker(*fill)
+        return True
 
     async def _dead_letter(self, message: InFlight) -> None:
         failure = message.failure
@@ -357,13 +385,14 @@ class Pipeline:
         self._live.get(message.tp, {}).pop(message.offset, None)
         self.tracker.done(message.tp, message.offset)
         event_type = message.envelope.type if message.envelope is not None else None
-        self._metrics.events(message.record.topic, event_type, outcome)
+        self._tally.count(message.record.topic, event_type, outcome)
 
     # -- commits and rebalances ------------------------------------------------------------------
 
     async def _commit_loop(self) -> None:
         while True:
             await asyncio.sleep(self.policy.interval_seconds)
+            self._tally.flush()
             await self._committer.commit()
             await self._report()
 
@@ -450,6 +479,7 @@ class Pipeline:
                 break
             await asyncio.sleep(0.02)
         offsets = self.tracker.committable(tps)
+        self._tally.flush()
         await self._release(tps)
         return offsets
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bridge.dlq import (
     DLQ_HEADERS,
@@ -198,3 +200,22 @@ def test_breaker_tolerates_a_ratio_at_the_limit() -> None:
     outcomes = [_trips(breaker, p) for p in (True, False, True, False, True, False, True)]
     assert outcomes == [False] * 7  # every full window holds exactly 2 of 4 poison
     assert _trips(breaker, True)  # T F T T: 3 of 4 is past the limit
+
+
+@given(
+    outcomes=st.lists(st.booleans(), max_size=60),
+    window=st.integers(1, 8),
+    max_ratio=st.sampled_from([0.0, 0.25, 0.5, 0.75]),
+)
+def test_breaker_fill_and_trip_follow_the_last_window_of_outcomes(
+    outcomes: list[bool], window: int, max_ratio: float
+) -> None:
+    breaker = DlqBreaker(max_consecutive=0, max_ratio=max_ratio, window=window)
+    for n, poison in enumerate(outcomes):
+        last = outcomes[max(0, n + 1 - window) : n + 1]
+        full = len(last) == window
+        assert _trips(breaker, poison) == (
+            max_ratio > 0 and full and sum(last) / window > max_ratio
+        )
+        expected = sum(last) / (max_ratio * window) if max_ratio > 0 else 0.0
+        assert breaker.fill()[1] == pytest.approx(expected)

@@ -29,6 +29,7 @@ from bridge.errors import (
 from bridge.events import Envelope
 from bridge.kafka.memory import MemoryBroker, MemoryProducer, MemorySource
 from bridge.meisa.calls import MeisaCall
+from bridge.observability import Metrics
 from bridge.pipeline.dispatcher import Slot
 from bridge.pipeline.finished import decode
 from bridge.pipeline.message import Sending
@@ -46,14 +47,17 @@ class JsonDecoder:
         except orjson.JSONDecodeError as exc:
             raise DecodeError(f"not JSON: {exc}") from None
         coords = {k: kw[k] for k in ("topic", "partition", "offset", "key", "timestamp")}
-        return Envelope(**coords, data=data, time=data.get("time"))
+        return Envelope(**coords, data=data, time=data.get("time"), type=data.get("type"))
 
 
 class Rules:
-    """One upsert per event for `data.who`; `data.bad` fails mapping in rule "signup"."""
+    """One upsert per event for `data.who`; `data.bad` fails mapping in rule "signup"; events
+    of another type than "signup" make no call."""
 
     def map(self, envelope: Envelope, *, replay: bool = False) -> list[MeisaCall]:
         data = envelope.data
+        if envelope.type not in (None, "signup"):
+            return []
         if data.get("bad"):
             raise MappingError("data.email: missing", rule="signup")
         who = str(data["who"])
@@ -124,6 +128,7 @@ async def running(
     producer: MemoryProducer | None = None,
     on_share: Callable[[float], None] | None = None,
     broker: MemoryBroker | None = None,
+    metrics: Metrics | None = None,
     **settings: Any,
 ) -> AsyncIterator[Harness]:
     broker = broker or MemoryBroker()
@@ -145,6 +150,7 @@ async def running(
         guard=lambda call, event_time: None,
         dlq=DeadLetterProducer(producer or MemoryProducer(broker), "dlq"),
         on_share=on_share,
+        metrics=metrics,
     )
     task = asyncio.create_task(pipeline.run())
     harness = Harness(broker, source, meisa, pipeline, task)
@@ -200,6 +206,39 @@ async def test_a_new_owner_does_not_resend_what_finished_past_a_held_message() -
 def _finished_committed(broker: MemoryBroker) -> tuple[int, list[tuple[int, int]]] | None:
     found = broker.committed_metadata(GROUP, TP)
     return None if found is None else (found.offset, decode(found.offset, found.metadata))
+
+
+async def test_events_that_make_no_call_are_done_at_once_but_never_committed_past_a_held_one() -> (
+    None
+):
+    async with running() as h:
+        h.meisa.hold(1)
+        h.broker.produce("events", event(0, type="page.viewed"))
+        h.broker.produce("events", event(1, "p1"))
+        for n in range(2, 5):
+            h.broker.produce("events", event(n, type="page.viewed"))
+        await until(lambda: h.committed() == 1, "the view before the held event committed")
+        await until(lambda: h.pipeline.tracker.last_done(TP) == 4, "the later views done")
+        await h.pipeline._committer.commit()
+        assert h.committed() == 1  # the views after the held event wait for it
+        h.meisa.release(1)
+        await until(lambda: h.committed() == 5, "everything committed once 1 finished")
+    assert h.meisa.sent == [1]
+
+
+async def test_finished_events_are_counted_by_type_and_outcome_before_their_commit() -> None:
+    metrics = Metrics()
+    async with running(metrics=metrics) as h:
+        h.broker.produce("events", event(0, type="page.viewed"))
+        h.broker.produce("events", event(1, "p1", type="signup"))
+        h.broker.produce("events", None)  # a tombstone
+        h.broker.produce("events", event(3, type="page.viewed"))
+        await until(lambda: h.committed() == 4, "all committed")
+        text = metrics.render().decode()
+    counted = 'meisa_bridge_events_total{outcome="%s",topic="events",type="%s"} %s'
+    assert counted % ("ok", "page.viewed", "2.0") in text
+    assert counted % ("ok", "signup", "1.0") in text
+    assert counted % ("tombstone", "", "1.0") in text
 
 
 async def test_a_revoke_lets_started_work_finish_commits_it_and_starts_nothing_more() -> None:
