@@ -15,9 +15,8 @@ that one of them maps, skips or rejects is mapped, skipped or rejected the same 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal
 
 from bridge.errors import (
     DecodeError,
@@ -32,7 +31,6 @@ from bridge.events import Envelope, EventDecoder, EventRules, Record
 from bridge.meisa.calls import MeisaCall
 
 Outcome = Literal["ok", "skipped", "retry", "poison", "halt"]
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,27 +68,29 @@ class Unreadable:
 def read_record(
     record: Record, decoder: EventDecoder, rules: EventRules, *, replay: bool = False
 ) -> Mapped | Unreadable:
-    """Decode and map one record (see the module docstring); raises only RetryableError."""
+    """Decode and map one record (see the module docstring); raises only RetryableError.
+
+    Runs for every message the bridge reads, most of which often make no call: no closures."""
     if is_tombstone(record):
         return Mapped(None, [])
     try:
-        envelope = _guarded(lambda: record.decode_with(decoder), DecodeError)
-    except PoisonError as exc:
-        return Unreadable(exc, None)
+        envelope = record.decode_with(decoder)
+    except Exception as exc:
+        return Unreadable(_poison(exc, DecodeError), None)
     try:
-        calls = _guarded(lambda: rules.map(envelope, replay=replay), MappingError)
-    except PoisonError as exc:
-        return Unreadable(exc, envelope)
+        calls = rules.map(envelope, replay=replay)
+    except Exception as exc:
+        return Unreadable(_poison(exc, MappingError), envelope)
     return Mapped(envelope, calls)
 
 
-def _guarded(step: Callable[[], T], poison: type[PoisonError]) -> T:
-    try:
-        return step()
-    except (PoisonError, RetryableError):
-        raise
-    except Exception as exc:
-        raise poison(f"unexpected {type(exc).__name__}: {exc}") from None
+def _poison(exc: Exception, poison: type[PoisonError]) -> PoisonError:
+    """A step's exception as poison of that step; a RetryableError is raised again."""
+    if isinstance(exc, RetryableError):
+        raise exc
+    if isinstance(exc, PoisonError):
+        return exc
+    return poison(f"unexpected {type(exc).__name__}: {exc}")
 
 
 def is_tombstone(record: Record) -> bool:
