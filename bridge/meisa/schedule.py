@@ -262,6 +262,18 @@ class RateScheduler:
 
     # -- queue -------------------------------------------------------------------------------
 
+    def take(self, now: float, priority: int, tokens: int = 1) -> bool:
+        """Grant at once when nobody waits and the budget allows (what `request` + `grant`
+        would do for a lone caller, without queueing it); False: the caller must queue."""
+        if self._waiters:
+            return False
+        tokens = max(1, tokens)
+        self._refresh(now)
+        if self.ready_at(now, tokens, priority) > now:
+            return False
+        self._spend(now, tokens)
+        return True
+
     def request(self, priority: int, tokens: int = 1) -> int:
         seq = next(self._seq)
         self._waiters[seq] = Waiter(priority, seq, max(1, tokens))

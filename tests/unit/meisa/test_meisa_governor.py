@@ -346,3 +346,18 @@ async def test_a_larger_share_lets_a_waiting_caller_go_sooner() -> None:
     waited = await asyncio.wait_for(waiter, 5)
     assert waited < 5.0  # at the full pace (1 per second), not the old one (1 per minute)
     await governor.aclose()
+
+
+def test_take_grants_a_lone_caller_at_once_and_never_jumps_the_queue() -> None:
+    core = RateScheduler(per_minute=2, per_hour=1000, guard_seconds=0.0)
+    assert core.take(0.0, TRIGGER)  # nobody waits, the budget allows: no queueing
+    assert core.windows[0].used(0.0) == 1
+    seq = core.request(UPSERT)  # an upsert waits for the pacing bucket to fill again
+    assert core.grant(0.0)[0] == []
+    assert not core.take(100.0, TRIGGER), "a caller arriving later queues behind the waiter"
+    assert core.grant(100.0)[0] == [seq]
+    unlimited = RateScheduler(per_minute=None, per_hour=None)
+    for _ in range(3):
+        unlimited.on_rate_limited(0.0, retry_after=5.0)  # the key is refused: everyone pauses
+    assert not unlimited.take(1.0, TRIGGER)
+    assert unlimited.take(5.0, TRIGGER)
