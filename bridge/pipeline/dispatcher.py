@@ -32,7 +32,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager, suppress
+from contextlib import AbstractAsyncContextManager
 
 from bridge.errors import (
     CallAbandoned,
@@ -175,7 +175,7 @@ class Dispatcher:
                     m.cancelled = True
             if lane.running is not None and abandoned(lane.running) and lane.task is not None:
                 stopping.append(self._cancel_running(lane, lane.task))
-            lane.wake.set()
+            lane.wake()
         await asyncio.gather(*stopping, return_exceptions=True)
 
     def _cancel_running(self, lane: Lane, task: asyncio.Task[None]) -> asyncio.Future[None]:
@@ -200,7 +200,7 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         try:
             while self.halted is None and lane.forward is None:
-                lane.wake.clear()
+                lane.look()
                 item = lane.next_call(lane.key in self.known, loop.time())
                 if item is None:
                     if lane.parked is None and not lane.waiting_on:
@@ -214,9 +214,7 @@ class Dispatcher:
         self._finish_lane(lane)
 
     async def _sleep(self, lane: Lane, now: float) -> None:
-        timeout = None if lane.parked is None else max(0.0, lane.due - now)
-        with suppress(TimeoutError):
-            await asyncio.wait_for(lane.wake.wait(), timeout)
+        await lane.wait(None if lane.parked is None else max(0.0, lane.due - now))
 
     async def _run_in_lane(self, lane: Lane, item: Item) -> None:
         # The call runs in the lane's own task: a task per call cost more CPU than the rest of
@@ -344,7 +342,7 @@ class Dispatcher:
         self.known.add(lane.key)
         if lane.parked is not None:
             lane.due = 0.0
-            lane.wake.set()
+            lane.wake()
 
     async def _send(self, call: MeisaCall, messages: Sequence[InFlight], slot: Slot) -> None:
         sending = Sending(tuple(messages))
@@ -368,7 +366,7 @@ class Dispatcher:
             log.error("halting: %s: %s", type(exc).__name__, exc)
             self._on_halt(exc)
             for lane in self._lanes.values():
-                lane.wake.set()
+                lane.wake()
 
 
 class _Start:

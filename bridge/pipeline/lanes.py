@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -45,7 +46,8 @@ class Lane:
     stopping: asyncio.Future[None] | None = None  # release() cancelled the running call
     parked: Item | None = None
     due: float = 0.0  # loop time at which the parked head retries
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    woken: bool = False  # something changed since the lane's task last looked
+    _wake: asyncio.Event | None = None  # made only when the task has to wait for a change
     task: asyncio.Task[None] | None = None
     waiting_on: set[Lane] = field(default_factory=set)  # folded lanes still running a call
     forward: Lane | None = None  # this lane was folded into `forward`
@@ -56,7 +58,7 @@ class Lane:
             merge_into(self.queue[-1], call, message)
             return True
         self.queue.append(Pending(call, [(call, message)]))
-        self.wake.set()
+        self.wake()
         return False
 
     def absorb(self, other: Lane) -> None:
@@ -70,8 +72,8 @@ class Lane:
         if other.running is not None:
             self.waiting_on.add(other)
         other.forward = self
-        other.wake.set()
-        self.wake.set()
+        other.wake()
+        self.wake()
 
     def hand_over(self) -> None:
         """This folded lane ended: its target may go on (with a call that parked meanwhile)."""
@@ -83,7 +85,28 @@ class Lane:
         target.queue.extendleft(reversed(self.queue))
         self.queue.clear()
         target.waiting_on.discard(self)
-        target.wake.set()
+        target.wake()
+
+    def wake(self) -> None:
+        """Tell the lane's task to look again (a call came, a parked call may go, ...)."""
+        self.woken = True
+        if self._wake is not None:
+            self._wake.set()
+
+    def look(self) -> None:
+        """The lane's task is looking now: later changes wake it again."""
+        self.woken = False
+        if self._wake is not None:
+            self._wake.clear()
+
+    async def wait(self, until: float | None) -> None:
+        """Until `wake()` (at once if it came since `look()`) or `until` seconds passed."""
+        if self.woken:
+            return
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), until)
 
     def idle(self) -> bool:
         return not self.queue and self.parked is None and self.running is None
