@@ -103,8 +103,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             failure = _error(exc)
         if failure is not None:  # raised outside the handler: no chained aiohttp exception
             raise failure
+        # A stream, read by the caller (`aread`), rather than `content=`, which would also
+        # recompute Content-Length from the body the server already framed.
         return httpx.Response(
-            answer.status, headers=answer.raw_headers, content=body, request=request
+            answer.status,
+            headers=answer.raw_headers,
+            stream=httpx.ByteStream(body),
+            request=request,
         )
 
     async def aclose(self) -> None:

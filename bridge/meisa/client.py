@@ -45,6 +45,7 @@ from bridge.settings import MeisaSettings
 _CONTACT_CACHE_SIZE = 10_000  # ids of recently tagged contacts; an id is 1 upsert saved per tag
 _KEEPALIVE = 32  # the pipeline runs up to max_in_flight (32 by default) requests at once
 _URL_CACHE_SIZE = 1_000  # parsed URLs kept: every endpoint, and some tag paths
+_SIZED_HEADERS = 1_000  # header sets kept, one per body length (a few hundred bytes to a few KB)
 
 
 # A transport raises httpx's errors; sockets and timeouts may still surface as they are.
@@ -93,6 +94,7 @@ class MeisaClient:
                 "User-Agent": f"meisa-bridge/{__version__}",
             }
         )
+        self._sized: dict[int, httpx.Headers] = {}  # by body length: the headers with it
         self._extensions = {"timeout": httpx.Timeout(settings.timeout).as_dict()}
         self._transport = transport or default_transport(settings)
 
@@ -167,8 +169,13 @@ class MeisaClient:
         adds none itself (building it from `content` costs three times as much CPU)."""
         if content is None:
             return self._headers
-        headers = self._headers.copy()
-        headers["Content-Length"] = str(len(content))
+        size = len(content)
+        headers = self._sized.get(size)  # a Request copies Headers cheaply, builds them dearly
+        if headers is None:
+            if len(self._sized) >= _SIZED_HEADERS:
+                self._sized.clear()
+            headers = self._sized[size] = self._headers.copy()
+            headers["Content-Length"] = str(size)
         return headers
 
     def _redact(self, text: str) -> str:

@@ -68,6 +68,7 @@ async def test_a_compressed_answer_is_decoded(server: tuple[str, Seen]) -> None:
     base, _ = server
     async with AiohttpTransport() as transport:
         response = await transport.handle_async_request(httpx.Request("GET", f"{base}/gzip"))
+        await response.aread()
     assert response.json() == {"zipped": True}
 
 
