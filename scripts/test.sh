@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make test`: lint, types, then every test against a real local broker.
-# Starts the broker only if it is not already running, and stops what it started, also on failure
-# or Ctrl-C. KAFKA_PORT picks another port; the tests find the broker through KAFKA_BOOTSTRAP.
+# `make test`: lint, types, then every test against a real local broker, the short chaos profile
+# last (CHAOS=0 leaves it out). Starts the broker only if it is not already running, and stops what
+# it started, also on failure or Ctrl-C. KAFKA_PORT picks another port; the tests find the broker
+# through KAFKA_BOOTSTRAP.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -36,5 +37,7 @@ scripts/k8scheck.sh -version
 echo "== images (scripts/images.sh: Docker engine, base images, meisa-bridge:local, Kafka)"
 scripts/images.sh build
 
-echo "== pytest"
-$BIN/pytest "$@"
+echo "== pytest (the short chaos profile last, a few minutes; CHAOS=0 leaves it out)"
+chaos=(--chaos)
+if [ "${CHAOS:-1}" = 0 ]; then chaos=(); fi
+$BIN/pytest "${chaos[@]}" "$@"

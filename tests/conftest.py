@@ -45,6 +45,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
         if item.get_closest_marker("chaos") and not config.getoption("--chaos"):
             item.add_marker(skip_chaos)
+    # The chaos suite last: it restarts the broker, and the other tests' results come first.
+    items.sort(key=lambda item: item.get_closest_marker("chaos") is not None)
 
 
 @pytest.fixture(scope="session")
