@@ -25,6 +25,7 @@ from chaos.history import Expected
 TRACK_DUPLICATE_BUDGET = 0.05  # re-sent tracks after crashes, as a share of all tracks
 EXIT_REFUSED = 2  # `meisa-bridge run` refused to start
 MAX_AGE = 6 * 3600.0  # the OTP rule's max_age (chaos/rules.yaml)
+SHUTDOWN_GRACE = 30.0  # pipeline.shutdown_grace_seconds, the default the runs use
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +308,7 @@ def check_run(
             not behind,
         ),
     ]
+    figures.append(_term_times(manifest["instances"]))
     progress = manifest.get("progress") or {}
     if progress:
         figures.append(
@@ -326,6 +328,28 @@ def check_run(
             )
         )
     return figures
+
+
+def _term_times(history: list[dict[str, Any]]) -> Figure:
+    """Seconds from an instance's first SIGTERM to its exit (as the runner saw it, within about
+    a second): the shutdown grace is 30 s, so much longer means a stop that stalled."""
+    termed: dict[str, float] = {}
+    took: dict[str, float] = {}
+    for h in history:
+        if h["event"] == "SIGTERM":
+            termed.setdefault(h["instance"], h["t"])
+        elif h["event"] == "exit" and h["instance"] in termed and h["instance"] not in took:
+            took[h["instance"]] = h["t"] - termed[h["instance"]]
+    if not took:
+        return Figure("SIGTERM exit times", "no SIGTERM", None)
+    slowest = max(took, key=took.__getitem__)
+    over = sum(1 for t in took.values() if t > SHUTDOWN_GRACE + 10)
+    return Figure(
+        "SIGTERM exit times",
+        f"slowest {took[slowest]:.0f}s ({slowest}); {over} of {len(took)} over "
+        f"{SHUTDOWN_GRACE + 10:.0f}s (the shutdown grace plus 10 s)",
+        None,
+    )
 
 
 def run_checks(

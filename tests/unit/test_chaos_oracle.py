@@ -65,7 +65,10 @@ def _perfect_record(expected: Any, now: float = NOW) -> dict[str, Any]:
 def _checks(expected: Any, record: dict[str, Any], dlq: list[dict[str, Any]]) -> list[Figure]:
     manifest = {
         "expected": expected.to_json(),
-        "instances": [{"event": "exit", "code": 0, "cause": "term"}],
+        "instances": [
+            {"t": 10.0, "instance": "b1", "event": "SIGTERM"},
+            {"t": 12.0, "instance": "b1", "event": "exit", "code": 0, "cause": "term"},
+        ],
         "clock_jumps": [],
     }
     return run_checks(manifest, record, dlq, {"app.users/0": 5}, {"app.users/0": 5})
