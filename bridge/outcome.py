@@ -11,13 +11,20 @@ that one of them maps, skips or rejects is mapped, skipped or rejected the same 
   cannot stop every partition (the DLQ breaker still halts a bad deploy);
 - a RetryableError (e.g. the schema registry is down) is raised: the record is fine, it must not
   be dead-lettered, only read again later.
+
+Most events of a busy topic are often ones no rule maps. `unmapped_type` tells those apart
+before an Envelope is built, for plain JSON events with the bridge's own decoder and rules: it
+answers only where `read_record` would answer `Mapped` with no call, and gives the event type
+that Mapped's envelope would carry. The live pipeline asks it first.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from bridge.codecs import UNDECIDED, Decoder, Undecided
 from bridge.errors import (
     DecodeError,
     HaltError,
@@ -29,6 +36,7 @@ from bridge.errors import (
 )
 from bridge.events import Envelope, EventDecoder, EventRules, Record
 from bridge.meisa.calls import MeisaCall
+from bridge.rules.engine import RuleSet
 
 Outcome = Literal["ok", "skipped", "retry", "poison", "halt"]
 
@@ -91,6 +99,25 @@ def _poison(exc: Exception, poison: type[PoisonError]) -> PoisonError:
     if isinstance(exc, PoisonError):
         return exc
     return poison(f"unexpected {type(exc).__name__}: {exc}")
+
+
+UnmappedType = Callable[[Record], "str | Undecided | None"]
+
+
+def unmapped_type(decoder: EventDecoder, rules: EventRules) -> UnmappedType | None:
+    """For the live pipeline: a check that gives the type of an event no rule maps, or
+    UNDECIDED (`read_record` decides); None when the decoder or the rules cannot tell early."""
+    if not (isinstance(decoder, Decoder) and isinstance(rules, RuleSet)):
+        return None
+    plain_type, matching = decoder.plain_type, rules.matching
+
+    def check(record: Record) -> str | Undecided | None:
+        event_type = plain_type(record)
+        if event_type is UNDECIDED or matching(event_type, record.topic):
+            return UNDECIDED
+        return event_type
+
+    return check
 
 
 def is_tombstone(record: Record) -> bool:

@@ -17,7 +17,10 @@ cannot be reached raises TransportError (retry, do not dead-letter).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from enum import Enum
+from typing import Any, Final, Literal
+
+import orjson
 
 from bridge.codecs import cloudevents
 from bridge.codecs.avro import AvroReader, LocalSchemas, has_framing
@@ -25,10 +28,18 @@ from bridge.codecs.envelope import Where
 from bridge.codecs.jsoncodec import JsonDecoder, loads
 from bridge.codecs.registry import SchemaRegistry
 from bridge.errors import DecodeError
-from bridge.events import Envelope
+from bridge.events import Envelope, Record
 from bridge.settings import CodecSettings
 
 HeaderList = Sequence[tuple[str, bytes | None]] | None
+
+
+class _Undecided(Enum):
+    UNDECIDED = "undecided"
+
+
+UNDECIDED: Final = _Undecided.UNDECIDED  # Decoder.plain_type: only a full decode can tell
+Undecided = Literal[_Undecided.UNDECIDED]
 
 
 class Decoder:
@@ -65,6 +76,27 @@ class Decoder:
             # Belt and braces: nothing a producer sends may crash the consumer loop.
             raise DecodeError(f"undecodable message: {type(exc).__name__}: {exc}") from None
 
+    def plain_type(self, record: Record) -> str | Undecided | None:
+        """The type of a plain JSON event, checked as `decode` checks it, without building an
+        Envelope: most events of a busy topic are ones no rule maps, and the live pipeline needs
+        only their type. UNDECIDED for anything else (a tombstone, CloudEvents, Avro) and for
+        what `decode` would refuse: `decode` then says what it is."""
+        fmt, value, headers = self.format, record.value, record.headers
+        if value is None or fmt not in ("auto", "json") or value[:1] != b"{":
+            return UNDECIDED  # neither Avro framing nor a tombstone starts with "{"
+        auto = fmt == "auto"
+        if auto and (record.topic in self.topic_schemas or cloudevents.is_binary(headers)):
+            return UNDECIDED
+        try:
+            if auto and headers and _structured(headers):
+                return UNDECIDED
+            obj = orjson.loads(value)
+            if not isinstance(obj, dict) or (auto and "specversion" in obj):
+                return UNDECIDED
+            return self.json.event_type(obj)
+        except (ValueError, DecodeError):  # orjson.JSONDecodeError is a ValueError
+            return UNDECIDED
+
     def _decode(self, value: bytes | None, where: Where) -> Envelope:
         fmt = self.format
         if fmt in ("auto", "cloudevents") and cloudevents.is_binary(where.headers):
@@ -94,11 +126,16 @@ class Decoder:
 
     def _json_or_structured(self, value: bytes, where: Where, *, require_ce: bool) -> Envelope:
         obj = loads(value)
-        content_type = cloudevents.header(where.headers, "content-type") or ""
-        structured = content_type.startswith(cloudevents.STRUCTURED_CONTENT_TYPE)
+        structured = _structured(where.headers)
         if structured or require_ce or (isinstance(obj, dict) and "specversion" in obj):
             return cloudevents.from_structured(obj, where)
         return self.json.from_object(obj, where)
+
+
+def _structured(headers: tuple[tuple[str, bytes | None], ...]) -> bool:
+    """A content type that says structured-mode CloudEvent (raises DecodeError if not UTF-8)."""
+    content_type = cloudevents.header(headers, "content-type") or ""
+    return content_type.startswith(cloudevents.STRUCTURED_CONTENT_TYPE)
 
 
 def build_decoder(settings: CodecSettings, *, registry: SchemaRegistry | None = None) -> Decoder:
@@ -106,4 +143,4 @@ def build_decoder(settings: CodecSettings, *, registry: SchemaRegistry | None = 
     return Decoder(settings, registry=registry)
 
 
-__all__ = ["Decoder", "SchemaRegistry", "build_decoder"]
+__all__ = ["UNDECIDED", "Decoder", "SchemaRegistry", "Undecided", "build_decoder"]

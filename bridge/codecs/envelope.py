@@ -27,6 +27,16 @@ def _text(value: Any, name: str) -> str | None:
     raise DecodeError(f"event field {name!r} must be a string, got {type(value).__name__}")
 
 
+def event_type(
+    obj: dict[str, Any], *, type_field: str, id_field: str, time_field: str
+) -> str | None:
+    """The type `from_object` would give the event, with its other attributes checked as it
+    checks them (DecodeError alike), without building the Envelope."""
+    for name in (id_field, "source", "subject", time_field):
+        _text(obj.get(name), name)
+    return _text(obj.get(type_field), type_field)
+
+
 def from_object(
     obj: Any, where: Where, *, type_field: str, id_field: str, time_field: str
 ) -> Envelope:

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from bridge.codecs.envelope import Where, from_object
+from bridge.codecs.envelope import Where, event_type, from_object
 from bridge.errors import DecodeError
 from bridge.events import Envelope
 from bridge.settings import CodecSettings
@@ -28,6 +28,10 @@ class JsonDecoder:
         self.type_field = settings.type_field
         self.id_field = settings.id_field
         self.time_field = settings.time_field or "time"
+
+    def event_type(self, obj: dict[str, Any]) -> str | None:
+        fields = {"type_field": self.type_field, "id_field": self.id_field}
+        return event_type(obj, time_field=self.time_field, **fields)
 
     def from_object(self, obj: Any, where: Where) -> Envelope:
         fields = {"type_field": self.type_field, "id_field": self.id_field}

@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 
+from bridge.codecs import UNDECIDED
 from bridge.config import BridgeConfig
 from bridge.dlq import DeadLetter, DeadLetterSink, DlqBreaker
 from bridge.errors import (
@@ -37,7 +38,7 @@ from bridge.events import EventDecoder, EventRules, Record
 from bridge.kafka.protocols import OffsetAndMetadata, Source
 from bridge.meisa.calls import MeisaCall
 from bridge.observability import HealthState, Metrics, NullMetrics
-from bridge.outcome import Mapped, Unreadable, read_record
+from bridge.outcome import Mapped, Unreadable, read_record, unmapped_type
 from bridge.pipeline.commit import CommitPolicy, Committer
 from bridge.pipeline.dispatcher import Deliver, Dispatcher, Guard
 from bridge.pipeline.fence import StallFence
@@ -83,6 +84,7 @@ class Pipeline:
         self._high = settings.max_buffered_per_partition
         self._decoder = decoder
         self._rules = rules
+        self._unmapped = unmapped_type(decoder, rules)
         self._dlq = dlq
         self._metrics = metrics or NullMetrics()
         self._tally = EventTally(self._metrics)
@@ -200,11 +202,15 @@ class Pipeline:
             self._halt(HaltError(f"Kafka consumer failed: {type(exc).__name__}: {exc}"))
 
     def _accept(self, record: Record) -> None:
-        tp = record.tp
-        if tp not in self._assigned or self._closing:
+        if record.tp not in self._assigned or self._closing:
             return  # fetched before a revoke in the same consume(); the new owner reads it
         if not self._track(record):
             return
+        if self._unmapped is not None:
+            event_type = self._unmapped(record)
+            if event_type is not UNDECIDED:
+                self._no_call(record, event_type)
+                return
         try:
             read = read_record(record, self._decoder, self._rules)
         except RetryableError as exc:
@@ -212,11 +218,20 @@ class Pipeline:
             # dead-lettered; halting commits nothing past it and a restart reads it again.
             self._halt(HaltError(f"{record.topic}/{record.partition}@{record.offset}: {exc}"))
             return
-        if isinstance(read, Mapped) and not read.calls:
-            self._no_call(record, read)
-            return
+        if isinstance(read, Unreadable) or read.calls:
+            self._start(record, read)
+        elif read.envelope is None:
+            # A tombstone deletes a key on a compacted topic: no event, nothing to send or DLQ.
+            self.tracker.done(record.tp, record.offset)
+            self._tally.count(record.topic, None, "tombstone")
+        else:
+            self._no_call(record, read.envelope.type)
+
+    def _start(self, record: Record, read: Mapped | Unreadable) -> None:
+        """A message with calls (or poison): its calls go to the dispatcher, through the
+        lockstep unless they are all triggers; poison goes to the DLQ."""
         message = InFlight(record, envelope=read.envelope)
-        self._live.setdefault(tp, {})[record.offset] = message
+        self._live.setdefault(record.tp, {})[record.offset] = message
         if isinstance(read, Unreadable):
             message.fail(Failure(error=read.error, stage=read.stage, rule=read.rule, attempts=0))
             self._finished(message)
@@ -228,7 +243,7 @@ class Pipeline:
             return
         # Event times are epoch seconds; an event with no time at all happened "now".
         event_time = message.event_time if message.event_time is not None else time.time()
-        self.lockstep.push(tp, event_time, (message, calls))
+        self.lockstep.push(record.tp, event_time, (message, calls))
 
     def _track(self, record: Record) -> bool:
         """False: nothing to do, the offset was seen already or an earlier owner finished it
@@ -244,18 +259,12 @@ class Pipeline:
             self._metrics.events(record.topic, None, "finished_before")
         return fresh
 
-    def _no_call(self, record: Record, read: Mapped) -> None:
-        """A message that makes no call is done at once: most events of a busy topic are ones
-        no rule maps, so this path builds no InFlight and touches no dispatcher."""
-        envelope = read.envelope
-        if envelope is None:
-            # A tombstone deletes a key on a compacted topic: no event, so nothing to send or DLQ.
-            self.tracker.done(record.tp, record.offset)
-            self._tally.count(record.topic, None, "tombstone")
-            return
+    def _no_call(self, record: Record, event_type: str | None) -> None:
+        """An event that makes no call is done at once: most events of a busy topic are ones no
+        rule maps, so this path builds no InFlight and touches no dispatcher."""
         if self._breaker_record(poison=False):
             self.tracker.done(record.tp, record.offset)
-            self._tally.count(record.topic, envelope.type, "ok")
+            self._tally.count(record.topic, event_type, "ok")
 
     async def _report_lags(self) -> None:
         """Tell the lockstep which empty partitions still have data on its way (only needed while
