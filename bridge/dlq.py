@@ -198,6 +198,10 @@ class DlqBreaker:
     def record(self, poison: bool) -> None:
         """Count one finished message; raises DlqBreakerTripped when a limit is passed."""
         window = self._window
+        if not poison and not self._poison:  # the usual case: nothing poison to weigh
+            window.append(False)
+            self._consecutive = 0
+            return
         if len(window) == window.maxlen:
             self._poison -= window[0]  # about to drop out of the window
         window.append(poison)

@@ -27,14 +27,17 @@ def _text(value: Any, name: str) -> str | None:
     raise DecodeError(f"event field {name!r} must be a string, got {type(value).__name__}")
 
 
-def event_type(
-    obj: dict[str, Any], *, type_field: str, id_field: str, time_field: str
-) -> str | None:
-    """The type `from_object` would give the event, with its other attributes checked as it
-    checks them (DecodeError alike), without building the Envelope."""
-    for name in (id_field, "source", "subject", time_field):
-        _text(obj.get(name), name)
-    return _text(obj.get(type_field), type_field)
+def event_type(obj: dict[str, Any], type_field: str, checked: tuple[str, ...]) -> str | None:
+    """The type `from_object` would give the event, with its other attributes (`checked`: the
+    id, source, subject and time fields) checked as it checks them, DecodeError alike, without
+    building the Envelope. Runs for every event no rule maps: plain strings skip `_text`."""
+    get = obj.get
+    for name in checked:
+        value = get(name)
+        if value is not None and type(value) is not str:
+            _text(value, name)
+    value = get(type_field)
+    return value if value is None or type(value) is str else _text(value, type_field)
 
 
 def from_object(

@@ -28,10 +28,10 @@ class JsonDecoder:
         self.type_field = settings.type_field
         self.id_field = settings.id_field
         self.time_field = settings.time_field or "time"
+        self._checked = (self.id_field, "source", "subject", self.time_field)
 
     def event_type(self, obj: dict[str, Any]) -> str | None:
-        fields = {"type_field": self.type_field, "id_field": self.id_field}
-        return event_type(obj, time_field=self.time_field, **fields)
+        return event_type(obj, self.type_field, self._checked)
 
     def from_object(self, obj: Any, where: Where) -> Envelope:
         fields = {"type_field": self.type_field, "id_field": self.id_field}

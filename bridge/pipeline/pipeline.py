@@ -10,9 +10,11 @@ Steps, one module each: the source (bridge.kafka), bridge.outcome (decode and ma
 (what is done), `lockstep` (event-time order across partitions), `dispatcher` (+`identity`,
 `lanes`, `coalesce`, `guards`) (Meisa), bridge.dlq (poison), `commit` (the explicit last step).
 
-A message is decoded and mapped as soon as it is fetched. Messages without calls, and messages
-whose calls are all triggers (a one-time code depends on nothing and is only useful now), go to
-the dispatcher at once; the others wait in the lockstep buffer until no assigned partition could
+A message is decoded and mapped as soon as it is fetched. A message without calls is done at
+once, in the poll loop (busy topics carry mostly events no rule maps: bridge.outcome's
+`unmapped_type` tells plain JSON ones by their type before an Envelope is built). Messages whose
+calls are all triggers (a one-time code depends on nothing and is only useful now) go to the
+dispatcher at once; the others wait in the lockstep buffer until no assigned partition could
 still deliver an older event, so one person's calls reach their lane in event-time order.
 """
 
