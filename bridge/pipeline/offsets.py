@@ -33,12 +33,12 @@ class _PartitionState:
 
     __slots__ = ("carried", "committed", "done", "last_tracked", "open", "pending")
 
-    def __init__(self, carried: Iterable[Run] = (), committed: OffsetAndMetadata | None = None):
+    def __init__(self, carried: Iterable[Run] = ()) -> None:
         self.pending: deque[int] = deque()
         self.open: set[int] = set()  # tracked and not finished: O(1) membership, not a deque scan
         self.done: set[int] = set()
         self.last_tracked: int | None = None
-        self.committed = committed
+        self.committed: OffsetAndMetadata | None = None
         self.carried: deque[Run] = deque(carried)  # finished by an earlier owner, not read yet
 
     def track(self, offset: int) -> bool:
@@ -130,7 +130,7 @@ class OffsetTracker:
         for tp in tps:
             was = committed.get(tp)
             runs = finished.decode(was.offset, was.metadata) if was is not None else []
-            self._parts[tp] = _PartitionState(runs, was)
+            self._parts[tp] = _PartitionState(runs)
 
     def forget(self, tps: Iterable[TopicPartition]) -> None:
         """Drop state for revoked or lost partitions; late `done` calls for them are ignored."""
