@@ -237,6 +237,13 @@ class PipelineSettings:
             "least recently used dropped first."
         ),
     )
+    event_loop: Literal["uvloop", "asyncio"] = field(
+        default="uvloop",
+        metadata=doc(
+            "The event loop `run` drives everything on: `uvloop` (libuv; about a seventh less "
+            "CPU per Meisa call, bench/README.md) or `asyncio` (the standard library's)."
+        ),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

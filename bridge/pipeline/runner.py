@@ -86,7 +86,17 @@ def run_command(args: argparse.Namespace) -> int:
         return ExitCode.REFUSED
     configure_logging(config.logging)
     register_config_secrets(config)
-    return asyncio.run(run_bridge(config, install_signals=True, shadow=shadow))
+    with asyncio.Runner(loop_factory=_loop_factory(config)) as runner:
+        return runner.run(run_bridge(config, install_signals=True, shadow=shadow))
+
+
+def _loop_factory(config: BridgeConfig) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop unless the config asks for the standard one (None: asyncio's default)."""
+    if config.pipeline.event_loop != "uvloop":
+        return None
+    import uvloop
+
+    return uvloop.new_event_loop
 
 
 def _early_signals() -> asyncio.Event:
