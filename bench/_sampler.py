@@ -92,6 +92,7 @@ LOOP_FRAMES = frozenset(
         ("asyncio/base_events.py", "_run_once"),
         ("asyncio/events.py", "_run"),
         ("asyncio/base_events.py", "run_forever"),
+        ("asyncio/runners.py", "run"),  # uvloop runs its loop in C: callbacks sit right on it
     }
 )
 # Innermost frames of a thread that waits: the event loop in epoll, an idle executor thread.
