@@ -379,6 +379,8 @@ class Pipeline:
         )
         self._metrics.dlq(r.topic, failure.stage)
         self._done(message, "dlq")
+        # Commit at once: a crash before the next commit would write the record again.
+        await self._committer.commit([message.tp])
 
     def _done(self, message: InFlight, outcome: str) -> None:
         if message.skipped:

@@ -316,6 +316,13 @@ async def test_poison_goes_to_the_dlq_with_its_stage_and_rule_and_its_offset_is_
     assert h.meisa.sent == [3]
 
 
+async def test_a_dead_lettered_message_is_committed_without_waiting_for_the_commit_timer() -> None:
+    async with running(commit_interval_seconds=3600) as h:
+        h.broker.produce("events", event(0, bad=True))
+        await until(lambda: h.committed() == 1, "committed right after the DLQ write")
+        assert len(h.broker.log("dlq", 0)) == 1
+
+
 async def test_a_dlq_write_that_fails_halts_without_committing_the_poison() -> None:
     broker_refusing = MemoryProducer(MemoryBroker())
     broker_refusing.refuse = "message too large"
