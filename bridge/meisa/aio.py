@@ -52,6 +52,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         connector = aiohttp.TCPConnector(
             limit=self._limits.max_connections or 0,
             keepalive_timeout=self._limits.keepalive_expiry or 0,
+            ssl=httpx.create_ssl_context(),  # the CAs httpx trusts (certifi), as before
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
