@@ -228,10 +228,8 @@ class Dispatcher:
                 raise  # the lane itself is cancelled (closing), maybe as well
         finally:
             lane.running = None
-            if (
-                lane.stopping is not None
-            ):  # the call swallowed the cancel: take it back all the same
-                _stopped(lane)
+            if lane.stopping is not None:
+                _stopped(lane)  # the call swallowed the cancel: take it back all the same
 
     def _finish_lane(self, lane: Lane) -> None:
         lane.task = None
