@@ -1,7 +1,7 @@
 """Events that make no call: what they cost alone, and beside events that do.
 
     KAFKA_PORT=29092 scripts/bench.sh bench/unmapped.py
-    .venv/bin/python bench/unmapped.py [--events 100000] [--mapped 0.05] [--sample]
+    .venv/bin/python bench/unmapped.py [--events 100000] [--mapped 0.05] [--sample] [--runs mix]
 
 Topics often carry far more events than the rules act on. Plain JSON events for 600 people on a
 4-partition topic, the example rules (examples/rules.yaml), `meisa-bridge run` in its own
@@ -18,7 +18,8 @@ tick (every 50 ms) in which the process used more than a fifth of a core before 
 committed every offset; events/s and CPU us/event cover that span, "(all)" the whole process,
 start-up and shutdown included. The parts of the mix are its page views at the unmapped run's
 CPU per event plus the mapped-only run's busy CPU; "mix/parts" is the mix's busy CPU over that.
-`--sample unmapped|mix` adds a run under bench/_sampler.py and prints its CPU by stage.
+`--sample` runs each run again under bench/_sampler.py and prints its CPU by stage, and the mix's
+stages against those of its parts (which count start-up twice: the "other" stage, mostly).
 """
 
 from __future__ import annotations
@@ -224,15 +225,33 @@ def parts(unmapped: Run, mix: Run, mapped_only: Run) -> list[str]:
     ]
 
 
-def stage_table(report: dict[str, Any], events: int) -> list[str]:
-    stages: dict[str, float] = report["stages"]
-    seen = sum(stages.values())
-    rows = [*sorted(stages.items(), key=lambda kv: -kv[1])]
-    rows.append(("librdkafka threads", max(0.0, report["process_cpu"] - seen)))
-    total = sum(cpu for _, cpu in rows)
-    out = [f"{'stage':<20}{'us/event':>10}{'share':>8}"]
-    out += [f"{s:<20}{cpu * 1e6 / events:>10.1f}{cpu / total:>8.0%}" for s, cpu in rows]
-    out.append(f"{'total (whole run)':<20}{total * 1e6 / events:>10.1f}{1:>8.0%}")
+def stages_of(report: dict[str, Any]) -> dict[str, float]:
+    """CPU seconds by stage; what no Python thread's sample saw is librdkafka's own threads."""
+    stages: dict[str, float] = dict(report["stages"])
+    stages["librdkafka threads"] = max(0.0, report["process_cpu"] - sum(stages.values()))
+    return stages
+
+
+def stage_table(sampled: dict[str, dict[str, float]], events: dict[str, int]) -> list[str]:
+    """CPU by stage of each sampled run, in us per event of that run; with all three, also the
+    mix's stages against those of its parts, in CPU seconds (start-up counts in every run)."""
+    names = list(sampled)
+    order = sorted({s for run in sampled.values() for s in run}, key=lambda s: -sum(
+        run.get(s, 0.0) / events[name] for name, run in sampled.items()))  # fmt: skip
+    compare = {"unmapped", "mix", "mapped-only"} <= sampled.keys()
+    head = f"{'stage':<20}" + "".join(f"{n + ' us/ev':>20}" for n in names)
+    if compare:
+        head += f"{'parts s':>10}{'mix s':>8}{'mix-parts':>11}"
+    out = [head]
+    share = (events["mix"] - events.get("mapped-only", 0)) / events.get("unmapped", 1)
+    for stage in [*order, "total"]:
+        cpu = {n: (sum(r.values()) if stage == "total" else r.get(stage, 0.0))
+               for n, r in sampled.items()}  # fmt: skip
+        line = f"{stage:<20}" + "".join(f"{cpu[n] * 1e6 / events[n]:>20.1f}" for n in names)
+        if compare:
+            whole = cpu["unmapped"] * share + cpu["mapped-only"]
+            line += f"{whole:>10.2f}{cpu['mix']:>8.2f}{cpu['mix'] - whole:>+11.2f}"
+        out.append(line)
     return out
 
 
@@ -245,8 +264,9 @@ def main() -> None:
     p.add_argument("--mapped", type=float, default=0.05, help="share of the mix that maps")
     p.add_argument("--runs", default="unmapped,mix,mapped-only")
     p.add_argument(
-        "--sample", choices=["unmapped", "mix"], help="also sample that run's CPU by stage"
-    )
+        "--sample", action="store_true",
+        help="run each run again under bench/_sampler.py and print its CPU by stage",
+    )  # fmt: skip
     p.add_argument("--timeout", type=float, default=600.0, help="per run, seconds")
     p.add_argument(
         "--bridge-set", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -263,22 +283,29 @@ def main() -> None:
     }
     wanted = args.runs.split(",")
     runs: dict[str, Run] = {}
-    lines: list[str] = []
+    sampled: dict[str, dict[str, float]] = {}
     if args.bridge_set:
         print(f"bridge settings changed: {', '.join(args.bridge_set)}")
     with sandbox_process(SANDBOX) as (sandbox, _), tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        for name in [*wanted, *(["sampled"] if args.sample else [])]:
-            events = loads[args.sample if name == "sampled" else name]
+        for name, sample in [
+            *((n, False) for n in wanted),
+            *((n, True) for n in wanted if args.sample),
+        ]:
+            events = loads[name]
             with topics(PARTITIONS, prefix=f"unmapped-{name}") as (topic,):
                 produce(topic, events)
                 group = f"unmapped-{name}-{uuid.uuid4().hex[:6]}"
-                out = tmp / "sampler.json" if name == "sampled" else None
+                out = tmp / f"sampler-{name}.json" if sample else None
                 argv = bridge_argv(
                     tmp, sandbox, topic=topic, group=group, overrides=args.bridge_set,
                     sample_to=out,
                 )  # fmt: skip
-                print(f"  {name}: {len(events)} events (load {load_average():.1f}) ...", flush=True)
+                how = " under the sampler" if sample else ""
+                print(
+                    f"  {name}{how}: {len(events)} events (load {load_average():.1f}) ...",
+                    flush=True,
+                )
                 run = run_bridge(
                     argv, name=name, group=group, topic=topic, events=len(events),
                     sandbox=sandbox, timeout=args.timeout,
@@ -286,7 +313,7 @@ def main() -> None:
                 if out is None:
                     runs[name] = run
                 else:
-                    lines = stage_table(json.loads(out.read_text()), run.events)
+                    sampled[name] = stages_of(json.loads(out.read_text()))
     print()
     print(HEADER)
     for run in runs.values():
@@ -294,9 +321,9 @@ def main() -> None:
     if {"unmapped", "mix", "mapped-only"} <= runs.keys():
         print()
         print("\n".join(parts(runs["unmapped"], runs["mix"], runs["mapped-only"])))
-    if lines:
-        print(f"\n{args.sample}: CPU by stage (in-process sampler, a separate run, with start-up):")
-        print("\n".join(lines))
+    if sampled:
+        print("\nCPU by stage (in-process sampler, separate runs, start-up included):")
+        print("\n".join(stage_table(sampled, {n: len(loads[n]) for n in sampled})))
     print(
         f"\n{PEOPLE} people, {PARTITIONS} partitions, examples/rules.yaml, sandbox without added "
         "latency; busy span from the assignment to the last busy tick; (all) with start-up and "
