@@ -243,7 +243,8 @@ def stage_table(sampled: dict[str, dict[str, float]], events: dict[str, int]) ->
     if compare:
         head += f"{'parts s':>10}{'mix s':>8}{'mix-parts':>11}"
     out = [head]
-    share = (events["mix"] - events.get("mapped-only", 0)) / events.get("unmapped", 1)
+    if compare:
+        share = (events["mix"] - events["mapped-only"]) / events["unmapped"]
     for stage in [*order, "total"]:
         cpu = {n: (sum(r.values()) if stage == "total" else r.get(stage, 0.0))
                for n, r in sampled.items()}  # fmt: skip
