@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration" / "pipeline"))
@@ -84,3 +84,23 @@ def peak_rss_mib(pid: int) -> float | None:
 def load_average() -> float:
     """The 1-minute load average: read numbers on a shared machine beside it."""
     return os.getloadavg()[0]
+
+
+def bridge_run_argv(config: Path, sample_to: Path | None = None) -> list[str]:
+    """`meisa-bridge run` as a child process, under the stage sampler when `sample_to` is given."""
+    run = ["-m", "bridge", "run", "--config", str(config)]
+    if sample_to is not None:
+        return [sys.executable, str(ROOT / "bench" / "_sampler.py"), str(sample_to), "--", *run]
+    return [sys.executable, *run]
+
+
+def settings(overrides: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """`section.key=value` strings as config sections (values parsed as YAML)."""
+    import yaml
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in overrides:
+        name, _, value = item.partition("=")
+        section, _, key = name.partition(".")
+        out.setdefault(section, {})[key] = yaml.safe_load(value)
+    return out

@@ -41,7 +41,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from _common import BOOTSTRAP, ROOT, topics
+from _common import BOOTSTRAP, ROOT, bridge_run_argv, peak_rss_mib, proc_cpu, settings, topics
 from bridge_harness import end_offsets, write_config
 
 PEOPLE = 600
@@ -233,24 +233,6 @@ def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def _peak_rss_mib(pid: int) -> float | None:
-    """VmHWM: the process's own peak (ru_maxrss would count the parent's RSS at fork)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    line = next((x for x in status.splitlines() if x.startswith("VmHWM:")), None)
-    return int(line.split()[1]) / 1024 if line else None
-
-
-def _proc_cpu(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _cpu_at(timeline: list[tuple[float, float]], when: float) -> float:
     """Process CPU at wall time `when`, interpolated between samples."""
     before = [(t, c) for t, c in timeline if t <= when] or timeline[:1]
@@ -276,7 +258,7 @@ def run_system(
     deadline = time.monotonic() + timeout
     try:
         while True:
-            cpu, rss = _proc_cpu(proc.pid), _peak_rss_mib(proc.pid)
+            cpu, rss = proc_cpu(proc.pid), peak_rss_mib(proc.pid)
             if cpu is not None:
                 timeline.append((time.time(), cpu))
             peak = max(peak, rss or 0.0)
@@ -293,7 +275,7 @@ def run_system(
     finally:
         probe.close()
         if proc.poll() is None:
-            peak = max(peak, _peak_rss_mib(proc.pid) or 0.0)
+            peak = max(peak, peak_rss_mib(proc.pid) or 0.0)
             proc.send_signal(signal.SIGTERM)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -402,22 +384,7 @@ def commands(
     if system == "naive":
         return [sys.executable, __file__, "--child", "naive", "--config", str(cfg),
                 "--topic", topic, "--events", str(events)]  # fmt: skip
-    run = ["-m", "bridge", "run", "--config", str(cfg)]
-    if sample_to is not None:
-        return [sys.executable, str(ROOT / "bench" / "_sampler.py"), str(sample_to), "--", *run]
-    return [sys.executable, *run]
-
-
-def settings(overrides: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """`section.key=value` strings as config sections (values parsed as YAML)."""
-    import yaml
-
-    out: dict[str, dict[str, Any]] = {}
-    for item in overrides:
-        name, _, value = item.partition("=")
-        section, _, key = name.partition(".")
-        out.setdefault(section, {})[key] = yaml.safe_load(value)
-    return out
+    return bridge_run_argv(cfg, sample_to)
 
 
 def profile_table(report: dict[str, Any], run: Run) -> list[str]:

@@ -31,7 +31,6 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -42,7 +41,16 @@ from typing import Any
 
 import orjson
 import yaml
-from _common import BOOTSTRAP, ROOT, load_average, peak_rss_mib, proc_cpu, topics
+from _common import (
+    BOOTSTRAP,
+    ROOT,
+    bridge_run_argv,
+    load_average,
+    peak_rss_mib,
+    proc_cpu,
+    settings,
+    topics,
+)
 from bridge_harness import end_offsets, write_config
 
 PEOPLE = 600
@@ -51,6 +59,8 @@ TICK = 0.05  # seconds between samples of the process's CPU and the group's comm
 BUSY = 0.2  # a tick in which the process used more than this share of a core is busy
 SANDBOX = {"request_log_size": 1_000_000}
 ASSIGNED = re.compile(rb"assigned: \S")
+
+RUNS = ("unmapped", "mix", "mapped-only")
 
 
 def workload(count: int, mapped: float, seed: int = 3) -> list[dict[str, Any]]:
@@ -180,20 +190,7 @@ def bridge_argv(
     del doc["rules"]  # the harness's own rules; these runs use the example rules
     doc["rules_file"] = str(ROOT / "examples" / "rules.yaml")
     cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
-    run = ["-m", "bridge", "run", "--config", str(cfg)]
-    if sample_to is not None:
-        return [sys.executable, str(ROOT / "bench" / "_sampler.py"), str(sample_to), "--", *run]
-    return [sys.executable, *run]
-
-
-def settings(overrides: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """`section.key=value` strings as config sections (values parsed as YAML)."""
-    out: dict[str, dict[str, Any]] = {}
-    for item in overrides:
-        name, _, value = item.partition("=")
-        section, _, key = name.partition(".")
-        out.setdefault(section, {})[key] = yaml.safe_load(value)
-    return out
+    return bridge_run_argv(cfg, sample_to)
 
 
 # -- the tables ----------------------------------------------------------------------------------
@@ -263,7 +260,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--mapped", type=float, default=0.05, help="share of the mix that maps")
-    p.add_argument("--runs", default="unmapped,mix,mapped-only")
+    p.add_argument(
+        "--runs", default=",".join(RUNS), metavar="NAMES",
+        help=f"which runs, comma-separated, of {', '.join(RUNS)} (default: all)",
+    )  # fmt: skip
     p.add_argument(
         "--sample", action="store_true",
         help="run each run again under bench/_sampler.py and print its CPU by stage",
@@ -283,6 +283,8 @@ def main() -> None:
         "mapped-only": [e for e in mix if e["type"] != "page.viewed"],
     }
     wanted = args.runs.split(",")
+    if unknown := [n for n in wanted if n not in RUNS]:
+        p.error(f"--runs: unknown {', '.join(unknown)}; choose from {', '.join(RUNS)}")
     runs: dict[str, Run] = {}
     sampled: dict[str, dict[str, float]] = {}
     if args.bridge_set:
