@@ -94,6 +94,15 @@ def bridge_run_argv(config: Path, sample_to: Path | None = None) -> list[str]:
     return [sys.executable, *run]
 
 
+def add_bridge_set(parser: Any) -> None:
+    """`--bridge-set SECTION.KEY=VALUE` (repeatable): the bridge's settings other than its defaults,
+    read by `settings()`."""
+    parser.add_argument(
+        "--bridge-set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="a bridge setting other than its default (YAML value), e.g. pipeline.max_in_flight=64",
+    )  # fmt: skip
+
+
 def settings(overrides: Sequence[str]) -> dict[str, dict[str, Any]]:
     """`section.key=value` strings as config sections (values parsed as YAML)."""
     import yaml

@@ -41,7 +41,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from _common import BOOTSTRAP, ROOT, bridge_run_argv, peak_rss_mib, proc_cpu, settings, topics
+from _common import (
+    BOOTSTRAP,
+    ROOT,
+    add_bridge_set,
+    bridge_run_argv,
+    peak_rss_mib,
+    proc_cpu,
+    settings,
+    topics,
+)
 from bridge_harness import end_offsets, write_config
 
 PEOPLE = 600
@@ -415,10 +424,7 @@ def main() -> None:
         help="share of the events (after the sign-ups) that no rule maps, e.g. 0.95",
     )  # fmt: skip
     p.add_argument("--timeout", type=float, default=900.0, help="per run, seconds")
-    p.add_argument(
-        "--bridge-set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-        help="a bridge setting other than its default (YAML value), e.g. pipeline.max_in_flight=64",
-    )  # fmt: skip
+    add_bridge_set(p)
     p.add_argument("--child", choices=["naive"])
     p.add_argument("--config")
     p.add_argument("--topic")

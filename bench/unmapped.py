@@ -44,6 +44,7 @@ import yaml
 from _common import (
     BOOTSTRAP,
     ROOT,
+    add_bridge_set,
     bridge_run_argv,
     load_average,
     peak_rss_mib,
@@ -269,10 +270,7 @@ def main() -> None:
         help="run each run again under bench/_sampler.py and print its CPU by stage",
     )  # fmt: skip
     p.add_argument("--timeout", type=float, default=600.0, help="per run, seconds")
-    p.add_argument(
-        "--bridge-set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-        help="a bridge setting other than its default (YAML value), e.g. pipeline.batch_size=1000",
-    )  # fmt: skip
+    add_bridge_set(p)
     args = p.parse_args()
     from bridge.sandbox.testing import sandbox_process
 

@@ -54,39 +54,18 @@ def history() -> list[dict[str, Any]]:
 
 
 @pytest.mark.timeout(300)
-def test_after_a_sigkill_the_next_owner_skips_what_finished_behind_a_held_message(
-    kafka_bootstrap: str,
-    make_topic: Any,
-    sandbox: SandboxHandle,
-    tmp_path: Path,
-    bridge_config: ConfigFactory,
-) -> None:
-    topic = make_topic(partitions=1)
-    handover(signal.SIGKILL, kafka_bootstrap, topic, sandbox, tmp_path, bridge_config)
-
-
-@pytest.mark.timeout(300)
-def test_after_a_sigterm_the_next_owner_skips_what_finished_behind_a_held_message(
-    kafka_bootstrap: str,
-    make_topic: Any,
-    sandbox: SandboxHandle,
-    tmp_path: Path,
-    bridge_config: ConfigFactory,
-) -> None:
-    topic = make_topic(partitions=1)
-    handover(signal.SIGTERM, kafka_bootstrap, topic, sandbox, tmp_path, bridge_config)
-
-
-def handover(  # noqa: PLR0917 (the scenario's fixtures, passed on by the two tests)
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+def test_the_next_owner_skips_what_finished_behind_a_held_message(  # noqa: PLR0917 (fixtures)
     stop: signal.Signals,
     kafka_bootstrap: str,
-    topic: str,
+    make_topic: Any,
     sandbox: SandboxHandle,
     tmp_path: Path,
     bridge_config: ConfigFactory,
 ) -> None:
     """The owner holds the head, finishes the rest and is stopped by `stop`; the next owner
     finishes the head and sends nothing else."""
+    topic = make_topic(partitions=1)
     group = f"g-finished-{uuid.uuid4().hex[:6]}"
     produce(kafka_bootstrap, topic, history())
     held = PEOPLE  # its offset
