@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 DEFAULT_BASE_URL = "https://api.meisa.io/api/v1"
 API_KEY_ENV = "MEISA_API_KEY"
+COMMIT_METADATA_MAX_BYTES = 4000  # under the broker's default offset.metadata.max.bytes (4096)
 
 
 def doc(text: str) -> dict[str, str]:
@@ -194,7 +195,7 @@ class PipelineSettings:
         metadata=doc("How often finished offsets are committed (also on revoke and shutdown)."),
     )
     commit_metadata_max_bytes: int = field(
-        default=4000,
+        default=COMMIT_METADATA_MAX_BYTES,
         metadata=doc(
             "Offsets finished past the committed one go into the commit's metadata, up to this "
             "many bytes (the broker's `offset.metadata.max.bytes` is 4096 by default), so the "

@@ -23,9 +23,9 @@ from bridge.errors import OffsetOrderError
 from bridge.kafka.protocols import OffsetAndMetadata
 from bridge.pipeline import finished
 from bridge.pipeline.finished import Run
+from bridge.settings import COMMIT_METADATA_MAX_BYTES
 
 TopicPartition = tuple[str, int]
-METADATA_MAX_BYTES = 4000  # under the broker's default offset.metadata.max.bytes (4096)
 
 
 class _PartitionState:
@@ -115,7 +115,7 @@ class _PartitionState:
 class OffsetTracker:
     """Tracks in-flight offsets of every assigned partition. Not thread-safe: one event loop."""
 
-    def __init__(self, *, metadata_max_bytes: int = METADATA_MAX_BYTES) -> None:
+    def __init__(self, *, metadata_max_bytes: int = COMMIT_METADATA_MAX_BYTES) -> None:
         self._parts: dict[TopicPartition, _PartitionState] = {}
         self._max_bytes = metadata_max_bytes
 

@@ -258,7 +258,7 @@ class Pipeline:
             )
             return False
         if not fresh:
-            self._metrics.events(record.topic, None, "finished_before")
+            self._tally.count(record.topic, None, "finished_before")
         return fresh
 
     def _no_call(self, record: Record, event_type: str | None) -> None:
