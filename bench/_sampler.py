@@ -57,7 +57,6 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
             "bridge/meisa/aio.py",
             "httpx/",
             "httpcore/",
-            "httpx_aiohttp/",
             "aiohttp/",
             "h11/",
             "anyio/",
@@ -66,7 +65,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
             "sniffio/",
         ),
     ),
-    ("retry", ("tenacity/", "bridge/meisa/retry.py")),
+    ("retry", ("bridge/meisa/retry.py",)),
     ("deliver", ("bridge/meisa/delivery.py", "bridge/pipeline/runner.py:deliver", "bridge/ledger")),
     ("commit", ("bridge/pipeline/offsets.py", "bridge/pipeline/commit.py")),
     # the per-person lanes, slots and call tasks
