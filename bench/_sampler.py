@@ -15,9 +15,11 @@ previous sample is spread over that thread's stages in proportion to the rest.
 The stage is the innermost frame that belongs to a known part (stdlib frames are skipped:
 `json.dumps` called from the client is "send"). A stack that reaches the event loop's own frames
 first (its select, timers and ready callbacks, asyncio's own callbacks) is "event loop"; one with
-no known frame at all is "other". CPU outside Python threads (librdkafka's own threads) is the
-process total minus what the sampler saw. At exit OUT.json holds
-{"stages": {stage: cpu_seconds}, "process_cpu": seconds, "samples": n}.
+no known frame at all is "other". Native threads are read by name at exit: pyreqwest's engine
+thread is "HTTP engine thread"; the rest of the CPU outside Python threads (librdkafka's own
+threads) is the process total minus what was seen. At exit OUT.json holds
+{"stages": {stage: cpu_seconds}, "native": {stage: cpu_seconds}, "process_cpu": seconds,
+"samples": n}; `all_stages(report)` gives every stage with the librdkafka remainder.
 
 Not a benchmark itself (scripts/bench.sh skips `_*.py`); bench/side_by_side.py runs it.
 """
@@ -35,6 +37,7 @@ import sysconfig
 import threading
 import time
 from types import CodeType, FrameType
+from typing import Any
 
 INTERVAL = 0.002  # 500 samples/s: a few % overhead, enough samples for a 10 s run
 
@@ -199,11 +202,41 @@ class Sampler:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         report = {
             "stages": self.totals(),
+            "native": native_threads(),
             "process_cpu": usage.ru_utime + usage.ru_stime,
             "samples": self.samples,
         }
         with open(self.out, "w", encoding="utf-8") as fh:
             json.dump(report, fh)
+
+
+NATIVE_STAGES = {"pyreqwest": "HTTP engine thread"}  # thread name prefix -> stage
+
+
+def native_threads() -> dict[str, float]:
+    """CPU seconds of the named native threads still alive, by stage (Linux /proc)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as fh:
+                stat = fh.read()
+        except OSError:  # the thread just ended
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        stage = next((s for prefix, s in NATIVE_STAGES.items() if name.startswith(prefix)), None)
+        if stage is not None:
+            fields = stat[stat.rindex(")") + 2 :].split()
+            out[stage] = out.get(stage, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def all_stages(report: dict[str, Any]) -> dict[str, float]:
+    """CPU seconds by stage, native threads included; what no sample and no named thread saw is
+    librdkafka's own threads."""
+    stages: dict[str, float] = {**report["stages"], **report.get("native", {})}
+    stages["librdkafka threads"] = max(0.0, report["process_cpu"] - sum(stages.values()))
+    return stages
 
 
 def main() -> None:

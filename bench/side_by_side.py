@@ -51,6 +51,7 @@ from _common import (
     settings,
     topics,
 )
+from _sampler import all_stages
 from bridge_harness import end_offsets, write_config
 
 PEOPLE = 600
@@ -397,11 +398,10 @@ def commands(
 
 
 def profile_table(report: dict[str, Any], run: Run) -> list[str]:
-    stages: dict[str, float] = report["stages"]
-    seen = sum(stages.values())
-    native = max(0.0, report["process_cpu"] - seen)
-    rows = [*sorted(stages.items(), key=lambda kv: -kv[1]), ("librdkafka threads", native)]
-    total = seen + native
+    stages = all_stages(report)
+    rdkafka = stages.pop("librdkafka threads")
+    rows = [*sorted(stages.items(), key=lambda kv: -kv[1]), ("librdkafka threads", rdkafka)]
+    total = sum(stages.values()) + rdkafka
     out = [f"{'stage':<20}{'us/event':>10}{'us/call':>10}{'share':>8}"]
     for stage, cpu in rows:
         out.append(

@@ -52,6 +52,7 @@ from _common import (
     settings,
     topics,
 )
+from _sampler import all_stages
 from bridge_harness import end_offsets, write_config
 
 PEOPLE = 600
@@ -224,10 +225,8 @@ def parts(unmapped: Run, mix: Run, mapped_only: Run) -> list[str]:
 
 
 def stages_of(report: dict[str, Any]) -> dict[str, float]:
-    """CPU seconds by stage; what no Python thread's sample saw is librdkafka's own threads."""
-    stages: dict[str, float] = dict(report["stages"])
-    stages["librdkafka threads"] = max(0.0, report["process_cpu"] - sum(stages.values()))
-    return stages
+    """CPU seconds by stage, native threads included (bench/_sampler.py's `all_stages`)."""
+    return all_stages(report)
 
 
 def stage_table(sampled: dict[str, dict[str, float]], events: dict[str, int]) -> list[str]:

@@ -121,11 +121,11 @@ class MeisaSettings:
             "`pipeline.contact_wait_seconds` instead)."
         ),
     )
-    transport: Literal["httpx", "aiohttp"] = field(
-        default="aiohttp",
+    transport: Literal["pyreqwest", "aiohttp", "httpx"] = field(
+        default="pyreqwest",
         metadata=doc(
-            "HTTP transport under httpx's API: `aiohttp` (aiohttp's engine, less CPU per "
-            "request) or `httpx` (httpx's own pool)."
+            "HTTP engine under httpx's API: `pyreqwest` (Rust reqwest; the least CPU per "
+            "request), `aiohttp` (aiohttp's engine) or `httpx` (httpx's own pool, the most CPU)."
         ),
     )
 

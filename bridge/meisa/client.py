@@ -54,6 +54,10 @@ _TRANSPORT_ERRORS = (httpx.TransportError, OSError, TimeoutError)
 
 def default_transport(settings: MeisaSettings) -> httpx.AsyncBaseTransport:
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=_KEEPALIVE)
+    if settings.transport == "pyreqwest":
+        from bridge.meisa.reqwest import ReqwestTransport
+
+        return ReqwestTransport(limits=limits, timeout=httpx.Timeout(settings.timeout))
     if settings.transport == "aiohttp":
         from bridge.meisa.aio import AiohttpTransport
 

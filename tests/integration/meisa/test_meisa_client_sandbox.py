@@ -50,7 +50,7 @@ CONFIG = {
     ]
 }
 pytestmark = [pytest.mark.integration, pytest.mark.sandbox_config(CONFIG)]
-TRANSPORTS = ["aiohttp", "httpx"]
+TRANSPORTS = ["pyreqwest", "aiohttp", "httpx"]
 
 
 def settings(sandbox: SandboxHandle, key: str = FULL, **kw: Any) -> MeisaSettings:

@@ -1,18 +1,27 @@
-"""bridge.meisa.aio: the httpx transport on aiohttp, against a small aiohttp server on 127.0.0.1."""
+"""The httpx transports on other engines (bridge.meisa.aio, bridge.meisa.reqwest), each against a
+small aiohttp server on 127.0.0.1."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import httpx
 import pytest
 from aiohttp import web
 
 from bridge.meisa.aio import AiohttpTransport
+from bridge.meisa.reqwest import ReqwestTransport
 
 Seen = list[tuple[str, str, dict[str, str], bytes]]
+Engine = type[AiohttpTransport] | type[ReqwestTransport]
+ENGINES = pytest.mark.parametrize("engine", [AiohttpTransport, ReqwestTransport])
+
+
+def lower(headers: Mapping[str, str]) -> dict[str, str]:
+    """Header names as one case: reqwest sends them in lower case, aiohttp as given."""
+    return {name.lower(): value for name, value in headers.items()}
 
 
 @pytest.fixture
@@ -21,7 +30,7 @@ async def server() -> AsyncIterator[tuple[str, Seen]]:
 
     async def echo(request: web.Request) -> web.Response:
         body = await request.read()
-        seen.append((request.method, request.path_qs, dict(request.headers), body))
+        seen.append((request.method, request.path_qs, lower(request.headers), body))
         if request.path == "/slow":
             await asyncio.sleep(2)
         if request.path == "/gzip":
@@ -43,9 +52,10 @@ async def server() -> AsyncIterator[tuple[str, Seen]]:
         await runner.cleanup()
 
 
-async def test_request_and_response_cross_intact(server: tuple[str, Seen]) -> None:
+@ENGINES
+async def test_request_and_response_cross_intact(server: tuple[str, Seen], engine: Engine) -> None:
     base, seen = server
-    transport = AiohttpTransport()
+    transport = engine()
     try:
         request = httpx.Request(
             "POST", f"{base}/contacts/upsert/?a=1", headers={"X-API-Key": "k"}, content=b'{"x":1}'
@@ -56,34 +66,37 @@ async def test_request_and_response_cross_intact(server: tuple[str, Seen]) -> No
         await transport.aclose()
     method, path, headers, body = seen[0]
     assert (method, path, body) == ("POST", "/contacts/upsert/?a=1", b'{"x":1}')
-    assert headers["X-API-Key"] == "k"
-    assert headers["Content-Length"] == "7"
-    assert "Accept-Encoding" not in headers  # as httpx's own transport sends it
+    assert headers["x-api-key"] == "k"
+    assert headers["content-length"] == "7"
+    assert "accept-encoding" not in headers  # as httpx's own transport sends it
     assert response.status_code == 201
     assert response.headers["x-answer"] == "yes"
     assert response.json() == {"ok": True}
 
 
-async def test_a_compressed_answer_is_decoded(server: tuple[str, Seen]) -> None:
+@ENGINES
+async def test_a_compressed_answer_is_decoded(server: tuple[str, Seen], engine: Engine) -> None:
     base, _ = server
-    async with AiohttpTransport() as transport:
+    async with engine() as transport:
         response = await transport.handle_async_request(httpx.Request("GET", f"{base}/gzip"))
         await response.aread()
     assert response.json() == {"zipped": True}
 
 
-async def test_connection_refused_is_httpx_connect_error_without_chain() -> None:
-    async with AiohttpTransport() as transport:
+@ENGINES
+async def test_connection_refused_is_httpx_connect_error_without_chain(engine: Engine) -> None:
+    async with engine() as transport:
         with pytest.raises(httpx.ConnectError) as info:
             await transport.handle_async_request(httpx.Request("GET", "http://127.0.0.1:9/"))
     assert info.value.__cause__ is None
     assert info.value.__context__ is None
 
 
-async def test_read_timeout_is_httpx_timeout(server: tuple[str, Seen]) -> None:
+@ENGINES
+async def test_read_timeout_is_httpx_timeout(server: tuple[str, Seen], engine: Engine) -> None:
     base, _ = server
     timeout = {"timeout": httpx.Timeout(0.2).as_dict()}
-    async with AiohttpTransport() as transport:
+    async with engine() as transport:
         with pytest.raises(httpx.TimeoutException):
             await transport.handle_async_request(
                 httpx.Request("GET", f"{base}/slow", extensions=timeout)
