@@ -12,7 +12,8 @@ hands them on smallest event time first:
   at its end (the consumer reported end of partition after its last buffered message), or has
   been empty and unpaused for longer than `max_idle` while the consumer could not say whether
   more data is on its way (an idle partition is not waited for forever), or last delivered a
-  message at most `max_skew` seconds older; a partition whose fetch lag is known to be positive
+  message at most `max_skew` seconds older (a message that needs no admission, one no rule
+  maps, counts too: `advance`); a partition whose fetch lag is known to be positive
   (messages between its position and its high watermark, `set_lag`) is waited for
   `LAG_WAIT_FACTOR` times longer (data is on its way; only an open transaction could hold it
   back for long), and one whose lag is 0 is caught up;
@@ -93,6 +94,13 @@ class Lockstep(Generic[T]):
         state.at_end = False
         state.lag = None
         state.last_time = max(state.last_time, time)
+
+    def advance(self, tp: TopicPartition, time: float) -> None:
+        """The partition delivered a message of event time `time` that needs no admission (it
+        makes no call): nothing older is to come from it, as after a pushed one."""
+        state = self._inputs.get(tp)
+        if state is not None:
+            state.last_time = max(state.last_time, time)
 
     def at_end(self, tp: TopicPartition) -> None:
         """The consumer reached the end of the partition (after what was pushed so far)."""

@@ -119,6 +119,8 @@ class Pipeline:
         self._assigned: set[TopicPartition] = set()
         self._paused: set[TopicPartition] = set()
         self._live: dict[TopicPartition, dict[int, InFlight]] = {}
+        # The last message of each partition in this batch that made no call (see _advance).
+        self._quiet: dict[TopicPartition, Record] = {}
         self._positions: dict[TopicPartition, int] = {}
         self._dlq_tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
@@ -197,6 +199,7 @@ class Pipeline:
                 for tp in ends:
                     self.lockstep.at_end(tp)
                 self._tally.flush()
+                self._advance()
                 await self._report_lags()
                 self._admit()
                 await self._backpressure()
@@ -267,6 +270,26 @@ class Pipeline:
         if self._breaker_record(poison=False):
             self.tracker.done(record.tp, record.offset)
             self._tally.count(record.topic, event_type, "ok")
+            self._quiet[record.tp] = record
+
+    def _advance(self) -> None:
+        """Let the lockstep know how far in event time the partitions whose last messages made
+        no call have got, so a partition carrying only such events does not hold the others'
+        calls back until it is read to its end. One event time per partition and batch, read
+        only while the lockstep holds messages (events no rule maps skip their time otherwise)."""
+        if self._quiet and self.lockstep.buffered():
+            for tp, record in self._quiet.items():
+                event_time = self._event_time(record)
+                if event_time is not None:
+                    self.lockstep.advance(tp, event_time)
+        self._quiet.clear()
+
+    def _event_time(self, record: Record) -> float | None:
+        try:
+            read = read_record(record, self._decoder, self._rules)
+        except RetryableError:  # it decoded moments ago; at worst the lockstep waits as before
+            return None
+        return read.event_time if isinstance(read, Mapped) else None
 
     async def _report_lags(self) -> None:
         """Tell the lockstep which empty partitions still have data on its way (only needed while

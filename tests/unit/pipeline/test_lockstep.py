@@ -158,3 +158,16 @@ def test_an_expected_partition_that_never_comes_stops_holding_others() -> None:
     ls.push(B, 9.0, "b9")
     assert ls.admit(now=1.0) == []
     assert ls.admit(now=2.0) == ["b9"]
+
+
+def test_a_message_that_needs_no_admission_moves_its_partition_on_in_time() -> None:
+    ls: Lockstep[str] = Lockstep(max_idle=60.0)
+    ls.assign([A, B], now=0.0)
+    ls.push(A, 10.0, "a10")
+    ls.advance(B, 5.0)  # B read an event no rule maps, of 00:05: it may still bring 00:07
+    assert ls.admit(now=1.0) == []
+    ls.advance(B, 20.0)
+    assert ls.admit(now=1.0) == ["a10"]
+    ls.advance(B, 3.0)  # an older one later does not move B back
+    ls.push(A, 15.0, "a15")
+    assert ls.admit(now=1.0) == ["a15"]

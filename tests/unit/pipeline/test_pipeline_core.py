@@ -8,7 +8,7 @@ it. Waits are for conditions, never for time."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,8 +26,9 @@ from bridge.errors import (
     PoisonError,
     RejectedCall,
 )
-from bridge.events import Envelope
+from bridge.events import Envelope, Record
 from bridge.kafka.memory import MemoryBroker, MemoryProducer, MemorySource
+from bridge.kafka.protocols import TopicPartition
 from bridge.meisa.calls import MeisaCall
 from bridge.observability import Metrics
 from bridge.pipeline.dispatcher import Slot
@@ -129,12 +130,13 @@ async def running(
     on_share: Callable[[float], None] | None = None,
     broker: MemoryBroker | None = None,
     metrics: Metrics | None = None,
+    source_type: type[MemorySource] = MemorySource,
     **settings: Any,
 ) -> AsyncIterator[Harness]:
     broker = broker or MemoryBroker()
     broker.create_topic("events", partitions)
     broker.create_topic("dlq", 1)
-    source = MemorySource(broker, ["events"], GROUP)
+    source = source_type(broker, ["events"], GROUP)
     meisa = FakeMeisa()
     config = BridgeConfig(
         topics=("events",),
@@ -296,6 +298,31 @@ async def test_one_persons_events_reach_meisa_in_event_time_order_across_partiti
         h.broker.produce("events", event(2, time=at(30)), partition=1)
         await until(lambda: len(h.meisa.sent) == 4, "all delivered")
     assert h.meisa.sent == [0, 1, 2, 3]
+
+
+class UnsureSource(MemorySource):
+    """A consumer that cannot tell whether a partition has more data: no end-of-partition
+    events, no lags (the lockstep then waits `max_idle` for an empty partition)."""
+
+    def _fetch(self, max_messages: int) -> tuple[list[Record], list[TopicPartition]]:
+        return super()._fetch(max_messages)[0], []
+
+    async def fetch_lags(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        return {}
+
+
+async def test_events_that_make_no_call_move_their_partition_on_in_event_time() -> None:
+    def at(second: int) -> str:
+        return f"2026-01-01T00:00:{second:02d}Z"
+
+    async with running(partitions=2, source_type=UnsureSource, max_idle_seconds=60) as h:
+        h.broker.produce("events", event(0, time=at(10)), partition=0)
+        h.broker.produce("events", event(90, time=at(5), type="view"), partition=1)
+        await until(lambda: h.committed(("events", 1)) == 1, "the page view is done")
+        await asyncio.sleep(0.2)
+        assert h.meisa.sent == [], "partition 1 is only at 00:05: it may still bring 00:07"
+        h.broker.produce("events", event(91, time=at(20), type="view"), partition=1)
+        await until(lambda: h.meisa.sent == [0], "partition 1 is past 00:10: 0 goes")
 
 
 async def test_poison_goes_to_the_dlq_with_its_stage_and_rule_and_its_offset_is_committed() -> None:
