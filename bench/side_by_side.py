@@ -7,6 +7,7 @@ Workload: JSON events for 600 people (a sign-up each, then plan changes and feat
 4-partition topic, keyed by user id, mapped to upsert/track; per-person order kept and offsets
 committed after success by all three. The Meisa double is the sandbox (unlimited key, 5 ms added
 latency); the fault profile adds 429 with `Retry-After: 1` to 2% of requests and 503 to 5%.
+`--latency-ms`, `--rate-429`, `--retry-after` and `--rate-503` change them.
 
 The systems, each its own process (its CPU and peak RSS are its own):
 * bridge: `meisa-bridge run` with default settings.
@@ -367,14 +368,33 @@ def child_naive(args: argparse.Namespace) -> None:
     signal.pause()  # the parent stops it once the commits are seen, like the others
 
 
-def set_faults(sandbox: Any, faults: bool) -> None:
+@dataclass(frozen=True)
+class Faults:
+    """The double's answers: added latency on every request; under the fault profile, 429 with
+    a Retry-After on one share of the requests and 503 on another (seeded)."""
+
+    latency_ms: int = LATENCY_MS
+    rate_429: float = 0.02
+    retry_after: int = 1
+    rate_503: float = 0.05
+
+    def describe(self) -> str:
+        return (
+            f"sandbox +{self.latency_ms} ms; faults: 429 Retry-After {self.retry_after} s on "
+            f"{self.rate_429:.0%} and 503 on {self.rate_503:.0%} of requests"
+        )
+
+
+def set_faults(sandbox: Any, faults: bool, spec: Faults) -> None:
+    latency = spec.latency_ms
     for endpoint in ("upsert", "track"):
         if faults:
             sandbox.set_fault(
-                endpoint, status=429, rate=0.02, retry_after=1, latency_ms=LATENCY_MS, seed=1
-            )
-            sandbox.set_fault(endpoint, status=503, rate=0.05, latency_ms=LATENCY_MS, seed=2)
-        sandbox.set_fault(endpoint, latency_ms=LATENCY_MS)
+                endpoint, status=429, rate=spec.rate_429, retry_after=spec.retry_after,
+                latency_ms=latency, seed=1,
+            )  # fmt: skip
+            sandbox.set_fault(endpoint, status=503, rate=spec.rate_503, latency_ms=latency, seed=2)
+        sandbox.set_fault(endpoint, latency_ms=latency)
 
 
 def commands(
@@ -424,6 +444,16 @@ def main() -> None:
         help="share of the events (after the sign-ups) that no rule maps, e.g. 0.95",
     )  # fmt: skip
     p.add_argument("--timeout", type=float, default=900.0, help="per run, seconds")
+    p.add_argument("--latency-ms", type=int, default=LATENCY_MS, help="added to every request")
+    p.add_argument(
+        "--rate-429", type=float, default=0.02, metavar="SHARE",
+        help="under faults: share of the requests answered 429",
+    )  # fmt: skip
+    p.add_argument("--retry-after", type=int, default=1, help="the 429s' Retry-After, seconds")
+    p.add_argument(
+        "--rate-503", type=float, default=0.05, metavar="SHARE",
+        help="under faults: share of the requests answered 503",
+    )  # fmt: skip
     add_bridge_set(p)
     p.add_argument("--child", choices=["naive"])
     p.add_argument("--config")
@@ -439,6 +469,7 @@ def run_all(args: argparse.Namespace) -> None:
     from bridge.sandbox.testing import sandbox_process
 
     systems = args.systems.split(",")
+    spec = Faults(args.latency_ms, args.rate_429, args.retry_after, args.rate_503)
     go_binary, how = build_go() if "go" in systems else (None, "not asked for")
     print(f"Go baseline: {go_binary.relative_to(ROOT) if go_binary else 'none'} ({how})")
     if args.bridge_set:
@@ -459,14 +490,14 @@ def run_all(args: argparse.Namespace) -> None:
                     if argv is None:
                         continue
                     sandbox.reset()
-                    set_faults(sandbox, profile == "faults")
+                    set_faults(sandbox, profile == "faults", spec)
                     print(f"  {profile}: {system} ...", flush=True)
                     runs[(system, profile)] = run_system(
                         system, argv, group=group, topic=topic, events=count, sandbox=sandbox,
                         profile=profile, timeout=args.timeout, whole=bool(args.unmapped),
                     )  # fmt: skip
                 if profile == "clean" and "bridge" in systems and not args.no_profile:
-                    profile_lines = sampled_bridge(tmp, topic, count, sandbox, args)
+                    profile_lines = sampled_bridge(tmp, topic, count, sandbox, args, spec=spec)
     print()
     print(HEADER)
     for run in runs.values():
@@ -485,14 +516,13 @@ def run_all(args: argparse.Namespace) -> None:
             "CPU us/event over the whole run, start-up included"
         )
     print(
-        f"\n{PEOPLE} people, {PARTITIONS} partitions, sandbox +{LATENCY_MS} ms; faults: 429 "
-        "Retry-After 1 s on 2% and 503 on 5% of requests; CPU us/event over the busy span, "
-        "(all) with start-up and shutdown; calls include retries."
+        f"\n{PEOPLE} people, {PARTITIONS} partitions, {spec.describe()}; CPU us/event over the "
+        "busy span, (all) with start-up and shutdown; calls include retries."
     )
 
 
 def sampled_bridge(
-    tmp: Path, topic: str, count: int, sandbox: Any, args: argparse.Namespace
+    tmp: Path, topic: str, count: int, sandbox: Any, args: argparse.Namespace, *, spec: Faults
 ) -> list[str]:
     group = f"side-sampled-{uuid.uuid4().hex[:6]}"
     out = tmp / "sampler.json"
@@ -502,7 +532,7 @@ def sampled_bridge(
     )  # fmt: skip
     assert argv is not None
     sandbox.reset()
-    set_faults(sandbox, False)
+    set_faults(sandbox, False, spec)
     print("  clean: bridge under the sampler ...", flush=True)
     run = run_system(
         "bridge", argv, group=group, topic=topic, events=count, sandbox=sandbox,

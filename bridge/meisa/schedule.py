@@ -22,9 +22,10 @@ for triggers.
 
 429s (see bridge.meisa.aimd). A Retry-After is authoritative for what it answers: the call that
 got it waits that long (the retry policy), and the budget does not shrink for it. Whether it
-answers for the key or for one request, the other answers tell: while 429s are a quarter of
-the last 20 answers (three at least), a Retry-After stops every grant until it has run; a 429
-now and then among successes (a proxy refusing the odd request) holds back only its own call.
+answers for the key or for one request, the other answers tell: while 429s are half or more of
+the last 20 answers (three at least), a Retry-After stops every grant until it has run; 429s
+among successes (a proxy refusing the odd request, even one in ten) hold back only their own
+calls.
 A 429 without one may lower the effective limits (and the pace): only when such 429s repeat or
 the key evidently allows less than /ping said, at most once per window, never below one
 request per window; the budget is back in full at most 90 s after the last such 429.
@@ -63,10 +64,11 @@ _SAME_PAUSE_SECONDS = 1.0
 PROOF_SHARE = 0.9
 # Whether a Retry-After speaks for the key or for one request: the key is refused when 429s are
 # at least PAUSE_SHARE of the last PAUSE_ANSWERS answers, and PAUSE_MIN at least. A limiter
-# refusing the key answers 429 to nearly everything; a proxy refusing the odd request (2%, say)
-# puts three 429s among the last 20 answers about once in a thousand windows.
+# refusing the key answers 429 to nearly everything; a proxy refusing one request in ten at
+# random puts ten 429s among the last 20 answers about 7 times in a million answers (a quarter
+# of them, the earlier rule, 4 times in a hundred: a pause a few times a second at 600 calls/s).
 PAUSE_ANSWERS = 20
-PAUSE_SHARE = 0.25
+PAUSE_SHARE = 0.5
 PAUSE_MIN = 3
 
 Reason = Literal["retry_after", "repeated_429", "limit_lower"]

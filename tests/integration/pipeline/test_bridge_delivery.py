@@ -121,9 +121,9 @@ def test_503_and_429_with_retry_after_lose_nothing_and_honour_the_pause(
     events = [event("user.updated", u, 0) for u in range(10)]
     events += [event("user.acted", u, s) for s in range(1, 6) for u in range(10)]
     sandbox.set_fault("track", status=503, count=15)
-    # Six 429s in a run: with at most the ten upserts' answers around them they are over a
-    # quarter of the last answers, so the key (not one request) is refused and every call waits.
-    sandbox.set_fault("track", status=429, retry_after=2, count=6)
+    # Twelve 429s in a run: from the tenth on they are half of the last 20 answers, so the key
+    # (not one request) is refused and every call waits.
+    sandbox.set_fault("track", status=429, retry_after=2, count=12)
     produce(kafka_bootstrap, topic, events)
     path = bridge_config(
         topic,

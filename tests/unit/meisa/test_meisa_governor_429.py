@@ -64,15 +64,15 @@ def test_a_429_now_and_then_among_successes_holds_back_no_one_else() -> None:
 
 
 @given(before=st.integers(0, 40))
-def test_a_run_of_429s_pauses_the_key_once_they_are_a_quarter_of_the_last_answers(
+def test_a_run_of_429s_pauses_the_key_once_they_are_half_of_the_last_answers(
     before: int,
 ) -> None:
     core = RateScheduler(per_minute=None, per_hour=None)
     for _ in range(before):
         core.on_success()
-    reasons = [core.on_rate_limited(1.0 + i * 0.001, 30.0) for i in range(8)]
-    # the n-th 429 of the run: n >= 3 and n >= a quarter of the last 20 answers
-    needed = next(n for n in range(3, 9) if n >= 0.25 * min(before + n, 20))
+    reasons = [core.on_rate_limited(1.0 + i * 0.001, 30.0) for i in range(12)]
+    # the n-th 429 of the run: n >= 3 and n >= half of the last 20 answers
+    needed = next(n for n in range(3, 13) if n >= 0.5 * min(before + n, 20))
     assert reasons.index("retry_after") == needed - 1
     assert core.state(2.0).throttled
 
@@ -85,17 +85,33 @@ def test_two_429s_in_a_row_among_successes_hold_back_only_their_calls() -> None:
     assert not core.state(2.0).throttled
 
 
-def test_429s_a_quarter_of_the_last_answers_pause_the_key_though_never_in_a_row() -> None:
+def test_429s_half_of_the_last_answers_pause_the_key_though_never_in_a_row() -> None:
     core = RateScheduler(per_minute=None, per_hour=None)
+    for _ in range(20):
+        core.on_success()
     reasons = []
-    for step in range(40):  # 429, ok, ok, ok, 429, ...
-        if step % 4 == 0:
+    for step in range(40):  # 429, ok, 429, ok, ...
+        if step % 2 == 0:
             reasons.append(core.on_rate_limited(step * 0.01, 30.0))
         else:
             core.on_success()
     assert reasons[:1] == [None]
     assert "retry_after" in reasons
     assert core.state(1.0).throttled
+
+
+@pytest.mark.parametrize("every", [10, 5, 4])
+def test_429s_spread_among_successes_never_pause_the_key(every: int) -> None:
+    """A proxy refusing one request in 10, 5 or 4: each refused call waits, nobody else."""
+    core = RateScheduler(per_minute=None, per_hour=None)
+    reasons = []
+    for step in range(400):
+        if step % every == 0:
+            reasons.append(core.on_rate_limited(step * 0.01, 30.0))
+        else:
+            core.on_success()
+    assert set(reasons) == {None}
+    assert not core.state(5.0).throttled
 
 
 def test_retry_after_burst_from_requests_in_flight_is_one_pause() -> None:
