@@ -180,7 +180,7 @@ class PipelineSettings:
     """Concurrency, buffering and commits of the consume loop."""
 
     max_in_flight: int = field(
-        default=32,
+        default=64,
         metadata=doc("Concurrent Meisa calls; triggers have a lane of as many slots of their own."),
     )
     max_buffered_per_partition: int = field(

@@ -43,7 +43,7 @@ from bridge.meisa.models import BULK_ENROLL_MAX, CallResult, Endpoint, PingInfo,
 from bridge.settings import MeisaSettings
 
 _CONTACT_CACHE_SIZE = 10_000  # ids of recently tagged contacts; an id is 1 upsert saved per tag
-_KEEPALIVE = 32  # the pipeline runs up to max_in_flight (32 by default) requests at once
+_KEEPALIVE = 64  # the pipeline runs up to max_in_flight (64 by default) requests at once
 _URL_CACHE_SIZE = 1_000  # parsed URLs kept: every endpoint, and some tag paths
 _SIZED_HEADERS = 1_000  # header sets kept, one per body length (a few hundred bytes to a few KB)
 
