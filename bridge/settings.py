@@ -104,7 +104,11 @@ class MeisaSettings:
         ),
     )
     retry_base_seconds: float = field(
-        default=0.5, metadata=doc("First back-off step (full jitter, doubling per attempt).")
+        default=0.5,
+        metadata=doc(
+            "First back-off step (full jitter, doubling per attempt); also the most jitter "
+            "added to a server's Retry-After."
+        ),
     )
     retry_cap_seconds: float = field(
         default=30.0, metadata=doc("Largest back-off between two attempts of a call.")

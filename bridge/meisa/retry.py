@@ -4,8 +4,11 @@
   attempt limit (see bridge.meisa.delivery for why), and ContactNotFound for calls whose contact
   may simply not be there yet (track; tag calls whose cached contact id went stale) up to
   `not_found_retries` times; after that the 404 is poison.
-* How long: full-jitter exponential backoff, `uniform(0, min(cap, base * 2**(n-1)))`, and never
-  less than the server's Retry-After (already parsed and clamped by the classifier).
+* How long: full-jitter exponential backoff, `uniform(0, min(cap, base * 2**(n-1)))`; when the
+  server sent a Retry-After (already parsed and clamped by the classifier), that instead, plus up
+  to `base` of jitter so calls told the same second do not all come back in the same
+  millisecond. The server said when: a call refused several times in a row by a proxy's random
+  429s does not also back off exponentially (minutes of wait that hold its person's later calls).
 * Time is injected: `sleep` (async) and `rng` (for the jitter), so tests run on a fake clock.
 
 The loop is written out (`RetryPolicy.run`) rather than driven by a retry library: nearly every
@@ -53,10 +56,9 @@ def full_jitter(attempt: int, base: float, cap: float, rng: random.Random) -> fl
     return rng.uniform(0.0, min(cap, base * 2.0**exponent))
 
 
-def at_least_retry_after(wait: float, error: BaseException) -> float:
-    """The wait, but never shorter than the server's Retry-After."""
-    hint = error.retry_after if isinstance(error, RetryableError) else None
-    return max(wait, hint) if hint is not None else wait
+def retry_after(error: BaseException) -> float | None:
+    """The server's Retry-After for this error, in seconds (None: it sent none)."""
+    return error.retry_after if isinstance(error, RetryableError) else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,8 +110,11 @@ class RetryPolicy:
 
     def wait(self, attempt: int, error: BaseException, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt`."""
-        jitter = full_jitter(attempt, self.base_seconds, self.cap_seconds, rng or random.Random())
-        return at_least_retry_after(jitter, error)
+        rng = rng or random.Random()
+        hint = retry_after(error)
+        if hint is not None:
+            return hint + rng.uniform(0.0, self.base_seconds)
+        return full_jitter(attempt, self.base_seconds, self.cap_seconds, rng)
 
     def log_retry(self, call: MeisaCall, attempt: int, error: BaseException, wait: float) -> None:
         """One line per retry; no secrets, the contact masked."""

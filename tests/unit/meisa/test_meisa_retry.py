@@ -117,8 +117,18 @@ async def test_retry_after_is_honoured_and_pauses_the_governor() -> None:
     client = FakeClient([RateLimited("429", retry_after=42.0), OK])
     d, governor, sleep = deliverer(client)
     await d.deliver(make_call())
-    assert sleep.waits[0] >= 42.0
+    assert 42.0 <= sleep.waits[0] <= 42.0 + POLICY.base_seconds
     assert governor.limited == [42.0]
+
+
+async def test_a_retry_after_sets_the_wait_however_many_attempts_came_before() -> None:
+    """The server said when: refused ten times in a row, the call still comes back after about
+    the Retry-After, not after an exponential back-off (which reaches 30 s by then)."""
+    script = [server_error() for _ in range(8)] + [RateLimited("429", retry_after=1.0)] * 2
+    d, _, sleep = deliverer(FakeClient([*script, OK]))
+    await d.deliver(make_call())
+    assert all(1.0 <= wait <= 1.0 + POLICY.base_seconds for wait in sleep.waits[8:])
+    assert len(sleep.waits) == 10
 
 
 async def test_track_404_is_retried_then_poison() -> None:
