@@ -101,3 +101,16 @@ async def test_read_timeout_is_httpx_timeout(server: tuple[str, Seen], engine: E
             await transport.handle_async_request(
                 httpx.Request("GET", f"{base}/slow", extensions=timeout)
             )
+
+
+@ENGINES
+async def test_a_proxy_in_the_environment_is_not_used(
+    server: tuple[str, Seen], engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    async with engine() as transport:
+        response = await transport.handle_async_request(httpx.Request("GET", f"{server[0]}/x"))
+    assert response.status_code == 201
