@@ -22,8 +22,9 @@ import aiohttp
 import httpx
 import yarl
 
+from bridge.meisa.wire import read_response, request_headers
+
 _URL_CACHE_SIZE = 1_000  # every endpoint, and some tag paths (which hold contact ids)
-_READ_ONLY = frozenset({b"host", b"content-length", b"transfer-encoding"})  # aiohttp sets these
 
 
 def _error(exc: BaseException) -> httpx.TransportError:
@@ -84,11 +85,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._session or self._open()
-        headers = [
-            (k.decode("latin-1"), v.decode("latin-1"))
-            for k, v in request.headers.raw
-            if k.lower() not in _READ_ONLY
-        ]
+        headers = request_headers(request)
         failure: httpx.TransportError | None = None
         try:
             async with session.request(
@@ -105,19 +102,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             failure = _error(exc)
         if failure is not None:  # raised outside the handler: no chained aiohttp exception
             raise failure
-        response = httpx.Response(
-            answer.status,
-            headers=answer.raw_headers,
-            stream=httpx.ByteStream(body),
-            request=request,
-        )
-        if "Content-Encoding" not in answer.headers:
-            # The body is whole and needs no decoding: hand it over as read. httpx's own read
-            # would join its one chunk through the decoder machinery, about 12 us a response
-            # (bench/client_transport.py); should httpx ever keep it elsewhere, `aread()` reads
-            # the stream as usual.
-            response._content = body
-        return response
+        encoded = "Content-Encoding" in answer.headers
+        return read_response(request, answer.status, answer.raw_headers, body, encoded=encoded)
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -28,7 +28,7 @@ import httpx
 from pyreqwest import exceptions as reqwest_errors
 from pyreqwest.client import Client, ClientBuilder
 
-_SKIPPED = frozenset({b"host", b"content-length", b"transfer-encoding"})  # reqwest sets these
+from bridge.meisa.wire import read_response, request_headers
 
 # Most specific first: the first match wins.
 _ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
@@ -111,11 +111,7 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         client = self._client or self._open()
-        headers = [
-            (k.decode("latin-1"), v.decode("latin-1"))
-            for k, v in request.headers.raw
-            if k.lower() not in _SKIPPED
-        ]
+        headers = request_headers(request)
         failure: httpx.TransportError | None = None
         try:
             builder = client.request(request.method, str(request.url)).headers(headers)
@@ -131,16 +127,9 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
             failure = _error(exc)
         if failure is not None:  # raised outside the handler: no chained pyreqwest exception
             raise failure
-        response = httpx.Response(
-            answer.status,
-            headers=list(answer.headers.items()),
-            stream=httpx.ByteStream(body),
-            request=request,
-        )
-        if answer.get_header("content-encoding") is None:
-            # Whole and needing no decoding: hand it over as read (see bridge/meisa/aio.py).
-            response._content = body
-        return response
+        encoded = answer.get_header("content-encoding") is not None
+        headers_in = list(answer.headers.items())
+        return read_response(request, answer.status, headers_in, body, encoded=encoded)
 
     async def aclose(self) -> None:
         if self._client is not None:
