@@ -6,12 +6,19 @@ callbacks run on it too, inside `consume()`; they hand over to the listener on t
 for its answer. Either group protocol (bridge.kafka.properties) applies the incremental
 assign/unassign after each callback returns. An assignment first reads the group's committed
 offsets and metadata of the partitions (the finished offsets the last owner recorded).
+
+`close()` is the one call that runs on a thread of its own, a daemon one, and is waited for at
+most the callback timeout plus `CLOSE_SLACK_SECONDS`: librdkafka's close can hang after it has
+left the group (confluent-kafka-python issue 1667), and a stuck executor thread would also hold
+the process at exit. Nothing else touches the consumer by then.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -29,6 +36,7 @@ log = logging.getLogger("bridge.pipeline.consumer")
 
 ERROR_REPORT_SECONDS = 30.0  # a broker outage repeats one error every poll: report it this often
 COMMITTED_TIMEOUT = 10.0  # reading the committed metadata on assignment; past it: none, redo
+CLOSE_SLACK_SECONDS = 15.0  # close() may take the revoke callback's time plus this
 T = TypeVar("T")
 
 
@@ -273,6 +281,43 @@ class KafkaSource:
     async def close(self) -> None:
         self._closing = True
         if self._consumer is not None:
-            await self._run(self._consumer.close)
+            bound = self._callback_timeout + CLOSE_SLACK_SECONDS
+            if not await _bounded(self._consumer.close, bound):
+                log.warning(
+                    "the Kafka consumer did not finish closing within %.0fs; exiting without "
+                    "waiting for it (what was finished is committed)",
+                    bound,
+                )
             self._consumer = None
         self._thread.shutdown(wait=True)
+
+
+async def _bounded(fn: Callable[[], object], seconds: float) -> bool:
+    """Run `fn` on a daemon thread; False if it has not returned within `seconds` (it is left
+    running). Its exception, if any, is raised here."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(exc: BaseException | None) -> None:
+        if done.done():
+            return
+        if exc is None:
+            done.set_result(None)
+        else:
+            done.set_exception(exc)
+
+    def target() -> None:
+        outcome: BaseException | None = None
+        try:
+            fn()
+        except BaseException as exc:  # handed to the awaiting coroutine
+            outcome = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+            loop.call_soon_threadsafe(settle, outcome)
+
+    threading.Thread(target=target, name="kafka-consumer-close", daemon=True).start()
+    try:
+        await asyncio.wait_for(asyncio.shield(done), seconds)
+    except TimeoutError:
+        return False
+    return True
