@@ -106,6 +106,7 @@ class Dispatcher:
         self.known = KnownContacts(identity_capacity)
         self.halted: HaltError | None = None
         self.coalesced = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def sending(self) -> int:
@@ -127,7 +128,12 @@ class Dispatcher:
             if lane.push(call, message):
                 self.coalesced += 1
             if lane.task is None and self.halted is None:
-                lane.task = asyncio.create_task(self._drain(lane))
+                lane.task = self._start(lane)
+
+    def _start(self, lane: Lane) -> asyncio.Task[None]:
+        if self._loop is None:  # looked up once: get_running_loop() costs a getpid() each time
+            self._loop = asyncio.get_running_loop()
+        return self._loop.create_task(self._drain(lane))
 
     def _lane_for(self, call: MeisaCall) -> Lane:
         found = self.identity.key_for(call.body, fallback=call.contact_key)
@@ -197,7 +203,7 @@ class Dispatcher:
     # -- one lane ------------------------------------------------------------------------------
 
     async def _drain(self, lane: Lane) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         try:
             while self.halted is None and lane.forward is None:
                 lane.look()
@@ -241,7 +247,7 @@ class Dispatcher:
         if lane.idle() and self._lanes.get(lane.key) is lane:
             del self._lanes[lane.key]
         elif not lane.idle() and self.halted is None:  # work came in while the task ended
-            lane.task = asyncio.create_task(self._drain(lane))
+            lane.task = self._start(lane)
 
     def _abandon(self, item: Item) -> None:
         """Drop a call whose messages were revoked or lost: they never count as done."""

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 log = logging.getLogger("bridge.pipeline.fence")
 
+NEVER = float("-inf")  # the fence has never closed
 TICK_SECONDS = 0.5
 STALL_SECONDS = 5.0  # far above any event-loop hiccup, below every sane session timeout
 HOLD_SECONDS = 8.0  # a heartbeat interval (5 s at most by default) and the poll after it
@@ -39,11 +40,16 @@ class StallFence:
         self.hold = hold
         self._clock = clock
         self._last: float | None = None
-        self._open_at = float("-inf")
+        self._open_at = NEVER
         self.stalls = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def now(self) -> float:
-        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+        if self._clock is not None:
+            return self._clock()
+        if self._loop is None:  # looked up once: get_running_loop() costs a getpid() each time
+            self._loop = asyncio.get_running_loop()
+        return self._loop.time()
 
     def observe(self, now: float) -> None:
         """One tick: a gap longer than `stall` since the last one closes the fence."""
@@ -69,6 +75,8 @@ class StallFence:
 
     async def wait(self) -> None:
         """Return at once, or when the fence opens again."""
+        if self._open_at == NEVER:  # never closed: every call passes without reading the clock
+            return
         # A loop, not an Event: the deadline moves if another freeze comes while we wait.
         while self.holding(now := self.now()):  # noqa: ASYNC110
             await asyncio.sleep(self._open_at - now)
