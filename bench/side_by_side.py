@@ -7,7 +7,9 @@ Workload: JSON events for 600 people (a sign-up each, then plan changes and feat
 4-partition topic, keyed by user id, mapped to upsert/track; per-person order kept and offsets
 committed after success by all three. The Meisa double is the sandbox (unlimited key, 5 ms added
 latency); the fault profile adds 429 with `Retry-After: 1` to 2% of requests and 503 to 5%.
-`--latency-ms`, `--rate-429`, `--retry-after` and `--rate-503` change them.
+`--latency-ms`, `--rate-429`, `--retry-after` and `--rate-503` change them. The bridge and Go run
+`--repeat` rounds (3) alternating, and the table shows each one's median run by CPU per call:
+on a shared machine a single run of either swings by a fifth or more.
 
 The systems, each its own process (its CPU and peak RSS are its own):
 * bridge: `meisa-bridge run` with default settings.
@@ -350,6 +352,22 @@ def ratios(runs: dict[tuple[str, str], Run]) -> list[str]:
     return out
 
 
+def per_call(run: Run) -> float:
+    return run.cpu_busy / max(run.calls, 1)
+
+
+def median_run(runs: list[Run]) -> Run:
+    """The run with the median CPU per call (the lower middle one of an even count)."""
+    return sorted(runs, key=per_call)[(len(runs) - 1) // 2]
+
+
+def round_ratios(rounds: dict[tuple[str, str], list[Run]]) -> str:
+    """The clean bridge/go CPU-per-call ratio of each round: the spread behind the median."""
+    pairs = zip(rounds.get(("bridge", "clean"), []), rounds.get(("go", "clean"), []), strict=False)
+    found = [f"x{per_call(b) / per_call(g):.2f}" for b, g in pairs]
+    return f"clean   bridge/go     CPU/call by round: {', '.join(found) or '-'}"
+
+
 # -- main --------------------------------------------------------------------------------------
 
 
@@ -444,6 +462,11 @@ def main() -> None:
         help="share of the events (after the sign-ups) that no rule maps, e.g. 0.95",
     )  # fmt: skip
     p.add_argument("--timeout", type=float, default=900.0, help="per run, seconds")
+    p.add_argument(
+        "--repeat", type=int, default=3, metavar="N",
+        help="rounds of the bridge and Go per profile, alternating (naive runs once); the table "
+        "shows each system's median run by CPU per call, and every round's clean ratio is printed",
+    )  # fmt: skip
     p.add_argument("--latency-ms", type=int, default=LATENCY_MS, help="added to every request")
     p.add_argument(
         "--rate-429", type=float, default=0.02, metavar="SHARE",
@@ -474,14 +497,18 @@ def run_all(args: argparse.Namespace) -> None:
     print(f"Go baseline: {go_binary.relative_to(ROOT) if go_binary else 'none'} ({how})")
     if args.bridge_set:
         print(f"bridge settings changed: {', '.join(args.bridge_set)}")
-    runs: dict[tuple[str, str], Run] = {}
+    rounds: dict[tuple[str, str], list[Run]] = {}
     profile_lines: list[str] = []
     with sandbox_process(SANDBOX) as (sandbox, _), tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         for profile, count in (("clean", args.events), ("faults", args.fault_events)):
             with topics(PARTITIONS, prefix=f"side-{profile}") as (topic,):
                 produce(topic, workload(count, unmapped=args.unmapped))
-                for system in systems:
+                # naive is slow and far off: one round of it is enough
+                order = [
+                    s for r in range(max(1, args.repeat)) for s in systems if not r or s != "naive"
+                ]
+                for system in order:
                     group = f"side-{system}-{uuid.uuid4().hex[:6]}"
                     argv = commands(
                         system, tmp, topic=topic, group=group, sandbox=sandbox, events=count,
@@ -492,12 +519,13 @@ def run_all(args: argparse.Namespace) -> None:
                     sandbox.reset()
                     set_faults(sandbox, profile == "faults", spec)
                     print(f"  {profile}: {system} ...", flush=True)
-                    runs[(system, profile)] = run_system(
+                    rounds.setdefault((system, profile), []).append(run_system(
                         system, argv, group=group, topic=topic, events=count, sandbox=sandbox,
                         profile=profile, timeout=args.timeout, whole=bool(args.unmapped),
-                    )  # fmt: skip
+                    ))  # fmt: skip
                 if profile == "clean" and "bridge" in systems and not args.no_profile:
                     profile_lines = sampled_bridge(tmp, topic, count, sandbox, args, spec=spec)
+    runs = {key: median_run(each) for key, each in rounds.items()}
     print()
     print(HEADER)
     for run in runs.values():
@@ -505,6 +533,8 @@ def run_all(args: argparse.Namespace) -> None:
     print()
     for line in ratios(runs):
         print(line)
+    if args.repeat > 1:
+        print(round_ratios(rounds))
     if go_binary is None and "go" in systems:
         print(f"(no Go row: {how})")
     if profile_lines:
