@@ -44,6 +44,8 @@ from bridge.settings import MeisaSettings
 
 _CONTACT_CACHE_SIZE = 10_000  # ids of recently tagged contacts; an id is 1 upsert saved per tag
 _KEEPALIVE = 64  # the pipeline runs up to max_in_flight (64 by default) requests at once
+# ... and as many triggers beside them: the pool is never what holds a call back.
+_MAX_CONNECTIONS = 256
 _URL_CACHE_SIZE = 1_000  # parsed URLs kept: every endpoint, and some tag paths
 _SIZED_HEADERS = 1_000  # header sets kept, one per body length (a few hundred bytes to a few KB)
 
@@ -53,7 +55,7 @@ _TRANSPORT_ERRORS = (httpx.TransportError, OSError, TimeoutError)
 
 
 def default_transport(settings: MeisaSettings) -> httpx.AsyncBaseTransport:
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=_KEEPALIVE)
+    limits = httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=_KEEPALIVE)
     if settings.transport == "pyreqwest":
         from bridge.meisa.reqwest import ReqwestTransport
 
