@@ -118,8 +118,9 @@ def test_503_and_429_with_retry_after_lose_nothing_and_honour_the_pause(
     kafka_bootstrap: str, make_topic: Any, sandbox: SandboxHandle, bridge_config: ConfigFactory
 ) -> None:
     topic, dlq, group = make_topic(partitions=2), make_topic(partitions=1), "g-faults"
-    events = [event("user.updated", u, 0) for u in range(10)]
-    events += [event("user.acted", u, s) for s in range(1, 6) for u in range(10)]
+    people = 20  # more than the 429s: some people's calls are refused by none of them
+    events = [event("user.updated", u, 0) for u in range(people)]
+    events += [event("user.acted", u, s) for s in range(1, 6) for u in range(people)]
     sandbox.set_fault("track", status=503, count=15)
     # Twelve 429s in a run: from the tenth on they are half of the last 20 answers, so the key
     # (not one request) is refused and every call waits.
@@ -133,7 +134,7 @@ def test_503_and_429_with_retry_after_lose_nothing_and_honour_the_pause(
     )
     with bridge_in_process(path):
         wait_for(reached_end(kafka_bootstrap, group, topic, 2), 90, "every offset committed")
-    expected = {f"user{u}@example.com": [1, 2, 3, 4, 5] for u in range(10)}
+    expected = {f"user{u}@example.com": [1, 2, 3, 4, 5] for u in range(people)}
     assert {k: sorted(set(v)) for k, v in _seqs_by_user(sandbox).items()} == expected
     assert read_all(kafka_bootstrap, dlq, expect=0, timeout=2) == []
     log = sandbox.requests(path="/api/v1/")
