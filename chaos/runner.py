@@ -60,16 +60,33 @@ SANDBOX_CONFIG: dict[str, Any] = {
 }
 
 
+# `--protocol classic`: the classic group protocol, with a session as short as the local broker's
+# for the consumer protocol (scripts/kafka/server.properties.in), so a stop outlasts both.
+CLASSIC: dict[str, Any] = {"group.protocol": "classic", "session.timeout.ms": 10000}
+
+
 def bridge_config(
-    run: Path, *, bootstrap: str, group: str, base_url: str, ledger: str | None
+    run: Path,
+    *,
+    bootstrap: str,
+    group: str,
+    base_url: str,
+    ledger: str | None,
+    protocol: str = "consumer",
 ) -> Path:
+    kafka: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "client.id": "chaos",
+    }
+    if protocol == "classic":
+        kafka.update(CLASSIC)
     doc: dict[str, Any] = {
-        "kafka": {"bootstrap.servers": bootstrap, "group.id": group, "client.id": "chaos"},
+        "kafka": kafka,
         "topics": list(TOPICS),
         "dead_letter_topic": DLQ_TOPIC,
         "meisa": {"base_url": base_url, "api_key": "${MEISA_API_KEY}", "timeout": 5},
         "codec": {"format": "auto", "schemas_dir": str(SCHEMAS_DIR)},
-        "pipeline": {"commit_interval_seconds": 1},
         "suppression": {"enabled": False},
         "server": {"host": "127.0.0.1", "port": 0},
         "logging": {"level": "INFO", "format": "text"},
@@ -248,6 +265,8 @@ def execute(
     run: Run, faults: list[Fault], producer: kafka_io.HistoryProducer, first: int
 ) -> dict[str, Any]:
     run.started = time.monotonic()
+    for spec in run.profile.background:
+        run.sandbox.set_fault("*", **spec, seed=run.seed)
     for _ in range(run.profile.instances):
         run.cluster.start()
     producer.trickle(first, run.profile.window * 0.9)  # a backlog until the last faults
@@ -311,12 +330,18 @@ def main(argv: list[str] | None = None) -> int:
         last.unlink()
     last.symlink_to(run_dir.name)
     bootstrap = f"127.0.0.1:{args.kafka_port}"
-    faults = make_schedule(profile, args.seed, stop_seconds=args.zombie_seconds)
+    zombie = args.zombie_seconds or profile.zombie_seconds or SESSION_SECONDS + 5
+    faults = make_schedule(profile, args.seed, stop_seconds=zombie)
     print(
         f"chaos profile {profile.name}, seed {args.seed}, {profile.instances} instances, "
-        f"run dir {run_dir}"
+        f"{args.protocol} group protocol, run dir {run_dir}"
     )
-    print(f"fault schedule (rerun: python -m chaos --profile {profile.name} --seed {args.seed}):")
+    if profile.background:
+        print(f"sandbox faults for the whole run: {list(profile.background)}")
+    print(
+        f"fault schedule (rerun: python -m chaos --profile {profile.name} --seed {args.seed} "
+        f"--protocol {args.protocol}):"
+    )
     print(format_schedule(faults), flush=True)
     messages, expected = build(args.seed, profile.people, time.time(), poison=profile.poison)
     print(
@@ -330,11 +355,16 @@ def main(argv: list[str] | None = None) -> int:
     with sandbox_process({**SANDBOX_CONFIG, "seed": args.seed}) as (sandbox, _proc):
         key = SANDBOX_CONFIG["keys"][0]["key"]
         config = bridge_config(
-            run_dir, bootstrap=bootstrap, group=group, base_url=sandbox.base_url, ledger=ledger
+            run_dir,
+            bootstrap=bootstrap,
+            group=group,
+            base_url=sandbox.base_url,
+            ledger=ledger,
+            protocol=args.protocol,
         )
         kafka_io.fresh_topics(bootstrap, {**TOPICS, DLQ_TOPIC: 1})
         producer = kafka_io.HistoryProducer(bootstrap, messages)
-        first = producer.first(0.5)
+        first = producer.first(profile.first_share)
         env = {**os.environ, "MEISA_API_KEY": key}
         the_cluster = Cluster(config, run_dir, env)
         run = Run(
@@ -360,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = {
         "profile": profile.name,
         "seed": args.seed,
+        "protocol": args.protocol,
         "bootstrap": bootstrap,
         "topics": TOPICS,
         "dlq_topic": DLQ_TOPIC,
@@ -386,7 +417,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--kafka-port", type=int, default=int(os.environ.get("KAFKA_PORT", "9092")))
     p.add_argument("--run-dir", default=None, help="default: var/chaos/<profile>-<seed>-<time>")
     p.add_argument(
-        "--zombie-seconds", type=float, default=SESSION_SECONDS + 5, help="SIGSTOP length"
+        "--protocol",
+        choices=("consumer", "classic"),
+        default="consumer",
+        help="the consumer group protocol: consumer (KIP-848, the bridge's default) or classic",
+    )
+    p.add_argument(
+        "--zombie-seconds",
+        type=float,
+        default=None,
+        help="SIGSTOP length (default: the profile's, else the 45 s classic session + 5 s)",
     )
     p.add_argument(
         "--no-ledger", action="store_true", help="run the bridges without a sent-email ledger"

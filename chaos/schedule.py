@@ -41,6 +41,10 @@ class Profile:
     window: float  # seconds over which faults are spread
     counts: dict[str, int] = field(default_factory=dict)  # fault kind -> how many
     drain_timeout: float = 600.0
+    first_share: float = 0.5  # of the history produced before the instances start
+    kill_every: tuple[float, float] | None = None  # also a kill every (min, max) seconds
+    zombie_seconds: float | None = None  # SIGSTOP length (None: past the classic 45 s session)
+    background: tuple[dict[str, Any], ...] = ()  # sandbox faults for the whole run
 
 
 ONE_OF_EACH = {
@@ -72,6 +76,25 @@ PROFILES = {
             "outage": 1,
         },
         drain_timeout=900.0,
+    ),
+    # The whole backlog at once, drained in seconds while the group never settles: a kill every
+    # 4-8 s, a stop past the local broker's 10 s session timeout, a broker restart, and a steady
+    # trickle of 503s and 429s.
+    "storm": Profile(
+        "storm",
+        people=400,
+        poison=4,
+        instances=2,
+        window=60,
+        counts={"zombie": 1, "broker": 1, "meisa-hour": 1},
+        drain_timeout=300.0,
+        first_share=1.0,
+        kill_every=(4.0, 8.0),
+        zombie_seconds=16.0,
+        background=(
+            {"status": 503, "rate": 0.05},
+            {"status": 429, "rate": 1 / 97, "retry_after": 1},
+        ),
     ),
 }
 
@@ -113,6 +136,12 @@ def make_schedule(profile: Profile, seed: int, *, stop_seconds: float) -> list[F
         for _ in range(count):
             at = round(warmup + rng.random() * (profile.window - warmup), 1)
             faults.append(_fault(kind, at, rng, stop_seconds))
+    if profile.kill_every is not None:
+        low, high = profile.kill_every
+        at = warmup + low + rng.random() * (high - low)
+        while at < profile.window:
+            faults.append(_fault("kill", round(at, 1), rng, stop_seconds))
+            at += low + rng.random() * (high - low)
     return _spaced(sorted(faults))
 
 

@@ -20,6 +20,6 @@ if ! scripts/kafka.sh status >/dev/null 2>&1; then
   started_kafka=1
   scripts/kafka.sh start
 fi
-args=(--profile "$PROFILE" --seed "$SEED" --kafka-port "$KAFKA_PORT")
+args=(--profile "$PROFILE" --seed "$SEED" --kafka-port "$KAFKA_PORT" --protocol "${PROTOCOL:-consumer}")
 if [ -n "${INSTANCES:-}" ]; then args+=(--instances "$INSTANCES"); fi
 .venv/bin/python -m chaos "${args[@]}"
