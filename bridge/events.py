@@ -32,6 +32,14 @@ class Record:
     def tp(self) -> tuple[str, int]:
         return (self.topic, self.partition)
 
+    @property
+    def size(self) -> int:
+        """Bytes of key, value and headers: what read-ahead accounts for the message."""
+        size = len(self.key or b"") + len(self.value or b"")
+        for name, value in self.headers:
+            size += len(name) + len(value or b"")
+        return size
+
     def decode_with(self, decoder: EventDecoder) -> Envelope:
         return decoder.decode(
             topic=self.topic,

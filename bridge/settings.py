@@ -187,16 +187,31 @@ class PipelineSettings:
         default=64,
         metadata=doc("Concurrent Meisa calls; triggers have a lane of as many slots of their own."),
     )
-    max_buffered_per_partition: int = field(
-        default=2000,
+    read_ahead_bytes: int = field(
+        default=64 * 1024 * 1024,
         metadata=doc(
-            "A partition with this many unfinished messages is paused, and resumed at half."
+            "Fetched messages not finished yet (waiting for the rate budget, or read ahead past "
+            "those that wait) held over all partitions, in bytes: each counts its key, value and "
+            "headers plus about 2 KiB for what the bridge builds from it. Past it the "
+            "partitions holding most pause; each partition keeps a reserve of an equal part of "
+            "half of it, so a quiet topic is always read (docs/ordering.md, Read-ahead)."
+        ),
+    )
+    max_buffered_per_partition: int = field(
+        default=50_000,
+        metadata=doc(
+            "A partition with this many unfinished messages is paused, and resumed at half "
+            "(a cap in messages on top of `read_ahead_bytes`)."
         ),
     )
     batch_size: int = field(default=500, metadata=doc("Messages per `consume()` call."))
     commit_interval_seconds: float = field(
-        default=2.0,
-        metadata=doc("How often finished offsets are committed (also on revoke and shutdown)."),
+        default=0.1,
+        metadata=doc(
+            "Finished offsets are committed at most this long after they finish (also on "
+            "revoke and shutdown); no commit is sent while nothing finishes. A crash re-sends "
+            "at most this long of finished work, plus the commit's round trip."
+        ),
     )
     commit_metadata_max_bytes: int = field(
         default=COMMIT_METADATA_MAX_BYTES,

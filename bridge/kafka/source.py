@@ -7,6 +7,12 @@ for its answer. Either group protocol (bridge.kafka.properties) applies the incr
 assign/unassign after each callback returns. An assignment first reads the group's committed
 offsets and metadata of the partitions (the finished offsets the last owner recorded).
 
+A rebalance callback can wait seconds (a revoke lets started calls finish), and the consumer
+thread is inside it all that time. Commits therefore go through a mailbox that the thread serves
+both as an ordinary task and while it waits for a callback's handler: the partitions this member
+keeps go on committing their finished work during a long revoke, instead of piling up work that a
+crash in that window would hand to the next owner.
+
 `close()` is the one call that runs on a thread of its own, a daemon one, and is waited for at
 most the callback timeout plus `CLOSE_SLACK_SECONDS`: librdkafka's close can hang after it has
 left the group (confluent-kafka-python issue 1667), and a stuck executor thread would also hold
@@ -19,8 +25,11 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
@@ -37,7 +46,16 @@ log = logging.getLogger("bridge.pipeline.consumer")
 ERROR_REPORT_SECONDS = 30.0  # a broker outage repeats one error every poll: report it this often
 COMMITTED_TIMEOUT = 10.0  # reading the committed metadata on assignment; past it: none, redo
 CLOSE_SLACK_SECONDS = 15.0  # close() may take the revoke callback's time plus this
+CALLBACK_SERVE_SECONDS = 0.05  # how often a thread waiting for a callback serves commits
 T = TypeVar("T")
+Offsets = dict[TopicPartition, OffsetAndMetadata]
+
+
+@dataclass(frozen=True, slots=True)
+class _CommitRequest:
+    offsets: Offsets
+    epoch: int
+    future: asyncio.Future[Offsets]
 
 
 def record_of(message: Message) -> Record:
@@ -92,6 +110,7 @@ class KafkaSource:
         # offsets (older than the revoke's own commit, or for partitions given away): dropped.
         self._epoch = 0
         self._metadata = True  # False once the broker refused the metadata as too large
+        self._mailbox: deque[_CommitRequest] = deque()  # appended on the loop, served here
         self._closing = False
         self._errors = RepeatLimiter(ERROR_REPORT_SECONDS)
         self.group_id = str(self._conf["group.id"])
@@ -118,10 +137,19 @@ class KafkaSource:
         )
 
     def _on_loop(self, handler: Coroutine[Any, Any, T]) -> T:
-        """Run a listener handler on the loop from the consumer thread and wait for its result."""
+        """Run a listener handler on the loop from the consumer thread and wait for its result,
+        serving the commits the loop asks for meanwhile."""
         assert self._loop is not None
         future = asyncio.run_coroutine_threadsafe(handler, self._loop)
-        return future.result(timeout=self._callback_timeout)
+        deadline = time.monotonic() + self._callback_timeout
+        while True:
+            try:
+                return future.result(timeout=CALLBACK_SERVE_SECONDS)
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    future.cancel()
+                    raise
+            self._serve_commits()
 
     def _assigned(self, consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
         assert self._listener is not None
@@ -191,7 +219,24 @@ class KafkaSource:
     async def commit(
         self, offsets: Mapping[TopicPartition, OffsetAndMetadata]
     ) -> dict[TopicPartition, OffsetAndMetadata]:
-        return await self._run(self._commit, dict(offsets), self._epoch)
+        loop = asyncio.get_running_loop()
+        request = _CommitRequest(dict(offsets), self._epoch, loop.create_future())
+        self._mailbox.append(request)
+        # Served by this task, or sooner by a rebalance callback that holds the thread.
+        self._thread.submit(self._serve_commits)
+        return await request.future
+
+    def _serve_commits(self) -> None:
+        """Commit every request in the mailbox, in order (consumer thread only)."""
+        assert self._loop is not None
+        while self._mailbox:
+            request = self._mailbox.popleft()
+            try:
+                done: Offsets | BaseException = self._commit(request.offsets, request.epoch)
+            except BrokerError as exc:
+                done = exc
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                self._loop.call_soon_threadsafe(_settle, request.future, done)
 
     def _commit(
         self, offsets: Mapping[TopicPartition, OffsetAndMetadata], epoch: int | None = None
@@ -290,6 +335,15 @@ class KafkaSource:
                 )
             self._consumer = None
         self._thread.shutdown(wait=True)
+
+
+def _settle(future: asyncio.Future[Offsets], outcome: Offsets | BaseException) -> None:
+    if future.done():  # the caller gave up waiting (cancelled)
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 async def _bounded(fn: Callable[[], object], seconds: float) -> bool:

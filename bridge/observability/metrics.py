@@ -42,6 +42,11 @@ MetricName = Literal[
     "meisa_bridge_consumer_lag",
     # Last committed offset, by topic and partition.
     "meisa_bridge_committed_offset",
+    # Bytes of fetched messages not finished yet (read ahead), by topic and partition: key, value
+    # and headers plus an estimate of what the bridge builds from each (pipeline.read_ahead_bytes).
+    "meisa_bridge_read_ahead_bytes",
+    # Fetched messages not finished yet (read ahead), by topic and partition.
+    "meisa_bridge_read_ahead_messages",
     # Seconds a call waited for the rate governor before it was sent.
     "meisa_bridge_governor_wait_seconds",
     # The governor's current request budget per minute (lowered by repeated 429s, then back).
@@ -99,6 +104,14 @@ def _safe_label(value: object) -> str:
     return text
 
 
+PARTITION_SERIES: tuple[MetricName, ...] = (
+    "meisa_bridge_consumer_lag",
+    "meisa_bridge_committed_offset",
+    "meisa_bridge_read_ahead_bytes",
+    "meisa_bridge_read_ahead_messages",
+)
+
+
 class Metrics:
     """One method per metric. Labelled children are cached so a call is a dict lookup + inc."""
 
@@ -131,6 +144,10 @@ class Metrics:
         add(Counter, "meisa_bridge_dlq_total", "Dead-lettered records", "topic", "stage")
         add(Gauge, "meisa_bridge_consumer_lag", "Consumer lag", "topic", "partition")
         add(Gauge, "meisa_bridge_committed_offset", "Committed offset", "topic", "partition")
+        add(Gauge, "meisa_bridge_read_ahead_bytes", "Bytes read ahead, not finished", "topic",
+            "partition")  # fmt: skip
+        add(Gauge, "meisa_bridge_read_ahead_messages", "Messages read ahead, not finished",
+            "topic", "partition")  # fmt: skip
         add(Histogram, "meisa_bridge_governor_wait_seconds", "Rate governor wait",
             buckets=WAIT_BUCKETS)  # fmt: skip
         add(Gauge, "meisa_bridge_governor_rate_per_minute", "Governor budget per minute")
@@ -189,10 +206,14 @@ class Metrics:
     def committed(self, topic: str, partition: int, offset: int) -> None:
         self._child("meisa_bridge_committed_offset", topic, partition).set(offset)
 
+    def read_ahead(self, topic: str, partition: int, size: int, messages: int) -> None:
+        self._child("meisa_bridge_read_ahead_bytes", topic, partition).set(size)
+        self._child("meisa_bridge_read_ahead_messages", topic, partition).set(messages)
+
     def forget_partition(self, topic: str, partition: int) -> None:
-        """Drop a released partition's lag and offset series: its new owner reports them, and a
+        """Drop a released partition's per-partition series: its new owner reports them, and a
         frozen copy here would count its lag twice in every sum over the replicas."""
-        for name in ("meisa_bridge_consumer_lag", "meisa_bridge_committed_offset"):
+        for name in PARTITION_SERIES:
             if self._children.pop((name, topic, partition), None) is not None:
                 self._m[name].remove(_safe_label(topic), _safe_label(partition))
 

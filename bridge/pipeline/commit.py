@@ -24,7 +24,7 @@ CommitFn = Callable[[Offsets], Awaitable[Offsets | None]]
 class CommitPolicy:
     """When offsets are committed. Revokes and shutdown always commit, within their grace."""
 
-    interval_seconds: float = 2.0
+    interval_seconds: float = 0.1
     revoke_grace_seconds: float = 10.0
     shutdown_grace_seconds: float = 30.0
 
@@ -54,16 +54,23 @@ class Committer:
     async def commit(
         self, tps: Iterable[TopicPartition] | None = None
     ) -> dict[TopicPartition, OffsetAndMetadata]:
-        """Commit now; a failed commit is logged and retried on the next call."""
-        offsets = self._tracker.committable(tps)
-        if not offsets:
+        """Commit now the given partitions, or (None) those with messages finished since the
+        last such call; a failed commit is logged and retried on the next call."""
+        if tps is None:
+            tps = self._tracker.take_changed()
+            if not tps:
+                return {}
+        offered = self._tracker.committable(tps)
+        if not offered:
             return {}
         try:
-            done = await self._commit(offsets)
+            done = await self._commit(offered)
         except BrokerError as exc:
             log.warning("commit failed, will retry: %s", exc)
+            self._tracker.mark_changed(offered)
             return {}
-        offsets = dict(offsets if done is None else done)
+        offsets = dict(offered if done is None else done)
+        self._tracker.mark_changed(tp for tp in offered if tp not in offsets)
         self._tracker.mark_committed(offsets)
         for tp, committed in offsets.items():
             self._on_committed(tp, committed.offset)

@@ -31,17 +31,19 @@ TopicPartition = tuple[str, int]
 class _PartitionState:
     """Offsets of one partition in tracking order; `done` marks finished ones."""
 
-    __slots__ = ("carried", "committed", "done", "last_tracked", "open", "pending")
+    __slots__ = ("bytes", "carried", "committed", "done", "last_tracked", "open", "pending")
 
     def __init__(self, carried: Iterable[Run] = ()) -> None:
         self.pending: deque[int] = deque()
-        self.open: set[int] = set()  # tracked and not finished: O(1) membership, not a deque scan
+        # Tracked and not finished, with the bytes each holds (read-ahead): O(1), no deque scan.
+        self.open: dict[int, int] = {}
+        self.bytes = 0
         self.done: set[int] = set()
         self.last_tracked: int | None = None
         self.committed: OffsetAndMetadata | None = None
         self.carried: deque[Run] = deque(carried)  # finished by an earlier owner, not read yet
 
-    def track(self, offset: int) -> bool:
+    def track(self, offset: int, size: int = 0) -> bool:
         """False: an earlier owner finished the message; it is recorded as finished."""
         if self.last_tracked is not None and offset <= self.last_tracked:
             raise OffsetOrderError(f"offset {offset} after {self.last_tracked}")
@@ -51,7 +53,8 @@ class _PartitionState:
             self.done.add(offset)
             self._drop_done_prefix()
             return False
-        self.open.add(offset)
+        self.open[offset] = size
+        self.bytes += size
         return True
 
     def _carried_over(self, offset: int) -> bool:
@@ -60,9 +63,10 @@ class _PartitionState:
         return bool(self.carried) and self.carried[0][0] <= offset
 
     def finish(self, offset: int) -> None:
-        if offset not in self.open:
+        size = self.open.pop(offset, None)
+        if size is None:
             return
-        self.open.discard(offset)
+        self.bytes -= size
         if self.pending[0] == offset:  # the usual case: messages finish in order
             self.pending.popleft()
             if self.done:
@@ -118,6 +122,9 @@ class OffsetTracker:
     def __init__(self, *, metadata_max_bytes: int = COMMIT_METADATA_MAX_BYTES) -> None:
         self._parts: dict[TopicPartition, _PartitionState] = {}
         self._max_bytes = metadata_max_bytes
+        # Partitions with messages finished since they were last offered for a commit: the
+        # commit timer looks at these only (a busy partition's finished runs cost a scan).
+        self._changed: set[TopicPartition] = set()
 
     def assign(
         self,
@@ -136,25 +143,45 @@ class OffsetTracker:
         """Drop state for revoked or lost partitions; late `done` calls for them are ignored."""
         for tp in tps:
             self._parts.pop(tp, None)
+            self._changed.discard(tp)
 
-    def track(self, tp: TopicPartition, offset: int) -> bool:
-        """Record that `offset` entered the pipeline. Offsets must increase per partition.
-        False: an earlier owner finished it (committed metadata); it counts as done already."""
+    def track(self, tp: TopicPartition, offset: int, size: int = 0) -> bool:
+        """Record that `offset` entered the pipeline, holding `size` bytes until it finishes.
+        Offsets must increase per partition. False: an earlier owner finished it (committed
+        metadata); it counts as done already."""
         state = self._parts.get(tp)
         if state is None:
             state = self._parts[tp] = _PartitionState()
-        return state.track(offset)
+        fresh = state.track(offset, size)
+        if not fresh:
+            self._changed.add(tp)
+        return fresh
 
     def done(self, tp: TopicPartition, offset: int) -> None:
         """Mark `offset` finished. Unknown offsets and forgotten partitions are ignored."""
         state = self._parts.get(tp)
         if state is not None:
             state.finish(offset)
+            self._changed.add(tp)
+
+    def take_changed(self) -> set[TopicPartition]:
+        """The partitions with messages finished since the last call (and those handed back by
+        `mark_changed`), forgetting them."""
+        changed, self._changed = self._changed, set()
+        return changed
+
+    def mark_changed(self, tps: Iterable[TopicPartition]) -> None:
+        """Offer partitions again, e.g. after their commit failed."""
+        self._changed.update(tp for tp in tps if tp in self._parts)
 
     def in_flight(self, tp: TopicPartition | None = None) -> int:
         """Messages tracked and not finished, for one partition or all of them."""
         states = self._parts.values() if tp is None else [self._parts.get(tp)]
         return sum(len(s.open) for s in states if s is not None)
+
+    def held(self) -> dict[TopicPartition, tuple[int, int]]:
+        """Bytes and messages each partition holds unfinished (read ahead of its commit)."""
+        return {tp: (s.bytes, len(s.open)) for tp, s in self._parts.items()}
 
     def last_done(self, tp: TopicPartition) -> int | None:
         """The highest offset finished after the partition's first unfinished one, if any: the

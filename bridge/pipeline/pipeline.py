@@ -47,13 +47,17 @@ from bridge.pipeline.fence import StallFence
 from bridge.pipeline.lockstep import Lockstep
 from bridge.pipeline.message import Failure, InFlight, TopicPartition
 from bridge.pipeline.offsets import OffsetTracker
+from bridge.pipeline.readahead import MESSAGE_OVERHEAD_BYTES, ReadAhead
 from bridge.pipeline.tally import EventTally
 
 log = logging.getLogger("bridge.pipeline")
 
-POLL_WAIT_SECONDS = 0.2  # how long one consume() may block; bounds shutdown and pause latency
+# How long one consume() may block: bounds shutdown and pause latency, and how long a commit
+# waits for the consumer's thread.
+POLL_WAIT_SECONDS = 0.1
 HALT_GRACE_SECONDS = 5.0  # after a halt, in-flight calls get this long before they are cancelled
-SHARE_REFRESH_TICKS = 15  # commit ticks between partition-count refreshes (a metadata request)
+REPORT_SECONDS = 2.0  # metrics that need the consumer (lag) and the partition counts
+SHARE_REFRESH_TICKS = 15  # report ticks between partition-count refreshes (a metadata request)
 
 
 class Pipeline:
@@ -83,7 +87,9 @@ class Pipeline:
         self._ticks = 0
         self.policy = CommitPolicy.from_settings(settings)
         self._batch = settings.batch_size
-        self._high = settings.max_buffered_per_partition
+        self._read_ahead = ReadAhead(
+            bound=settings.read_ahead_bytes, max_messages=settings.max_buffered_per_partition
+        )
         self._decoder = decoder
         self._rules = rules
         self._unmapped = unmapped_type(decoder, rules)
@@ -144,8 +150,11 @@ class Pipeline:
         self._health.started = True
         poll = asyncio.create_task(self._poll_loop(), name="poll")
         timer = asyncio.create_task(self._commit_loop(), name="commit")
+        report = asyncio.create_task(self._report_loop(), name="report")
         fence = asyncio.create_task(self.fence.run(), name="fence")
         await self._stop.wait()
+        report.cancel()
+        await asyncio.gather(report, return_exceptions=True)
         await self._shutdown(poll, timer)
         fence.cancel()
         await asyncio.gather(fence, return_exceptions=True)
@@ -254,7 +263,9 @@ class Pipeline:
         """False: nothing to do, the offset was seen already or an earlier owner finished it
         (the committed metadata); counted as finished then."""
         try:
-            fresh = self.tracker.track(record.tp, record.offset)
+            fresh = self.tracker.track(
+                record.tp, record.offset, record.size + MESSAGE_OVERHEAD_BYTES
+            )
         except OffsetOrderError:
             log.warning(
                 "ignoring %s partition %d offset %d: already seen", *record.tp, record.offset
@@ -316,11 +327,9 @@ class Pipeline:
                 self.dispatcher.submit(message, calls)
 
     async def _backpressure(self) -> None:
-        low = self._high // 2
-        pause = [
-            tp for tp in self._assigned - self._paused if self.tracker.in_flight(tp) >= self._high
-        ]
-        resume = [tp for tp in self._paused if self.tracker.in_flight(tp) <= low]
+        """Pause partitions past the read-ahead bound, resume those back within it."""
+        held = self.tracker.held()
+        pause, resume = self._read_ahead.decide(held, self._paused)
         if pause:
             await self._source.pause(pause)
             self._paused.update(pause)
@@ -426,16 +435,24 @@ class Pipeline:
     # -- commits and rebalances ------------------------------------------------------------------
 
     async def _commit_loop(self) -> None:
+        """Commit on its own timer: nothing else here waits for the consumer's thread, which a
+        rebalance callback may hold for seconds (the source serves commits meanwhile)."""
         while True:
             await asyncio.sleep(self.policy.interval_seconds)
-            self._tally.flush()
+            self._tally.flush()  # counted before committed: a crash may count twice, not never
             await self._committer.commit()
+
+    async def _report_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REPORT_SECONDS)
             await self._report()
 
     async def _report(self) -> None:
         self._metrics.in_flight(self.dispatcher.sending)
         self._metrics.contact_waits(self.dispatcher.parked())
         self._metrics.lockstep_buffered(self.lockstep.buffered())
+        for (topic, partition), (size, messages) in self.tracker.held().items():
+            self._metrics.read_ahead(topic, partition, size, messages)
         merged = self.dispatcher.coalesced
         if merged > self._coalesced_seen:
             self._metrics.coalesced(merged - self._coalesced_seen)

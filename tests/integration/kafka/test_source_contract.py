@@ -174,3 +174,50 @@ async def test_a_new_member_starts_at_the_committed_offset_and_is_told_its_metad
         assert second.listener.committed == {tp: OffsetAndMetadata(2, "mb1:2:1")}
     finally:
         await second.source.close()
+
+
+@dataclass
+class CommittingListener(Listener):
+    """While a revoke is handled, commits a partition this member keeps, as the commit timer
+    does while started calls of the revoked partitions finish."""
+
+    source: Source | None = None
+    during_revoke: dict[TopicPartition, OffsetAndMetadata] = field(default_factory=dict)
+
+    async def on_revoke(self, tps: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
+        kept = sorted(self.assigned - set(tps))
+        if kept and self.source is not None:
+            self.during_revoke = await self.source.commit({kept[0]: OffsetAndMetadata(1, "")})
+        return await super().on_revoke(tps)
+
+
+@pytest.mark.integration
+async def test_a_commit_is_served_while_a_revoke_handler_waits(
+    request: pytest.FixtureRequest,
+) -> None:
+    """The revoke handler runs inside consume() on the consumer's thread: a commit the loop asks
+    for meanwhile is served there, instead of waiting for the handler (which waits for it).
+    Only the real consumer: the in-memory one has no second member to hand partitions to."""
+    backend = _kafka(request)
+    topic = backend.make_topic(2)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    listener = CommittingListener()
+    first = Reading(backend.make_source([topic], group), listener)
+    listener.source = first.source
+    await first.source.start(listener, callback_timeout=30)
+    second: Reading | None = None
+    try:
+        await first.until(lambda: len(listener.assigned) == 2, "both partitions")
+        second = await _started(backend, [topic], group)
+        for _ in range(POLLS):
+            if listener.revoked and second.listener.assigned:
+                break
+            await first.source.consume(100, 0.1)
+            await second.source.consume(100, 0.1)
+        assert listener.revoked, "the second member took a partition"
+        kept = next(iter(listener.assigned))
+        assert listener.during_revoke == {kept: OffsetAndMetadata(1, "")}
+    finally:
+        if second is not None:
+            await second.source.close()
+        await first.source.close()

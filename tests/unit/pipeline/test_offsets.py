@@ -220,3 +220,41 @@ def test_no_metadata_when_it_is_turned_off() -> None:
         tracker.track(TP, offset)
     tracker.done(TP, 2)
     assert tracker.committable() == {TP: OffsetAndMetadata(0)}
+
+
+def test_partitions_are_offered_for_a_commit_once_a_message_finishes() -> None:
+    other = ("t", 1)
+    tracker = OffsetTracker()
+    tracker.assign([TP, other])
+    tracker.track(TP, 0)
+    tracker.track(other, 0)
+    assert tracker.take_changed() == set()
+    tracker.done(TP, 0)
+    assert tracker.take_changed() == {TP}
+    assert tracker.take_changed() == set()
+    tracker.mark_changed([TP, ("gone", 0)])  # a failed commit hands them back; unknown ones drop
+    assert tracker.take_changed() == {TP}
+
+
+async def test_a_failed_or_dropped_commit_is_offered_again() -> None:
+    from bridge.errors import BrokerError
+    from bridge.pipeline.commit import Committer
+
+    other = ("t", 1)
+    tracker = OffsetTracker()
+    tracker.assign([TP, other])
+    for tp in (TP, other):
+        tracker.track(tp, 0)
+        tracker.done(tp, 0)
+    answers: list[object] = [BrokerError("coordinator moved"), {TP: OffsetAndMetadata(1)}]
+
+    async def commit(offsets: object) -> dict[tuple[str, int], OffsetAndMetadata]:
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer  # type: ignore[return-value]
+
+    committer = Committer(tracker, commit)
+    assert await committer.commit() == {}
+    assert await committer.commit() == {TP: OffsetAndMetadata(1)}  # `other` was dropped
+    assert tracker.take_changed() == {other}
