@@ -7,7 +7,8 @@ each OTP's wait is measured from its produce time to the sandbox's log entry for
 (POST /emails/trigger/, found by its idempotency key). Two runs, same backlog and settings:
 
 * own-topic: OTPs on their own topic (what the README recommends for transactional events);
-* same-topic (baseline): OTPs on the backlog's topic, behind the backlog in their partition.
+* same-topic: OTPs on the backlog's topic, behind the backlog in their partition (read-ahead
+  reads past the backlog, so they need not wait for it).
 
 Prints p50/p95/p99/max wait per run, upsert calls/s and backlog events/s, and the ratios. An OTP
 that has not arrived `--wait` seconds after the last one was published counts with the time it
@@ -184,9 +185,10 @@ def report(args: argparse.Namespace, results: list[RunResult]) -> None:
         bound = "" if b_exact else ">= "
         ratio = "n/a (own-topic OTPs late too)" if not a_exact else f"{bound}{b / a:.1f}x"
         print(f"p{q} wait, same-topic / own-topic: {ratio}")
-    p99, exact = _wait(own, 99)
-    verdict = "met" if exact and p99 < 2 else "NOT met"
-    print(f"aim p99 < 2 s on the own topic: {verdict}")
+    for r in results:
+        p99, exact = _wait(r, 99)
+        verdict = "met" if exact and p99 < 2 else "NOT met"
+        print(f"aim p99 < 2 s, {r.mode}: {verdict}")
     print(f"('>': not received within {args.wait:g} s after the last OTP was published)")
 
 

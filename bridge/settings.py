@@ -192,7 +192,7 @@ class PipelineSettings:
         metadata=doc(
             "Fetched messages not finished yet (waiting for the rate budget, or read ahead past "
             "those that wait) held over all partitions, in bytes: each counts its key, value and "
-            "headers plus about 2 KiB for what the bridge builds from it. Past it the "
+            "headers plus about 3.5 KiB for what the bridge builds from it. Past it the "
             "partitions holding most pause; each partition keeps a reserve of an equal part of "
             "half of it, so a quiet topic is always read (docs/ordering.md, Read-ahead)."
         ),

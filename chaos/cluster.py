@@ -104,6 +104,7 @@ class Cluster:
         return gone
 
     def shutdown(self) -> None:
+        self.reap_unexpected()  # exited already (e.g. refused to start): not a SIGTERM's doing
         for inst in list(self.running):
             if inst.stopped:
                 self.cont(inst)

@@ -4,16 +4,19 @@ the offsets finished past it as the commit's metadata."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from bridge.errors import BrokerError
 from bridge.kafka.protocols import OffsetAndMetadata
+from bridge.observability import RepeatLimiter
 from bridge.pipeline.message import TopicPartition
 from bridge.pipeline.offsets import OffsetTracker
 from bridge.settings import PipelineSettings
 
 log = logging.getLogger("bridge.pipeline.commit")
+FAILURE_REPORT_SECONDS = 30.0  # commits are retried every interval: one warning this often
 
 # Returns what it committed (None: all of it); it may drop offsets that went stale meanwhile.
 Offsets = Mapping[TopicPartition, OffsetAndMetadata]
@@ -46,10 +49,20 @@ class Committer:
         commit: CommitFn,
         *,
         on_committed: Callable[[TopicPartition, int], None] = lambda tp, offset: None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._tracker = tracker
         self._commit = commit
         self._on_committed = on_committed
+        self._clock = clock
+        # Since when finished work has waited for a commit that did not go through (None: it
+        # all went through): the broker may be out of reach, see `stalled_for`.
+        self._waiting_since: float | None = None
+        self._failures = RepeatLimiter(FAILURE_REPORT_SECONDS, clock=clock)
+
+    def stalled_for(self) -> float:
+        """Seconds finished work has waited for a commit that has not succeeded (0: none)."""
+        return 0.0 if self._waiting_since is None else self._clock() - self._waiting_since
 
     async def commit(
         self, tps: Iterable[TopicPartition] | None = None
@@ -58,20 +71,26 @@ class Committer:
         last such call; a failed commit is logged and retried on the next call."""
         if tps is None:
             tps = self._tracker.take_changed()
-            if not tps:
-                return {}
-        offered = self._tracker.committable(tps)
+        offered = self._tracker.committable(tps) if tps else {}
         if not offered:
+            if tps is not None and not tps:
+                self._waiting_since = None  # nothing left to commit (e.g. partitions released)
             return {}
+        if self._waiting_since is None:
+            self._waiting_since = self._clock()
         try:
             done = await self._commit(offered)
         except BrokerError as exc:
-            log.warning("commit failed, will retry: %s", exc)
+            held = self._failures.allow("commit")
+            if held is not None:
+                log.warning("commit failed, will retry: %s (%d more failures before it)", exc, held)
             self._tracker.mark_changed(offered)
             return {}
         offsets = dict(offered if done is None else done)
         self._tracker.mark_changed(tp for tp in offered if tp not in offsets)
         self._tracker.mark_committed(offsets)
+        if len(offsets) == len(offered):
+            self._waiting_since = None
         for tp, committed in offsets.items():
             self._on_committed(tp, committed.offset)
         return offsets

@@ -10,6 +10,12 @@ only on its next poll, after a heartbeat was answered.
 closes for `hold` seconds, which covers a heartbeat round trip and the poll that delivers the lost
 assignment; calls that wait at the fence then find their messages cancelled and are dropped.
 Calls already on the wire when the process froze cannot be called back.
+
+It also stays closed while the caller's `blocked` predicate holds: the pipeline closes it while
+finished work has waited more than `COMMIT_STALL_SECONDS` for a commit that does not go through
+(the broker is out of reach). Work done then could not be committed, and whoever reads the
+partition next would do it again; holding new calls until a commit succeeds bounds that to what
+was in flight.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ NEVER = float("-inf")  # the fence has never closed
 TICK_SECONDS = 0.5
 STALL_SECONDS = 5.0  # far above any event-loop hiccup, below every sane session timeout
 HOLD_SECONDS = 8.0  # a heartbeat interval (5 s at most by default) and the poll after it
+COMMIT_STALL_SECONDS = 1.0  # commits take milliseconds: a second without one, the broker is away
 
 
 class StallFence:
@@ -34,8 +41,11 @@ class StallFence:
         stall: float = STALL_SECONDS,
         hold: float = HOLD_SECONDS,
         clock: Callable[[], float] | None = None,
+        blocked: Callable[[], bool] | None = None,
     ) -> None:
         self.tick = tick
+        self._blocked = blocked
+        self._was_blocked = False
         self.stall = stall
         self.hold = hold
         self._clock = clock
@@ -63,6 +73,22 @@ class StallFence:
                 self.hold,
             )
         self._last = now
+        self._check_blocked(now)
+
+    def _check_blocked(self, now: float) -> None:
+        blocked = self._blocked is not None and self._blocked()
+        if blocked:
+            self._open_at = max(self._open_at, now + self.tick * 2)  # until a tick says no
+        if blocked != self._was_blocked:
+            self._was_blocked = blocked
+            if blocked:
+                log.warning(
+                    "finished work has waited %.0fs for a commit; holding new Meisa calls until "
+                    "a commit goes through, so that nothing is done twice",
+                    COMMIT_STALL_SECONDS,
+                )
+            else:
+                log.info("commits go through again; Meisa calls resume")
 
     def holding(self, now: float) -> bool:
         return now < self._open_at

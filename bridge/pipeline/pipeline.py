@@ -43,7 +43,7 @@ from bridge.observability import HealthState, Metrics, NullMetrics
 from bridge.outcome import Mapped, Unreadable, read_record, unmapped_type
 from bridge.pipeline.commit import CommitPolicy, Committer
 from bridge.pipeline.dispatcher import Deliver, Dispatcher, Guard
-from bridge.pipeline.fence import StallFence
+from bridge.pipeline.fence import COMMIT_STALL_SECONDS, StallFence
 from bridge.pipeline.lockstep import Lockstep
 from bridge.pipeline.message import Failure, InFlight, TopicPartition
 from bridge.pipeline.offsets import OffsetTracker
@@ -104,7 +104,7 @@ class Pipeline:
             window=config.dlq.ratio_window,
         )
         self.tracker = OffsetTracker(metadata_max_bytes=settings.commit_metadata_max_bytes)
-        self.fence = StallFence()
+        self.fence = StallFence(blocked=self._commits_stalled)
         self.dispatcher = Dispatcher(
             deliver=deliver,
             on_finished=self._finished,
@@ -433,6 +433,9 @@ class Pipeline:
         self._tally.count(message.record.topic, event_type, outcome)
 
     # -- commits and rebalances ------------------------------------------------------------------
+
+    def _commits_stalled(self) -> bool:
+        return self._committer.stalled_for() > COMMIT_STALL_SECONDS
 
     async def _commit_loop(self) -> None:
         """Commit on its own timer: nothing else here waits for the consumer's thread, which a

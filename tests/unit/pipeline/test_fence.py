@@ -40,3 +40,19 @@ async def test_wait_returns_once_the_hold_is_over() -> None:
     now[0] = 3.0
     await asyncio.wait_for(waiter, 1)
     assert waiter.done()
+
+
+def test_it_holds_while_the_caller_is_blocked_and_opens_once_it_is_not() -> None:
+    blocked = [False]
+    fence = StallFence(stall=5.0, hold=8.0, tick=0.5, clock=lambda: 0.0, blocked=lambda: blocked[0])
+    fence.observe(0.0)
+    assert not fence.holding(0.0)
+    blocked[0] = True  # e.g. finished work has waited seconds for a commit
+    fence.observe(0.5)
+    assert fence.holding(0.5)
+    assert fence.holding(1.4)
+    fence.observe(1.0)
+    blocked[0] = False
+    fence.observe(1.5)
+    assert not fence.holding(2.0)
+    assert fence.stalls == 0

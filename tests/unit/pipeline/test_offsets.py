@@ -258,3 +258,31 @@ async def test_a_failed_or_dropped_commit_is_offered_again() -> None:
     assert await committer.commit() == {}
     assert await committer.commit() == {TP: OffsetAndMetadata(1)}  # `other` was dropped
     assert tracker.take_changed() == {other}
+
+
+async def test_finished_work_waiting_on_failing_commits_counts_as_stalled_until_one_succeeds() -> (
+    None
+):
+    from bridge.errors import BrokerError
+    from bridge.pipeline.commit import Committer
+
+    now = [0.0]
+    tracker = OffsetTracker()
+    tracker.assign([TP])
+    tracker.track(TP, 0)
+    tracker.done(TP, 0)
+    broker_up = [False]
+
+    async def commit(offsets: object) -> None:
+        if not broker_up[0]:
+            raise BrokerError("Local: Waiting for coordinator")
+
+    committer = Committer(tracker, commit, clock=lambda: now[0])
+    assert committer.stalled_for() == 0.0
+    await committer.commit()
+    now[0] = 4.0
+    await committer.commit()
+    assert committer.stalled_for() == 4.0
+    broker_up[0] = True
+    assert await committer.commit() == {TP: OffsetAndMetadata(1)}
+    assert committer.stalled_for() == 0.0
