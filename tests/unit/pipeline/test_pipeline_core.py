@@ -372,6 +372,23 @@ async def test_a_failed_commit_is_retried_on_the_next_tick() -> None:
         await until(lambda: h.committed() == 1, "committed on a later tick")
 
 
+async def test_no_new_call_goes_out_while_finished_work_cannot_be_committed() -> None:
+    """Work done while commits fail could not be recorded, and the partition's next reader would
+    do it again: past a second of failing commits, new calls wait until one goes through."""
+    async with running() as h:
+        h.source.fail_commits = True
+        h.broker.produce("events", event(0, "ann"))
+        await until(lambda: h.meisa.sent == [0], "delivered")
+        await asyncio.sleep(2.0)  # past COMMIT_STALL_SECONDS and a fence tick
+        assert h.pipeline.fence.holding(h.pipeline.fence.now())
+        h.broker.produce("events", event(1, "bob"))
+        await asyncio.sleep(0.5)
+        assert h.meisa.sent == [0]
+        h.source.fail_commits = False
+        await until(lambda: h.meisa.sent == [0, 1], "sent once a commit went through")
+        await until(lambda: h.committed() == 2, "both committed")
+
+
 async def test_the_rate_share_follows_the_partitions_this_member_owns() -> None:
     shares: list[float] = []
     async with running(partitions=4, on_share=shares.append) as h:
