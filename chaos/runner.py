@@ -391,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         "profile": profile.name,
         "seed": args.seed,
         "protocol": args.protocol,
+        "track_budget": profile.track_budget,
         "bootstrap": bootstrap,
         "topics": TOPICS,
         "dlq_topic": DLQ_TOPIC,
