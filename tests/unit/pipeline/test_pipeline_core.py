@@ -285,6 +285,26 @@ async def test_backpressure_pauses_a_full_partition_and_resumes_it_once_drained(
     assert h.meisa.sent == list(range(20))
 
 
+async def test_past_the_read_ahead_bound_the_partition_holding_most_pauses_and_a_quiet_one_reads_on() -> (
+    None
+):
+    p1 = ("events", 1)
+    # About 3.8 KB counted per message: the bound holds about ten, each partition's reserve two.
+    async with running(partitions=2, read_ahead_bytes=40_000, batch_size=2) as h:
+        h.meisa.hold(0)
+        for n in range(30):  # one person: everything after 0 waits in its lane
+            h.broker.produce("events", event(n), partition=0)
+        await until(lambda: TP in h.source.paused, "the backlog's partition paused")
+        assert h.source.assigned[TP] < 30  # not read any further
+        for n in range(100, 102):  # within the quiet partition's reserve
+            h.broker.produce("events", event(n, f"q{n}"), partition=1)
+        await until(lambda: h.source.assigned[p1] == 2, "the quiet partition read on")
+        assert p1 not in h.source.paused
+        h.meisa.release(0)
+        await until(lambda: h.committed() == 30 and h.committed(p1) == 2, "all done")
+        await until(lambda: not h.source.paused, "resumed")
+
+
 async def test_one_persons_events_reach_meisa_in_event_time_order_across_partitions() -> None:
     def at(second: int) -> str:
         return f"2026-01-01T00:00:{second:02d}Z"
