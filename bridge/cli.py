@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from bridge import __version__
-from bridge.exitcodes import ExitCode
+from bridge.exitcodes import ExitCode, exit_help
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -116,8 +116,14 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Consume the configured topics, map each event through the rules and make\n"
         "the Meisa calls; offsets are committed only after the calls succeed.\n"
         "Start-up checks Meisa (GET /ping/) and the key's scopes against the rules.\n\n"
-        "exit codes: 0 stopped (SIGTERM/SIGINT), 1 halted (401/403, DLQ breaker, ...),\n"
-        "2 refused to start (config, Meisa or Kafka unreachable, missing scopes)",
+        + exit_help(
+            {
+                ExitCode.OK: "stopped (SIGTERM/SIGINT)",
+                ExitCode.REFUSED: "refused to start (config, Meisa or Kafka unreachable,\n"
+                "missing scopes)",
+                ExitCode.HALTED: "halted (401/403, DLQ breaker, a fatal Kafka error, ...)",
+            }
+        ),
         examples="  MEISA_API_KEY=meisa_live_... meisa-bridge run --config bridge.yaml\n"
         "  meisa-bridge run --config new-rules-bridge.yaml --shadow --shadow-output calls.jsonl\n",
     )
@@ -152,7 +158,7 @@ def _add_rules_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help="check a rules or config file; list every error",
         description="Load rules or deployment config files and list every problem as\n"
         "FILE:LINE: rule 'NAME': FIELD: message. Unset ${VAR}s count as empty.\n\n"
-        "exit codes: 0 all files ok, 1 errors were listed",
+        + exit_help({ExitCode.OK: "all files ok", ExitCode.FAILED: "errors were listed"}),
         examples="  meisa-bridge validate --rules rules.yaml\n"
         "  meisa-bridge validate --rules bridge.yaml other-rules.yaml\n",
     )
@@ -167,7 +173,12 @@ def _add_rules_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "Meisa, and print one line per call (or per event that makes none, with its\n"
         "outcome: no_match, decode_error, map_error). A line is an event object, or a\n"
         'raw message {"topic", "partition", "offset", "key", "headers", "value"}.\n\n'
-        "exit codes: 0 planned (bad events are reported, not fatal), 1 bad rules or files",
+        + exit_help(
+            {
+                ExitCode.OK: "planned (bad events are reported, not fatal)",
+                ExitCode.REFUSED: "bad rules or files",
+            }
+        ),
         examples="  meisa-bridge plan --rules rules.yaml --events sample.jsonl\n"
         "  meisa-bridge plan --rules bridge.yaml --events sample.jsonl --format table\n"
         "  meisa-bridge plan --rules rules.yaml --events - --coalesce < backlog.jsonl\n",
@@ -190,7 +201,12 @@ def _add_rules_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "(exactly, or a subset with matchers) or the outcome (no_match, decode_error,\n"
         "map_error, stale). A PATH is a file, a directory (searched for *.test.yaml)\n"
         "or a glob such as 'rules/**/*.test.yaml'.\n\n"
-        "exit codes: 0 all passed, 1 a test failed, a file has errors, or no tests found",
+        + exit_help(
+            {
+                ExitCode.OK: "all passed",
+                ExitCode.FAILED: "a test failed, a file has errors, or no tests found",
+            }
+        ),
         examples="  meisa-bridge test examples/\n"
         "  meisa-bridge test 'rules/**/*.test.yaml' --format junit --output rules-junit.xml\n"
         "  meisa-bridge test --rules new-rules.yaml rules.test.yaml\n",
@@ -221,7 +237,12 @@ def _add_rules_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help="print the configuration reference (docs/configuration.md)",
         description="Render the configuration reference from the settings models: every\n"
         "setting with its type, default and meaning.\n\n"
-        "exit codes: 0 written (or current), 1 --check found the file out of date",
+        + exit_help(
+            {
+                ExitCode.OK: "written (or current)",
+                ExitCode.FAILED: "--check found the file out of date",
+            }
+        ),
         examples="  meisa-bridge config-doc --output docs/configuration.md\n"
         "  meisa-bridge config-doc --check docs/configuration.md\n",
     )
@@ -259,7 +280,14 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="bounded replay / backfill with its own consumer group",
         description="Read a bounded range of the topics and bring Meisa to the state it\n"
         "describes, about one call per contact; resumable, never touches the live group.\n\n"
-        "exit codes: 0 done, 1 some calls rejected, 2 usage or config error, 3 halted",
+        + exit_help(
+            {
+                ExitCode.OK: "done",
+                ExitCode.FAILED: "some calls rejected",
+                ExitCode.REFUSED: "usage or config error",
+                ExitCode.HALTED: "halted",
+            }
+        ),
         examples="  meisa-bridge replay --config bridge.yaml --from earliest --dry-run\n"
         "  meisa-bridge replay --config bridge.yaml --from 7d --topics app.users\n",
     )
@@ -291,7 +319,14 @@ def _add_dlq(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="inspect and redrive the dead-letter topic",
         description="list: records not yet redriven; show: one record, decoded; redrive: send\n"
         "selected records through the current codec and rules again.\n\n"
-        "exit codes: 0 ok, 1 some records failed again, 2 usage or config error, 3 halted",
+        + exit_help(
+            {
+                ExitCode.OK: "ok",
+                ExitCode.FAILED: "some records failed again",
+                ExitCode.REFUSED: "usage or config error",
+                ExitCode.HALTED: "halted",
+            }
+        ),
         examples="  meisa-bridge dlq list --config bridge.yaml --rule profile\n"
         "  meisa-bridge dlq show --config bridge.yaml --partition 0 --offset 12\n"
         "  meisa-bridge dlq redrive --config bridge.yaml --error-class MappingError --dry-run\n",

@@ -16,6 +16,7 @@ the same way whatever the command.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import IntEnum
 
 
@@ -25,3 +26,11 @@ class ExitCode(IntEnum):
     REFUSED = 2
     HALTED = 3
     INTERRUPTED = 130
+
+
+def exit_help(meanings: Mapping[ExitCode, str]) -> str:
+    """A command's `--help` line of exit codes, numbered from this table so the two never
+    disagree: `{ExitCode.HALTED: "halted (401/403)"}` -> "exit codes: 3 halted (401/403)"."""
+    return "exit codes: " + ", ".join(
+        f"{int(code)} {text}" for code, text in sorted(meanings.items())
+    )

@@ -66,3 +66,22 @@ def test_output_into_a_closed_pipe_is_not_a_traceback(tmp_path: Path) -> None:
         proc.wait(timeout=60)
     assert b"Traceback" not in err
     assert proc.returncode != 0
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("run", ["0 stopped", "2 refused to start", "3 halted"]),
+        ("plan", ["0 planned", "2 bad rules or files"]),
+        ("validate", ["0 all files ok", "1 errors were listed"]),
+        ("replay", ["0 done", "1 some calls rejected", "2 usage or config error", "3 halted"]),
+    ],
+)
+def test_help_numbers_exit_codes_as_the_shared_table_does(
+    command: str, expected: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for item in expected:
+        assert item in text, text
