@@ -270,22 +270,6 @@ class MemoryProducer:
         return 0
 
 
-class MemoryAdmin:
-    def __init__(self, broker: MemoryBroker) -> None:
-        self.broker = broker
-
-    def missing_topics(self, topics: Iterable[str], timeout: float) -> list[str]:
-        return [t for t in topics if t not in self.broker.topics()]
-
-    def ensure_topic(
-        self, topic: str, *, partitions: int, config: Mapping[str, str], timeout: float
-    ) -> bool:
-        if topic in self.broker.topics():
-            return False
-        self.broker.create_topic(topic, partitions)
-        return True
-
-
 class MemoryRangeReader:
     def __init__(self, broker: MemoryBroker) -> None:
         self.broker = broker

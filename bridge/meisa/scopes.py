@@ -9,15 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from bridge.errors import MissingScopes
-from bridge.meisa.calls import SCOPES, CallKind
 
 # Scopes that authorise nothing on their own, and the scope that does the work instead.
 _EFFECTIVE: Mapping[str, str] = {"tags:write": "contacts:write"}
-
-
-def scopes_for(kinds: Iterable[CallKind]) -> set[str]:
-    """The scopes a set of call kinds needs."""
-    return {SCOPES[kind] for kind in kinds}
 
 
 def missing_scopes(

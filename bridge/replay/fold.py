@@ -17,7 +17,7 @@ combined with a fold of n+1..m equals the fold of 1..m, which is what lets the s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -124,14 +124,6 @@ class ContactFold:
             tag_rule=str(data.get("tag_rule", "")),
             tag_action=int(data.get("tag_action", 0)),
         )
-
-
-def fold_calls(calls: Iterable[MeisaCall]) -> dict[str, ContactFold]:
-    """Fold foldable calls by contact key (insertion order: first appearance)."""
-    folds: dict[str, ContactFold] = {}
-    for call in calls:
-        folds.setdefault(call.contact_key, ContactFold(call.contact_key)).apply(call)
-    return folds
 
 
 def call_to_json(call: MeisaCall) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bridge.errors import HaltError, MissingScopes
-from bridge.meisa.scopes import check_scopes, format_missing, missing_scopes, scopes_for
+from bridge.meisa.scopes import check_scopes, format_missing, missing_scopes
 
 ALL = [
     "contacts:read",
@@ -30,11 +30,6 @@ def test_tags_need_contacts_write_not_tags_write() -> None:
     needed = {"tags:write": ["tag-churned"]}
     assert missing_scopes(needed, ["tags:write"]) == {"contacts:write": ["tag-churned"]}
     assert missing_scopes(needed, ["contacts:write"]) == {}
-
-
-def test_scopes_for_tag_calls_is_contacts_write() -> None:
-    assert scopes_for(["add_tag", "remove_tag"]) == {"contacts:write"}
-    assert scopes_for(["trigger", "track"]) == {"emails:trigger", "events:track"}
 
 
 def test_refusal_names_scope_and_rules() -> None:

@@ -285,7 +285,7 @@ async def test_backpressure_pauses_a_full_partition_and_resumes_it_once_drained(
     assert h.meisa.sent == list(range(20))
 
 
-async def test_past_the_read_ahead_bound_the_partition_holding_most_pauses_and_a_quiet_one_reads_on() -> (
+async def test_past_the_read_ahead_bound_the_fullest_partition_pauses_a_quiet_one_reads_on() -> (
     None
 ):
     p1 = ("events", 1)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from typing import Any
 
 from hypothesis import given, settings
@@ -8,7 +9,16 @@ from hypothesis import strategies as st
 from replay_model import Contact, apply_all
 
 from bridge.meisa.calls import MeisaCall
-from bridge.replay.fold import ContactFold, fold_calls
+from bridge.replay.fold import ContactFold
+
+
+def fold_calls(calls: Iterable[MeisaCall]) -> dict[str, ContactFold]:
+    """Fold calls by contact key, as the replay's reader does (first appearance first)."""
+    folds: dict[str, ContactFold] = {}
+    for call in calls:
+        folds.setdefault(call.contact_key, ContactFold(call.contact_key)).apply(call)
+    return folds
+
 
 KEYS = ["u1", "u2", "u3"]
 TAGS = ["a", "b", "c", "d"]
