@@ -77,7 +77,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "bridge/pipeline/dispatcher.py",
             "bridge/pipeline/lanes.py",
-            "bridge/pipeline/identity.py",
+            "bridge/identity.py",
             "bridge/pipeline/fence.py",
             "bridge/pipeline/guards.py",
             "bridge/pipeline/message.py",

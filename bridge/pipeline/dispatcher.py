@@ -1,6 +1,6 @@
 """Per-person ordered, concurrent delivery on asyncio.
 
-Every call goes to the lane of its contact identity (bridge.pipeline.identity): one person's calls
+Every call goes to the lane of its contact identity (bridge.identity): one person's calls
 run one at a time in the order they arrived, whatever topic or partition they came from (the
 pipeline admits messages in event-time order, bridge.pipeline.lockstep). Different people run
 concurrently. A call holds a concurrency slot (`max_in_flight`, with a separate set for triggers
@@ -43,10 +43,10 @@ from bridge.errors import (
     SkipOutcome,
     UnexpectedDeliveryError,
 )
+from bridge.identity import ContactIdentity, KnownContacts
 from bridge.meisa.calls import MeisaCall
 from bridge.observability import mask_email
 from bridge.pipeline.coalesce import Pending
-from bridge.pipeline.identity import ContactIdentity, KnownContacts
 from bridge.pipeline.lanes import Item, Lane, Slots
 from bridge.pipeline.message import Failure, InFlight, Sending, TopicPartition
 

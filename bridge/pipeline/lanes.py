@@ -1,6 +1,6 @@
 """One person's queue of calls (a lane), and the concurrency slots calls take only while they send.
 
-A lane holds the calls of one contact identity (bridge.pipeline.identity) in arrival order, from
+A lane holds the calls of one contact identity (bridge.identity) in arrival order, from
 whatever topic or partition they came. It runs one call at a time. Which call goes next:
 
 - normally the head;

@@ -25,9 +25,9 @@ import orjson
 from bridge.codecs import Decoder
 from bridge.errors import DecodeError
 from bridge.events import Envelope, Record
+from bridge.identity import ContactIdentity
 from bridge.meisa.calls import MeisaCall, merge_upserts
 from bridge.outcome import Unreadable, read_record
-from bridge.pipeline.identity import ContactIdentity
 from bridge.rules.engine import RuleSet
 
 RAW_KEYS = ("topic", "partition", "offset", "key", "headers")
@@ -167,7 +167,7 @@ Row = tuple[dict[str, Any], MeisaCall | None, dict[str, Any] | None]
 def coalesce_rows(rows: Iterable[Row]) -> list[Row]:
     """Merge adjacent upserts of the same contact, as the pipeline does on a backlog.
 
-    "Adjacent" is per person (external_id and email linked, bridge.pipeline.identity): an upsert
+    "Adjacent" is per person (external_id and email linked, bridge.identity): an upsert
     merges into that person's previous pending upsert when no other call for the same person
     came in between. The merged call keeps the position and event of the first (the pipeline
     sends it when the first's turn comes) and lists every merged event's offset in

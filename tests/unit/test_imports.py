@@ -103,6 +103,16 @@ def test_settings_and_yaml_import_nothing_above_them() -> None:
     assert graph["bridge.errors"] == set()
 
 
+def test_the_rules_layer_never_imports_the_consume_loop() -> None:
+    """Rules are pure (an envelope in, calls out): a person's identity sits below both."""
+    graph = _graph()
+    rules = {name: deps for name, deps in graph.items() if name.startswith("bridge.rules")}
+    assert rules
+    for name, deps in rules.items():
+        assert not {d for d in deps if d.startswith("bridge.pipeline")}, name
+    assert graph["bridge.identity"] == set()
+
+
 def _imports_of(path: Path) -> set[str]:
     """Every module a file names in an import, TYPE_CHECKING blocks included."""
     found: set[str] = set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.pipeline.identity import ContactIdentity, KnownContacts, LaneKey
+from bridge.identity import ContactIdentity, KnownContacts, LaneKey
 
 
 def test_an_email_seen_with_an_external_id_joins_that_persons_lane() -> None:
