@@ -12,6 +12,7 @@ The broker must run under `scripts/kafka.sh` on KAFKA_PORT: the schedule restart
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import heapq
 import json
@@ -321,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     profile = PROFILES[args.profile]
     if args.instances:
-        profile = Profile(**{**profile.__dict__, "instances": args.instances})
+        profile = dataclasses.replace(profile, instances=args.instances)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(args.run_dir or f"var/chaos/{profile.name}-{args.seed}-{stamp}").resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
