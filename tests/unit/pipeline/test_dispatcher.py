@@ -523,5 +523,4 @@ async def test_a_started_call_of_a_draining_message_makes_no_further_attempt() -
     await d.wait_idle(1)
     assert attempts == [1]
     assert message.cancelled  # left to the new owner, never counted as done
-    assert finished == [message]
-    assert message.failure is None
+    assert finished == [message] and message.failure is None
