@@ -376,8 +376,7 @@ class Dispatcher:
 class _Start:
     """A slot that marks the call's messages started once it holds the slot, and refuses to
     start a call whose messages were revoked or lost meanwhile (a revoke lets started work
-    finish; a call still waiting for a slot has not started), or a further attempt of one
-    whose messages are draining (their partition is being revoked)."""
+    finish; a call still waiting for a slot has not started)."""
 
     def __init__(
         self, slots: Slots, item: Item, fence: Callable[[], Awaitable[None]] | None
@@ -385,14 +384,12 @@ class _Start:
         self._slots = slots
         self._item = item
         self._fence = fence
-        self._attempts = 0
 
     async def __aenter__(self) -> None:
         if self._fence is not None:  # after a freeze: hold until the group had its say
             await self._fence()
         await self._slots.__aenter__()
-        self._attempts += 1
-        if _abandoned(self._item) or (self._attempts > 1 and _draining(self._item)):
+        if _abandoned(self._item):
             await self._slots.__aexit__(None, None, None)
             raise CallAbandoned
         for m in self._item.messages():
@@ -414,11 +411,6 @@ def _stopped(lane: Lane) -> int:
 
 def _abandoned(item: Item) -> bool:
     return all(m.cancelled or m.revoked for _, m in item.parts)
-
-
-def _draining(item: Item) -> bool:
-    """Every message of the call is on its way to a new owner: no further attempt."""
-    return all(m.cancelled or m.revoked or m.draining for _, m in item.parts)
 
 
 def _failure(exc: PoisonError, call: MeisaCall) -> Failure:

@@ -29,11 +29,8 @@ class InFlight:
     `revoked` is set when a revoke starts, on the messages past everything already finished or
     started: no new call starts for them (the new owner reads them), and one that would need a
     call is cancelled instead. Earlier messages may still finish, so the committed position
-    reaches the work already done and the new owner does not repeat it. `draining` is set on the
-    others (finished or started) when the revoke starts: a started call's attempt on the wire may
-    finish, but it makes no further attempt (a retry after a 429 or 5xx, a wait for its contact);
-    the new owner sends it instead, so an attempt cut off by the end of the grace never lands
-    twice. `started` is set once a call of the message was handed to Meisa delivery.
+    reaches the work already done and the new owner does not repeat it. `started` is set once a
+    call of the message was handed to Meisa delivery.
     """
 
     record: Record
@@ -43,7 +40,6 @@ class InFlight:
     failure: Failure | None = None
     cancelled: bool = False
     revoked: bool = False
-    draining: bool = False
     started: bool = False
     skipped: list[str] = field(default_factory=list)
 

@@ -524,8 +524,6 @@ class Pipeline:
         self._assigned.difference_update(tps)
         for tp in tps:
             self._stop_starting(tp)
-            for message in self._live.get(tp, {}).values():
-                message.draining = True  # no retries: the new owner sends what is left
         for message, _ in self.lockstep.remove(tps):  # never admitted: the new owner reads them
             message.cancelled = True
         deadline = asyncio.get_running_loop().time() + self.policy.revoke_grace_seconds

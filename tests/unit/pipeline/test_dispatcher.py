@@ -495,32 +495,3 @@ async def test_an_email_only_lane_folds_into_the_persons_lane_when_the_link_appe
     assert await d.wait_idle(1)
     assert [c.body["n"] for c in fake.sent] == [0, 1, 2, 3]
     assert len(finished) == 4
-
-
-async def test_a_started_call_of_a_draining_message_makes_no_further_attempt() -> None:
-    """A revoke lets the attempt on the wire finish but starts no retry: an attempt the end of
-    the grace cut off would reach Meisa and be sent again by the partition's new owner."""
-    attempts: list[int] = []
-    refused = asyncio.Event()
-    revoking = asyncio.Event()
-
-    async def deliver(c: MeisaCall, slot: Slot, sending: Sending) -> object:
-        async with slot:
-            attempts.append(1)
-        refused.set()  # say a 429: the deliverer waits, then tries again in a new slot
-        await revoking.wait()
-        async with slot:
-            attempts.append(2)
-        return None
-
-    finished: list[InFlight] = []
-    d = Dispatcher(deliver=deliver, on_finished=finished.append, max_in_flight=8)
-    message = msg(0)
-    d.submit(message, [call("track", "a", 0)])
-    await asyncio.wait_for(refused.wait(), 1)
-    message.draining = True
-    revoking.set()
-    await d.wait_idle(1)
-    assert attempts == [1]
-    assert message.cancelled  # left to the new owner, never counted as done
-    assert finished == [message] and message.failure is None
