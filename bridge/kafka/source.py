@@ -136,9 +136,10 @@ class KafkaSource:
             on_lost=self._lost,
         )
 
-    def _on_loop(self, handler: Coroutine[Any, Any, T]) -> T:
+    def _on_loop(self, handler: Coroutine[Any, Any, T], *, serve: bool = True) -> T:
         """Run a listener handler on the loop from the consumer thread and wait for its result,
-        serving the commits the loop asks for meanwhile."""
+        serving the commits the loop asks for meanwhile (`serve`: not while partitions are
+        lost, when a commit computed before may name partitions another member owns now)."""
         assert self._loop is not None
         future = asyncio.run_coroutine_threadsafe(handler, self._loop)
         deadline = time.monotonic() + self._callback_timeout
@@ -149,7 +150,8 @@ class KafkaSource:
                 if time.monotonic() >= deadline:
                     future.cancel()
                     raise
-            self._serve_commits()
+            if serve:
+                self._serve_commits()
 
     def _assigned(self, consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
         assert self._listener is not None
@@ -178,7 +180,7 @@ class KafkaSource:
 
     def _lost(self, consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
         assert self._listener is not None
-        self._on_loop(self._listener.on_lost(_tps(partitions)))
+        self._on_loop(self._listener.on_lost(_tps(partitions)), serve=False)
         self._epoch += 1
 
     def _revoked(self, consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
