@@ -116,9 +116,7 @@ def _build(
     if "dead_letter_topic" in doc:
         topic = _convert(str | None, doc["dead_letter_topic"])
         sections["dlq"] = replace(sections["dlq"], topic=topic)
-    codec: CodecSettings = sections["codec"]
-    if codec.schemas_dir and not Path(codec.schemas_dir).is_absolute():
-        sections["codec"] = replace(codec, schemas_dir=str(base / codec.schemas_dir))
+    sections["codec"] = _codec(sections["codec"], doc.get("codec"), base, file, errors)
     return BridgeConfig(
         source=file,
         kafka=_kafka(doc.get("kafka"), file, line_of(doc, "kafka"), errors),
@@ -126,6 +124,25 @@ def _build(
         rules=_rules(doc, file, base, errors, strict_env),
         **sections,
     )
+
+
+def _codec(
+    codec: CodecSettings, node: Any, base: Path, file: str, errors: list[ConfigError]
+) -> CodecSettings:
+    """Local paths relative to the config file; one kind of registry credentials."""
+    if codec.schemas_dir and not Path(codec.schemas_dir).is_absolute():
+        codec = replace(codec, schemas_dir=str(base / codec.schemas_dir))
+    ca_file = codec.schema_registry_ca_file
+    if ca_file and not Path(ca_file).is_absolute():
+        codec = replace(codec, schema_registry_ca_file=str(base / ca_file))
+    where = line_of(node, "schema_registry_user") if isinstance(node, dict) else None
+    if codec.schema_registry_token and codec.schema_registry_user:
+        message = "basic auth (schema_registry_user) and a bearer token: set one of them"
+        errors.append(_err(message, file, where, "codec.schema_registry_token"))
+    if codec.schema_registry_password and not codec.schema_registry_user:
+        message = "a password without schema_registry_user"
+        errors.append(_err(message, file, where, "codec.schema_registry_password"))
+    return codec
 
 
 def _err(message: str, file: str, line: int | None, fld: str | None = None) -> ConfigError:

@@ -17,7 +17,8 @@ Retries, DLQ routing and halting key off these types, never off message strings:
     ├── RetryableError         try again later: 429, 5xx, timeouts, connection resets
     │   ├── RateLimited        429, carries retry_after
     │   ├── ServerError        5xx, may carry retry_after
-    │   └── TransportError     timeout, reset, refused
+    │   ├── TransportError     timeout, reset, refused (Meisa or the schema registry)
+    │   └── SchemaPending      a registry schema not fetched yet, met on a running event loop
     ├── SkipOutcome            not an error for delivery: the call is dropped and the offset is done
     │   ├── Unsubscribed       422 because the person asked not to be emailed
     │   ├── StaleEvent         older than the action's max_age
@@ -203,6 +204,12 @@ class ServerError(RetryableError):
 
 class TransportError(RetryableError):
     """Timeout, connection reset or refused: the request may or may not have arrived."""
+
+
+class SchemaPending(RetryableError):
+    """A message names a registry schema the decoder has not fetched, and decoding runs on an
+    event loop, which a registry request must not block: fetch it off the loop (the decoder's
+    `prefetch`) and decode the message again."""
 
 
 class SkipOutcome(BridgeError):

@@ -138,15 +138,22 @@ class MeisaSettings:
 class CodecSettings:
     """How Kafka messages are decoded into events."""
 
-    format: Literal["auto", "json", "cloudevents", "avro"] = field(
+    format: Literal["auto", "json", "cloudevents", "avro", "protobuf", "json_schema"] = field(
         default="auto",
         metadata=doc(
-            "Event encoding; `auto` tells plain JSON, CloudEvents (structured or binary) and "
-            "Avro apart per message."
+            "Event encoding; `auto` tells plain JSON, CloudEvents (structured or binary), Avro, "
+            "Protobuf and JSON Schema apart per message (the registry formats by the schema "
+            "type the registry gives for the id). `avro`, `protobuf` and `json_schema` accept "
+            "only their own format."
         ),
     )
     type_field: str = field(
-        default="type", metadata=doc("Field of a plain JSON event that holds its type.")
+        default="type",
+        metadata=doc(
+            "Field of a plain JSON event that holds its type. A registry or local schema "
+            "message without it takes its schema's name (Avro record or Protobuf message full "
+            "name, JSON Schema `title`)."
+        ),
     )
     id_field: str = field(
         default="id",
@@ -162,20 +169,64 @@ class CodecSettings:
     schema_registry_url: str | None = field(
         default=None,
         metadata=doc(
-            "Confluent-compatible schema registry for the Avro wire format (magic byte 0 + "
-            "schema id)."
+            "Confluent-compatible schema registry for the Confluent wire format (magic byte 0 + "
+            "schema id) of Avro, Protobuf and JSON Schema; several URLs comma-separated."
+        ),
+    )
+    schema_registry_user: str | None = field(
+        default=None,
+        metadata=doc("Basic auth user name for the schema registry (with the password)."),
+    )
+    schema_registry_password: SecretStr = field(
+        default_factory=lambda: SecretStr(""),
+        metadata=doc(
+            "Basic auth password for the schema registry, e.g. `${SCHEMA_REGISTRY_PASSWORD}`. "
+            "Never logged."
+        ),
+    )
+    schema_registry_token: SecretStr = field(
+        default_factory=lambda: SecretStr(""),
+        metadata=doc(
+            "Bearer token for the schema registry, e.g. `${SCHEMA_REGISTRY_TOKEN}` (not with "
+            "basic auth). Never logged."
+        ),
+    )
+    schema_registry_logical_cluster: str | None = field(
+        default=None,
+        metadata=doc(
+            "With a bearer token: the registry's logical cluster id, sent as "
+            "`target-sr-cluster` (Confluent Cloud `lsrc-...`); empty elsewhere."
+        ),
+    )
+    schema_registry_ca_file: str | None = field(
+        default=None,
+        metadata=doc(
+            "PEM bundle of the CAs that sign the registry's certificate (a private CA); empty: "
+            "the public CAs. Relative to the config file."
+        ),
+    )
+    schema_registry_timeout: float = field(
+        default=10.0,
+        metadata=doc(
+            "Seconds one registry request may take; a registry that does not answer is "
+            "retried (never dead-lettered)."
         ),
     )
     schemas_dir: str | None = field(
         default=None,
         metadata=doc(
-            "Directory of `.avsc` files for Avro single-object encoding and `topic_schemas`; "
-            "relative to the config file."
+            "Directory of local schemas, relative to the config file: `.avsc` (Avro "
+            "single-object encoding and `topic_schemas`), `.proto` files and descriptor sets "
+            "(`.desc`, `.binpb`, `.pb`: `protoc --include_imports --descriptor_set_out`)."
         ),
     )
     topic_schemas: Mapping[str, str] = field(
         default_factory=dict,
-        metadata=doc("Topic -> Avro schema name (in `schemas_dir`) for schemaless Avro topics."),
+        metadata=doc(
+            "Topic -> local schema for topics without a registry: an Avro schema name (raw "
+            "Avro values) or a Protobuf message full name such as `acme.users.SignedUp` (raw "
+            "Protobuf values), from `schemas_dir`."
+        ),
     )
 
 

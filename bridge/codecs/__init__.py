@@ -3,31 +3,39 @@
 `build_decoder(settings)` returns a Decoder for `codec.format`:
 
     auto         per message: ce_* headers -> CloudEvents binary; topic in topic_schemas -> raw
-                 Avro; magic byte 0 -> Confluent Avro; C3 01 -> Avro single-object; JSON with
+                 Avro or Protobuf; magic byte 0 -> the Confluent wire format, Avro, Protobuf or
+                 JSON Schema as the registry says; C3 01 -> Avro single-object; JSON with
                  `specversion` (or content-type application/cloudevents+json) -> CloudEvents
                  structured; any other JSON object -> plain JSON event
     json         plain JSON events only
     cloudevents  binary mode when ce_* headers are present, else structured mode
-    avro         Confluent wire format, single-object encoding or raw per-topic schema
+    avro         Confluent wire format (an Avro schema), single-object encoding or raw per-topic
+    protobuf     Confluent wire format (a Protobuf schema) or raw per-topic
+    json_schema  Confluent wire format (a JSON Schema)
 
 A message that cannot be decoded raises DecodeError (stage "decode"); a schema registry that
-cannot be reached raises TransportError (retry, do not dead-letter).
+cannot be reached raises TransportError, and a schema not fetched yet on a running event loop
+SchemaPending (both retryable: never dead-lettered). `Decoder.prefetch(records)` fetches the
+schemas a batch names off the loop, so that decoding it does not meet SchemaPending
+(bridge.codecs.registry).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from enum import Enum
 from typing import Any, Final, Literal
 
 import orjson
 
 from bridge.codecs import cloudevents
-from bridge.codecs.avro import AvroReader, LocalSchemas, has_framing
+from bridge.codecs.avro import AvroReader, LocalSchemas, has_single_object_header
 from bridge.codecs.envelope import Where
+from bridge.codecs.framed import Expect, FramedReader
 from bridge.codecs.jsoncodec import JsonDecoder, loads
+from bridge.codecs.protobuf import LocalProtos
 from bridge.codecs.registry import SchemaRegistry
-from bridge.errors import DecodeError
+from bridge.errors import ConfigError, DecodeError
 from bridge.events import Envelope, Record
 from bridge.settings import CodecSettings
 
@@ -50,9 +58,19 @@ class Decoder:
         self.format = settings.format
         self.json = JsonDecoder(settings)
         if registry is None and settings.schema_registry_url:
-            registry = SchemaRegistry(settings.schema_registry_url)
-        self.avro = AvroReader(local=LocalSchemas(settings.schemas_dir), registry=registry)
-        self.topic_schemas = dict(settings.topic_schemas)
+            registry = SchemaRegistry.from_settings(settings)
+        self.registry = registry
+        self.framed = FramedReader(registry)
+        self.avro = AvroReader(local=LocalSchemas(settings.schemas_dir))
+        self.protos = LocalProtos(settings.schemas_dir)
+        self.topic_schemas = _topic_schemas(settings, self.avro.local, self.protos)
+        self._expect: Expect = _EXPECT.get(self.format)
+
+    async def prefetch(self, records: Iterable[Record]) -> None:
+        """Fetch, off the event loop, the registry schemas these records name that are not
+        cached yet; a registry that does not answer is left for `decode` to report."""
+        if self.registry is not None:
+            await self.registry.prefetch(r.value for r in records)
 
     def decode(
         self,
@@ -100,29 +118,42 @@ class Decoder:
     def _decode(self, value: bytes | None, where: Where) -> Envelope:
         fmt = self.format
         if fmt in ("auto", "cloudevents") and cloudevents.is_binary(where.headers):
-            return cloudevents.from_binary(value, where, other=self._avro_data)
+            return cloudevents.from_binary(value, where, other=self._binary_data)
         if fmt == "json":
             return self.json.decode_value(value, where)
         if value is None:
             raise DecodeError("message has no value (tombstone)")
-        if fmt in ("auto", "avro"):
-            avro = self._try_avro(value, where)
-            if avro is not None:
-                return avro
-            if fmt == "avro":
-                raise DecodeError("not Avro: no Confluent or single-object header, no topic schema")
+        if fmt != "cloudevents":
+            found = self._schema_data(value, where.topic)
+            if found is not None:
+                return self.json.from_object(found[0], where, default_type=found[1])
+            if fmt != "auto":
+                raise DecodeError(f"not {_FORMAT_NAMES[fmt]}: {_WHAT_IT_NEEDS[fmt]}")
         return self._json_or_structured(value, where, require_ce=fmt == "cloudevents")
 
-    def _try_avro(self, value: bytes, where: Where) -> Envelope | None:
-        schema_name = self.topic_schemas.get(where.topic)
-        if schema_name is not None:
-            return self.json.from_object(self.avro.raw(value, schema_name), where)
-        if has_framing(value):
-            return self.json.from_object(self.avro.any_framing(value), where)
+    def _schema_data(self, value: bytes, topic: str) -> tuple[Any, str | None] | None:
+        """(data, schema name) of a value a schema reads, None for other values."""
+        local = self.topic_schemas.get(topic)
+        if local is not None:
+            kind, name = local
+            if kind == "protobuf":
+                reader = self.protos.reader(name)
+                assert reader is not None  # checked when the decoder was built
+                return reader.read(value), reader.descriptor.full_name
+            return self.avro.raw(value, name)
+        if value[:1] == b"\x00":
+            return self.framed.read(value, self._expect)
+        if has_single_object_header(value) and self.format in ("auto", "avro"):
+            return self.avro.single_object(value)
         return None
 
-    def _avro_data(self, value: bytes, content_type: str) -> Any:
-        return self.avro.any_framing(value)
+    def _binary_data(self, value: bytes, content_type: str) -> Any:
+        """CloudEvents binary-mode data in a schema format (cloudevents.from_binary asks)."""
+        if value[:1] == b"\x00":
+            return self.framed.read(value)[0]
+        if has_single_object_header(value):
+            return self.avro.single_object(value)[0]
+        raise DecodeError(f"data of content type {content_type!r} without a schema header")
 
     def _json_or_structured(self, value: bytes, where: Where, *, require_ce: bool) -> Envelope:
         obj = loads(value)
@@ -136,6 +167,36 @@ def _structured(headers: tuple[tuple[str, bytes | None], ...]) -> bool:
     """A content type that says structured-mode CloudEvent (raises DecodeError if not UTF-8)."""
     content_type = cloudevents.header(headers, "content-type") or ""
     return content_type.startswith(cloudevents.STRUCTURED_CONTENT_TYPE)
+
+
+_EXPECT: dict[str, Expect] = {"avro": "AVRO", "protobuf": "PROTOBUF", "json_schema": "JSON"}
+_FORMAT_NAMES = {"avro": "Avro", "protobuf": "Protobuf", "json_schema": "JSON Schema"}
+_WHAT_IT_NEEDS = {
+    "avro": "no Confluent or single-object header, no topic schema",
+    "protobuf": "no Confluent header, no topic schema",
+    "json_schema": "no Confluent header",
+}
+
+
+def _topic_schemas(
+    settings: CodecSettings, avro: LocalSchemas, protos: LocalProtos
+) -> dict[str, tuple[str, str]]:
+    """Topic -> ("avro" | "protobuf", schema name), each name found among the local schemas."""
+    out: dict[str, tuple[str, str]] = {}
+    for topic, name in settings.topic_schemas.items():
+        in_avro, in_proto = name in avro.by_name, protos.reader(name) is not None
+        kind = "protobuf" if in_proto else "avro"
+        problem = None
+        if in_avro and in_proto:
+            problem = f"{name!r} is both an Avro and a Protobuf schema"
+        elif not (in_avro or in_proto):
+            problem = f"no Avro or Protobuf schema named {name!r} in schemas_dir"
+        elif settings.format not in ("auto", kind):
+            problem = f"{name!r} is {kind}, and codec.format is {settings.format}"
+        if problem is not None:
+            raise ConfigError(problem, field=f"codec.topic_schemas.{topic}")
+        out[topic] = (kind, name)
+    return out
 
 
 def build_decoder(settings: CodecSettings, *, registry: SchemaRegistry | None = None) -> Decoder:

@@ -1,7 +1,6 @@
-"""Avro with fastavro: Confluent wire format, single-object encoding and raw per-topic schemas.
+"""Avro with fastavro: single-object encoding and raw per-topic schemas (the Confluent wire
+format is read by bridge.codecs.framed, with schemas from the registry).
 
-- Confluent: magic byte 0, a 4-byte big-endian schema id, then the Avro body; the schema comes
-  from the Schema Registry (bridge.codecs.registry).
 - Single-object encoding (Avro spec): C3 01, the 8-byte little-endian CRC-64-AVRO fingerprint
   of the schema's parsing canonical form, then the body; the schema is found among the local
   `.avsc` files by fingerprint.
@@ -11,18 +10,20 @@ Every schema is parsed once, when the decoder is built or first fetched.
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import io
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
-from bridge.codecs.registry import SchemaRegistry
 from bridge.errors import DecodeError
 
-CONFLUENT_MAGIC = b"\x00"
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 _EMPTY64 = 0xC15D213AA4D7A795
 
@@ -52,9 +53,8 @@ def single_object_header(schema: Any) -> bytes:
     return SINGLE_OBJECT_MAGIC + fingerprint(schema)
 
 
-def has_framing(value: bytes) -> bool:
-    """The value starts with a Confluent or a single-object header."""
-    return value[:1] == CONFLUENT_MAGIC or value[:2] == SINGLE_OBJECT_MAGIC
+def has_single_object_header(value: bytes) -> bool:
+    return value[:2] == SINGLE_OBJECT_MAGIC
 
 
 class LocalSchemas:
@@ -83,42 +83,69 @@ class LocalSchemas:
 
 
 def read_body(body: bytes, schema: Any) -> Any:
+    """The Avro body as plain data: bytes become base64 text, logical types (timestamps, dates,
+    decimals, uuids) text, as they would be in JSON (bridge.codecs.protodict says the same of
+    Protobuf)."""
     try:
-        return fastavro.schemaless_reader(io.BytesIO(body), schema, None)
+        value = fastavro.schemaless_reader(io.BytesIO(body), schema, None)
     except (EOFError, ValueError, TypeError, IndexError, UnicodeDecodeError) as exc:
         reason = str(exc) or type(exc).__name__
         raise DecodeError(f"Avro body does not match its schema: {reason}") from None
+    return plain(value) if needs_plain(schema) else value
+
+
+_PLAIN_KEY = "__bridge_needs_plain"  # kept in the parsed schema, as fastavro keeps its own keys
+
+
+def needs_plain(schema: Any) -> bool:
+    """Whether values of this schema can hold anything but JSON's types (decided once for a
+    parsed record schema)."""
+    if isinstance(schema, dict) and _PLAIN_KEY in schema:
+        return bool(schema[_PLAIN_KEY])
+    text = json.dumps(schema, default=str)
+    found = any(w in text for w in ('"bytes"', '"fixed"', '"logicalType"'))
+    if isinstance(schema, dict):
+        schema[_PLAIN_KEY] = found
+    return found
+
+
+def plain(value: Any) -> Any:  # noqa: PLR0911 (a branch per type)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, dt.datetime):
+        text = value.isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, Decimal | UUID):
+        return str(value)
+    return value
+
+
+def schema_name(schema: Any) -> str | None:
+    """A named schema's full name (a record's), else None."""
+    name = schema.get("name") if isinstance(schema, dict) else None
+    return name if isinstance(name, str) else None
 
 
 class AvroReader:
-    """Decodes the three Avro framings to Python values (records become dicts)."""
+    """Decodes single-object and raw Avro with local schemas to plain values (records: dicts)."""
 
-    def __init__(self, *, local: LocalSchemas, registry: SchemaRegistry | None) -> None:
+    def __init__(self, *, local: LocalSchemas) -> None:
         self.local = local
-        self.registry = registry
 
-    def confluent(self, value: bytes) -> Any:
-        if len(value) < 5:
-            raise DecodeError("Confluent wire format needs at least 5 bytes")
-        if self.registry is None:
-            raise DecodeError("Confluent wire format but codec.schema_registry_url is not set")
-        schema_id = int.from_bytes(value[1:5], "big")
-        return read_body(value[5:], self.registry.get(schema_id))
-
-    def single_object(self, value: bytes) -> Any:
+    def single_object(self, value: bytes) -> tuple[Any, str | None]:
         if len(value) < 10:
             raise DecodeError("single-object encoding needs at least 10 bytes")
         schema = self.local.by_fingerprint.get(value[2:10])
         if schema is None:
             raise DecodeError(f"no local Avro schema with fingerprint {value[2:10].hex()}")
-        return read_body(value[10:], schema)
+        return read_body(value[10:], schema), schema_name(schema)
 
-    def raw(self, value: bytes, schema_name: str) -> Any:
-        return read_body(value, self.local.named(schema_name))
-
-    def any_framing(self, value: bytes) -> Any:
-        if value[:1] == CONFLUENT_MAGIC:
-            return self.confluent(value)
-        if value[:2] == SINGLE_OBJECT_MAGIC:
-            return self.single_object(value)
-        raise DecodeError("Avro value without a Confluent or single-object header")
+    def raw(self, value: bytes, schema_name_: str) -> tuple[Any, str | None]:
+        schema = self.local.named(schema_name_)
+        return read_body(value, schema), schema_name(schema)

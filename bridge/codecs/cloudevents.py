@@ -97,10 +97,19 @@ def _binary_data(raw: bytes, content_type: str | None) -> Any:
         raise DecodeError(f"cannot decode data of content type {content_type!r}") from None
 
 
+def _schema_framed(value: bytes, content_type: str | None) -> bool:
+    """Data in a registry's wire format (magic byte 0), or of an Avro or Protobuf type."""
+    if value[:1] == b"\x00":
+        return True
+    media = (content_type or "").lower()
+    return "avro" in media or "protobuf" in media
+
+
 def from_binary(
     value: bytes | None, where: Where, *, other: Callable[[bytes, str], Any] | None = None
 ) -> Envelope:
-    """`other(value, content_type)` decodes non-JSON, non-text data (e.g. Avro)."""
+    """`other(value, content_type)` decodes data in a schema format (Avro, Protobuf, the
+    Confluent wire format)."""
     attrs: dict[str, Any] = {}
     for key, _ in where.headers:
         low = key.lower()
@@ -109,8 +118,8 @@ def from_binary(
     content_type = header(where.headers, "content-type")
     if value is None:
         data = None
-    elif other is not None and content_type and "avro" in content_type.lower():
-        data = other(value, content_type)
+    elif other is not None and _schema_framed(value, content_type):
+        data = other(value, content_type or "")
     else:
         data = _binary_data(value, content_type)
     return _envelope(attrs, data, where)

@@ -41,12 +41,19 @@ def event_type(obj: dict[str, Any], type_field: str, checked: tuple[str, ...]) -
 
 
 def from_object(
-    obj: Any, where: Where, *, type_field: str, id_field: str, time_field: str
+    obj: Any,
+    where: Where,
+    *,
+    type_field: str,
+    id_field: str,
+    time_field: str,
+    default_type: str | None = None,
 ) -> Envelope:
     """A plain event: `type`, `id`, `time` (configurable names), optional `source`/`subject`.
 
     `data` is the object's `data` member when it has one, otherwise the whole object, so both
-    `{"type": ..., "data": {...}}` and flat `{"type": ..., "email": ...}` events work.
+    `{"type": ..., "data": {...}}` and flat `{"type": ..., "email": ...}` events work. An object
+    without a type takes `default_type` (a schema's name).
     """
     if not isinstance(obj, dict):
         raise DecodeError(f"expected an event object, got {type(obj).__name__}")
@@ -56,7 +63,7 @@ def from_object(
         offset=where.offset,
         data=obj.get("data", obj),
         id=_text(obj.get(id_field), id_field),
-        type=_text(obj.get(type_field), type_field),
+        type=_text(obj.get(type_field), type_field) or default_type,
         source=_text(obj.get("source"), "source"),
         subject=_text(obj.get("subject"), "subject"),
         time=_text(obj.get(time_field), time_field),

@@ -33,9 +33,11 @@ class JsonDecoder:
     def event_type(self, obj: dict[str, Any]) -> str | None:
         return event_type(obj, self.type_field, self._checked)
 
-    def from_object(self, obj: Any, where: Where) -> Envelope:
+    def from_object(self, obj: Any, where: Where, default_type: str | None = None) -> Envelope:
         fields = {"type_field": self.type_field, "id_field": self.id_field}
-        return from_object(obj, where, time_field=self.time_field, **fields)
+        return from_object(
+            obj, where, time_field=self.time_field, default_type=default_type, **fields
+        )
 
     def decode_value(self, value: bytes | None, where: Where) -> Envelope:
         return self.from_object(loads(value), where)
