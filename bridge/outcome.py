@@ -12,6 +12,12 @@ that one of them maps, skips or rejects is mapped, skipped or rejected the same 
 - a RetryableError (e.g. the schema registry is down) is raised: the record is fine, it must not
   be dead-lettered, only read again later.
 
+`read_record` is synchronous, and decoding never waits on the network while an event loop runs: a
+record naming a registry schema the decoder has not fetched raises SchemaPending (retryable)
+there. Callers on a loop first await `schema_prefetch(decoder)` with the records they are about
+to read (the live consumer once per batch, `dlq redrive` once for its selection); the fetch runs
+on a worker thread, and every later record of that schema finds it cached.
+
 Most events of a busy topic are often ones no rule maps. `unmapped_type` tells those apart
 before an Envelope is built, for plain JSON events with the bridge's own decoder and rules: it
 answers only where `read_record` would answer `Mapped` with no call, and gives the event type
@@ -20,7 +26,7 @@ that Mapped's envelope would carry. The live pipeline asks it first.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -118,6 +124,17 @@ def unmapped_type(decoder: EventDecoder, rules: EventRules) -> UnmappedType | No
         return event_type
 
     return check
+
+
+Prefetch = Callable[[Iterable[Record]], Awaitable[None]]
+
+
+def schema_prefetch(decoder: EventDecoder) -> Prefetch | None:
+    """The decoder's off-loop fetch of the registry schemas records name, None when it has no
+    registry (nothing to fetch, nothing to await)."""
+    if isinstance(decoder, Decoder) and decoder.registry is not None:
+        return decoder.prefetch
+    return None
 
 
 def is_tombstone(record: Record) -> bool:

@@ -57,13 +57,14 @@ def from_object(
     """
     if not isinstance(obj, dict):
         raise DecodeError(f"expected an event object, got {type(obj).__name__}")
+    type_value = obj.get(type_field)
     return Envelope(
         topic=where.topic,
         partition=where.partition,
         offset=where.offset,
         data=obj.get("data", obj),
         id=_text(obj.get(id_field), id_field),
-        type=_text(obj.get(type_field), type_field) or default_type,
+        type=default_type if type_value is None else _text(type_value, type_field),
         source=_text(obj.get("source"), "source"),
         subject=_text(obj.get("subject"), "subject"),
         time=_text(obj.get(time_field), time_field),

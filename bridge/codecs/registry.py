@@ -138,9 +138,13 @@ class SchemaRegistry:
 
     def load(self, ids: Iterable[int]) -> None:
         """Fetch and parse these ids (blocking: never call it on the event loop)."""
+        away: RetryableError | None = None  # once the registry is away, the rest wait too
         with self._lock:
             for schema_id in ids:
                 if schema_id in self._cache:
+                    continue
+                if away is not None:
+                    self._failed[schema_id] = away
                     continue
                 try:
                     self._cache[schema_id] = self._fetch(schema_id)
@@ -148,7 +152,7 @@ class SchemaRegistry:
                 except DecodeError as exc:
                     self._cache[schema_id] = exc
                 except RetryableError as exc:
-                    self._failed[schema_id] = exc
+                    self._failed[schema_id] = away = exc
 
     def _fetch(self, schema_id: int) -> RegistrySchema:
         schema = self._call(lambda: self._client.get_schema(schema_id, fmt="serialized"), schema_id)

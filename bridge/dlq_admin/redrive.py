@@ -20,7 +20,7 @@ from bridge.dlq_admin.records import DlqRecord
 from bridge.errors import PoisonError, SkipOutcome, Stage
 from bridge.events import EventDecoder, EventRules
 from bridge.meisa.calls import MeisaCall, is_stale
-from bridge.outcome import Unreadable, read_record
+from bridge.outcome import Unreadable, read_record, schema_prefetch
 from bridge.replay.runner import Deliver
 
 log = logging.getLogger("bridge.dlq")
@@ -64,6 +64,10 @@ class Redriver:
 
     async def run(self, records: Iterable[DlqRecord]) -> RedriveSummary:
         summary = RedriveSummary()
+        records = list(records)
+        prefetch = schema_prefetch(self._decoder)
+        if prefetch is not None:  # registry schemas, fetched off the loop before decoding
+            await prefetch([rec.original() for rec in records])
         for rec in records:
             summary.selected += 1
             outcome, sent = await self.one(rec)

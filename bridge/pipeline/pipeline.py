@@ -40,7 +40,7 @@ from bridge.events import EventDecoder, EventRules, Record
 from bridge.kafka.protocols import OffsetAndMetadata, Source
 from bridge.meisa.calls import MeisaCall
 from bridge.observability import HealthState, Metrics, NullMetrics
-from bridge.outcome import Mapped, Unreadable, read_record, unmapped_type
+from bridge.outcome import Mapped, Unreadable, read_record, schema_prefetch, unmapped_type
 from bridge.pipeline.commit import CommitPolicy, Committer
 from bridge.pipeline.dispatcher import Deliver, Dispatcher, Guard
 from bridge.pipeline.fence import COMMIT_STALL_SECONDS, StallFence
@@ -93,6 +93,7 @@ class Pipeline:
         self._decoder = decoder
         self._rules = rules
         self._unmapped = unmapped_type(decoder, rules)
+        self._prefetch = schema_prefetch(decoder)  # registry schemas, fetched off the loop
         self._dlq = dlq
         self._metrics = metrics or NullMetrics()
         self._tally = EventTally(self._metrics)
@@ -203,6 +204,8 @@ class Pipeline:
             while not self._stop.is_set():
                 records, ends = await self._source.consume(self._batch, POLL_WAIT_SECONDS)
                 self._health.beat()
+                if self._prefetch is not None and records:
+                    await self._prefetch(records)
                 for record in records:
                     self._accept(record)
                 for tp in ends:

@@ -16,7 +16,9 @@ from bridge.events import Record
 from bridge.outcome import Mapped, read_record, unmapped_type
 from bridge.settings import CodecSettings
 
-RULES = load_rules(Path(__file__).resolve().parents[2] / "examples" / "rules.yaml")
+ROOT = Path(__file__).resolve().parents[2]
+RULES = load_rules(ROOT / "examples" / "rules.yaml")
+SCHEMAS = ROOT / "schemas"
 VIEW = {"type": "page.viewed", "id": "evt_1", "time": "2026-03-02T09:00:00Z", "data": {"p": "/"}}
 
 
@@ -49,7 +51,8 @@ def test_events_a_rule_maps_and_other_encodings_are_left_to_the_full_path() -> N
         _record(b"[1, 2]"),
     ]
     assert [check(r) for r in undecided] == [UNDECIDED] * len(undecided)
-    assert _check(topic_schemas={"events": "x"})(_record(orjson.dumps(VIEW))) is UNDECIDED
+    schemas = {"schemas_dir": str(SCHEMAS), "topic_schemas": {"events": "user.logged_in"}}
+    assert _check(**schemas)(_record(orjson.dumps(VIEW))) is UNDECIDED
 
 
 def test_a_plain_event_with_unrelated_headers_is_still_told_early() -> None:
