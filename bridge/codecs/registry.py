@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -96,6 +97,8 @@ class SchemaRegistry:
         self._cache: dict[int, RegistrySchema | DecodeError] = {}
         self._failed: dict[int, RetryableError] = {}
         self._lock = threading.Lock()
+        # Commands build a decoder and drop it: its connections close with it, not at random.
+        self.close = weakref.finalize(self, _close, client)
 
     @classmethod
     def from_settings(cls, settings: CodecSettings) -> SchemaRegistry:
@@ -216,6 +219,12 @@ class SchemaRegistry:
         except Exception as exc:  # httpx's transport errors, TLS errors: the registry is away
             reason = str(exc) or type(exc).__name__
             raise TransportError(f"schema registry unreachable ({self._where}): {reason}") from None
+
+
+def _close(client: Any) -> None:
+    close = getattr(client, "close", None)
+    if close is not None:
+        close()
 
 
 def _on_event_loop() -> bool:

@@ -18,7 +18,7 @@ from bridge.config import BridgeConfig
 from bridge.dlq_admin import records as rec_mod
 from bridge.dlq_admin.records import DlqRecord, Marker, Selection
 from bridge.dlq_admin.redrive import Redriver, RedriveSummary
-from bridge.errors import ConfigError, HaltError, PoisonError, StartupRefused
+from bridge.errors import ConfigError, HaltError, PoisonError, RetryableError, StartupRefused
 from bridge.exitcodes import ExitCode
 from bridge.kafka.protocols import RangeReader
 
@@ -118,7 +118,7 @@ def _decoded_value(config: BridgeConfig, rec: DlqRecord) -> Any:
 
     try:
         envelope = rec.original().decode_with(build_decoder(config.codec))
-    except PoisonError:
+    except (PoisonError, RetryableError):  # RetryableError: the schema registry is away
         return rec_mod.value_for_show(rec)
     return envelope.data
 

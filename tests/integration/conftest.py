@@ -1,4 +1,5 @@
-"""Integration fixtures: the Meisa sandbox over real HTTP, one fixture family for every test.
+"""Integration fixtures: the Meisa sandbox over real HTTP, one fixture family for every test, and
+a Confluent-compatible schema registry (`registry`).
 
 `sandbox` is the sandbox a test talks to: the default config, or the one a `sandbox_config(...)`
 marker names (on the test, its class or its module). `sandboxes.get(config)` gives one for a
@@ -9,7 +10,10 @@ config's keys, no contacts, sends, faults or rate usage, and the sandbox clock a
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +34,26 @@ def sandbox(request: pytest.FixtureRequest, sandboxes: SandboxPool) -> SandboxHa
     """The test's sandbox (default config or its `sandbox_config` marker's), freshly reset."""
     marker = request.node.get_closest_marker("sandbox_config")
     return sandboxes.get(marker.args[0] if marker else None)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+REGISTRY_PORT = os.environ.get("REGISTRY_PORT", "8081")
+
+
+def _registry_script(action: str) -> int:
+    script = ROOT / "scripts" / "registry.sh"
+    return subprocess.run([str(script), action], cwd=ROOT, timeout=900, check=False).returncode
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[str]:
+    """The Confluent API of a local registry (Apicurio, `scripts/registry.sh`) on REGISTRY_PORT:
+    started when nothing serves there and stopped afterwards; one already running is used and
+    left running."""
+    started = False
+    if _registry_script("status") != 0:
+        assert _registry_script("start") == 0, "scripts/registry.sh start failed"
+        started = True
+    yield f"http://127.0.0.1:{REGISTRY_PORT}/apis/ccompat/v7"
+    if started:
+        _registry_script("stop")

@@ -1,7 +1,7 @@
 """Confluent wire format against a real Confluent-compatible registry (Apicurio, ccompat API).
 
-The fixture starts `scripts/registry.sh` when nothing serves on REGISTRY_PORT and stops it
-afterwards; a registry that is already running is used and left running.
+The `registry` fixture (tests/integration/conftest.py) starts `scripts/registry.sh` when nothing
+serves on REGISTRY_PORT.
 """
 
 from __future__ import annotations
@@ -9,9 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import fastavro
@@ -21,28 +19,8 @@ from bridge.codecs import build_decoder
 from bridge.settings import CodecSettings
 
 ROOT = Path(__file__).resolve().parents[3]
-PORT = os.environ.get("REGISTRY_PORT", "8081")
-URL = f"http://127.0.0.1:{PORT}/apis/ccompat/v7"
 
 pytestmark = pytest.mark.integration
-
-
-def _script(action: str) -> int:
-    done = subprocess.run(
-        [str(ROOT / "scripts" / "registry.sh"), action], cwd=ROOT, timeout=900, check=False
-    )
-    return done.returncode
-
-
-@pytest.fixture(scope="module")
-def registry() -> Iterator[str]:
-    started = False
-    if _script("status") != 0:
-        assert _script("start") == 0, "scripts/registry.sh start failed"
-        started = True
-    yield URL
-    if started:
-        _script("stop")
 
 
 def _register(url: str, subject: str, schema: str) -> int:
