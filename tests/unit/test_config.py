@@ -105,3 +105,37 @@ def test_a_base_url_without_http_scheme_is_an_error_at_its_line(tmp_path: Path) 
     (err,) = info.value.errors
     assert (err.line, err.field) == (3, "meisa.base_url")
     assert "https://" in err.message
+
+
+def test_registry_credentials_come_from_the_environment_and_never_show(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCHEMA_REGISTRY_PASSWORD", "pw-from-env")
+    path = _write(
+        tmp_path,
+        "codec:\n"
+        "  schema_registry_url: https://registry:8081\n"
+        "  schema_registry_user: bridge\n"
+        "  schema_registry_password: ${SCHEMA_REGISTRY_PASSWORD}\n"
+        "  schema_registry_ca_file: certs/ca.pem\n",
+    )
+    codec = load_config(path).codec
+    assert codec.schema_registry_password.get_secret_value() == "pw-from-env"
+    assert codec.schema_registry_ca_file == str(tmp_path / "certs" / "ca.pem")
+    assert "pw-from-env" not in repr(codec)
+
+
+def test_basic_auth_and_a_token_together_are_an_error_at_the_user_line(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "codec:\n"
+        "  schema_registry_url: https://registry:8081\n"
+        "  schema_registry_user: bridge\n"
+        "  schema_registry_token: tok\n",
+    )
+    with pytest.raises(ConfigErrors) as caught:
+        load_config(path)
+    assert f"{path}:3: codec.schema_registry_token: basic auth" in str(caught.value)
+    alone = _write(tmp_path, "codec:\n  schema_registry_password: pw\n", "alone.yaml")
+    with pytest.raises(ConfigErrors, match="a password without schema_registry_user"):
+        load_config(alone)

@@ -4,6 +4,7 @@ the bridge use, over real HTTP (stdlib), with knobs for auth, failures and slown
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -94,12 +95,16 @@ def _handler(stub: StubRegistry) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def stub_registry() -> Iterator[StubRegistry]:
+def stub_registry(tls: ssl.SSLContext | None = None) -> Iterator[StubRegistry]:
+    """The stub on 127.0.0.1; with `tls` (a server context) it speaks HTTPS as `localhost`."""
     stub = StubRegistry()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(stub))
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    stub.url = f"http://127.0.0.1:{server.server_address[1]}"
+    port = server.server_address[1]
+    stub.url = f"https://localhost:{port}" if tls else f"http://127.0.0.1:{port}"
     try:
         yield stub
     finally:

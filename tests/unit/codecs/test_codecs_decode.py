@@ -172,3 +172,64 @@ def test_any_bytes_decode_or_raise_decode_error(value: bytes, fmt: str) -> None:
     except DecodeError:
         return
     assert isinstance(env, Envelope)
+
+
+def test_avro_values_come_out_as_json_would_give_them(tmp_path: Path) -> None:
+    import datetime as dt
+    import uuid
+    from decimal import Decimal
+
+    schema = {
+        "type": "record",
+        "name": "acme.billing.Refunded",
+        "fields": [
+            {"name": "user_id", "type": "string"},
+            {"name": "big", "type": "long"},
+            {"name": "receipt", "type": "bytes"},
+            {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+            {"name": "on", "type": {"type": "int", "logicalType": "date"}},
+            {"name": "ref", "type": {"type": "string", "logicalType": "uuid"}},
+            {
+                "name": "amount",
+                "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2},
+            },
+            {"name": "currency", "type": {"type": "enum", "name": "C", "symbols": ["EUR"]}},
+            {"name": "labels", "type": {"type": "map", "values": "string"}},
+            {"name": "note", "type": ["null", "string"], "default": None},
+        ],
+    }
+    (tmp_path / "refunded.avsc").write_text(json.dumps(schema))
+    ref = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    record = {
+        "user_id": "usr_1",
+        "big": 2**62,
+        "receipt": b"\x01\x02",
+        "at": dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC),
+        "on": dt.date(2026, 3, 2),
+        "ref": str(ref),
+        "amount": Decimal("12.50"),
+        "currency": "EUR",
+        "labels": {"k": "v"},
+        "note": None,
+    }
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(schema), record)
+    env = _decode(
+        buf.getvalue(),
+        topic="refunds",
+        schemas_dir=str(tmp_path),
+        topic_schemas={"refunds": "acme.billing.Refunded"},
+    )
+    assert env.type == "acme.billing.Refunded"  # no type field: the record's full name
+    assert env.data == {
+        "user_id": "usr_1",
+        "big": 2**62,
+        "receipt": "AQI=",
+        "at": "2026-03-02T09:00:00Z",
+        "on": "2026-03-02",
+        "ref": str(ref),
+        "amount": "12.50",
+        "currency": "EUR",
+        "labels": {"k": "v"},
+        "note": None,
+    }

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONSerializer
@@ -227,3 +229,36 @@ async def test_a_failed_prefetch_reports_the_registry_not_pending() -> None:
     await decoder.prefetch([Record("t", 0, 1, None, value)])
     with pytest.raises(TransportError, match="unreachable"):
         _decode(decoder, value)
+
+
+def test_a_private_ca_file_verifies_the_registry(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    with stub_registry(tls=server) as stub:
+        schema_id = stub.register("x", {"schema": JSON_SCHEMA, "schemaType": "JSON"})
+        value = b"\x00" + schema_id.to_bytes(4, "big") + b'{"a": 3}'
+        trusted = CodecSettings(schema_registry_url=stub.url, schema_registry_ca_file=str(ca_file))
+        assert _decode(build_decoder(trusted), value).data == {"a": 3}
+        untrusted = build_decoder(CodecSettings(schema_registry_url=stub.url))
+        with pytest.raises(TransportError, match="CERTIFICATE_VERIFY_FAILED"):
+            _decode(untrusted, value)
+
+
+def test_a_binary_mode_cloudevent_may_carry_wire_format_data(stub: StubRegistry) -> None:
+    value = _protobuf_value(stub)
+    headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", b"evt_7"),
+        ("ce_source", b"/users"),
+        ("ce_type", b"user.signed_up"),
+        ("content-type", b"application/protobuf"),
+    ]
+    decoder = build_decoder(CodecSettings(schema_registry_url=stub.url))
+    env = decoder.decode(
+        topic="t", partition=0, offset=1, key=None, value=value, headers=headers, timestamp=None
+    )
+    assert (env.type, env.id) == ("user.signed_up", "evt_7")  # the CloudEvent's attributes
+    assert env.data == {"user_id": "usr_1", "visits": 2**40, "plan": "PRO"}
