@@ -91,6 +91,7 @@ class MessageReader:
 
     descriptor: Descriptor
     new: Any = field(repr=False)
+    convert: Any = field(repr=False)
 
     def read(self, body: bytes) -> dict[str, Any]:
         message = self.new()
@@ -99,12 +100,13 @@ class MessageReader:
         except (ProtobufDecodeError, RuntimeError, ValueError) as exc:
             name = self.descriptor.full_name
             raise DecodeError(f"Protobuf body does not match {name}: {exc}") from None
-        result: dict[str, Any] = converter(self.descriptor)(message)
+        result: dict[str, Any] = self.convert(message)
         return result
 
 
 def reader_for(descriptor: Descriptor) -> MessageReader:
-    return MessageReader(descriptor, message_factory.GetMessageClass(descriptor))
+    new = message_factory.GetMessageClass(descriptor)
+    return MessageReader(descriptor, new, converter(descriptor))
 
 
 @dataclass(frozen=True)

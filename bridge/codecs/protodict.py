@@ -21,6 +21,7 @@ message costs one pass over its fields.
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,9 +35,9 @@ _WRAPPERS = frozenset(
     f"google.protobuf.{n}Value"
     for n in ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String", "Bytes")
 )
+_AS_TEXT = frozenset(f"google.protobuf.{n}" for n in ("Duration", "FieldMask"))
 _JSON_MAPPED = frozenset(
-    f"google.protobuf.{n}"
-    for n in ("Timestamp", "Duration", "Struct", "Value", "ListValue", "FieldMask", "Any", "Empty")
+    f"google.protobuf.{n}" for n in ("Struct", "Value", "ListValue", "Any", "Empty")
 )
 
 
@@ -80,13 +81,17 @@ def _field_value(field: FieldDescriptor) -> Convert:
     return single
 
 
-def _single(field: FieldDescriptor) -> Convert:
+def _single(field: FieldDescriptor) -> Convert:  # noqa: PLR0911 (a branch per kind)
     kind = field.type
     if kind == FieldDescriptor.TYPE_MESSAGE:
         name = field.message_type.full_name
         if name in _WRAPPERS:
             inner = _single(field.message_type.fields_by_name["value"])
             return lambda m: inner(m.value)
+        if name == "google.protobuf.Timestamp":
+            return _timestamp
+        if name in _AS_TEXT:
+            return _as_text
         if name in _JSON_MAPPED:
             return _json_mapped
         return lambda m: converter(m.DESCRIPTOR)(m)
@@ -96,6 +101,30 @@ def _single(field: FieldDescriptor) -> Convert:
     if kind == FieldDescriptor.TYPE_BYTES:
         return _base64
     return _same
+
+
+def _timestamp(message: Message) -> str:
+    """RFC 3339 in UTC with 0, 3, 6 or 9 fraction digits, as protobuf's JSON mapping writes it
+    (its own ToJsonString costs several times as much)."""
+    seconds, nanos = message.seconds, message.nanos
+    try:
+        t = time.gmtime(seconds)
+    except (OverflowError, OSError, ValueError):
+        return _as_text(message)
+    date = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+    text = f"{date}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    if not nanos:
+        return text + "Z"
+    if nanos % 1_000_000 == 0:
+        return f"{text}.{nanos // 1_000_000:03d}Z"
+    if nanos % 1_000 == 0:
+        return f"{text}.{nanos // 1_000:06d}Z"
+    return f"{text}.{nanos:09d}Z"
+
+
+def _as_text(message: Message) -> str:
+    text: str = message.ToJsonString()  # the type's own JSON text: cheaper than json_format
+    return text
 
 
 def _json_mapped(message: Message) -> Any:

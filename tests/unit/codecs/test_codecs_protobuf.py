@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 from confluent_kafka.schema_registry.serde import SchemaId
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.codecs import build_decoder
 from bridge.codecs.protobuf import new_pool, proto_file, read_indexes
+from bridge.codecs.protodict import _timestamp
 from bridge.codecs.protoparse import parse_proto
 from bridge.errors import ConfigError, DecodeError
 from bridge.settings import CodecSettings
@@ -263,3 +264,19 @@ def test_a_topic_schema_that_names_nothing_is_a_config_error(tmp_path: Path) -> 
     json_only = CodecSettings(schemas_dir=str(tmp_path), topic_schemas={"t": "A"}, format="avro")
     with pytest.raises(ConfigError, match=r"'A' is protobuf, and codec\.format is avro"):
         build_decoder(json_only)
+
+
+@given(
+    st.integers(min_value=-62135596800, max_value=253402300799),  # the years 1 to 9999
+    st.one_of(
+        st.just(0),
+        st.integers(0, 999).map(lambda n: n * 1_000_000),
+        st.integers(0, 999_999).map(lambda n: n * 1_000),
+        st.integers(0, 999_999_999),
+    ),
+)
+def test_timestamps_are_written_as_protobufs_json_mapping_writes_them(
+    seconds: int, nanos: int
+) -> None:
+    stamp = timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+    assert _timestamp(stamp) == stamp.ToJsonString()
