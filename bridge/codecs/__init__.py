@@ -69,8 +69,9 @@ class Decoder:
     async def prefetch(self, records: Iterable[Record]) -> None:
         """Fetch, off the event loop, the registry schemas these records name that are not
         cached yet; a registry that does not answer is left for `decode` to report."""
-        if self.registry is not None:
-            await self.registry.prefetch(r.value for r in records)
+        if self.registry is not None:  # raw topics of local schemas name no registry id
+            local = self.topic_schemas
+            await self.registry.prefetch(r.value for r in records if r.topic not in local)
 
     def decode(
         self,

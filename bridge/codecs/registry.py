@@ -122,7 +122,8 @@ class SchemaRegistry:
             self.load([schema_id])
             found = self._cache.get(schema_id)
             if found is None:
-                raise self._failed[schema_id]
+                failed = self._failed[schema_id]
+                raise type(failed)(str(failed))
         if isinstance(found, DecodeError):
             raise DecodeError(str(found))
         return found
