@@ -1,16 +1,20 @@
 """The sent-email ledger (bridge.ledger) on Kafka: a compacted topic keyed by idempotency key.
 
+It is on unless `ledger.enabled: false`. The topic is `ledger.topic`, else named from the live
+consumer group (`<group.id>.sent-emails`, LedgerSettings.topic_for), so `run`, `replay`,
+`dlq redrive` and a shadow run of one deployment share it whatever group they read under.
+
 Layout: key = the idempotency key (UTF-8), value = `{"trigger_key": ..., "sent_at": epoch}`,
 record timestamp = when Meisa accepted the trigger. The topic is created if missing with
 `cleanup.policy=compact,delete` and `retention.ms` = the configured retention: compaction keeps
 one record per key, deletion drops keys older than the retention.
 
-Start-up reads every partition from the first record younger than the retention up to the end
-offsets seen at start, within `load_timeout_seconds` (else the bridge refuses to start rather than
-send blind). Afterwards a thread keeps reading the topic, so what other instances, replays and
-redrives record is seen here within a poll (about 100 ms). A record is written after Meisa
-accepted the trigger; `record` waits up to WRITE_WAIT seconds for the broker's acknowledgement,
-then lets the producer keep retrying in the background.
+Start-up creates the topic if needed and reads every partition from the first record younger
+than the retention up to the end offsets seen at start, all within `load_timeout_seconds` (else
+the bridge refuses to start rather than send blind). Afterwards a thread keeps reading the
+topic, so what other instances, replays and redrives record is seen here within a poll (about
+100 ms). A record is written after Meisa accepted the trigger; `record` waits up to WRITE_WAIT
+seconds for the broker's acknowledgement, then lets the producer keep retrying in the background.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from bridge.kafka.admin import KafkaAdmin
 from bridge.kafka.properties import connection_config
 from bridge.ledger import NO_LEDGER, LedgerIndex, MemoryLedger, SentLedger, ledger_key
 from bridge.meisa.calls import MeisaCall
-from bridge.settings import LedgerSettings
+from bridge.settings import BridgeSettings, LedgerSettings
 
 log = logging.getLogger("bridge.ledger")
 
@@ -39,17 +43,24 @@ TIMEOUT = 15.0  # metadata and offset lookups; a healthy cluster answers in mill
 WRITE_WAIT = 5.0  # a broker restart must not hold a delivery slot for librdkafka's 5 minutes
 POLL = 0.1
 DAY = 86_400.0
+OPTED_OUT = (
+    "sent-email ledger off (ledger.enabled: false): a trigger delivered again more than "
+    "Meisa's one-hour idempotency window later (after an outage, a stuck partition, a rewind "
+    "of offsets, a replay or a redrive) can email a person twice"
+)
 
 
 class KafkaLedger(MemoryLedger):
     """A MemoryLedger loaded from, written to and kept current with the ledger topic."""
 
     def __init__(self, kafka: Mapping[str, Any], settings: LedgerSettings) -> None:
+        """`kafka`: the live deployment's properties (the topic may be named from its group)."""
         super().__init__(
             LedgerIndex(retention_seconds=settings.retention_days * DAY, max_keys=settings.max_keys)
         )
-        assert settings.topic, "KafkaLedger needs ledger.topic"
-        self.topic = settings.topic
+        topic = settings.topic_for(kafka)
+        assert topic, "KafkaLedger needs the ledger enabled"
+        self.topic = topic
         self._settings = settings
         self._kafka = dict(kafka)
         self._producer: Any = None
@@ -61,8 +72,10 @@ class KafkaLedger(MemoryLedger):
         return f"KafkaLedger(topic={self.topic!r}, keys={len(self.index)})"
 
     def open(self) -> None:
-        """Create the topic if needed, load it (bounded), start tailing it. Blocking."""
-        self._ensure_topic()
+        """Create the topic if needed, load it, start tailing it; blocking, and refused past
+        `load_timeout_seconds` altogether."""
+        deadline = time.monotonic() + self._settings.load_timeout_seconds
+        self._ensure_topic(deadline)
         conf = connection_config(self._kafka) | {
             "group.id": f"meisa-bridge-ledger-{self.topic}",
             "enable.auto.commit": False,
@@ -72,7 +85,7 @@ class KafkaLedger(MemoryLedger):
         self._consumer = Consumer(conf, logger=logging.getLogger("bridge.kafka"))
         started = time.monotonic()
         try:
-            loaded = self._load()
+            loaded = self._load(deadline)
         except KafkaException as exc:
             raise StartupRefused(f"sent-email ledger: {exc.args[0].str()}") from None
         log.info(
@@ -127,17 +140,20 @@ class KafkaLedger(MemoryLedger):
 
     # --- start-up load and tail ----------------------------------------------------------------
 
-    def _ensure_topic(self) -> None:
+    def _ensure_topic(self, deadline: float) -> None:
         retention_ms = str(int(self._settings.retention_days * DAY * 1000))
         try:
             created = KafkaAdmin(self._kafka).ensure_topic(
                 self.topic,
                 partitions=self._settings.partitions,
                 config={"cleanup.policy": "compact,delete", "retention.ms": retention_ms},
-                timeout=TIMEOUT,
+                timeout=max(0.1, min(TIMEOUT, deadline - time.monotonic())),
             )
         except BrokerError as exc:
-            raise StartupRefused(f"sent-email ledger: {exc}") from None
+            raise StartupRefused(
+                f"sent-email ledger: {exc} (create the topic compacted, or allow the principal "
+                "to create it; ledger.enabled: false turns the ledger off)"
+            ) from None
         if created:
             log.info("sent-email ledger: created topic %s", self.topic)
 
@@ -185,8 +201,7 @@ class KafkaLedger(MemoryLedger):
             ends[p] = high
         return starts, ends
 
-    def _load(self) -> int:
-        deadline = time.monotonic() + self._settings.load_timeout_seconds
+    def _load(self, deadline: float) -> int:
         starts, ends = self._start_positions(deadline)
         self._consumer.assign(starts)
         pending = [tp for tp in starts if tp.offset < ends[tp.partition]]
@@ -237,14 +252,15 @@ async def _pump(producer: Any, done: asyncio.Future[Any]) -> Any:
 
 
 @asynccontextmanager
-async def open_ledger(
-    kafka: Mapping[str, Any], settings: LedgerSettings
-) -> AsyncIterator[SentLedger]:
-    """The ledger `settings` describe, loaded and followed; the no-op ledger without a topic."""
-    if not settings.topic:
+async def open_ledger(config: BridgeSettings) -> AsyncIterator[SentLedger]:
+    """The deployment's ledger, loaded and followed: what `run`, `replay`, `dlq redrive` and the
+    shadow run all open. `config.kafka` is the live deployment's (a shadow config carries the
+    topic fixed already). Turned off: the no-op ledger and one WARNING saying what that costs."""
+    if not config.ledger.enabled:
+        log.warning(OPTED_OUT)
         yield NO_LEDGER
         return
-    ledger = KafkaLedger(kafka, settings)
+    ledger = KafkaLedger(config.kafka, config.ledger)
     try:
         await asyncio.to_thread(ledger.open)
         yield ledger
