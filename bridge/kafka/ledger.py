@@ -183,22 +183,22 @@ class KafkaLedger(MemoryLedger):
                 if time.monotonic() > deadline:
                     raise StartupRefused(f"sent-email ledger: {exc.args[0].str()}") from None
                 log.info("sent-email ledger: %s; retrying", exc.args[0].str())
-                time.sleep(0.5)
+                time.sleep(0.2)
 
     def _positions(
         self, partitions: list[int], since_ms: int
     ) -> tuple[list[TopicPartition], dict[int, int]]:
+        found = self._consumer.offsets_for_times(
+            [TopicPartition(self.topic, p, since_ms) for p in partitions], timeout=TIMEOUT
+        )
         starts, ends = [], {}
-        for p in partitions:
+        for tp in found:
             low, high = self._consumer.get_watermark_offsets(
-                TopicPartition(self.topic, p), timeout=TIMEOUT
+                TopicPartition(self.topic, tp.partition), timeout=TIMEOUT
             )
-            (found,) = self._consumer.offsets_for_times(
-                [TopicPartition(self.topic, p, since_ms)], timeout=TIMEOUT
-            )
-            start = found.offset if found.offset >= 0 else high
-            starts.append(TopicPartition(self.topic, p, max(start, low)))
-            ends[p] = high
+            start = tp.offset if tp.offset >= 0 else high
+            starts.append(TopicPartition(self.topic, tp.partition, max(start, low)))
+            ends[tp.partition] = high
         return starts, ends
 
     def _load(self, deadline: float) -> int:
@@ -212,7 +212,7 @@ class KafkaLedger(MemoryLedger):
                     f"sent-email ledger: {self.topic!r} not loaded within "
                     f"{self._settings.load_timeout_seconds:g} s (ledger.load_timeout_seconds)"
                 )
-            for msg in self._consumer.consume(1000, 0.5):
+            for msg in self._consumer.consume(1000, POLL):
                 if msg.error() is None:
                     self._apply(msg)
                     count += 1
