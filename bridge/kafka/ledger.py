@@ -147,7 +147,7 @@ class KafkaLedger(MemoryLedger):
                 self.topic,
                 partitions=self._settings.partitions,
                 config={"cleanup.policy": "compact,delete", "retention.ms": retention_ms},
-                timeout=max(0.1, min(TIMEOUT, deadline - time.monotonic())),
+                timeout=_within(deadline),
             )
         except BrokerError as exc:
             raise StartupRefused(
@@ -161,7 +161,7 @@ class KafkaLedger(MemoryLedger):
         """The topic's partitions once each has a leader (another instance may just have
         created the topic)."""
         while time.monotonic() < deadline:
-            topics = self._consumer.list_topics(topic=self.topic, timeout=TIMEOUT).topics
+            topics = self._consumer.list_topics(topic=self.topic, timeout=_within(deadline)).topics
             meta = topics.get(self.topic)
             parts = meta.partitions if meta is not None and meta.error is None else {}
             if parts and all(p.leader >= 0 for p in parts.values()):
@@ -178,7 +178,7 @@ class KafkaLedger(MemoryLedger):
         since_ms = int((self.index.now() - self.index.retention) * 1000)
         while True:
             try:
-                return self._positions(self._partitions(deadline), since_ms)
+                return self._positions(self._partitions(deadline), since_ms, deadline)
             except KafkaException as exc:
                 if time.monotonic() > deadline:
                     raise StartupRefused(f"sent-email ledger: {exc.args[0].str()}") from None
@@ -186,15 +186,16 @@ class KafkaLedger(MemoryLedger):
                 time.sleep(0.2)
 
     def _positions(
-        self, partitions: list[int], since_ms: int
+        self, partitions: list[int], since_ms: int, deadline: float
     ) -> tuple[list[TopicPartition], dict[int, int]]:
         found = self._consumer.offsets_for_times(
-            [TopicPartition(self.topic, p, since_ms) for p in partitions], timeout=TIMEOUT
+            [TopicPartition(self.topic, p, since_ms) for p in partitions],
+            timeout=_within(deadline),
         )
         starts, ends = [], {}
         for tp in found:
             low, high = self._consumer.get_watermark_offsets(
-                TopicPartition(self.topic, tp.partition), timeout=TIMEOUT
+                TopicPartition(self.topic, tp.partition), timeout=_within(deadline)
             )
             start = tp.offset if tp.offset >= 0 else high
             starts.append(TopicPartition(self.topic, tp.partition, max(start, low)))
@@ -237,6 +238,11 @@ class KafkaLedger(MemoryLedger):
             except KafkaException as exc:  # pragma: no cover - librdkafka retries by itself
                 log.warning("sent-email ledger: read failed: %s", exc)
                 time.sleep(1.0)
+
+
+def _within(deadline: float) -> float:
+    """A lookup's timeout: TIMEOUT, or what is left of the start-up's `deadline` if less."""
+    return max(0.1, min(TIMEOUT, deadline - time.monotonic()))
 
 
 def _settle(future: asyncio.Future[Any], err: Any) -> None:
