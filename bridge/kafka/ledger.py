@@ -157,17 +157,24 @@ class KafkaLedger(MemoryLedger):
         if created:
             log.info("sent-email ledger: created topic %s", self.topic)
 
+    def _late(self, why: str) -> StartupRefused:
+        return StartupRefused(
+            f"sent-email ledger: {self.topic!r} not loaded within "
+            f"{self._settings.load_timeout_seconds:g} s (ledger.load_timeout_seconds): {why}"
+        )
+
     def _partitions(self, deadline: float) -> list[int]:
         """The topic's partitions once each has a leader (another instance may just have
         created the topic)."""
-        while time.monotonic() < deadline:
+        while True:
             topics = self._consumer.list_topics(topic=self.topic, timeout=_within(deadline)).topics
             meta = topics.get(self.topic)
             parts = meta.partitions if meta is not None and meta.error is None else {}
             if parts and all(p.leader >= 0 for p in parts.values()):
                 return sorted(parts)
+            if time.monotonic() > deadline:
+                raise self._late("its partitions have no leader")
             time.sleep(0.2)
-        raise StartupRefused(f"sent-email ledger: topic {self.topic!r} has no partition leaders")
 
     def _start_positions(self, deadline: float) -> tuple[list[TopicPartition], dict[int, int]]:
         """Where each partition's load starts (the retention's horizon) and ends (its end now).
@@ -181,7 +188,7 @@ class KafkaLedger(MemoryLedger):
                 return self._positions(self._partitions(deadline), since_ms, deadline)
             except KafkaException as exc:
                 if time.monotonic() > deadline:
-                    raise StartupRefused(f"sent-email ledger: {exc.args[0].str()}") from None
+                    raise self._late(exc.args[0].str()) from None
                 log.info("sent-email ledger: %s; retrying", exc.args[0].str())
                 time.sleep(0.2)
 
@@ -209,10 +216,7 @@ class KafkaLedger(MemoryLedger):
         count = 0
         while pending:
             if time.monotonic() > deadline:
-                raise StartupRefused(
-                    f"sent-email ledger: {self.topic!r} not loaded within "
-                    f"{self._settings.load_timeout_seconds:g} s (ledger.load_timeout_seconds)"
-                )
+                raise self._late(f"{len(pending)} of {len(starts)} partitions not read to the end")
             for msg in self._consumer.consume(1000, POLL):
                 if msg.error() is None:
                     self._apply(msg)

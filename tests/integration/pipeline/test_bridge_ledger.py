@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from bridge_harness import (
     ConfigFactory,
+    bridge_process,
     committed,
     event,
     produce,
@@ -117,3 +118,26 @@ def test_a_ledger_topic_given_in_the_config_is_shared_by_every_group_that_names_
     assert len(sends) == 1
     assert sends[0]["duplicates"] == 0
     assert len(sandbox.requests("/api/v1/emails/trigger")) == 1
+
+
+def test_a_ledger_not_loaded_within_its_timeout_refuses_the_start(
+    kafka_bootstrap: str,
+    sandbox: SandboxHandle,
+    make_topic: Any,
+    bridge_config: ConfigFactory,
+    tmp_path: Path,
+) -> None:
+    topic, group = make_topic(1), f"ledger-{uuid.uuid4().hex[:8]}"
+    produce(kafka_bootstrap, topic, [event("auth.otp", 1, 1, code="123456")])
+    with running(bridge_config(topic, group)):  # the default ledger now holds one key
+        wait_for(reached_end(kafka_bootstrap, group, topic, 1), 60, "the OTP's offset")
+    hurried = bridge_config(topic, group, extra={"ledger": {"load_timeout_seconds": 0}})
+    proc = bridge_process(hurried, tmp_path / "bridge.log")
+    try:
+        assert proc.wait(60) == 2
+    finally:
+        proc.kill()
+    log = (tmp_path / "bridge.log").read_text()
+    refusals = [line for line in log.splitlines() if line.startswith("meisa-bridge: refusing")]
+    assert len(refusals) == 1, log
+    assert f"'{group}.sent-emails' not loaded within 0 s (ledger.load_timeout_seconds)" in log
