@@ -10,6 +10,7 @@ bridge.errors.ConfigError). A file that holds only `rules:` (or `rules_file:`) i
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -117,9 +118,11 @@ def _build(
         topic = _convert(str | None, doc["dead_letter_topic"])
         sections["dlq"] = replace(sections["dlq"], topic=topic)
     sections["codec"] = _codec(sections["codec"], doc.get("codec"), base, file, errors)
+    kafka = _kafka(doc.get("kafka"), file, line_of(doc, "kafka"), errors)
+    _check_ledger(sections["ledger"], kafka, doc, file, errors)
     return BridgeConfig(
         source=file,
-        kafka=_kafka(doc.get("kafka"), file, line_of(doc, "kafka"), errors),
+        kafka=kafka,
         topics=_topics(doc.get("topics"), file, line_of(doc, "topics"), errors, strict_env),
         rules=_rules(doc, file, base, errors, strict_env),
         **sections,
@@ -164,6 +167,42 @@ def _kafka(node: Any, file: str, line: int | None, errors: list[ConfigError]) ->
             continue
         props[key] = ("true" if value else "false") if isinstance(value, bool) else str(value)
     return props
+
+
+# Kafka's rule for topic names (kafka.common.internals.Topic): these characters, 1 to 249 of them.
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def _check_ledger(
+    ledger: LedgerSettings,
+    kafka: Mapping[str, str],
+    doc: dict[str, Any],
+    file: str,
+    errors: list[ConfigError],
+) -> None:
+    """The ledger's topic, given or named from the group id, must be a topic name; a topic with
+    the ledger turned off is a contradiction, not a silent choice."""
+    node = doc.get("ledger")
+    where = line_of(node, "topic") if isinstance(node, dict) else None
+    if not ledger.enabled:
+        if ledger.topic:
+            message = "the ledger is turned off (ledger.enabled: false); remove one of the two"
+            errors.append(_err(message, file, where, "ledger.topic"))
+        return
+    topic = ledger.topic_for(kafka)
+    if topic is None or (_TOPIC_NAME.fullmatch(topic) and topic not in (".", "..")):
+        return
+    if ledger.topic:
+        message = f"{topic!r} is not a Kafka topic name (letters, digits, '.', '_', '-'; 1-249)"
+        errors.append(_err(message, file, where, "ledger.topic"))
+        return
+    kafka_node = doc.get("kafka")
+    group_line = line_of(kafka_node, "group.id") if isinstance(kafka_node, dict) else None
+    message = (
+        f"the ledger topic is named from the group id, and {topic!r} is not a Kafka topic name "
+        "(letters, digits, '.', '_', '-'; 1-249): set ledger.topic"
+    )
+    errors.append(_err(message, file, group_line, "kafka.group.id"))
 
 
 def _topics(

@@ -4,7 +4,7 @@ Meisa remembers an `idempotency_key` for one hour. A trigger delivered again lat
 outage, a long rebalance, a replay or a DLQ redrive) would email the person a second time. The
 Deliverer therefore asks a `SentLedger` before it sends a trigger and tells it after Meisa
 accepted one (any 2xx). The Kafka-backed ledger lives in `bridge.kafka.ledger`; this module holds
-the protocol, the no-op default and the in-memory index both share.
+the protocol, the no-op ledger (`ledger.enabled: false`) and the in-memory index both share.
 
 Memory is bounded: keys are kept as 8-byte digests (about 150 bytes per key with the ordered
 dict's entry), entries older than the retention are forgotten, and past `max_keys` the oldest go
@@ -34,7 +34,8 @@ class SentLedger(Protocol):
 
 
 class NoLedger:
-    """The default: nothing is remembered beyond Meisa's own one-hour idempotency window."""
+    """Nothing remembered beyond Meisa's own one-hour idempotency window: the ledger turned off,
+    and calls made outside a deployment (tests, `plan`)."""
 
     def check(self, call: MeisaCall) -> None:
         return None

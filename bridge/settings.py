@@ -14,6 +14,8 @@ from typing import Any, Literal
 DEFAULT_BASE_URL = "https://api.meisa.io/api/v1"
 API_KEY_ENV = "MEISA_API_KEY"
 COMMIT_METADATA_MAX_BYTES = 4000  # under the broker's default offset.metadata.max.bytes (4096)
+DEFAULT_GROUP_ID = "meisa-bridge"
+LEDGER_TOPIC_SUFFIX = ".sent-emails"  # the ledger topic by default: <kafka group.id>.sent-emails
 
 
 def doc(text: str) -> dict[str, str]:
@@ -346,11 +348,20 @@ class DlqSettings:
 class LedgerSettings:
     """The sent-email ledger: a compacted topic of trigger idempotency keys Meisa accepted."""
 
+    enabled: bool = field(
+        default=True,
+        metadata=doc(
+            "Keep the ledger. `false` leaves only Meisa's one-hour idempotency window: a trigger "
+            "delivered again more than an hour later (an outage, a rewind, a replay, a redrive) "
+            "can email a person twice. The bridge says so in a WARNING at start-up."
+        ),
+    )
     topic: str | None = field(
         default=None,
         metadata=doc(
-            "Compacted Kafka topic of the trigger idempotency keys Meisa accepted; empty: no "
-            "ledger beyond Meisa's one-hour idempotency window."
+            f"Compacted Kafka topic of the trigger idempotency keys Meisa accepted; empty: "
+            f"`<kafka group.id>{LEDGER_TOPIC_SUFFIX}` (`{DEFAULT_GROUP_ID}{LEDGER_TOPIC_SUFFIX}` "
+            f"by default). Created when missing."
         ),
     )
     retention_days: float = field(
@@ -359,8 +370,8 @@ class LedgerSettings:
     load_timeout_seconds: float = field(
         default=120.0,
         metadata=doc(
-            "Start-up reads the topic's last `retention_days` before consuming; past this many "
-            "seconds it refuses to start."
+            "Start-up creates the topic if needed and reads its last `retention_days` before "
+            "consuming; past this many seconds it refuses to start."
         ),
     )
     max_keys: int = field(
@@ -372,6 +383,18 @@ class LedgerSettings:
     partitions: int = field(
         default=6, metadata=doc("Partitions of the ledger topic when the bridge creates it.")
     )
+
+    def topic_for(self, kafka: Mapping[str, Any]) -> str | None:
+        """The ledger topic of the deployment whose live `kafka:` properties these are (never a
+        replay's, a redrive's or a shadow's own group); None when the ledger is turned off."""
+        if not self.enabled:
+            return None
+        return self.topic or f"{live_group_id(kafka)}{LEDGER_TOPIC_SUFFIX}"
+
+
+def live_group_id(kafka: Mapping[str, Any]) -> str:
+    """The consumer group of the live bridge for these `kafka:` properties."""
+    return str(kafka.get("group.id") or DEFAULT_GROUP_ID)
 
 
 @dataclass(frozen=True, kw_only=True)

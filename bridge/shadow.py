@@ -34,6 +34,7 @@ from bridge.meisa.models import CallResult
 from bridge.observability import Metrics
 from bridge.pipeline.dispatcher import Slot
 from bridge.pipeline.message import InFlight, Sending
+from bridge.settings import live_group_id
 
 log = logging.getLogger("bridge.shadow")
 
@@ -50,8 +51,9 @@ class ShadowOptions:
 
 
 def shadow_config(config: BridgeConfig, options: ShadowOptions) -> BridgeConfig:
-    """The config with the shadow's own consumer group; refuses the live group."""
-    live = str(config.kafka.get("group.id") or "meisa-bridge")
+    """The config with the shadow's own consumer group; refuses the live group. The sent-email
+    ledger stays the live deployment's: its topic is fixed before the group changes."""
+    live = live_group_id(config.kafka)
     group = options.group_id or f"{live}.shadow"
     if group == live:
         raise ConfigError(
@@ -62,7 +64,8 @@ def shadow_config(config: BridgeConfig, options: ShadowOptions) -> BridgeConfig:
     for key in _PER_MEMBER:
         if key in kafka:
             kafka[key] = f"{kafka[key]}.shadow"
-    return replace(config, kafka=kafka)
+    ledger = replace(config.ledger, topic=config.ledger.topic_for(config.kafka))
+    return replace(config, kafka=kafka, ledger=ledger)
 
 
 class ShadowRecorder:

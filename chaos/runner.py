@@ -93,8 +93,8 @@ def bridge_config(
         "logging": {"level": "INFO", "format": "text"},
         "rules_file": str(HERE / "rules.yaml"),
     }
-    if ledger:
-        doc["ledger"] = {"topic": ledger, "partitions": 3}
+    # The ledger is on by default; --no-ledger has to turn it off explicitly.
+    doc["ledger"] = {"topic": ledger, "partitions": 3} if ledger else {"enabled": False}
     path = run / "bridge.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path

@@ -67,12 +67,16 @@ start_sandbox() {
 
 fresh_topics() {
   step "Fresh topics $DEMO_TOPIC and $DLQ_TOPIC"
+  # Each run is a new consumer group, so the bridge creates a new sent-email ledger
+  # (<group.id>.sent-emails); earlier runs' ledgers are deleted here with the demo topics.
   "$PY" - <<'PY'
-import os, time
+import os, re, time
 from confluent_kafka.admin import AdminClient, NewTopic
 admin = AdminClient({"bootstrap.servers": os.environ["KAFKA_BOOTSTRAP"]})
 names = [os.environ["DEMO_TOPIC"], os.environ["DLQ_TOPIC"]]
-existing = [n for n in names if n in admin.list_topics(timeout=10).topics]
+topics = admin.list_topics(timeout=10).topics
+ledgers = [t for t in topics if re.fullmatch(r"meisa-bridge-demo-[0-9]+\.sent-emails", t)]
+existing = [n for n in names if n in topics] + ledgers
 for f in admin.delete_topics(existing, operation_timeout=30).values() if existing else []:
     f.result()
 deadline = time.monotonic() + 30

@@ -11,7 +11,8 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Protocol
 
 import pytest
@@ -95,6 +96,29 @@ def make_topic(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Iterator
 
     yield make
     _delete_topics(admin, created)
+
+
+@pytest.fixture
+def ledger_topics(kafka_bootstrap: str) -> Iterator[Callable[[Path], None]]:
+    """`ledger_topics(config_path)`: the sent-email ledger topic a bridge, replay or redrive of
+    that config creates (`<group.id>.sent-emails` unless the config names one) is deleted after
+    the test, as `make_topic` deletes its topics."""
+    from bridge.config import load_config
+    from bridge.errors import ConfigErrors
+
+    topics: list[str] = []
+
+    def track(path: Path) -> None:
+        try:
+            config = load_config(path, strict_env=False)
+        except ConfigErrors:  # a config a test breaks on purpose starts nothing
+            return
+        topic = config.ledger.topic_for(config.kafka)
+        if topic is not None and topic not in topics:
+            topics.append(topic)
+
+    yield track
+    _delete_topics(AdminClient({"bootstrap.servers": kafka_bootstrap}), topics)
 
 
 def _wait_until_ready(admin: AdminClient, topic: str, partitions: int) -> None:

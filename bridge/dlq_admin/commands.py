@@ -167,7 +167,7 @@ async def _redrive_for_real(
         producer.send_sync(topic, partition=rec.partition, value=b"", headers=headers)
 
     async with (
-        open_ledger(config.kafka, config.ledger) as ledger,
+        open_ledger(config) as ledger,
         open_deliverer(config.meisa, ledger) as deliverer,
     ):
         redriver = Redriver(

@@ -1,16 +1,20 @@
 """The sent-email ledger (bridge.ledger) on Kafka: a compacted topic keyed by idempotency key.
 
+It is on unless `ledger.enabled: false`. The topic is `ledger.topic`, else named from the live
+consumer group (`<group.id>.sent-emails`, LedgerSettings.topic_for), so `run`, `replay`,
+`dlq redrive` and a shadow run of one deployment share it whatever group they read under.
+
 Layout: key = the idempotency key (UTF-8), value = `{"trigger_key": ..., "sent_at": epoch}`,
 record timestamp = when Meisa accepted the trigger. The topic is created if missing with
 `cleanup.policy=compact,delete` and `retention.ms` = the configured retention: compaction keeps
 one record per key, deletion drops keys older than the retention.
 
-Start-up reads every partition from the first record younger than the retention up to the end
-offsets seen at start, within `load_timeout_seconds` (else the bridge refuses to start rather than
-send blind). Afterwards a thread keeps reading the topic, so what other instances, replays and
-redrives record is seen here within a poll (about 100 ms). A record is written after Meisa
-accepted the trigger; `record` waits up to WRITE_WAIT seconds for the broker's acknowledgement,
-then lets the producer keep retrying in the background.
+Start-up creates the topic if needed and reads every partition from the first record younger
+than the retention up to the end offsets seen at start, all within `load_timeout_seconds` (else
+the bridge refuses to start rather than send blind). Afterwards a thread keeps reading the
+topic, so what other instances, replays and redrives record is seen here within a poll (about
+100 ms). A record is written after Meisa accepted the trigger; `record` waits up to WRITE_WAIT
+seconds for the broker's acknowledgement, then lets the producer keep retrying in the background.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from bridge.kafka.admin import KafkaAdmin
 from bridge.kafka.properties import connection_config
 from bridge.ledger import NO_LEDGER, LedgerIndex, MemoryLedger, SentLedger, ledger_key
 from bridge.meisa.calls import MeisaCall
-from bridge.settings import LedgerSettings
+from bridge.settings import BridgeSettings, LedgerSettings
 
 log = logging.getLogger("bridge.ledger")
 
@@ -39,17 +43,24 @@ TIMEOUT = 15.0  # metadata and offset lookups; a healthy cluster answers in mill
 WRITE_WAIT = 5.0  # a broker restart must not hold a delivery slot for librdkafka's 5 minutes
 POLL = 0.1
 DAY = 86_400.0
+OPTED_OUT = (
+    "sent-email ledger off (ledger.enabled: false): a trigger delivered again more than "
+    "Meisa's one-hour idempotency window later (after an outage, a stuck partition, a rewind "
+    "of offsets, a replay or a redrive) can email a person twice"
+)
 
 
 class KafkaLedger(MemoryLedger):
     """A MemoryLedger loaded from, written to and kept current with the ledger topic."""
 
     def __init__(self, kafka: Mapping[str, Any], settings: LedgerSettings) -> None:
+        """`kafka`: the live deployment's properties (the topic may be named from its group)."""
         super().__init__(
             LedgerIndex(retention_seconds=settings.retention_days * DAY, max_keys=settings.max_keys)
         )
-        assert settings.topic, "KafkaLedger needs ledger.topic"
-        self.topic = settings.topic
+        topic = settings.topic_for(kafka)
+        assert topic, "KafkaLedger needs the ledger enabled"
+        self.topic = topic
         self._settings = settings
         self._kafka = dict(kafka)
         self._producer: Any = None
@@ -61,8 +72,10 @@ class KafkaLedger(MemoryLedger):
         return f"KafkaLedger(topic={self.topic!r}, keys={len(self.index)})"
 
     def open(self) -> None:
-        """Create the topic if needed, load it (bounded), start tailing it. Blocking."""
-        self._ensure_topic()
+        """Create the topic if needed, load it, start tailing it; blocking, and refused past
+        `load_timeout_seconds` altogether."""
+        deadline = time.monotonic() + self._settings.load_timeout_seconds
+        self._ensure_topic(deadline)
         conf = connection_config(self._kafka) | {
             "group.id": f"meisa-bridge-ledger-{self.topic}",
             "enable.auto.commit": False,
@@ -72,7 +85,7 @@ class KafkaLedger(MemoryLedger):
         self._consumer = Consumer(conf, logger=logging.getLogger("bridge.kafka"))
         started = time.monotonic()
         try:
-            loaded = self._load()
+            loaded = self._load(deadline)
         except KafkaException as exc:
             raise StartupRefused(f"sent-email ledger: {exc.args[0].str()}") from None
         log.info(
@@ -127,31 +140,41 @@ class KafkaLedger(MemoryLedger):
 
     # --- start-up load and tail ----------------------------------------------------------------
 
-    def _ensure_topic(self) -> None:
+    def _ensure_topic(self, deadline: float) -> None:
         retention_ms = str(int(self._settings.retention_days * DAY * 1000))
         try:
             created = KafkaAdmin(self._kafka).ensure_topic(
                 self.topic,
                 partitions=self._settings.partitions,
                 config={"cleanup.policy": "compact,delete", "retention.ms": retention_ms},
-                timeout=TIMEOUT,
+                timeout=_within(deadline),
             )
         except BrokerError as exc:
-            raise StartupRefused(f"sent-email ledger: {exc}") from None
+            raise StartupRefused(
+                f"sent-email ledger: {exc} (create the topic compacted, or allow the principal "
+                "to create it; ledger.enabled: false turns the ledger off)"
+            ) from None
         if created:
             log.info("sent-email ledger: created topic %s", self.topic)
+
+    def _late(self, why: str) -> StartupRefused:
+        return StartupRefused(
+            f"sent-email ledger: {self.topic!r} not loaded within "
+            f"{self._settings.load_timeout_seconds:g} s (ledger.load_timeout_seconds): {why}"
+        )
 
     def _partitions(self, deadline: float) -> list[int]:
         """The topic's partitions once each has a leader (another instance may just have
         created the topic)."""
-        while time.monotonic() < deadline:
-            topics = self._consumer.list_topics(topic=self.topic, timeout=TIMEOUT).topics
+        while True:
+            topics = self._consumer.list_topics(topic=self.topic, timeout=_within(deadline)).topics
             meta = topics.get(self.topic)
             parts = meta.partitions if meta is not None and meta.error is None else {}
             if parts and all(p.leader >= 0 for p in parts.values()):
                 return sorted(parts)
+            if time.monotonic() > deadline:
+                raise self._late("its partitions have no leader")
             time.sleep(0.2)
-        raise StartupRefused(f"sent-email ledger: topic {self.topic!r} has no partition leaders")
 
     def _start_positions(self, deadline: float) -> tuple[list[TopicPartition], dict[int, int]]:
         """Where each partition's load starts (the retention's horizon) and ends (its end now).
@@ -162,42 +185,39 @@ class KafkaLedger(MemoryLedger):
         since_ms = int((self.index.now() - self.index.retention) * 1000)
         while True:
             try:
-                return self._positions(self._partitions(deadline), since_ms)
+                return self._positions(self._partitions(deadline), since_ms, deadline)
             except KafkaException as exc:
                 if time.monotonic() > deadline:
-                    raise StartupRefused(f"sent-email ledger: {exc.args[0].str()}") from None
+                    raise self._late(exc.args[0].str()) from None
                 log.info("sent-email ledger: %s; retrying", exc.args[0].str())
-                time.sleep(0.5)
+                time.sleep(0.2)
 
     def _positions(
-        self, partitions: list[int], since_ms: int
+        self, partitions: list[int], since_ms: int, deadline: float
     ) -> tuple[list[TopicPartition], dict[int, int]]:
+        found = self._consumer.offsets_for_times(
+            [TopicPartition(self.topic, p, since_ms) for p in partitions],
+            timeout=_within(deadline),
+        )
         starts, ends = [], {}
-        for p in partitions:
+        for tp in found:
             low, high = self._consumer.get_watermark_offsets(
-                TopicPartition(self.topic, p), timeout=TIMEOUT
+                TopicPartition(self.topic, tp.partition), timeout=_within(deadline)
             )
-            (found,) = self._consumer.offsets_for_times(
-                [TopicPartition(self.topic, p, since_ms)], timeout=TIMEOUT
-            )
-            start = found.offset if found.offset >= 0 else high
-            starts.append(TopicPartition(self.topic, p, max(start, low)))
-            ends[p] = high
+            start = tp.offset if tp.offset >= 0 else high
+            starts.append(TopicPartition(self.topic, tp.partition, max(start, low)))
+            ends[tp.partition] = high
         return starts, ends
 
-    def _load(self) -> int:
-        deadline = time.monotonic() + self._settings.load_timeout_seconds
+    def _load(self, deadline: float) -> int:
         starts, ends = self._start_positions(deadline)
         self._consumer.assign(starts)
         pending = [tp for tp in starts if tp.offset < ends[tp.partition]]
         count = 0
         while pending:
             if time.monotonic() > deadline:
-                raise StartupRefused(
-                    f"sent-email ledger: {self.topic!r} not loaded within "
-                    f"{self._settings.load_timeout_seconds:g} s (ledger.load_timeout_seconds)"
-                )
-            for msg in self._consumer.consume(1000, 0.5):
+                raise self._late(f"{len(pending)} of {len(starts)} partitions not read to the end")
+            for msg in self._consumer.consume(1000, POLL):
                 if msg.error() is None:
                     self._apply(msg)
                     count += 1
@@ -224,6 +244,11 @@ class KafkaLedger(MemoryLedger):
                 time.sleep(1.0)
 
 
+def _within(deadline: float) -> float:
+    """A lookup's timeout: TIMEOUT, or what is left of the start-up's `deadline` if less."""
+    return max(0.1, min(TIMEOUT, deadline - time.monotonic()))
+
+
 def _settle(future: asyncio.Future[Any], err: Any) -> None:
     if not future.done():
         future.set_result(err)
@@ -237,14 +262,15 @@ async def _pump(producer: Any, done: asyncio.Future[Any]) -> Any:
 
 
 @asynccontextmanager
-async def open_ledger(
-    kafka: Mapping[str, Any], settings: LedgerSettings
-) -> AsyncIterator[SentLedger]:
-    """The ledger `settings` describe, loaded and followed; the no-op ledger without a topic."""
-    if not settings.topic:
+async def open_ledger(config: BridgeSettings) -> AsyncIterator[SentLedger]:
+    """The deployment's ledger, loaded and followed: what `run`, `replay`, `dlq redrive` and the
+    shadow run all open. `config.kafka` is the live deployment's (a shadow config carries the
+    topic fixed already). Turned off: the no-op ledger and one WARNING saying what that costs."""
+    if not config.ledger.enabled:
+        log.warning(OPTED_OUT)
         yield NO_LEDGER
         return
-    ledger = KafkaLedger(kafka, settings)
+    ledger = KafkaLedger(config.kafka, config.ledger)
     try:
         await asyncio.to_thread(ledger.open)
         yield ledger

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from bridge.settings import DEFAULT_GROUP_ID
+
 # At-least-once needs manual commits of explicit offsets and no auto-store. The end-of-partition
 # events tell the event-time lockstep that a partition is caught up.
 FORCED: Mapping[str, Any] = {
@@ -25,7 +27,7 @@ FORCED: Mapping[str, Any] = {
 }
 DEFAULTS: Mapping[str, Any] = {
     "auto.offset.reset": "earliest",
-    "group.id": "meisa-bridge",
+    "group.id": DEFAULT_GROUP_ID,
 }
 CONSUMER_PROTOCOL: Mapping[str, Any] = {
     "group.protocol": "consumer",

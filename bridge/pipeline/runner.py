@@ -132,7 +132,7 @@ async def _start(
     client: MeisaClient, config: BridgeConfig, metrics: Metrics, stack: AsyncExitStack
 ) -> tuple[PingInfo, SentLedger]:
     info = await startup_check(client, config, metrics)
-    ledger = await stack.enter_async_context(open_ledger(config.kafka, config.ledger))
+    ledger = await stack.enter_async_context(open_ledger(config))
     return info, ledger
 
 

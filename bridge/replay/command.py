@@ -244,7 +244,7 @@ async def _send(store: StateStore, config: BridgeConfig, progress: Progress) -> 
     from bridge.meisa.delivery import open_deliverer
 
     async with (
-        open_ledger(config.kafka, config.ledger) as ledger,
+        open_ledger(config) as ledger,
         open_deliverer(config.meisa, ledger) as deliverer,
     ):
         workers = config.pipeline.max_in_flight

@@ -190,8 +190,11 @@ def test_with_the_hpa_the_share_follows_max_replicas(render: Render) -> None:
 
 
 def test_the_sent_email_ledger_is_configured_through_config(render: Render) -> None:
+    assert "ledger" not in bridge_yaml(render())  # on by default, named from kafka.groupId
     docs = render(sets=["config.ledger.topic=meisa-bridge.sent", "config.ledger.retention_days=14"])
     assert bridge_yaml(docs)["ledger"] == {"topic": "meisa-bridge.sent", "retention_days": 14}
+    off = render(sets=["config.ledger.enabled=false"])
+    assert bridge_yaml(off)["ledger"] == {"enabled": False}
 
 
 def test_an_explicit_rate_share_wins(render: Render) -> None:
@@ -306,6 +309,7 @@ def test_arbitrary_values_file_renders_a_config_the_bridge_loads(
     assert config.kafka["session.timeout.ms"] == "45000"
     assert config.topics == ("app.events",)
     assert config.dlq.topic == "mail.dlq"
+    assert config.ledger.topic_for(config.kafka) == "mail.sent-emails"  # the default, unasked
     assert config.pipeline.max_in_flight == 64
     assert config.server.port == 9500
     assert config.logging.level == "DEBUG"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bridge.config import DEFAULT_BASE_URL, load_config
 from bridge.errors import ConfigErrors
@@ -35,6 +39,7 @@ def test_example_deployment_config_loads_from_the_environment(
     assert config.dlq.topic == "meisa-bridge.dlq"
     assert config.topics == ("app.events",)
     assert len(config.rules) == 11
+    assert config.ledger.topic_for(config.kafka) == "meisa-bridge.sent-emails"
 
 
 def test_unset_variable_without_default_names_file_and_line(
@@ -139,3 +144,51 @@ def test_basic_auth_and_a_token_together_are_an_error_at_the_user_line(tmp_path:
     alone = _write(tmp_path, "codec:\n  schema_registry_password: pw\n", "alone.yaml")
     with pytest.raises(ConfigErrors, match="a password without schema_registry_user"):
         load_config(alone)
+
+
+def test_the_ledger_is_on_by_default_and_named_from_the_group(tmp_path: Path) -> None:
+    named = load_config(_write(tmp_path, "kafka:\n  group.id: shop-emails\n"))
+    assert named.ledger.enabled
+    assert named.ledger.topic_for(named.kafka) == "shop-emails.sent-emails"
+    unnamed = load_config(_write(tmp_path, "topics: [a]\n", "default.yaml"))
+    assert unnamed.ledger.topic_for(unnamed.kafka) == "meisa-bridge.sent-emails"
+    given = load_config(_write(tmp_path, "ledger:\n  topic: keys\n", "given.yaml"))
+    assert given.ledger.topic_for({"group.id": "anything"}) == "keys"
+
+
+def test_turning_the_ledger_off_is_explicit_and_a_topic_with_it_is_an_error(
+    tmp_path: Path,
+) -> None:
+    off = load_config(_write(tmp_path, "ledger:\n  enabled: false\n"))
+    assert off.ledger.topic_for(off.kafka) is None
+    path = _write(tmp_path, "ledger:\n  enabled: false\n  topic: keys\n", "both.yaml")
+    with pytest.raises(ConfigErrors) as info:
+        load_config(path)
+    (err,) = info.value.errors
+    assert (err.line, err.field) == (3, "ledger.topic")
+    assert "ledger.enabled: false" in err.message
+
+
+TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(group=st.text(st.characters(min_codepoint=32, max_codepoint=0x17F, exclude_characters="$")))
+def test_a_group_id_names_a_valid_ledger_topic_or_is_refused_at_its_line(
+    tmp_path: Path, group: str
+) -> None:
+    doc = {"topics": ["a"], "kafka": {"bootstrap.servers": "b:9092", "group.id": group}}
+    text = yaml.safe_dump(doc, sort_keys=False, width=1_000_000)
+    line = next(n for n, text_line in enumerate(text.splitlines(), 1) if "group.id" in text_line)
+    path = _write(tmp_path, text)
+    try:
+        config = load_config(path)
+    except ConfigErrors as exc:
+        (err,) = exc.errors
+        assert (err.line, err.field) == (line, "kafka.group.id")
+        assert "set ledger.topic" in err.message
+        assert not TOPIC_NAME.fullmatch(f"{group}.sent-emails")
+        return
+    topic = config.ledger.topic_for(config.kafka)
+    assert topic == f"{group or 'meisa-bridge'}.sent-emails"
+    assert TOPIC_NAME.fullmatch(topic)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import io
 from contextlib import nullcontext
+from dataclasses import replace
 
 import orjson
 import pytest
 
-from bridge.config import BridgeConfig
+from bridge.config import BridgeConfig, LedgerSettings
 from bridge.dlq import DeadLetter, DlqBreaker
 from bridge.errors import ConfigError, DecodeError, DlqBreakerTripped, StaleEvent
 from bridge.events import Envelope, Record
@@ -140,3 +141,11 @@ def test_output_dash_writes_to_stdout_and_leaves_it_open(
     recorder.close()
     line = capsysbinary.readouterr().out
     assert orjson.loads(line)["rule"] == "otp"
+
+
+def test_the_shadow_reads_the_live_deployments_ledger_not_one_named_from_its_group() -> None:
+    assert shadow_config(LIVE, ShadowOptions()).ledger.topic == "bridge.sent-emails"
+    named = shadow_config(LIVE, ShadowOptions(group_id="try-new-rules"))
+    assert named.ledger.topic_for(named.kafka) == "bridge.sent-emails"
+    off = replace(LIVE, ledger=LedgerSettings(enabled=False))
+    assert shadow_config(off, ShadowOptions()).ledger.topic_for({"group.id": "x"}) is None

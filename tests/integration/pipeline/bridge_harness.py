@@ -15,7 +15,14 @@ from typing import Any, Protocol
 
 import orjson
 import yaml
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
 
 RULES: list[dict[str, Any]] = [
     {
@@ -170,6 +177,25 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[i
         return {tp.partition: tp.offset for tp in tps}
     finally:
         c.close()
+
+
+def rewind(bootstrap: str, group: str, topic: str, partitions: int, timeout: float = 30) -> None:
+    """Move a stopped group's committed offsets back to the start of `topic`, as an operator's
+    `kafka-consumer-groups.sh --reset-offsets --to-earliest` does (retried while the group's
+    last member is still leaving)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    request = ConsumerGroupTopicPartitions(
+        group, [TopicPartition(topic, p, 0) for p in range(partitions)]
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin.alter_consumer_group_offsets([request])[group].result(10)
+            return
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:

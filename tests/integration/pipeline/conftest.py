@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,15 @@ from bridge.sandbox.testing import SandboxHandle
 
 
 @pytest.fixture
-def bridge_config(kafka_bootstrap: str, sandbox: SandboxHandle, tmp_path: Path) -> ConfigFactory:
+def bridge_config(
+    kafka_bootstrap: str,
+    sandbox: SandboxHandle,
+    tmp_path: Path,
+    ledger_topics: Callable[[Path], None],
+) -> ConfigFactory:
     """`bridge_config(topic, group, **overrides)`: a config file for one topic and group that
-    reaches the test's sandbox with its unlimited key."""
+    reaches the test's sandbox with its unlimited key; its sent-email ledger topic is deleted
+    after the test."""
 
     def make(topic: str, group: str, **overrides: Any) -> Path:
         kwargs: dict[str, Any] = {
@@ -25,6 +32,8 @@ def bridge_config(kafka_bootstrap: str, sandbox: SandboxHandle, tmp_path: Path) 
             "group": group,
             **overrides,
         }
-        return write_config(tmp_path, **kwargs)
+        path = write_config(tmp_path, **kwargs)
+        ledger_topics(path)
+        return path
 
     return make

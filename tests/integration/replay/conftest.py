@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +15,27 @@ from bridge.sandbox.testing import SandboxHandle
 
 @pytest.fixture
 def replay_config(
-    kafka_bootstrap: str, sandbox: SandboxHandle, tmp_path: Path
+    kafka_bootstrap: str,
+    sandbox: SandboxHandle,
+    tmp_path: Path,
+    ledger_topics: Callable[[Path], None],
 ) -> env.ConfigFactory:
-    """`replay_config(topic, group="live-unused", **overrides)`: a config file for one topic."""
+    """`replay_config(topic, group=None, **overrides)`: a config file for one topic. The live
+    group defaults to one of the test's own, so the sent-email ledger named from it is the
+    test's own too (event ids repeat across tests); it is deleted after the test."""
+    live = f"live-{uuid.uuid4().hex[:8]}"
 
-    def make(topic: str, group: str = "live-unused", **overrides: Any) -> Path:
+    def make(topic: str, group: str | None = None, **overrides: Any) -> Path:
         kwargs: dict[str, Any] = {
             "bootstrap": kafka_bootstrap,
             "topic": topic,
             "base_url": sandbox.base_url,
             "api_key": sandbox.unlimited_key,
-            "group": group,
+            "group": group or live,
             **overrides,
         }
-        return env.write_config(tmp_path, **kwargs)
+        path = env.write_config(tmp_path, **kwargs)
+        ledger_topics(path)
+        return path
 
     return make

@@ -151,11 +151,11 @@ def write_config(
 class ConfigFactory(Protocol):
     """The `replay_config` fixture: `write_config` bound to the broker, the sandbox and tmp_path.
 
-    The group defaults to "live-unused" and the key to the sandbox's unlimited one; any other
+    The live group defaults to one per test and the key to the sandbox's unlimited one; any other
     `write_config` keyword (dlq, rules, meisa, api_key) overrides.
     """
 
-    def __call__(self, topic: str, group: str = ..., **overrides: Any) -> Path: ...
+    def __call__(self, topic: str, group: str | None = ..., **overrides: Any) -> Path: ...
 
 
 def cli(
