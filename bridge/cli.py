@@ -24,6 +24,7 @@ examples:
   MEISA_API_KEY=... meisa-bridge run --config bridge.yaml
   meisa-bridge replay --config bridge.yaml --from earliest --dry-run
   meisa-bridge dlq list --config bridge.yaml
+  meisa-bridge status --config bridge.yaml
 """
 
 
@@ -88,6 +89,12 @@ def _dlq(args: argparse.Namespace) -> int:
     from bridge.dlq_admin import dlq_command
 
     return dlq_command(args)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from bridge.status import status_command
+
+    return status_command(args)
 
 
 def _command(
@@ -346,6 +353,48 @@ def _add_dlq(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=_dlq)
 
 
+def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = _command(
+        sub,
+        "status",
+        help="how far behind the bridge is: lag per partition, members, DLQ size, budget",
+        description="Read the config's consumer group from Kafka: per topic and partition the\n"
+        "committed offset, the end offset (last stable offset) and the lag; the group's\n"
+        "members and their partitions; the dead-letter topic's size. The committed\n"
+        "offsets are read twice, --sample seconds apart, for the pace and the time until\n"
+        "the lag is gone. When a bridge's /metrics answers (--metrics-url, by default the\n"
+        "config's server host and port), it adds that replica's rate budget, the key's\n"
+        "limits, whether it is throttled or halted, and the time to catch up at the key's\n"
+        "full budget. Makes no Meisa call and needs no API key.\n\n"
+        "exit codes: 0 printed (an unreachable /metrics is noted in the output),\n"
+        "2 config error or Kafka did not answer",
+        examples="  meisa-bridge status --config bridge.yaml\n"
+        "  meisa-bridge status --config bridge.yaml --json | jq .lag\n"
+        "  meisa-bridge status --config bridge.yaml --metrics-url http://10.0.3.7:9400/metrics\n"
+        "  meisa-bridge status --config bridge.yaml --sample 0 --no-metrics   # one quick look\n",
+    )
+    p.add_argument("--config", required=True, help="deployment YAML (kafka, topics, group.id)")
+    p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    p.add_argument(
+        "--sample",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds between the two reads of the committed offsets (default: %(default)s; "
+        "0: one read, no pace)",
+    )
+    metrics = p.add_mutually_exclusive_group()
+    metrics.add_argument(
+        "--metrics-url",
+        default=None,
+        metavar="URL",
+        help="a bridge replica's /metrics (default: http://<server.host>:<server.port>/metrics, "
+        "0.0.0.0 read as 127.0.0.1)",
+    )
+    metrics.add_argument("--no-metrics", action="store_true", help="do not read /metrics")
+    p.set_defaults(handler=_status)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meisa-bridge",
@@ -360,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sandbox(sub)
     _add_replay(sub)
     _add_dlq(sub)
+    _add_status(sub)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""Cluster metadata and topic creation (bridge.kafka.protocols.Admin) on confluent-kafka."""
+"""Cluster metadata, topic creation and group inspection (bridge.kafka.protocols.Admin) on
+confluent-kafka; the group and offset reads live in bridge.kafka.groups."""
 
 from __future__ import annotations
 
@@ -12,13 +13,35 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # stubs do no
 )
 
 from bridge.errors import BrokerError
+from bridge.kafka import groups
 from bridge.kafka.properties import connection_config, consumer_config
+from bridge.kafka.protocols import GroupState, TopicPartition
 from bridge.kafka.source import broker_error
 
 
 class KafkaAdmin:
     def __init__(self, kafka: Mapping[str, Any]) -> None:
         self._kafka = dict(kafka)
+        self._admin: AdminClient | None = None
+
+    def _client(self) -> AdminClient:
+        # One client for the reads of a command; log_level 0: the caller reports the one error.
+        if self._admin is None:
+            self._admin = AdminClient({**connection_config(self._kafka), "log_level": 0})
+        return self._admin
+
+    def offset_bounds(
+        self, topics: Iterable[str], timeout: float
+    ) -> dict[TopicPartition, tuple[int, int]]:
+        return groups.offset_bounds(self._client(), topics, timeout)
+
+    def committed_offsets(
+        self, group: str, tps: Iterable[TopicPartition], timeout: float
+    ) -> dict[TopicPartition, int]:
+        return groups.committed_offsets(self._client(), group, tps, timeout)
+
+    def describe_group(self, group: str, timeout: float) -> GroupState:
+        return groups.describe_group(self._client(), group, timeout)
 
     def missing_topics(self, topics: Iterable[str], timeout: float) -> list[str]:
         # As the live consumer sees the cluster (its security settings); log_level 0: the

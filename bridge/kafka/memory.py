@@ -26,6 +26,8 @@ from bridge.errors import BrokerError, ConfigError
 from bridge.events import Record
 from bridge.kafka.protocols import (
     Batch,
+    GroupMember,
+    GroupState,
     Headers,
     OffsetAndMetadata,
     Range,
@@ -41,6 +43,7 @@ class MemoryBroker:
         self._committed: dict[tuple[str, TopicPartition], OffsetAndMetadata] = {}
         self._clock = clock
         self._listeners: list[asyncio.Event] = []
+        self.sources: list[MemorySource] = []  # the group members, for MemoryAdmin
 
     def create_topic(self, topic: str, partitions: int = 1) -> None:
         self._logs.setdefault(topic, [[] for _ in range(partitions)])
@@ -120,6 +123,7 @@ class MemorySource:
         self._listener: RebalanceListener | None = None
         self._wake = asyncio.Event()
         broker._subscribe(self._wake)
+        broker.sources.append(self)
 
     # -- what a test drives ----------------------------------------------------------------------
 
@@ -268,6 +272,45 @@ class MemoryProducer:
 
     def flush(self, timeout: float) -> int:
         return 0
+
+
+class MemoryAdmin:
+    def __init__(self, broker: MemoryBroker) -> None:
+        self.broker = broker
+
+    def missing_topics(self, topics: Iterable[str], timeout: float) -> list[str]:
+        return [t for t in topics if t not in self.broker.topics()]
+
+    def ensure_topic(
+        self, topic: str, *, partitions: int, config: Mapping[str, str], timeout: float
+    ) -> bool:
+        if topic in self.broker.topics():
+            return False
+        self.broker.create_topic(topic, partitions)
+        return True
+
+    def offset_bounds(
+        self, topics: Iterable[str], timeout: float
+    ) -> dict[TopicPartition, tuple[int, int]]:
+        b = self.broker
+        return {(t, p): (0, b.high((t, p))) for t in topics for p in range(b.partitions(t))}
+
+    def committed_offsets(
+        self, group: str, tps: Iterable[TopicPartition], timeout: float
+    ) -> dict[TopicPartition, int]:
+        found = {tp: self.broker.committed(group, tp) for tp in tps}
+        return {tp: offset for tp, offset in found.items() if offset is not None}
+
+    def describe_group(self, group: str, timeout: float) -> GroupState:
+        """Every source of the group that is not closed is a member (consumer protocol)."""
+        live = [s for s in self.broker.sources if s.group_id == group and not s.closed]
+        members = tuple(
+            GroupMember(f"member-{i}", "memory", "127.0.0.1", tuple(sorted(s.assigned)))
+            for i, s in enumerate(live)
+        )
+        committed = any(g == group for g, _ in self.broker._committed)
+        state = "stable" if members else "empty" if committed else "dead"
+        return GroupState(group, "consumer", state, "range", members)
 
 
 class MemoryRangeReader:

@@ -5,7 +5,8 @@
                   end-of-partition events, pause/resume, commit explicit offsets with metadata,
                   watermarks, fetch lags and partition counts
     Producer      write a record and wait for the broker's acknowledgement; check a topic
-    Admin         which topics exist; create one
+    Admin         which topics exist; create one; a group's committed offsets, members and
+                  assignment, and the offset range of partitions (the `status` command)
     RangeReader   read fixed offset ranges without a group membership or commits (replay, DLQ)
 
 bridge.kafka.source, .producer, .admin and .ranges implement them on confluent-kafka;
@@ -131,6 +132,30 @@ class Producer(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    """One member of a consumer group and the partitions it owns. `target`: the assignment the
+    coordinator is moving it to (consumer protocol only; None when the broker does not say)."""
+
+    member_id: str
+    client_id: str
+    host: str
+    assignment: tuple[TopicPartition, ...]
+    target: tuple[TopicPartition, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupState:
+    """A consumer group as the coordinator describes it. `protocol`: classic, consumer (KIP-848)
+    or unknown; `state`: stable, empty, dead (no such group), preparing_rebalance, ..."""
+
+    group: str
+    protocol: str
+    state: str
+    assignor: str
+    members: tuple[GroupMember, ...]
+
+
 class Admin(Protocol):
     def missing_topics(self, topics: Iterable[str], timeout: float) -> list[str]:
         """Those of `topics` the cluster does not have; BrokerError when no broker answers."""
@@ -140,6 +165,25 @@ class Admin(Protocol):
         self, topic: str, *, partitions: int, config: Mapping[str, str], timeout: float
     ) -> bool:
         """Create the topic unless it exists; True when this call created it."""
+        ...
+
+    def offset_bounds(
+        self, topics: Iterable[str], timeout: float
+    ) -> dict[TopicPartition, tuple[int, int]]:
+        """(start, end) of every partition of those `topics` that exist; the end is the last
+        stable offset, what a read_committed consumer reads up to. BrokerError when no broker
+        answers."""
+        ...
+
+    def committed_offsets(
+        self, group: str, tps: Iterable[TopicPartition], timeout: float
+    ) -> dict[TopicPartition, int]:
+        """The group's committed offsets of `tps`; a partition without one is absent."""
+        ...
+
+    def describe_group(self, group: str, timeout: float) -> GroupState:
+        """The group's protocol, state, members and their assignment (state `dead`, no members:
+        no such group)."""
         ...
 
 
