@@ -121,7 +121,10 @@ def _tps(tps: tuple[TopicPartition, ...]) -> str:
 
 
 def _pace(pace: Pace) -> str:
-    eta = "caught up" if pace.eta_seconds == 0 else f"lag gone in {duration(pace.eta_seconds)}"
+    if pace.eta_seconds is None:
+        eta = "the lag is not shrinking"
+    else:
+        eta = "caught up" if pace.eta_seconds == 0 else f"lag gone in {duration(pace.eta_seconds)}"
     return (
         f"pace over {pace.seconds:.1f} s: {pace.committed_per_second:,.1f} messages/s committed, "
         f"{pace.arriving_per_second:,.1f}/s arriving; {eta}"
