@@ -7,7 +7,11 @@
 //   - pod templates pass the Pod Security Standards level given by -level (default "restricted"),
 //     evaluated by k8s.io/pod-security-admission, the code the admission controller runs;
 //   - references inside one render hold: selectors match the pod template, named ports and volume
-//     mounts exist, Services, PDBs, HPAs and ServiceMonitors point at rendered objects.
+//     mounts exist, Services, PDBs, HPAs and ServiceMonitors point at rendered objects;
+//   - KEDA's ScaledObject and TriggerAuthentication (keda.sh/v1alpha1) decode strictly into KEDA's
+//     own types and pass the checks KEDA's admission webhook runs without a cluster (replica
+//     bounds, triggers, fallback, the TriggerAuthentication spec), the ScaledObject's target is
+//     rendered and no HPA of the render targets it too (KEDA creates its own).
 //
 // Usage: k8scheck [-level restricted|baseline|privileged] [-q] [FILE...]   (no FILE: stdin)
 //
@@ -26,6 +30,8 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/go-logr/logr"
+	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
@@ -40,6 +46,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	psapi "k8s.io/pod-security-admission/api"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // Document is one decoded manifest and where it came from.
@@ -53,7 +60,7 @@ func newScheme() *runtime.Scheme {
 	for _, add := range []func(*runtime.Scheme) error{
 		corev1.AddToScheme, appsv1.AddToScheme, batchv1.AddToScheme, policyv1.AddToScheme,
 		autoscalingv1.AddToScheme, autoscalingv2.AddToScheme, networkingv1.AddToScheme,
-		rbacv1.AddToScheme, monitoringv1.AddToScheme,
+		rbacv1.AddToScheme, monitoringv1.AddToScheme, kedav1alpha1.AddToScheme,
 	} {
 		utilruntime.Must(add(scheme))
 	}
@@ -144,6 +151,8 @@ func main() {
 	quiet := flag.Bool("q", false, "print problems only, no summary")
 	version := flag.Bool("version", false, "print the Kubernetes modules it checks against, and exit")
 	flag.Parse()
+	// KEDA's validation logs through controller-runtime; nothing here reads those lines.
+	ctrllog.SetLogger(logr.Discard())
 	if *version {
 		fmt.Println(modules())
 		return
@@ -194,7 +203,8 @@ func modules() string {
 	for _, dep := range info.Deps {
 		switch dep.Path {
 		case "k8s.io/api", "k8s.io/apimachinery", "k8s.io/pod-security-admission",
-			"github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring":
+			"github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring",
+			"github.com/kedacore/keda/v2":
 			parts = append(parts, dep.Path+" "+dep.Version)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 
+	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -64,7 +65,7 @@ func validate(docs []Document, level psapi.Level, crossRefs bool) []string {
 		return c.problems
 	}
 	for _, d := range docs {
-		c.references(d)
+		c.references(d, docs)
 	}
 	return c.problems
 }
@@ -242,7 +243,7 @@ func (c *checker) probe(src, where string, p *corev1.Probe, ports map[string]boo
 }
 
 // references checks that objects pointing at other rendered objects find them.
-func (c *checker) references(d Document) {
+func (c *checker) references(d Document, docs []Document) {
 	switch o := d.Object.(type) {
 	case *corev1.Service:
 		c.service(d.Source, o)
@@ -263,7 +264,64 @@ func (c *checker) references(d Document) {
 		}
 	case *monitoringv1.ServiceMonitor:
 		c.serviceMonitor(d.Source, o)
+	case *kedav1alpha1.ScaledObject:
+		c.scaledObject(d.Source, o, docs)
+	case *kedav1alpha1.TriggerAuthentication:
+		if _, err := o.ValidateCreate(nil); err != nil {
+			c.add(d.Source, "KEDA refuses it: %v", err)
+		}
+		if !triggerAuthUsed(o.Name, docs) {
+			c.add(d.Source, "no ScaledObject trigger of the render refers to TriggerAuthentication %s", o.Name)
+		}
 	}
+}
+
+// scaledObject runs the checks of KEDA's admission webhook that need no cluster, and resolves
+// the scale target against the render.
+func (c *checker) scaledObject(src string, so *kedav1alpha1.ScaledObject, docs []Document) {
+	ref := so.Spec.ScaleTargetRef
+	if ref == nil {
+		c.add(src, "spec.scaleTargetRef is missing")
+		return
+	}
+	kind := ref.Kind
+	if kind == "" {
+		kind = "Deployment" // KEDA's default
+	}
+	if !c.hasWorkload(kind, ref.Name) {
+		c.add(src, "scaleTargetRef %s/%s is not rendered", kind, ref.Name)
+	}
+	if err := kedav1alpha1.CheckReplicaCountBoundsAreValid(so); err != nil {
+		c.add(src, "KEDA refuses it: %v", err)
+	}
+	if err := kedav1alpha1.ValidateTriggers(so.Spec.Triggers); err != nil {
+		c.add(src, "KEDA refuses it: %v", err)
+	}
+	if err := kedav1alpha1.CheckFallbackValid(so); err != nil {
+		c.add(src, "KEDA refuses it: %v", err)
+	}
+	for _, d := range docs {
+		if hpa, ok := d.Object.(*autoscalingv2.HorizontalPodAutoscaler); ok &&
+			hpa.Spec.ScaleTargetRef.Kind == kind && hpa.Spec.ScaleTargetRef.Name == ref.Name {
+			c.add(src, "HorizontalPodAutoscaler %s already scales %s/%s; KEDA refuses a second", hpa.Name, kind, ref.Name)
+		}
+	}
+}
+
+func triggerAuthUsed(name string, docs []Document) bool {
+	for _, d := range docs {
+		so, ok := d.Object.(*kedav1alpha1.ScaledObject)
+		if !ok {
+			continue
+		}
+		for _, t := range so.Spec.Triggers {
+			ref := t.AuthenticationRef
+			if ref != nil && ref.Name == name && (ref.Kind == "" || ref.Kind == "TriggerAuthentication") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (c *checker) matching(sel *metav1.LabelSelector) []workload {

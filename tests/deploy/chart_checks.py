@@ -148,7 +148,10 @@ def check_invariants(docs: Docs, values: Mapping[str, Any], where: Path) -> Brid
         assert float(env["MEISA_RATE_SHARE"]["value"]) == pytest.approx(share)
     hpa = find(docs, "HorizontalPodAutoscaler")
     assert bool(hpa) == bool(values.get("autoscaling", {}).get("enabled"))
-    assert ("replicas" in deploy["spec"]) == (not hpa)
+    scaled = find(docs, "ScaledObject")
+    assert bool(scaled) == bool(values.get("keda", {}).get("enabled"))
+    # An autoscaler owns the replica count: a rendered count would reset it on every upgrade.
+    assert ("replicas" in deploy["spec"]) == (not hpa and not scaled)
 
     # The ConfigMap is exactly what the bridge loads (env interpolated as the pod sets it).
     config = load_rendered_config(docs, where)

@@ -204,6 +204,30 @@ CASES: dict[str, dict[str, Any]] = {
             ],
         }
     },
+    "keda-lag-scaling": {
+        "meisa": {"existingSecret": "mk"},
+        "keda": {"enabled": True, "partitions": 6, "minReplicaCount": 1, "lagThreshold": 200},
+    },
+    "keda-sasl-mtls-scale-to-zero": {
+        "kafka": {
+            "bootstrapServers": "kafka.data.svc:9093",
+            "securityProtocol": "SASL_SSL",
+            "sasl": {"mechanism": "SCRAM-SHA-256", "existingSecret": "kafka-sasl"},
+            "tls": {"existingSecret": "kafka-tls", "certKey": "tls.crt", "keyKey": "tls.key"},
+            "properties": {"auto.offset.reset": "latest"},
+        },
+        "keda": {
+            "enabled": True,
+            "partitions": 12,
+            "maxReplicaCount": 8,
+            "minReplicaCount": 0,
+            "activationLagThreshold": 50,
+            "limitToPartitionsWithLag": True,
+            "metadata": {"excludePersistentLag": True},
+            "fallback": {"failureThreshold": 3, "replicas": 2},
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}},
+        },
+    },
     "hpa": {
         "autoscaling": {
             "enabled": True,
@@ -498,6 +522,8 @@ def test_notes_render_for_every_case(helm: Helm, tmp_path: Path, name: str) -> N
     assert ("no rules configured" in notes) is not bool(values.get("rules"))
     if values.get("autoscaling", {}).get("enabled"):
         assert "(HPA)" in notes
+    elif values.get("keda", {}).get("enabled"):
+        assert "(KEDA: one replica per" in notes
     else:
         assert f"Replicas: {values.get('replicaCount', 2)};" in notes
     assert "%!" not in notes  # no Go formatting errors

@@ -160,3 +160,45 @@ dropped. Their own securityContext settings win.
 {{- end }}
 {{- toYaml $out }}
 {{- end }}
+
+{{/*
+KEDA's Kafka trigger metadata for one topic (dict "root" $ "topic" NAME). Every value is a string,
+as the ScaledObject type requires. SASL and TLS follow kafka.securityProtocol; the credentials go
+through the TriggerAuthentication (meisa-bridge.kedaAuthParams). keda.metadata is merged over it.
+*/}}
+{{- define "meisa-bridge.kedaMetadata" -}}
+{{- $v := .root.Values }}
+{{- $m := dict "bootstrapServers" ($v.keda.bootstrapServers | default $v.kafka.bootstrapServers) "consumerGroup" $v.kafka.groupId "topic" .topic }}
+{{- $_ := set $m "lagThreshold" ($v.keda.lagThreshold | toString) }}
+{{- $_ := set $m "activationLagThreshold" ($v.keda.activationLagThreshold | toString) }}
+{{- $_ := set $m "offsetResetPolicy" (get $v.kafka.properties "auto.offset.reset" | default "earliest" | toString) }}
+{{- $_ := set $m "allowIdleConsumers" "false" }}
+{{- $_ := set $m "limitToPartitionsWithLag" ($v.keda.limitToPartitionsWithLag | toString) }}
+{{- $protocol := $v.kafka.securityProtocol }}
+{{- if or (eq $protocol "SSL") (eq $protocol "SASL_SSL") }}{{ $_ := set $m "tls" "enable" }}{{ end }}
+{{- if include "meisa-bridge.saslEnabled" .root }}
+{{- $mechanisms := dict "PLAIN" "plaintext" "SCRAM-SHA-256" "scram_sha256" "SCRAM-SHA-512" "scram_sha512" }}
+{{- $_ := set $m "sasl" (get $mechanisms $v.kafka.sasl.mechanism | required (printf "kafka.sasl.mechanism %s has no KEDA equivalent: set keda.authenticationRef and keda.metadata.sasl" $v.kafka.sasl.mechanism)) }}
+{{- end }}
+{{- range $k, $val := $v.keda.metadata }}{{ $_ := set $m $k (toString $val) }}{{ end }}
+{{- toYaml $m }}
+{{- end }}
+
+{{/* The TriggerAuthentication's secretTargetRef list (YAML), empty without SASL or a TLS Secret. */}}
+{{- define "meisa-bridge.kedaAuthParams" -}}
+{{- $refs := list }}
+{{- if include "meisa-bridge.saslEnabled" . }}
+{{- $secret := include "meisa-bridge.saslSecretName" . }}
+{{- $refs = append $refs (dict "parameter" "username" "name" $secret "key" .Values.kafka.sasl.usernameKey) }}
+{{- $refs = append $refs (dict "parameter" "password" "name" $secret "key" .Values.kafka.sasl.passwordKey) }}
+{{- end }}
+{{- with .Values.kafka.tls }}
+{{- if .existingSecret }}
+{{- $refs = append $refs (dict "parameter" "ca" "name" .existingSecret "key" .caKey) }}
+{{- if .certKey }}{{ $refs = append $refs (dict "parameter" "cert" "name" .existingSecret "key" .certKey) }}{{ end }}
+{{- if .keyKey }}{{ $refs = append $refs (dict "parameter" "key" "name" .existingSecret "key" .keyKey) }}{{ end }}
+{{- if .keyPasswordKey }}{{ $refs = append $refs (dict "parameter" "keyPassword" "name" .existingSecret "key" .keyPasswordKey) }}{{ end }}
+{{- end }}
+{{- end }}
+{{- if $refs }}{{ toYaml $refs }}{{ end }}
+{{- end }}
