@@ -4,7 +4,8 @@ the same way whatever the command.
     0    OK           done (run: a clean shutdown on SIGTERM/SIGINT, finished offsets committed)
     1    FAILED       done, but some of the work failed: validate found problems, a rule test
                       failed, replay or redrive calls were rejected (the rest went through)
-    2    REFUSED      nothing was done: bad usage, a config or rules error, no such record, or
+    2    REFUSED      nothing was done: bad usage, a config or rules error, no such record, Kafka
+                      not answering `status`, or
                       `run` refused to start (Meisa or Kafka unreachable, key rejected, scopes
                       missing, no dead-letter topic)
     3    HALTED       stopped part way on a halt: 401/403 from Meisa, the DLQ breaker tripped, a

@@ -5,7 +5,8 @@ protocols.py   what the rest of the bridge needs: Source, Producer, Admin, Range
 properties.py  librdkafka properties for each kind of client (defaults, forced safety settings)
 source.py      the live consumer on its own thread (Source)
 producer.py    acknowledged writes (Producer): the DLQ, redrive markers
-admin.py       topic metadata and creation (Admin)
+admin.py       topic metadata and creation, group inspection (Admin)
+groups.py      a group's committed offsets, members and assignment; partitions' offset ranges
 ranges.py      bounded reads of offset ranges (RangeReader): replay, the DLQ tools
 ledger.py      the sent-email ledger's compacted topic
 memory.py      an in-memory broker implementing the protocols, for tests
