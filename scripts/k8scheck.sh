@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Check Kubernetes manifests against Kubernetes' own Go types (scripts/k8scheck/main.go):
+# Check Kubernetes manifests against Kubernetes' own Go types and KEDA's (scripts/k8scheck/main.go):
 # strict decoding into k8s.io/api, metadata validation, Pod Security "restricted", references.
 # Built from the Go module proxy on first use and cached in .cache/bin/k8scheck-<hash>/ (the hash
 # of its sources, so an edit rebuilds it). Arguments go to the checker; manifests on stdin or as files.

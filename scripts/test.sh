@@ -31,7 +31,7 @@ fi
 
 echo "== helm (built from the Go module proxy on first run, cached in .cache/bin)"
 scripts/helm.sh version --short
-echo "== k8scheck (the chart against k8s.io/api; built from the Go module proxy on first run)"
+echo "== k8scheck (the chart against k8s.io/api and KEDA's types; built from the Go module proxy on first run)"
 scripts/k8scheck.sh -version
 
 echo "== images (scripts/images.sh: Docker engine, base images, meisa-bridge:local, Kafka)"

@@ -27,6 +27,8 @@ def default_url(host: str, port: int) -> str:
 
 
 def fetch(url: str, timeout: float = TIMEOUT) -> BridgeView:
+    if not url.startswith(("http://", "https://")):
+        return BridgeView(url, error="not an http:// or https:// URL")
     try:
         with urllib.request.urlopen(url, timeout=timeout) as answer:
             text = answer.read().decode("utf-8", "replace")

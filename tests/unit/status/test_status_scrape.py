@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bridge.observability.metrics import Metrics
-from bridge.status.scrape import _samples, budget_of, default_url
+from bridge.status.scrape import _samples, budget_of, default_url, fetch
 
 
 def test_the_budget_comes_from_the_metrics_the_bridge_exports() -> None:
@@ -55,3 +55,9 @@ def test_text_that_is_not_prometheus_gives_no_samples() -> None:
 )
 def test_the_default_url_follows_the_configs_server_settings(host: str, url: str) -> None:
     assert default_url(host, 9400) == url
+
+
+def test_only_http_urls_are_read() -> None:
+    view = fetch("file:///etc/hostname")
+    assert view.budget is None
+    assert view.error == "not an http:// or https:// URL"
