@@ -104,6 +104,7 @@ def bridge(
         pipeline={"commit_interval_seconds": 0.5},
         server={"host": "127.0.0.1", "port": port},
         suppression={"enabled": False},
+        ledger={"enabled": False},  # status reads the group, not the ledger
         logging={"format": "text"},
         rules=RULES,
     )
