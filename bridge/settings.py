@@ -127,6 +127,30 @@ class MeisaSettings:
             "`pipeline.contact_wait_seconds` instead)."
         ),
     )
+    proxy: SecretStr = field(
+        default_factory=lambda: SecretStr(""),
+        metadata=doc(
+            "HTTP proxy for Meisa calls (`http://host:port`, or `http://user:password@host:port`; "
+            "HTTPS goes through it with CONNECT), e.g. `${HTTPS_PROXY:-}`. Empty: no proxy; the "
+            "proxy environment variables are not read by themselves. Never logged."
+        ),
+    )
+    no_proxy: tuple[str, ...] = field(
+        default=(),
+        metadata=doc(
+            "Hosts reached without the proxy: a list or a comma-separated string as in "
+            "`NO_PROXY` (`example.com` also covers its subdomains, `.example.com` only them; "
+            "IP addresses, CIDR blocks such as `10.0.0.0/8`, `host:port`, `*` for every host)."
+        ),
+    )
+    ca_file: str | None = field(
+        default=None,
+        metadata=doc(
+            "PEM bundle of CA certificates trusted for Meisa's (or the proxy's) TLS certificate, "
+            "in addition to the public CAs (certifi); relative to the config file. For a private "
+            "CA or a TLS-inspecting proxy."
+        ),
+    )
     transport: Literal["pyreqwest", "aiohttp", "httpx"] = field(
         default="pyreqwest",
         metadata=doc(

@@ -33,13 +33,14 @@ from bridge.errors import (
     RetryableError,
     SkipOutcome,
     StartupRefused,
+    TlsError,
     Unauthorized,
 )
 from bridge.exitcodes import ExitCode
 from bridge.kafka.ledger import open_ledger
 from bridge.ledger import SentLedger
 from bridge.meisa.calls import MeisaCall
-from bridge.meisa.client import MeisaClient, default_transport
+from bridge.meisa.client import MeisaClient, default_transport, tls_refusal
 from bridge.meisa.delivery import Attempt, Deliverer
 from bridge.meisa.governor import RateGovernor
 from bridge.meisa.models import PingInfo
@@ -317,6 +318,8 @@ async def _ping(client: MeisaClient, config: BridgeConfig) -> PingInfo:
                 ) from None
             log.warning("GET /ping failed (%s); retrying", exc)
             await asyncio.sleep(2**attempt)
+        except TlsError as exc:  # a certificate does not get better by waiting: no retry
+            raise StartupRefused(tls_refusal(config.meisa.base_url, exc)) from None
         except HaltError as exc:
             raise StartupRefused(f"GET /ping: {exc}") from None
     raise AssertionError("unreachable")  # pragma: no cover
