@@ -112,6 +112,12 @@ def _build(
     if "dead_letter_topic" in doc:
         topic = _convert(str | None, doc["dead_letter_topic"])
         sections["dlq"] = replace(sections["dlq"], topic=topic)
+    ratio = sections["tracing"].sampler_ratio
+    if ratio is not None and ratio > 1:
+        node = doc.get("tracing")
+        where = line_of(node, "sampler_ratio") if isinstance(node, dict) else None
+        message = f"expected a share from 0 to 1, got {ratio:g}"
+        errors.append(_err(message, file, where, "tracing.sampler_ratio"))
     sections["codec"] = _codec(sections["codec"], doc.get("codec"), base, file, errors)
     kafka = _kafka(doc.get("kafka"), file, line_of(doc, "kafka"), errors)
     _check_ledger(sections["ledger"], kafka, doc, file, errors)

@@ -46,6 +46,7 @@ from bridge.meisa.classify import classify
 from bridge.meisa.egress import Egress, egress_for
 from bridge.meisa.models import BULK_ENROLL_MAX, CallResult, Endpoint, PingInfo, check_body
 from bridge.meisa.wire import PoolTransport, TlsConnectError
+from bridge.observability.tracing import OUTGOING
 from bridge.settings import MeisaSettings
 
 _CONTACT_CACHE_SIZE = 10_000  # ids of recently tagged contacts; an id is 1 upsert saved per tag
@@ -164,7 +165,7 @@ class MeisaClient:
         request = httpx.Request(
             method,
             self._url(path, params),
-            headers=self._headers_for(content),
+            headers=self._headers_for(content, OUTGOING.get()),
             stream=httpx.ByteStream(content or b""),
             extensions=self._extensions,
         )
@@ -194,12 +195,19 @@ class MeisaClient:
             retry_after_cap=self.settings.retry_after_cap_seconds,
         )
 
-    def _headers_for(self, content: bytes | None) -> httpx.Headers:
+    def _headers_for(
+        self, content: bytes | None, trace: tuple[tuple[str, str], ...] | None = None
+    ) -> httpx.Headers:
         """The request's headers, Host and Content-Length included: a Request built on a stream
-        adds none itself (building it from `content` costs three times as much CPU)."""
-        if content is None:
-            return self._headers
-        size = len(content)
+        adds none itself (building it from `content` costs three times as much CPU). `trace`:
+        the headers of the attempt's trace (`traceparent`), when tracing is on."""
+        headers = self._headers if content is None else self._sized_headers(len(content))
+        if trace:
+            headers = headers.copy()
+            headers.update(trace)
+        return headers
+
+    def _sized_headers(self, size: int) -> httpx.Headers:
         headers = self._sized.get(size)  # a Request copies Headers cheaply, builds them dearly
         if headers is None:
             if len(self._sized) >= _SIZED_HEADERS:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from bridge.errors import PoisonError, Stage
 from bridge.events import Envelope, Record
+from bridge.observability.tracing import NO_TRACE, MessageTrace
 
 TopicPartition = tuple[str, int]
 
@@ -42,6 +43,7 @@ class InFlight:
     revoked: bool = False
     started: bool = False
     skipped: list[str] = field(default_factory=list)
+    trace: MessageTrace = NO_TRACE  # bridge.observability.tracing; the no-op when tracing is off
 
     @property
     def tp(self) -> TopicPartition:

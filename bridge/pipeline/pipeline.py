@@ -40,6 +40,7 @@ from bridge.events import EventDecoder, EventRules, Record
 from bridge.kafka.protocols import OffsetAndMetadata, Source
 from bridge.meisa.calls import MeisaCall
 from bridge.observability import HealthState, Metrics, NullMetrics
+from bridge.observability.tracing import NO_TRACE, NO_TRACING, MessageTrace, Tracing
 from bridge.outcome import Mapped, Unreadable, read_record, schema_prefetch, unmapped_type
 from bridge.pipeline.commit import CommitPolicy, Committer
 from bridge.pipeline.dispatcher import Deliver, Dispatcher, Guard
@@ -80,8 +81,10 @@ class Pipeline:
         metrics: Metrics | None = None,
         health: HealthState | None = None,
         on_share: Callable[[float], None] | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         settings = config.pipeline
+        self._tracing = tracing
         self._on_share = on_share
         self._partition_counts: dict[str, int] = {}
         self._ticks = 0
@@ -228,15 +231,16 @@ class Pipeline:
             if event_type is not UNDECIDED:
                 self._no_call(record, event_type)
                 return
+        trace = self._tracing.begin(record)
         try:
-            read = read_record(record, self._decoder, self._rules)
+            read = read_record(record, self._decoder, self._rules, trace=trace)
         except RetryableError as exc:
             # e.g. the schema registry is down: the message is fine, so it must not be
             # dead-lettered; halting commits nothing past it and a restart reads it again.
             self._halt(HaltError(f"{record.topic}/{record.partition}@{record.offset}: {exc}"))
             return
         if isinstance(read, Unreadable) or read.calls:
-            self._start(record, read)
+            self._start(record, read, trace)
         elif read.envelope is None:
             # A tombstone deletes a key on a compacted topic: no event, nothing to send or DLQ.
             self.tracker.done(record.tp, record.offset)
@@ -244,10 +248,12 @@ class Pipeline:
         else:
             self._no_call(record, read.envelope.type)
 
-    def _start(self, record: Record, read: Mapped | Unreadable) -> None:
+    def _start(
+        self, record: Record, read: Mapped | Unreadable, trace: MessageTrace = NO_TRACE
+    ) -> None:
         """A message with calls (or poison): its calls go to the dispatcher, through the
         lockstep unless they are all triggers; poison goes to the DLQ."""
-        message = InFlight(record, envelope=read.envelope)
+        message = InFlight(record, envelope=read.envelope, trace=trace)
         self._live.setdefault(record.tp, {})[record.offset] = message
         if isinstance(read, Unreadable):
             message.fail(Failure(error=read.error, stage=read.stage, rule=read.rule, attempts=0))
@@ -260,6 +266,7 @@ class Pipeline:
             return
         # Event times are epoch seconds; an event with no time at all happened "now".
         event_time = message.event_time if message.event_time is not None else time.time()
+        trace.waiting("lockstep")
         self.lockstep.push(record.tp, event_time, (message, calls))
 
     def _track(self, record: Record) -> bool:
@@ -326,6 +333,7 @@ class Pipeline:
             # message of another partition creates: waiting for it would never end.
             admitted += self.lockstep.admit(now, ignore_paused=True)
         for message, calls in admitted:
+            message.trace.waited("lockstep")
             if not (message.cancelled or message.revoked):
                 self.dispatcher.submit(message, calls)
 
@@ -393,6 +401,7 @@ class Pipeline:
             stage=failure.stage,
             rule=failure.rule,
             attempts=failure.attempts,
+            trace_id=message.trace.trace_id,
         )
         try:
             await self._dlq.send(letter)
@@ -411,6 +420,7 @@ class Pipeline:
             failure.stage,
             repr(failure.rule) if failure.rule else "-",  # no rule: it did not decode
             failure.error,
+            extra=message.trace.log_fields(),
         )
         self._metrics.dlq(r.topic, failure.stage)
         self._done(message, "dlq")
@@ -418,6 +428,7 @@ class Pipeline:
         await self._committer.commit([message.tp])
 
     def _done(self, message: InFlight, outcome: str) -> None:
+        message.trace.finish(outcome, message.failure.error if message.failure else None)
         if message.skipped:
             r = message.record
             event_id = message.envelope.id if message.envelope is not None else None
@@ -429,6 +440,7 @@ class Pipeline:
                 r.partition,
                 r.offset,
                 ", ".join(message.skipped),
+                extra=message.trace.log_fields(),
             )
         self._live.get(message.tp, {}).pop(message.offset, None)
         self.tracker.done(message.tp, message.offset)
@@ -567,6 +579,7 @@ class Pipeline:
         for tp in tps:
             for message in self._live.pop(tp, {}).values():
                 message.cancelled = True
+                message.trace.finish("cancelled")
             self._paused.discard(tp)
             self._positions.pop(tp, None)
             self._metrics.forget_partition(*tp)
