@@ -502,6 +502,14 @@ class TracingSettings:
         default=None,
         metadata=doc("`service.name` of the spans. Empty: `OTEL_SERVICE_NAME`, else meisa-bridge."),
     )
+    min_step_ms: float = field(
+        default=1.0,
+        metadata=doc(
+            "A step (decode, map) or wait that took at least this long is a span of its own; a "
+            "shorter one is an event on its parent's span (its end and `duration_us`), about a "
+            "tenth of the cost of a span. 0: every step is a span."
+        ),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

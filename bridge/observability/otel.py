@@ -14,6 +14,7 @@ attempt span is live: its id goes to Meisa in `traceparent`.
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Mapping, Sequence
 from contextvars import Token
@@ -26,7 +27,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from bridge import __version__
@@ -53,9 +54,10 @@ _MAX_DESCRIPTION = 500  # an error message in a span status: enough to tell, not
 
 
 class OtelTracing(Tracing):
-    def __init__(self, provider: TracerProvider) -> None:
+    def __init__(self, provider: TracerProvider, *, min_step_ms: float = 1.0) -> None:
         self.provider = provider
-        self.tracer = provider.get_tracer("meisa-bridge", __version__)
+        tracer = provider.get_tracer("meisa-bridge", __version__)
+        self._spans = _Spans(tracer, int(min_step_ms * 1_000_000))
 
     @classmethod
     def start(cls, settings: TracingSettings, *, exporter: SpanExporter | None = None) -> Tracing:
@@ -69,10 +71,10 @@ class OtelTracing(Tracing):
 
             exporter = OTLPSpanExporter(endpoint=settings.endpoint)  # None: OTEL_* or default
         provider.add_span_processor(BatchSpanProcessor(exporter))
-        return cls(provider)
+        return cls(provider, min_step_ms=settings.min_step_ms)
 
     def begin(self, record: Record) -> MessageTrace:
-        return _Message(self.tracer, record)
+        return _Message(self._spans, record)
 
     def for_call(self, call: MeisaCall, messages: Sequence[Traced]) -> CallTrace:
         traces = [m.trace for m in messages if isinstance(m.trace, _Message)]
@@ -81,10 +83,32 @@ class OtelTracing(Tracing):
         for message in traces:
             message.lane_waited(call)
         links = [Link(t.span().get_span_context()) for t in traces[1:]]
-        return _Call(self.tracer, traces[0], links)
+        return _Call(self._spans, traces[0], links)
 
     def shutdown(self) -> None:
         self.provider.shutdown()  # exports what the batch processor still holds
+
+
+class _Spans:
+    """The tracer, and how a step (decode, map, a wait) is recorded: a span of its own when it
+    took at least `min_step_ns`, else an event on its parent's span (about a tenth of the cost,
+    which matters at a few spans per event: bench/tracing_cost.py)."""
+
+    __slots__ = ("min_step_ns", "tracer")
+
+    def __init__(self, tracer: trace.Tracer, min_step_ns: int) -> None:
+        self.tracer = tracer
+        self.min_step_ns = min_step_ns
+
+    def step(self, parent: Span, name: str, start: int, end: int) -> None:
+        if not parent.is_recording():
+            return
+        if end - start >= self.min_step_ns:
+            context = trace.set_span_in_context(parent)
+            self.tracer.start_span(name, context=context, start_time=start).end(end_time=end)
+        else:
+            duration = {"meisa_bridge.duration_us": (end - start) // 1000}
+            parent.add_event(name, duration, timestamp=end)
 
 
 def _sampler(settings: TracingSettings) -> Sampler | None:
@@ -130,10 +154,10 @@ def _from_structured(value: bytes | None) -> dict[str, str]:
 class _Message(MessageTrace):
     """A message's trace: timestamps until its span is needed, then the span."""
 
-    __slots__ = ("_calls", "_done", "_envelope", "_mark", "_record", "_span", "_steps", "_tracer")
+    __slots__ = ("_calls", "_done", "_envelope", "_mark", "_record", "_span", "_spans", "_steps")
 
-    def __init__(self, tracer: trace.Tracer, record: Record) -> None:
-        self._tracer = tracer
+    def __init__(self, spans: _Spans, record: Record) -> None:
+        self._spans = spans
         self._record = record
         self._envelope: Envelope | None = None
         self._mark = time.time_ns()
@@ -158,7 +182,7 @@ class _Message(MessageTrace):
 
     def waited(self, stage: Wait) -> None:
         now = time.time_ns()
-        self._child(f"wait {stage}", self._mark, now)
+        self._spans.step(self.span(), f"wait {stage}", self._mark, now)
         self._mark = now
 
     def lane_waited(self, call: MeisaCall) -> None:
@@ -166,17 +190,18 @@ class _Message(MessageTrace):
         (a call delivered again after a 404 has waited already)."""
         if id(call) not in self._calls:
             self._calls.add(id(call))
-            self._child("wait lane", self._mark, time.time_ns())
+            self._spans.step(self.span(), "wait lane", self._mark, time.time_ns())
 
     def finish(self, outcome: str, error: BaseException | None = None) -> None:
         if self._done:
             return
         self._done = True
         span = self.span()
-        span.set_attribute("meisa_bridge.outcome", outcome)
-        if error is not None:
-            span.set_attribute("error.type", type(error).__name__)
-            span.set_status(Status(StatusCode.ERROR, _describe(error)))
+        if span.is_recording():
+            span.set_attribute("meisa_bridge.outcome", outcome)
+            if error is not None:
+                span.set_attribute("error.type", type(error).__name__)
+                span.set_status(Status(StatusCode.ERROR, _describe(error)))
         span.end()
 
     def log_fields(self) -> Mapping[str, str]:
@@ -199,16 +224,15 @@ class _Message(MessageTrace):
         }
         if envelope is not None:
             attributes.update(_event_attributes(envelope))
-        span = self._tracer.start_span(
+        span = self._spans.tracer.start_span(
             f"{record.topic} process",
             context=parent_context(record, envelope),
             kind=SpanKind.CONSUMER,
             attributes=attributes,
             start_time=self._steps[0][1],
         )
-        if span.is_recording():
-            for name, start, end in self._steps[1:]:
-                self._record_child(span, name, start, end)
+        for name, start, end in self._steps[1:]:
+            self._spans.step(span, name, start, end)
         self._steps.clear()
         return span
 
@@ -217,17 +241,8 @@ class _Message(MessageTrace):
         if self._span is None:
             self._steps.append((name, self._mark, now))
         else:
-            self._child(name, self._mark, now)
+            self._spans.step(self._span, name, self._mark, now)
         self._mark = now
-
-    def _child(self, name: str, start: int, end: int) -> None:
-        span = self.span()
-        if span.is_recording():
-            self._record_child(span, name, start, end)
-
-    def _record_child(self, parent: Span, name: str, start: int, end: int) -> None:
-        context = trace.set_span_in_context(parent)
-        self._tracer.start_span(name, context=context, start_time=start).end(end_time=end)
 
 
 def _event_attributes(envelope: Envelope) -> dict[str, str]:
@@ -240,16 +255,19 @@ def _event_attributes(envelope: Envelope) -> dict[str, str]:
 
 
 class _Call(CallTrace):
-    __slots__ = ("_context", "_links", "_message", "_token", "_tracer")
+    __slots__ = ("_context", "_links", "_message", "_parent", "_spans", "_token")
 
-    def __init__(self, tracer: trace.Tracer, message: _Message, links: list[Link]) -> None:
-        self._tracer = tracer
+    def __init__(self, spans: _Spans, message: _Message, links: list[Link]) -> None:
+        self._spans = spans
         self._message = message
-        self._context = trace.set_span_in_context(message.span())
+        self._parent = message.span()
+        self._context = trace.set_span_in_context(self._parent)
         self._links = links
         self._token: Token[str | None] | None = None
 
     def attempt(self, call: MeisaCall, number: int) -> AttemptTrace:
+        if not self._parent.is_recording():  # not sampled: the trace is passed on, no span
+            return _Attempt(self._spans, None, _headers(self._parent.get_span_context(), True))
         attributes: dict[str, Any] = {
             "meisa_bridge.rule": call.rule or "",
             "meisa_bridge.call.kind": call.kind,
@@ -257,14 +275,14 @@ class _Call(CallTrace):
         }
         if number > 1:
             attributes["http.request.resend_count"] = number - 1
-        span = self._tracer.start_span(
+        span = self._spans.tracer.start_span(
             f"meisa {call.kind}",
             context=self._context,
             kind=SpanKind.CLIENT,
             attributes=attributes,
             links=self._links,
         )
-        return _Attempt(self._tracer, span)
+        return _Attempt(self._spans, span, _headers(span.get_span_context()))
 
     def __enter__(self) -> None:
         self._token = LOGGED.set(self._message.trace_id)
@@ -276,35 +294,38 @@ class _Call(CallTrace):
 
 
 class _Attempt(AttemptTrace):
-    __slots__ = ("_span", "_start", "_token", "_tracer")
+    """One attempt: a live span (None when the trace is not sampled) and the headers that tell
+    Meisa about it."""
 
-    def __init__(self, tracer: trace.Tracer, span: Span) -> None:
-        self._tracer = tracer
+    __slots__ = ("_headers", "_span", "_spans", "_start", "_token")
+
+    def __init__(
+        self, spans: _Spans, span: Span | None, headers: tuple[tuple[str, str], ...]
+    ) -> None:
+        self._spans = spans
         self._span = span
+        self._headers = headers
         self._start = time.time_ns()
         self._token: Token[tuple[tuple[str, str], ...] | None] | None = None
 
     def acquired(self) -> None:
-        span = self._span
-        if span.is_recording():
-            context = trace.set_span_in_context(span)
-            wait = self._tracer.start_span("wait governor", context=context, start_time=self._start)
-            wait.end()
-        self._token = OUTGOING.set(_headers(span))
+        if self._span is not None:
+            self._spans.step(self._span, "wait governor", self._start, time.time_ns())
+        self._token = OUTGOING.set(self._headers)
 
     def ended(self, status: int | None, error: BaseException | None) -> None:
         if self._token is not None:
             OUTGOING.reset(self._token)
             self._token = None
-        span = self._span
-        if span.is_recording():
-            _answer(span, status, error)
-        span.end()
+        if self._span is not None:
+            _answer(self._span, status, error)
+            self._span.end()
 
 
-def _headers(span: Span) -> tuple[tuple[str, str], ...]:
-    context = span.get_span_context()
-    parent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+def _headers(context: SpanContext, new_span: bool = False) -> tuple[tuple[str, str], ...]:
+    """traceparent (and tracestate) for `context`, or for a new span id in its trace."""
+    span_id = (random.getrandbits(64) or 1) if new_span else context.span_id
+    parent = f"00-{context.trace_id:032x}-{span_id:016x}-{context.trace_flags:02x}"
     state = context.trace_state.to_header()
     return (("traceparent", parent), ("tracestate", state)) if state else (("traceparent", parent),)
 

@@ -172,12 +172,14 @@ async def _no_sleep(seconds: float) -> None:
 
 
 @asynccontextmanager
-async def traced_pipeline(meisa: FakeMeisa | None = None) -> AsyncIterator[Traced]:
+async def traced_pipeline(
+    meisa: FakeMeisa | None = None, settings: TracingSettings | None = None
+) -> AsyncIterator[Traced]:
     broker = MemoryBroker()
     broker.create_topic("events", 1)
     broker.create_topic("dlq", 1)
     exporter = InMemorySpanExporter()
-    tracing = start_tracing(TracingSettings(), exporter=exporter)
+    tracing = start_tracing(settings or TracingSettings(min_step_ms=0), exporter=exporter)
     meisa = meisa or FakeMeisa()
     deliverer = Deliverer(meisa, Governor(), RetryPolicy(base_seconds=0.0), sleep=_no_sleep)
 
@@ -245,6 +247,34 @@ async def test_an_event_with_a_traceparent_is_traced_into_the_meisa_request() ->
     assert governor.parent.span_id == attempt.context.span_id
     (sent,) = t.meisa.headers
     assert span_context_of(sent) == (TRACE_ID, format(attempt.context.span_id, "016x"))
+
+
+async def test_steps_shorter_than_min_step_are_events_on_their_span() -> None:
+    async with traced_pipeline(settings=TracingSettings(min_step_ms=60_000)) as t:
+        t.broker.produce("events", signup())
+        await until(lambda: t.broker.committed(GROUP, ("events", 0)) == 1, "the commit")
+    assert {s.name for s in t.spans()} == {"events process", "meisa upsert"}
+    (message,) = t.named("events process")
+    steps = [e.name for e in message.events]
+    assert steps == ["decode", "map", "wait lockstep", "wait lane"]
+    assert all(
+        e.attributes and e.attributes["meisa_bridge.duration_us"] >= 0 for e in message.events
+    )
+    (attempt,) = t.named("meisa upsert")
+    assert [e.name for e in attempt.events] == ["wait governor"]
+
+
+async def test_an_unsampled_trace_is_passed_on_to_meisa_without_spans() -> None:
+    unsampled = f"00-{TRACE_ID}-00f067aa0ba902b7-00"
+    async with traced_pipeline() as t:
+        t.broker.produce("events", signup(), headers=(("traceparent", unsampled.encode()),))
+        await until(lambda: t.broker.committed(GROUP, ("events", 0)) == 1, "the commit")
+    assert t.spans() == []
+    (sent,) = t.meisa.headers
+    trace_id, span_id = span_context_of(sent)
+    assert trace_id == TRACE_ID
+    assert span_id != "00f067aa0ba902b7"
+    assert sent["traceparent"].endswith("-00")
 
 
 async def test_each_attempt_is_a_span_with_its_retry_number_and_retry_after() -> None:
