@@ -73,7 +73,7 @@ class Committer:
             tps = self._tracker.take_changed()
         offered = self._tracker.committable(tps) if tps else {}
         if not offered:
-            if tps is not None and not tps:
+            if not tps:
                 self._waiting_since = None  # nothing left to commit (e.g. partitions released)
             return {}
         if self._waiting_since is None:
