@@ -450,7 +450,7 @@ class Pipeline:
     # -- commits and rebalances ------------------------------------------------------------------
 
     def _commits_stalled(self) -> bool:
-        return self._committer.stalled_for() > COMMIT_STALL_SECONDS
+        return self._committer.refused or self._committer.stalled_for() > COMMIT_STALL_SECONDS
 
     async def _commit_loop(self) -> None:
         """Commit on its own timer: nothing else here waits for the consumer's thread, which a
@@ -459,6 +459,7 @@ class Pipeline:
             await asyncio.sleep(self.policy.interval_seconds)
             self._tally.flush()  # counted before committed: a crash may count twice, not never
             await self._committer.commit()
+            self.fence.recheck()  # a refused commit holds new calls now, not at the next tick
 
     async def _report_loop(self) -> None:
         while True:
