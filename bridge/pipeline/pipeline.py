@@ -326,7 +326,7 @@ class Pipeline:
             # message of another partition creates: waiting for it would never end.
             admitted += self.lockstep.admit(now, ignore_paused=True)
         for message, calls in admitted:
-            if not (message.cancelled or message.revoked):
+            if not message.stopped:
                 self.dispatcher.submit(message, calls)
 
     async def _backpressure(self) -> None:
@@ -528,7 +528,7 @@ class Pipeline:
         for tp in tps:
             self._stop_starting(tp)
         for message, _ in self.lockstep.remove(tps):  # never admitted: the new owner reads them
-            message.cancelled = True
+            message.cancel()
         deadline = asyncio.get_running_loop().time() + self.policy.revoke_grace_seconds
         # While closing, the shutdown grace already drained what it could and cancelled the rest.
         waiting = self.halted is None and not self._closing
@@ -549,7 +549,7 @@ class Pipeline:
         frontier = max([*started, *([] if done is None else [done])], default=-1)
         for offset, message in live.items():
             if offset > frontier:
-                message.revoked = True
+                message.revoke()
 
     def _settled(self, tps: Iterable[TopicPartition]) -> bool:
         """Every message of the partitions is done (and gone from `_live`) or was cancelled."""
@@ -566,7 +566,7 @@ class Pipeline:
         self.lockstep.remove(tps)
         for tp in tps:
             for message in self._live.pop(tp, {}).values():
-                message.cancelled = True
+                message.cancel()
             self._paused.discard(tp)
             self._positions.pop(tp, None)
             self._metrics.forget_partition(*tp)
