@@ -38,7 +38,6 @@ from bridge.errors import (
 )
 from bridge.events import EventDecoder, EventRules, Record
 from bridge.kafka.protocols import OffsetAndMetadata, Source
-from bridge.meisa.calls import MeisaCall
 from bridge.observability import HealthState, Metrics, NullMetrics
 from bridge.outcome import Mapped, Unreadable, read_record, schema_prefetch, unmapped_type
 from bridge.pipeline.commit import CommitPolicy, Committer
@@ -47,6 +46,7 @@ from bridge.pipeline.fence import COMMIT_STALL_SECONDS, StallFence
 from bridge.pipeline.lockstep import Lockstep
 from bridge.pipeline.message import Failure, InFlight, TopicPartition
 from bridge.pipeline.offsets import OffsetTracker
+from bridge.pipeline.partition import Buffered, Partition, Partitions
 from bridge.pipeline.readahead import MESSAGE_OVERHEAD_BYTES, ReadAhead
 from bridge.pipeline.tally import EventTally
 
@@ -118,17 +118,12 @@ class Pipeline:
             identity_capacity=settings.identity_capacity,
             fence=self.fence.wait,
         )
-        self.lockstep: Lockstep[tuple[InFlight, list[MeisaCall]]] = Lockstep(
+        self.lockstep: Lockstep[Buffered] = Lockstep(
             max_skew=settings.max_skew_seconds, max_idle=settings.max_idle_seconds
         )
+        self.partitions = Partitions(self.tracker, self.lockstep)
         self._source = source
         self._committer = Committer(self.tracker, self._source.commit, on_committed=self._committed)
-        self._assigned: set[TopicPartition] = set()
-        self._paused: set[TopicPartition] = set()
-        self._live: dict[TopicPartition, dict[int, InFlight]] = {}
-        # The last message of each partition in this batch that made no call (see _advance).
-        self._quiet: dict[TopicPartition, Record] = {}
-        self._positions: dict[TopicPartition, int] = {}
         self._dlq_tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._closing = False
@@ -164,8 +159,9 @@ class Pipeline:
     async def _shutdown(self, poll: asyncio.Task[None], timer: asyncio.Task[None]) -> None:
         self._closing = True
         await asyncio.gather(poll, return_exceptions=True)
-        for tp in self._assigned:  # finish what started; buffered messages are read again
-            self._stop_starting(tp)
+        for part in self.partitions:  # finish what started; buffered messages are read again
+            if part.reading:
+                part.stop_starting()
         grace = self.policy.shutdown_grace_seconds
         if self.halted is not None:
             grace = min(grace, HALT_GRACE_SECONDS)
@@ -219,14 +215,15 @@ class Pipeline:
             self._halt(HaltError(f"Kafka consumer failed: {type(exc).__name__}: {exc}"))
 
     def _accept(self, record: Record) -> None:
-        if record.tp not in self._assigned or self._closing:
+        part = self.partitions.reading(record.tp)
+        if part is None or self._closing:
             return  # fetched before a revoke in the same consume(); the new owner reads it
         if not self._track(record):
             return
         if self._unmapped is not None:
             event_type = self._unmapped(record)
             if event_type is not UNDECIDED:
-                self._no_call(record, event_type)
+                self._no_call(part, record, event_type)
                 return
         try:
             read = read_record(record, self._decoder, self._rules)
@@ -236,19 +233,19 @@ class Pipeline:
             self._halt(HaltError(f"{record.topic}/{record.partition}@{record.offset}: {exc}"))
             return
         if isinstance(read, Unreadable) or read.calls:
-            self._start(record, read)
+            self._start(part, record, read)
         elif read.envelope is None:
             # A tombstone deletes a key on a compacted topic: no event, nothing to send or DLQ.
             self.tracker.done(record.tp, record.offset)
             self._tally.count(record.topic, None, "tombstone")
         else:
-            self._no_call(record, read.envelope.type)
+            self._no_call(part, record, read.envelope.type)
 
-    def _start(self, record: Record, read: Mapped | Unreadable) -> None:
+    def _start(self, part: Partition, record: Record, read: Mapped | Unreadable) -> None:
         """A message with calls (or poison): its calls go to the dispatcher, through the
         lockstep unless they are all triggers; poison goes to the DLQ."""
         message = InFlight(record, envelope=read.envelope)
-        self._live.setdefault(record.tp, {})[record.offset] = message
+        part.add(message)
         if isinstance(read, Unreadable):
             message.fail(Failure(error=read.error, stage=read.stage, rule=read.rule, attempts=0))
             self._finished(message)
@@ -278,25 +275,25 @@ class Pipeline:
             self._tally.count(record.topic, None, "finished_before")
         return fresh
 
-    def _no_call(self, record: Record, event_type: str | None) -> None:
+    def _no_call(self, part: Partition, record: Record, event_type: str | None) -> None:
         """An event that makes no call is done at once: most events of a busy topic are ones no
         rule maps, so this path builds no InFlight and touches no dispatcher."""
         if self._breaker_record(poison=False):
             self.tracker.done(record.tp, record.offset)
             self._tally.count(record.topic, event_type, "ok")
-            self._quiet[record.tp] = record
+            part.quiet = record
 
     def _advance(self) -> None:
         """Let the lockstep know how far in event time the partitions whose last messages made
         no call have got, so a partition carrying only such events does not hold the others'
         calls back until it is read to its end. One event time per partition and batch, read
         only while the lockstep holds messages (events no rule maps skip their time otherwise)."""
-        if self._quiet and self.lockstep.buffered():
-            for tp, record in self._quiet.items():
+        quiet = self.partitions.take_quiet()
+        if quiet and self.lockstep.buffered():
+            for record in quiet:
                 event_time = self._event_time(record)
                 if event_time is not None:
-                    self.lockstep.advance(tp, event_time)
-        self._quiet.clear()
+                    self.lockstep.advance(record.tp, event_time)
 
     def _event_time(self, record: Record) -> float | None:
         """The record's event time, decoded again (no rules: it is known to make no call)."""
@@ -310,7 +307,8 @@ class Pipeline:
         it holds messages back: events that make no call never enter it)."""
         if not self.lockstep.buffered():
             return
-        empty = [tp for tp in self.lockstep.waiting_for_data() if tp not in self._paused]
+        paused = self.partitions.paused()
+        empty = [tp for tp in self.lockstep.waiting_for_data() if tp not in paused]
         if empty:
             lags = await self._source.fetch_lags(empty)
             for tp in empty:
@@ -332,17 +330,13 @@ class Pipeline:
     async def _backpressure(self) -> None:
         """Pause partitions past the read-ahead bound, resume those back within it."""
         held = self.tracker.held()
-        pause, resume = self._read_ahead.decide(held, self._paused)
+        pause, resume = self._read_ahead.decide(held, self.partitions.paused())
         if pause:
             await self._source.pause(pause)
-            self._paused.update(pause)
+            self.partitions.set_paused(pause, True)
         if resume:
             await self._source.resume(resume)
-            self._paused.difference_update(resume)
-        for tp in pause:
-            self.lockstep.set_paused(tp, True)
-        for tp in resume:
-            self.lockstep.set_paused(tp, False)
+            self.partitions.set_paused(resume, False)
 
     # -- outcomes ------------------------------------------------------------------------------
 
@@ -430,7 +424,9 @@ class Pipeline:
                 r.offset,
                 ", ".join(message.skipped),
             )
-        self._live.get(message.tp, {}).pop(message.offset, None)
+        part = self.partitions.get(message.tp)
+        if part is not None:
+            part.done(message.offset)
         self.tracker.done(message.tp, message.offset)
         event_type = message.envelope.type if message.envelope is not None else None
         self._tally.count(message.record.topic, event_type, outcome)
@@ -467,39 +463,27 @@ class Pipeline:
         if self._on_share is not None and self._ticks % SHARE_REFRESH_TICKS == 0:
             self._partition_counts = await self._source.partition_counts()
             self._share()
-        highs = await self._source.high_watermarks(self._assigned)
+        highs = await self._source.high_watermarks(self.partitions.assigned())
         for tp, high in highs.items():
-            if tp in self._positions:
-                self._metrics.consumer_lag(tp[0], tp[1], max(0, high - self._positions[tp]))
+            part = self.partitions.get(tp)
+            if part is not None and part.position is not None:
+                self._metrics.consumer_lag(tp[0], tp[1], max(0, high - part.position))
 
     def _committed(self, tp: TopicPartition, offset: int) -> None:
-        self._positions[tp] = offset
+        part = self.partitions.get(tp)
+        if part is not None:
+            part.position = offset
         self._metrics.committed(tp[0], tp[1], offset)
 
     async def on_assign(
         self, tps: list[TopicPartition], committed: Mapping[TopicPartition, OffsetAndMetadata]
     ) -> None:
         log.info("assigned: %s", _names(tps))
-        self.tracker.assign(tps, committed)
         now = asyncio.get_running_loop().time()
-        self.lockstep.assign(tps, now)
-        self._assigned.update(tps)
-        self.lockstep.expect(self._co_partitions(), now)
-        self._health.on_assignment(len(self._assigned))
-        self._metrics.assigned_partitions(len(self._assigned))
+        self.partitions.assign(tps, committed, now)
+        self.lockstep.expect(self.partitions.co_partitions(self._partition_counts), now)
+        self._count_assigned()
         self._share()
-
-    def _co_partitions(self) -> list[TopicPartition]:
-        """Partition N of every subscribed topic with as many partitions as a topic of which
-        partition N is assigned: the range assignor hands them to the same member, one by one
-        during an incremental rebalance."""
-        counts = self._partition_counts
-        return [
-            (other, p)
-            for topic, p in self._assigned
-            for other, n in counts.items()
-            if other != topic and n == counts.get(topic) and (other, p) not in self._assigned
-        ]
 
     def _share(self) -> None:
         """This replica's part of the key's budget: the mean, over the subscribed topics, of
@@ -509,7 +493,7 @@ class Pipeline:
         if self._on_share is None:
             return
         counts = {t: n for t, n in self._partition_counts.items() if n > 0}
-        owned = Counter(topic for topic, _ in self._assigned)
+        owned = Counter(topic for topic, _ in self.partitions.assigned())
         share = (
             sum(min(1.0, owned[t] / n) for t, n in counts.items()) / len(counts) if counts else 1.0
         )
@@ -524,15 +508,11 @@ class Pipeline:
         start nothing, because the new owner reads them and the whole group waits for this
         callback: draining a backlog here would stall every member."""
         log.info("revoked: %s", _names(tps))
-        self._assigned.difference_update(tps)
-        for tp in tps:
-            self._stop_starting(tp)
-        for message, _ in self.lockstep.remove(tps):  # never admitted: the new owner reads them
-            message.cancel()
+        self.partitions.revoke(tps)
         deadline = asyncio.get_running_loop().time() + self.policy.revoke_grace_seconds
         # While closing, the shutdown grace already drained what it could and cancelled the rest.
         waiting = self.halted is None and not self._closing
-        while waiting and not self._settled(tps):
+        while waiting and not self.partitions.settled(tps):
             if asyncio.get_running_loop().time() >= deadline:
                 log.warning("revoke grace ran out; unfinished messages go to the new owner")
                 break
@@ -542,39 +522,25 @@ class Pipeline:
         await self._release(tps)
         return offsets
 
-    def _stop_starting(self, tp: TopicPartition) -> None:
-        live = self._live.get(tp, {})
-        started = [offset for offset, m in live.items() if m.started]
-        done = self.tracker.last_done(tp)
-        frontier = max([*started, *([] if done is None else [done])], default=-1)
-        for offset, message in live.items():
-            if offset > frontier:
-                message.revoke()
-
-    def _settled(self, tps: Iterable[TopicPartition]) -> bool:
-        """Every message of the partitions is done (and gone from `_live`) or was cancelled."""
-        return all(m.cancelled for tp in tps for m in self._live.get(tp, {}).values())
-
     async def on_lost(self, tps: list[TopicPartition]) -> None:
         """Lost partitions (session timeout): another member may own them already: no commit."""
         log.warning("lost: %s", _names(tps))
-        self._assigned.difference_update(tps)
+        self.partitions.lose(tps)
         await self._release(tps)
 
     async def _release(self, tps: Iterable[TopicPartition]) -> None:
         tps = list(tps)
-        self.lockstep.remove(tps)
+        self.partitions.release(tps)
         for tp in tps:
-            for message in self._live.pop(tp, {}).values():
-                message.cancel()
-            self._paused.discard(tp)
-            self._positions.pop(tp, None)
             self._metrics.forget_partition(*tp)
-        self.tracker.forget(tps)
         self._share()
         await self.dispatcher.release(tps)
-        self._health.on_assignment(len(self._assigned))
-        self._metrics.assigned_partitions(len(self._assigned))
+        self._count_assigned()
+
+    def _count_assigned(self) -> None:
+        count = len(self.partitions.assigned())
+        self._health.on_assignment(count)
+        self._metrics.assigned_partitions(count)
 
 
 def _names(tps: Iterable[TopicPartition]) -> str:
