@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 
 from bridge.codecs import UNDECIDED
@@ -38,6 +37,7 @@ from bridge.errors import (
 )
 from bridge.events import EventDecoder, EventRules, Record
 from bridge.kafka.protocols import OffsetAndMetadata, Source
+from bridge.meisa.share import RateShare
 from bridge.observability import HealthState, Metrics, NullMetrics
 from bridge.outcome import Mapped, Unreadable, read_record, schema_prefetch, unmapped_type
 from bridge.pipeline.commit import CommitPolicy, Committer
@@ -82,8 +82,6 @@ class Pipeline:
         on_share: Callable[[float], None] | None = None,
     ) -> None:
         settings = config.pipeline
-        self._on_share = on_share
-        self._partition_counts: dict[str, int] = {}
         self._ticks = 0
         self.policy = CommitPolicy.from_settings(settings)
         self._batch = settings.batch_size
@@ -96,6 +94,7 @@ class Pipeline:
         self._prefetch = schema_prefetch(decoder)  # registry schemas, fetched off the loop
         self._dlq = dlq
         self._metrics = metrics or NullMetrics()
+        self._rate_share = RateShare(on_share, self._metrics.rate_share)
         self._tally = EventTally(self._metrics)
         self._breaker_fill: tuple[float, float] | None = None  # last reported to the metrics
         self._health = health or HealthState()
@@ -142,7 +141,7 @@ class Pipeline:
         self._loop = asyncio.get_running_loop()
         callback_timeout = self.policy.revoke_grace_seconds + 30
         await self._source.start(self, callback_timeout=callback_timeout)
-        self._partition_counts = await self._source.partition_counts()
+        self._rate_share.counts = await self._source.partition_counts()
         self._health.started = True
         poll = asyncio.create_task(self._poll_loop(), name="poll")
         timer = asyncio.create_task(self._commit_loop(), name="commit")
@@ -460,8 +459,8 @@ class Pipeline:
             self._metrics.coalesced(merged - self._coalesced_seen)
             self._coalesced_seen = merged
         self._ticks += 1
-        if self._on_share is not None and self._ticks % SHARE_REFRESH_TICKS == 0:
-            self._partition_counts = await self._source.partition_counts()
+        if self._rate_share.active and self._ticks % SHARE_REFRESH_TICKS == 0:
+            self._rate_share.counts = await self._source.partition_counts()
             self._share()
         highs = await self._source.high_watermarks(self.partitions.assigned())
         for tp, high in highs.items():
@@ -481,24 +480,12 @@ class Pipeline:
         log.info("assigned: %s", _names(tps))
         now = asyncio.get_running_loop().time()
         self.partitions.assign(tps, committed, now)
-        self.lockstep.expect(self.partitions.co_partitions(self._partition_counts), now)
+        self.lockstep.expect(self.partitions.co_partitions(self._rate_share.counts), now)
         self._count_assigned()
         self._share()
 
     def _share(self) -> None:
-        """This replica's part of the key's budget: the mean, over the subscribed topics, of
-        the fraction of each topic's partitions it owns. The replicas' shares add up to 1 once
-        every partition is owned, and a replica that owns a small topic (the OTPs) gets that
-        topic's whole weight however many partitions the big topics have."""
-        if self._on_share is None:
-            return
-        counts = {t: n for t, n in self._partition_counts.items() if n > 0}
-        owned = Counter(topic for topic, _ in self.partitions.assigned())
-        share = (
-            sum(min(1.0, owned[t] / n) for t, n in counts.items()) / len(counts) if counts else 1.0
-        )
-        self._on_share(share)
-        self._metrics.rate_share(share)
+        self._rate_share.update(self.partitions.assigned())
 
     async def on_revoke(self, tps: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
         """Let started work of the partitions finish (within the grace) and return what to commit.
