@@ -27,11 +27,9 @@ from collections.abc import Callable, Iterable, Mapping
 
 from bridge.codecs import UNDECIDED
 from bridge.config import BridgeConfig
-from bridge.dlq import DeadLetter, DeadLetterSink, DlqBreaker
+from bridge.dlq import DeadLetterSink, DlqBreaker
 from bridge.errors import (
-    DeadLetterWriteFailed,
     HaltError,
-    NoDeadLetterTopic,
     OffsetOrderError,
     RetryableError,
 )
@@ -41,6 +39,7 @@ from bridge.meisa.share import RateShare
 from bridge.observability import HealthState, Metrics, NullMetrics
 from bridge.outcome import Mapped, Unreadable, read_record, schema_prefetch, unmapped_type
 from bridge.pipeline.commit import CommitPolicy, Committer
+from bridge.pipeline.deadletters import DeadLetters
 from bridge.pipeline.dispatcher import Deliver, Dispatcher, Guard
 from bridge.pipeline.fence import COMMIT_STALL_SECONDS, StallFence
 from bridge.pipeline.lockstep import Lockstep
@@ -92,16 +91,21 @@ class Pipeline:
         self._rules = rules
         self._unmapped = unmapped_type(decoder, rules)
         self._prefetch = schema_prefetch(decoder)  # registry schemas, fetched off the loop
-        self._dlq = dlq
         self._metrics = metrics or NullMetrics()
         self._rate_share = RateShare(on_share, self._metrics.rate_share)
         self._tally = EventTally(self._metrics)
-        self._breaker_fill: tuple[float, float] | None = None  # last reported to the metrics
         self._health = health or HealthState()
-        self._breaker = DlqBreaker(
+        breaker = DlqBreaker(
             max_consecutive=config.dlq.max_consecutive,
             max_ratio=config.dlq.max_ratio,
             window=config.dlq.ratio_window,
+        )
+        self._dead_letters = DeadLetters(
+            sink=dlq,
+            breaker=breaker,
+            metrics=self._metrics,
+            halt=self._halt,
+            on_written=self._dead_lettered,
         )
         self.tracker = OffsetTracker(metadata_max_bytes=settings.commit_metadata_max_bytes)
         self.fence = StallFence(blocked=self._commits_stalled)
@@ -123,7 +127,6 @@ class Pipeline:
         self.partitions = Partitions(self.tracker, self.lockstep)
         self._source = source
         self._committer = Committer(self.tracker, self._source.commit, on_committed=self._committed)
-        self._dlq_tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._closing = False
         self._coalesced_seen = 0
@@ -167,9 +170,7 @@ class Pipeline:
         if not await self._drain(grace):
             log.warning("shutdown grace of %.0fs ran out; unfinished messages are re-read", grace)
         await self.dispatcher.aclose()
-        for task in list(self._dlq_tasks):
-            task.cancel()
-        await asyncio.gather(*self._dlq_tasks, return_exceptions=True)
+        await self._dead_letters.terminate()
         timer.cancel()
         await asyncio.gather(timer, return_exceptions=True)
         self._tally.flush()
@@ -180,9 +181,7 @@ class Pipeline:
     async def _drain(self, grace: float) -> bool:
         if not await self.dispatcher.wait_idle(grace):
             return False
-        if self._dlq_tasks:
-            await asyncio.wait(list(self._dlq_tasks), timeout=grace)
-        return not self._dlq_tasks
+        return await self._dead_letters.join(grace)
 
     def _halt(self, exc: HaltError) -> None:
         if self.halted is None:
@@ -277,7 +276,7 @@ class Pipeline:
     def _no_call(self, part: Partition, record: Record, event_type: str | None) -> None:
         """An event that makes no call is done at once: most events of a busy topic are ones no
         rule maps, so this path builds no InFlight and touches no dispatcher."""
-        if self._breaker_record(poison=False):
+        if self._dead_letters.count(poison=False):
             self.tracker.done(record.tp, record.offset)
             self._tally.count(record.topic, event_type, "ok")
             part.quiet = record
@@ -344,68 +343,14 @@ class Pipeline:
         if message.cancelled:
             return
         poison = message.failure is not None
-        if not self._breaker_record(poison):
+        if not self._dead_letters.count(poison):
             return
         if not poison:
             self._done(message, "skipped" if message.skipped else "ok")
             return
-        task = asyncio.create_task(self._dead_letter(message))
-        self._dlq_tasks.add(task)
-        task.add_done_callback(self._dlq_tasks.discard)
+        self._dead_letters.send(message)
 
-    def _breaker_record(self, poison: bool) -> bool:
-        """Count a finished message in the DLQ breaker; False when it tripped (halted)."""
-        try:
-            self._breaker.record(poison)
-        except HaltError as exc:
-            self._halt(exc)
-            return False
-        finally:
-            fill = self._breaker.fill()
-            if fill != self._breaker_fill:  # a gauge write per change, not per message
-                self._breaker_fill = fill
-                self._metrics.dlq_breaker(*fill)
-        return True
-
-    async def _dead_letter(self, message: InFlight) -> None:
-        failure = message.failure
-        assert failure is not None
-        r = message.record
-        if self._dlq is None:
-            self._halt(NoDeadLetterTopic(f"{r.topic}/{r.partition}@{r.offset}: {failure.error}"))
-            return
-        letter = DeadLetter(
-            topic=r.topic,
-            partition=r.partition,
-            offset=r.offset,
-            key=r.key,
-            value=r.value,
-            headers=r.headers,
-            timestamp=r.timestamp,
-            error=failure.error,
-            stage=failure.stage,
-            rule=failure.rule,
-            attempts=failure.attempts,
-        )
-        try:
-            await self._dlq.send(letter)
-        except HaltError as exc:
-            self._halt(exc)
-            return
-        except Exception as exc:  # never leave the offset stuck without a word
-            self._halt(DeadLetterWriteFailed(f"DLQ write: {type(exc).__name__}: {exc}"))
-            return
-        log.warning(
-            "%s %s partition %d offset %d (%s, rule %s): %s",
-            self._dlq.verb,
-            r.topic,
-            r.partition,
-            r.offset,
-            failure.stage,
-            repr(failure.rule) if failure.rule else "-",  # no rule: it did not decode
-            failure.error,
-        )
-        self._metrics.dlq(r.topic, failure.stage)
+    async def _dead_lettered(self, message: InFlight) -> None:
         self._done(message, "dlq")
         # Commit at once: a crash before the next commit would write the record again.
         await self._committer.commit([message.tp])
