@@ -6,47 +6,40 @@ never stops while deliveries wait (a long Retry-After only pauses the partitions
 are full), so max.poll.interval.ms is never exceeded and a partition with a backlog does not hold
 up the others.
 
-Steps, one module each: the source (bridge.kafka), bridge.outcome (decode and map), `offsets`
-(what is done), `lockstep` (event-time order across partitions), `dispatcher` (+`identity`,
-`lanes`, `coalesce`, `guards`) (Meisa), bridge.dlq (poison), `commit` (the explicit last step).
-
-A message is decoded and mapped as soon as it is fetched. A message without calls is done at
-once, in the poll loop (busy topics carry mostly events no rule maps: bridge.outcome's
-`unmapped_type` tells plain JSON ones by their type before an Envelope is built). Messages whose
-calls are all triggers (a one-time code depends on nothing and is only useful now) go to the
-dispatcher at once; the others wait in the lockstep buffer until no assigned partition could
-still deliver an older event, so one person's calls reach their lane in event-time order.
+Steps, one module each: the source (bridge.kafka), `intake` (track, decode and map with
+bridge.outcome, route), `lockstep` (event-time order across partitions), `dispatcher`
+(+`identity`, `lanes`, `coalesce`, `guards`) (Meisa), `deadletters` (the DLQ breaker and
+poison), `commit` (the explicit last step). What this member holds of each assigned partition
+lives in one object (`partition`); this module is the poll loop, the wiring, and the source's
+rebalance listener, which creates, revokes, loses and releases those objects.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping
 
-from bridge.codecs import UNDECIDED
 from bridge.config import BridgeConfig
 from bridge.dlq import DeadLetterSink, DlqBreaker
 from bridge.errors import (
     HaltError,
-    OffsetOrderError,
-    RetryableError,
 )
-from bridge.events import EventDecoder, EventRules, Record
+from bridge.events import EventDecoder, EventRules
 from bridge.kafka.protocols import OffsetAndMetadata, Source
 from bridge.meisa.share import RateShare
 from bridge.observability import HealthState, Metrics, NullMetrics
-from bridge.outcome import Mapped, Unreadable, read_record, schema_prefetch, unmapped_type
+from bridge.outcome import schema_prefetch
 from bridge.pipeline.commit import CommitPolicy, Committer
 from bridge.pipeline.deadletters import DeadLetters
 from bridge.pipeline.dispatcher import Deliver, Dispatcher, Guard
 from bridge.pipeline.fence import COMMIT_STALL_SECONDS, StallFence
+from bridge.pipeline.intake import Intake
 from bridge.pipeline.lockstep import Lockstep
-from bridge.pipeline.message import Failure, InFlight, TopicPartition
+from bridge.pipeline.message import InFlight, TopicPartition
 from bridge.pipeline.offsets import OffsetTracker
-from bridge.pipeline.partition import Buffered, Partition, Partitions
-from bridge.pipeline.readahead import MESSAGE_OVERHEAD_BYTES, ReadAhead
+from bridge.pipeline.partition import Buffered, Partitions
+from bridge.pipeline.readahead import ReadAhead
 from bridge.pipeline.tally import EventTally
 
 log = logging.getLogger("bridge.pipeline")
@@ -87,9 +80,6 @@ class Pipeline:
         self._read_ahead = ReadAhead(
             bound=settings.read_ahead_bytes, max_messages=settings.max_buffered_per_partition
         )
-        self._decoder = decoder
-        self._rules = rules
-        self._unmapped = unmapped_type(decoder, rules)
         self._prefetch = schema_prefetch(decoder)  # registry schemas, fetched off the loop
         self._metrics = metrics or NullMetrics()
         self._rate_share = RateShare(on_share, self._metrics.rate_share)
@@ -125,6 +115,18 @@ class Pipeline:
             max_skew=settings.max_skew_seconds, max_idle=settings.max_idle_seconds
         )
         self.partitions = Partitions(self.tracker, self.lockstep)
+        self._intake = Intake(
+            decoder=decoder,
+            rules=rules,
+            tracker=self.tracker,
+            partitions=self.partitions,
+            lockstep=self.lockstep,
+            tally=self._tally,
+            submit=self.dispatcher.submit,
+            finished=self._finished,
+            count=self._dead_letters.count,
+            halt=self._halt,
+        )
         self._source = source
         self._committer = Committer(self.tracker, self._source.commit, on_committed=self._committed)
         self._stop = asyncio.Event()
@@ -200,105 +202,18 @@ class Pipeline:
                 self._health.beat()
                 if self._prefetch is not None and records:
                     await self._prefetch(records)
-                for record in records:
-                    self._accept(record)
+                if not self._closing:  # else the next run reads them
+                    for record in records:
+                        self._intake.accept(record)
                 for tp in ends:
                     self.lockstep.at_end(tp)
                 self._tally.flush()
-                self._advance()
+                self._intake.advance()
                 await self._report_lags()
                 self._admit()
                 await self._backpressure()
         except Exception as exc:
             self._halt(HaltError(f"Kafka consumer failed: {type(exc).__name__}: {exc}"))
-
-    def _accept(self, record: Record) -> None:
-        part = self.partitions.reading(record.tp)
-        if part is None or self._closing:
-            return  # fetched before a revoke in the same consume(); the new owner reads it
-        if not self._track(record):
-            return
-        if self._unmapped is not None:
-            event_type = self._unmapped(record)
-            if event_type is not UNDECIDED:
-                self._no_call(part, record, event_type)
-                return
-        try:
-            read = read_record(record, self._decoder, self._rules)
-        except RetryableError as exc:
-            # e.g. the schema registry is down: the message is fine, so it must not be
-            # dead-lettered; halting commits nothing past it and a restart reads it again.
-            self._halt(HaltError(f"{record.topic}/{record.partition}@{record.offset}: {exc}"))
-            return
-        if isinstance(read, Unreadable) or read.calls:
-            self._start(part, record, read)
-        elif read.envelope is None:
-            # A tombstone deletes a key on a compacted topic: no event, nothing to send or DLQ.
-            self.tracker.done(record.tp, record.offset)
-            self._tally.count(record.topic, None, "tombstone")
-        else:
-            self._no_call(part, record, read.envelope.type)
-
-    def _start(self, part: Partition, record: Record, read: Mapped | Unreadable) -> None:
-        """A message with calls (or poison): its calls go to the dispatcher, through the
-        lockstep unless they are all triggers; poison goes to the DLQ."""
-        message = InFlight(record, envelope=read.envelope)
-        part.add(message)
-        if isinstance(read, Unreadable):
-            message.fail(Failure(error=read.error, stage=read.stage, rule=read.rule, attempts=0))
-            self._finished(message)
-            return
-        message.event_time = read.event_time
-        calls = read.calls
-        if all(call.kind == "trigger" for call in calls):
-            self.dispatcher.submit(message, calls)
-            return
-        # Event times are epoch seconds; an event with no time at all happened "now".
-        event_time = message.event_time if message.event_time is not None else time.time()
-        self.lockstep.push(record.tp, event_time, (message, calls))
-
-    def _track(self, record: Record) -> bool:
-        """False: nothing to do, the offset was seen already or an earlier owner finished it
-        (the committed metadata); counted as finished then."""
-        try:
-            fresh = self.tracker.track(
-                record.tp, record.offset, record.size + MESSAGE_OVERHEAD_BYTES
-            )
-        except OffsetOrderError:
-            log.warning(
-                "ignoring %s partition %d offset %d: already seen", *record.tp, record.offset
-            )
-            return False
-        if not fresh:
-            self._tally.count(record.topic, None, "finished_before")
-        return fresh
-
-    def _no_call(self, part: Partition, record: Record, event_type: str | None) -> None:
-        """An event that makes no call is done at once: most events of a busy topic are ones no
-        rule maps, so this path builds no InFlight and touches no dispatcher."""
-        if self._dead_letters.count(poison=False):
-            self.tracker.done(record.tp, record.offset)
-            self._tally.count(record.topic, event_type, "ok")
-            part.quiet = record
-
-    def _advance(self) -> None:
-        """Let the lockstep know how far in event time the partitions whose last messages made
-        no call have got, so a partition carrying only such events does not hold the others'
-        calls back until it is read to its end. One event time per partition and batch, read
-        only while the lockstep holds messages (events no rule maps skip their time otherwise)."""
-        quiet = self.partitions.take_quiet()
-        if quiet and self.lockstep.buffered():
-            for record in quiet:
-                event_time = self._event_time(record)
-                if event_time is not None:
-                    self.lockstep.advance(record.tp, event_time)
-
-    def _event_time(self, record: Record) -> float | None:
-        """The record's event time, decoded again (no rules: it is known to make no call)."""
-        try:
-            return record.decode_with(self._decoder).event_epoch()
-        except Exception:  # it decoded moments ago; at worst the lockstep waits as before
-            return None
 
     async def _report_lags(self) -> None:
         """Tell the lockstep which empty partitions still have data on its way (only needed while
