@@ -10,15 +10,16 @@ Steps, one module each: the source (bridge.kafka), `intake` (track, decode and m
 bridge.outcome, route), `lockstep` (event-time order across partitions), `dispatcher`
 (+`identity`, `lanes`, `coalesce`, `guards`) (Meisa), `deadletters` (the DLQ breaker and
 poison), `commit` (the explicit last step). What this member holds of each assigned partition
-lives in one object (`partition`); this module is the poll loop, the wiring, and the source's
-rebalance listener, which creates, revokes, loses and releases those objects.
+lives in one object (`partition`), which the source's rebalance listener (`rebalance`)
+creates, revokes, loses and releases; metrics that need a look at the steps are `report`'s.
+This module is the poll loop, its wiring, and the shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 
 from bridge.config import BridgeConfig
 from bridge.dlq import DeadLetterSink, DlqBreaker
@@ -26,7 +27,7 @@ from bridge.errors import (
     HaltError,
 )
 from bridge.events import EventDecoder, EventRules
-from bridge.kafka.protocols import OffsetAndMetadata, Source
+from bridge.kafka.protocols import Source
 from bridge.meisa.share import RateShare
 from bridge.observability import HealthState, Metrics, NullMetrics
 from bridge.outcome import schema_prefetch
@@ -40,6 +41,8 @@ from bridge.pipeline.message import InFlight, TopicPartition
 from bridge.pipeline.offsets import OffsetTracker
 from bridge.pipeline.partition import Buffered, Partitions
 from bridge.pipeline.readahead import ReadAhead
+from bridge.pipeline.rebalance import Rebalance
+from bridge.pipeline.report import Reporter
 from bridge.pipeline.tally import EventTally
 
 log = logging.getLogger("bridge.pipeline")
@@ -48,16 +51,14 @@ log = logging.getLogger("bridge.pipeline")
 # waits for the consumer's thread.
 POLL_WAIT_SECONDS = 0.1
 HALT_GRACE_SECONDS = 5.0  # after a halt, in-flight calls get this long before they are cancelled
-REPORT_SECONDS = 2.0  # metrics that need the consumer (lag) and the partition counts
-SHARE_REFRESH_TICKS = 15  # report ticks between partition-count refreshes (a metadata request)
 
 
 class Pipeline:
     """Runs until `stop()` or a halt; `run()` returns the HaltError, or None after a clean stop.
 
     It consumes from `source` (bridge.kafka.protocols.Source: confluent-kafka in production, the
-    in-memory broker in tests) and is the source's rebalance listener (`on_assign`, `on_revoke`,
-    `on_lost`)."""
+    in-memory broker in tests); `rebalance` (bridge.pipeline.rebalance) is the source's
+    rebalance listener."""
 
     def __init__(
         self,
@@ -74,7 +75,6 @@ class Pipeline:
         on_share: Callable[[float], None] | None = None,
     ) -> None:
         settings = config.pipeline
-        self._ticks = 0
         self.policy = CommitPolicy.from_settings(settings)
         self._batch = settings.batch_size
         self._read_ahead = ReadAhead(
@@ -129,9 +129,29 @@ class Pipeline:
         )
         self._source = source
         self._committer = Committer(self.tracker, self._source.commit, on_committed=self._committed)
+        self.rebalance = Rebalance(
+            partitions=self.partitions,
+            lockstep=self.lockstep,
+            tracker=self.tracker,
+            dispatcher=self.dispatcher,
+            rate_share=self._rate_share,
+            tally=self._tally,
+            health=self._health,
+            metrics=self._metrics,
+            revoke_grace=self.policy.revoke_grace_seconds,
+            waiting=lambda: self.halted is None and not self._closing,
+        )
+        self._reporter = Reporter(
+            metrics=self._metrics,
+            source=source,
+            dispatcher=self.dispatcher,
+            lockstep=self.lockstep,
+            tracker=self.tracker,
+            partitions=self.partitions,
+            rate_share=self._rate_share,
+        )
         self._stop = asyncio.Event()
         self._closing = False
-        self._coalesced_seen = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self.halted: HaltError | None = None
 
@@ -145,12 +165,12 @@ class Pipeline:
     async def run(self) -> HaltError | None:
         self._loop = asyncio.get_running_loop()
         callback_timeout = self.policy.revoke_grace_seconds + 30
-        await self._source.start(self, callback_timeout=callback_timeout)
+        await self._source.start(self.rebalance, callback_timeout=callback_timeout)
         self._rate_share.counts = await self._source.partition_counts()
         self._health.started = True
         poll = asyncio.create_task(self._poll_loop(), name="poll")
         timer = asyncio.create_task(self._commit_loop(), name="commit")
-        report = asyncio.create_task(self._report_loop(), name="report")
+        report = asyncio.create_task(self._reporter.run(), name="report")
         fence = asyncio.create_task(self.fence.run(), name="fence")
         await self._stop.wait()
         report.cancel()
@@ -303,92 +323,8 @@ class Pipeline:
             self._tally.flush()  # counted before committed: a crash may count twice, not never
             await self._committer.commit()
 
-    async def _report_loop(self) -> None:
-        while True:
-            await asyncio.sleep(REPORT_SECONDS)
-            await self._report()
-
-    async def _report(self) -> None:
-        self._metrics.in_flight(self.dispatcher.sending)
-        self._metrics.contact_waits(self.dispatcher.parked())
-        self._metrics.lockstep_buffered(self.lockstep.buffered())
-        for (topic, partition), (size, messages) in self.tracker.held().items():
-            self._metrics.read_ahead(topic, partition, size, messages)
-        merged = self.dispatcher.coalesced
-        if merged > self._coalesced_seen:
-            self._metrics.coalesced(merged - self._coalesced_seen)
-            self._coalesced_seen = merged
-        self._ticks += 1
-        if self._rate_share.active and self._ticks % SHARE_REFRESH_TICKS == 0:
-            self._rate_share.counts = await self._source.partition_counts()
-            self._share()
-        highs = await self._source.high_watermarks(self.partitions.assigned())
-        for tp, high in highs.items():
-            part = self.partitions.get(tp)
-            if part is not None and part.position is not None:
-                self._metrics.consumer_lag(tp[0], tp[1], max(0, high - part.position))
-
     def _committed(self, tp: TopicPartition, offset: int) -> None:
         part = self.partitions.get(tp)
         if part is not None:
             part.position = offset
         self._metrics.committed(tp[0], tp[1], offset)
-
-    async def on_assign(
-        self, tps: list[TopicPartition], committed: Mapping[TopicPartition, OffsetAndMetadata]
-    ) -> None:
-        log.info("assigned: %s", _names(tps))
-        now = asyncio.get_running_loop().time()
-        self.partitions.assign(tps, committed, now)
-        self.lockstep.expect(self.partitions.co_partitions(self._rate_share.counts), now)
-        self._count_assigned()
-        self._share()
-
-    def _share(self) -> None:
-        self._rate_share.update(self.partitions.assigned())
-
-    async def on_revoke(self, tps: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
-        """Let started work of the partitions finish (within the grace) and return what to commit.
-
-        Messages up to the last one finished or started still run, so the committed position
-        covers the work done (other contacts run ahead of a slow one); later buffered messages
-        start nothing, because the new owner reads them and the whole group waits for this
-        callback: draining a backlog here would stall every member."""
-        log.info("revoked: %s", _names(tps))
-        self.partitions.revoke(tps)
-        deadline = asyncio.get_running_loop().time() + self.policy.revoke_grace_seconds
-        # While closing, the shutdown grace already drained what it could and cancelled the rest.
-        waiting = self.halted is None and not self._closing
-        while waiting and not self.partitions.settled(tps):
-            if asyncio.get_running_loop().time() >= deadline:
-                log.warning("revoke grace ran out; unfinished messages go to the new owner")
-                break
-            await asyncio.sleep(0.02)
-        offsets = self.tracker.committable(tps)
-        self._tally.flush()
-        await self._release(tps)
-        return offsets
-
-    async def on_lost(self, tps: list[TopicPartition]) -> None:
-        """Lost partitions (session timeout): another member may own them already: no commit."""
-        log.warning("lost: %s", _names(tps))
-        self.partitions.lose(tps)
-        await self._release(tps)
-
-    async def _release(self, tps: Iterable[TopicPartition]) -> None:
-        tps = list(tps)
-        self.partitions.release(tps)
-        for tp in tps:
-            self._metrics.forget_partition(*tp)
-        self._share()
-        await self.dispatcher.release(tps)
-        self._count_assigned()
-
-    def _count_assigned(self) -> None:
-        count = len(self.partitions.assigned())
-        self._health.on_assignment(count)
-        self._metrics.assigned_partitions(count)
-
-
-def _names(tps: Iterable[TopicPartition]) -> str:
-    return ", ".join(f"{t}/{p}" for t, p in sorted(tps)) or "-"
