@@ -137,7 +137,7 @@ class Dispatcher:
 
     def _lane_for(self, call: MeisaCall) -> Lane:
         found = self.identity.key_for(call.body, fallback=call.contact_key)
-        if call.kind == "trigger":  # see the module docstring: a person's triggers, in order
+        if call.traits.trigger:  # see the module docstring: a person's triggers, in order
             return self._resolve(f"t:{found.key}")
         lane = self._resolve(found.key)
         if found.merged_from is not None:
@@ -259,7 +259,7 @@ class Dispatcher:
         if _abandoned(item):
             self._abandon(item)
             return
-        slot = _Start(self._slots[item.call.kind == "trigger"], item, self._fence)
+        slot = _Start(self._slots[item.call.traits.trigger], item, self._fence)
         try:
             await self._send(item.call, item.messages(), slot)
         except CallAbandoned:

@@ -98,7 +98,7 @@ class Intake:
             return
         message.event_time = read.event_time
         calls = read.calls
-        if all(call.kind == "trigger" for call in calls):
+        if all(call.traits.trigger for call in calls):
             self._submit(message, calls)
             return
         # Event times are epoch seconds; an event with no time at all happened "now".

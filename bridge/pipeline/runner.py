@@ -388,7 +388,7 @@ def _attempt_metrics(metrics: Metrics) -> Callable[[Attempt], None]:
         metrics.call_outcome(kind, outcome_of(attempt.error))
         metrics.call_latency(kind, attempt.duration)
         metrics.governor_wait(attempt.waited)
-        if kind == "trigger":
+        if attempt.call.traits.trigger:
             metrics.trigger_wait(attempt.waited)
         if isinstance(attempt.error, RetryableError):
             metrics.retries(kind, type(attempt.error).__name__)
