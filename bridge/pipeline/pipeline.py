@@ -23,9 +23,7 @@ from collections.abc import Callable
 
 from bridge.config import BridgeConfig
 from bridge.dlq import DeadLetterSink, DlqBreaker
-from bridge.errors import (
-    HaltError,
-)
+from bridge.errors import HaltError
 from bridge.events import EventDecoder, EventRules
 from bridge.kafka.protocols import Source
 from bridge.meisa.share import RateShare
@@ -310,7 +308,7 @@ class Pipeline:
         event_type = message.envelope.type if message.envelope is not None else None
         self._tally.count(message.record.topic, event_type, outcome)
 
-    # -- commits and rebalances ------------------------------------------------------------------
+    # -- commits -----------------------------------------------------------------------------------
 
     def _commits_stalled(self) -> bool:
         return self._committer.stalled_for() > COMMIT_STALL_SECONDS
