@@ -1,9 +1,10 @@
 """One object per assigned partition, from assign to release, and the registry that holds them.
 
-A partition's facts live in its `Partition`: whether it is paused, its messages in flight
-(`live`), the last message of this batch that made no call (`quiet`, for the lockstep), the
-offset last committed (`position`, for the lag), and its entries in the offset tracker and the
-lockstep. A rebalance is then "create, revoke, lose, release one object":
+A partition's facts live in its `Partition`: whether it is paused, what it holds read ahead,
+its messages in flight (`live`), the last message of this batch that made no call (`quiet`, for
+the lockstep), the offset last committed (`position`, for the lag) and its offset-tracker entry;
+the registry, `Partitions`, keeps its lockstep input in step (pause, assign, remove). A
+rebalance is then "create, revoke, lose, release one object":
 
     assign ──> READING ⇄ paused (read-ahead bound)
                   │
@@ -54,6 +55,10 @@ class Partition:
     def reading(self) -> bool:
         return self.state is PartitionState.READING
 
+    def held(self) -> tuple[int, int]:
+        """Bytes and messages read and not finished yet: what counts against read-ahead."""
+        return self.offsets.bytes, len(self.offsets.open)
+
     def add(self, message: InFlight) -> None:
         self.live[message.offset] = message
 
@@ -103,6 +108,10 @@ class Partitions:
 
     def assigned(self) -> list[TopicPartition]:
         return [tp for tp, part in self._parts.items() if part.reading]
+
+    def held(self) -> dict[TopicPartition, tuple[int, int]]:
+        """What each partition holds read and not finished (bridge.pipeline.readahead)."""
+        return {tp: part.held() for tp, part in self._parts.items()}
 
     def paused(self) -> set[TopicPartition]:
         return {tp for tp, part in self._parts.items() if part.paused}

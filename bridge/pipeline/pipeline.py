@@ -144,7 +144,6 @@ class Pipeline:
             source=source,
             dispatcher=self.dispatcher,
             lockstep=self.lockstep,
-            tracker=self.tracker,
             partitions=self.partitions,
             rate_share=self._rate_share,
         )
@@ -260,7 +259,7 @@ class Pipeline:
 
     async def _backpressure(self) -> None:
         """Pause partitions past the read-ahead bound, resume those back within it."""
-        held = self.tracker.held()
+        held = self.partitions.held()
         pause, resume = self._read_ahead.decide(held, self.partitions.paused())
         if pause:
             await self._source.pause(pause)

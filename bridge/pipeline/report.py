@@ -15,7 +15,6 @@ from bridge.meisa.share import RateShare
 from bridge.observability import Metrics
 from bridge.pipeline.dispatcher import Dispatcher
 from bridge.pipeline.lockstep import Lockstep
-from bridge.pipeline.offsets import OffsetTracker
 from bridge.pipeline.partition import Buffered, Partitions
 
 REPORT_SECONDS = 2.0  # metrics that need the consumer (lag) and the partition counts
@@ -30,7 +29,6 @@ class Reporter:
         source: Source,
         dispatcher: Dispatcher,
         lockstep: Lockstep[Buffered],
-        tracker: OffsetTracker,
         partitions: Partitions,
         rate_share: RateShare,
     ) -> None:
@@ -38,7 +36,6 @@ class Reporter:
         self._source = source
         self._dispatcher = dispatcher
         self._lockstep = lockstep
-        self._tracker = tracker
         self._partitions = partitions
         self._rate_share = rate_share
         self._coalesced_seen = 0
@@ -53,7 +50,7 @@ class Reporter:
         self._metrics.in_flight(self._dispatcher.sending)
         self._metrics.contact_waits(self._dispatcher.parked())
         self._metrics.lockstep_buffered(self._lockstep.buffered())
-        for (topic, partition), (size, messages) in self._tracker.held().items():
+        for (topic, partition), (size, messages) in self._partitions.held().items():
             self._metrics.read_ahead(topic, partition, size, messages)
         merged = self._dispatcher.coalesced
         if merged > self._coalesced_seen:

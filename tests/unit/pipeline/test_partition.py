@@ -118,3 +118,12 @@ def test_co_partitions_are_partition_n_of_topics_with_as_many_partitions() -> No
     assert parts.co_partitions(counts) == [("product", 0)]
     parts.assign([("product", 0)], {}, now=0.0)
     assert parts.co_partitions(counts) == []
+
+
+def test_what_a_partition_holds_read_ahead_is_its_unfinished_messages() -> None:
+    parts, tracker, _ = setup()
+    parts.assign([TP], {}, now=0.0)
+    live(parts, tracker, 0)
+    live(parts, tracker, 1)
+    tracker.done(TP, 0)
+    assert parts.held() == {TP: (10, 1)}
