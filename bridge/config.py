@@ -108,15 +108,16 @@ def _build(
         for name, cls in SECTIONS.items()
     }
     sections["meisa"] = _with_api_key(sections["meisa"], doc.get("meisa"), base, file, errors)
-    base_url = sections["meisa"].base_url
-    if base_url and not base_url.startswith(("http://", "https://")):
-        meisa_node = doc.get("meisa")
-        where = line_of(meisa_node, "base_url") if isinstance(meisa_node, dict) else None
-        message = f"expected an http:// or https:// URL, got {base_url!r}"
-        errors.append(_err(message, file, where, "meisa.base_url"))
+    sections["meisa"] = _egress(sections["meisa"], doc.get("meisa"), base, file, errors)
     if "dead_letter_topic" in doc:
         topic = _convert(str | None, doc["dead_letter_topic"])
         sections["dlq"] = replace(sections["dlq"], topic=topic)
+    ratio = sections["tracing"].sampler_ratio
+    if ratio is not None and ratio > 1:
+        node = doc.get("tracing")
+        where = line_of(node, "sampler_ratio") if isinstance(node, dict) else None
+        message = f"expected a share from 0 to 1, got {ratio:g}"
+        errors.append(_err(message, file, where, "tracing.sampler_ratio"))
     sections["codec"] = _codec(sections["codec"], doc.get("codec"), base, file, errors)
     kafka = _kafka(doc.get("kafka"), file, line_of(doc, "kafka"), errors)
     _check_ledger(sections["ledger"], kafka, doc, file, errors)
@@ -270,11 +271,23 @@ def _convert(hint: Any, raw: Any) -> Any:  # noqa: PLR0911, PLR0912 (a branch pe
         if isinstance(raw, dict | list) or raw is None:
             raise ValueError("expected a string")
         return str(raw)
+    if origin is tuple and args == (str, ...):
+        return _strings(raw)
     if origin is not None and issubclass(origin, Mapping):
         if not isinstance(raw, dict):
             raise ValueError("expected a mapping")
         return {str(k): str(v) for k, v in raw.items()}
     raise TypeError(f"unsupported setting type {hint!r}")
+
+
+def _strings(raw: Any) -> tuple[str, ...]:
+    """A list of strings, or one comma-separated string (as `NO_PROXY` is written)."""
+    if raw is None:
+        return ()
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not all(isinstance(i, str | int) for i in items):
+        raise ValueError("expected a list of strings or a comma-separated string")
+    return tuple(text for text in (str(i).strip() for i in items) if text)
 
 
 def _number(hint: type[Any], raw: Any) -> Any:
@@ -308,6 +321,44 @@ def _with_api_key(
             return meisa
         return replace(meisa, api_key=SecretStr(secret))
     return replace(meisa, api_key=SecretStr(os.environ.get(API_KEY_ENV, "")))
+
+
+def _egress(
+    meisa: MeisaSettings, node: Any, base: Path, file: str, errors: list[ConfigError]
+) -> MeisaSettings:
+    """base_url and proxy are http(s) URLs; ca_file is relative to the config file and holds
+    at least one PEM certificate."""
+
+    def where(key: str) -> int | None:
+        return line_of(node, key) if isinstance(node, dict) else None
+
+    if meisa.base_url and not meisa.base_url.startswith(("http://", "https://")):
+        message = f"expected an http:// or https:// URL, got {meisa.base_url!r}"
+        errors.append(_err(message, file, where("base_url"), "meisa.base_url"))
+    proxy = meisa.proxy.get_secret_value()
+    if proxy and not proxy.startswith(("http://", "https://")):
+        # Only the scheme is shown: the rest may hold the proxy's password.
+        shown = proxy.split("://", 1)[0] + "://..." if "://" in proxy else "no scheme"
+        message = f"expected an http:// or https:// proxy URL, got {shown}"
+        errors.append(_err(message, file, where("proxy"), "meisa.proxy"))
+    if meisa.ca_file is None:
+        return meisa
+    path = Path(meisa.ca_file)
+    path = path if path.is_absolute() else base / path
+    problem = _pem_problem(path)
+    if problem:
+        errors.append(_err(problem, file, where("ca_file"), "meisa.ca_file"))
+    return replace(meisa, ca_file=str(path))
+
+
+def _pem_problem(path: Path) -> str | None:
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror}"
+    if b"-----BEGIN CERTIFICATE-----" not in text:
+        return f"{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+    return None
 
 
 def _rules(

@@ -40,6 +40,8 @@ PARTITION = "meisa-bridge.partition"
 OFFSET = "meisa-bridge.offset"
 TIMESTAMP = "meisa-bridge.timestamp"  # the original Kafka timestamp, epoch milliseconds
 ATTEMPTS = "meisa-bridge.attempts"  # delivery attempts made before giving up
+# With tracing on (only then): the message's trace id, 32 hex digits, after the headers above.
+TRACE_ID = "meisa-bridge.trace_id"
 DLQ_HEADERS = (
     ERROR_CLASS,
     ERROR_MESSAGE,
@@ -72,6 +74,7 @@ class DeadLetter:
     stage: Stage
     rule: str = ""
     attempts: int = 1
+    trace_id: str | None = None  # with tracing on: the message's trace
 
 
 def build_dlq_headers(
@@ -113,6 +116,8 @@ def dlq_record_headers(letter: DeadLetter) -> RawHeaders:
         timestamp=letter.timestamp,
         attempts=letter.attempts,
     )
+    if letter.trace_id:
+        extra.append((TRACE_ID, letter.trace_id.encode("ascii")))
     return [*(letter.headers or []), *extra]
 
 

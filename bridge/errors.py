@@ -30,6 +30,7 @@ Retries, DLQ routing and halting key off these types, never off message strings:
     │   ├── Forbidden          403: the key lacks a scope
     │   ├── MissingScopes      start-up: rules need scopes the key does not have
     │   ├── WrongBaseUrl       a redirect (3xx), or 404 on GET /ping: base_url misses the API
+    │   ├── TlsError           Meisa's (or the proxy's) TLS certificate was refused: not transient
     │   ├── DlqBreakerTripped  too many poison messages in a row or in a window
     │   ├── DeadLetterWriteFailed  the DLQ record was not acknowledged by the broker
     │   ├── NoDeadLetterTopic  a poison message and no dead_letter_topic configured
@@ -44,7 +45,9 @@ Retries, DLQ routing and halting key off these types, never off message strings:
         └── CallAbandoned      a call's messages were revoked or lost before it started (dropped)
 
 Not in the tree: `bridge.sandbox.model.ApiError` is the sandbox server's HTTP error response (the
-sandbox stands in for Meisa; the bridge sees its answers only through the client's classification).
+sandbox stands in for Meisa; the bridge sees its answers only through the client's classification),
+and `bridge.meisa.wire.TlsConnectError` is an httpx transport error (transports raise httpx's
+types) that the client turns into TlsError.
 
 Messages never contain the API key; emails are masked by the logging layer.
 """
@@ -265,6 +268,13 @@ class MissingScopes(HaltError):
 class WrongBaseUrl(HaltError):
     """meisa.base_url does not lead to the API: it answered with a redirect (the client follows
     none, since every call would take it), or GET /ping is not there."""
+
+
+class TlsError(HaltError):
+    """The TLS handshake refused the certificate of Meisa or of the proxy: an unknown issuer (a
+    private CA: `meisa.ca_file`), a wrong host name, an expired certificate. Unlike a reset or a
+    timeout it does not go away by retrying, so start-up refuses at once and a running bridge
+    halts instead of retrying every call against it."""
 
 
 class DlqBreakerTripped(HaltError):

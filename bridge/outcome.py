@@ -42,6 +42,7 @@ from bridge.errors import (
 )
 from bridge.events import Envelope, EventDecoder, EventRules, Record
 from bridge.meisa.calls import MeisaCall
+from bridge.observability.tracing import NO_TRACE, MessageTrace
 from bridge.rules.engine import RuleSet
 
 Outcome = Literal["ok", "skipped", "retry", "poison", "halt"]
@@ -80,9 +81,15 @@ class Unreadable:
 
 
 def read_record(
-    record: Record, decoder: EventDecoder, rules: EventRules, *, replay: bool = False
+    record: Record,
+    decoder: EventDecoder,
+    rules: EventRules,
+    *,
+    replay: bool = False,
+    trace: MessageTrace = NO_TRACE,
 ) -> Mapped | Unreadable:
     """Decode and map one record (see the module docstring); raises only RetryableError.
+    `trace` is told when each step ends (bridge.observability.tracing).
 
     Runs for every message the bridge reads, most of which often make no call: no closures."""
     if is_tombstone(record):
@@ -90,11 +97,15 @@ def read_record(
     try:
         envelope = record.decode_with(decoder)
     except Exception as exc:
+        trace.decoded(None)
         return Unreadable(_poison(exc, DecodeError), None)
+    trace.decoded(envelope)
     try:
         calls = rules.map(envelope, replay=replay)
     except Exception as exc:
+        trace.mapped()
         return Unreadable(_poison(exc, MappingError), envelope)
+    trace.mapped()
     return Mapped(envelope, calls)
 
 

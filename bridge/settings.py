@@ -127,6 +127,30 @@ class MeisaSettings:
             "`pipeline.contact_wait_seconds` instead)."
         ),
     )
+    proxy: SecretStr = field(
+        default_factory=lambda: SecretStr(""),
+        metadata=doc(
+            "HTTP proxy for Meisa calls (`http://host:port`, or `http://user:password@host:port`; "
+            "HTTPS goes through it with CONNECT), e.g. `${HTTPS_PROXY:-}`. Empty: no proxy; the "
+            "proxy environment variables are not read by themselves. Never logged."
+        ),
+    )
+    no_proxy: tuple[str, ...] = field(
+        default=(),
+        metadata=doc(
+            "Hosts reached without the proxy: a list or a comma-separated string as in "
+            "`NO_PROXY` (`example.com` also covers its subdomains, `.example.com` only them; "
+            "IP addresses, CIDR blocks such as `10.0.0.0/8`, `host:port`, `*` for every host)."
+        ),
+    )
+    ca_file: str | None = field(
+        default=None,
+        metadata=doc(
+            "PEM bundle of CA certificates trusted for Meisa's (or the proxy's) TLS certificate, "
+            "in addition to the public CAs (certifi); relative to the config file. For a private "
+            "CA or a TLS-inspecting proxy."
+        ),
+    )
     transport: Literal["pyreqwest", "aiohttp", "httpx"] = field(
         default="pyreqwest",
         metadata=doc(
@@ -445,6 +469,50 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TracingSettings:
+    """OpenTelemetry traces of the messages read and the Meisa calls they make (OTLP over HTTP)."""
+
+    enabled: bool = field(
+        default=False,
+        metadata=doc(
+            "Record traces: a span per message that makes calls (decode, map, the waits in "
+            "the lockstep, the lane and the rate governor) and one per Meisa attempt; Meisa "
+            "receives `traceparent`. Off: nothing of OpenTelemetry is even imported. "
+            "`OTEL_SDK_DISABLED=true` turns it off too."
+        ),
+    )
+    endpoint: str | None = field(
+        default=None,
+        metadata=doc(
+            "OTLP/HTTP (protobuf) traces URL, e.g. `http://otel-collector:4318/v1/traces`. "
+            "Empty: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else `OTEL_EXPORTER_OTLP_ENDPOINT` + "
+            "`/v1/traces`, else `http://localhost:4318/v1/traces`. Headers (e.g. a collector's "
+            "key) come from `OTEL_EXPORTER_OTLP_HEADERS`."
+        ),
+    )
+    sampler_ratio: float | None = field(
+        default=None,
+        metadata=doc(
+            "Share of traces recorded, 0 to 1, for events that do not arrive with a trace; an "
+            "event's own `traceparent` decides for itself (parent-based). Empty: "
+            "`OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` when set, else 1."
+        ),
+    )
+    service_name: str | None = field(
+        default=None,
+        metadata=doc("`service.name` of the spans. Empty: `OTEL_SERVICE_NAME`, else meisa-bridge."),
+    )
+    min_step_ms: float = field(
+        default=1.0,
+        metadata=doc(
+            "A step (decode, map) or wait that took at least this long is a span of its own; a "
+            "shorter one is an event on its parent's span (its end and `duration_us`), about a "
+            "tenth of the cost of a span. 0: every step is a span."
+        ),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class BridgeSettings:
     """Every setting of one deployment file, apart from the rules (see bridge.config)."""
 
@@ -467,6 +535,7 @@ class BridgeSettings:
     suppression: SuppressionSettings = field(default_factory=SuppressionSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
 
 
 # The sections of the file that map onto a settings model, in the order the docs show them.
@@ -479,6 +548,7 @@ SECTIONS: Mapping[str, type[Any]] = {
     "suppression": SuppressionSettings,
     "server": ServerSettings,
     "logging": LoggingSettings,
+    "tracing": TracingSettings,
 }
 # Top-level keys that are not a section, with their meaning.
 TOP_LEVEL_DOCS: Mapping[str, str] = {
@@ -500,6 +570,7 @@ TOP_LEVEL_KEYS: tuple[str, ...] = (
     "suppression",
     "server",
     "logging",
+    "tracing",
     "rules",
     "rules_file",
 )

@@ -3,8 +3,10 @@
 Every method raises the error tree (bridge.errors) as classified in bridge.meisa.classify;
 retries, pacing and priorities live in bridge.meisa.delivery / retry / governor. The transport
 is injectable (tests and benchmarks swap it); by default it follows `MeisaSettings.transport`:
-"aiohttp" (bridge.meisa.aio, an httpx transport on aiohttp: several times less client CPU per
-request, see bench/client_transport.py) or "httpx" (httpx's own pool).
+"pyreqwest" (bridge.meisa.reqwest), "aiohttp" (bridge.meisa.aio, an httpx transport on aiohttp:
+several times less client CPU per request than httpx's own pool, see
+bench/client_transport.py) or "httpx" (httpx's own pool). Every engine takes the same proxy and
+CA settings (bridge.meisa.egress).
 
 Requests go straight to the httpx transport as `httpx.Request`s with absolute URLs built once
 per path and their headers complete (Host, Content-Length): `httpx.AsyncClient` would parse and
@@ -15,7 +17,8 @@ skipping it saves about a third of the client's CPU per request (bench/client_tr
 The API key lives only in the client's default headers: it never appears in a repr, an exception
 message or a log line. Transport failures become a TransportError that does not chain the httpx
 exception, because that one carries the request (headers included); a response that echoes the
-key has it replaced before anything reads the body.
+key has it replaced before anything reads the body. The proxy's password is redacted the same
+way. A refused TLS certificate is a TlsError (halt), not a TransportError: retrying cannot fix it.
 """
 
 from __future__ import annotations
@@ -34,12 +37,16 @@ from bridge.errors import (
     ContactNotFound,
     MappingError,
     SpecFieldError,
+    TlsError,
     TransportError,
     WrongBaseUrl,
 )
 from bridge.meisa.calls import MeisaCall, contact_key
 from bridge.meisa.classify import classify
+from bridge.meisa.egress import Egress, egress_for
 from bridge.meisa.models import BULK_ENROLL_MAX, CallResult, Endpoint, PingInfo, check_body
+from bridge.meisa.wire import PoolTransport, TlsConnectError
+from bridge.observability.tracing import OUTGOING
 from bridge.settings import MeisaSettings
 
 _CONTACT_CACHE_SIZE = 10_000  # ids of recently tagged contacts; an id is 1 upsert saved per tag
@@ -54,17 +61,30 @@ _SIZED_HEADERS = 1_000  # header sets kept, one per body length (a few hundred b
 _TRANSPORT_ERRORS = (httpx.TransportError, OSError, TimeoutError)
 
 
-def default_transport(settings: MeisaSettings) -> httpx.AsyncBaseTransport:
+def default_transport(
+    settings: MeisaSettings, egress: Egress | None = None
+) -> httpx.AsyncBaseTransport:
     limits = httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=_KEEPALIVE)
+    egress = egress or egress_for(settings)
     if settings.transport == "pyreqwest":
         from bridge.meisa.reqwest import ReqwestTransport
 
-        return ReqwestTransport(limits=limits, timeout=httpx.Timeout(settings.timeout))
+        timeout = httpx.Timeout(settings.timeout)
+        return ReqwestTransport(limits=limits, timeout=timeout, egress=egress)
     if settings.transport == "aiohttp":
         from bridge.meisa.aio import AiohttpTransport
 
-        return AiohttpTransport(limits=limits)
-    return httpx.AsyncHTTPTransport(limits=limits)
+        return AiohttpTransport(limits=limits, egress=egress)
+    return PoolTransport(limits=limits, egress=egress)
+
+
+def tls_refusal(base_url: str, error: TlsError) -> str:
+    """The one line start-up refuses with when Meisa's (or the proxy's) certificate is refused."""
+    return (
+        f"Meisa's TLS certificate was refused at {base_url}: {error} (a private CA or a "
+        "TLS-inspecting proxy: set meisa.ca_file to its PEM bundle; a wrong host name or an "
+        "expired certificate: check meisa.base_url and the server)"
+    )
 
 
 def _parse(content: bytes) -> Any:
@@ -102,7 +122,10 @@ class MeisaClient:
         )
         self._sized: dict[int, httpx.Headers] = {}  # by body length: the headers with it
         self._extensions = {"timeout": httpx.Timeout(settings.timeout).as_dict()}
-        self._transport = transport or default_transport(settings)
+        egress = egress_for(settings)
+        key = settings.api_key.get_secret_value()
+        self._secrets = tuple(s for s in (key, *egress.secrets) if s)
+        self._transport = transport or default_transport(settings, egress)
 
     def __repr__(self) -> str:
         return (
@@ -138,23 +161,25 @@ class MeisaClient:
     ) -> CallResult:
         endpoint = f"{method} /{path}"
         content = _encode(endpoint, json)
-        failure = ""
+        failure, refused = "", False
         request = httpx.Request(
             method,
             self._url(path, params),
-            headers=self._headers_for(content),
+            headers=self._headers_for(content, OUTGOING.get()),
             stream=httpx.ByteStream(content or b""),
             extensions=self._extensions,
         )
         try:
             response = await self._transport.handle_async_request(request)
             await response.aread()
+        except TlsConnectError as exc:
+            failure, refused = self._redact(f"{endpoint}: {exc}"), True
         except _TRANSPORT_ERRORS as exc:
             failure = self._redact(f"{endpoint}: {type(exc).__name__}: {exc}")
         if failure:
             # Raised outside the handler, so neither __cause__ nor __context__ links the httpx
             # exception: it holds the request, and with it the API key header.
-            raise TransportError(failure)
+            raise TlsError(failure) if refused else TransportError(failure)
         status = response.status_code
         # Reading a header decodes them all: only the answers that use one pay for it.
         location = response.headers.get("location") if 300 <= status < 400 else None
@@ -170,12 +195,19 @@ class MeisaClient:
             retry_after_cap=self.settings.retry_after_cap_seconds,
         )
 
-    def _headers_for(self, content: bytes | None) -> httpx.Headers:
+    def _headers_for(
+        self, content: bytes | None, trace: tuple[tuple[str, str], ...] | None = None
+    ) -> httpx.Headers:
         """The request's headers, Host and Content-Length included: a Request built on a stream
-        adds none itself (building it from `content` costs three times as much CPU)."""
-        if content is None:
-            return self._headers
-        size = len(content)
+        adds none itself (building it from `content` costs three times as much CPU). `trace`:
+        the headers of the attempt's trace (`traceparent`), when tracing is on."""
+        headers = self._headers if content is None else self._sized_headers(len(content))
+        if trace:
+            headers = headers.copy()
+            headers.update(trace)
+        return headers
+
+    def _sized_headers(self, size: int) -> httpx.Headers:
         headers = self._sized.get(size)  # a Request copies Headers cheaply, builds them dearly
         if headers is None:
             if len(self._sized) >= _SIZED_HEADERS:
@@ -185,8 +217,9 @@ class MeisaClient:
         return headers
 
     def _redact(self, text: str) -> str:
-        key = self.settings.api_key.get_secret_value()
-        return text.replace(key, "[redacted]") if key else text
+        for secret in self._secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
 
     def _redact_bytes(self, content: bytes) -> bytes:
         key = self.settings.api_key.get_secret_value().encode()

@@ -23,6 +23,10 @@ wait): a trigger that waited behind a Retry-After can turn stale meanwhile. It r
 
 A trigger is first looked up in the sent-email ledger (`bridge.ledger`; AlreadySent when Meisa
 accepted its key before) and recorded there once Meisa accepted it.
+
+Trace. `deliver(call, ..., trace=...)` takes the call's trace (bridge.observability.tracing): each
+attempt is a span, from before the rate governor to the answer, and its id goes to Meisa in
+`traceparent`. Off, it is a no-op.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from bridge.meisa.client import MeisaClient
 from bridge.meisa.governor import RateGovernor
 from bridge.meisa.models import CallResult
 from bridge.meisa.retry import RetryPolicy, Sleep
+from bridge.observability.tracing import NO_CALL_TRACE, AttemptTrace, CallTrace
 from bridge.settings import MeisaSettings
 
 
@@ -109,20 +114,22 @@ class Deliverer:
         *,
         not_found: bool = True,
         event_time: float | None = None,
+        trace: CallTrace = NO_CALL_TRACE,
     ) -> CallResult:
         """`event_time` (epoch seconds) is what the guard measures max_age from."""
-        self._ledger.check(call)
-        result = await self._deliver(call, slot, not_found=not_found, event_time=event_time)
-        await self._ledger.record(call)
+        with trace:
+            self._ledger.check(call)
+            result = await self._deliver(call, slot, not_found, event_time, trace)
+            await self._ledger.record(call)
         return result
 
     async def _deliver(
         self,
         call: MeisaCall,
         slot: AbstractAsyncContextManager[object] | None,
-        *,
         not_found: bool,
         event_time: float | None,
+        trace: CallTrace,
     ) -> CallResult:
         number = 0
 
@@ -130,9 +137,9 @@ class Deliverer:
             nonlocal number
             number = n
             if slot is None:
-                return await self._attempt(call, n, event_time)
+                return await self._attempt(call, n, event_time, trace.attempt(call, n))
             async with slot:
-                return await self._attempt(call, n, event_time)
+                return await self._attempt(call, n, event_time, trace.attempt(call, n))
 
         try:
             return await self.policy.run(
@@ -143,8 +150,11 @@ class Deliverer:
                 raise
             raise error.after_attempts(number) from error  # 404s retried before giving up count
 
-    async def _attempt(self, call: MeisaCall, number: int, event_time: float | None) -> CallResult:
+    async def _attempt(
+        self, call: MeisaCall, number: int, event_time: float | None, traced: AttemptTrace
+    ) -> CallResult:
         waited = await self.governor.acquire(call.priority, self.client.requests_for(call))
+        traced.acquired()
         start = self._clock()
         try:
             if self._guard is not None:
@@ -152,18 +162,19 @@ class Deliverer:
             result = await self.client.send(call)
         except RateLimited as error:
             self.governor.on_rate_limited(error.retry_after)
-            self._report(Attempt(call, number, waited, self._clock() - start, error=error))
+            self._report(Attempt(call, number, waited, self._clock() - start, error=error), traced)
             raise
         except Exception as error:
             if not isinstance(error, RetryableError):
                 self.governor.on_success()  # answered without a rate limit: budget is fine
-            self._report(Attempt(call, number, waited, self._clock() - start, error=error))
+            self._report(Attempt(call, number, waited, self._clock() - start, error=error), traced)
             raise
         self.governor.on_success()
-        self._report(Attempt(call, number, waited, self._clock() - start, result=result))
+        self._report(Attempt(call, number, waited, self._clock() - start, result=result), traced)
         return result
 
-    def _report(self, attempt: Attempt) -> None:
+    def _report(self, attempt: Attempt, traced: AttemptTrace) -> None:
+        traced.ended(attempt.result.status if attempt.result else None, attempt.error)
         if self._on_attempt is not None:
             self._on_attempt(attempt)
 

@@ -3,9 +3,10 @@
 The client builds `httpx.Request`s and reads `httpx.Response`s; this transport hands each request
 to one `pyreqwest` client (reqwest and hyper on a Tokio runtime in a thread of their own) and
 answers with the whole body read. Like the aiohttp transport (bridge/meisa/aio.py) it does only
-what the client needs: bytes bodies, no redirects, no cookies, no streaming, no proxy from the
-environment (reqwest would read HTTP_PROXY; the other engines do not), no decompression by the
-engine (a compressed answer is decoded by httpx). pyreqwest ships an httpx transport of its
+what the client needs: bytes bodies, no redirects, no cookies, no streaming, no proxy but the
+configured one (reqwest would read HTTP_PROXY; the other engines do not), no decompression by the
+engine (a compressed answer is decoded by httpx). It trusts certifi's CAs, as httpx does, and
+the egress's `ca_file` beside them. pyreqwest ships an httpx transport of its
 own; it streams every answer through an exit stack and a chunk iterator, which costs about as
 much CPU as aiohttp does, so this one reads the body in one go instead. Measured with 16 upserts
 in flight against the sandbox: about a third less client CPU per request than the aiohttp
@@ -14,7 +15,9 @@ transport (bench/client_transport.py).
 Timeouts follow the request's httpx timeout (the client sets one for every request): connect,
 read and pool as the client's phase timeouts, their sum as the whole request's bound. pyreqwest's
 errors become httpx's (`httpx.ConnectError`, `httpx.ReadTimeout` ...), as the transport contract
-says, with pyreqwest's message but without chaining the original.
+says, with pyreqwest's message but without chaining the original. A refused certificate becomes
+TlsConnectError: pyreqwest has no type for it, only rustls's message among the connect error's
+causes ("invalid peer certificate: ..."), so that message is what tells it apart.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ import certifi
 import httpx
 from pyreqwest import exceptions as reqwest_errors
 from pyreqwest.client import Client, ClientBuilder
+from pyreqwest.proxy import ProxyBuilder
 
-from bridge.meisa.wire import read_response, request_headers
+from bridge.meisa.egress import DIRECT, Egress
+from bridge.meisa.wire import TlsConnectError, read_response, request_headers
 
 # Most specific first: the first match wins.
 _ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
@@ -44,9 +49,15 @@ _ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
 )
 
 
+_CERTIFICATE_REFUSED = "invalid peer certificate"  # rustls's words for every verification failure
+
+
 def _error(exc: Exception) -> httpx.TransportError:
     """The httpx error for a pyreqwest (or socket) failure."""
-    text = f"{type(exc).__name__}: {exc}"
+    refused = _refused_certificate(exc)
+    if refused is not None:
+        return TlsConnectError(refused)
+    text = f"{type(exc).__name__}: {_describe(exc)}"
     for theirs, ours in _ERRORS:
         if isinstance(exc, theirs):
             return ours(text)
@@ -55,20 +66,48 @@ def _error(exc: Exception) -> httpx.TransportError:
     return httpx.NetworkError(text)
 
 
+def _describe(exc: Exception) -> str:
+    """pyreqwest's message and its causes, innermost last ("connection error: ...: tcp connect
+    error: Connection refused"), instead of the repr of its details."""
+    details = getattr(exc, "details", None)
+    causes = details.get("causes") if isinstance(details, dict) else None
+    if not causes:
+        return str(exc)
+    head = exc.args[0] if exc.args and isinstance(exc.args[0], str) else type(exc).__name__
+    return ": ".join([head, *(str(cause.get("message", "")) for cause in causes)])
+
+
+def _refused_certificate(exc: Exception) -> str | None:
+    """rustls's reason when the error is a refused certificate, e.g. "invalid peer certificate:
+    UnknownIssuer"."""
+    if not isinstance(exc, reqwest_errors.ConnectError):
+        return None
+    for cause in exc.details.get("causes") or ():
+        message = cause.get("message", "")
+        if message.startswith(_CERTIFICATE_REFUSED):
+            return message
+    return None
+
+
 def _seconds(value: float | None) -> timedelta | None:
     return None if value is None else timedelta(seconds=value)
 
 
 class ReqwestTransport(httpx.AsyncBaseTransport):
-    """`ReqwestTransport(limits=httpx.Limits(...), timeout=httpx.Timeout(...))`.
+    """`ReqwestTransport(limits=httpx.Limits(...), timeout=httpx.Timeout(...), egress=...)`.
 
     The pyreqwest client is built on the first request. `timeout` sets the phase timeouts
     (connect, read, pool); a request's own timeout extension bounds the whole request.
     """
 
     def __init__(
-        self, *, limits: httpx.Limits | None = None, timeout: httpx.Timeout | None = None
+        self,
+        *,
+        limits: httpx.Limits | None = None,
+        timeout: httpx.Timeout | None = None,
+        egress: Egress = DIRECT,
     ) -> None:
+        self._egress = egress
         self._limits = limits or httpx.Limits()
         self._phases = timeout or httpx.Timeout(None)
         self._client: Client | None = None
@@ -86,9 +125,9 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
             .zstd(False)
             .deflate(False)
             .http1_only()
-            .no_proxy()  # like the other engines: HTTP(S)_PROXY in the environment is not used
             .add_root_certificate_pem(_certifi_pem())  # the CAs httpx trusts too
         )
+        builder = self._with_egress(builder)
         if limits.max_keepalive_connections is not None:
             builder = builder.pool_max_idle_per_host(limits.max_keepalive_connections)
         if phases.connect is not None:
@@ -99,6 +138,18 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
             builder = builder.pool_timeout(timedelta(seconds=phases.pool))
         self._client = builder.build()
         return self._client
+
+    def _with_egress(self, builder: ClientBuilder) -> ClientBuilder:
+        egress = self._egress
+        extra = egress.extra_ca_pem()
+        if extra is not None:
+            builder = builder.add_root_certificate_pem(extra)
+        if egress.proxy is None:
+            return builder.no_proxy()  # HTTP(S)_PROXY in the environment is not used either
+        proxy = ProxyBuilder.all(egress.proxy)
+        if egress.proxy_auth is not None:
+            proxy = proxy.basic_auth(*egress.proxy_auth)
+        return builder.proxy(proxy)  # the only proxy: reqwest then reads none from the environment
 
     def _total(self, extensions: Mapping[str, Any]) -> timedelta | None:
         """The whole request's bound: the sum of the request's phase timeouts."""

@@ -1,11 +1,15 @@
 """What the engine transports (bridge/meisa/aio.py, bridge/meisa/reqwest.py) share: the request's
-headers as text pairs for the engine, and the answer as an httpx.Response already read."""
+headers as text pairs for the engine, the answer as an httpx.Response already read, and the one
+transport error that is not transient (a refused TLS certificate)."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 
 import httpx
+
+from bridge.meisa.egress import DIRECT, Egress
 
 # Headers the engines write themselves from the URL and the body.
 ENGINE_HEADERS = frozenset({b"host", b"content-length", b"transfer-encoding"})
@@ -38,3 +42,42 @@ def read_response(
     if not encoded:
         response._content = body
     return response
+
+
+class TlsConnectError(httpx.ConnectError):
+    """The TLS handshake refused the server's (or the proxy's) certificate: an unknown issuer, a
+    wrong host name, an expired certificate. Retrying does not help, unlike other connect errors;
+    the client raises bridge.errors.TlsError for it."""
+
+
+def certificate_refused(exc: BaseException) -> bool:
+    """Whether an exception or one it was raised from is a certificate verification failure."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx -> httpcore -> ssl: a short chain, bounded all the same
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError | TlsConnectError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class PoolTransport(httpx.AsyncHTTPTransport):
+    """httpx's own pool (`meisa.transport: httpx`) with the egress settings, raising
+    TlsConnectError for a refused certificate like the other engines."""
+
+    def __init__(self, *, limits: httpx.Limits, egress: Egress = DIRECT) -> None:
+        proxy = None
+        if egress.proxy is not None:
+            proxy = httpx.Proxy(egress.proxy, auth=egress.proxy_auth)
+        super().__init__(limits=limits, verify=egress.ssl_context(), proxy=proxy)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        failure: TlsConnectError | None = None
+        try:
+            return await super().handle_async_request(request)
+        except httpx.ConnectError as exc:
+            if not certificate_refused(exc):
+                raise
+            failure = TlsConnectError(str(exc))
+        raise failure  # outside the handler: nothing chained

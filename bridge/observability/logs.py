@@ -1,4 +1,8 @@
-"""Logging setup: one stderr handler, JSON (one object per line) or text, always redacted."""
+"""Logging setup: one stderr handler, JSON (one object per line) or text, always redacted.
+
+With tracing on, a record logged while a call is delivered (its attempts, retries, waits) carries
+the call's `trace_id`; the pipeline adds it to its lines about a message (dead-lettered, skipped).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import Any, TextIO
 import orjson
 
 from bridge.observability.redaction import RECORD_ATTRS, RedactionFilter
+from bridge.observability.tracing import LOGGED
 from bridge.settings import LoggingSettings
 
 # uvicorn attaches an ANSI-coloured copy of its message for terminals; it is noise in a log line.
@@ -58,6 +63,16 @@ class TextFormatter(logging.Formatter):
         return f"{head} {extras}{sep}{tail}"
 
 
+class TraceIdFilter(logging.Filter):
+    """Adds `trace_id` to a record logged while a traced call is delivered."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        trace_id = LOGGED.get()
+        if trace_id is not None and not hasattr(record, "trace_id"):
+            record.trace_id = trace_id
+        return True
+
+
 class _BridgeHandler(logging.StreamHandler[TextIO]):
     """Marks the handler configure_logging owns, so calling it again replaces, not duplicates."""
 
@@ -72,6 +87,7 @@ def configure_logging(
     handler = _BridgeHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if settings.format == "json" else TextFormatter())
     handler.addFilter(RedactionFilter(mask_emails=settings.mask_emails))
+    handler.addFilter(TraceIdFilter())
     root.addHandler(handler)
     root.setLevel(settings.level.upper())
     # One INFO line per HTTP request would drown the bridge's own lines.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import urllib.parse
 from collections.abc import Mapping
 
 from bridge.settings import BridgeSettings
@@ -66,8 +67,13 @@ def clear_secrets() -> None:
 
 
 def register_config_secrets(config: BridgeSettings) -> None:
-    """Register the API key and every Kafka property that holds a credential."""
+    """Register the API key, the proxy's password and every Kafka property that holds a
+    credential."""
     register_secret(config.meisa.api_key.get_secret_value())
+    proxy = urllib.parse.urlsplit(config.meisa.proxy.get_secret_value())
+    if proxy.password:
+        register_secret(proxy.password)
+        register_secret(urllib.parse.unquote(proxy.password))
     for name, value in config.kafka.items():
         if _SECRET_NAME_RE.search(name) or name.endswith(".key.pem"):
             register_secret(str(value))

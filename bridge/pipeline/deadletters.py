@@ -93,6 +93,7 @@ class DeadLetters:
             stage=failure.stage,
             rule=failure.rule,
             attempts=failure.attempts,
+            trace_id=message.trace.trace_id,
         )
         try:
             await self._sink.send(letter)
@@ -111,6 +112,7 @@ class DeadLetters:
             failure.stage,
             repr(failure.rule) if failure.rule else "-",  # no rule: it did not decode
             failure.error,
+            extra=message.trace.log_fields(),
         )
         self._metrics.dlq(r.topic, failure.stage)
         await self._on_written(message)

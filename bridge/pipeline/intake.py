@@ -19,6 +19,7 @@ from bridge.codecs import UNDECIDED
 from bridge.errors import HaltError, OffsetOrderError, RetryableError
 from bridge.events import EventDecoder, EventRules, Record
 from bridge.meisa.calls import MeisaCall
+from bridge.observability.tracing import NO_TRACING, MessageTrace, Tracing
 from bridge.outcome import Mapped, Unreadable, read_record, unmapped_type
 from bridge.pipeline.lockstep import Lockstep
 from bridge.pipeline.message import Failure, InFlight
@@ -47,6 +48,7 @@ class Intake:
         finished: Callable[[InFlight], None],
         count: Callable[[bool], bool],
         halt: Callable[[HaltError], None],
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self._decoder = decoder
         self._rules = rules
@@ -59,6 +61,7 @@ class Intake:
         self._finished = finished
         self._count = count
         self._halt = halt
+        self._tracing = tracing
 
     def accept(self, record: Record) -> None:
         part = self._partitions.reading(record.tp)
@@ -71,15 +74,16 @@ class Intake:
             if event_type is not UNDECIDED:
                 self._no_call(part, record, event_type)
                 return
+        trace = self._tracing.begin(record)
         try:
-            read = read_record(record, self._decoder, self._rules)
+            read = read_record(record, self._decoder, self._rules, trace=trace)
         except RetryableError as exc:
             # e.g. the schema registry is down: the message is fine, so it must not be
             # dead-lettered; halting commits nothing past it and a restart reads it again.
             self._halt(HaltError(f"{record.topic}/{record.partition}@{record.offset}: {exc}"))
             return
         if isinstance(read, Unreadable) or read.calls:
-            self._start(part, record, read)
+            self._start(part, record, read, trace)
         elif read.envelope is None:
             # A tombstone deletes a key on a compacted topic: no event, nothing to send or DLQ.
             self._tracker.done(record.tp, record.offset)
@@ -87,10 +91,12 @@ class Intake:
         else:
             self._no_call(part, record, read.envelope.type)
 
-    def _start(self, part: Partition, record: Record, read: Mapped | Unreadable) -> None:
+    def _start(
+        self, part: Partition, record: Record, read: Mapped | Unreadable, trace: MessageTrace
+    ) -> None:
         """A message with calls (or poison): its calls go to the dispatcher, through the
         lockstep unless they are all triggers; poison goes to the DLQ."""
-        message = InFlight(record, envelope=read.envelope)
+        message = InFlight(record, envelope=read.envelope, trace=trace)
         part.add(message)
         if isinstance(read, Unreadable):
             message.fail(Failure(error=read.error, stage=read.stage, rule=read.rule, attempts=0))
@@ -103,6 +109,7 @@ class Intake:
             return
         # Event times are epoch seconds; an event with no time at all happened "now".
         event_time = message.event_time if message.event_time is not None else time.time()
+        trace.waiting("lockstep")
         self._lockstep.push(record.tp, event_time, (message, calls))
 
     def _track(self, record: Record) -> bool:

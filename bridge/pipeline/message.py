@@ -7,6 +7,7 @@ from enum import Enum
 
 from bridge.errors import PoisonError, Stage
 from bridge.events import Envelope, Record
+from bridge.observability.tracing import NO_TRACE, MessageTrace
 
 TopicPartition = tuple[str, int]
 
@@ -70,6 +71,7 @@ class InFlight:
     failure: Failure | None = None
     state: MessageState = MessageState.QUEUED
     skipped: list[str] = field(default_factory=list)
+    trace: MessageTrace = NO_TRACE  # bridge.observability.tracing; the no-op when tracing is off
 
     def _move(self, to: MessageState) -> None:
         if to in _MOVES[self.state]:

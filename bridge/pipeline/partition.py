@@ -82,6 +82,7 @@ class Partition:
     def cancel(self) -> None:
         for message in self.live.values():
             message.cancel()
+            message.trace.finish("cancelled")
         self.live.clear()
 
 

@@ -28,6 +28,7 @@ from bridge.events import EventDecoder, EventRules
 from bridge.kafka.protocols import Source
 from bridge.meisa.share import RateShare
 from bridge.observability import HealthState, Metrics, NullMetrics
+from bridge.observability.tracing import NO_TRACING, Tracing
 from bridge.outcome import schema_prefetch
 from bridge.pipeline.commit import CommitPolicy, Committer
 from bridge.pipeline.deadletters import DeadLetters
@@ -71,6 +72,7 @@ class Pipeline:
         metrics: Metrics | None = None,
         health: HealthState | None = None,
         on_share: Callable[[float], None] | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         settings = config.pipeline
         self.policy = CommitPolicy.from_settings(settings)
@@ -124,6 +126,7 @@ class Pipeline:
             finished=self._finished,
             count=self._dead_letters.count,
             halt=self._halt,
+            tracing=tracing,
         )
         self._source = source
         self._committer = Committer(self.tracker, self._source.commit, on_committed=self._committed)
@@ -254,6 +257,7 @@ class Pipeline:
             # message of another partition creates: waiting for it would never end.
             admitted += self.lockstep.admit(now, ignore_paused=True)
         for message, calls in admitted:
+            message.trace.waited("lockstep")
             if not message.stopped:
                 self.dispatcher.submit(message, calls)
 
@@ -288,6 +292,7 @@ class Pipeline:
         await self._committer.commit([message.tp])
 
     def _done(self, message: InFlight, outcome: str) -> None:
+        message.trace.finish(outcome, message.failure.error if message.failure else None)
         if message.skipped:
             r = message.record
             event_id = message.envelope.id if message.envelope is not None else None
@@ -299,6 +304,7 @@ class Pipeline:
                 r.partition,
                 r.offset,
                 ", ".join(message.skipped),
+                extra=message.trace.log_fields(),
             )
         part = self.partitions.get(message.tp)
         if part is not None:

@@ -45,7 +45,9 @@ from bridge.observability import (
     redact,
     register_config_secrets,
     serve_refusal,
+    start_tracing,
 )
+from bridge.observability.tracing import Tracing
 from bridge.pipeline.callmetrics import attempt_metrics, governor_metrics
 from bridge.pipeline.dispatcher import Deliver, Slot
 from bridge.pipeline.guards import CallGuard, SuppressionList
@@ -159,15 +161,18 @@ async def run_bridge(
     install_signals: bool = False,
     metrics: Metrics | None = None,
     shadow: ShadowOptions | None = None,
+    tracing: Tracing | None = None,
 ) -> int:
     """Run until `stop` is set (or a signal, or a halt); returns the exit code.
 
     With `shadow` (and a config from bridge.shadow.shadow_config) calls are recorded, not made.
+    `tracing` replaces what `config.tracing` says (tests pass one with an in-memory exporter).
     """
     metrics = metrics or Metrics()
     health = HealthState()
     if install_signals and stop is None:
         stop = _early_signals()
+    tracing = tracing or start_tracing(config.tracing)
     client = MeisaClient(config.meisa, transport=_transport(config, metrics, shadow))
     try:
         async with AsyncExitStack() as stack:
@@ -193,9 +198,11 @@ async def run_bridge(
                 install_signals=install_signals,
                 ledger=ledger,
                 shadow=shadow,
+                tracing=tracing,
             )
     finally:
         await client.aclose()
+        await asyncio.to_thread(tracing.shutdown)  # the exporter's last batch may take a moment
 
 
 def _transport(
@@ -232,6 +239,7 @@ def _build(
     ledger: SentLedger,
     *,
     shadow: ShadowRecorder | None = None,
+    tracing: Tracing,
 ) -> _Parts:
     suppression = SuppressionList(
         client.unsubscribed_emails, interval=config.suppression.interval_seconds
@@ -255,14 +263,18 @@ def _build(
         ledger=ledger,
         guard=guard,
     )
-    return _Parts(_waits_for_contacts(deliverer), governor, guard, suppression)
+    return _Parts(_waits_for_contacts(deliverer, tracing), governor, guard, suppression)
 
 
-def _waits_for_contacts(deliverer: Deliverer) -> Deliver:
-    """The pipeline's deliver: a 404 comes back at once, the dispatcher waits for the contact."""
+def _waits_for_contacts(deliverer: Deliverer, tracing: Tracing) -> Deliver:
+    """The pipeline's deliver: a 404 comes back at once, the dispatcher waits for the contact.
+    The call's trace starts here, as the call leaves its lane."""
 
     async def deliver(call: MeisaCall, slot: Slot, sending: Sending) -> object:
-        return await deliverer.deliver(call, slot, not_found=False, event_time=sending.event_time)
+        trace = tracing.for_call(call, sending.messages)
+        return await deliverer.deliver(
+            call, slot, not_found=False, event_time=sending.event_time, trace=trace
+        )
 
     return deliver
 
@@ -278,6 +290,7 @@ async def _serve(
     install_signals: bool,
     ledger: SentLedger,
     shadow: ShadowOptions | None = None,
+    tracing: Tracing,
 ) -> int:
     from bridge.codecs import build_decoder
     from bridge.kafka.source import KafkaSource
@@ -293,7 +306,7 @@ async def _serve(
             dlq.close(0)
         return _refuse(exc)
     recorder = _recorder(shadow, metrics)
-    parts = _build(config, client, info, metrics, ledger, shadow=recorder)
+    parts = _build(config, client, info, metrics, ledger, shadow=recorder, tracing=tracing)
     pipeline = Pipeline(
         config=config,
         source=KafkaSource(config.kafka, config.topics),
@@ -305,6 +318,7 @@ async def _serve(
         metrics=metrics,
         health=health,
         on_share=parts.governor.set_share if config.meisa.rate_share is None else None,
+        tracing=tracing,
     )
     if config.meisa.rate_share is not None:
         metrics.rate_share(config.meisa.rate_share)

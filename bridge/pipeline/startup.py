@@ -12,8 +12,15 @@ import asyncio
 import logging
 
 from bridge.config import BridgeConfig
-from bridge.errors import BrokerError, HaltError, RetryableError, StartupRefused, Unauthorized
-from bridge.meisa.client import MeisaClient
+from bridge.errors import (
+    BrokerError,
+    HaltError,
+    RetryableError,
+    StartupRefused,
+    TlsError,
+    Unauthorized,
+)
+from bridge.meisa.client import MeisaClient, tls_refusal
 from bridge.meisa.models import PingInfo
 from bridge.meisa.scopes import format_missing, missing_scopes
 from bridge.observability import Metrics
@@ -115,6 +122,8 @@ async def _ping(client: MeisaClient, config: BridgeConfig) -> PingInfo:
                 ) from None
             log.warning("GET /ping failed (%s); retrying", exc)
             await asyncio.sleep(2**attempt)
+        except TlsError as exc:  # a certificate does not get better by waiting: no retry
+            raise StartupRefused(tls_refusal(config.meisa.base_url, exc)) from None
         except HaltError as exc:
             raise StartupRefused(f"GET /ping: {exc}") from None
     raise AssertionError("unreachable")  # pragma: no cover

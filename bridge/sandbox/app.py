@@ -166,6 +166,7 @@ def api_route(sb: Sandbox, path: str, name: str, scope: str | None, handler: Han
                 raw,
                 fault.id if fault else None,
                 (time.perf_counter() - started) * 1000.0,
+                request.headers.get("traceparent"),
             )
         )
         return response

@@ -56,8 +56,9 @@ def _requests(sb: Sandbox, request: Request) -> Response:
             "body": _body(raw),
             "fault_id": fault,
             "duration_ms": round(ms, 3),
+            "traceparent": traceparent,
         }
-        for (t, m, p, query, s, k, raw, fault, ms) in sb.log
+        for (t, m, p, query, s, k, raw, fault, ms, traceparent) in sb.log
         if (not path or p.startswith(path))
         and (not method or m == method.upper())
         and (not status or str(s) == status)

@@ -13,8 +13,16 @@ from bridge.sandbox.app import Sandbox, build_app
 from bridge.sandbox.config import SandboxConfig, load_sandbox_config
 
 
-def make_server(sb: Sandbox, *, host: str, port: int, log_level: str = "warning") -> Any:
-    """A uvicorn.Server for the sandbox; no access log (the sandbox keeps its own)."""
+def make_server(
+    sb: Sandbox,
+    *,
+    host: str,
+    port: int,
+    log_level: str = "warning",
+    tls: tuple[str, str] | None = None,
+) -> Any:
+    """A uvicorn.Server for the sandbox; no access log (the sandbox keeps its own). `tls`:
+    (certificate file, key file), both PEM, to serve HTTPS."""
     import uvicorn
 
     config = uvicorn.Config(
@@ -27,6 +35,8 @@ def make_server(sb: Sandbox, *, host: str, port: int, log_level: str = "warning"
         proxy_headers=False,  # a local emulator: no proxy, and one middleware less per request
         # Connections idle between benchmark bursts must not be cut under the client.
         timeout_keep_alive=30,
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
     )
     return uvicorn.Server(config)
 

@@ -3,13 +3,15 @@
 `run_sandbox()` serves it from a background thread of this process; `SandboxPool` keeps one such
 sandbox per distinct config and hands it out reset; `sandbox_process()` runs the CLI in a
 subprocess (optionally pinned to CPUs) so a benchmark's client does not share its GIL. The handle
-talks to the inspection API with urllib only.
+talks to the inspection API with urllib only. `run_sandbox(tls=SandboxTls(...))` serves HTTPS with
+the given certificate, as Meisa behind a private CA would.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -20,6 +22,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -32,11 +35,22 @@ from bridge.sandbox.server import make_server
 START_TIMEOUT = 15.0
 
 
+@dataclass(frozen=True)
+class SandboxTls:
+    """PEM files to serve HTTPS with: the certificate (chain), its key, and the CA that signed
+    it (which the handle trusts for its own inspection calls)."""
+
+    cert_file: str
+    key_file: str
+    ca_file: str
+
+
 class SandboxHandle:
     """A running sandbox: its URLs, the default keys, and the /_sandbox/ API as methods."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, ca_file: str | None = None) -> None:
         self.url = url
+        self._context = ssl.create_default_context(cafile=ca_file) if ca_file else None
         self.base_url = url + "/api/v1"
         self.api_key = DEMO_KEY
         self.unlimited_key = UNLIMITED_KEY
@@ -53,7 +67,7 @@ class SandboxHandle:
         data = orjson.dumps(body) if body is not None else None
         req = urllib.request.Request(url, data=data, method=method)
         req.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=10, context=self._context) as resp:
             return orjson.loads(resp.read())
 
     def contacts(self, email: str | None = None) -> list[dict[str, Any]]:
@@ -117,15 +131,19 @@ def _wait_ready(handle: SandboxHandle, alive: Any) -> None:
 
 @contextmanager
 def run_sandbox(
-    config: Mapping[str, Any] | None = None, *, port: int = 0
+    config: Mapping[str, Any] | None = None, *, port: int = 0, tls: SandboxTls | None = None
 ) -> Iterator[SandboxHandle]:
-    """Serve a sandbox on 127.0.0.1 (a free port by default) from a background thread."""
+    """Serve a sandbox on 127.0.0.1 (a free port by default) from a background thread; over
+    HTTPS with `tls`."""
     sb = Sandbox(load_sandbox_config(config))
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
-    handle = SandboxHandle(f"http://127.0.0.1:{sock.getsockname()[1]}")
-    server = make_server(sb, host="127.0.0.1", port=sock.getsockname()[1])
+    port = sock.getsockname()[1]
+    scheme = "https" if tls else "http"
+    handle = SandboxHandle(f"{scheme}://127.0.0.1:{port}", ca_file=tls.ca_file if tls else None)
+    pair = (tls.cert_file, tls.key_file) if tls else None
+    server = make_server(sb, host="127.0.0.1", port=port, tls=pair)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

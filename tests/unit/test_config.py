@@ -192,3 +192,62 @@ def test_a_group_id_names_a_valid_ledger_topic_or_is_refused_at_its_line(
     topic = config.ledger.topic_for(config.kafka)
     assert topic == f"{group or 'meisa-bridge'}.sent-emails"
     assert TOPIC_NAME.fullmatch(topic)
+
+
+def test_egress_settings_load_with_ca_file_relative_to_the_config(tmp_path: Path) -> None:
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "ca.pem").write_text(
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", encoding="utf-8"
+    )
+    path = _write(
+        tmp_path,
+        "meisa:\n  proxy: http://u:pw-secret@proxy.internal:3128\n"
+        "  no_proxy: localhost, .svc.cluster.local,10.0.0.0/8\n  ca_file: certs/ca.pem\n",
+    )
+    meisa = load_config(path).meisa
+    assert meisa.proxy.get_secret_value() == "http://u:pw-secret@proxy.internal:3128"
+    assert meisa.no_proxy == ("localhost", ".svc.cluster.local", "10.0.0.0/8")
+    assert meisa.ca_file == str(tmp_path / "certs" / "ca.pem")
+    assert "pw-secret" not in repr(meisa)
+
+
+def test_no_proxy_also_takes_a_list(tmp_path: Path) -> None:
+    path = _write(tmp_path, "meisa:\n  no_proxy: [localhost, 127.0.0.1]\n")
+    assert load_config(path).meisa.no_proxy == ("localhost", "127.0.0.1")
+
+
+def test_an_empty_proxy_from_an_unset_variable_means_no_proxy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    path = _write(tmp_path, "meisa:\n  proxy: ${HTTPS_PROXY:-}\n")
+    assert not load_config(path).meisa.proxy
+
+
+def test_egress_errors_name_their_line_and_never_show_the_proxy_password(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "not-pem.txt").write_text("hello\n", encoding="utf-8")
+    path = _write(
+        tmp_path,
+        "meisa:\n  proxy: socks5://u:pw-secret@proxy:1080\n  ca_file: not-pem.txt\n"
+        "  no_proxy: {a: b}\n",
+    )
+    with pytest.raises(ConfigErrors) as info:
+        load_config(path)
+    found = {e.field: (e.line, e.message) for e in info.value.errors}
+    assert found["meisa.proxy"][0] == 2
+    assert "socks5://..." in found["meisa.proxy"][1]
+    assert "pw-secret" not in str(info.value)
+    assert found["meisa.ca_file"][0] == 3
+    assert "no PEM certificate" in found["meisa.ca_file"][1]
+    assert found["meisa.no_proxy"][0] == 4
+
+
+def test_a_missing_ca_file_is_an_error_naming_the_path(tmp_path: Path) -> None:
+    path = _write(tmp_path, "meisa:\n  ca_file: /nonexistent/ca.pem\n")
+    with pytest.raises(ConfigErrors) as info:
+        load_config(path)
+    (err,) = info.value.errors
+    assert (err.line, err.field) == (2, "meisa.ca_file")
+    assert "/nonexistent/ca.pem" in err.message

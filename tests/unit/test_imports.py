@@ -8,6 +8,8 @@ a module to its own parent package (Python imports the parent first, whatever th
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -141,3 +143,28 @@ def test_only_the_kafka_package_imports_confluent_kafka() -> None:
     assert {m for m in client if not m.startswith("bridge.kafka.")} == set()
     assert registry, "the walk finds the codecs' registry imports"
     assert {m for m in registry if not m.startswith("bridge.codecs.")} == set()
+
+
+def test_only_the_observability_package_imports_opentelemetry() -> None:
+    importers = {
+        name
+        for name, path in _modules().items()
+        if any(m.split(".")[0] == "opentelemetry" for m in _imports_of(path))
+    }
+    assert importers == {"bridge.observability.otel"}
+
+
+def test_tracing_off_imports_no_opentelemetry() -> None:
+    """A start with tracing off (the default) loads nothing of OpenTelemetry."""
+    code = (
+        "import sys\n"
+        "from bridge.observability import start_tracing\n"
+        "from bridge.pipeline import runner, pipeline\n"
+        "from bridge.settings import TracingSettings\n"
+        "start_tracing(TracingSettings())\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"

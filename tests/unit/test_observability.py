@@ -262,6 +262,13 @@ def test_register_config_secrets_covers_api_key_and_kafka_credentials() -> None:
     assert line["msg"] == f"{REDACTED} {REDACTED} {REDACTED} group.id"
 
 
+def test_register_config_secrets_covers_the_proxy_password() -> None:
+    proxy = SecretStr("http://bridge:pr%40xy-pass-321@proxy.internal:3128")
+    register_config_secrets(BridgeConfig(meisa=MeisaSettings(proxy=proxy)))
+    [line] = _json_log(lambda log: log.info("pr@xy-pass-321 and pr%40xy-pass-321 at proxy"))
+    assert line["msg"] == f"{REDACTED} and {REDACTED} at proxy"
+
+
 SECRET = st.text(
     alphabet=st.characters(categories=["L", "N"], include_characters="_-+/=.!$%"),
     min_size=8,

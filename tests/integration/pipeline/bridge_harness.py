@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 import yaml
@@ -23,6 +23,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
+
+if TYPE_CHECKING:
+    from bridge.observability.tracing import Tracing
 
 RULES: list[dict[str, Any]] = [
     {
@@ -236,12 +239,14 @@ def read_all(bootstrap: str, topic: str, expect: int, timeout: float = 20) -> li
 
 
 class InProcessBridge:
-    """`meisa-bridge run` on a thread of this process, stopped through its stop event."""
+    """`meisa-bridge run` on a thread of this process, stopped through its stop event;
+    `tracing` (bridge.observability.start_tracing) replaces what the config says."""
 
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, tracing: Tracing | None = None) -> None:
         from bridge.config import load_config
 
         self.config = load_config(config_path)
+        self._tracing = tracing
         self.exit_code: int | None = None
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
@@ -251,7 +256,7 @@ class InProcessBridge:
         from bridge.pipeline.runner import run_bridge
 
         async def go() -> int:
-            return await run_bridge(self.config, stop=self._stop)
+            return await run_bridge(self.config, stop=self._stop, tracing=self._tracing)
 
         self.exit_code = self._loop.run_until_complete(go())
         self._loop.close()
@@ -278,8 +283,10 @@ class InProcessBridge:
 
 
 @contextlib.contextmanager
-def bridge_in_process(config_path: Path) -> Iterator[InProcessBridge]:
-    bridge = InProcessBridge(config_path).start()
+def bridge_in_process(
+    config_path: Path, tracing: Tracing | None = None
+) -> Iterator[InProcessBridge]:
+    bridge = InProcessBridge(config_path, tracing).start()
     try:
         yield bridge
     finally:

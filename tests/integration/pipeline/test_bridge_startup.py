@@ -94,6 +94,16 @@ def test_a_base_url_without_the_api_path_is_refused(tmp_path: Path, sandbox: San
     assert "base_url" in line
 
 
+def test_a_certificate_of_an_unknown_ca_is_refused_at_once_without_retrying(
+    tmp_path: Path, https_sandbox: SandboxHandle
+) -> None:
+    done = _run(tmp_path, base_url=https_sandbox.base_url, key=https_sandbox.api_key)
+    line = _refused(done)
+    assert "TLS certificate was refused" in line
+    assert "meisa.ca_file" in line
+    assert "retrying" not in done.stderr  # a certificate is not a network blip
+
+
 def test_a_base_url_without_a_scheme_is_a_config_error(tmp_path: Path) -> None:
     done = _run(tmp_path, base_url="127.0.0.1:8080/api/v1", key="k")
     line = _refused(done)
