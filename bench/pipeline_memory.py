@@ -25,7 +25,7 @@ from bridge.config import BridgeConfig, load_rules
 from bridge.dlq import DeadLetterProducer
 from bridge.kafka.memory import MemoryBroker, MemoryProducer, MemorySource
 from bridge.meisa.calls import MeisaCall
-from bridge.pipeline.dispatcher import Slot
+from bridge.pipeline.dispatcher import Deliver, Slot
 from bridge.pipeline.message import Sending
 from bridge.pipeline.pipeline import Pipeline
 from bridge.settings import CodecSettings, DlqSettings, PipelineSettings
@@ -52,6 +52,21 @@ def _events(count: int) -> list[bytes]:
     return out
 
 
+def example_pipeline(
+    broker: MemoryBroker, source: MemorySource, deliver: Deliver, settings: PipelineSettings
+) -> Pipeline:
+    """The real Pipeline with the example rules on the in-memory broker ("dlq" its DLQ topic)."""
+    return Pipeline(
+        config=BridgeConfig(topics=(TOPIC,), pipeline=settings, dlq=DlqSettings(topic="dlq")),
+        source=source,
+        decoder=build_decoder(CodecSettings()),
+        rules=load_rules(ROOT / "examples" / "rules.yaml"),
+        deliver=deliver,
+        guard=lambda call, event_time: None,
+        dlq=DeadLetterProducer(MemoryProducer(broker), "dlq"),
+    )
+
+
 async def _run(events: int, partitions: int) -> tuple[float, float, int]:
     broker = MemoryBroker()
     broker.create_topic(TOPIC, partitions)
@@ -67,18 +82,8 @@ async def _run(events: int, partitions: int) -> tuple[float, float, int]:
         return None
 
     source = MemorySource(broker, [TOPIC], "bench")
-    pipeline = Pipeline(
-        config=BridgeConfig(
-            topics=(TOPIC,),
-            pipeline=PipelineSettings(commit_interval_seconds=0.05),
-            dlq=DlqSettings(topic="dlq"),
-        ),
-        source=source,
-        decoder=build_decoder(CodecSettings()),
-        rules=load_rules(ROOT / "examples" / "rules.yaml"),
-        deliver=deliver,
-        guard=lambda call, event_time: None,
-        dlq=DeadLetterProducer(MemoryProducer(broker), "dlq"),
+    pipeline = example_pipeline(
+        broker, source, deliver, PipelineSettings(commit_interval_seconds=0.05)
     )
     wall, cpu = time.perf_counter(), time.process_time()
     task = asyncio.create_task(pipeline.run())

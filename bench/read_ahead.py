@@ -17,23 +17,16 @@ import asyncio
 import gc
 import logging
 import tracemalloc
-from pathlib import Path
 
 import orjson
-from pipeline_memory import TOPIC, _events
+from pipeline_memory import TOPIC, _events, example_pipeline
 
-from bridge.codecs import build_decoder
-from bridge.config import BridgeConfig, load_rules
-from bridge.dlq import DeadLetterProducer
-from bridge.kafka.memory import MemoryBroker, MemoryProducer, MemorySource
+from bridge.kafka.memory import MemoryBroker, MemorySource
 from bridge.meisa.calls import MeisaCall
 from bridge.pipeline.dispatcher import Slot
 from bridge.pipeline.message import Sending
-from bridge.pipeline.pipeline import Pipeline
 from bridge.pipeline.readahead import MESSAGE_OVERHEAD_BYTES
-from bridge.settings import CodecSettings, PipelineSettings
-
-ROOT = Path(__file__).resolve().parents[1]
+from bridge.settings import PipelineSettings
 
 
 async def _held(events: int, partitions: int) -> tuple[int, int, int, int]:
@@ -41,7 +34,7 @@ async def _held(events: int, partitions: int) -> tuple[int, int, int, int]:
     broker = MemoryBroker()
     broker.create_topic(TOPIC, partitions)
     broker.create_topic("dlq")
-    values = [v for v in _events(events) if _valid(v)]  # no poison: no DLQ here
+    values = [v for v in _events(events) if _valid(v)]  # no poison: nothing leaves for the DLQ
     never = asyncio.Event()
 
     async def deliver(call: MeisaCall, slot: Slot, sending: Sending) -> object:
@@ -49,15 +42,7 @@ async def _held(events: int, partitions: int) -> tuple[int, int, int, int]:
         return None
 
     source = MemorySource(broker, [TOPIC], "bench")
-    pipeline = Pipeline(
-        config=BridgeConfig(topics=(TOPIC,), pipeline=PipelineSettings()),
-        source=source,
-        decoder=build_decoder(CodecSettings()),
-        rules=load_rules(ROOT / "examples" / "rules.yaml"),
-        deliver=deliver,
-        guard=lambda call, event_time: None,
-        dlq=DeadLetterProducer(MemoryProducer(broker), "dlq"),
-    )
+    pipeline = example_pipeline(broker, source, deliver, PipelineSettings())
     task = asyncio.create_task(pipeline.run())
     await asyncio.sleep(0.5)  # joined, nothing to read yet
     gc.collect()

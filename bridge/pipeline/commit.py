@@ -58,6 +58,9 @@ class Committer:
         # Since when finished work has waited for a commit that did not go through (None: it
         # all went through): the broker may be out of reach, see `stalled_for`.
         self._waiting_since: float | None = None
+        # Whether the last commit was refused (the broker is away, or a classic rebalance has
+        # moved the group to a new generation): work finished now may never be committed.
+        self.refused = False
         self._failures = RepeatLimiter(FAILURE_REPORT_SECONDS, clock=clock)
 
     def stalled_for(self) -> float:
@@ -73,8 +76,9 @@ class Committer:
             tps = self._tracker.take_changed()
         offered = self._tracker.committable(tps) if tps else {}
         if not offered:
-            if tps is not None and not tps:
+            if not tps:
                 self._waiting_since = None  # nothing left to commit (e.g. partitions released)
+                self.refused = False
             return {}
         if self._waiting_since is None:
             self._waiting_since = self._clock()
@@ -85,10 +89,12 @@ class Committer:
             if held is not None:
                 log.warning("commit failed, will retry: %s (%d more failures before it)", exc, held)
             self._tracker.mark_changed(offered)
+            self.refused = True
             return {}
         offsets = dict(offered if done is None else done)
         self._tracker.mark_changed(tp for tp in offered if tp not in offsets)
         self._tracker.mark_committed(offsets)
+        self.refused = False
         if len(offsets) == len(offered):
             self._waiting_since = None
         for tp, committed in offsets.items():

@@ -11,11 +11,12 @@ closes for `hold` seconds, which covers a heartbeat round trip and the poll that
 assignment; calls that wait at the fence then find their messages cancelled and are dropped.
 Calls already on the wire when the process froze cannot be called back.
 
-It also stays closed while the caller's `blocked` predicate holds: the pipeline closes it while
-finished work has waited more than `COMMIT_STALL_SECONDS` for a commit that does not go through
-(the broker is out of reach). Work done then could not be committed, and whoever reads the
-partition next would do it again; holding new calls until a commit succeeds bounds that to what
-was in flight.
+It also stays closed while the caller's `blocked` predicate holds: the pipeline closes it as soon
+as a commit is refused (the broker is away, or a classic rebalance has moved the group to a new
+generation and refuses the old one's commits), and while finished work has waited more than
+`COMMIT_STALL_SECONDS` for a commit that hangs. Work done then could not be committed, and whoever
+reads the partition next would do it again; holding new calls until a commit succeeds bounds that
+to what was in flight. The pipeline rechecks right after each commit, not only on the tick.
 """
 
 from __future__ import annotations
@@ -83,12 +84,15 @@ class StallFence:
             self._was_blocked = blocked
             if blocked:
                 log.warning(
-                    "finished work has waited %.0fs for a commit; holding new Meisa calls until "
-                    "a commit goes through, so that nothing is done twice",
-                    COMMIT_STALL_SECONDS,
+                    "commits are refused or stuck; holding new Meisa calls until a commit goes "
+                    "through, so that nothing is done twice"
                 )
             else:
                 log.info("commits go through again; Meisa calls resume")
+
+    def recheck(self) -> None:
+        """Read the `blocked` predicate now (after a commit), not at the next tick."""
+        self._check_blocked(self.now())
 
     def holding(self, now: float) -> bool:
         return now < self._open_at

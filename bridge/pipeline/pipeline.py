@@ -316,7 +316,7 @@ class Pipeline:
     # -- commits -----------------------------------------------------------------------------------
 
     def _commits_stalled(self) -> bool:
-        return self._committer.stalled_for() > COMMIT_STALL_SECONDS
+        return self._committer.refused or self._committer.stalled_for() > COMMIT_STALL_SECONDS
 
     async def _commit_loop(self) -> None:
         """Commit on its own timer: nothing else here waits for the consumer's thread, which a
@@ -325,6 +325,7 @@ class Pipeline:
             await asyncio.sleep(self.policy.interval_seconds)
             self._tally.flush()  # counted before committed: a crash may count twice, not never
             await self._committer.commit()
+            self.fence.recheck()  # a refused commit holds new calls now, not at the next tick
 
     def _committed(self, tp: TopicPartition, offset: int) -> None:
         part = self.partitions.get(tp)

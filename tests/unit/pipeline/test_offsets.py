@@ -279,10 +279,13 @@ async def test_finished_work_waiting_on_failing_commits_counts_as_stalled_until_
 
     committer = Committer(tracker, commit, clock=lambda: now[0])
     assert committer.stalled_for() == 0.0
+    assert not committer.refused
     await committer.commit()
+    assert committer.refused  # at once: the fence need not wait a second to hold new calls
     now[0] = 4.0
     await committer.commit()
     assert committer.stalled_for() == 4.0
     broker_up[0] = True
     assert await committer.commit() == {TP: OffsetAndMetadata(1)}
     assert committer.stalled_for() == 0.0
+    assert not committer.refused
