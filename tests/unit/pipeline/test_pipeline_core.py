@@ -394,7 +394,7 @@ async def test_a_failed_commit_is_retried_on_the_next_tick() -> None:
 
 async def test_no_new_call_goes_out_while_finished_work_cannot_be_committed() -> None:
     """Work done while commits fail could not be recorded, and the partition's next reader would
-    do it again: past a second of failing commits, new calls wait until one goes through."""
+    do it again: once commits fail, new calls wait until one goes through."""
     async with running() as h:
         h.source.fail_commits = True
         h.broker.produce("events", event(0, "ann"))
