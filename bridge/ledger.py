@@ -48,8 +48,8 @@ NO_LEDGER = NoLedger()
 
 
 def ledger_key(call: MeisaCall) -> str | None:
-    """The idempotency key of a trigger; None for every other call kind."""
-    if call.kind != "trigger":
+    """The idempotency key of a call that carries one (a trigger); None for the others."""
+    if not call.traits.idempotent:
         return None
     key = call.body.get("idempotency_key")
     return str(key) if key else None

@@ -159,7 +159,7 @@ class ShadowDeliverer:
     async def deliver(self, call: MeisaCall, slot: Slot, sending: Sending) -> CallResult:
         async with slot:
             waited = await self._acquire(call.priority)
-            if call.kind == "trigger":
+            if call.traits.trigger:
                 self._metrics.trigger_wait(waited)
             # stale after the wait, as the live Deliverer checks again
             self._guard(call, sending.event_time)

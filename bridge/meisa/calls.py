@@ -1,7 +1,8 @@
 """MeisaCall: one API call a rule produced, frozen, JSON body exactly as it will be sent.
 
 Shared by the rules engine (which builds calls), the pipeline (which orders, coalesces and
-dispatches them) and the client (which sends them).
+dispatches them) and the client (which sends them). What differs by call kind is one table,
+`KINDS`, read everywhere.
 """
 
 from __future__ import annotations
@@ -13,44 +14,120 @@ from typing import Any, Literal
 CallKind = Literal["upsert", "track", "trigger", "add_tag", "remove_tag", "enroll"]
 ReplayPolicy = Literal["send", "skip"]
 
-ENDPOINTS: Mapping[CallKind, str] = {
-    "upsert": "POST /contacts/upsert/",
-    "track": "POST /events/track/",
-    "trigger": "POST /emails/trigger/",
-    "add_tag": "POST /contacts/{id}/add_tag/",
-    "remove_tag": "POST /contacts/{id}/remove_tag/",
-    "enroll": "POST /sequences/enroll/",
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KindTraits:
+    """What a call kind is and how the bridge treats it: one row of `KINDS`, the one place
+    that says so; ordering, retries, lanes, guards, metrics and the rules read it."""
+
+    endpoint: str
+    scope: str  # what the API key needs (tags are authorised by contacts:write)
+    priority: int  # lower runs first at the rate governor: an OTP overtakes a backlog
+    on_replay: ReplayPolicy  # replay skips what would reach a person again, unless a rule says
+    # Waits for an upsert of the same person queued or in flight here before it goes (the lane
+    # lets that upsert go first): it would ask Meisa about, or create, a contact the bridge is
+    # still creating.
+    needs_contact: bool
+    # Meisa answers 404 when the contact is missing: the 404 is a bounded wait (another
+    # instance or a later message may be creating it), and `create_contact` may create it.
+    waits_on_404: bool
+    # May pass a call parked on a 404 in its lane: it does not need the contact to exist.
+    overtakes_parked: bool
+    creates_contact: bool  # a contact exists once it succeeded: calls that need one may follow
+    # A transactional email: depends on no other call and is only useful now. It skips the
+    # lockstep, runs in its person's trigger lane with slots of its own, is suppressed for an
+    # unsubscribed recipient and is recorded in the sent-email ledger.
+    trigger: bool
+    # Carries an idempotency_key (derived when a rule gives none): Meisa sends it once within
+    # its idempotency window, however often the bridge re-sends it.
+    idempotent: bool
+
+
+# An enrolment needs its contact (Meisa would create a bare one, without the upsert's fields)
+# but never waits on a 404: Meisa creates a missing contact for it instead of answering 404.
+KINDS: Mapping[CallKind, KindTraits] = {
+    "upsert": KindTraits(
+        endpoint="POST /contacts/upsert/",
+        scope="contacts:write",
+        priority=2,
+        on_replay="send",
+        needs_contact=False,
+        waits_on_404=False,
+        overtakes_parked=True,
+        creates_contact=True,
+        trigger=False,
+        idempotent=False,
+    ),
+    "track": KindTraits(
+        endpoint="POST /events/track/",
+        scope="events:track",
+        priority=1,
+        on_replay="skip",
+        needs_contact=True,
+        waits_on_404=True,
+        overtakes_parked=False,
+        creates_contact=False,
+        trigger=False,
+        idempotent=False,
+    ),
+    "trigger": KindTraits(
+        endpoint="POST /emails/trigger/",
+        scope="emails:trigger",
+        priority=0,
+        on_replay="skip",
+        needs_contact=False,
+        waits_on_404=False,
+        overtakes_parked=True,
+        creates_contact=False,
+        trigger=True,
+        idempotent=True,
+    ),
+    "add_tag": KindTraits(
+        endpoint="POST /contacts/{id}/add_tag/",
+        scope="contacts:write",
+        priority=2,
+        on_replay="send",
+        needs_contact=True,
+        waits_on_404=True,
+        overtakes_parked=False,
+        creates_contact=False,
+        trigger=False,
+        idempotent=False,
+    ),
+    "remove_tag": KindTraits(
+        endpoint="POST /contacts/{id}/remove_tag/",
+        scope="contacts:write",
+        priority=2,
+        on_replay="send",
+        needs_contact=True,
+        waits_on_404=True,
+        overtakes_parked=False,
+        creates_contact=False,
+        trigger=False,
+        idempotent=False,
+    ),
+    "enroll": KindTraits(
+        endpoint="POST /sequences/enroll/",
+        scope="sequences:enroll",
+        priority=1,
+        on_replay="skip",
+        needs_contact=True,
+        waits_on_404=False,
+        overtakes_parked=False,
+        creates_contact=False,
+        trigger=False,
+        idempotent=False,
+    ),
 }
 
-# Lower runs first at the rate governor: a waiting OTP must overtake a backlog of upserts.
-PRIORITY: Mapping[CallKind, int] = {
-    "trigger": 0,
-    "enroll": 1,
-    "track": 1,
-    "add_tag": 2,
-    "remove_tag": 2,
-    "upsert": 2,
-}
-
-# What each call kind needs from the API key (tags are authorised by contacts:write).
-SCOPES: Mapping[CallKind, str] = {
-    "upsert": "contacts:write",
-    "track": "events:track",
-    "trigger": "emails:trigger",
-    "add_tag": "contacts:write",
-    "remove_tag": "contacts:write",
-    "enroll": "sequences:enroll",
-}
-
-# Replay skips what would reach a person again unless a rule says otherwise.
+# Views of single columns, for the code that needs one.
+ENDPOINTS: Mapping[CallKind, str] = {kind: traits.endpoint for kind, traits in KINDS.items()}
+SCOPES: Mapping[CallKind, str] = {kind: traits.scope for kind, traits in KINDS.items()}
 DEFAULT_ON_REPLAY: Mapping[CallKind, ReplayPolicy] = {
-    "upsert": "send",
-    "add_tag": "send",
-    "remove_tag": "send",
-    "track": "skip",
-    "trigger": "skip",
-    "enroll": "skip",
+    kind: traits.on_replay for kind, traits in KINDS.items()
 }
+# The kinds a 404 may wait for, the only ones `create_contact` applies to.
+WAITS_ON_404: tuple[CallKind, ...] = tuple(k for k, r in KINDS.items() if r.waits_on_404)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,16 +151,21 @@ class MeisaCall:
     create_contact: bool = False  # on a 404, upsert a minimal contact and send again
 
     @property
+    def traits(self) -> KindTraits:
+        """Its kind's row of `KINDS`."""
+        return KINDS[self.kind]
+
+    @property
     def endpoint(self) -> str:
-        return ENDPOINTS[self.kind]
+        return KINDS[self.kind].endpoint
 
     @property
     def priority(self) -> int:
-        return PRIORITY[self.kind]
+        return KINDS[self.kind].priority
 
     @property
     def scope(self) -> str:
-        return SCOPES[self.kind]
+        return KINDS[self.kind].scope
 
 
 def is_stale(call: MeisaCall, event_time: float | None, now: float) -> bool:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from bridge.errors import ContactNotFound, RetryableError
-from bridge.meisa.calls import CallKind, MeisaCall
+from bridge.meisa.calls import KINDS, CallKind, MeisaCall
 from bridge.observability import mask_email
 from bridge.settings import MeisaSettings
 
@@ -36,7 +36,6 @@ log = logging.getLogger("bridge.meisa.retry")
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
 _MAX_EXPONENT = 62  # 2**62 * base is past any cap; keeps the float finite on endless retries
-NOT_FOUND_KINDS: frozenset[CallKind] = frozenset({"track", "add_tag", "remove_tag"})
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -47,7 +46,7 @@ def is_retryable(error: BaseException) -> bool:
 def is_early_not_found(error: BaseException, kind: CallKind, seen: int, limit: int) -> bool:
     """A 404 while the contact may still be on its way: at most `limit` of them per call
     (`seen` counts this one)."""
-    return kind in NOT_FOUND_KINDS and isinstance(error, ContactNotFound) and seen <= limit
+    return KINDS[kind].waits_on_404 and isinstance(error, ContactNotFound) and seen <= limit
 
 
 def full_jitter(attempt: int, base: float, cap: float, rng: random.Random) -> float:

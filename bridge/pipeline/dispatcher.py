@@ -137,7 +137,7 @@ class Dispatcher:
 
     def _lane_for(self, call: MeisaCall) -> Lane:
         found = self.identity.key_for(call.body, fallback=call.contact_key)
-        if call.kind == "trigger":  # see the module docstring: a person's triggers, in order
+        if call.traits.trigger:  # see the module docstring: a person's triggers, in order
             return self._resolve(f"t:{found.key}")
         lane = self._resolve(found.key)
         if found.merged_from is not None:
@@ -172,13 +172,13 @@ class Dispatcher:
         gone = set(tps)
 
         def abandoned(item: Item) -> bool:
-            return all(m.cancelled or m.revoked or m.tp in gone for m in item.messages())
+            return all(m.stopped or m.tp in gone for m in item.messages())
 
         stopping = []
         for lane in list(self._lanes.values()):
             for item in lane.drop(abandoned):
                 for m in item.messages():
-                    m.cancelled = True
+                    m.cancel()
             if lane.running is not None and abandoned(lane.running) and lane.task is not None:
                 stopping.append(self._cancel_running(lane, lane.task))
             lane.wake()
@@ -252,14 +252,14 @@ class Dispatcher:
     def _abandon(self, item: Item) -> None:
         """Drop a call whose messages were revoked or lost: they never count as done."""
         for m in item.messages():
-            m.cancelled = True
+            m.cancel()
         self._complete(item.messages())
 
     async def _run(self, lane: Lane, item: Item) -> None:
         if _abandoned(item):
             self._abandon(item)
             return
-        slot = _Start(self._slots[item.call.kind == "trigger"], item, self._fence)
+        slot = _Start(self._slots[item.call.traits.trigger], item, self._fence)
         try:
             await self._send(item.call, item.messages(), slot)
         except CallAbandoned:
@@ -393,7 +393,7 @@ class _Start:
             await self._slots.__aexit__(None, None, None)
             raise CallAbandoned
         for m in self._item.messages():
-            m.started = True
+            m.start()
 
     async def __aexit__(self, *exc: object) -> None:
         await self._slots.__aexit__(None, None, None)
@@ -410,7 +410,7 @@ def _stopped(lane: Lane) -> int:
 
 
 def _abandoned(item: Item) -> bool:
-    return all(m.cancelled or m.revoked for _, m in item.parts)
+    return all(m.stopped for _, m in item.parts)
 
 
 def _failure(exc: PoisonError, call: MeisaCall) -> Failure:

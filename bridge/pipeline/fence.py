@@ -25,13 +25,19 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from bridge.observability.logs import RepeatLimiter
+
 log = logging.getLogger("bridge.pipeline.fence")
 
 NEVER = float("-inf")  # the fence has never closed
-TICK_SECONDS = 0.5
+TICK_SECONDS = 0.1  # how soon a hanging commit or a freeze is noticed
 STALL_SECONDS = 5.0  # far above any event-loop hiccup, below every sane session timeout
 HOLD_SECONDS = 8.0  # a heartbeat interval (5 s at most by default) and the poll after it
-COMMIT_STALL_SECONDS = 1.0  # commits take milliseconds: a second without one, the broker is away
+# A commit takes milliseconds (tens under load); one that hangs this long means the coordinator is
+# away (a broker stopping, a connection lost), and every tenth of a second of work done meanwhile
+# is about a hundred calls that the partition's next reader would make again.
+COMMIT_STALL_SECONDS = 0.25
+BLOCKED_REPORT_SECONDS = 30.0
 
 
 class StallFence:
@@ -47,6 +53,8 @@ class StallFence:
         self.tick = tick
         self._blocked = blocked
         self._was_blocked = False
+        self._reports = RepeatLimiter(BLOCKED_REPORT_SECONDS)
+        self.blocks = 0
         self.stall = stall
         self.hold = hold
         self._clock = clock
@@ -78,24 +86,27 @@ class StallFence:
 
     def _check_blocked(self, now: float) -> None:
         blocked = self._blocked is not None and self._blocked()
-        if blocked:
-            self._open_at = max(self._open_at, now + self.tick * 2)  # until a tick says no
-        if blocked != self._was_blocked:
-            self._was_blocked = blocked
-            if blocked:
-                log.warning(
-                    "commits are refused or stuck; holding new Meisa calls until a commit goes "
-                    "through, so that nothing is done twice"
-                )
-            else:
-                log.info("commits go through again; Meisa calls resume")
+        if blocked == self._was_blocked:
+            return
+        self._was_blocked = blocked
+        if not blocked:
+            log.debug("commits go through again; Meisa calls resume")
+            return
+        self.blocks += 1
+        held = self._reports.allow("blocked")
+        if held is not None:  # one line per 30 s: a brief hold under load is not news
+            log.warning(
+                "commits are refused or stuck; holding new Meisa calls until a commit goes "
+                "through, so that nothing is done twice (%d more holds since the last report)",
+                held,
+            )
 
     def recheck(self) -> None:
         """Read the `blocked` predicate now (after a commit), not at the next tick."""
         self._check_blocked(self.now())
 
     def holding(self, now: float) -> bool:
-        return now < self._open_at
+        return self._was_blocked or now < self._open_at
 
     async def run(self) -> None:
         """Tick forever (cancel to stop)."""
@@ -105,8 +116,9 @@ class StallFence:
 
     async def wait(self) -> None:
         """Return at once, or when the fence opens again."""
-        if self._open_at == NEVER:  # never closed: every call passes without reading the clock
+        if self._open_at == NEVER and not self._was_blocked:  # the common case: no clock read
             return
-        # A loop, not an Event: the deadline moves if another freeze comes while we wait.
+        # A loop, not an Event: the deadline moves if another freeze comes while we wait, and a
+        # hold for commits ends at the tick (or the commit) that finds them going through.
         while self.holding(now := self.now()):  # noqa: ASYNC110
-            await asyncio.sleep(self._open_at - now)
+            await asyncio.sleep(self.tick if self._was_blocked else self._open_at - now)

@@ -77,5 +77,5 @@ class CallGuard:
         if event_time is not None and is_stale(call, event_time, now):
             age = now - event_time
             raise StaleEvent(f"{call.rule}: event is {age:.0f}s old (max_age {call.max_age}s)")
-        if call.kind == "trigger" and self._suppressed(str(call.body.get("to_email", ""))):
+        if call.traits.trigger and self._suppressed(str(call.body.get("to_email", ""))):
             raise Suppressed(f"{call.rule}: recipient is on the unsubscribed list")

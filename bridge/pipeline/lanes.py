@@ -23,15 +23,9 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from bridge.meisa.calls import CallKind, MeisaCall
+from bridge.meisa.calls import KindTraits, MeisaCall
 from bridge.pipeline.coalesce import Pending, can_merge, merge_into
 from bridge.pipeline.message import InFlight
-
-# Calls Meisa answers 404 (or that would create a contact without its fields) when the contact is
-# missing: they wait for an upsert of the same person queued or in flight here.
-NEEDS_CONTACT: frozenset[CallKind] = frozenset({"track", "add_tag", "remove_tag", "enroll"})
-# Calls that may pass a parked head: they do not need the contact to exist.
-OVERTAKES_PARKED: frozenset[CallKind] = frozenset({"upsert", "trigger"})
 
 Item = Pending[InFlight]
 
@@ -119,18 +113,18 @@ class Lane:
             if now >= self.due:
                 item, self.parked = self.parked, None
                 return item
-            return self._take_first(OVERTAKES_PARKED)
+            return self._take_first(_overtakes_parked)
         if not self.queue:
             return None
-        if self.queue[0].call.kind in NEEDS_CONTACT and not known:
-            creator = self._take_first(frozenset({"upsert"}))
+        if self.queue[0].call.traits.needs_contact and not known:
+            creator = self._take_first(_creates_contact)
             if creator is not None:
                 return creator
         return self.queue.popleft()
 
-    def _take_first(self, kinds: frozenset[CallKind]) -> Item | None:
+    def _take_first(self, which: Callable[[KindTraits], bool]) -> Item | None:
         for index, item in enumerate(self.queue):
-            if item.call.kind in kinds:
+            if which(item.call.traits):
                 del self.queue[index]
                 return item
         return None
@@ -144,6 +138,14 @@ class Lane:
             gone.append(self.parked)
             self.parked = None
         return gone
+
+
+def _overtakes_parked(traits: KindTraits) -> bool:
+    return traits.overtakes_parked
+
+
+def _creates_contact(traits: KindTraits) -> bool:
+    return traits.creates_contact
 
 
 class Slots:

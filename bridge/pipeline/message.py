@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 from bridge.errors import PoisonError, Stage
 from bridge.events import Envelope, Record
@@ -21,17 +22,46 @@ class Failure:
     attempts: int = 1
 
 
+class MessageState(Enum):
+    """Where a message is between being read and being done or dropped.
+
+        QUEUED ──start──> STARTED ──revoke──> REVOKED ──cancel──> CANCELLED
+           └─────────────revoke──────────────────┘ ↑                 ↑
+           └───────────────────cancel─────────────┴─────────────────┘ (from any state)
+
+    QUEUED: read, no call of it handed to Meisa delivery yet. STARTED: a call of it holds (or
+    held) a concurrency slot. REVOKED: its partition is being revoked: no new call starts for it
+    (the new owner reads it), calls in progress finish. CANCELLED: its partition is gone (revoked,
+    lost) or its calls were dropped: it never counts as done, the new owner sends it again.
+    A move the table below does not allow leaves the state as it is: a revoked message whose
+    merged upsert starts stays revoked, a cancelled one stays cancelled.
+    """
+
+    QUEUED = "queued"
+    STARTED = "started"
+    REVOKED = "revoked"
+    CANCELLED = "cancelled"
+
+
+_MOVES: dict[MessageState, frozenset[MessageState]] = {
+    MessageState.QUEUED: frozenset(
+        {MessageState.STARTED, MessageState.REVOKED, MessageState.CANCELLED}
+    ),
+    MessageState.STARTED: frozenset({MessageState.REVOKED, MessageState.CANCELLED}),
+    MessageState.REVOKED: frozenset({MessageState.CANCELLED}),
+    MessageState.CANCELLED: frozenset(),
+}
+
+
 @dataclass(eq=False)
 class InFlight:
-    """Mutable state of one message: calls still outstanding, the first failure, cancellation.
+    """Mutable state of one message: calls still outstanding, the first failure, its state.
 
-    `cancelled` is set when its partition is revoked or lost: queued calls that only serve
-    cancelled messages are dropped, because the partition's new owner will consume them again.
-    `revoked` is set when a revoke starts, on the messages past everything already finished or
-    started: no new call starts for them (the new owner reads them), and one that would need a
-    call is cancelled instead. Earlier messages may still finish, so the committed position
-    reaches the work already done and the new owner does not repeat it. `started` is set once a
-    call of the message was handed to Meisa delivery.
+    A revoke marks REVOKED the messages past everything already finished or started
+    (bridge.pipeline.partition): earlier messages may still finish, so the committed position
+    reaches the work already done and the new owner does not repeat it; a call that would start
+    for a revoked message is cancelled instead. Queued calls that only serve cancelled messages
+    are dropped, because the partition's new owner will consume them again.
     """
 
     record: Record
@@ -39,11 +69,38 @@ class InFlight:
     event_time: float | None = None  # epoch seconds (bridge.events.Envelope.event_epoch)
     remaining: int = 0
     failure: Failure | None = None
-    cancelled: bool = False
-    revoked: bool = False
-    started: bool = False
+    state: MessageState = MessageState.QUEUED
     skipped: list[str] = field(default_factory=list)
     trace: MessageTrace = NO_TRACE  # bridge.observability.tracing; the no-op when tracing is off
+
+    def _move(self, to: MessageState) -> None:
+        if to in _MOVES[self.state]:
+            self.state = to
+
+    def start(self) -> None:
+        """A call of the message holds a slot: Meisa delivery has it."""
+        self._move(MessageState.STARTED)
+
+    def revoke(self) -> None:
+        """Its partition is being revoked: no new call starts for it."""
+        self._move(MessageState.REVOKED)
+
+    def cancel(self) -> None:
+        """Its partition is gone: it never counts as done."""
+        self._move(MessageState.CANCELLED)
+
+    @property
+    def started(self) -> bool:
+        return self.state is MessageState.STARTED
+
+    @property
+    def cancelled(self) -> bool:
+        return self.state is MessageState.CANCELLED
+
+    @property
+    def stopped(self) -> bool:
+        """No new call starts for it (revoked or cancelled)."""
+        return self.state is MessageState.REVOKED or self.state is MessageState.CANCELLED
 
     @property
     def tp(self) -> TopicPartition:

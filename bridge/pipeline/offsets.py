@@ -28,7 +28,7 @@ from bridge.settings import COMMIT_METADATA_MAX_BYTES
 TopicPartition = tuple[str, int]
 
 
-class _PartitionState:
+class PartitionOffsets:
     """Offsets of one partition in tracking order; `done` marks finished ones."""
 
     __slots__ = ("bytes", "carried", "committed", "done", "last_tracked", "open", "pending")
@@ -120,7 +120,7 @@ class OffsetTracker:
     """Tracks in-flight offsets of every assigned partition. Not thread-safe: one event loop."""
 
     def __init__(self, *, metadata_max_bytes: int = COMMIT_METADATA_MAX_BYTES) -> None:
-        self._parts: dict[TopicPartition, _PartitionState] = {}
+        self._parts: dict[TopicPartition, PartitionOffsets] = {}
         self._max_bytes = metadata_max_bytes
         # Partitions with messages finished since they were last offered for a commit: the
         # commit timer looks at these only (a busy partition's finished runs cost a scan).
@@ -130,14 +130,16 @@ class OffsetTracker:
         self,
         tps: Iterable[TopicPartition],
         committed: Mapping[TopicPartition, OffsetAndMetadata] | None = None,
-    ) -> None:
+    ) -> dict[TopicPartition, PartitionOffsets]:
         """Start fresh state for newly assigned partitions, carrying over the offsets their
-        committed metadata says are finished."""
+        committed metadata says are finished; returns the new entries."""
         committed = committed or {}
+        entries: dict[TopicPartition, PartitionOffsets] = {}
         for tp in tps:
             was = committed.get(tp)
             runs = finished.decode(was.offset, was.metadata) if was is not None else []
-            self._parts[tp] = _PartitionState(runs)
+            self._parts[tp] = entries[tp] = PartitionOffsets(runs)
+        return entries
 
     def forget(self, tps: Iterable[TopicPartition]) -> None:
         """Drop state for revoked or lost partitions; late `done` calls for them are ignored."""
@@ -151,7 +153,7 @@ class OffsetTracker:
         metadata); it counts as done already."""
         state = self._parts.get(tp)
         if state is None:
-            state = self._parts[tp] = _PartitionState()
+            state = self._parts[tp] = PartitionOffsets()
         fresh = state.track(offset, size)
         if not fresh:
             self._changed.add(tp)

@@ -6,49 +6,42 @@ never stops while deliveries wait (a long Retry-After only pauses the partitions
 are full), so max.poll.interval.ms is never exceeded and a partition with a backlog does not hold
 up the others.
 
-Steps, one module each: the source (bridge.kafka), bridge.outcome (decode and map), `offsets`
-(what is done), `lockstep` (event-time order across partitions), `dispatcher` (+`identity`,
-`lanes`, `coalesce`, `guards`) (Meisa), bridge.dlq (poison), `commit` (the explicit last step).
-
-A message is decoded and mapped as soon as it is fetched. A message without calls is done at
-once, in the poll loop (busy topics carry mostly events no rule maps: bridge.outcome's
-`unmapped_type` tells plain JSON ones by their type before an Envelope is built). Messages whose
-calls are all triggers (a one-time code depends on nothing and is only useful now) go to the
-dispatcher at once; the others wait in the lockstep buffer until no assigned partition could
-still deliver an older event, so one person's calls reach their lane in event-time order.
+Steps, one module each: the source (bridge.kafka), `intake` (track, decode and map with
+bridge.outcome, route), `lockstep` (event-time order across partitions), `dispatcher`
+(+`identity`, `lanes`, `coalesce`, `guards`) (Meisa), `deadletters` (the DLQ breaker and
+poison), `commit` (the explicit last step). What this member holds of each assigned partition
+lives in one object (`partition`), which the source's rebalance listener (`rebalance`)
+creates, revokes, loses and releases; metrics that need a look at the steps are `report`'s.
+This module is the poll loop, its wiring, and the shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 
-from bridge.codecs import UNDECIDED
 from bridge.config import BridgeConfig
-from bridge.dlq import DeadLetter, DeadLetterSink, DlqBreaker
-from bridge.errors import (
-    DeadLetterWriteFailed,
-    HaltError,
-    NoDeadLetterTopic,
-    OffsetOrderError,
-    RetryableError,
-)
-from bridge.events import EventDecoder, EventRules, Record
-from bridge.kafka.protocols import OffsetAndMetadata, Source
-from bridge.meisa.calls import MeisaCall
+from bridge.dlq import DeadLetterSink, DlqBreaker
+from bridge.errors import HaltError
+from bridge.events import EventDecoder, EventRules
+from bridge.kafka.protocols import Source
+from bridge.meisa.share import RateShare
 from bridge.observability import HealthState, Metrics, NullMetrics
-from bridge.observability.tracing import NO_TRACE, NO_TRACING, MessageTrace, Tracing
-from bridge.outcome import Mapped, Unreadable, read_record, schema_prefetch, unmapped_type
+from bridge.observability.tracing import NO_TRACING, Tracing
+from bridge.outcome import schema_prefetch
 from bridge.pipeline.commit import CommitPolicy, Committer
+from bridge.pipeline.deadletters import DeadLetters
 from bridge.pipeline.dispatcher import Deliver, Dispatcher, Guard
 from bridge.pipeline.fence import COMMIT_STALL_SECONDS, StallFence
+from bridge.pipeline.intake import Intake
 from bridge.pipeline.lockstep import Lockstep
-from bridge.pipeline.message import Failure, InFlight, TopicPartition
+from bridge.pipeline.message import InFlight, TopicPartition
 from bridge.pipeline.offsets import OffsetTracker
-from bridge.pipeline.readahead import MESSAGE_OVERHEAD_BYTES, ReadAhead
+from bridge.pipeline.partition import Buffered, Partitions
+from bridge.pipeline.readahead import ReadAhead
+from bridge.pipeline.rebalance import Rebalance
+from bridge.pipeline.report import Reporter
 from bridge.pipeline.tally import EventTally
 
 log = logging.getLogger("bridge.pipeline")
@@ -57,16 +50,14 @@ log = logging.getLogger("bridge.pipeline")
 # waits for the consumer's thread.
 POLL_WAIT_SECONDS = 0.1
 HALT_GRACE_SECONDS = 5.0  # after a halt, in-flight calls get this long before they are cancelled
-REPORT_SECONDS = 2.0  # metrics that need the consumer (lag) and the partition counts
-SHARE_REFRESH_TICKS = 15  # report ticks between partition-count refreshes (a metadata request)
 
 
 class Pipeline:
     """Runs until `stop()` or a halt; `run()` returns the HaltError, or None after a clean stop.
 
     It consumes from `source` (bridge.kafka.protocols.Source: confluent-kafka in production, the
-    in-memory broker in tests) and is the source's rebalance listener (`on_assign`, `on_revoke`,
-    `on_lost`)."""
+    in-memory broker in tests); `rebalance` (bridge.pipeline.rebalance) is the source's
+    rebalance listener."""
 
     def __init__(
         self,
@@ -84,28 +75,27 @@ class Pipeline:
         tracing: Tracing = NO_TRACING,
     ) -> None:
         settings = config.pipeline
-        self._tracing = tracing
-        self._on_share = on_share
-        self._partition_counts: dict[str, int] = {}
-        self._ticks = 0
         self.policy = CommitPolicy.from_settings(settings)
         self._batch = settings.batch_size
         self._read_ahead = ReadAhead(
             bound=settings.read_ahead_bytes, max_messages=settings.max_buffered_per_partition
         )
-        self._decoder = decoder
-        self._rules = rules
-        self._unmapped = unmapped_type(decoder, rules)
         self._prefetch = schema_prefetch(decoder)  # registry schemas, fetched off the loop
-        self._dlq = dlq
         self._metrics = metrics or NullMetrics()
+        self._rate_share = RateShare(on_share, self._metrics.rate_share)
         self._tally = EventTally(self._metrics)
-        self._breaker_fill: tuple[float, float] | None = None  # last reported to the metrics
         self._health = health or HealthState()
-        self._breaker = DlqBreaker(
+        breaker = DlqBreaker(
             max_consecutive=config.dlq.max_consecutive,
             max_ratio=config.dlq.max_ratio,
             window=config.dlq.ratio_window,
+        )
+        self._dead_letters = DeadLetters(
+            sink=dlq,
+            breaker=breaker,
+            metrics=self._metrics,
+            halt=self._halt,
+            on_written=self._dead_lettered,
         )
         self.tracker = OffsetTracker(metadata_max_bytes=settings.commit_metadata_max_bytes)
         self.fence = StallFence(blocked=self._commits_stalled)
@@ -121,21 +111,47 @@ class Pipeline:
             identity_capacity=settings.identity_capacity,
             fence=self.fence.wait,
         )
-        self.lockstep: Lockstep[tuple[InFlight, list[MeisaCall]]] = Lockstep(
+        self.lockstep: Lockstep[Buffered] = Lockstep(
             max_skew=settings.max_skew_seconds, max_idle=settings.max_idle_seconds
+        )
+        self.partitions = Partitions(self.tracker, self.lockstep)
+        self._intake = Intake(
+            decoder=decoder,
+            rules=rules,
+            tracker=self.tracker,
+            partitions=self.partitions,
+            lockstep=self.lockstep,
+            tally=self._tally,
+            submit=self.dispatcher.submit,
+            finished=self._finished,
+            count=self._dead_letters.count,
+            halt=self._halt,
+            tracing=tracing,
         )
         self._source = source
         self._committer = Committer(self.tracker, self._source.commit, on_committed=self._committed)
-        self._assigned: set[TopicPartition] = set()
-        self._paused: set[TopicPartition] = set()
-        self._live: dict[TopicPartition, dict[int, InFlight]] = {}
-        # The last message of each partition in this batch that made no call (see _advance).
-        self._quiet: dict[TopicPartition, Record] = {}
-        self._positions: dict[TopicPartition, int] = {}
-        self._dlq_tasks: set[asyncio.Task[None]] = set()
+        self.rebalance = Rebalance(
+            partitions=self.partitions,
+            lockstep=self.lockstep,
+            tracker=self.tracker,
+            dispatcher=self.dispatcher,
+            rate_share=self._rate_share,
+            tally=self._tally,
+            health=self._health,
+            metrics=self._metrics,
+            revoke_grace=self.policy.revoke_grace_seconds,
+            waiting=lambda: self.halted is None and not self._closing,
+        )
+        self._reporter = Reporter(
+            metrics=self._metrics,
+            source=source,
+            dispatcher=self.dispatcher,
+            lockstep=self.lockstep,
+            partitions=self.partitions,
+            rate_share=self._rate_share,
+        )
         self._stop = asyncio.Event()
         self._closing = False
-        self._coalesced_seen = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self.halted: HaltError | None = None
 
@@ -149,12 +165,12 @@ class Pipeline:
     async def run(self) -> HaltError | None:
         self._loop = asyncio.get_running_loop()
         callback_timeout = self.policy.revoke_grace_seconds + 30
-        await self._source.start(self, callback_timeout=callback_timeout)
-        self._partition_counts = await self._source.partition_counts()
+        await self._source.start(self.rebalance, callback_timeout=callback_timeout)
+        self._rate_share.counts = await self._source.partition_counts()
         self._health.started = True
         poll = asyncio.create_task(self._poll_loop(), name="poll")
         timer = asyncio.create_task(self._commit_loop(), name="commit")
-        report = asyncio.create_task(self._report_loop(), name="report")
+        report = asyncio.create_task(self._reporter.run(), name="report")
         fence = asyncio.create_task(self.fence.run(), name="fence")
         await self._stop.wait()
         report.cancel()
@@ -167,17 +183,16 @@ class Pipeline:
     async def _shutdown(self, poll: asyncio.Task[None], timer: asyncio.Task[None]) -> None:
         self._closing = True
         await asyncio.gather(poll, return_exceptions=True)
-        for tp in self._assigned:  # finish what started; buffered messages are read again
-            self._stop_starting(tp)
+        for part in self.partitions:  # finish what started; buffered messages are read again
+            if part.reading:
+                part.stop_starting()
         grace = self.policy.shutdown_grace_seconds
         if self.halted is not None:
             grace = min(grace, HALT_GRACE_SECONDS)
         if not await self._drain(grace):
             log.warning("shutdown grace of %.0fs ran out; unfinished messages are re-read", grace)
         await self.dispatcher.aclose()
-        for task in list(self._dlq_tasks):
-            task.cancel()
-        await asyncio.gather(*self._dlq_tasks, return_exceptions=True)
+        await self._dead_letters.terminate()
         timer.cancel()
         await asyncio.gather(timer, return_exceptions=True)
         self._tally.flush()
@@ -188,9 +203,7 @@ class Pipeline:
     async def _drain(self, grace: float) -> bool:
         if not await self.dispatcher.wait_idle(grace):
             return False
-        if self._dlq_tasks:
-            await asyncio.wait(list(self._dlq_tasks), timeout=grace)
-        return not self._dlq_tasks
+        return await self._dead_letters.join(grace)
 
     def _halt(self, exc: HaltError) -> None:
         if self.halted is None:
@@ -209,115 +222,26 @@ class Pipeline:
                 self._health.beat()
                 if self._prefetch is not None and records:
                     await self._prefetch(records)
-                for record in records:
-                    self._accept(record)
+                if not self._closing:  # else the next run reads them
+                    for record in records:
+                        self._intake.accept(record)
                 for tp in ends:
                     self.lockstep.at_end(tp)
                 self._tally.flush()
-                self._advance()
+                self._intake.advance()
                 await self._report_lags()
                 self._admit()
                 await self._backpressure()
         except Exception as exc:
             self._halt(HaltError(f"Kafka consumer failed: {type(exc).__name__}: {exc}"))
 
-    def _accept(self, record: Record) -> None:
-        if record.tp not in self._assigned or self._closing:
-            return  # fetched before a revoke in the same consume(); the new owner reads it
-        if not self._track(record):
-            return
-        if self._unmapped is not None:
-            event_type = self._unmapped(record)
-            if event_type is not UNDECIDED:
-                self._no_call(record, event_type)
-                return
-        trace = self._tracing.begin(record)
-        try:
-            read = read_record(record, self._decoder, self._rules, trace=trace)
-        except RetryableError as exc:
-            # e.g. the schema registry is down: the message is fine, so it must not be
-            # dead-lettered; halting commits nothing past it and a restart reads it again.
-            self._halt(HaltError(f"{record.topic}/{record.partition}@{record.offset}: {exc}"))
-            return
-        if isinstance(read, Unreadable) or read.calls:
-            self._start(record, read, trace)
-        elif read.envelope is None:
-            # A tombstone deletes a key on a compacted topic: no event, nothing to send or DLQ.
-            self.tracker.done(record.tp, record.offset)
-            self._tally.count(record.topic, None, "tombstone")
-        else:
-            self._no_call(record, read.envelope.type)
-
-    def _start(
-        self, record: Record, read: Mapped | Unreadable, trace: MessageTrace = NO_TRACE
-    ) -> None:
-        """A message with calls (or poison): its calls go to the dispatcher, through the
-        lockstep unless they are all triggers; poison goes to the DLQ."""
-        message = InFlight(record, envelope=read.envelope, trace=trace)
-        self._live.setdefault(record.tp, {})[record.offset] = message
-        if isinstance(read, Unreadable):
-            message.fail(Failure(error=read.error, stage=read.stage, rule=read.rule, attempts=0))
-            self._finished(message)
-            return
-        message.event_time = read.event_time
-        calls = read.calls
-        if all(call.kind == "trigger" for call in calls):
-            self.dispatcher.submit(message, calls)
-            return
-        # Event times are epoch seconds; an event with no time at all happened "now".
-        event_time = message.event_time if message.event_time is not None else time.time()
-        trace.waiting("lockstep")
-        self.lockstep.push(record.tp, event_time, (message, calls))
-
-    def _track(self, record: Record) -> bool:
-        """False: nothing to do, the offset was seen already or an earlier owner finished it
-        (the committed metadata); counted as finished then."""
-        try:
-            fresh = self.tracker.track(
-                record.tp, record.offset, record.size + MESSAGE_OVERHEAD_BYTES
-            )
-        except OffsetOrderError:
-            log.warning(
-                "ignoring %s partition %d offset %d: already seen", *record.tp, record.offset
-            )
-            return False
-        if not fresh:
-            self._tally.count(record.topic, None, "finished_before")
-        return fresh
-
-    def _no_call(self, record: Record, event_type: str | None) -> None:
-        """An event that makes no call is done at once: most events of a busy topic are ones no
-        rule maps, so this path builds no InFlight and touches no dispatcher."""
-        if self._breaker_record(poison=False):
-            self.tracker.done(record.tp, record.offset)
-            self._tally.count(record.topic, event_type, "ok")
-            self._quiet[record.tp] = record
-
-    def _advance(self) -> None:
-        """Let the lockstep know how far in event time the partitions whose last messages made
-        no call have got, so a partition carrying only such events does not hold the others'
-        calls back until it is read to its end. One event time per partition and batch, read
-        only while the lockstep holds messages (events no rule maps skip their time otherwise)."""
-        if self._quiet and self.lockstep.buffered():
-            for tp, record in self._quiet.items():
-                event_time = self._event_time(record)
-                if event_time is not None:
-                    self.lockstep.advance(tp, event_time)
-        self._quiet.clear()
-
-    def _event_time(self, record: Record) -> float | None:
-        """The record's event time, decoded again (no rules: it is known to make no call)."""
-        try:
-            return record.decode_with(self._decoder).event_epoch()
-        except Exception:  # it decoded moments ago; at worst the lockstep waits as before
-            return None
-
     async def _report_lags(self) -> None:
         """Tell the lockstep which empty partitions still have data on its way (only needed while
         it holds messages back: events that make no call never enter it)."""
         if not self.lockstep.buffered():
             return
-        empty = [tp for tp in self.lockstep.waiting_for_data() if tp not in self._paused]
+        paused = self.partitions.paused()
+        empty = [tp for tp in self.lockstep.waiting_for_data() if tp not in paused]
         if empty:
             lags = await self._source.fetch_lags(empty)
             for tp in empty:
@@ -334,23 +258,19 @@ class Pipeline:
             admitted += self.lockstep.admit(now, ignore_paused=True)
         for message, calls in admitted:
             message.trace.waited("lockstep")
-            if not (message.cancelled or message.revoked):
+            if not message.stopped:
                 self.dispatcher.submit(message, calls)
 
     async def _backpressure(self) -> None:
         """Pause partitions past the read-ahead bound, resume those back within it."""
-        held = self.tracker.held()
-        pause, resume = self._read_ahead.decide(held, self._paused)
+        held = self.partitions.held()
+        pause, resume = self._read_ahead.decide(held, self.partitions.paused())
         if pause:
             await self._source.pause(pause)
-            self._paused.update(pause)
+            self.partitions.set_paused(pause, True)
         if resume:
             await self._source.resume(resume)
-            self._paused.difference_update(resume)
-        for tp in pause:
-            self.lockstep.set_paused(tp, True)
-        for tp in resume:
-            self.lockstep.set_paused(tp, False)
+            self.partitions.set_paused(resume, False)
 
     # -- outcomes ------------------------------------------------------------------------------
 
@@ -359,70 +279,14 @@ class Pipeline:
         if message.cancelled:
             return
         poison = message.failure is not None
-        if not self._breaker_record(poison):
+        if not self._dead_letters.count(poison):
             return
         if not poison:
             self._done(message, "skipped" if message.skipped else "ok")
             return
-        task = asyncio.create_task(self._dead_letter(message))
-        self._dlq_tasks.add(task)
-        task.add_done_callback(self._dlq_tasks.discard)
+        self._dead_letters.send(message)
 
-    def _breaker_record(self, poison: bool) -> bool:
-        """Count a finished message in the DLQ breaker; False when it tripped (halted)."""
-        try:
-            self._breaker.record(poison)
-        except HaltError as exc:
-            self._halt(exc)
-            return False
-        finally:
-            fill = self._breaker.fill()
-            if fill != self._breaker_fill:  # a gauge write per change, not per message
-                self._breaker_fill = fill
-                self._metrics.dlq_breaker(*fill)
-        return True
-
-    async def _dead_letter(self, message: InFlight) -> None:
-        failure = message.failure
-        assert failure is not None
-        r = message.record
-        if self._dlq is None:
-            self._halt(NoDeadLetterTopic(f"{r.topic}/{r.partition}@{r.offset}: {failure.error}"))
-            return
-        letter = DeadLetter(
-            topic=r.topic,
-            partition=r.partition,
-            offset=r.offset,
-            key=r.key,
-            value=r.value,
-            headers=r.headers,
-            timestamp=r.timestamp,
-            error=failure.error,
-            stage=failure.stage,
-            rule=failure.rule,
-            attempts=failure.attempts,
-            trace_id=message.trace.trace_id,
-        )
-        try:
-            await self._dlq.send(letter)
-        except HaltError as exc:
-            self._halt(exc)
-            return
-        except Exception as exc:  # never leave the offset stuck without a word
-            self._halt(DeadLetterWriteFailed(f"DLQ write: {type(exc).__name__}: {exc}"))
-            return
-        log.warning(
-            "%s %s partition %d offset %d (%s, rule %s): %s",
-            self._dlq.verb,
-            r.topic,
-            r.partition,
-            r.offset,
-            failure.stage,
-            repr(failure.rule) if failure.rule else "-",  # no rule: it did not decode
-            failure.error,
-            extra=message.trace.log_fields(),
-        )
-        self._metrics.dlq(r.topic, failure.stage)
+    async def _dead_lettered(self, message: InFlight) -> None:
         self._done(message, "dlq")
         # Commit at once: a crash before the next commit would write the record again.
         await self._committer.commit([message.tp])
@@ -442,12 +306,14 @@ class Pipeline:
                 ", ".join(message.skipped),
                 extra=message.trace.log_fields(),
             )
-        self._live.get(message.tp, {}).pop(message.offset, None)
+        part = self.partitions.get(message.tp)
+        if part is not None:
+            part.done(message.offset)
         self.tracker.done(message.tp, message.offset)
         event_type = message.envelope.type if message.envelope is not None else None
         self._tally.count(message.record.topic, event_type, outcome)
 
-    # -- commits and rebalances ------------------------------------------------------------------
+    # -- commits -----------------------------------------------------------------------------------
 
     def _commits_stalled(self) -> bool:
         return self._committer.refused or self._committer.stalled_for() > COMMIT_STALL_SECONDS
@@ -461,135 +327,8 @@ class Pipeline:
             await self._committer.commit()
             self.fence.recheck()  # a refused commit holds new calls now, not at the next tick
 
-    async def _report_loop(self) -> None:
-        while True:
-            await asyncio.sleep(REPORT_SECONDS)
-            await self._report()
-
-    async def _report(self) -> None:
-        self._metrics.in_flight(self.dispatcher.sending)
-        self._metrics.contact_waits(self.dispatcher.parked())
-        self._metrics.lockstep_buffered(self.lockstep.buffered())
-        for (topic, partition), (size, messages) in self.tracker.held().items():
-            self._metrics.read_ahead(topic, partition, size, messages)
-        merged = self.dispatcher.coalesced
-        if merged > self._coalesced_seen:
-            self._metrics.coalesced(merged - self._coalesced_seen)
-            self._coalesced_seen = merged
-        self._ticks += 1
-        if self._on_share is not None and self._ticks % SHARE_REFRESH_TICKS == 0:
-            self._partition_counts = await self._source.partition_counts()
-            self._share()
-        highs = await self._source.high_watermarks(self._assigned)
-        for tp, high in highs.items():
-            if tp in self._positions:
-                self._metrics.consumer_lag(tp[0], tp[1], max(0, high - self._positions[tp]))
-
     def _committed(self, tp: TopicPartition, offset: int) -> None:
-        self._positions[tp] = offset
+        part = self.partitions.get(tp)
+        if part is not None:
+            part.position = offset
         self._metrics.committed(tp[0], tp[1], offset)
-
-    async def on_assign(
-        self, tps: list[TopicPartition], committed: Mapping[TopicPartition, OffsetAndMetadata]
-    ) -> None:
-        log.info("assigned: %s", _names(tps))
-        self.tracker.assign(tps, committed)
-        now = asyncio.get_running_loop().time()
-        self.lockstep.assign(tps, now)
-        self._assigned.update(tps)
-        self.lockstep.expect(self._co_partitions(), now)
-        self._health.on_assignment(len(self._assigned))
-        self._metrics.assigned_partitions(len(self._assigned))
-        self._share()
-
-    def _co_partitions(self) -> list[TopicPartition]:
-        """Partition N of every subscribed topic with as many partitions as a topic of which
-        partition N is assigned: the range assignor hands them to the same member, one by one
-        during an incremental rebalance."""
-        counts = self._partition_counts
-        return [
-            (other, p)
-            for topic, p in self._assigned
-            for other, n in counts.items()
-            if other != topic and n == counts.get(topic) and (other, p) not in self._assigned
-        ]
-
-    def _share(self) -> None:
-        """This replica's part of the key's budget: the mean, over the subscribed topics, of
-        the fraction of each topic's partitions it owns. The replicas' shares add up to 1 once
-        every partition is owned, and a replica that owns a small topic (the OTPs) gets that
-        topic's whole weight however many partitions the big topics have."""
-        if self._on_share is None:
-            return
-        counts = {t: n for t, n in self._partition_counts.items() if n > 0}
-        owned = Counter(topic for topic, _ in self._assigned)
-        share = (
-            sum(min(1.0, owned[t] / n) for t, n in counts.items()) / len(counts) if counts else 1.0
-        )
-        self._on_share(share)
-        self._metrics.rate_share(share)
-
-    async def on_revoke(self, tps: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
-        """Let started work of the partitions finish (within the grace) and return what to commit.
-
-        Messages up to the last one finished or started still run, so the committed position
-        covers the work done (other contacts run ahead of a slow one); later buffered messages
-        start nothing, because the new owner reads them and the whole group waits for this
-        callback: draining a backlog here would stall every member."""
-        log.info("revoked: %s", _names(tps))
-        self._assigned.difference_update(tps)
-        for tp in tps:
-            self._stop_starting(tp)
-        for message, _ in self.lockstep.remove(tps):  # never admitted: the new owner reads them
-            message.cancelled = True
-        deadline = asyncio.get_running_loop().time() + self.policy.revoke_grace_seconds
-        # While closing, the shutdown grace already drained what it could and cancelled the rest.
-        waiting = self.halted is None and not self._closing
-        while waiting and not self._settled(tps):
-            if asyncio.get_running_loop().time() >= deadline:
-                log.warning("revoke grace ran out; unfinished messages go to the new owner")
-                break
-            await asyncio.sleep(0.02)
-        offsets = self.tracker.committable(tps)
-        self._tally.flush()
-        await self._release(tps)
-        return offsets
-
-    def _stop_starting(self, tp: TopicPartition) -> None:
-        live = self._live.get(tp, {})
-        started = [offset for offset, m in live.items() if m.started]
-        done = self.tracker.last_done(tp)
-        frontier = max([*started, *([] if done is None else [done])], default=-1)
-        for offset, message in live.items():
-            if offset > frontier:
-                message.revoked = True
-
-    def _settled(self, tps: Iterable[TopicPartition]) -> bool:
-        """Every message of the partitions is done (and gone from `_live`) or was cancelled."""
-        return all(m.cancelled for tp in tps for m in self._live.get(tp, {}).values())
-
-    async def on_lost(self, tps: list[TopicPartition]) -> None:
-        """Lost partitions (session timeout): another member may own them already: no commit."""
-        log.warning("lost: %s", _names(tps))
-        self._assigned.difference_update(tps)
-        await self._release(tps)
-
-    async def _release(self, tps: Iterable[TopicPartition]) -> None:
-        tps = list(tps)
-        self.lockstep.remove(tps)
-        for tp in tps:
-            for message in self._live.pop(tp, {}).values():
-                message.cancelled = True
-                message.trace.finish("cancelled")
-            self._paused.discard(tp)
-            self._positions.pop(tp, None)
-            self._metrics.forget_partition(*tp)
-        self.tracker.forget(tps)
-        self._share()
-        await self.dispatcher.release(tps)
-        self._health.on_assignment(len(self._assigned))
-        self._metrics.assigned_partitions(len(self._assigned))
-
-
-def _names(tps: Iterable[TopicPartition]) -> str:
-    return ", ".join(f"{t}/{p}" for t, p in sorted(tps)) or "-"

@@ -25,27 +25,17 @@ from typing import TYPE_CHECKING, TypeVar
 
 from bridge.config import BridgeConfig, load_config
 from bridge.errors import (
-    BrokerError,
     ConfigError,
-    Forbidden,
-    HaltError,
-    RejectedCall,
-    RetryableError,
-    SkipOutcome,
     StartupRefused,
-    TlsError,
-    Unauthorized,
 )
 from bridge.exitcodes import ExitCode
 from bridge.kafka.ledger import open_ledger
 from bridge.ledger import SentLedger
 from bridge.meisa.calls import MeisaCall
-from bridge.meisa.client import MeisaClient, default_transport, tls_refusal
-from bridge.meisa.delivery import Attempt, Deliverer
+from bridge.meisa.client import MeisaClient, default_transport
+from bridge.meisa.delivery import Deliverer
 from bridge.meisa.governor import RateGovernor
 from bridge.meisa.models import PingInfo
-from bridge.meisa.schedule import GovernorState
-from bridge.meisa.scopes import format_missing, missing_scopes
 from bridge.observability import (
     HealthServer,
     HealthState,
@@ -58,10 +48,11 @@ from bridge.observability import (
     start_tracing,
 )
 from bridge.observability.tracing import Tracing
-from bridge.outcome import outcome_of
+from bridge.pipeline.callmetrics import attempt_metrics, governor_metrics
 from bridge.pipeline.dispatcher import Deliver, Slot
 from bridge.pipeline.guards import CallGuard, SuppressionList
 from bridge.pipeline.message import Sending
+from bridge.pipeline.startup import startup_check
 
 if TYPE_CHECKING:
     import httpx
@@ -72,9 +63,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 log = logging.getLogger("bridge.run")
 
-SUPPRESSION_SCOPE = "contacts:read"  # reads the unsubscribed list; optional (422s still skip)
-PING_ATTEMPTS = 5  # ~15 s of backoff: long enough for a sandbox or a proxy to come up
-KAFKA_PROBE_SECONDS = 15.0  # as long as the ping retries: a broker that is starting may answer
 # The cyclic garbage collector finds next to nothing here (a message's objects go by reference
 # counting): at the default first threshold (700) it ran ~500 times per 100,000 events and took
 # a tenth of the CPU (bench/unmapped.py). Collections now come every 50,000 net allocations.
@@ -235,103 +223,6 @@ def _refuse(exc: StartupRefused) -> int:
     return ExitCode.REFUSED
 
 
-async def startup_check(
-    client: MeisaClient, config: BridgeConfig, metrics: Metrics | None = None
-) -> PingInfo:
-    """GET /ping, then compare the key's scopes with what the rules need."""
-    if not config.rules:
-        # Consuming without rules would commit every event with no call: refuse instead.
-        raise StartupRefused(f"{config.source}: no rules (add `rules:` or `rules_file:`)")
-    if not config.topics:
-        raise StartupRefused(f"{config.source}: no topics to consume (add `topics:`)")
-    if not config.meisa.api_key:
-        raise StartupRefused(
-            "no Meisa API key: set MEISA_API_KEY (or meisa.api_key / meisa.api_key_file)"
-        )
-    info = await _ping(client, config)
-    needed = config.rules.scopes_needed()
-    missing = missing_scopes(needed, info.scopes)
-    if metrics is not None:
-        _key_metrics(metrics, config, info, needed)
-    if missing:
-        raise StartupRefused(format_missing(missing))
-    log.info(
-        "Meisa key %r (%s) at %s: %s/min, %s/h; scopes ok",
-        info.name,
-        info.environment,
-        config.meisa.base_url,
-        _limit(info.rate_limit_per_minute),
-        _limit(info.rate_limit_per_hour),
-    )
-    await _check_kafka(config)
-    return info
-
-
-def _key_metrics(
-    metrics: Metrics, config: BridgeConfig, info: PingInfo, needed: dict[str, list[str]]
-) -> None:
-    """The key's limits, and a 0/1 gauge per scope the rules (or the unsubscribed list) use."""
-    metrics.rate_limit("minute", config.meisa.rate_limit_per_minute or info.rate_limit_per_minute)
-    metrics.rate_limit("hour", config.meisa.rate_limit_per_hour or info.rate_limit_per_hour)
-    scopes = set(needed) | ({SUPPRESSION_SCOPE} if config.suppression.enabled else set())
-    for scope in sorted(scopes):
-        metrics.scope_missing(scope, scope not in info.scopes)
-
-
-def _limit(value: int | None) -> str:
-    return "unlimited" if value is None else str(value)
-
-
-async def _check_kafka(config: BridgeConfig) -> None:
-    """The brokers answer, or the bridge refuses to start instead of retrying unseen forever."""
-    from bridge.kafka.admin import KafkaAdmin
-    from bridge.kafka.properties import protocol_conflict
-
-    conflict = protocol_conflict(config.kafka)
-    if conflict is not None:
-        raise StartupRefused(f"{config.source}: {conflict}")
-
-    servers = config.kafka.get("bootstrap.servers", "(bootstrap.servers not set)")
-    try:
-        absent = await asyncio.to_thread(
-            KafkaAdmin(config.kafka).missing_topics, config.topics, KAFKA_PROBE_SECONDS
-        )
-    except BrokerError as exc:
-        raise StartupRefused(
-            f"Kafka is not reachable at {servers} within {KAFKA_PROBE_SECONDS:g} s: "
-            f"{exc} (check kafka.bootstrap.servers and the security settings)"
-        ) from None
-    if absent:
-        log.warning(
-            "topic(s) %s do not exist on %s: nothing is consumed from them until they are created",
-            ", ".join(absent),
-            servers,
-        )
-
-
-async def _ping(client: MeisaClient, config: BridgeConfig) -> PingInfo:
-    for attempt in range(PING_ATTEMPTS):
-        try:
-            return await client.ping()
-        except Unauthorized as exc:
-            raise StartupRefused(
-                f"Meisa rejected the API key (401) at {config.meisa.base_url}: check meisa.api_key "
-                f"(MEISA_API_KEY). {exc}"
-            ) from None
-        except RetryableError as exc:
-            if attempt == PING_ATTEMPTS - 1:
-                raise StartupRefused(
-                    f"Meisa is not reachable at {config.meisa.base_url}: {exc}"
-                ) from None
-            log.warning("GET /ping failed (%s); retrying", exc)
-            await asyncio.sleep(2**attempt)
-        except TlsError as exc:  # a certificate does not get better by waiting: no retry
-            raise StartupRefused(tls_refusal(config.meisa.base_url, exc)) from None
-        except HaltError as exc:
-            raise StartupRefused(f"GET /ping: {exc}") from None
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 @dataclass(frozen=True)
 class _Parts:
     deliver: Deliver
@@ -354,7 +245,7 @@ def _build(
         client.unsubscribed_emails, interval=config.suppression.interval_seconds
     )
     guard = CallGuard(suppressed=suppression.__contains__)
-    governor = RateGovernor.from_ping(info, config.meisa, observer=_governor_metrics(metrics))
+    governor = RateGovernor.from_ping(info, config.meisa, observer=governor_metrics(metrics))
     metrics.governor_throttled(None)
     metrics.governor_rate(governor.per_minute)  # None: an unlimited (sandbox) key, no gauge
     if shadow is not None:
@@ -368,7 +259,7 @@ def _build(
         client,
         governor,
         settings=config.meisa,
-        on_attempt=_attempt_metrics(metrics),
+        on_attempt=attempt_metrics(metrics),
         ledger=ledger,
         guard=guard,
     )
@@ -386,42 +277,6 @@ def _waits_for_contacts(deliverer: Deliverer, tracing: Tracing) -> Deliver:
         )
 
     return deliver
-
-
-def _governor_metrics(metrics: Metrics) -> Callable[[GovernorState], None]:
-    def record(state: GovernorState) -> None:
-        metrics.governor_throttled(state.reason)
-        metrics.governor_rate(state.per_minute)
-
-    return record
-
-
-def _attempt_metrics(metrics: Metrics) -> Callable[[Attempt], None]:
-    def record(attempt: Attempt) -> None:
-        kind = attempt.call.kind
-        metrics.calls(kind, _status(attempt))
-        metrics.call_outcome(kind, outcome_of(attempt.error))
-        metrics.call_latency(kind, attempt.duration)
-        metrics.governor_wait(attempt.waited)
-        if kind == "trigger":
-            metrics.trigger_wait(attempt.waited)
-        if isinstance(attempt.error, RetryableError):
-            metrics.retries(kind, type(attempt.error).__name__)
-        if isinstance(attempt.error, Forbidden):  # the key lost a scope while running
-            metrics.scope_missing(attempt.call.scope, True)
-
-    return record
-
-
-def _status(attempt: Attempt) -> int | str:
-    if attempt.result is not None:
-        return attempt.result.status
-    error = attempt.error
-    if isinstance(error, RejectedCall):  # the one error that carries Meisa's status
-        return error.status
-    if isinstance(error, SkipOutcome):
-        return "skipped"
-    return type(error).__name__
 
 
 async def _serve(

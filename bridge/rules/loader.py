@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.errors import ConfigError, ExpressionError, FieldValueError
-from bridge.meisa.calls import DEFAULT_ON_REPLAY, CallKind, ReplayPolicy
+from bridge.meisa.calls import DEFAULT_ON_REPLAY, WAITS_ON_404, CallKind, ReplayPolicy
 from bridge.rules.engine import RuleSet
 from bridge.rules.expressions import (
     Compiled,
@@ -31,7 +31,6 @@ from bridge.yamlio import line_of
 RULE_KEYS = ("name", "description", "on", "when", "do")
 ACTION_OPTIONS = ("when", "max_age", "on_replay", "coalesce", "create_contact")
 # A 404 for these can be answered by upserting a minimal contact first.
-CREATE_CONTACT_KINDS = ("track", "add_tag", "remove_tag")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -359,9 +358,9 @@ def _create_contact(kind: CallKind, item: dict[str, Any], ctx: _Ctx, where: str)
     if "create_contact" not in item:
         return False
     value, line = item["create_contact"], line_of(item, "create_contact")
-    if kind not in CREATE_CONTACT_KINDS:
+    if kind not in WAITS_ON_404:
         ctx.error(
-            f"only {', '.join(CREATE_CONTACT_KINDS)} create a contact",
+            f"only {', '.join(WAITS_ON_404)} create a contact",
             line,
             f"{where}.create_contact",
         )

@@ -10,7 +10,7 @@ from typing import Any
 
 from bridge.errors import EvaluationError, FieldValueError, MappingError
 from bridge.events import Envelope
-from bridge.meisa.calls import CallKind, MeisaCall, ReplayPolicy, contact_key
+from bridge.meisa.calls import KINDS, CallKind, MeisaCall, ReplayPolicy, contact_key
 from bridge.rules.expressions import Compiled, Getter, truthy
 from bridge.rules.fields import AT_LEAST_ONE, FieldSpec
 
@@ -121,7 +121,7 @@ class Action:
         for group in AT_LEAST_ONE.get(self.kind, ()):
             if not any(name in body for name in group):
                 raise self._error(rule, "/".join(group), "all of these are null or empty")
-        if self.kind == "trigger" and "idempotency_key" not in body:
+        if KINDS[self.kind].idempotent and "idempotency_key" not in body:
             body["idempotency_key"] = default_idempotency_key(envelope, rule, self.index)
         return MeisaCall(
             kind=self.kind,

@@ -178,7 +178,7 @@ def coalesce_rows(rows: Iterable[Row]) -> list[Row]:
     identity = ContactIdentity()  # one person's lane across external_id and email, as live
     for row in rows:
         _, call, _ = row
-        if call is None or call.kind == "trigger":  # triggers run in a lane of their own
+        if call is None or call.traits.trigger:  # triggers run in a lane of their own
             out.append(row)
             continue
         lane = identity.key_for(call.body, fallback=call.contact_key)

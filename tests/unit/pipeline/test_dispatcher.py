@@ -199,7 +199,7 @@ async def test_calls_of_cancelled_messages_are_dropped() -> None:
     d.submit(msg(0), [call("track", "a", 0)])
     late = msg(1)
     d.submit(late, [call("track", "b", 1)])
-    late.cancelled = True
+    late.cancel()
     await settle()
     fake.gates[0].set()
     await d.wait_idle(5)
@@ -289,7 +289,7 @@ async def test_revoked_messages_send_nothing_new_while_the_call_in_progress_fini
     await settle()
     assert [c.body["n"] for c in fake.sent] == [0, 2]
     for m in (first, second, third):
-        m.revoked = True
+        m.revoke()
     fake.gates[0].set()
     fake.gates[1].set()
     await d.wait_idle(1)
@@ -311,7 +311,7 @@ async def test_releasing_a_partition_cancels_its_calls_in_progress() -> None:
     d.submit(msg(1, partition=0), [call("track", "a", 1)])
     d.submit(kept, [call("track", "a", 2)])
     await settle()
-    gone.cancelled = True
+    gone.cancel()
     await d.release([("t", 0)])
     await settle()
     fake.gates[1].set()
@@ -335,7 +335,7 @@ async def test_a_lane_survives_repeated_releases_and_still_closes() -> None:
         lost = msg(n, partition=0)
         d.submit(lost, [call("track", "a", n)])
         await settle()
-        lost.cancelled = True
+        lost.cancel()
         await d.release([("t", 0)])
     kept = msg(9, partition=1)
     d.submit(kept, [call("track", "a", 9)])
@@ -359,7 +359,7 @@ async def test_closing_while_a_release_cancels_the_same_call_stops_the_lane() ->
     d.submit(lost, [call("track", "a", 0)])
     d.submit(msg(1, partition=1), [call("track", "a", 1)])
     await settle()
-    lost.cancelled = True
+    lost.cancel()
     release = asyncio.create_task(d.release([("t", 0)]))
     closing = asyncio.create_task(d.aclose())
     await asyncio.gather(release, closing)

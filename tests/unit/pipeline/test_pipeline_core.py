@@ -251,7 +251,7 @@ async def test_a_revoke_lets_started_work_finish_commits_it_and_starts_nothing_m
         await until(lambda: h.meisa.sent == [0, 1] and 2 in h.meisa.held, "2 in flight")
         await until(lambda: h.pipeline.dispatcher.sending == 1, "2 holds a slot")
         h.source.revoke([TP])
-        await until(lambda: TP not in h.pipeline._assigned, "the revoke started")
+        await until(lambda: h.pipeline.partitions.reading(TP) is None, "the revoke started")
         h.meisa.release(2)
         await until(lambda: TP not in h.source.assigned, "the revoke finished")
         assert h.committed() == 3  # 0..2 done; the new owner reads 3 and 4
@@ -394,7 +394,7 @@ async def test_a_failed_commit_is_retried_on_the_next_tick() -> None:
 
 async def test_no_new_call_goes_out_while_finished_work_cannot_be_committed() -> None:
     """Work done while commits fail could not be recorded, and the partition's next reader would
-    do it again: past a second of failing commits, new calls wait until one goes through."""
+    do it again: once commits fail, new calls wait until one goes through."""
     async with running() as h:
         h.source.fail_commits = True
         h.broker.produce("events", event(0, "ann"))

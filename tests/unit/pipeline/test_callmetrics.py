@@ -7,14 +7,14 @@ from bridge.meisa.calls import MeisaCall
 from bridge.meisa.delivery import Attempt
 from bridge.meisa.models import CallResult
 from bridge.observability import Metrics
-from bridge.pipeline.runner import _attempt_metrics
+from bridge.pipeline.callmetrics import attempt_metrics
 
 CALL = MeisaCall(kind="upsert", body={"email": "a@x.io"}, contact_key="a@x.io", rule="r")
 
 
 def test_each_attempt_is_labelled_by_status_or_error_and_by_outcome() -> None:
     metrics = Metrics()
-    record = _attempt_metrics(metrics)
+    record = attempt_metrics(metrics)
     answers = [
         Attempt(CALL, 1, 0.0, 0.1, result=CallResult(status=200, body={})),
         Attempt(CALL, 2, 0.0, 0.1, error=RejectedCall("bad", status=422, endpoint="x")),

@@ -1,0 +1,53 @@
+"""What `run` records about Meisa calls: per delivery attempt (status, outcome, latency, waits,
+retries) and per rate-governor change. The status label and the outcome come from typed errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bridge.errors import Forbidden, RejectedCall, RetryableError, SkipOutcome
+from bridge.meisa.delivery import Attempt
+from bridge.meisa.schedule import GovernorState
+from bridge.observability import Metrics
+from bridge.outcome import outcome_of
+
+
+def governor_metrics(metrics: Metrics) -> Callable[[GovernorState], None]:
+    """The rate governor's observer: why it throttles and the rate it allows."""
+
+    def record(state: GovernorState) -> None:
+        metrics.governor_throttled(state.reason)
+        metrics.governor_rate(state.per_minute)
+
+    return record
+
+
+def attempt_metrics(metrics: Metrics) -> Callable[[Attempt], None]:
+    """The deliverer's observer: one record per attempt, labelled by status and outcome."""
+
+    def record(attempt: Attempt) -> None:
+        kind = attempt.call.kind
+        metrics.calls(kind, _status(attempt))
+        metrics.call_outcome(kind, outcome_of(attempt.error))
+        metrics.call_latency(kind, attempt.duration)
+        metrics.governor_wait(attempt.waited)
+        if attempt.call.traits.trigger:
+            metrics.trigger_wait(attempt.waited)
+        if isinstance(attempt.error, RetryableError):
+            metrics.retries(kind, type(attempt.error).__name__)
+        if isinstance(attempt.error, Forbidden):  # the key lost a scope while running
+            metrics.scope_missing(attempt.call.scope, True)
+
+    return record
+
+
+def _status(attempt: Attempt) -> int | str:
+    if attempt.result is not None:
+        return attempt.result.status
+    error = attempt.error
+    if isinstance(error, RejectedCall):  # the one error that carries Meisa's status
+        return error.status
+    if isinstance(error, SkipOutcome):
+        return "skipped"
+    return type(error).__name__
