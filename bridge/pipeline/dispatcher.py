@@ -386,9 +386,12 @@ class _Start:
         self._fence = fence
 
     async def __aenter__(self) -> None:
-        if self._fence is not None:  # after a freeze: hold until the group had its say
-            await self._fence()
         await self._slots.__aenter__()
+        if self._fence is not None:
+            # Held after a freeze until the group had its say, and while commits fail. Checked
+            # once the slot is ours, not before: a call that passed an open fence and then
+            # queued for a slot would otherwise go out after the fence closed.
+            await self._fence()
         if _abandoned(self._item):
             await self._slots.__aexit__(None, None, None)
             raise CallAbandoned

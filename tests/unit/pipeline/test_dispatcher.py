@@ -495,3 +495,27 @@ async def test_an_email_only_lane_folds_into_the_persons_lane_when_the_link_appe
     assert await d.wait_idle(1)
     assert [c.body["n"] for c in fake.sent] == [0, 1, 2, 3]
     assert len(finished) == 4
+
+
+async def test_a_call_queued_for_a_slot_when_the_fence_closes_waits_for_it_to_open() -> None:
+    """The fence is asked once the slot is held: a call that got past an open fence and then
+    queued for a slot must not go out after the fence closed (commits failing meanwhile)."""
+    fake, finished = FakeMeisa(auto=False), []
+    fence_open = asyncio.Event()
+    fence_open.set()
+
+    async def fence() -> None:
+        await fence_open.wait()
+
+    d = make(fake, finished, max_in_flight=1, fence=fence)
+    d.submit(msg(0), [call("track", "a")])
+    d.submit(msg(1), [call("track", "b")])
+    await settle()
+    assert [c.contact_key for c in fake.sent] == ["a"]  # b waits for the only slot
+    fence_open.clear()  # e.g. a commit was refused
+    fake.gates[0].set()
+    await settle()
+    assert [c.contact_key for c in fake.sent] == ["a"]
+    fence_open.set()
+    await settle()
+    assert [c.contact_key for c in fake.sent] == ["a", "b"]
