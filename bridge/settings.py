@@ -283,7 +283,7 @@ class PipelineSettings:
     )
     batch_size: int = field(default=500, metadata=doc("Messages per `consume()` call."))
     commit_interval_seconds: float = field(
-        default=0.1,
+        default=0.05,
         metadata=doc(
             "Finished offsets are committed at most this long after they finish (also on "
             "revoke and shutdown); no commit is sent while nothing finishes. A crash re-sends "

@@ -16,7 +16,8 @@ as a commit is refused (the broker is away, or a classic rebalance has moved the
 generation and refuses the old one's commits), and while finished work has waited more than
 `COMMIT_STALL_SECONDS` for a commit that hangs. Work done then could not be committed, and whoever
 reads the partition next would do it again; holding new calls until a commit succeeds bounds that
-to what was in flight. The pipeline rechecks right after each commit, not only on the tick.
+to what was in flight. Every call asks the predicate as it starts, and the pipeline rechecks
+after each commit.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ HOLD_SECONDS = 8.0  # a heartbeat interval (5 s at most by default) and the poll
 # A commit takes milliseconds (tens under load); one that hangs this long means the coordinator is
 # away (a broker stopping, a connection lost), and every tenth of a second of work done meanwhile
 # is about a hundred calls that the partition's next reader would make again.
-COMMIT_STALL_SECONDS = 0.25
+COMMIT_STALL_SECONDS = 0.2
 BLOCKED_REPORT_SECONDS = 30.0
 
 
@@ -101,6 +102,14 @@ class StallFence:
                 held,
             )
 
+    def _blocked_now(self) -> bool:
+        """Ask the `blocked` predicate at this call, not at the last tick: a call that starts
+        a tick after commits began to hang must not go out."""
+        if self._blocked is None:
+            return False
+        self._check_blocked(self.now())
+        return self._was_blocked
+
     def recheck(self) -> None:
         """Read the `blocked` predicate now (after a commit), not at the next tick."""
         self._check_blocked(self.now())
@@ -116,9 +125,13 @@ class StallFence:
 
     async def wait(self) -> None:
         """Return at once, or when the fence opens again."""
-        if self._open_at == NEVER and not self._was_blocked:  # the common case: no clock read
+        if self._open_at == NEVER and not self._blocked_now():  # the common case
             return
         # A loop, not an Event: the deadline moves if another freeze comes while we wait, and a
-        # hold for commits ends at the tick (or the commit) that finds them going through.
-        while self.holding(now := self.now()):  # noqa: ASYNC110
-            await asyncio.sleep(self.tick if self._was_blocked else self._open_at - now)
+        # hold for commits ends when the predicate, asked again each tick, says they go through.
+        while True:
+            blocked = self._blocked_now()
+            now = self.now()
+            if not blocked and now >= self._open_at:
+                return
+            await asyncio.sleep(self.tick if blocked else self._open_at - now)

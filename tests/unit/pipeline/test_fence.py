@@ -68,3 +68,14 @@ def test_a_recheck_closes_at_once_without_waiting_for_the_tick() -> None:
     assert not fence.holding(0.1)
     fence.recheck()
     assert fence.holding(0.1)
+
+
+async def test_a_call_asks_the_blocked_predicate_itself_between_ticks() -> None:
+    blocked = [True]
+    fence = StallFence(tick=0.05, blocked=lambda: blocked[0])
+    waiter = asyncio.create_task(fence.wait())  # no tick has run: the call asks by itself
+    await asyncio.sleep(0.12)
+    assert not waiter.done()
+    blocked[0] = False
+    await asyncio.wait_for(waiter, 1)
+    assert fence.blocks == 1
