@@ -32,7 +32,7 @@ from bridge.observability.tracing import NO_TRACING, Tracing
 from bridge.outcome import schema_prefetch
 from bridge.pipeline.commit import CommitPolicy, Committer
 from bridge.pipeline.deadletters import DeadLetters
-from bridge.pipeline.dispatcher import Deliver, Dispatcher, Guard
+from bridge.pipeline.dispatcher import Deliver, Dispatcher, Guard, OnOutcome
 from bridge.pipeline.fence import COMMIT_STALL_SECONDS, StallFence
 from bridge.pipeline.intake import Intake
 from bridge.pipeline.lockstep import Lockstep
@@ -73,6 +73,7 @@ class Pipeline:
         health: HealthState | None = None,
         on_share: Callable[[float], None] | None = None,
         tracing: Tracing = NO_TRACING,
+        on_outcome: OnOutcome | None = None,
     ) -> None:
         settings = config.pipeline
         self.policy = CommitPolicy.from_settings(settings)
@@ -110,6 +111,7 @@ class Pipeline:
             contact_wait=settings.contact_wait_seconds,
             identity_capacity=settings.identity_capacity,
             fence=self.fence.wait,
+            on_outcome=on_outcome,
         )
         self.lockstep: Lockstep[Buffered] = Lockstep(
             max_skew=settings.max_skew_seconds, max_idle=settings.max_idle_seconds
@@ -156,6 +158,10 @@ class Pipeline:
         self.halted: HaltError | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
+
+    def use_rules(self, rules: EventRules) -> None:
+        """Map every message read from now on with `rules` (bridge.pipeline.reload)."""
+        self._intake.use_rules(rules)
 
     def stop(self) -> None:
         """Ask for a clean shutdown (SIGTERM/SIGINT): finish started work within the grace (buffered
