@@ -50,6 +50,9 @@ from bridge.settings import BridgeSettings
 log = logging.getLogger("bridge.outcomes")
 
 BATCH = 500  # records handed to the producer before their acknowledgements are awaited
+# How long a message waits for its record before it is finished all the same: as long as the
+# sent-email ledger waits for its write, so a broker that is away holds no delivery longer.
+HOLD_SECONDS = 5.0
 WARN_EVERY = 30.0  # seconds between two WARNING lines about records not written
 # The HTTP status behind a skip the client raises instead of returning (Meisa answered it).
 _SKIP_STATUS: dict[type[SkipOutcome], int] = {Unsubscribed: 422, AlreadyEnrolled: 400}
@@ -162,7 +165,13 @@ def _accepted(doc: dict[str, Any], call: MeisaCall, answer: Answered) -> None:
 
 class OutcomeWriter:
     """Queues finished calls (`add`, on the hot path: an append) and writes their records on its
-    own task (`run`); `close` writes what is left within a timeout."""
+    own task (`run`); `close` writes what is left within a timeout.
+
+    A message whose call is recorded here stays unfinished, so its offset is not committed, until
+    the broker acknowledged the record or HOLD_SECONDS passed (the record is then left to the
+    producer's own retries): a crash between the commit and the record would otherwise lose the
+    record for good, while a message that is not committed is delivered and recorded again. The
+    pipeline binds `release` (what finishes a message) and waits for `join` when it drains."""
 
     def __init__(
         self,
@@ -178,9 +187,13 @@ class OutcomeWriter:
         self._max_pending = max_pending
         self._metrics = metrics
         self._clock = clock
+        self._release: Callable[[InFlight], None] = _nothing
         self._pending: deque[Finished] = deque()
         self._wake = asyncio.Event()
-        self._writing = 0
+        self._held = 0  # records whose message waits for them
+        self._none_held = asyncio.Event()
+        self._none_held.set()
+        self._sending: set[asyncio.Future[None]] = set()
         self._unwritten = 0  # records refused or dropped since the last WARNING
         self._why = ""  # why the last of them was not written
         self._warned = float("-inf")
@@ -203,13 +216,22 @@ class OutcomeWriter:
                 "Describe and Write on it)"
             )
 
+    def bind(self, release: Callable[[InFlight], None]) -> None:
+        """`release(message)` finishes a message once its last record is written (the pipeline's
+        own finishing step)."""
+        self._release = release
+
     def add(self, parts: Sequence[tuple[MeisaCall, InFlight]], answer: object) -> None:
-        """The dispatcher's `on_outcome`: queue one record per (call, message)."""
+        """The dispatcher's `on_outcome`: queue one record per (call, message), each holding its
+        message unfinished until it is written."""
         now = self._clock()
         for call, message in parts:
             if len(self._pending) >= self._max_pending:
                 self._unwritten_records("dropped", 1, "more than outcomes.max_pending waiting")
                 continue
+            message.remaining += 1  # the dispatcher's own count for the call follows at once
+            self._held += 1
+            self._none_held.clear()
             self._pending.append((call, message, answer, now))
         self._wake.set()
 
@@ -220,43 +242,66 @@ class OutcomeWriter:
             while self._pending:
                 await self._write_batch()
 
+    async def join(self, grace: float) -> bool:
+        """Wait until no message waits for its record; False when `grace` ran out first."""
+        try:
+            async with asyncio.timeout(grace):
+                await self._none_held.wait()
+        except TimeoutError:
+            return False
+        return True
+
     async def close(self, grace: float) -> None:
         """Write what is queued, within `grace` seconds; what is left is counted as dropped."""
         try:
             async with asyncio.timeout(grace):
-                while self._pending or self._writing:
-                    if self._pending and not self._writing:
-                        await self._write_batch()
-                    else:
-                        await asyncio.sleep(0.01)
+                while self._pending:
+                    await self._write_batch()
+                if self._sending:
+                    await asyncio.wait(set(self._sending))
         except TimeoutError:
             pass
-        left = len(self._pending) + self._writing
+        left = len(self._pending) + len(self._sending)
         if left:
             self._pending.clear()
             self._unwritten_records("dropped", left, f"not written within {grace:g} s of stopping")
-            self._warn()
+        self._warn()
 
     async def _write_batch(self) -> None:
         batch = [self._pending.popleft() for _ in range(min(BATCH, len(self._pending)))]
-        self._writing += len(batch)
-        try:
-            # produce() runs in this order as the sends start: one person's records stay in order.
-            results = await asyncio.gather(*(self._send(f) for f in batch), return_exceptions=True)
-        finally:
-            self._writing -= len(batch)
-        written = sum(1 for r in results if r is None)
-        self._metrics.outcome_records("written", written)
-        failed = [r for r in results if r is not None]
-        if failed:
-            self._unwritten_records("failed", len(failed), str(failed[0]))
+        # produce() runs in this order as the sends start: one person's records stay in order.
+        await asyncio.gather(*(self._send(finished) for finished in batch))
 
     async def _send(self, finished: Finished) -> None:
         call, message, answer, at = finished
-        value = orjson.dumps(outcome_record(call, message, answer, at))
-        await self._producer.send(
-            self.topic, key=call.contact_key.encode(), value=value, headers=()
-        )
+        try:
+            value = orjson.dumps(outcome_record(call, message, answer, at))
+            sent = asyncio.ensure_future(
+                self._producer.send(
+                    self.topic, key=call.contact_key.encode(), value=value, headers=()
+                )
+            )
+            self._sending.add(sent)
+            sent.add_done_callback(self._sent)
+            await asyncio.wait({sent}, timeout=HOLD_SECONDS)
+        finally:
+            self._let_go(message)
+
+    def _let_go(self, message: InFlight) -> None:
+        self._held -= 1
+        if not self._held:
+            self._none_held.set()
+        message.remaining -= 1
+        if message.remaining == 0:
+            self._release(message)
+
+    def _sent(self, sent: asyncio.Future[None]) -> None:
+        self._sending.discard(sent)
+        error = None if sent.cancelled() else sent.exception()
+        if sent.cancelled() or error is not None:
+            self._unwritten_records("failed", 1, str(error or "cancelled"))
+        else:
+            self._metrics.outcome_records("written")
 
     def _unwritten_records(self, result: str, n: int, why: str) -> None:
         self._metrics.outcome_records(result, n)
@@ -276,6 +321,10 @@ class OutcomeWriter:
         )
         self._unwritten = 0
         self._warned = self._clock()
+
+
+def _nothing(message: InFlight) -> None:
+    return None
 
 
 async def open_outcomes(config: BridgeSettings, metrics: Metrics) -> OutcomeWriter | None:

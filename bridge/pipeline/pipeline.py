@@ -32,12 +32,13 @@ from bridge.observability.tracing import NO_TRACING, Tracing
 from bridge.outcome import schema_prefetch
 from bridge.pipeline.commit import CommitPolicy, Committer
 from bridge.pipeline.deadletters import DeadLetters
-from bridge.pipeline.dispatcher import Deliver, Dispatcher, Guard, OnOutcome
+from bridge.pipeline.dispatcher import Deliver, Dispatcher, Guard
 from bridge.pipeline.fence import COMMIT_STALL_SECONDS, StallFence
 from bridge.pipeline.intake import Intake
 from bridge.pipeline.lockstep import Lockstep
 from bridge.pipeline.message import InFlight, TopicPartition
 from bridge.pipeline.offsets import OffsetTracker
+from bridge.pipeline.outcomes import OutcomeWriter
 from bridge.pipeline.partition import Buffered, Partitions
 from bridge.pipeline.readahead import ReadAhead
 from bridge.pipeline.rebalance import Rebalance
@@ -73,7 +74,7 @@ class Pipeline:
         health: HealthState | None = None,
         on_share: Callable[[float], None] | None = None,
         tracing: Tracing = NO_TRACING,
-        on_outcome: OnOutcome | None = None,
+        outcomes: OutcomeWriter | None = None,
     ) -> None:
         settings = config.pipeline
         self.policy = CommitPolicy.from_settings(settings)
@@ -111,7 +112,7 @@ class Pipeline:
             contact_wait=settings.contact_wait_seconds,
             identity_capacity=settings.identity_capacity,
             fence=self.fence.wait,
-            on_outcome=on_outcome,
+            on_outcome=None if outcomes is None else outcomes.add,
         )
         self.lockstep: Lockstep[Buffered] = Lockstep(
             max_skew=settings.max_skew_seconds, max_idle=settings.max_idle_seconds
@@ -130,6 +131,9 @@ class Pipeline:
             halt=self._halt,
             tracing=tracing,
         )
+        self._outcomes = outcomes
+        if outcomes is not None:
+            outcomes.bind(self._finished)
         self._source = source
         self._committer = Committer(self.tracker, self._source.commit, on_committed=self._committed)
         self.rebalance = Rebalance(
@@ -208,6 +212,8 @@ class Pipeline:
 
     async def _drain(self, grace: float) -> bool:
         if not await self.dispatcher.wait_idle(grace):
+            return False
+        if self._outcomes is not None and not await self._outcomes.join(grace):
             return False
         return await self._dead_letters.join(grace)
 

@@ -66,6 +66,10 @@ class RulesReloader:
         self._wanted = asyncio.Event()
         metrics.rules_version(rules.version)
         metrics.rules_reload_failed(False)
+        log.info(
+            "rules version %s from %s (%d rules); SIGHUP reloads them", rules.version,
+            rules.source, len(rules),
+        )  # fmt: skip
 
     def request(self) -> None:
         """Ask for a reload (a signal handler, the file watch): it runs on `run()`'s task."""

@@ -325,7 +325,7 @@ async def _serve(
         health=health,
         on_share=parts.governor.set_share if config.meisa.rate_share is None else None,
         tracing=tracing,
-        on_outcome=None if outcomes is None else outcomes.add,
+        outcomes=outcomes,
     )
     if config.meisa.rate_share is not None:
         metrics.rate_share(config.meisa.rate_share)

@@ -233,3 +233,51 @@ async def test_a_refusing_broker_is_counted_and_warned_about_never_raised(
     assert (count("dropped"), count("failed")) == (1, 2)
     assert "record(s) not written" in caplog.text
     assert broker.log("outcomes", 0) == []
+
+
+async def test_a_message_is_finished_only_once_its_record_is_written() -> None:
+    broker = MemoryBroker()
+    broker.create_topic("outcomes")
+    writer = OutcomeWriter(MemoryProducer(broker), "outcomes", max_pending=10, metrics=Metrics())
+    released: list[InFlight] = []
+    writer.bind(released.append)
+    held = message()
+    held.remaining = 1  # the dispatcher's count for its one call
+    writer.add([(trigger(), held)], Answered(CallResult(200, {}), 1))
+    held.remaining -= 1  # the dispatcher completes the call: not finished yet
+    assert released == []
+    task = asyncio.create_task(writer.run())
+    assert await writer.join(1.0)
+    task.cancel()
+    assert released == [held]
+    assert len(broker.log("outcomes", 0)) == 1
+
+
+class Silent(MemoryProducer):
+    """A broker that never acknowledges."""
+
+    async def send(self, topic: str, **kw: Any) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_an_unacknowledged_record_holds_its_message_only_so_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("bridge.pipeline.outcomes.HOLD_SECONDS", 0.05)
+    metrics = Metrics()
+    writer = OutcomeWriter(Silent(MemoryBroker()), "outcomes", max_pending=10, metrics=metrics)
+    released: list[InFlight] = []
+    writer.bind(released.append)
+    held = message()
+    writer.add([(trigger(), held)], Answered(CallResult(200, {}), 1))
+    task = asyncio.create_task(writer.run())
+    assert await writer.join(1.0)
+    assert released == [held]
+    await writer.close(0.05)  # the record never came back: counted, not raised
+    task.cancel()
+    assert (
+        metrics.registry.get_sample_value(
+            "meisa_bridge_outcome_records_total", {"result": "dropped"}
+        )
+        == 1
+    )
