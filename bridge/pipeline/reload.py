@@ -21,6 +21,7 @@ Requests that come while a reload runs are folded into one more reload after it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -54,9 +55,13 @@ class RulesReloader:
         key_scopes: KeyScopes,
         scopes: frozenset[str],
         metrics: Metrics,
+        settings: BridgeConfig | None = None,
         load: Callable[[str], BridgeConfig] = load_config,
     ) -> None:
+        """`settings`: the running configuration, to warn when a reloaded file changes more
+        than its rules (None: no such warning, e.g. a shadow run's adjusted settings)."""
         self.source = source
+        self._settings = settings
         self.rules = rules
         self._apply = apply
         self._key_scopes = key_scopes
@@ -106,6 +111,7 @@ class RulesReloader:
         except ConfigError as exc:
             found = exc.errors if isinstance(exc, ConfigErrors) else [exc]
             return "invalid", [err.format() for err in found]
+        self._other_settings(config)
         rules = config.rules
         if not rules:
             return "invalid", [f"{self.source}: no rules (add `rules:` or `rules_file:`)"]
@@ -114,6 +120,18 @@ class RulesReloader:
             return "missing_scope", format_missing(missing).splitlines()
         self._swap(rules)
         return None
+
+    def _other_settings(self, config: BridgeConfig) -> None:
+        if self._settings is None:
+            return
+        same = RuleSet()
+        if dataclasses.replace(config, rules=same) != dataclasses.replace(
+            self._settings, rules=same
+        ):
+            log.warning(
+                "%s: settings other than the rules changed; they apply at the next restart",
+                self.source,
+            )
 
     async def _current_scopes(self) -> frozenset[str]:
         try:
@@ -185,9 +203,10 @@ def start_reloading(
     info: PingInfo,
     metrics: Metrics,
     signals: bool,
+    shadow: bool = False,
 ) -> list[asyncio.Task[None]]:
     """`run`'s reloads: the tasks that serve SIGHUP (with `signals`) and, with `reload.watch`,
-    the file watch."""
+    the file watch. A shadow run's settings are its own, so they are not compared."""
 
     async def key_scopes() -> frozenset[str]:
         return (await client.ping()).scopes
@@ -199,6 +218,7 @@ def start_reloading(
         key_scopes=key_scopes,
         scopes=info.scopes,
         metrics=metrics,
+        settings=None if shadow else config,
     )
     tasks = [asyncio.create_task(reloader.run(), name="reload")]
     if config.reload.watch:

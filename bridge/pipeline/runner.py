@@ -1,5 +1,7 @@
 """`meisa-bridge run --config FILE`: start-up checks, wiring, signals, exit codes.
 
+SIGTERM and SIGINT stop the bridge cleanly; SIGHUP reloads its rules (bridge.pipeline.reload).
+
 Exit codes (bridge.exitcodes):
     OK       clean shutdown (SIGTERM/SIGINT): in-flight work drained within the grace, offsets
              committed
@@ -332,7 +334,7 @@ async def _serve(
     background = _background(server, config, parts, outcomes)
     background += start_reloading(
         config, apply=pipeline.use_rules, client=client, info=info, metrics=metrics,
-        signals=install_signals,
+        signals=install_signals, shadow=shadow is not None,
     )  # fmt: skip
     stopping = _wire_stop(config, pipeline.stop, stop, install_signals, background)
     log.info(

@@ -62,10 +62,11 @@ class Harness:
         self.applied: list[RuleSet] = []
         self.metrics = Metrics()
         self.scopes: frozenset[str] | Exception = SCOPES
-        first = load_config(self.config).rules
+        loaded = load_config(self.config)
         self.reloader = RulesReloader(
             source=str(self.config),
-            rules=first,
+            rules=loaded.rules,
+            settings=loaded,
             apply=self.applied.append,
             key_scopes=self.key_scopes,
             scopes=SCOPES,
@@ -192,3 +193,17 @@ async def test_the_watch_reloads_once_a_changed_file_stays_the_same(tmp_path: Pa
     run.cancel()
     await asyncio.gather(watch, run, return_exceptions=True)
     assert [[r.name for r in rules] for rules in h.applied] == [["profile", "act"]]
+
+
+async def test_a_changed_setting_besides_the_rules_is_named_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = Harness(tmp_path)
+    h.rules_file.write_text(TRACK)
+    with caplog.at_level(logging.WARNING, logger="bridge.reload"):
+        assert await h.reloader.reload()
+    assert "settings other than the rules" not in caplog.text
+    h.config.write_text("topics: [t, u]\nrules_file: rules.yaml\n")
+    with caplog.at_level(logging.WARNING, logger="bridge.reload"):
+        assert await h.reloader.reload()
+    assert "settings other than the rules changed; they apply at the next restart" in caplog.text
