@@ -219,6 +219,7 @@ class SkipOutcome(BridgeError):
     """The call is deliberately not made (or is dropped); the offset still counts as done."""
 
     reason: str = "skipped"
+    attempts: int = 0  # requests made for the call before it was skipped (0: none was sent)
 
 
 class Unsubscribed(SkipOutcome):

@@ -513,6 +513,49 @@ class TracingSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReloadSettings:
+    """Reloading the rules without a restart: SIGHUP always, the file watch when asked."""
+
+    watch: bool = field(
+        default=False,
+        metadata=doc(
+            "Also reload the rules when the config file or its `rules_file` changes (checked "
+            "every `watch_interval_seconds`; a Kubernetes ConfigMap update counts). SIGHUP "
+            "reloads them either way. Only the rules are reloaded; other settings need a restart."
+        ),
+    )
+    watch_interval_seconds: float = field(
+        default=2.0,
+        metadata=doc(
+            "Seconds between two looks at the files; a change is loaded once the files stayed "
+            "the same for one interval, so a file being written is not read half-way."
+        ),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutcomeSettings:
+    """The outcome topic: one record per finished Meisa call, for other services to read."""
+
+    topic: str | None = field(
+        default=None,
+        metadata=doc(
+            "Kafka topic the outcome of every finished call is written to (sent, scheduled, "
+            "skipped and why, dead-lettered; Meisa's ids), keyed by the person; empty: none. "
+            "Records carry email addresses as they are. The bridge creates no topic: create it "
+            "with the retention you choose."
+        ),
+    )
+    max_pending: int = field(
+        default=100_000,
+        metadata=doc(
+            "Records waiting to be written (a broker that is away); past this, new records are "
+            "dropped and counted, and delivery goes on."
+        ),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class BridgeSettings:
     """Every setting of one deployment file, apart from the rules (see bridge.config)."""
 
@@ -536,6 +579,8 @@ class BridgeSettings:
     server: ServerSettings = field(default_factory=ServerSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     tracing: TracingSettings = field(default_factory=TracingSettings)
+    reload: ReloadSettings = field(default_factory=ReloadSettings)
+    outcomes: OutcomeSettings = field(default_factory=OutcomeSettings)
 
 
 # The sections of the file that map onto a settings model, in the order the docs show them.
@@ -549,6 +594,8 @@ SECTIONS: Mapping[str, type[Any]] = {
     "server": ServerSettings,
     "logging": LoggingSettings,
     "tracing": TracingSettings,
+    "reload": ReloadSettings,
+    "outcomes": OutcomeSettings,
 }
 # Top-level keys that are not a section, with their meaning.
 TOP_LEVEL_DOCS: Mapping[str, str] = {
@@ -571,6 +618,8 @@ TOP_LEVEL_KEYS: tuple[str, ...] = (
     "server",
     "logging",
     "tracing",
+    "reload",
+    "outcomes",
     "rules",
     "rules_file",
 )

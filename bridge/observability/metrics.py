@@ -88,6 +88,15 @@ MetricName = Literal[
     "meisa_bridge_scope_missing",
     # Calls a shadow run would have made, by call kind and rule (nothing was sent).
     "meisa_bridge_shadow_calls_total",
+    # Always 1, for the rules in use; the version label is their content hash.
+    "meisa_bridge_rules_version",
+    # Rules reloads, by result (ok|invalid|missing_scope).
+    "meisa_bridge_rules_reloads_total",
+    # 1 while the last rules reload was refused (the rules before it are still in use), else 0.
+    "meisa_bridge_rules_reload_failed",
+    # Outcome-topic records, by result (written|failed: the broker refused or did not
+    # acknowledge it|dropped: more than outcomes.max_pending were waiting).
+    "meisa_bridge_outcome_records_total",
 ]
 
 THROTTLE_REASONS = ("retry_after", "repeated_429", "limit_lower")
@@ -172,6 +181,10 @@ class Metrics:
         add(Gauge, "meisa_bridge_scope_missing", "Scope the API key lacks", "scope")
         add(Counter, "meisa_bridge_shadow_calls_total", "Calls a shadow run would make", "kind",
             "rule")  # fmt: skip
+        add(Gauge, "meisa_bridge_rules_version", "The rules in use", "version")
+        add(Counter, "meisa_bridge_rules_reloads_total", "Rules reloads", "result")
+        add(Gauge, "meisa_bridge_rules_reload_failed", "1 while the last rules reload failed")
+        add(Counter, "meisa_bridge_outcome_records_total", "Outcome-topic records", "result")
         self._m["meisa_bridge_build_info"].labels(__version__).set(1)
 
     def _child(self, name: MetricName, *labels: object) -> Any:
@@ -278,6 +291,20 @@ class Metrics:
     def rate_share(self, share: float) -> None:
         self._m["meisa_bridge_rate_share"].set(share)
 
+    def rules_version(self, version: str) -> None:
+        """The one series of the rules in use: the previous version's series goes."""
+        self._m["meisa_bridge_rules_version"].clear()
+        self._m["meisa_bridge_rules_version"].labels(_safe_label(version)).set(1)
+
+    def rules_reload(self, result: str) -> None:
+        self._child("meisa_bridge_rules_reloads_total", result).inc()
+
+    def rules_reload_failed(self, failed: bool) -> None:
+        self._m["meisa_bridge_rules_reload_failed"].set(1 if failed else 0)
+
+    def outcome_records(self, result: str, n: int = 1) -> None:
+        self._child("meisa_bridge_outcome_records_total", result).inc(n)
+
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)
@@ -320,6 +347,12 @@ class NullMetrics(Metrics):
         pass
 
     def trigger_wait(self, seconds: float) -> None:
+        pass
+
+    def rules_version(self, version: str) -> None:
+        pass
+
+    def rules_reload_failed(self, failed: bool) -> None:
         pass
 
 

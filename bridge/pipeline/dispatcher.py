@@ -59,6 +59,9 @@ Deliver = Callable[[MeisaCall, Slot, Sending], Awaitable[object]]
 # Raises a SkipOutcome when a call must not be sent (stale, suppressed); gets the event time.
 Guard = Callable[[MeisaCall, float | None], None]
 OnFinished = Callable[[InFlight], None]
+# A call's last word, for each (call, message) it served: what `deliver` returned, or the
+# SkipOutcome or PoisonError it ended with (bridge.pipeline.outcomes).
+OnOutcome = Callable[[Sequence[tuple[MeisaCall, InFlight]], object], None]
 
 CONTACT_WAIT_SECONDS = 300.0
 WAIT_BASE_SECONDS = 1.0  # first back-off after a 404; doubles up to the cap, with full jitter
@@ -88,8 +91,10 @@ class Dispatcher:
         identity_capacity: int = 100_000,
         rng: random.Random | None = None,
         fence: Callable[[], Awaitable[None]] | None = None,
+        on_outcome: OnOutcome | None = None,
     ) -> None:
         self._deliver = deliver
+        self._on_outcome = on_outcome
         self._on_finished = on_finished
         self._guard = guard
         self._on_skip = on_skip
@@ -260,23 +265,27 @@ class Dispatcher:
             self._abandon(item)
             return
         slot = _Start(self._slots[item.call.traits.trigger], item, self._fence)
+        answer: object
         try:
-            await self._send(item.call, item.messages(), slot)
+            answer = await self._send(item.call, item.messages(), slot)
         except CallAbandoned:
             self._abandon(item)
             return
         except ContactNotFound as exc:
             if await self._not_found(lane, item, slot):
                 return
-            item.messages()[0].fail(_failure(self._expired(item, exc), item.call))
+            answer = self._expired(item, exc)
+            item.messages()[0].fail(_failure(answer, item.call))
         except PoisonError as exc:
             if item.merged:
                 # One of the merged upserts is at fault: send them one by one to find which.
                 for call, message in item.parts:
                     await self._run(lane, Pending(call, [(call, message)]))
                 return
+            answer = exc
             item.messages()[0].fail(_failure(exc, item.call))
         except SkipOutcome as exc:
+            answer = exc
             self._on_skip(exc.reason)
             for m in item.messages():
                 m.skipped.append(exc.reason)
@@ -285,6 +294,8 @@ class Dispatcher:
             return
         else:
             self._exists(lane)
+        if self._on_outcome is not None:
+            self._on_outcome(item.parts, answer)
         self._complete(item.messages())
 
     async def _not_found(self, lane: Lane, item: Item, slot: Slot) -> bool:
@@ -348,11 +359,11 @@ class Dispatcher:
             lane.due = 0.0
             lane.wake()
 
-    async def _send(self, call: MeisaCall, messages: Sequence[InFlight], slot: Slot) -> None:
+    async def _send(self, call: MeisaCall, messages: Sequence[InFlight], slot: Slot) -> object:
         sending = Sending(tuple(messages))
         self._guard(call, sending.event_time)
         try:
-            await self._deliver(call, slot, sending)
+            return await self._deliver(call, slot, sending)
         except (PoisonError, SkipOutcome, HaltError, CallAbandoned):
             raise
         except Exception as exc:  # a bug or an unmapped error: halt, never strand the message

@@ -63,6 +63,12 @@ class Intake:
         self._halt = halt
         self._tracing = tracing
 
+    def use_rules(self, rules: EventRules) -> None:
+        """Map every record accepted from now on with `rules` (a reload, between two records);
+        messages already mapped keep their calls."""
+        self._rules = rules
+        self._unmapped = unmapped_type(self._decoder, rules)
+
     def accept(self, record: Record) -> None:
         part = self._partitions.reading(record.tp)
         if part is None:

@@ -38,6 +38,7 @@ from bridge.pipeline.intake import Intake
 from bridge.pipeline.lockstep import Lockstep
 from bridge.pipeline.message import InFlight, TopicPartition
 from bridge.pipeline.offsets import OffsetTracker
+from bridge.pipeline.outcomes import OutcomeWriter
 from bridge.pipeline.partition import Buffered, Partitions
 from bridge.pipeline.readahead import ReadAhead
 from bridge.pipeline.rebalance import Rebalance
@@ -73,6 +74,7 @@ class Pipeline:
         health: HealthState | None = None,
         on_share: Callable[[float], None] | None = None,
         tracing: Tracing = NO_TRACING,
+        outcomes: OutcomeWriter | None = None,
     ) -> None:
         settings = config.pipeline
         self.policy = CommitPolicy.from_settings(settings)
@@ -110,6 +112,7 @@ class Pipeline:
             contact_wait=settings.contact_wait_seconds,
             identity_capacity=settings.identity_capacity,
             fence=self.fence.wait,
+            on_outcome=None if outcomes is None else outcomes.add,
         )
         self.lockstep: Lockstep[Buffered] = Lockstep(
             max_skew=settings.max_skew_seconds, max_idle=settings.max_idle_seconds
@@ -128,6 +131,9 @@ class Pipeline:
             halt=self._halt,
             tracing=tracing,
         )
+        self._outcomes = outcomes
+        if outcomes is not None:
+            outcomes.bind(self._finished)
         self._source = source
         self._committer = Committer(self.tracker, self._source.commit, on_committed=self._committed)
         self.rebalance = Rebalance(
@@ -156,6 +162,10 @@ class Pipeline:
         self.halted: HaltError | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
+
+    def use_rules(self, rules: EventRules) -> None:
+        """Map every message read from now on with `rules` (bridge.pipeline.reload)."""
+        self._intake.use_rules(rules)
 
     def stop(self) -> None:
         """Ask for a clean shutdown (SIGTERM/SIGINT): finish started work within the grace (buffered
@@ -202,6 +212,8 @@ class Pipeline:
 
     async def _drain(self, grace: float) -> bool:
         if not await self.dispatcher.wait_idle(grace):
+            return False
+        if self._outcomes is not None and not await self._outcomes.join(grace):
             return False
         return await self._dead_letters.join(grace)
 

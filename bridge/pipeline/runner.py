@@ -1,5 +1,7 @@
 """`meisa-bridge run --config FILE`: start-up checks, wiring, signals, exit codes.
 
+SIGTERM and SIGINT stop the bridge cleanly; SIGHUP reloads its rules (bridge.pipeline.reload).
+
 Exit codes (bridge.exitcodes):
     OK       clean shutdown (SIGTERM/SIGINT): in-flight work drained within the grace, offsets
              committed
@@ -52,12 +54,15 @@ from bridge.pipeline.callmetrics import attempt_metrics, governor_metrics
 from bridge.pipeline.dispatcher import Deliver, Slot
 from bridge.pipeline.guards import CallGuard, SuppressionList
 from bridge.pipeline.message import Sending
+from bridge.pipeline.outcomes import open_outcomes, with_attempts
+from bridge.pipeline.reload import start_reloading
 from bridge.pipeline.startup import startup_check
 
 if TYPE_CHECKING:
     import httpx
 
     from bridge.dlq import DeadLetterProducer, DeadLetterSink
+    from bridge.pipeline.outcomes import OutcomeWriter
     from bridge.shadow import ShadowOptions, ShadowRecorder
 
 T = TypeVar("T")
@@ -67,6 +72,7 @@ log = logging.getLogger("bridge.run")
 # counting): at the default first threshold (700) it ran ~500 times per 100,000 events and took
 # a tenth of the CPU (bench/unmapped.py). Collections now come every 50,000 net allocations.
 GC_THRESHOLDS = (50_000, 20, 20)
+OUTCOMES_CLOSE_SECONDS = 5.0  # after the final commit: a broker that is away holds no exit longer
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -297,9 +303,11 @@ async def _serve(
     from bridge.pipeline.pipeline import Pipeline
 
     dlq: DeadLetterProducer | None = None
+    outcomes: OutcomeWriter | None = None
     server = HealthServer(config.server, health, metrics)
     try:
         dlq = await _open_dead_letter(config) if shadow is None else None
+        outcomes = await open_outcomes(config, metrics) if shadow is None else None
         _bind(server, config)
     except StartupRefused as exc:
         if dlq is not None:
@@ -312,19 +320,22 @@ async def _serve(
         source=KafkaSource(config.kafka, config.topics),
         decoder=build_decoder(config.codec),
         rules=config.rules,
-        deliver=parts.deliver,
+        deliver=parts.deliver if outcomes is None else with_attempts(parts.deliver),
         guard=parts.guard,
         dlq=_sink(dlq, recorder),
         metrics=metrics,
         health=health,
         on_share=parts.governor.set_share if config.meisa.rate_share is None else None,
         tracing=tracing,
+        outcomes=outcomes,
     )
     if config.meisa.rate_share is not None:
         metrics.rate_share(config.meisa.rate_share)
-    background = [asyncio.create_task(server.serve(), name="health")]
-    if config.suppression.enabled:
-        background.append(asyncio.create_task(parts.suppression.run(), name="suppression"))
+    background = _background(server, config, parts, outcomes)
+    background += start_reloading(
+        config, apply=pipeline.use_rules, client=client, info=info, metrics=metrics,
+        signals=install_signals, shadow=shadow is not None,
+    )  # fmt: skip
     stopping = _wire_stop(config, pipeline.stop, stop, install_signals, background)
     log.info(
         "%s %s as group %r; /metrics, /healthz, /readyz on %s:%s",
@@ -340,6 +351,8 @@ async def _serve(
             await linger(config.server.halt_linger_seconds, stopping)
     finally:
         server.stop()
+        if outcomes is not None:  # the records of the calls the shutdown finished, too
+            await outcomes.close(OUTCOMES_CLOSE_SECONDS)
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
@@ -353,6 +366,17 @@ async def _serve(
         return ExitCode.HALTED
     log.info("stopped; the offsets of finished events are committed")
     return ExitCode.OK
+
+
+def _background(
+    server: HealthServer, config: BridgeConfig, parts: _Parts, outcomes: OutcomeWriter | None
+) -> list[asyncio.Task[None]]:
+    background = [asyncio.create_task(server.serve(), name="health")]
+    if config.suppression.enabled:
+        background.append(asyncio.create_task(parts.suppression.run(), name="suppression"))
+    if outcomes is not None:
+        background.append(asyncio.create_task(outcomes.run(), name="outcomes"))
+    return background
 
 
 def _wire_stop(

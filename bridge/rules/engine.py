@@ -16,13 +16,19 @@ _MATCH_CACHE_SIZE = 4096
 
 
 class RuleSet:
-    """The compiled rules of one file. Immutable after construction; safe to share."""
+    """The compiled rules of one file. Immutable after construction; safe to share.
 
-    __slots__ = ("_match_cache", "rules", "source")
+    `version` names the rules' content (bridge.rules.loader.rules_version): the same rules give
+    the same version whatever file or formatting they came in."""
 
-    def __init__(self, rules: tuple[Rule, ...] = (), *, source: str = "<memory>") -> None:
+    __slots__ = ("_match_cache", "rules", "source", "version")
+
+    def __init__(
+        self, rules: tuple[Rule, ...] = (), *, source: str = "<memory>", version: str = ""
+    ) -> None:
         self.rules = rules
         self.source = source
+        self.version = version
         self._match_cache: dict[tuple[str | None, str], tuple[Rule, ...]] = {}
 
     def __len__(self) -> int:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import bisect
 import fnmatch
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from bridge.errors import ConfigError, ExpressionError, FieldValueError
 from bridge.meisa.calls import DEFAULT_ON_REPLAY, WAITS_ON_404, CallKind, ReplayPolicy
@@ -76,7 +79,17 @@ def compile_rules(
         rule = _compile_rule(item, i, line_of(node, i, line), ctx, seen)
         if rule is not None:
             rules.append(rule)
-    return RuleSet(tuple(rules), source=file), ctx.errors
+    return RuleSet(tuple(rules), source=file, version=rules_version(node)), ctx.errors
+
+
+def rules_version(node: Any) -> str:
+    """12 hex digits of SHA-256 over the rules as data (keys sorted, `${VAR}` interpolated):
+    comments, formatting and key order do not change it, any rule or value does."""
+    try:
+        data = orjson.dumps(node, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # not plain YAML data (rules built in code): its repr, stable enough
+        data = repr(node).encode()
+    return hashlib.sha256(data).hexdigest()[:12]
 
 
 def name_rules(errors: list[ConfigError], node: Any, file: str) -> list[ConfigError]:

@@ -344,6 +344,22 @@ def test_the_image_health_check_answers_in_the_running_bridge(
     assert health in ("healthy", "starting")
 
 
+def test_sighup_to_pid_1_reloads_the_rules_in_the_image(stack: Stack) -> None:
+    bridge = stack.container("bridge")
+    hup = exec_in(bridge, "sh", "-c", "kill -HUP 1")  # as operations.md says for Kubernetes
+    assert hup.returncode == 0, hup.stderr
+
+    def logs() -> str:
+        out = subprocess.run(
+            ["docker", "logs", bridge], capture_output=True, text=True, timeout=60, check=True
+        )
+        return out.stdout + out.stderr
+
+    wait_for("the reload's INFO line", lambda: "rules reloaded from" in logs(), stack)
+    assert "unchanged, version" in logs()  # the same file: the same version
+    assert inspect(bridge)["State"]["Running"] is True
+
+
 def test_compose_down_leaves_nothing_running(stack: Stack) -> None:
     down = stack.compose("down", "-v", "--remove-orphans")
     assert down.returncode == 0, down.stderr

@@ -159,13 +159,28 @@ def test_config_checksum_rolls_pods_when_rules_change(render: Render, tmp_path: 
     base = annotations(render(rules_a))
     changed = annotations(render(rules_b))
     same = annotations(render(rules_a))
-    assert base["checksum/config"] != changed["checksum/config"]
+    assert base["checksum/config"] == changed["checksum/config"]  # the config is the same
     assert base["checksum/rules"] != changed["checksum/rules"]
     assert base == same
     assert (
         annotations(render(rules_a, sets=["replicaCount=5"]))["checksum/rules"]
         == (base["checksum/rules"])
     )
+
+
+def test_rules_reload_watch_keeps_the_pods_and_turns_the_file_watch_on(
+    render: Render, tmp_path: Path
+) -> None:
+    rules_a = tmp_path / "a.yaml"
+    rules_a.write_text("rules: [{name: a, on: x.y, do: [{track: {email: '{{ data.e }}'}}]}]\n")
+    rules_b = tmp_path / "b.yaml"
+    rules_b.write_text("rules: [{name: b, on: x.z, do: [{track: {email: '{{ data.e }}'}}]}]\n")
+    watch = ["rulesReload=watch", "config.reload.watch_interval_seconds=5"]
+    docs = render(rules_a, sets=watch)
+    assert "checksum/rules" not in annotations(docs)
+    assert annotations(docs) == annotations(render(rules_b, sets=watch))  # no roll
+    assert bridge_yaml(docs)["reload"] == {"watch": True, "watch_interval_seconds": 5}
+    assert "reload" not in bridge_yaml(render(rules_a))  # restart: the default
 
 
 @pytest.mark.parametrize("replicas", [1, 3, 8])

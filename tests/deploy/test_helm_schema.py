@@ -110,6 +110,8 @@ def test_config_sections_list_exactly_the_bridge_settings() -> None:
         "suppression": bridge_settings.SuppressionSettings,
         "logging": bridge_settings.LoggingSettings,
         "tracing": bridge_settings.TracingSettings,
+        "reload": bridge_settings.ReloadSettings,
+        "outcomes": bridge_settings.OutcomeSettings,
     }
     # The chart supplies the API key through a Secret in the environment, never as a file path.
     computed = {"meisa": {"base_url", "api_key", "api_key_file", "rate_share"}}

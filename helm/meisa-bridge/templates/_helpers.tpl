@@ -132,6 +132,9 @@ partitions the replica owns (computed by the bridge on every rebalance). */}}
 {{- $server := dict "host" "0.0.0.0" "port" (.Values.service.port | int) "halt_linger_seconds" .Values.monitoring.haltLingerSeconds }}
 {{- $computed := dict "kafka" $kafka "topics" .Values.topics "meisa" $meisa "server" $server "rules_file" "rules.yaml" }}
 {{- if .Values.deadLetterTopic }}{{ $_ := set $computed "dead_letter_topic" .Values.deadLetterTopic }}{{ end }}
+{{- if eq .Values.rulesReload "watch" }}
+{{- $_ := set $computed "reload" (mergeOverwrite (deepCopy (.Values.config.reload | default dict)) (dict "watch" true)) }}
+{{- end }}
 {{- $config := mergeOverwrite (deepCopy .Values.config) $computed }}
 {{- toYaml $config }}
 {{- end }}
