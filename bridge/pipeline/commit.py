@@ -75,10 +75,9 @@ class Committer:
         if tps is None:
             tps = self._tracker.take_changed()
         offered = self._tracker.committable(tps) if tps else {}
-        if not offered:
-            if not tps:
-                self._waiting_since = None  # nothing left to commit (e.g. partitions released)
-                self.refused = False
+        if not offered:  # nothing finished waits (e.g. its partitions were released)
+            self._waiting_since = None
+            self.refused = False
             return {}
         if self._waiting_since is None:
             self._waiting_since = self._clock()

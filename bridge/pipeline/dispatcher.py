@@ -398,14 +398,17 @@ class _Start:
 
     async def __aenter__(self) -> None:
         await self._slots.__aenter__()
-        if self._fence is not None:
-            # Held after a freeze until the group had its say, and while commits fail. Checked
-            # once the slot is ours, not before: a call that passed an open fence and then
-            # queued for a slot would otherwise go out after the fence closed.
-            await self._fence()
-        if _abandoned(self._item):
-            await self._slots.__aexit__(None, None, None)
-            raise CallAbandoned
+        try:
+            if self._fence is not None:
+                # Held after a freeze until the group had its say, and while commits fail.
+                # Asked once the slot is ours, not before: a call that passed an open fence and
+                # then queued for a slot would otherwise go out after the fence closed.
+                await self._fence()
+            if _abandoned(self._item):
+                raise CallAbandoned
+        except BaseException:  # CallAbandoned, or the lane cancelled (its partition released)
+            await self._slots.__aexit__(None, None, None)  # `async with` will not: we raised
+            raise
         for m in self._item.messages():
             m.start()
 

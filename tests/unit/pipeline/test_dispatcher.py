@@ -519,3 +519,29 @@ async def test_a_call_queued_for_a_slot_when_the_fence_closes_waits_for_it_to_op
     fence_open.set()
     await settle()
     assert [c.contact_key for c in fake.sent] == ["a", "b"]
+
+
+async def test_a_call_cancelled_while_it_waits_at_the_fence_gives_its_slot_back() -> None:
+    """A lost partition's calls waiting at a closed fence (after a freeze) are cancelled with
+    their lanes; each held a slot, and every one must come back, or no call starts again."""
+    fake, finished = FakeMeisa(auto=True), []
+    fence_open = asyncio.Event()
+
+    async def fence() -> None:
+        await fence_open.wait()
+
+    d = make(fake, finished, max_in_flight=2, fence=fence)
+    lost = [msg(i, partition=0) for i in range(2)]
+    for i, m in enumerate(lost):
+        d.submit(m, [call("track", f"p{i}", i)])
+    await settle()  # both hold a slot and wait at the fence
+    for m in lost:
+        m.cancel()
+    await d.release([("t", 0)])
+    await settle()
+    fence_open.set()
+    kept = msg(0, partition=1)
+    d.submit(kept, [call("track", "q", 9)])
+    await d.wait_idle(1)
+    assert [c.body["n"] for c in fake.sent] == [9]
+    assert finished == [kept]
