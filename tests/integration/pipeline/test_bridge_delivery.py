@@ -143,9 +143,13 @@ def test_503_and_429_with_retry_after_lose_nothing_and_honour_the_pause(
     last_429 = max(t for t, status in times if status == 429)
     after = [t for t, _ in times if t > last_429]
     assert after, "delivery resumed after the 429s"
-    # Retry-After: 2 paused every call; nothing was sent within 2 s of the first 429 except the
-    # other 429s (those already in flight, and the ones sent before the run showed).
-    assert all((t - first_429).total_seconds() >= 1.9 for t in after)
+    # Retry-After: 2 paused every call: past the 429s, what reached Meisa within 2 s of the first
+    # one can only be calls that held their token before the pause (one per person at most, and
+    # a loaded machine may get them onto the wire late). Without the pause the whole backlog
+    # (over a hundred calls, about a second's work) would land in that window.
+    early = [t for t in after if (t - first_429).total_seconds() < 1.9]
+    assert len(early) <= people, f"{len(early)} calls went out during the 2 s pause"
+    assert len(after) - len(early) >= len(after) // 2, "most calls waited out the pause"
 
 
 def test_401_mid_stream_halts_without_dlq_or_passing_unprocessed_events(
