@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bridge.config import load_config
 from chaos.check import (
     Figure,
     check_outcomes,
@@ -17,6 +19,7 @@ from chaos.check import (
     run_checks,
 )
 from chaos.history import TOPICS, build, iso
+from chaos.runner import OUTCOMES_TOPIC, bridge_config
 from chaos.schedule import PROFILES, SANDBOX_FAULTS, make_schedule
 
 NOW = 1_800_000_000.0
@@ -364,3 +367,16 @@ def test_a_missing_record_says_whether_meisa_got_the_call_in_a_broker_outage_and
     assert tracks.ok is False
     assert "1 missing" in tracks.text
     assert "1 of them received during a broker outage" in tracks.text
+
+
+def test_only_the_short_profile_turns_the_outcome_topic_on_and_its_config_loads(
+    tmp_path: Path,
+) -> None:
+    assert {name for name, p in PROFILES.items() if p.outcomes} == {"short"}
+    messages, _ = build(3, 12, NOW, poison=4, rejected=PROFILES["short"].rejected)
+    assert sum(m.kind == "rejected" for m in messages) == 2
+    args = {"bootstrap": "127.0.0.1:9", "group": "g", "base_url": "http://127.0.0.1:9"}
+    on = bridge_config(tmp_path, **args, ledger=None, outcomes=OUTCOMES_TOPIC)
+    assert load_config(on, strict_env=False).outcomes.topic == OUTCOMES_TOPIC
+    off = bridge_config(tmp_path, **args, ledger=None)
+    assert not load_config(off, strict_env=False).outcomes.topic
