@@ -1,11 +1,13 @@
-"""The oracle: compares what Meisa holds, the DLQ and the committed offsets with the history.
+"""The oracle: compares what Meisa holds, the DLQ, the outcome topic and the committed offsets
+with the history.
 
     python -m chaos.check --run-dir var/chaos/last [--sandbox-url http://127.0.0.1:PORT]
 
 Reads the run's `manifest.json` (the expected state, the poison offsets, the instances' exits,
 the sandbox clock's jumps), the sandbox's record (`sandbox.json` saved by the runner, or a live
-sandbox), the dead-letter topic and the group's committed offsets from the broker. Prints one line
-per figure, each with its numbers, then `N passed, M failed`; exits 1 when any check failed.
+sandbox), the dead-letter topic, the outcome topic when the profile turned it on, and the group's
+committed offsets from the broker. Prints one line per figure, each with its numbers, then
+`N passed, M failed`; exits 1 when any check failed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import itertools
 import json
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -277,6 +280,246 @@ def tuple_of(record: dict[str, Any]) -> tuple[Any, int, int]:
     )
 
 
+# Outcome records (docs/operations.md, "The outcome topic"): what each kind of finished call says.
+ACCEPTED = ("sent", "scheduled")
+FINISHED = ("sent", "scheduled", "skipped")
+
+
+def _contact_key(doc: dict[str, Any]) -> str:
+    """The key a record must carry: the call's external_id, else its lower-cased email."""
+    if doc.get("external_id") not in (None, ""):
+        return str(doc["external_id"])
+    return str(doc.get("email") or "").strip().lower()
+
+
+def check_outcomes(
+    expected: Expected,
+    sandbox: dict[str, Any],
+    records: list[dict[str, Any]],
+    ends: dict[str, int],
+    *,
+    outages: list[list[float]] | None = None,
+    jumps: list[list[float]] | None = None,
+) -> list[Figure]:
+    """The outcome topic against what Meisa received and what was consumed.
+
+    Every call Meisa holds has a record naming it (a track by its event id, a trigger's send by
+    its idempotency key and email_send_id, a contact by its email and external_id, a tag by its
+    person); every consumed offset has a finished record; poison has only `dead_lettered` records,
+    at least one when it made a call; each record is keyed by its person, and each key's records
+    are in one partition. A message's commit waits for its records' acknowledgement, so no
+    missing record is allowed for; the one gap the design leaves (a record unacknowledged for
+    5 s, docs/chaos.md) fails too, and the text says how many of the missing calls Meisa received
+    during a broker outage, the only time that gap opens."""
+    docs = [r["value"] for r in records]
+    window = _in_outage(outages or [], jumps or [])
+    return [
+        _outcome_tracks(sandbox["events"], docs, window),
+        _outcome_sends(sandbox["sends"], docs, window),
+        _outcome_contacts(sandbox["contacts"], docs),
+        _outcome_offsets(expected, docs, ends),
+        _outcome_poison(expected, docs),
+        _outcome_keys(records),
+        _outcome_repeats(docs),
+    ]
+
+
+Test = Callable[[dict[str, Any]], bool]
+
+
+def _in_outage(outages: list[list[float]], jumps: list[list[float]]) -> Test:
+    def during(item: dict[str, Any]) -> bool:
+        if "timestamp" not in item:
+            return False
+        at = _real_time(epoch(item["timestamp"]), jumps)
+        return any(a <= at <= b for a, b in outages)
+
+    return during
+
+
+def _missing_text(
+    missing: list[dict[str, Any]], during: Test, name: Callable[[dict[str, Any]], object]
+) -> str:
+    if not missing:
+        return ""
+    in_outage = sum(1 for m in missing if during(m))
+    examples = ", ".join(str(name(m)) for m in missing[:3])
+    return f" (e.g. {examples}; {in_outage} of them received during a broker outage)"
+
+
+def _eid(event: dict[str, Any]) -> str:
+    return str((event.get("properties") or {}).get("eid"))
+
+
+def _outcome_tracks(
+    events: list[dict[str, Any]], docs: list[dict[str, Any]], during: Test
+) -> Figure:
+    recorded = {
+        str(d.get("event_id"))
+        for d in docs
+        if d.get("kind") == "track" and d.get("outcome") in ACCEPTED
+    }
+    missing = [ev for ev in events if _eid(ev) not in recorded]
+    return Figure(
+        "outcome records: tracks",
+        f"{len(events) - len(missing)} of {len(events)} tracks Meisa received have a `sent` "
+        f"record with their event id, {len(missing)} missing"
+        + _missing_text(missing, during, _eid),
+        not missing,
+    )
+
+
+def _outcome_sends(sends: list[dict[str, Any]], docs: list[dict[str, Any]], during: Test) -> Figure:
+    """A send's record carries its email_send_id. A trigger whose record a crash cut off before
+    its commit, or whose answer a revoke cancelled on the wire, is delivered again and skipped
+    by the sent-email ledger (`already_sent`, no id) or replayed by Meisa (the same id)."""
+    by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for d in docs:
+        if d.get("kind") == "trigger":
+            by_key[str(d.get("idempotency_key"))].append(d)
+
+    missing, by_ledger = [], 0
+    for send in sends:
+        found = by_key.get(str(send.get("idempotency_key")), [])
+        if any(
+            d.get("outcome") in ACCEPTED and d.get("email_send_id") == send["email_send_id"]
+            for d in found
+        ):
+            continue
+        if any(d.get("outcome") == "skipped" and d.get("reason") == "already_sent" for d in found):
+            by_ledger += 1
+        else:
+            missing.append(send)
+    return Figure(
+        "outcome records: triggers",
+        f"{len(sends) - len(missing)} of {len(sends)} sends Meisa holds have a record under "
+        f"their idempotency key ({by_ledger} only as already_sent), {len(missing)} missing"
+        + _missing_text(missing, during, lambda s: s.get("idempotency_key")),
+        not missing,
+    )
+
+
+def _outcome_contacts(contacts: list[dict[str, Any]], docs: list[dict[str, Any]]) -> Figure:
+    """Each contact has an accepted upsert record with its email and external_id, and each of its
+    tags other than the upsert's own (`signup`) an accepted add_tag record."""
+    upserted = {
+        (str(d.get("email") or "").lower(), d.get("external_id"))
+        for d in docs
+        if d.get("kind") == "upsert" and d.get("outcome") in ACCEPTED
+    }
+    tagged = {
+        d.get("external_id")
+        for d in docs
+        if d.get("kind") == "add_tag" and d.get("outcome") in ACCEPTED
+    }
+    no_upsert = [
+        c["email"]
+        for c in contacts
+        if (str(c["email"]).lower(), c.get("external_id")) not in upserted
+    ]
+    no_tag = [
+        c["email"]
+        for c in contacts
+        if any(t["name"] != "signup" for t in c.get("tags", []))
+        and c.get("external_id") not in tagged
+    ]
+    examples = ", ".join((no_upsert + no_tag)[:3])
+    return Figure(
+        "outcome records: contacts",
+        f"{len(contacts) - len(no_upsert)} of {len(contacts)} contacts have an upsert record, "
+        f"{len(no_upsert)} missing; {len(no_tag)} tagged contacts without an add_tag record"
+        + (f" (e.g. {examples})" if examples else ""),
+        not no_upsert and not no_tag,
+    )
+
+
+def _outcome_offsets(
+    expected: Expected, docs: list[dict[str, Any]], ends: dict[str, int]
+) -> Figure:
+    """Every consumed offset but the poison has a finished (sent, scheduled, skipped) record;
+    `ends` are the source partitions' end offsets ("topic/partition": end), all read from 0."""
+    poison = {(p["topic"], p["partition"], p["offset"]) for p in expected.poison}
+    finished = {
+        (d.get("topic"), d.get("partition"), d.get("offset"))
+        for d in docs
+        if d.get("outcome") in FINISHED
+    }
+    total, missing = 0, []
+    for tp, end in sorted(ends.items()):
+        topic, partition = tp.rsplit("/", 1)
+        for offset in range(end):
+            where = (topic, int(partition), offset)
+            if where in poison:
+                continue
+            total += 1
+            if where not in finished:
+                missing.append(where)
+    examples = ", ".join(f"{t}/{p}@{o}" for t, p, o in missing[:3])
+    return Figure(
+        "outcome records: events",
+        f"{total - len(missing)} of {total} consumed events (poison aside) have a finished "
+        f"record, {len(missing)} missing" + (f" (e.g. {examples})" if examples else ""),
+        not missing,
+    )
+
+
+def _outcome_poison(expected: Expected, docs: list[dict[str, Any]]) -> Figure:
+    """Poison has only `dead_lettered` records, and at least one when it made a call (a message
+    that cannot be decoded or mapped makes no call: the topic records finished calls, so it has
+    none); nothing else is dead-lettered."""
+    poison = {
+        (p["topic"], p["partition"], p["offset"]): bool(p.get("call")) for p in expected.poison
+    }
+    at: dict[tuple[Any, Any, Any], set[str]] = defaultdict(set)
+    for d in docs:
+        at[d.get("topic"), d.get("partition"), d.get("offset")].add(str(d.get("outcome")))
+    calls = [w for w, call in poison.items() if call]
+    recorded = [w for w in calls if "dead_lettered" in at.get(w, set())]
+    wrong = [w for w in poison if at.get(w, set()) - {"dead_lettered"}]
+    stray = [w for w, outcomes in at.items() if "dead_lettered" in outcomes and w not in poison]
+    no_call = len(poison) - len(calls)
+    no_call_recorded = sum(1 for w, call in poison.items() if not call and w in at)
+    return Figure(
+        "outcome records: poison",
+        f"{len(recorded)} of {len(calls)} poison messages making a call have a dead_lettered "
+        f"record; {no_call_recorded} of {no_call} that make none (undecodable, unmappable) have "
+        f"one; {len(wrong)} poison with another outcome, {len(stray)} other messages "
+        "dead-lettered",
+        len(recorded) == len(calls) and not wrong and not stray,
+    )
+
+
+def _outcome_keys(records: list[dict[str, Any]]) -> Figure:
+    wrong = [r for r in records if r.get("key") != _contact_key(r["value"])]
+    partitions: dict[str, set[int]] = defaultdict(set)
+    for r in records:
+        partitions[str(r.get("key"))].add(int(r["partition"]))
+    split = [k for k, ps in partitions.items() if len(ps) > 1]
+    examples = [f"key {r.get('key')!r} for {_contact_key(r['value'])!r}" for r in wrong[:2]]
+    examples += [f"{k!r} in partitions {sorted(partitions[k])}" for k in split[:2]]
+    return Figure(
+        "outcome records keyed by person",
+        f"{len(records) - len(wrong)} of {len(records)} records keyed by their person, "
+        f"{len(split)} of {len(partitions)} keys in more than one partition"
+        + (f" (e.g. {'; '.join(examples)})" if examples else ""),
+        not wrong and not split,
+    )
+
+
+def _outcome_repeats(docs: list[dict[str, Any]]) -> Figure:
+    seen = Counter(
+        (d.get("topic"), d.get("partition"), d.get("offset"), d.get("rule"), d.get("action"))
+        for d in docs
+    )
+    again = sum(c - 1 for c in seen.values())
+    return Figure(
+        "outcome records again",
+        f"{again} records beyond one per event and action (at least once: re-sent calls are "
+        f"recorded again), {len(docs)} in all",
+        None,
+    )
+
+
 def check_run(
     manifest: dict[str, Any], committed: dict[str, int], ends: dict[str, int]
 ) -> list[Figure]:
@@ -365,9 +608,12 @@ def run_checks(
     dlq: list[dict[str, Any]],
     committed: dict[str, int],
     ends: dict[str, int],
+    *,
+    outcomes: list[dict[str, Any]] | None = None,
 ) -> list[Figure]:
+    """Every check; the outcome topic's only when `outcomes` were read (the profile's topic)."""
     expected = Expected.from_json(manifest["expected"])
-    return [
+    figures = [
         *check_people(expected, sandbox["contacts"]),
         *check_tracks(
             expected,
@@ -385,6 +631,16 @@ def run_checks(
         *check_dlq(expected, dlq),
         *check_run(manifest, committed, ends),
     ]
+    if outcomes is not None:
+        figures += check_outcomes(
+            expected,
+            sandbox,
+            outcomes,
+            ends,
+            outages=manifest.get("broker_outages", []),
+            jumps=manifest.get("clock_jumps", []),
+        )
+    return figures
 
 
 def report(figures: list[Figure]) -> int:
@@ -415,7 +671,11 @@ def check_dir(run_dir: Path, sandbox_url: str | None = None) -> int:
     dlq = kafka_io.read_topic(bootstrap, manifest["dlq_topic"])
     committed = kafka_io.committed(bootstrap, manifest["group"], topics)
     ends = kafka_io.end_offsets(bootstrap, topics)
-    return report(run_checks(manifest, sandbox, dlq, committed, ends))
+    outcomes_topic = manifest.get("outcomes_topic")
+    outcomes = (
+        kafka_io.read_topic(bootstrap, outcomes_topic, values=True) if outcomes_topic else None
+    )
+    return report(run_checks(manifest, sandbox, dlq, committed, ends, outcomes=outcomes))
 
 
 def main(argv: list[str] | None = None) -> int:

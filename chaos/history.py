@@ -47,7 +47,7 @@ class Message:
     value: bytes
     headers: tuple[tuple[str, bytes], ...]
     time: float
-    kind: str  # signup | update | usage | otp | poison
+    kind: str  # signup | update | usage | otp | poison | rejected (poison making a call)
 
 
 @dataclass
@@ -233,6 +233,15 @@ class _Builder:
             t = self.now - self.rng.random() * SPAN
             makers[i % len(makers)](who, t, i)
 
+    def rejected(self, count: int) -> None:
+        """`count` sign-ups of people of their own whose email Meisa refuses (422): poison that
+        makes a call, so its outcome record says `dead_lettered`."""
+        for i in range(count):
+            who = {"user_id": f"usr_rejected_{i}", "email": f"rejected-{i}.example.test"}
+            t = self.now - self.rng.random() * SPAN
+            value = self.writer.json(f"rejected-{i}", "user.signed_up", t, self._profile(who, 0))
+            self._emit("app.users", who, value, t=t, kind="rejected")
+
     def _bad_json(self, who: dict[str, str], t: float, i: int) -> None:
         self._emit("app.users", who, b'{"id": "poison-json-%d", "type": ' % i, t=t, kind="poison")
 
@@ -270,11 +279,14 @@ def _state(data: dict[str, Any], tags: set[str]) -> dict[str, Any]:
     }
 
 
-def build(seed: int, people: int, now: float, *, poison: int = 4) -> tuple[list[Message], Expected]:
+def build(
+    seed: int, people: int, now: float, *, poison: int = 4, rejected: int = 0
+) -> tuple[list[Message], Expected]:
     """The history, each topic in event-time order (as the services would have produced it)."""
     builder = _Builder(seed, now)
     for n in range(people):
         builder.person(n)
     builder.poison(poison, people)
+    builder.rejected(rejected)
     messages = sorted(builder.messages, key=lambda m: (m.topic, m.time))
     return messages, builder.expected

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # stubs
 
@@ -85,10 +86,9 @@ class HistoryProducer:
                 self.errors.append(str(err))
                 return
             self.delivered += 1
-            if kind == "poison":
-                self.poison.append(
-                    {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset()}
-                )
+            if kind in ("poison", "rejected"):
+                where = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset()}
+                self.poison.append({**where, "call": kind == "rejected"})
 
         return on_delivery
 
@@ -170,8 +170,10 @@ def committed(
         c.close()
 
 
-def read_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
-    """Every record of a (small) topic: partition, offset and headers as text."""
+def read_topic(bootstrap: str, topic: str, *, values: bool = False) -> list[dict[str, Any]]:
+    """Every record of a (small) topic: partition, offset and headers as text; with `values`, its
+    key as text and its value parsed as JSON too. A partition not read to its end within a minute
+    raises TimeoutError: a partial read would look like missing records."""
     c = _probe(bootstrap)
     try:
         meta = c.list_topics(topic=topic, timeout=TIMEOUT).topics[topic]
@@ -188,11 +190,16 @@ def read_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
                 if msg.error() is not None:
                     continue
                 headers = {k: (v or b"").decode("utf-8", "replace") for k, v in msg.headers() or []}
-                out.append(
-                    {"partition": msg.partition(), "offset": msg.offset(), "headers": headers}
-                )
+                row = {"partition": msg.partition(), "offset": msg.offset(), "headers": headers}
+                if values:
+                    key = msg.key()
+                    row["key"] = None if key is None else key.decode("utf-8", "replace")
+                    row["value"] = orjson.loads(msg.value() or b"null")
+                out.append(row)
                 if msg.offset() + 1 >= ends[msg.partition()][1]:
                     pending.discard(msg.partition())
+        if pending:
+            raise TimeoutError(f"{topic}: partitions {sorted(pending)} not read to their end")
         return out
     finally:
         c.close()

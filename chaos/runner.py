@@ -43,6 +43,8 @@ from chaos.schedule import (
 
 HERE = Path(__file__).resolve().parent
 DLQ_TOPIC = "meisa-bridge.chaos.dlq"
+OUTCOMES_TOPIC = "meisa-bridge.chaos.outcomes"
+OUTCOMES_PARTITIONS = 3
 SESSION_SECONDS = 45.0  # the broker's and librdkafka's default session timeout
 SAMPLE_SECONDS = 5.0
 SANDBOX_CONFIG: dict[str, Any] = {
@@ -74,6 +76,7 @@ def bridge_config(
     base_url: str,
     ledger: str | None,
     protocol: str = "consumer",
+    outcomes: str | None = None,
 ) -> Path:
     kafka: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
@@ -95,6 +98,8 @@ def bridge_config(
     }
     # The ledger is on by default; --no-ledger has to turn it off explicitly.
     doc["ledger"] = {"topic": ledger, "partitions": 3} if ledger else {"enabled": False}
+    if outcomes:
+        doc["outcomes"] = {"topic": outcomes}
     path = run / "bridge.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -344,15 +349,19 @@ def main(argv: list[str] | None = None) -> int:
         f"--protocol {args.protocol}):"
     )
     print(format_schedule(faults), flush=True)
-    messages, expected = build(args.seed, profile.people, time.time(), poison=profile.poison)
+    messages, expected = build(
+        args.seed, profile.people, time.time(), poison=profile.poison, rejected=profile.rejected
+    )
     print(
         f"history: {len(messages):,} messages for {profile.people:,} people, "
         f"{len(expected.tracks):,} tracks, {len(expected.triggers):,} triggers "
-        f"({len(expected.stale)} stale), {profile.poison} poison",
+        f"({len(expected.stale)} stale), {profile.poison + profile.rejected} poison "
+        f"({profile.rejected} making a call Meisa refuses)",
         flush=True,
     )
     group = f"chaos-{profile.name}-{args.seed}-{stamp}"
     ledger = None if args.no_ledger else f"meisa-bridge.chaos.ledger-{stamp}"
+    outcomes = OUTCOMES_TOPIC if profile.outcomes else None
     with sandbox_process({**SANDBOX_CONFIG, "seed": args.seed}) as (sandbox, _proc):
         key = SANDBOX_CONFIG["keys"][0]["key"]
         config = bridge_config(
@@ -362,8 +371,12 @@ def main(argv: list[str] | None = None) -> int:
             base_url=sandbox.base_url,
             ledger=ledger,
             protocol=args.protocol,
+            outcomes=outcomes,
         )
-        kafka_io.fresh_topics(bootstrap, {**TOPICS, DLQ_TOPIC: 1})
+        fresh = {**TOPICS, DLQ_TOPIC: 1}
+        if outcomes:
+            fresh[outcomes] = OUTCOMES_PARTITIONS
+        kafka_io.fresh_topics(bootstrap, fresh)
         producer = kafka_io.HistoryProducer(bootstrap, messages)
         first = producer.first(profile.first_share)
         env = {**os.environ, "MEISA_API_KEY": key}
@@ -398,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         "dlq_topic": DLQ_TOPIC,
         "group": group,
         "ledger_topic": ledger,
+        "outcomes_topic": outcomes,
         "schedule": [f.__repr__() for f in faults],
         "instances": the_cluster.history,
         "clock_jumps": run.jumps,

@@ -48,6 +48,12 @@ class Profile:
     # Re-sent tracks allowed, as a share of all tracks (crashes re-send their calls on the wire
     # and about 0.1 s of finished work; the more of the drain a kill hits, the more).
     track_budget: float = 0.005
+    # The outcome topic (outcomes.topic) on, and checked by the oracle. Records hold a message's
+    # commit until the broker acknowledged them, so profiles whose figures are tracked keep it off.
+    outcomes: bool = False
+    # Poison messages that do make a call (a sign-up Meisa refuses with a 422), on top of `poison`
+    # (which cannot be decoded or mapped): these leave a `dead_lettered` outcome record.
+    rejected: int = 0
 
 
 ONE_OF_EACH = {
@@ -62,7 +68,16 @@ ONE_OF_EACH = {
     **dict.fromkeys(SANDBOX_FAULTS, 1),
 }
 PROFILES = {
-    "short": Profile("short", people=400, poison=4, instances=2, window=150, counts=ONE_OF_EACH),
+    "short": Profile(
+        "short",
+        people=400,
+        poison=4,
+        instances=2,
+        window=150,
+        counts=ONE_OF_EACH,
+        outcomes=True,
+        rejected=2,
+    ),
     "long": Profile(
         "long",
         people=2000,
