@@ -13,6 +13,9 @@ per path and their headers complete (Host, Content-Length): `httpx.AsyncClient` 
 merge the URL twice, build its default headers, run its auth, redirect and cookie machinery on
 every call, none of which this client uses (it follows no redirects and keeps no cookies);
 skipping it saves about a third of the client's CPU per request (bench/client_transport.py).
+On an engine with a direct exchange (bridge.meisa.wire.exchanger: the pyreqwest one) even those
+are skipped: method, URL text, header pairs and body go to the engine, and the answer comes back
+as status, body and a header lookup (bench/README.md, marginal CPU per event).
 
 The API key lives only in the client's default headers: it never appears in a repr, an exception
 message or a log line. Transport failures become a TransportError that does not chain the httpx

@@ -1,6 +1,7 @@
 """What the engine transports (bridge/meisa/aio.py, bridge/meisa/reqwest.py) share: the request's
 headers as text pairs for the engine, the answer as an httpx.Response already read, and the one
-transport error that is not transient (a refused TLS certificate)."""
+transport error that is not transient (a refused TLS certificate). An engine may also offer the
+client a direct exchange (`exchanger`), which skips httpx's Request and Response."""
 
 from __future__ import annotations
 
