@@ -1,7 +1,8 @@
 """Side by side: meisa-bridge, a Go stream processor and a naive Python loop, clean and faulty.
 
     make bench-side                     # builds the Go baseline once (cached under .cache/)
-    .venv/bin/python bench/side_by_side.py [--events 10000] [--fault-events 2000] [--no-profile]
+    .venv/bin/python bench/side_by_side.py [--events 20000] [--short-events 2000]
+        [--fault-events 2000] [--no-profile]
 
 Workload: JSON events for 600 people (a sign-up each, then plan changes and feature usage) on a
 4-partition topic, keyed by user id, mapped to upsert/track; per-person order kept and offsets
@@ -9,7 +10,8 @@ committed after success by all three. The Meisa double is the sandbox (unlimited
 latency); the fault profile adds 429 with `Retry-After: 1` to 2% of requests and 503 to 5%.
 `--latency-ms`, `--rate-429`, `--retry-after` and `--rate-503` change them. The bridge and Go run
 `--repeat` rounds (3) alternating, and the table shows each one's median run by CPU per call:
-on a shared machine a single run of either swings by a fifth or more.
+on a shared machine a single run of either swings by a fifth or more. The naive loop runs once,
+clean on the short run's events.
 
 The systems, each its own process (its CPU and peak RSS are its own):
 * bridge: `meisa-bridge run` with default settings.
@@ -20,6 +22,10 @@ The systems, each its own process (its CPU and peak RSS are its own):
 
 events/s and CPU us/event cover the busy span, from the first to the last API request the double
 saw; "CPU us/event (all)" adds start-up and shutdown. calls counts every API request, retries too.
+"silence s" is the longest time between two consecutive API requests. The marginal CPU per event
+is the whole process's CPU of a clean `--events` run minus that of a `--short-events` run of the
+same workload, over the events between them: start-up and shutdown cancel out. Each round runs
+both for the bridge and Go, alternating.
 A last bridge run under an in-process sampler (bench/_sampler.py) breaks its CPU down by stage.
 """
 
@@ -33,6 +39,7 @@ import os
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +56,7 @@ from _common import (
     ROOT,
     add_bridge_set,
     bridge_run_argv,
+    load_average,
     peak_rss_mib,
     proc_cpu,
     settings,
@@ -229,6 +237,7 @@ class Run:
     cpu_busy: float  # process CPU over that span, seconds
     cpu_all: float  # whole process CPU, seconds
     peak_rss_mib: float
+    threads: dict[str, float]  # CPU seconds by thread group, read just before it was stopped
 
     @property
     def calls(self) -> int:
@@ -254,11 +263,47 @@ def _cpu_at(timeline: list[tuple[float, float]], when: float) -> float:
     return c0 if t1 <= t0 else c0 + (c1 - c0) * (when - t0) / (t1 - t0)
 
 
+def committed(probe: Any, tps: list[Any]) -> dict[int, int] | None:
+    """The group's committed offsets by partition; None while the coordinator is not ready."""
+    from confluent_kafka import KafkaException
+
+    try:
+        return {tp.partition: tp.offset for tp in probe.committed(tps, timeout=10)}
+    except KafkaException:  # e.g. NOT_COORDINATOR on a broker that just started
+        return None
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds so far by thread group: the main thread (the bridge's event loop), librdkafka's
+    (rdk:*), and the others by name (pyreqwest's engine, the consumer's executor thread)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        group = "main" if task.name == str(pid) else "rdk:*" if name.startswith("rdk:") else name
+        out[group] = out.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy (a dev dependency) sampling `pid` without stopping it, until it exits."""
+    spy = Path(sys.executable).parent / "py-spy"
+    argv = [str(spy), "record", "--pid", str(pid), "--rate", "250", "--nonblocking",
+            "--format", "raw", "--threads", "-o", str(out)]  # fmt: skip
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def run_system(
     system: str, argv: list[str], *, group: str, topic: str, events: int, sandbox: Any,
-    profile: str, timeout: float, whole: bool = False,
+    profile: str, timeout: float, whole: bool = False, spy_to: Path | None = None,
 ) -> Run:  # fmt: skip
-    """Run one system until its group committed every offset; `whole`: measure the whole run."""
+    """Run one system until its group committed every offset; `whole`: measure the whole run;
+    `spy_to`: py-spy records the process's stacks into that file (collapsed, for flame graphs)."""
     from confluent_kafka import Consumer, TopicPartition
 
     ends = end_offsets(BOOTSTRAP, topic, PARTITIONS)
@@ -266,8 +311,10 @@ def run_system(
     tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
     log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
     proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=ROOT)
+    spy = None if spy_to is None else py_spy(proc.pid, spy_to)
     timeline: list[tuple[float, float]] = []
     peak = 0.0
+    threads: dict[str, float] = {}
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -281,18 +328,20 @@ def run_system(
                 raise RuntimeError(f"{system} exited with {proc.returncode}:\n{tail}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{system} did not finish {events} events in {timeout:.0f} s")
-            got = {tp.partition: tp.offset for tp in probe.committed(tps, timeout=10)}
-            if got == ends:
+            if committed(probe, tps) == ends:
                 break
             time.sleep(TICK)
     finally:
         probe.close()
         if proc.poll() is None:
             peak = max(peak, peak_rss_mib(proc.pid) or 0.0)
+            threads = thread_cpu(proc.pid)
             proc.send_signal(signal.SIGTERM)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         log.close()
+        if spy is not None:
+            spy.wait(timeout=60)
     requests = [
         r for r in sandbox.requests(path="/api/v1/", limit=10**7)
         if not r["path"].endswith("/ping/")
@@ -306,7 +355,7 @@ def run_system(
         span=max(last - first, 1e-3),
         cpu_busy=_cpu_at(timeline, last) - _cpu_at(timeline, first),
         cpu_all=usage.ru_utime + usage.ru_stime,
-        peak_rss_mib=peak,
+        peak_rss_mib=peak, threads=threads,
     )  # fmt: skip
 
 
@@ -315,7 +364,7 @@ def run_system(
 HEADER = (
     f"{'system':<8}{'profile':<8}{'events':>7}{'events/s':>10}{'CPU us/event':>13}"
     f"{'CPU us/call':>12}{'(all)/event':>12}{'calls/event':>12}{'RSS MiB':>9}"
-    f"{'429s':>6}{'5xx':>6}{'max gap s':>10}"
+    f"{'429s':>6}{'5xx':>6}{'silence s':>10}"
 )
 
 
@@ -325,7 +374,7 @@ def row(r: Run) -> str:
         f"{r.cpu_busy * 1e6 / r.events:>13.0f}{r.cpu_busy * 1e6 / max(r.calls, 1):>12.0f}"
         f"{r.cpu_all * 1e6 / r.events:>12.0f}{r.calls / r.events:>12.2f}"
         f"{r.peak_rss_mib:>9.0f}{r.status_count(lambda s: s == 429):>6}"
-        f"{r.status_count(lambda s: s >= 500):>6}{r.longest_silence():>10.1f}"
+        f"{r.status_count(lambda s: s >= 500):>6}{r.longest_silence():>10.2f}"
     )
 
 
@@ -366,6 +415,67 @@ def round_ratios(rounds: dict[tuple[str, str], list[Run]]) -> str:
     pairs = zip(rounds.get(("bridge", "clean"), []), rounds.get(("go", "clean"), []), strict=False)
     found = [f"x{per_call(b) / per_call(g):.2f}" for b, g in pairs]
     return f"clean   bridge/go     CPU/call by round: {', '.join(found) or '-'}"
+
+
+def spy_file(folder: str | None, system: str, profile: str, done: list[Run]) -> Path | None:
+    """Where py-spy writes the stacks of this bridge run (`--py-spy DIR`), else None."""
+    if folder is None or system != "bridge":
+        return None
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return Path(folder) / f"bridge-{profile}-{len(done) + 1}.txt"
+
+
+def marginal(long: Run, short: Run) -> float:
+    """Seconds of CPU per event of a long run past a short one: whole-process CPU, so start-up,
+    the group join and shutdown, which both runs pay alike, cancel out."""
+    return (long.cpu_all - short.cpu_all) / max(long.events - short.events, 1)
+
+
+def thread_table(rounds: dict[tuple[str, str], list[Run]]) -> list[str]:
+    """The bridge's marginal CPU per event by thread (median over rounds)."""
+    pairs = list(zip(rounds[("bridge", "clean")], rounds[("bridge", "short")], strict=False))
+    names = sorted({n for long, _ in pairs for n in long.threads}, key=lambda n: (n != "main", n))
+    out = []
+    for name in names:
+        each = [
+            (long.threads.get(name, 0.0) - short.threads.get(name, 0.0))
+            / max(long.events - short.events, 1)
+            for long, short in pairs
+        ]
+        by_round = ", ".join(f"{v * 1e6:.0f}" for v in each)
+        out.append(f"  {name:<10}{by_round:<36}{statistics.median(each) * 1e6:>8.0f}")
+    return out
+
+
+def marginal_table(rounds: dict[tuple[str, str], list[Run]]) -> list[str]:
+    """Each system's marginal CPU per event by round and its median, and the bridge/Go ratio."""
+    found: dict[str, list[float]] = {}
+    for system in ("bridge", "go"):
+        pairs = zip(
+            rounds.get((system, "clean"), []), rounds.get((system, "short"), []), strict=False
+        )
+        found[system] = [marginal(long, short) for long, short in pairs]
+    if not found["bridge"]:
+        return []
+    (long, *_), (short, *_) = rounds[("bridge", "clean")], rounds[("bridge", "short")]
+    out = [
+        f"marginal CPU per event, clean: the {long.events}-event run minus the "
+        f"{short.events}-event run, whole process, us",
+        f"{'system':<12}{'by round':<36}{'median':>8}",
+    ]
+    for system, each in found.items():
+        if each:
+            by_round = ", ".join(f"{v * 1e6:.0f}" for v in each)
+            out.append(f"{system:<12}{by_round:<36}{statistics.median(each) * 1e6:>8.0f}")
+        if system == "bridge":
+            out.extend(thread_table(rounds))
+    if found["go"]:
+        by_round = ", ".join(
+            f"x{b / g:.2f}" for b, g in zip(found["bridge"], found["go"], strict=False)
+        )
+        ratio = statistics.median(found["bridge"]) / statistics.median(found["go"])
+        out.append(f"{'bridge/go':<12}{by_round:<36}{'x' + format(ratio, '.2f'):>8}")
+    return out
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -453,7 +563,11 @@ def profile_table(report: dict[str, Any], run: Run) -> list[str]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--events", type=int, default=10_000, help="events in the clean profile")
+    p.add_argument("--events", type=int, default=20_000, help="events in the clean profile")
+    p.add_argument(
+        "--short-events", type=int, default=2_000, metavar="N",
+        help="the short clean run the marginal CPU per event subtracts (0: none)",
+    )  # fmt: skip
     p.add_argument("--fault-events", type=int, default=2_000, help="events under faults")
     p.add_argument("--systems", default="bridge,go,naive")
     p.add_argument("--no-profile", action="store_true", help="skip the sampled bridge run")
@@ -477,6 +591,10 @@ def main() -> None:
         "--rate-503", type=float, default=0.05, metavar="SHARE",
         help="under faults: share of the requests answered 503",
     )  # fmt: skip
+    p.add_argument(
+        "--py-spy", metavar="DIR",
+        help="record each bridge run's stacks with py-spy into DIR (collapsed stack files)",
+    )  # fmt: skip
     add_bridge_set(p)
     p.add_argument("--child", choices=["naive"])
     p.add_argument("--config")
@@ -497,35 +615,60 @@ def run_all(args: argparse.Namespace) -> None:
     print(f"Go baseline: {go_binary.relative_to(ROOT) if go_binary else 'none'} ({how})")
     if args.bridge_set:
         print(f"bridge settings changed: {', '.join(args.bridge_set)}")
+    print(f"load average at start: {load_average():.1f}")
     rounds: dict[tuple[str, str], list[Run]] = {}
     profile_lines: list[str] = []
     with sandbox_process(SANDBOX) as (sandbox, _), tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        for profile, count in (("clean", args.events), ("faults", args.fault_events)):
-            with topics(PARTITIONS, prefix=f"side-{profile}") as (topic,):
-                produce(topic, workload(count, unmapped=args.unmapped))
-                # naive is slow and far off: one round of it is enough
-                order = [
-                    s for r in range(max(1, args.repeat)) for s in systems if not r or s != "naive"
-                ]
+
+        def run(system: str, profile: str, topic: str, count: int) -> None:
+            group = f"side-{system}-{uuid.uuid4().hex[:6]}"
+            argv = commands(
+                system, tmp, topic=topic, group=group, sandbox=sandbox, events=count,
+                go_binary=go_binary, overrides=args.bridge_set,
+            )  # fmt: skip
+            if argv is None:
+                return
+            sandbox.reset()
+            set_faults(sandbox, profile == "faults", spec)
+            print(f"  {profile}: {system} ({count} events) ...", flush=True)
+            rounds.setdefault((system, profile), []).append(run_system(
+                system, argv, group=group, topic=topic, events=count, sandbox=sandbox,
+                profile=profile, timeout=args.timeout, whole=bool(args.unmapped),
+                spy_to=spy_file(args.py_spy, system, profile, rounds.get((system, profile), [])),
+            ))  # fmt: skip
+
+        short = 0 < args.short_events < args.events
+        # naive is slow and far off: one round of it is enough, on the short topic when clean
+        order = [s for r in range(max(1, args.repeat)) for s in systems if not r or s != "naive"]
+        with topics(PARTITIONS, PARTITIONS, prefix="side-clean") as (long_topic, short_topic):
+            produce(long_topic, workload(args.events, unmapped=args.unmapped))
+            if short:
+                produce(short_topic, workload(args.short_events, unmapped=args.unmapped))
+            for system in order:
+                if system == "naive" and short:
+                    run(system, "clean", short_topic, args.short_events)
+                    continue
+                run(system, "clean", long_topic, args.events)
+                if short:
+                    run(system, "short", short_topic, args.short_events)
+            if "bridge" in systems and not args.no_profile:
+                profile_lines = sampled_bridge(
+                    tmp, long_topic, args.events, sandbox, args, spec=spec
+                )
+        if args.fault_events:
+            with topics(PARTITIONS, prefix="side-faults") as (topic,):
+                produce(topic, workload(args.fault_events, unmapped=args.unmapped))
                 for system in order:
-                    group = f"side-{system}-{uuid.uuid4().hex[:6]}"
-                    argv = commands(
-                        system, tmp, topic=topic, group=group, sandbox=sandbox, events=count,
-                        go_binary=go_binary, overrides=args.bridge_set,
-                    )  # fmt: skip
-                    if argv is None:
-                        continue
-                    sandbox.reset()
-                    set_faults(sandbox, profile == "faults", spec)
-                    print(f"  {profile}: {system} ...", flush=True)
-                    rounds.setdefault((system, profile), []).append(run_system(
-                        system, argv, group=group, topic=topic, events=count, sandbox=sandbox,
-                        profile=profile, timeout=args.timeout, whole=bool(args.unmapped),
-                    ))  # fmt: skip
-                if profile == "clean" and "bridge" in systems and not args.no_profile:
-                    profile_lines = sampled_bridge(tmp, topic, count, sandbox, args, spec=spec)
-    runs = {key: median_run(each) for key, each in rounds.items()}
+                    run(system, "faults", topic, args.fault_events)
+    print_results(args, rounds, profile_lines, go_binary=go_binary, how=how, spec=spec)
+
+
+def print_results(
+    args: argparse.Namespace, rounds: dict[tuple[str, str], list[Run]], profile_lines: list[str],
+    *, go_binary: Path | None, how: str, spec: Faults,
+) -> None:  # fmt: skip
+    runs = {key: median_run(each) for key, each in rounds.items() if key[1] != "short"}
     print()
     print(HEADER)
     for run in runs.values():
@@ -535,7 +678,14 @@ def run_all(args: argparse.Namespace) -> None:
         print(line)
     if args.repeat > 1:
         print(round_ratios(rounds))
-    if go_binary is None and "go" in systems:
+    silences = [f"{r.longest_silence():.2f}" for r in rounds.get(("bridge", "clean"), [])]
+    if silences:
+        print(f"clean   bridge        longest silence by round, s: {', '.join(silences)}")
+    marginals = marginal_table(rounds)
+    if marginals:
+        print()
+        print("\n".join(marginals))
+    if go_binary is None and "go" in args.systems.split(","):
         print(f"(no Go row: {how})")
     if profile_lines:
         print("\nbridge CPU by stage (clean profile, in-process sampler, separate run):")
@@ -547,7 +697,8 @@ def run_all(args: argparse.Namespace) -> None:
         )
     print(
         f"\n{PEOPLE} people, {PARTITIONS} partitions, {spec.describe()}; CPU us/event over the "
-        "busy span, (all) with start-up and shutdown; calls include retries."
+        "busy span, (all) with start-up and shutdown; calls include retries; load average at "
+        f"the end: {load_average():.1f}."
     )
 
 

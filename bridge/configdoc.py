@@ -58,8 +58,9 @@ Any librdkafka property may be given (for example `security.protocol`, `sasl.mec
 `sasl.username`, `ssl.ca.location`). The bridge always sets `enable.auto.commit=false`,
 `enable.auto.offset.store=false`, `isolation.level=read_committed` and
 `enable.partition.eof=true`, and defaults `group.id=meisa-bridge`, `auto.offset.reset=earliest`,
-`group.protocol=consumer` and `group.remote.assignor=range` (a classic-protocol property such as
-`session.timeout.ms` selects `group.protocol=classic` with `cooperative-sticky`; see
+`fetch.wait.max.ms=100` (a resumed partition is read again within 0.1 s),
+`group.protocol=consumer` and `group.remote.assignor=range` (a classic-protocol property such
+as `session.timeout.ms` selects `group.protocol=classic` with `cooperative-sticky`; see
 [ordering.md](ordering.md)). The dead-letter producer and the sent-email ledger's producer get
 the same connection properties (consumer-only ones removed) plus `enable.idempotence=true` and
 `acks=all`. `group.id` also names the sent-email ledger's topic unless `ledger.topic` is set.

@@ -25,9 +25,15 @@ FORCED: Mapping[str, Any] = {
     "isolation.level": "read_committed",
     "enable.partition.eof": True,
 }
+# A fetch request to a broker waits up to fetch.wait.max.ms for data (librdkafka: 500 ms) and a
+# consumer has one in flight per broker, so a partition resumed while the others are caught up is
+# fetched only when that wait ends: at the end of every drain that paused partitions, calls stopped
+# for up to half a second. 100 ms bounds that; an idle consumer sends 10 empty fetches a second.
+RESUME_FETCH_WAIT_MS = 100
 DEFAULTS: Mapping[str, Any] = {
     "auto.offset.reset": "earliest",
     "group.id": DEFAULT_GROUP_ID,
+    "fetch.wait.max.ms": RESUME_FETCH_WAIT_MS,
 }
 CONSUMER_PROTOCOL: Mapping[str, Any] = {
     "group.protocol": "consumer",

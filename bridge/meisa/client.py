@@ -13,6 +13,9 @@ per path and their headers complete (Host, Content-Length): `httpx.AsyncClient` 
 merge the URL twice, build its default headers, run its auth, redirect and cookie machinery on
 every call, none of which this client uses (it follows no redirects and keeps no cookies);
 skipping it saves about a third of the client's CPU per request (bench/client_transport.py).
+On an engine with a direct exchange (bridge.meisa.wire.exchanger: the pyreqwest one) even those
+are skipped: method, URL text, header pairs and body go to the engine, and the answer comes back
+as status, body and a header lookup (bench/README.md, marginal CPU per event).
 
 The API key lives only in the client's default headers: it never appears in a repr, an exception
 message or a log line. Transport failures become a TransportError that does not chain the httpx
@@ -45,7 +48,7 @@ from bridge.meisa.calls import MeisaCall, contact_key
 from bridge.meisa.classify import classify
 from bridge.meisa.egress import Egress, egress_for
 from bridge.meisa.models import BULK_ENROLL_MAX, CallResult, Endpoint, PingInfo, check_body
-from bridge.meisa.wire import PoolTransport, TlsConnectError
+from bridge.meisa.wire import ENGINE_HEADERS, Answer, PoolTransport, TlsConnectError, exchanger
 from bridge.observability.tracing import OUTGOING
 from bridge.settings import MeisaSettings
 
@@ -126,6 +129,14 @@ class MeisaClient:
         key = settings.api_key.get_secret_value()
         self._secrets = tuple(s for s in (key, *egress.secrets) if s)
         self._transport = transport or default_transport(settings, egress)
+        self._exchange = exchanger(self._transport)
+        # The direct exchange's headers: the engine writes Host and Content-Length itself.
+        self._wire_headers = tuple(
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in self._headers.raw
+            if k.lower() not in ENGINE_HEADERS
+        )
+        self._url_texts: dict[str, str] = {}  # path -> absolute URL text, for the exchange
 
     def __repr__(self) -> str:
         return (
@@ -162,16 +173,8 @@ class MeisaClient:
         endpoint = f"{method} /{path}"
         content = _encode(endpoint, json)
         failure, refused = "", False
-        request = httpx.Request(
-            method,
-            self._url(path, params),
-            headers=self._headers_for(content, OUTGOING.get()),
-            stream=httpx.ByteStream(content or b""),
-            extensions=self._extensions,
-        )
         try:
-            response = await self._transport.handle_async_request(request)
-            await response.aread()
+            status, body, header = await self._exchange_once(method, path, params, content)
         except TlsConnectError as exc:
             failure, refused = self._redact(f"{endpoint}: {exc}"), True
         except _TRANSPORT_ERRORS as exc:
@@ -180,20 +183,49 @@ class MeisaClient:
             # Raised outside the handler, so neither __cause__ nor __context__ links the httpx
             # exception: it holds the request, and with it the API key header.
             raise TlsError(failure) if refused else TransportError(failure)
-        status = response.status_code
         # Reading a header decodes them all: only the answers that use one pay for it.
-        location = response.headers.get("location") if 300 <= status < 400 else None
+        location = header("location") if 300 <= status < 400 else None
         retryable = status >= 500 or status in (408, 429)  # the answers a Retry-After may steer
-        retry_after = response.headers.get("retry-after") if retryable else None
+        retry_after = header("retry-after") if retryable else None
         return classify(
             status,
-            _parse(self._redact_bytes(response.content)),
+            _parse(self._redact_bytes(body)),
             endpoint=endpoint,
             retry_after_header=retry_after,
             location=self._redact(location) if location else None,
             now=self._wall_clock(),
             retry_after_cap=self.settings.retry_after_cap_seconds,
         )
+
+    async def _exchange_once(
+        self, method: str, path: str, params: Mapping[str, str] | None, content: bytes | None
+    ) -> Answer:
+        """One request: straight to the engine when the transport has a direct exchange
+        (bridge.meisa.wire.exchanger), else as httpx's Request and Response."""
+        trace = OUTGOING.get()
+        if self._exchange is not None:
+            headers = self._wire_headers if not trace else (*self._wire_headers, *trace)
+            return await self._exchange(method, self._url_text(path, params), headers, content)
+        request = httpx.Request(
+            method,
+            self._url(path, params),
+            headers=self._headers_for(content, trace),
+            stream=httpx.ByteStream(content or b""),
+            extensions=self._extensions,
+        )
+        response = await self._transport.handle_async_request(request)
+        await response.aread()
+        return Answer(response.status_code, response.content, response.headers.get)
+
+    def _url_text(self, path: str, params: Mapping[str, str] | None) -> str:
+        if params:
+            return str(self._url(path, params))
+        text = self._url_texts.get(path)
+        if text is None:
+            if len(self._url_texts) >= _URL_CACHE_SIZE:  # as `_url`'s cache: stay bounded
+                self._url_texts.clear()
+            text = self._url_texts[path] = str(self._url(path, None))
+        return text
 
     def _headers_for(
         self, content: bytes | None, trace: tuple[tuple[str, str], ...] | None = None

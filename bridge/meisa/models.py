@@ -111,10 +111,10 @@ def check_body(endpoint: Endpoint, body: Mapping[str, Any]) -> None:
     """Refuse a body the spec would not accept: unknown fields, missing required, wrong types."""
     _check_unknown(endpoint, body)
     _check_present(endpoint, body)
-    for name, kind in FIELDS[endpoint].items():
-        value = body.get(name)
-        if value is not None and not _type_ok(value, kind):
-            raise MappingError(f"{endpoint} field '{name}' must be a {kind}")
+    fields = FIELDS[endpoint]
+    for name, value in body.items():  # a body names a few of its endpoint's many fields
+        if value is not None and not _type_ok(value, fields[name]):
+            raise MappingError(f"{endpoint} field '{name}' must be a {fields[name]}")
     source = body.get("source")
     if endpoint == "upsert" and source is not None and source not in SOURCES:
         raise MappingError(f"upsert field 'source' must be one of {', '.join(sorted(SOURCES))}")

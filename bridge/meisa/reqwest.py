@@ -22,7 +22,7 @@ causes ("invalid peer certificate: ..."), so that message is what tells it apart
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -33,7 +33,13 @@ from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.proxy import ProxyBuilder
 
 from bridge.meisa.egress import DIRECT, Egress
-from bridge.meisa.wire import TlsConnectError, read_response, request_headers
+from bridge.meisa.wire import (
+    Answer,
+    Exchange,
+    TlsConnectError,
+    read_response,
+    request_headers,
+)
 
 # Most specific first: the first match wins.
 _ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
@@ -112,6 +118,7 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
         self._phases = timeout or httpx.Timeout(None)
         self._client: Client | None = None
         self._totals: dict[tuple[Any, ...], timedelta | None] = {}
+        self._whole = self._total({"timeout": self._phases.as_dict()})
 
     def _open(self) -> Client:
         limits, phases = self._limits, self._phases
@@ -181,6 +188,36 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
         encoded = answer.get_header("content-encoding") is not None
         headers_in = list(answer.headers.items())
         return read_response(request, answer.status, headers_in, body, encoded=encoded)
+
+    def exchanger(self) -> Exchange:
+        return self.exchange
+
+    async def exchange(
+        self, method: str, url: str, headers: Sequence[tuple[str, str]], content: bytes | None
+    ) -> Answer:
+        """One request without httpx's Request and Response: what `handle_async_request` does,
+        bounded by the transport's own timeouts (the client gives every request the same)."""
+        client = self._client or self._open()
+        failure: httpx.TransportError | None = None
+        try:
+            builder = client.request(method, url).headers(headers)
+            if content:
+                builder = builder.body_bytes(content)
+            if self._whole is not None:
+                builder = builder.timeout(self._whole)
+            answer = await builder.build().send()
+            body = bytes(await answer.bytes())
+        except (reqwest_errors.PyreqwestError, OSError, TimeoutError) as exc:
+            failure = _error(exc)
+        if failure is not None:  # raised outside the handler: no chained pyreqwest exception
+            raise failure
+        if answer.get_header("content-encoding") is not None:  # rare: httpx decodes it
+            request = httpx.Request(method, url)
+            response = read_response(
+                request, answer.status, list(answer.headers.items()), body, encoded=True
+            )
+            body = await response.aread()
+        return Answer(answer.status, body, answer.get_header)
 
     async def aclose(self) -> None:
         if self._client is not None:

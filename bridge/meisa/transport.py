@@ -5,16 +5,18 @@ rate budget, whatever its answer), so dashboards can compare what was spent with
 
 `ReadOnlyTransport` is what makes a shadow run safe by construction rather than by care: it
 forwards only GET, HEAD and OPTIONS and raises ShadowWriteRefused for anything else before a
-byte leaves the process, whatever code path asked for the write.
+byte leaves the process, whatever code path asked for the write. It offers no direct exchange
+(bridge.meisa.wire.exchanger), so every request of a shadow run goes through it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import httpx
 
 from bridge.errors import ShadowWriteRefused
+from bridge.meisa.wire import Answer, Exchange, exchanger
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -44,6 +46,20 @@ class CountingTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self._on_request(request.method)
         return await self._inner.handle_async_request(request)
+
+    def exchanger(self) -> Exchange | None:
+        inner = exchanger(self._inner)
+        if inner is None:
+            return None
+        on_request = self._on_request
+
+        async def exchange(
+            method: str, url: str, headers: Sequence[tuple[str, str]], content: bytes | None
+        ) -> Answer:
+            on_request(method)
+            return await inner(method, url, headers, content)
+
+        return exchange
 
     async def aclose(self) -> None:
         await self._inner.aclose()

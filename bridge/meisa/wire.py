@@ -1,11 +1,13 @@
 """What the engine transports (bridge/meisa/aio.py, bridge/meisa/reqwest.py) share: the request's
 headers as text pairs for the engine, the answer as an httpx.Response already read, and the one
-transport error that is not transient (a refused TLS certificate)."""
+transport error that is not transient (a refused TLS certificate). An engine may also offer the
+client a direct exchange (`exchanger`), which skips httpx's Request and Response."""
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import httpx
 
@@ -13,6 +15,34 @@ from bridge.meisa.egress import DIRECT, Egress
 
 # Headers the engines write themselves from the URL and the body.
 ENGINE_HEADERS = frozenset({b"host", b"content-length", b"transfer-encoding"})
+
+
+class Answer(NamedTuple):
+    """An answer read whole: status, body (decoded if it was compressed) and a header lookup by
+    case-insensitive name."""
+
+    status: int
+    body: bytes
+    header: Callable[[str], str | None]
+
+
+# `exchange(method, url, headers, content)`: one request, headers without Host and
+# Content-Length (the engine writes them), raising httpx's transport errors like a transport.
+Exchange = Callable[[str, str, Sequence[tuple[str, str]], bytes | None], Awaitable[Answer]]
+
+
+@runtime_checkable
+class Exchanging(Protocol):
+    """A transport with a direct way to make a request (or None when it has none)."""
+
+    def exchanger(self) -> Exchange | None: ...
+
+
+def exchanger(transport: httpx.AsyncBaseTransport) -> Exchange | None:
+    """The transport's direct way to make a request without building httpx's Request and
+    Response (a fifth of the client's CPU per request), or None: the client then goes through
+    `handle_async_request`, as it does on any other transport (httpx's pool, a test's)."""
+    return transport.exchanger() if isinstance(transport, Exchanging) else None
 
 
 def request_headers(request: httpx.Request) -> list[tuple[str, str]]:

@@ -127,6 +127,8 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._children: dict[tuple[object, ...], Any] = {}
+        # (kind, status, outcome) -> the three children an attempt updates: one lookup a call
+        self._attempts: dict[tuple[str, int | str, str], tuple[Any, Any, Any]] = {}
         self._m: dict[MetricName, Any] = {}
         self._define()
 
@@ -200,6 +202,25 @@ class Metrics:
 
     def calls(self, endpoint: str, status: int | str) -> None:
         self._child("meisa_bridge_calls_total", endpoint, status).inc()
+
+    def attempt(
+        self, kind: str, status: int | str, outcome: str, seconds: float, waited: float
+    ) -> None:
+        """One delivery attempt: `calls`, `call_outcome`, `call_latency` and `governor_wait` at
+        once, with its series looked up once (every Meisa call records one)."""
+        key = (kind, status, outcome)
+        children = self._attempts.get(key)
+        if children is None:
+            children = self._attempts[key] = (
+                self._child("meisa_bridge_calls_total", kind, status),
+                self._child("meisa_bridge_call_outcomes_total", kind, outcome),
+                self._child("meisa_bridge_call_duration_seconds", kind),
+            )
+        calls, outcomes, latency = children
+        calls.inc()
+        outcomes.inc()
+        latency.observe(seconds)
+        self.governor_wait(waited)
 
     def call_latency(self, endpoint: str, seconds: float) -> None:
         self._child("meisa_bridge_call_duration_seconds", endpoint).observe(seconds)

@@ -27,17 +27,18 @@ def attempt_metrics(metrics: Metrics) -> Callable[[Attempt], None]:
     """The deliverer's observer: one record per attempt, labelled by status and outcome."""
 
     def record(attempt: Attempt) -> None:
-        kind = attempt.call.kind
-        metrics.calls(kind, _status(attempt))
-        metrics.call_outcome(kind, outcome_of(attempt.error))
-        metrics.call_latency(kind, attempt.duration)
-        metrics.governor_wait(attempt.waited)
-        if attempt.call.traits.trigger:
+        call, error = attempt.call, attempt.error
+        kind = call.kind
+        status = _status(attempt)
+        metrics.attempt(kind, status, outcome_of(error), attempt.duration, attempt.waited)
+        if call.traits.trigger:
             metrics.trigger_wait(attempt.waited)
-        if isinstance(attempt.error, RetryableError):
-            metrics.retries(kind, type(attempt.error).__name__)
-        if isinstance(attempt.error, Forbidden):  # the key lost a scope while running
-            metrics.scope_missing(attempt.call.scope, True)
+        if error is None:
+            return
+        if isinstance(error, RetryableError):
+            metrics.retries(kind, type(error).__name__)
+        if isinstance(error, Forbidden):  # the key lost a scope while running
+            metrics.scope_missing(call.scope, True)
 
     return record
 

@@ -442,3 +442,16 @@ def test_a_released_partition_leaves_no_frozen_lag_behind() -> None:
     assert 'meisa_bridge_consumer_lag{partition="4",topic="app.users"} 7.0' in text
     m.consumer_lag("app.users", 3, 5)  # assigned again later
     assert 'meisa_bridge_consumer_lag{partition="3",topic="app.users"} 5.0' in m.render().decode()
+
+
+def test_one_attempt_records_what_its_four_series_would_one_by_one() -> None:
+    together, apart = Metrics(), Metrics()
+    for status, outcome, seconds in ((200, "ok", 0.02), (503, "retry", 0.4), (200, "ok", 0.03)):
+        together.attempt("upsert", status, outcome, seconds, 0.001)
+        apart.calls("upsert", status)
+        apart.call_outcome("upsert", outcome)
+        apart.call_latency("upsert", seconds)
+        apart.governor_wait(0.001)
+    assert together.render() == apart.render()
+    assert b'meisa_bridge_calls_total{endpoint="upsert",status="200"} 2.0' in together.render()
+    NullMetrics().attempt("upsert", 200, "ok", 0.02, 0.0)  # records nothing, raises nothing

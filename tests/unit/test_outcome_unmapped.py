@@ -92,3 +92,28 @@ def test_an_early_answer_is_what_the_full_path_says(fields: dict[str, Any], fmt:
     assert read.calls == []
     assert read.envelope is not None
     assert read.envelope.type == early
+
+
+@given(
+    fields=st.dictionaries(
+        st.sampled_from(["type", "id", "time", "source", "data", "specversion"]),
+        st.one_of(TEXT, st.sampled_from(["page.viewed", "user.signed_up"])),
+    ),
+    fmt=st.sampled_from(["auto", "json"]),
+)
+def test_a_record_looked_at_early_decodes_as_one_that_was_not(
+    fields: dict[str, Any], fmt: str
+) -> None:
+    """The early look's parsed JSON is reused by the decode that follows it, for that value only."""
+    record, other = _record(orjson.dumps(fields)), _record(orjson.dumps(VIEW))
+    looked = build_decoder(CodecSettings(format=fmt))
+    looked.plain_type(other)
+    looked.plain_type(record)
+    fresh = build_decoder(CodecSettings(format=fmt))
+    assert _read(record, looked) == _read(record, fresh)
+    assert _read(other, looked) == _read(other, fresh)  # another value: parsed anew
+
+
+def _read(record: Record, decoder: Any) -> Any:
+    read = read_record(record, decoder, RULES)
+    return read.envelope if isinstance(read, Mapped) else type(read.error)

@@ -6,6 +6,7 @@ local broker); a difference between them is a bug in the double."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -147,6 +148,34 @@ async def test_a_paused_partition_is_not_fetched_until_it_is_resumed(backend: Ba
         assert reading.offsets(p0) == []
         await reading.source.resume([p0])
         await reading.until(lambda: reading.offsets(p0) == [0], "the record after resume")
+    finally:
+        await reading.source.close()
+
+
+async def test_a_partition_resumed_while_the_others_are_caught_up_is_read_within_a_fetch_wait(
+    backend: Backend,
+) -> None:
+    """The end of a drain: the other partitions are at their end, so the consumer's fetch in
+    flight waits for data; the resumed partition is fetched once that wait ends (100 ms,
+    fetch.wait.max.ms; librdkafka's own 500 ms default made this 0.3-0.5 s)."""
+    topic = backend.make_topic(2)
+    p0, p1 = (topic, 0), (topic, 1)
+    reading = await _started(backend, [topic], f"g-{uuid.uuid4().hex[:8]}")
+    try:
+        await reading.until(lambda: {p0, p1} <= set(reading.ends), "assigned and at the end")
+        waits = []
+        for n in range(4):
+            await reading.source.pause([p0])
+            backend.produce(topic, 0, b"held")
+            for _ in range(6):  # idle meanwhile: the fetch in flight waits its longest
+                reading.records += (await reading.source.consume(100, 0.1))[0]
+            await reading.source.resume([p0])
+            started = time.monotonic()
+            while len(reading.offsets(p0)) <= n and time.monotonic() - started < 5:
+                reading.records += (await reading.source.consume(100, 0.01))[0]
+            waits.append(time.monotonic() - started)
+        assert reading.offsets(p0) == [0, 1, 2, 3]
+        assert max(waits) < 0.25, waits
     finally:
         await reading.source.close()
 

@@ -33,3 +33,8 @@ def test_user_properties_win_over_defaults_but_not_over_safety() -> None:
     conf = consumer_config({"group.remote.assignor": "uniform", "enable.auto.commit": True})
     assert conf["group.remote.assignor"] == "uniform"
     assert conf["enable.auto.commit"] is False
+
+
+def test_a_fetch_waits_at_most_a_tenth_of_a_second_unless_the_user_says_otherwise() -> None:
+    assert consumer_config({})["fetch.wait.max.ms"] == 100
+    assert consumer_config({"fetch.wait.max.ms": 500})["fetch.wait.max.ms"] == 500
