@@ -16,6 +16,12 @@ API_KEY_ENV = "MEISA_API_KEY"
 COMMIT_METADATA_MAX_BYTES = 4000  # under the broker's default offset.metadata.max.bytes (4096)
 DEFAULT_GROUP_ID = "meisa-bridge"
 LEDGER_TOPIC_SUFFIX = ".sent-emails"  # the ledger topic by default: <kafka group.id>.sent-emails
+# Values a setting took once and no longer does, with why: the loader names the reason and the
+# remaining choices instead of a bare "must be one of".
+RETIRED_VALUES: dict[tuple[str, str], str] = {
+    ("meisa.transport", "aiohttp"): "the aiohttp engine was removed (pyreqwest does its work "
+    "with less CPU per request)",
+}
 
 
 def doc(text: str) -> dict[str, str]:
@@ -151,11 +157,11 @@ class MeisaSettings:
             "CA or a TLS-inspecting proxy."
         ),
     )
-    transport: Literal["pyreqwest", "aiohttp", "httpx"] = field(
+    transport: Literal["pyreqwest", "httpx"] = field(
         default="pyreqwest",
         metadata=doc(
             "HTTP engine under httpx's API: `pyreqwest` (Rust reqwest; the least CPU per "
-            "request), `aiohttp` (aiohttp's engine) or `httpx` (httpx's own pool, the most CPU)."
+            "request) or `httpx` (httpx's own pool, several times the CPU; the fallback)."
         ),
     )
 
