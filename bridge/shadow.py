@@ -112,15 +112,16 @@ class ShadowRecorder:
 
     def dead_letter(self, letter: DeadLetter) -> None:
         """Written to the file only: the pipeline logs it, worded by ShadowDeadLetters.verb."""
+        record, failure = letter.record, letter.failure
         self._write(
             {
                 "record": "dead_letter",
-                "stage": letter.stage,
-                "rule": letter.rule,
-                "error": type(letter.error).__name__,
-                "message": str(letter.error),
+                "stage": failure.stage,
+                "rule": failure.rule,
+                "error": type(failure.error).__name__,
+                "message": str(failure.error),
                 "events": [
-                    {"topic": letter.topic, "partition": letter.partition, "offset": letter.offset}
+                    {"topic": record.topic, "partition": record.partition, "offset": record.offset}
                 ],
             }
         )

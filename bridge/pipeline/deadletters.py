@@ -81,20 +81,7 @@ class DeadLetters:
         if self._sink is None:
             self._halt(NoDeadLetterTopic(f"{r.topic}/{r.partition}@{r.offset}: {failure.error}"))
             return
-        letter = DeadLetter(
-            topic=r.topic,
-            partition=r.partition,
-            offset=r.offset,
-            key=r.key,
-            value=r.value,
-            headers=r.headers,
-            timestamp=r.timestamp,
-            error=failure.error,
-            stage=failure.stage,
-            rule=failure.rule,
-            attempts=failure.attempts,
-            trace_id=message.trace.trace_id,
-        )
+        letter = DeadLetter(r, failure, trace_id=message.trace.trace_id)
         try:
             await self._sink.send(letter)
         except HaltError as exc:

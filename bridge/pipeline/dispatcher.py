@@ -34,6 +34,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 
+from bridge.dlq import Failure
 from bridge.errors import (
     CallAbandoned,
     ContactNotFound,
@@ -48,7 +49,7 @@ from bridge.meisa.calls import MeisaCall
 from bridge.observability import mask_email
 from bridge.pipeline.coalesce import Pending
 from bridge.pipeline.lanes import Item, Lane, Slots
-from bridge.pipeline.message import Failure, InFlight, Sending, TopicPartition
+from bridge.pipeline.message import InFlight, Sending, TopicPartition
 
 log = logging.getLogger("bridge.pipeline.dispatcher")
 

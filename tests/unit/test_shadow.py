@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from bridge.config import BridgeConfig, LedgerSettings
-from bridge.dlq import DeadLetter, DlqBreaker
+from bridge.dlq import DeadLetter, DlqBreaker, Failure
 from bridge.errors import ConfigError, DecodeError, DlqBreakerTripped, StaleEvent
 from bridge.events import Envelope, Record
 from bridge.meisa.calls import MeisaCall
@@ -91,18 +91,9 @@ async def test_the_deliverer_paces_guards_and_records_without_sending() -> None:
 def test_poison_is_recorded_instead_of_dead_lettered() -> None:
     out = io.BytesIO()
     sink = ShadowDeadLetters(ShadowRecorder(Metrics(), out))
+    consumed = Record(topic="app", partition=0, offset=3, key=None, value=b"{")
     letter = DeadLetter(
-        topic="app",
-        partition=0,
-        offset=3,
-        key=None,
-        value=b"{",
-        headers=(),
-        timestamp=None,
-        error=DecodeError("invalid JSON"),
-        stage="decode",
-        rule="",
-        attempts=0,
+        consumed, Failure(error=DecodeError("invalid JSON"), stage="decode", attempts=0)
     )
     asyncio.run(sink.send(letter))
     record = orjson.loads(out.getvalue())
