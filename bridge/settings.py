@@ -128,9 +128,10 @@ class MeisaSettings:
     not_found_retries: int = field(
         default=3,
         metadata=doc(
-            "Replay and DLQ redrive: a track or tag whose contact does not exist yet is retried "
-            "this many times before it is poison (the live pipeline waits "
-            "`pipeline.contact_wait_seconds` instead)."
+            "Replay and DLQ redrive: a track or tag whose contact does not exist yet waits for it "
+            "as the live pipeline does (from 1 s, doubling up to 30 s) for at most this many "
+            "404s, then it is poison (the live pipeline's limit is "
+            "`pipeline.contact_wait_seconds`)."
         ),
     )
     proxy: SecretStr = field(
@@ -329,8 +330,8 @@ class PipelineSettings:
     contact_wait_seconds: float = field(
         default=300.0,
         metadata=doc(
-            "A track, tag or enrolment answered 404 waits this long for its contact to appear "
-            "(holding no slot), then is poison."
+            "A track or tag answered 404 waits this long for its contact to appear (holding no "
+            "slot; from 1 s between attempts, doubling up to 30 s), then is poison."
         ),
     )
     identity_capacity: int = field(

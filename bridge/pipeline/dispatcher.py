@@ -14,8 +14,9 @@ budget), and a trigger needs no contact state (Meisa creates or enriches the rec
 
 Waiting for a contact (bridge.pipeline.lanes). A track, tag or enrol whose contact the bridge has
 not seen created lets an upsert of the same lane go first. A 404 for a contact nobody here is
-creating parks the call: it is retried with back-off for `contact_wait` seconds (an upsert that
-arrives for the lane wakes it at once), then it is poison with a reason that says so. A rule
+creating parks the call: it is retried as the one 404 wait says (bridge.meisa.retry.ContactWait:
+back-off, for `pipeline.contact_wait_seconds`; an upsert that arrives for the lane goes first
+and wakes it at once), then it is poison with a reason that says so. A rule
 action with `create_contact: true` instead upserts a minimal contact (email, external_id) on
 the first 404 and sends the call again.
 
@@ -46,6 +47,7 @@ from bridge.errors import (
 )
 from bridge.identity import ContactIdentity, KnownContacts
 from bridge.meisa.calls import MeisaCall
+from bridge.meisa.retry import ContactWait
 from bridge.observability import mask_email
 from bridge.pipeline.coalesce import Pending
 from bridge.pipeline.lanes import Item, Lane, Slots
@@ -64,9 +66,7 @@ OnFinished = Callable[[InFlight], None]
 # SkipOutcome or PoisonError it ended with (bridge.pipeline.outcomes).
 OnOutcome = Callable[[Sequence[tuple[MeisaCall, InFlight]], object], None]
 
-CONTACT_WAIT_SECONDS = 300.0
-WAIT_BASE_SECONDS = 1.0  # first back-off after a 404; doubles up to the cap, with full jitter
-WAIT_CAP_SECONDS = 30.0
+CONTACT_WAIT_SECONDS = 300.0  # pipeline.contact_wait_seconds' default
 
 
 def _no_guard(call: MeisaCall, event_time: float | None) -> None:
@@ -86,9 +86,7 @@ class Dispatcher:
         on_skip: Callable[[str], None] = lambda reason: None,
         on_halt: Callable[[HaltError], None] = lambda exc: None,
         on_not_found: Callable[[str], None] = lambda kind: None,
-        contact_wait: float = CONTACT_WAIT_SECONDS,
-        wait_base: float = WAIT_BASE_SECONDS,
-        wait_cap: float = WAIT_CAP_SECONDS,
+        contact_wait: ContactWait | None = None,
         identity_capacity: int = 100_000,
         rng: random.Random | None = None,
         fence: Callable[[], Awaitable[None]] | None = None,
@@ -101,9 +99,7 @@ class Dispatcher:
         self._on_skip = on_skip
         self._on_halt = on_halt
         self._on_not_found = on_not_found
-        self._contact_wait = contact_wait
-        self._wait_base = wait_base
-        self._wait_cap = wait_cap
+        self._contact_wait = contact_wait or ContactWait(seconds=CONTACT_WAIT_SECONDS)
         self._rng = rng or random.Random()
         self._fence = fence
         self._slots = {True: Slots(max_in_flight), False: Slots(max_in_flight)}
@@ -307,13 +303,12 @@ class Dispatcher:
         if item.waiting_since is None:
             item.waiting_since = now
         item.attempts += 1
-        if now - item.waiting_since >= self._contact_wait:
+        if self._contact_wait.over(item.attempts, now - item.waiting_since):
             return False
         if item.call.create_contact and not item.created and await self._create(item, slot):
             lane.due = now  # the contact is there now: send again at once
         else:
-            ceiling = min(self._wait_cap, self._wait_base * 2.0 ** min(item.attempts - 1, 30))
-            lane.due = now + self._rng.uniform(ceiling / 2, ceiling)
+            lane.due = now + self._contact_wait.delay(item.attempts, self._rng)
         lane.parked = item
         log.info(
             "%s for contact %s (rule %s) waits for the contact to exist (404 #%d)",

@@ -26,6 +26,7 @@ from bridge.dlq import DeadLetterSink, DlqBreaker
 from bridge.errors import HaltError
 from bridge.events import EventDecoder, EventRules
 from bridge.kafka.protocols import Source
+from bridge.meisa.retry import ContactWait
 from bridge.meisa.share import RateShare
 from bridge.observability import HealthState, Metrics, NullMetrics
 from bridge.observability.tracing import NO_TRACING, Tracing
@@ -109,7 +110,7 @@ class Pipeline:
             on_skip=self._metrics.skipped,
             on_halt=self._halt,
             on_not_found=self._metrics.contact_not_found,
-            contact_wait=settings.contact_wait_seconds,
+            contact_wait=ContactWait(seconds=settings.contact_wait_seconds),
             identity_capacity=settings.identity_capacity,
             fence=self.fence.wait,
             on_outcome=None if outcomes is None else outcomes.add,

@@ -17,8 +17,11 @@ from bridge.errors import (
 )
 from bridge.events import Record
 from bridge.meisa.calls import MeisaCall
+from bridge.meisa.retry import ContactWait
 from bridge.pipeline.dispatcher import Dispatcher, Slot
 from bridge.pipeline.message import InFlight, Sending
+
+WAIT_LONG = ContactWait(seconds=300.0, base_seconds=60.0)  # a parked call stays parked in a test
 
 
 def msg(offset: int, partition: int = 0) -> InFlight:
@@ -388,7 +391,7 @@ def not_found() -> ContactNotFound:
 async def test_a_404_parks_the_call_without_holding_a_slot_and_an_upsert_wakes_it() -> None:
     fake, finished, misses = FakeMeisa(), [], []
     fake.fail[0] = not_found()
-    d = make(fake, finished, max_in_flight=1, on_not_found=misses.append, wait_base=60.0)
+    d = make(fake, finished, max_in_flight=1, on_not_found=misses.append, contact_wait=WAIT_LONG)
     d.submit(msg(0), [call("track", "a", 0)])
     await settle()
     assert d.parked() == 1
@@ -407,7 +410,7 @@ async def test_a_404_parks_the_call_without_holding_a_slot_and_an_upsert_wakes_i
 async def test_calls_needing_the_contact_stay_behind_a_parked_head_triggers_pass() -> None:
     fake, finished = FakeMeisa(), []
     fake.fail[0] = not_found()
-    d = make(fake, finished, wait_base=60.0)
+    d = make(fake, finished, contact_wait=WAIT_LONG)
     d.submit(msg(0), [call("track", "a", 0)])
     d.submit(msg(1), [call("add_tag", "a", 1)])
     d.submit(
@@ -425,7 +428,8 @@ async def test_calls_needing_the_contact_stay_behind_a_parked_head_triggers_pass
 async def test_a_404_past_the_contact_wait_is_poison_with_a_reason() -> None:
     fake, finished = FakeMeisa(), []
     fake.fail[0] = not_found()
-    d = make(fake, finished, contact_wait=0.05, wait_base=0.01, wait_cap=0.02)
+    wait = ContactWait(seconds=0.05, base_seconds=0.01, cap_seconds=0.02)
+    d = make(fake, finished, contact_wait=wait)
     m = msg(0)
     d.submit(m, [call("track", "a", 0)])
     assert await d.wait_idle(2)
