@@ -255,12 +255,17 @@ def _build(
     metrics.governor_throttled(None)
     metrics.governor_rate(governor.per_minute)  # None: an unlimited (sandbox) key, no gauge
     if shadow is not None:
-        from bridge.shadow import ShadowDeliverer
+        from bridge.shadow import shadow_deliver
 
-        recorded = ShadowDeliverer(
-            shadow, acquire=governor.acquire, guard=guard, metrics=metrics, sent=ledger.check
+        recorded = shadow_deliver(
+            shadow,
+            governor=governor,
+            guard=guard,
+            metrics=metrics,
+            ledger=ledger,
+            settings=config.meisa,
         )
-        return _Parts(recorded.deliver, governor, guard, suppression)
+        return _Parts(recorded, governor, guard, suppression)
     deliverer = Deliverer(
         client,
         governor,
