@@ -74,7 +74,12 @@ def _no_guard(call: MeisaCall, event_time: float | None) -> None:
 
 
 class Dispatcher:
-    """Submit each message's calls; `on_finished(message)` fires once all of them are done."""
+    """Submit each message's calls; `on_finished(message)` fires once all of them are done.
+
+    A pipeline stage (bridge.pipeline.stage): `close()` takes no new message, `join(grace)`
+    waits for the calls running and queued, `terminate()` cancels them."""
+
+    name = "dispatcher"
 
     def __init__(
         self,
@@ -109,6 +114,7 @@ class Dispatcher:
         self.halted: HaltError | None = None
         self.coalesced = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
 
     @property
     def sending(self) -> int:
@@ -120,7 +126,10 @@ class Dispatcher:
         return sum(lane.parked is not None for lane in self._lanes.values())
 
     def submit(self, message: InFlight, calls: Sequence[MeisaCall]) -> None:
-        """Queue the calls of one message, in order. A message without calls finishes at once."""
+        """Queue the calls of one message, in order. A message without calls finishes at once.
+        Once closed, a message is left unfinished: it is read again."""
+        if self._closed:
+            return
         message.remaining += len(calls)
         if not calls:
             self._on_finished(message)
@@ -156,8 +165,12 @@ class Dispatcher:
             lane = self._lanes[key] = Lane(key)
         return lane
 
-    async def wait_idle(self, grace: float | None = None) -> bool:
-        """Wait until no lane has work running or queued; False if the timeout hit first."""
+    def close(self) -> None:
+        """Take no new message; the calls running and queued go on."""
+        self._closed = True
+
+    async def join(self, grace: float | None = None) -> bool:
+        """Wait until no lane has work running or queued; False if `grace` ran out first."""
         try:
             async with asyncio.timeout(grace):
                 while tasks := [lane.task for lane in self._lanes.values() if lane.task]:
@@ -195,8 +208,8 @@ class Dispatcher:
             task.cancel()
         return lane.stopping
 
-    async def aclose(self) -> None:
-        """Cancel everything still running or queued (after a halt or a drain timeout)."""
+    async def terminate(self) -> None:
+        """Cancel everything still running or queued (after a halt or a join that ran out)."""
         tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
         for task in tasks:
             task.cancel()
