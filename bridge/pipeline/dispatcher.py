@@ -170,13 +170,15 @@ class Dispatcher:
         self._closed = True
 
     async def join(self, grace: float | None = None) -> bool:
-        """Wait until no lane has work running or queued; False if `grace` ran out first."""
-        try:
-            async with asyncio.timeout(grace):
-                while tasks := [lane.task for lane in self._lanes.values() if lane.task]:
-                    await asyncio.gather(*tasks, return_exceptions=True)
-        except TimeoutError:
-            return False
+        """Wait until no lane has work running or queued; False if `grace` ran out first (what
+        runs goes on: `terminate` cancels it)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if grace is None else loop.time() + grace
+        while tasks := [lane.task for lane in self._lanes.values() if lane.task is not None]:
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return False
+            await asyncio.wait(tasks, timeout=left)  # a lane may start anew: look again
         return True
 
     async def release(self, tps: Iterable[TopicPartition]) -> None:

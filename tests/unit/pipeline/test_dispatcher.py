@@ -546,6 +546,21 @@ async def test_a_call_cancelled_while_it_waits_at_the_fence_gives_its_slot_back(
     fence_open.set()
     kept = msg(0, partition=1)
     d.submit(kept, [call("track", "q", 9)])
-    await d.wait_idle(1)
+    await d.join(1)
     assert [c.body["n"] for c in fake.sent] == [9]
     assert finished == [kept]
+
+
+async def test_closed_it_finishes_the_calls_under_way_and_takes_no_new_message() -> None:
+    fake, finished = FakeMeisa(auto=False), []
+    d = make(fake, finished)
+    running, late = msg(0), msg(1)
+    d.submit(running, [call("track", "a")])
+    await settle()
+    d.close()
+    d.submit(late, [call("track", "b")])
+    assert not await d.join(0.05), "the call under way is waited for"
+    fake.gates[0].set()
+    assert await d.join(1)
+    assert finished == [running]
+    assert (len(fake.sent), late.remaining) == (1, 0), "the late message is left to be read again"
