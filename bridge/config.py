@@ -23,6 +23,7 @@ from bridge.rules.loader import compile_rules, name_rules
 from bridge.settings import (
     API_KEY_ENV,
     DEFAULT_BASE_URL,
+    RETIRED_VALUES,
     SECTIONS,
     TOP_LEVEL_KEYS,
     BridgeSettings,
@@ -240,10 +241,19 @@ def _section(
             errors.append(_err(f"unknown key (allowed: {allowed})", file, where, f"{name}.{key}"))
             continue
         try:
+            _retired(f"{name}.{key}", raw, hints[key])
             values[key] = _convert(hints[key], raw)
         except (TypeError, ValueError) as exc:
             errors.append(_err(str(exc), file, where, f"{name}.{key}"))
     return cls(**values)
+
+
+def _retired(name: str, raw: Any, hint: Any) -> None:
+    """A value the setting no longer takes: say why, and what it takes now."""
+    reason = RETIRED_VALUES.get((name, raw)) if isinstance(raw, str) else None
+    if reason is not None:
+        choices = ", ".join(map(str, get_args(hint)))
+        raise ValueError(f"{raw!r} is no longer a choice: {reason}; use one of {choices}")
 
 
 def _convert(hint: Any, raw: Any) -> Any:  # noqa: PLR0911, PLR0912 (a branch per type)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,9 +22,11 @@ from bridge.errors import (
     BrokerError,
     DeadLetterWriteFailed,
     DlqBreakerTripped,
+    PoisonError,
     Stage,
     StartupRefused,
 )
+from bridge.events import Record
 from bridge.kafka.protocols import Producer
 from bridge.observability import redact
 
@@ -60,20 +61,22 @@ RawHeaders = list[tuple[str, bytes | None]]
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A poison message as consumed, and why it failed."""
+class Failure:
+    """Why a message is poison: the first failing call (or decode/map step) decides."""
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes | None]] | None
-    timestamp: int | None
-    error: BaseException
+    error: PoisonError
     stage: Stage
     rule: str = ""
     attempts: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A poison message: the record as consumed (its key, value and headers are written back
+    byte for byte) and why it failed."""
+
+    record: Record
+    failure: Failure
     trace_id: str | None = None  # with tracing on: the message's trace
 
 
@@ -106,19 +109,20 @@ def build_dlq_headers(
 
 def dlq_record_headers(letter: DeadLetter) -> RawHeaders:
     """Original headers verbatim, then the error headers."""
+    record, failure = letter.record, letter.failure
     extra = build_dlq_headers(
-        error=letter.error,
-        stage=letter.stage,
-        rule=letter.rule,
-        topic=letter.topic,
-        partition=letter.partition,
-        offset=letter.offset,
-        timestamp=letter.timestamp,
-        attempts=letter.attempts,
+        error=failure.error,
+        stage=failure.stage,
+        rule=failure.rule,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        timestamp=record.timestamp,
+        attempts=failure.attempts,
     )
     if letter.trace_id:
         extra.append((TRACE_ID, letter.trace_id.encode("ascii")))
-    return [*(letter.headers or []), *extra]
+    return [*record.headers, *extra]
 
 
 class DeadLetterSink(Protocol):
@@ -166,8 +170,8 @@ class DeadLetterProducer:
         try:
             await self._producer.send(
                 self.topic,
-                key=letter.key,
-                value=letter.value,
+                key=letter.record.key,
+                value=letter.record.value,
                 headers=dlq_record_headers(letter),
             )
         except BrokerError as exc:  # refused (e.g. too large), or never acknowledged

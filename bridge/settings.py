@@ -1,8 +1,11 @@
 """Settings models: what one deployment's YAML file may say, with types, defaults and meanings.
 
-This module imports nothing else of the bridge, so every package can depend on it. The loader
-(bridge.config) sits on top: it reads the YAML, fills these models and compiles the rules.
-`meisa-bridge config-doc` renders docs/configuration.md from the descriptions here.
+This module and the two it builds on import nothing else of the bridge, so every package can
+depend on them: bridge.settingsbase (`doc`, `SecretStr`) and bridge.opsettings (the sections
+about running the bridge: dead letters, ledger, unsubscribed list, health server, logs, traces),
+whose names this module exports too. The loader (bridge.config) sits on top: it reads the YAML,
+fills these models and compiles the rules. `meisa-bridge config-doc` renders
+docs/configuration.md from the descriptions here.
 """
 
 from __future__ import annotations
@@ -11,42 +14,57 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bridge.opsettings import (
+    DEFAULT_GROUP_ID,
+    LEDGER_TOPIC_SUFFIX,
+    DlqSettings,
+    LedgerSettings,
+    LoggingSettings,
+    OutcomeSettings,
+    ReloadSettings,
+    ServerSettings,
+    SuppressionSettings,
+    TracingSettings,
+    live_group_id,
+)
+from bridge.settingsbase import SecretStr, doc
+
+__all__ = [  # this module's names and those it exports from the two below it
+    "API_KEY_ENV",
+    "COMMIT_METADATA_MAX_BYTES",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_GROUP_ID",
+    "LEDGER_TOPIC_SUFFIX",
+    "RETIRED_VALUES",
+    "SECTIONS",
+    "TOP_LEVEL_DOCS",
+    "TOP_LEVEL_KEYS",
+    "BridgeSettings",
+    "CodecSettings",
+    "DlqSettings",
+    "LedgerSettings",
+    "LoggingSettings",
+    "MeisaSettings",
+    "OutcomeSettings",
+    "PipelineSettings",
+    "ReloadSettings",
+    "SecretStr",
+    "ServerSettings",
+    "SuppressionSettings",
+    "TracingSettings",
+    "doc",
+    "live_group_id",
+]
+
 DEFAULT_BASE_URL = "https://api.meisa.io/api/v1"
 API_KEY_ENV = "MEISA_API_KEY"
 COMMIT_METADATA_MAX_BYTES = 4000  # under the broker's default offset.metadata.max.bytes (4096)
-DEFAULT_GROUP_ID = "meisa-bridge"
-LEDGER_TOPIC_SUFFIX = ".sent-emails"  # the ledger topic by default: <kafka group.id>.sent-emails
-
-
-def doc(text: str) -> dict[str, str]:
-    """Field metadata carrying the setting's meaning (rendered into the configuration doc)."""
-    return {"doc": text}
-
-
-class SecretStr:
-    """A secret that never shows itself in repr, str, logs or exceptions."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get_secret_value(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "SecretStr('**********')" if self._value else "SecretStr('')"
-
-    __str__ = __repr__
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SecretStr) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
+# Values a setting took once and no longer does, with why: the loader names the reason and the
+# remaining choices instead of a bare "must be one of".
+RETIRED_VALUES: dict[tuple[str, str], str] = {
+    ("meisa.transport", "aiohttp"): "the aiohttp engine was removed (pyreqwest does its work "
+    "with less CPU per request)",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,9 +140,10 @@ class MeisaSettings:
     not_found_retries: int = field(
         default=3,
         metadata=doc(
-            "Replay and DLQ redrive: a track or tag whose contact does not exist yet is retried "
-            "this many times before it is poison (the live pipeline waits "
-            "`pipeline.contact_wait_seconds` instead)."
+            "Replay and DLQ redrive: a track or tag whose contact does not exist yet waits for it "
+            "as the live pipeline does (from 1 s, doubling up to 30 s) for at most this many "
+            "404s, then it is poison (the live pipeline's limit is "
+            "`pipeline.contact_wait_seconds`)."
         ),
     )
     proxy: SecretStr = field(
@@ -151,11 +170,11 @@ class MeisaSettings:
             "CA or a TLS-inspecting proxy."
         ),
     )
-    transport: Literal["pyreqwest", "aiohttp", "httpx"] = field(
+    transport: Literal["pyreqwest", "httpx"] = field(
         default="pyreqwest",
         metadata=doc(
             "HTTP engine under httpx's API: `pyreqwest` (Rust reqwest; the least CPU per "
-            "request), `aiohttp` (aiohttp's engine) or `httpx` (httpx's own pool, the most CPU)."
+            "request) or `httpx` (httpx's own pool, several times the CPU; the fallback)."
         ),
     )
 
@@ -323,8 +342,8 @@ class PipelineSettings:
     contact_wait_seconds: float = field(
         default=300.0,
         metadata=doc(
-            "A track, tag or enrolment answered 404 waits this long for its contact to appear "
-            "(holding no slot), then is poison."
+            "A track or tag answered 404 waits this long for its contact to appear (holding no "
+            "slot; from 1 s between attempts, doubling up to 30 s), then is poison."
         ),
     )
     identity_capacity: int = field(
@@ -339,218 +358,6 @@ class PipelineSettings:
         metadata=doc(
             "The event loop `run` drives everything on: `uvloop` (libuv; about a seventh less "
             "CPU per Meisa call, bench/README.md) or `asyncio` (the standard library's)."
-        ),
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
-class DlqSettings:
-    """The dead-letter topic and the breaker that halts instead of draining a topic into it."""
-
-    topic: str | None = field(
-        default=None,
-        metadata=doc(
-            "Dead-letter topic (also settable as top-level `dead_letter_topic`); empty: a poison "
-            "message halts the bridge."
-        ),
-    )
-    max_consecutive: int = field(
-        default=100, metadata=doc("Halt after this many poison messages in a row.")
-    )
-    max_ratio: float = field(
-        default=0.5,
-        metadata=doc(
-            "Halt when more than this share of the last `ratio_window` messages is poison."
-        ),
-    )
-    ratio_window: int = field(
-        default=200, metadata=doc("Number of recent messages `max_ratio` looks at.")
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
-class LedgerSettings:
-    """The sent-email ledger: a compacted topic of trigger idempotency keys Meisa accepted."""
-
-    enabled: bool = field(
-        default=True,
-        metadata=doc(
-            "Keep the ledger. `false` leaves only Meisa's one-hour idempotency window: a trigger "
-            "delivered again more than an hour later (an outage, a rewind, a replay, a redrive) "
-            "can email a person twice. The bridge says so in a WARNING at start-up."
-        ),
-    )
-    topic: str | None = field(
-        default=None,
-        metadata=doc(
-            f"Compacted Kafka topic of the trigger idempotency keys Meisa accepted; empty: "
-            f"`<kafka group.id>{LEDGER_TOPIC_SUFFIX}` (`{DEFAULT_GROUP_ID}{LEDGER_TOPIC_SUFFIX}` "
-            f"by default). Created when missing."
-        ),
-    )
-    retention_days: float = field(
-        default=7.0, metadata=doc("How long a sent email's key is remembered.")
-    )
-    load_timeout_seconds: float = field(
-        default=120.0,
-        metadata=doc(
-            "Start-up creates the topic if needed and reads its last `retention_days` before "
-            "consuming; past this many seconds it refuses to start."
-        ),
-    )
-    max_keys: int = field(
-        default=1_000_000,
-        metadata=doc(
-            "Keys held in memory (about 150 bytes each); past this the oldest are forgotten first."
-        ),
-    )
-    partitions: int = field(
-        default=6, metadata=doc("Partitions of the ledger topic when the bridge creates it.")
-    )
-
-    def topic_for(self, kafka: Mapping[str, Any]) -> str | None:
-        """The ledger topic of the deployment whose live `kafka:` properties these are (never a
-        replay's, a redrive's or a shadow's own group); None when the ledger is turned off."""
-        if not self.enabled:
-            return None
-        return self.topic or f"{live_group_id(kafka)}{LEDGER_TOPIC_SUFFIX}"
-
-
-def live_group_id(kafka: Mapping[str, Any]) -> str:
-    """The consumer group of the live bridge for these `kafka:` properties."""
-    return str(kafka.get("group.id") or DEFAULT_GROUP_ID)
-
-
-@dataclass(frozen=True, kw_only=True)
-class SuppressionSettings:
-    """The unsubscribed list: triggers to those addresses are skipped before they are sent."""
-
-    enabled: bool = field(
-        default=True,
-        metadata=doc("Poll Meisa's unsubscribed list (needs `contacts:read`; warns once without)."),
-    )
-    interval_seconds: float = field(
-        default=900.0, metadata=doc("Seconds between two polls of the unsubscribed list.")
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
-class ServerSettings:
-    """The HTTP server for `/metrics`, `/healthz` and `/readyz`."""
-
-    host: str = field(
-        default="0.0.0.0",  # health/metrics are meant to be scraped from the pod network
-        metadata=doc("Address the health and metrics server listens on."),
-    )
-    port: int = field(default=9400, metadata=doc("Port of the health and metrics server."))
-    halt_linger_seconds: float = field(
-        default=0.0,
-        metadata=doc(
-            "After a halt or a refused start, keep serving `/metrics` and `/readyz` this long "
-            "before exiting, so monitoring can scrape why; 0 exits at once."
-        ),
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
-class LoggingSettings:
-    """Log records on stderr."""
-
-    level: str = field(
-        default="INFO", metadata=doc("Log level: DEBUG, INFO, WARNING, ERROR (any case).")
-    )
-    format: Literal["json", "text"] = field(
-        default="json", metadata=doc("`json`: one JSON object a line; `text`: for people.")
-    )
-    mask_emails: bool = field(
-        default=True,
-        metadata=doc("Mask email addresses in log records (`s***@example.com`)."),
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
-class TracingSettings:
-    """OpenTelemetry traces of the messages read and the Meisa calls they make (OTLP over HTTP)."""
-
-    enabled: bool = field(
-        default=False,
-        metadata=doc(
-            "Record traces: a span per message that makes calls (decode, map, the waits in "
-            "the lockstep, the lane and the rate governor) and one per Meisa attempt; Meisa "
-            "receives `traceparent`. Off: nothing of OpenTelemetry is even imported. "
-            "`OTEL_SDK_DISABLED=true` turns it off too."
-        ),
-    )
-    endpoint: str | None = field(
-        default=None,
-        metadata=doc(
-            "OTLP/HTTP (protobuf) traces URL, e.g. `http://otel-collector:4318/v1/traces`. "
-            "Empty: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else `OTEL_EXPORTER_OTLP_ENDPOINT` + "
-            "`/v1/traces`, else `http://localhost:4318/v1/traces`. Headers (e.g. a collector's "
-            "key) come from `OTEL_EXPORTER_OTLP_HEADERS`."
-        ),
-    )
-    sampler_ratio: float | None = field(
-        default=None,
-        metadata=doc(
-            "Share of traces recorded, 0 to 1, for events that do not arrive with a trace; an "
-            "event's own `traceparent` decides for itself (parent-based). Empty: "
-            "`OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` when set, else 1."
-        ),
-    )
-    service_name: str | None = field(
-        default=None,
-        metadata=doc("`service.name` of the spans. Empty: `OTEL_SERVICE_NAME`, else meisa-bridge."),
-    )
-    min_step_ms: float = field(
-        default=1.0,
-        metadata=doc(
-            "A step (decode, map) or wait that took at least this long is a span of its own; a "
-            "shorter one is an event on its parent's span (its end and `duration_us`), about a "
-            "tenth of the cost of a span. 0: every step is a span."
-        ),
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReloadSettings:
-    """Reloading the rules without a restart: SIGHUP always, the file watch when asked."""
-
-    watch: bool = field(
-        default=False,
-        metadata=doc(
-            "Also reload the rules when the config file or its `rules_file` changes (checked "
-            "every `watch_interval_seconds`; a Kubernetes ConfigMap update counts). SIGHUP "
-            "reloads them either way. Only the rules are reloaded; other settings need a restart."
-        ),
-    )
-    watch_interval_seconds: float = field(
-        default=2.0,
-        metadata=doc(
-            "Seconds between two looks at the files; a change is loaded once the files stayed "
-            "the same for one interval, so a file being written is not read half-way."
-        ),
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
-class OutcomeSettings:
-    """The outcome topic: one record per finished Meisa call, for other services to read."""
-
-    topic: str | None = field(
-        default=None,
-        metadata=doc(
-            "Kafka topic the outcome of every finished call is written to (sent, scheduled, "
-            "skipped and why, dead-lettered; Meisa's ids), keyed by the person; empty: none. "
-            "Records carry email addresses as they are. The bridge creates no topic: create it "
-            "with the retention you choose."
-        ),
-    )
-    max_pending: int = field(
-        default=100_000,
-        metadata=doc(
-            "Records waiting to be written (a broker that is away); past this, new records are "
-            "dropped and counted, and delivery goes on."
         ),
     )
 

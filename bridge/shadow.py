@@ -10,8 +10,10 @@ JSON line. Poison messages are recorded the same way instead of being written to
 Writes are impossible by construction, not by care: the Meisa client of a shadow run sits on a
 ReadOnlyTransport (bridge.meisa.transport) that raises ShadowWriteRefused for anything but GET,
 HEAD and OPTIONS, so only the start-up GET /ping/ and the unsubscribed-list GET reach Meisa. The
-pipeline's deliver step is `ShadowDeliverer.deliver`, which never touches the client at all, and
-reads the sent-email ledger (a trigger already sent is skipped, as live) but never records in it.
+pipeline's deliver step is the live Deliverer itself (the ledger lookup, the rate governor, the
+guard, in the live order) on a `RecordingSender` in place of the Meisa client: each call that
+passes them is recorded instead of sent. It reads the sent-email ledger (a trigger already sent
+is skipped, as live) but never records in it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -29,18 +32,24 @@ import orjson
 from bridge.config import BridgeConfig
 from bridge.dlq import DeadLetter
 from bridge.errors import ConfigError
+from bridge.ledger import SentLedger
 from bridge.meisa.calls import MeisaCall
+from bridge.meisa.delivery import Attempt, Deliverer, Governor, Guard
 from bridge.meisa.models import CallResult
 from bridge.observability import Metrics
-from bridge.pipeline.dispatcher import Slot
+from bridge.pipeline.dispatcher import Deliver, Slot
 from bridge.pipeline.message import InFlight, Sending
-from bridge.settings import live_group_id
+from bridge.settings import MeisaSettings, live_group_id
 
 log = logging.getLogger("bridge.shadow")
 
 Start = Literal["latest", "earliest"]
 # A client id and a static group membership id must not be shared with the live replicas.
 _PER_MEMBER = ("group.instance.id", "client.id")
+NOT_SENT = CallResult(status=0, body=None, reason="shadow: not sent")
+# The messages the call being delivered serves, for the recorder: set by the deliver step in the
+# lane's task, read by the RecordingSender below it in the same task.
+_SERVING: ContextVar[Sequence[InFlight]] = ContextVar("shadow_serving", default=())
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,15 +121,16 @@ class ShadowRecorder:
 
     def dead_letter(self, letter: DeadLetter) -> None:
         """Written to the file only: the pipeline logs it, worded by ShadowDeadLetters.verb."""
+        record, failure = letter.record, letter.failure
         self._write(
             {
                 "record": "dead_letter",
-                "stage": letter.stage,
-                "rule": letter.rule,
-                "error": type(letter.error).__name__,
-                "message": str(letter.error),
+                "stage": failure.stage,
+                "rule": failure.rule,
+                "error": type(failure.error).__name__,
+                "message": str(failure.error),
                 "events": [
-                    {"topic": letter.topic, "partition": letter.partition, "offset": letter.offset}
+                    {"topic": record.topic, "partition": record.partition, "offset": record.offset}
                 ],
             }
         )
@@ -138,34 +148,63 @@ class ShadowRecorder:
             self._output.close()
 
 
-class ShadowDeliverer:
-    """The pipeline's deliver step for a shadow run: pace and guard as live, then record."""
+class RecordingSender:
+    """What the shadow run's Deliverer sends through instead of the Meisa client: each call is
+    recorded, none is sent."""
 
-    def __init__(
-        self,
-        recorder: ShadowRecorder,
-        *,
-        acquire: Callable[[int], Awaitable[float]],
-        guard: Callable[[MeisaCall, float | None], None],
-        metrics: Metrics,
-        sent: Callable[[MeisaCall], None] = lambda call: None,
-    ) -> None:
+    def __init__(self, recorder: ShadowRecorder) -> None:
         self._recorder = recorder
-        self._acquire = acquire
-        self._guard = guard
-        self._metrics = metrics
-        self._sent = sent  # the sent-email ledger's lookup (read only): AlreadySent skips
 
-    async def deliver(self, call: MeisaCall, slot: Slot, sending: Sending) -> CallResult:
-        async with slot:
-            waited = await self._acquire(call.priority)
-            if call.traits.trigger:
-                self._metrics.trigger_wait(waited)
-            # stale after the wait, as the live Deliverer checks again
-            self._guard(call, sending.event_time)
-            self._sent(call)
-            self._recorder.call(call, sending.messages)
-        return CallResult(status=0, body=None, reason="shadow: not sent")
+    async def send(self, call: MeisaCall) -> CallResult:
+        self._recorder.call(call, _SERVING.get())
+        return NOT_SENT
+
+    def requests_for(self, call: MeisaCall) -> int:
+        return 1  # paced as one request: a tag call's contact lookup is not made either
+
+
+class ReadOnlyLedger:
+    """The live sent-email ledger, read (a trigger already sent is skipped) but never written."""
+
+    def __init__(self, ledger: SentLedger) -> None:
+        self._ledger = ledger
+
+    def check(self, call: MeisaCall) -> None:
+        self._ledger.check(call)
+
+    async def record(self, call: MeisaCall) -> None:
+        return None
+
+
+def shadow_deliver(
+    recorder: ShadowRecorder,
+    *,
+    governor: Governor,
+    guard: Guard,
+    metrics: Metrics,
+    ledger: SentLedger,
+    settings: MeisaSettings | None = None,
+) -> Deliver:
+    """The pipeline's deliver step for a shadow run: the live Deliverer, recording."""
+
+    def waited(attempt: Attempt) -> None:
+        if attempt.call.traits.trigger:
+            metrics.trigger_wait(attempt.waited)
+
+    deliverer = Deliverer(
+        RecordingSender(recorder),
+        governor,
+        settings=settings,
+        on_attempt=waited,
+        ledger=ReadOnlyLedger(ledger),
+        guard=guard,
+    )
+
+    async def deliver(call: MeisaCall, slot: Slot, sending: Sending) -> CallResult:
+        _SERVING.set(sending.messages)
+        return await deliverer.deliver(call, slot, not_found=False, event_time=sending.event_time)
+
+    return deliver
 
 
 class ShadowDeadLetters:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from bridge.dlq import DeadLetter
+from bridge.dlq import DeadLetter, Failure
 from bridge.dlq_admin.records import DlqRecord
 from bridge.errors import PoisonError, SkipOutcome, Stage
 from bridge.events import EventDecoder, EventRules
@@ -107,19 +107,6 @@ class Redriver:
     async def _failed(self, rec: DlqRecord, exc: PoisonError, stage: Stage, rule: str) -> Outcome:
         log.warning("redrive of DLQ %d/%d failed again: %s", rec.partition, rec.offset, exc)
         if self._dead_letter is not None:
-            await self._dead_letter(
-                DeadLetter(
-                    topic=rec.origin_topic,
-                    partition=rec.origin_partition,
-                    offset=rec.origin_offset,
-                    key=rec.key,
-                    value=rec.value,
-                    headers=list(rec.headers),
-                    timestamp=rec.origin_timestamp,
-                    error=exc,
-                    stage=stage,
-                    rule=rule,
-                    attempts=rec.attempts + 1,
-                )
-            )
+            failure = Failure(error=exc, stage=stage, rule=rule, attempts=rec.attempts + 1)
+            await self._dead_letter(DeadLetter(rec.original(), failure))
         return "failed"

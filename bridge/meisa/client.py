@@ -3,10 +3,10 @@
 Every method raises the error tree (bridge.errors) as classified in bridge.meisa.classify;
 retries, pacing and priorities live in bridge.meisa.delivery / retry / governor. The transport
 is injectable (tests and benchmarks swap it); by default it follows `MeisaSettings.transport`:
-"pyreqwest" (bridge.meisa.reqwest), "aiohttp" (bridge.meisa.aio, an httpx transport on aiohttp:
-several times less client CPU per request than httpx's own pool, see
-bench/client_transport.py) or "httpx" (httpx's own pool). Every engine takes the same proxy and
-CA settings (bridge.meisa.egress).
+"pyreqwest" (the default, bridge.meisa.reqwest: Rust's reqwest under httpx's API, several times
+less client CPU per request than httpx's own pool, see bench/client_transport.py) or "httpx"
+(httpx's own pool, the fallback). Both engines take the same proxy and CA settings
+(bridge.meisa.egress).
 
 Requests go straight to the httpx transport as `httpx.Request`s with absolute URLs built once
 per path and their headers complete (Host, Content-Length): `httpx.AsyncClient` would parse and
@@ -74,10 +74,6 @@ def default_transport(
 
         timeout = httpx.Timeout(settings.timeout)
         return ReqwestTransport(limits=limits, timeout=timeout, egress=egress)
-    if settings.transport == "aiohttp":
-        from bridge.meisa.aio import AiohttpTransport
-
-        return AiohttpTransport(limits=limits, egress=egress)
     return PoolTransport(limits=limits, egress=egress)
 
 

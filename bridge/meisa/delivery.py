@@ -10,9 +10,10 @@ them. Only the pipeline knows what to do while a call is stuck: its poll loop ke
 coroutine only sleeps), it pauses partitions whose buffers fill, and on shutdown or revoke it
 cancels `deliver`, which leaves the offset uncommitted so the message is consumed again.
 `retry_max_attempts` is therefore a warning threshold (a stuck call is logged at WARNING on
-every retry after it), not a limit. A 404 (ContactNotFound) is retried `not_found_retries` times
-for track and tag calls, then it is poison; the live pipeline passes `not_found=False` and waits for
-the contact itself (bridge.pipeline.dispatcher), holding no slot meanwhile.
+every retry after it), not a limit. A 404 (ContactNotFound) for a track or tag call waits for
+its contact as the one 404 wait says (bridge.meisa.retry.ContactWait, up to `not_found_retries`
+404s), then it is poison; the live pipeline passes `not_found=False` and parks the call itself
+under the same wait (bridge.pipeline.dispatcher), holding no slot and letting upserts pass.
 
 Slots. `deliver(call, slot)` enters `slot` (an async context manager, e.g. the pipeline's
 concurrency limit) around each attempt only, the rate governor's wait and the HTTP exchange; a

@@ -2,15 +2,13 @@
 
 The client builds `httpx.Request`s and reads `httpx.Response`s; this transport hands each request
 to one `pyreqwest` client (reqwest and hyper on a Tokio runtime in a thread of their own) and
-answers with the whole body read. Like the aiohttp transport (bridge/meisa/aio.py) it does only
-what the client needs: bytes bodies, no redirects, no cookies, no streaming, no proxy but the
-configured one (reqwest would read HTTP_PROXY; the other engines do not), no decompression by the
-engine (a compressed answer is decoded by httpx). It trusts certifi's CAs, as httpx does, and
-the egress's `ca_file` beside them. pyreqwest ships an httpx transport of its
-own; it streams every answer through an exit stack and a chunk iterator, which costs about as
-much CPU as aiohttp does, so this one reads the body in one go instead. Measured with 16 upserts
-in flight against the sandbox: about a third less client CPU per request than the aiohttp
-transport (bench/client_transport.py).
+answers with the whole body read. It does only what the client needs: bytes bodies, no
+redirects, no cookies, no streaming, no proxy but the configured one (reqwest would read
+HTTP_PROXY; httpx's pool does not), no decompression by the engine (a compressed answer is
+decoded by httpx). It trusts certifi's CAs, as httpx does, and the egress's `ca_file` beside
+them. pyreqwest ships an httpx transport of its own; it streams every answer through an exit
+stack and a chunk iterator, which costs more CPU per answer than reading the body in one go, as
+this one does (bench/client_transport.py measures the engines).
 
 Timeouts follow the request's httpx timeout (the client sets one for every request): connect,
 read and pool as the client's phase timeouts, their sum as the whole request's bound. pyreqwest's

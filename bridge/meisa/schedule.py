@@ -172,6 +172,18 @@ class RateScheduler:
     def _limit(self, window: _Window) -> int:
         return max(1, math.floor(window.budget * self.factor))
 
+    def allowances(self, priority: int) -> list[tuple[int, float]]:
+        """(requests a caller of `priority` may make, per seconds) for each window, the shortest
+        first: the key's limit times the share (one at least), after AIMD, less the hour's
+        trigger reserve for other callers. Replay estimates a run's length from these."""
+        found = []
+        for window in self.windows:
+            limit = self._limit(window)
+            if priority != TRIGGER and window.reserve:
+                limit = max(1, math.floor(limit * (1.0 - window.reserve)))
+            found.append((limit, window.length))
+        return found
+
     def limits(self) -> tuple[int | None, int | None]:
         """Effective (per-minute, per-hour) limits after AIMD; None where there is no limit."""
         found = iter(self._limit(w) for w in self.windows)

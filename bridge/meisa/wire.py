@@ -1,7 +1,8 @@
-"""What the engine transports (bridge/meisa/aio.py, bridge/meisa/reqwest.py) share: the request's
-headers as text pairs for the engine, the answer as an httpx.Response already read, and the one
-transport error that is not transient (a refused TLS certificate). An engine may also offer the
-client a direct exchange (`exchanger`), which skips httpx's Request and Response."""
+"""What the two engines share: the request's headers as text pairs and the answer as an
+httpx.Response already read (for the pyreqwest transport, bridge/meisa/reqwest.py), httpx's own
+pool with the egress settings (`PoolTransport`, the fallback), and the one transport error that is
+not transient on either (a refused TLS certificate). An engine may also offer the client a
+direct exchange (`exchanger`), which skips httpx's Request and Response."""
 
 from __future__ import annotations
 
@@ -94,7 +95,7 @@ def certificate_refused(exc: BaseException) -> bool:
 
 class PoolTransport(httpx.AsyncHTTPTransport):
     """httpx's own pool (`meisa.transport: httpx`) with the egress settings, raising
-    TlsConnectError for a refused certificate like the other engines."""
+    TlsConnectError for a refused certificate like the pyreqwest engine."""
 
     def __init__(self, *, limits: httpx.Limits, egress: Egress = DIRECT) -> None:
         proxy = None

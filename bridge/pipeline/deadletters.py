@@ -7,8 +7,9 @@ own; `on_written` runs once the broker acknowledged the record, and the message 
 No dead-letter topic configured, or a write that fails, halts: the offset never moves past
 poison without a word.
 
-Lifecycle as the other steps: `join(grace)` waits for the writes under way, `terminate()`
-cancels those still running.
+A pipeline stage (bridge.pipeline.stage): `close()` takes no new poison (a message poisoned
+after it is left unfinished and read again), `join(grace)` waits for the writes under way,
+`terminate()` cancels those still running.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ log = logging.getLogger("bridge.pipeline")
 
 
 class DeadLetters:
+    name = "dead letters"
+
     def __init__(
         self,
         *,
@@ -42,6 +45,7 @@ class DeadLetters:
         self._on_written = on_written
         self._fill: tuple[float, float] | None = None  # last reported to the metrics
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     def count(self, poison: bool) -> bool:
         """Count a finished message in the breaker; False when it tripped (halted)."""
@@ -59,11 +63,16 @@ class DeadLetters:
 
     def send(self, message: InFlight) -> None:
         """Write the poison message's record (in the background)."""
+        if self._closed:
+            return
         task = asyncio.create_task(self._write(message))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def join(self, grace: float) -> bool:
+    def close(self) -> None:
+        self._closed = True
+
+    async def join(self, grace: float | None = None) -> bool:
         """Wait up to `grace` seconds for the writes under way; False if some are left."""
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=grace)
@@ -81,20 +90,7 @@ class DeadLetters:
         if self._sink is None:
             self._halt(NoDeadLetterTopic(f"{r.topic}/{r.partition}@{r.offset}: {failure.error}"))
             return
-        letter = DeadLetter(
-            topic=r.topic,
-            partition=r.partition,
-            offset=r.offset,
-            key=r.key,
-            value=r.value,
-            headers=r.headers,
-            timestamp=r.timestamp,
-            error=failure.error,
-            stage=failure.stage,
-            rule=failure.rule,
-            attempts=failure.attempts,
-            trace_id=message.trace.trace_id,
-        )
+        letter = DeadLetter(r, failure, trace_id=message.trace.trace_id)
         try:
             await self._sink.send(letter)
         except HaltError as exc:

@@ -14,8 +14,9 @@ budget), and a trigger needs no contact state (Meisa creates or enriches the rec
 
 Waiting for a contact (bridge.pipeline.lanes). A track, tag or enrol whose contact the bridge has
 not seen created lets an upsert of the same lane go first. A 404 for a contact nobody here is
-creating parks the call: it is retried with back-off for `contact_wait` seconds (an upsert that
-arrives for the lane wakes it at once), then it is poison with a reason that says so. A rule
+creating parks the call: it is retried as the one 404 wait says (bridge.meisa.retry.ContactWait:
+back-off, for `pipeline.contact_wait_seconds`; an upsert that arrives for the lane goes first
+and wakes it at once), then it is poison with a reason that says so. A rule
 action with `create_contact: true` instead upserts a minimal contact (email, external_id) on
 the first 404 and sends the call again.
 
@@ -34,6 +35,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 
+from bridge.dlq import Failure
 from bridge.errors import (
     CallAbandoned,
     ContactNotFound,
@@ -45,10 +47,11 @@ from bridge.errors import (
 )
 from bridge.identity import ContactIdentity, KnownContacts
 from bridge.meisa.calls import MeisaCall
+from bridge.meisa.retry import ContactWait
 from bridge.observability import mask_email
 from bridge.pipeline.coalesce import Pending
 from bridge.pipeline.lanes import Item, Lane, Slots
-from bridge.pipeline.message import Failure, InFlight, Sending, TopicPartition
+from bridge.pipeline.message import InFlight, Sending, TopicPartition
 
 log = logging.getLogger("bridge.pipeline.dispatcher")
 
@@ -63,9 +66,7 @@ OnFinished = Callable[[InFlight], None]
 # SkipOutcome or PoisonError it ended with (bridge.pipeline.outcomes).
 OnOutcome = Callable[[Sequence[tuple[MeisaCall, InFlight]], object], None]
 
-CONTACT_WAIT_SECONDS = 300.0
-WAIT_BASE_SECONDS = 1.0  # first back-off after a 404; doubles up to the cap, with full jitter
-WAIT_CAP_SECONDS = 30.0
+CONTACT_WAIT_SECONDS = 300.0  # pipeline.contact_wait_seconds' default
 
 
 def _no_guard(call: MeisaCall, event_time: float | None) -> None:
@@ -73,7 +74,12 @@ def _no_guard(call: MeisaCall, event_time: float | None) -> None:
 
 
 class Dispatcher:
-    """Submit each message's calls; `on_finished(message)` fires once all of them are done."""
+    """Submit each message's calls; `on_finished(message)` fires once all of them are done.
+
+    A pipeline stage (bridge.pipeline.stage): `close()` takes no new message, `join(grace)`
+    waits for the calls running and queued, `terminate()` cancels them."""
+
+    name = "dispatcher"
 
     def __init__(
         self,
@@ -85,9 +91,7 @@ class Dispatcher:
         on_skip: Callable[[str], None] = lambda reason: None,
         on_halt: Callable[[HaltError], None] = lambda exc: None,
         on_not_found: Callable[[str], None] = lambda kind: None,
-        contact_wait: float = CONTACT_WAIT_SECONDS,
-        wait_base: float = WAIT_BASE_SECONDS,
-        wait_cap: float = WAIT_CAP_SECONDS,
+        contact_wait: ContactWait | None = None,
         identity_capacity: int = 100_000,
         rng: random.Random | None = None,
         fence: Callable[[], Awaitable[None]] | None = None,
@@ -100,9 +104,7 @@ class Dispatcher:
         self._on_skip = on_skip
         self._on_halt = on_halt
         self._on_not_found = on_not_found
-        self._contact_wait = contact_wait
-        self._wait_base = wait_base
-        self._wait_cap = wait_cap
+        self._contact_wait = contact_wait or ContactWait(seconds=CONTACT_WAIT_SECONDS)
         self._rng = rng or random.Random()
         self._fence = fence
         self._slots = {True: Slots(max_in_flight), False: Slots(max_in_flight)}
@@ -112,6 +114,7 @@ class Dispatcher:
         self.halted: HaltError | None = None
         self.coalesced = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
 
     @property
     def sending(self) -> int:
@@ -123,7 +126,10 @@ class Dispatcher:
         return sum(lane.parked is not None for lane in self._lanes.values())
 
     def submit(self, message: InFlight, calls: Sequence[MeisaCall]) -> None:
-        """Queue the calls of one message, in order. A message without calls finishes at once."""
+        """Queue the calls of one message, in order. A message without calls finishes at once.
+        Once closed, a message is left unfinished: it is read again."""
+        if self._closed:
+            return
         message.remaining += len(calls)
         if not calls:
             self._on_finished(message)
@@ -159,14 +165,20 @@ class Dispatcher:
             lane = self._lanes[key] = Lane(key)
         return lane
 
-    async def wait_idle(self, grace: float | None = None) -> bool:
-        """Wait until no lane has work running or queued; False if the timeout hit first."""
-        try:
-            async with asyncio.timeout(grace):
-                while tasks := [lane.task for lane in self._lanes.values() if lane.task]:
-                    await asyncio.gather(*tasks, return_exceptions=True)
-        except TimeoutError:
-            return False
+    def close(self) -> None:
+        """Take no new message; the calls running and queued go on."""
+        self._closed = True
+
+    async def join(self, grace: float | None = None) -> bool:
+        """Wait until no lane has work running or queued; False if `grace` ran out first (what
+        runs goes on: `terminate` cancels it)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if grace is None else loop.time() + grace
+        while tasks := [lane.task for lane in self._lanes.values() if lane.task is not None]:
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return False
+            await asyncio.wait(tasks, timeout=left)  # a lane may start anew: look again
         return True
 
     async def release(self, tps: Iterable[TopicPartition]) -> None:
@@ -198,8 +210,8 @@ class Dispatcher:
             task.cancel()
         return lane.stopping
 
-    async def aclose(self) -> None:
-        """Cancel everything still running or queued (after a halt or a drain timeout)."""
+    async def terminate(self) -> None:
+        """Cancel everything still running or queued (after a halt or a join that ran out)."""
         tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
         for task in tasks:
             task.cancel()
@@ -306,13 +318,12 @@ class Dispatcher:
         if item.waiting_since is None:
             item.waiting_since = now
         item.attempts += 1
-        if now - item.waiting_since >= self._contact_wait:
+        if self._contact_wait.over(item.attempts, now - item.waiting_since):
             return False
         if item.call.create_contact and not item.created and await self._create(item, slot):
             lane.due = now  # the contact is there now: send again at once
         else:
-            ceiling = min(self._wait_cap, self._wait_base * 2.0 ** min(item.attempts - 1, 30))
-            lane.due = now + self._rng.uniform(ceiling / 2, ceiling)
+            lane.due = now + self._contact_wait.delay(item.attempts, self._rng)
         lane.parked = item
         log.info(
             "%s for contact %s (rule %s) waits for the contact to exist (404 #%d)",

@@ -117,11 +117,9 @@ class StallFence:
     def holding(self, now: float) -> bool:
         return self._was_blocked or now < self._open_at
 
-    async def run(self) -> None:
-        """Tick forever (cancel to stop)."""
-        while True:
-            self.observe(self.now())
-            await asyncio.sleep(self.tick)
+    async def step(self) -> None:
+        """One tick (the pipeline runs it every `tick` seconds: bridge.pipeline.stage.Ticker)."""
+        self.observe(self.now())
 
     async def wait(self) -> None:
         """Return at once, or when the fence opens again."""

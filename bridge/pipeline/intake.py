@@ -16,13 +16,14 @@ import time
 from collections.abc import Callable, Sequence
 
 from bridge.codecs import UNDECIDED
+from bridge.dlq import Failure
 from bridge.errors import HaltError, OffsetOrderError, RetryableError
 from bridge.events import EventDecoder, EventRules, Record
 from bridge.meisa.calls import MeisaCall
 from bridge.observability.tracing import NO_TRACING, MessageTrace, Tracing
 from bridge.outcome import Mapped, Unreadable, read_record, unmapped_type
 from bridge.pipeline.lockstep import Lockstep
-from bridge.pipeline.message import Failure, InFlight
+from bridge.pipeline.message import InFlight
 from bridge.pipeline.offsets import OffsetTracker
 from bridge.pipeline.partition import Buffered, Partition, Partitions
 from bridge.pipeline.readahead import MESSAGE_OVERHEAD_BYTES

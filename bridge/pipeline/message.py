@@ -5,21 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from bridge.errors import PoisonError, Stage
+from bridge.dlq import Failure
 from bridge.events import Envelope, Record
 from bridge.observability.tracing import NO_TRACE, MessageTrace
 
 TopicPartition = tuple[str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """Why a message is poison: the first failing call (or decode/map step) decides."""
-
-    error: PoisonError
-    stage: Stage
-    rule: str = ""
-    attempts: int = 1
 
 
 class MessageState(Enum):

@@ -26,6 +26,7 @@ from bridge.dlq import DeadLetterSink, DlqBreaker
 from bridge.errors import HaltError
 from bridge.events import EventDecoder, EventRules
 from bridge.kafka.protocols import Source
+from bridge.meisa.retry import ContactWait
 from bridge.meisa.share import RateShare
 from bridge.observability import HealthState, Metrics, NullMetrics
 from bridge.observability.tracing import NO_TRACING, Tracing
@@ -42,7 +43,8 @@ from bridge.pipeline.outcomes import OutcomeWriter
 from bridge.pipeline.partition import Buffered, Partitions
 from bridge.pipeline.readahead import ReadAhead
 from bridge.pipeline.rebalance import Rebalance
-from bridge.pipeline.report import Reporter
+from bridge.pipeline.report import REPORT_SECONDS, Reporter
+from bridge.pipeline.stage import Joined, Stage, TaskStage, Ticker, shut_down
 from bridge.pipeline.tally import EventTally
 
 log = logging.getLogger("bridge.pipeline")
@@ -109,7 +111,7 @@ class Pipeline:
             on_skip=self._metrics.skipped,
             on_halt=self._halt,
             on_not_found=self._metrics.contact_not_found,
-            contact_wait=settings.contact_wait_seconds,
+            contact_wait=ContactWait(seconds=settings.contact_wait_seconds),
             identity_capacity=settings.identity_capacity,
             fence=self.fence.wait,
             on_outcome=None if outcomes is None else outcomes.add,
@@ -178,44 +180,40 @@ class Pipeline:
         await self._source.start(self.rebalance, callback_timeout=callback_timeout)
         self._rate_share.counts = await self._source.partition_counts()
         self._health.started = True
-        poll = asyncio.create_task(self._poll_loop(), name="poll")
-        timer = asyncio.create_task(self._commit_loop(), name="commit")
-        report = asyncio.create_task(self._reporter.run(), name="report")
-        fence = asyncio.create_task(self.fence.run(), name="fence")
+        # The steps in shutdown order, upstream first (bridge.pipeline.stage).
+        stages: list[Stage] = [
+            Ticker("report", REPORT_SECONDS, self._reporter.report),
+            TaskStage("read", asyncio.create_task(self._poll_loop()), self._close_reading),
+            self.dispatcher,
+            *([] if self._outcomes is None else [Joined("outcomes", self._outcomes.join)]),
+            self._dead_letters,
+            Ticker("commit", self.policy.interval_seconds, self._commit_tick),
+            Ticker("fence", self.fence.tick, self.fence.step),
+        ]
         await self._stop.wait()
-        report.cancel()
-        await asyncio.gather(report, return_exceptions=True)
-        await self._shutdown(poll, timer)
-        fence.cancel()
-        await asyncio.gather(fence, return_exceptions=True)
+        await self._shutdown(stages)
         return self.halted
 
-    async def _shutdown(self, poll: asyncio.Task[None], timer: asyncio.Task[None]) -> None:
-        self._closing = True
-        await asyncio.gather(poll, return_exceptions=True)
-        for part in self.partitions:  # finish what started; buffered messages are read again
-            if part.reading:
-                part.stop_starting()
+    async def _shutdown(self, stages: list[Stage]) -> None:
+        """Each step closed and joined in turn within one grace, terminated if it ran out; then
+        the final commit of what is done (buffered messages are read again)."""
         grace = self.policy.shutdown_grace_seconds
         if self.halted is not None:
             grace = min(grace, HALT_GRACE_SECONDS)
-        if not await self._drain(grace):
+        terminated = await shut_down(stages, grace)
+        if {self.dispatcher.name, "outcomes", self._dead_letters.name} & set(terminated):
             log.warning("shutdown grace of %.0fs ran out; unfinished messages are re-read", grace)
-        await self.dispatcher.aclose()
-        await self._dead_letters.terminate()
-        timer.cancel()
-        await asyncio.gather(timer, return_exceptions=True)
         self._tally.flush()
         committed = await self._committer.commit()
         log.info("final commit: %s", {f"{t}/{p}": c.offset for (t, p), c in committed.items()})
         await self._source.close()
 
-    async def _drain(self, grace: float) -> bool:
-        if not await self.dispatcher.wait_idle(grace):
-            return False
-        if self._outcomes is not None and not await self._outcomes.join(grace):
-            return False
-        return await self._dead_letters.join(grace)
+    def _close_reading(self) -> None:
+        """Read nothing more; started messages finish, later ones start nothing (read again)."""
+        self._closing = True
+        for part in self.partitions:
+            if part.reading:
+                part.stop_starting()
 
     def _halt(self, exc: HaltError) -> None:
         if self.halted is None:
@@ -330,14 +328,12 @@ class Pipeline:
     def _commits_stalled(self) -> bool:
         return self._committer.refused or self._committer.stalled_for() > COMMIT_STALL_SECONDS
 
-    async def _commit_loop(self) -> None:
+    async def _commit_tick(self) -> None:
         """Commit on its own timer: nothing else here waits for the consumer's thread, which a
         rebalance callback may hold for seconds (the source serves commits meanwhile)."""
-        while True:
-            await asyncio.sleep(self.policy.interval_seconds)
-            self._tally.flush()  # counted before committed: a crash may count twice, not never
-            await self._committer.commit()
-            self.fence.recheck()  # a refused commit holds new calls now, not at the next tick
+        self._tally.flush()  # counted before committed: a crash may count twice, not never
+        await self._committer.commit()
+        self.fence.recheck()  # a refused commit holds new calls now, not at the next tick
 
     def _committed(self, tp: TopicPartition, offset: int) -> None:
         part = self.partitions.get(tp)

@@ -1,4 +1,5 @@
-"""Metrics that need a look at the steps or the consumer, every `REPORT_SECONDS`.
+"""Metrics that need a look at the steps or the consumer, every `REPORT_SECONDS` (the pipeline
+ticks `report` on a bridge.pipeline.stage.Ticker).
 
 Calls holding a slot and parked on a 404, messages held by the lockstep and read ahead per
 partition, upserts coalesced, and each partition's consumer lag (its high watermark past the
@@ -7,8 +8,6 @@ also refreshes the topics' partition counts for the rate share (bridge.meisa.sha
 """
 
 from __future__ import annotations
-
-import asyncio
 
 from bridge.kafka.protocols import Source
 from bridge.meisa.share import RateShare
@@ -40,11 +39,6 @@ class Reporter:
         self._rate_share = rate_share
         self._coalesced_seen = 0
         self._ticks = 0
-
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(REPORT_SECONDS)
-            await self.report()
 
     async def report(self) -> None:
         self._metrics.in_flight(self._dispatcher.sending)

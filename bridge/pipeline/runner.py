@@ -56,7 +56,7 @@ from bridge.pipeline.guards import CallGuard, SuppressionList
 from bridge.pipeline.message import Sending
 from bridge.pipeline.outcomes import open_outcomes, with_attempts
 from bridge.pipeline.reload import start_reloading
-from bridge.pipeline.startup import startup_check
+from bridge.pipeline.startup import bind_server, open_dead_letter, startup_check
 
 if TYPE_CHECKING:
     import httpx
@@ -255,12 +255,17 @@ def _build(
     metrics.governor_throttled(None)
     metrics.governor_rate(governor.per_minute)  # None: an unlimited (sandbox) key, no gauge
     if shadow is not None:
-        from bridge.shadow import ShadowDeliverer
+        from bridge.shadow import shadow_deliver
 
-        recorded = ShadowDeliverer(
-            shadow, acquire=governor.acquire, guard=guard, metrics=metrics, sent=ledger.check
+        recorded = shadow_deliver(
+            shadow,
+            governor=governor,
+            guard=guard,
+            metrics=metrics,
+            ledger=ledger,
+            settings=config.meisa,
         )
-        return _Parts(recorded.deliver, governor, guard, suppression)
+        return _Parts(recorded, governor, guard, suppression)
     deliverer = Deliverer(
         client,
         governor,
@@ -306,9 +311,9 @@ async def _serve(
     outcomes: OutcomeWriter | None = None
     server = HealthServer(config.server, health, metrics)
     try:
-        dlq = await _open_dead_letter(config) if shadow is None else None
+        dlq = await open_dead_letter(config) if shadow is None else None
         outcomes = await open_outcomes(config, metrics) if shadow is None else None
-        _bind(server, config)
+        bind_server(server, config)
     except StartupRefused as exc:
         if dlq is not None:
             dlq.close(0)
@@ -418,33 +423,6 @@ def _recorder(shadow: ShadowOptions | None, metrics: Metrics) -> ShadowRecorder 
     from bridge.shadow import ShadowRecorder
 
     return ShadowRecorder.open(metrics, shadow.output)
-
-
-async def _open_dead_letter(config: BridgeConfig) -> DeadLetterProducer | None:
-    """The DLQ producer once its topic is known to exist; None without a dead_letter_topic."""
-    from bridge.dlq import DeadLetterProducer
-    from bridge.kafka.producer import KafkaProducer
-
-    if not config.dlq.topic:
-        log.warning("no dead_letter_topic: a poison message halts the bridge")
-        return None
-    dlq = DeadLetterProducer(KafkaProducer(config.kafka), config.dlq.topic)
-    try:
-        await asyncio.to_thread(dlq.check_topic)
-    except StartupRefused:
-        dlq.close(0)
-        raise
-    return dlq
-
-
-def _bind(server: HealthServer, config: BridgeConfig) -> None:
-    try:
-        server.bind()
-    except OSError as exc:
-        where = f"{config.server.host}:{config.server.port}"
-        raise StartupRefused(
-            f"cannot serve /metrics and /healthz on {where} (server.port): {exc}"
-        ) from None
 
 
 def _on_signal(sig: signal.Signals, config: BridgeConfig, stop: Callable[[], None]) -> None:

@@ -2,8 +2,9 @@
 
 The configuration has rules, topics and an API key; `GET /ping` answers and the key is accepted;
 the key has every scope the rules need (the message names each missing scope and the rules that
-need it); the Kafka brokers answer and the consumer group protocol settings do not conflict.
-Each refusal is a StartupRefused (exit code REFUSED).
+need it); the Kafka brokers answer and the consumer group protocol settings do not conflict; the
+dead-letter topic exists (`open_dead_letter`) and the health server's port is free
+(`bind_server`). Each refusal is a StartupRefused (exit code REFUSED).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import logging
 
 from bridge.config import BridgeConfig
+from bridge.dlq import DeadLetterProducer
 from bridge.errors import (
     BrokerError,
     HaltError,
@@ -23,7 +25,7 @@ from bridge.errors import (
 from bridge.meisa.client import MeisaClient, tls_refusal
 from bridge.meisa.models import PingInfo
 from bridge.meisa.scopes import format_missing, missing_scopes
-from bridge.observability import Metrics
+from bridge.observability import HealthServer, Metrics
 
 log = logging.getLogger("bridge.run")
 
@@ -127,3 +129,30 @@ async def _ping(client: MeisaClient, config: BridgeConfig) -> PingInfo:
         except HaltError as exc:
             raise StartupRefused(f"GET /ping: {exc}") from None
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def open_dead_letter(config: BridgeConfig) -> DeadLetterProducer | None:
+    """The DLQ producer once its topic is known to exist; None without a dead_letter_topic."""
+    from bridge.kafka.producer import KafkaProducer
+
+    if not config.dlq.topic:
+        log.warning("no dead_letter_topic: a poison message halts the bridge")
+        return None
+    dlq = DeadLetterProducer(KafkaProducer(config.kafka), config.dlq.topic)
+    try:
+        await asyncio.to_thread(dlq.check_topic)
+    except StartupRefused:
+        dlq.close(0)
+        raise
+    return dlq
+
+
+def bind_server(server: HealthServer, config: BridgeConfig) -> None:
+    """Listen for /metrics and /healthz, or refuse to start naming the address."""
+    try:
+        server.bind()
+    except OSError as exc:
+        where = f"{config.server.host}:{config.server.port}"
+        raise StartupRefused(
+            f"cannot serve /metrics and /healthz on {where} (server.port): {exc}"
+        ) from None

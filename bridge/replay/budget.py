@@ -1,10 +1,11 @@
 """The key's rate budget and how long a number of calls takes on it.
 
-Meisa limits a key per minute and per hour (default 60 and 1,000). The bridge's governor (see
-bridge.meisa.governor) paces calls other than triggers evenly over the minute window, with no
-burst, and lets them use at most `1 - TRIGGER_HOUR_RESERVE` of the hourly budget per rolling hour.
-A replay sends upserts and tag changes, so N calls take N paced intervals, or, once N passes the
-hourly share, that share per hour; the slower of the two decides.
+The numbers are the governor's own (bridge.meisa.schedule.RateScheduler.allowances): the key's
+limits times this replica's share, at least one request per window as the governor floors them,
+each window as long as the governor's, and for calls other than triggers the hourly budget less
+the triggers' reserve. The governor paces such calls evenly over the shortest window, with no
+burst. A replay sends upserts and tag changes, so N calls take N paced intervals, or, once N
+passes what a longer window allows, that allowance per window; the slower of the two decides.
 """
 
 from __future__ import annotations
@@ -12,66 +13,62 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from bridge.meisa.calls import KINDS
 from bridge.meisa.limits import key_limits
 from bridge.meisa.models import PingInfo
-from bridge.meisa.schedule import GUARD_SECONDS, TRIGGER_HOUR_RESERVE
+from bridge.meisa.schedule import RateScheduler
 from bridge.settings import MeisaSettings
 
-MINUTE, HOUR = 60.0, 3600.0
+REPLAYED = KINDS["upsert"].priority  # what a replay sends: upserts and tag changes
 
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """Requests per minute and per hour for this replica (None: unlimited), and where from."""
+    """The key's requests per minute and per hour (None: unlimited), where they came from, and
+    this replica's share of them."""
 
-    per_minute: float | None
-    per_hour: float | None
+    per_minute: int | None
+    per_hour: int | None
     origin: str  # "ping", "config" or "default"
+    share: float = 1.0
 
-    def _limits(self) -> list[tuple[float, float]]:
-        """(calls a non-trigger may make, per seconds) for each limit that applies."""
-        minute = (self.per_minute, MINUTE + GUARD_SECONDS, 1.0)
-        hour = (self.per_hour, HOUR, 1.0 - TRIGGER_HOUR_RESERVE)
-        return [
-            (limit * usable, window)
-            for limit, window, usable in (minute, hour)
-            if limit is not None and limit > 0 and not math.isinf(limit)
-        ]
+    def _windows(self) -> list[tuple[int, float]]:
+        """(calls a replayed call may make, per seconds) per window, the pacing one first."""
+        core = RateScheduler(per_minute=self.per_minute, per_hour=self.per_hour, share=self.share)
+        return core.allowances(REPLAYED)
 
     def seconds_for(self, calls: int, *, full: bool = True) -> float:
-        """Time to send `calls` paced, with an hour window that starts empty (`full`: nothing
+        """Time to send `calls` paced, with the longer windows starting empty (`full`: nothing
         spent yet) or already used up (`full` False)."""
-        worst = 0.0
-        for allowed, window in self._limits():
-            if window == HOUR:
-                head = allowed if full else 0.0
-                worst = max(worst, max(0.0, calls - head) * window / allowed)
-            else:
-                worst = max(worst, calls * window / allowed)
+        windows = self._windows()
+        if not windows:
+            return 0.0
+        (paced, length), longer = windows[0], windows[1:]
+        worst = calls * length / paced
+        for allowed, window in longer:
+            head = allowed if full else 0
+            worst = max(worst, max(0, calls - head) * window / allowed)
         return worst
 
     @property
     def rate(self) -> float:
         """Sustained calls per second (inf when unlimited)."""
-        rates = [allowed / window for allowed, window in self._limits()]
+        rates = [allowed / length for allowed, length in self._windows()]
         return min(rates) if rates else math.inf
 
     def describe(self) -> str:
-        def one(v: float | None) -> str:
+        def one(v: int | None) -> str:
             return "unlimited" if v is None else f"{v:g}"
 
-        return f"{one(self.per_minute)}/min, {one(self.per_hour)}/h ({self.origin})"
+        share = "" if self.share == 1.0 else f", this replica's share {self.share:g}"
+        return f"{one(self.per_minute)}/min, {one(self.per_hour)}/h ({self.origin}{share})"
 
 
 def budget_from(settings: MeisaSettings, ping: PingInfo | None) -> Budget:
-    """The governor's limits (bridge.meisa.limits) times this replica's share."""
+    """The governor's limits (bridge.meisa.limits) and this replica's share of them."""
     limits = key_limits(settings, ping)
     share = 1.0 if settings.rate_share is None else settings.rate_share
-    return Budget(
-        per_minute=None if limits.per_minute is None else limits.per_minute * share,
-        per_hour=None if limits.per_hour is None else limits.per_hour * share,
-        origin=limits.origin,
-    )
+    return Budget(limits.per_minute, limits.per_hour, limits.origin, share)
 
 
 def format_duration(seconds: float) -> str:

@@ -251,3 +251,15 @@ def test_a_missing_ca_file_is_an_error_naming_the_path(tmp_path: Path) -> None:
     (err,) = info.value.errors
     assert (err.line, err.field) == (2, "meisa.ca_file")
     assert "/nonexistent/ca.pem" in err.message
+
+
+def test_the_removed_aiohttp_engine_is_an_error_naming_the_remaining_engines(
+    tmp_path: Path,
+) -> None:
+    path = _write(tmp_path, "topics: [a]\nmeisa:\n  transport: aiohttp\n")
+    with pytest.raises(ConfigErrors) as info:
+        load_config(path)
+    (err,) = info.value.errors
+    assert (err.line, err.field) == (3, "meisa.transport")
+    assert "aiohttp engine was removed" in err.message
+    assert "pyreqwest, httpx" in err.message

@@ -16,31 +16,34 @@ from bridge.dlq import (
     DeadLetterProducer,
     DeadLetterWriteFailed,
     DlqBreaker,
+    Failure,
     build_dlq_headers,
     dlq_record_headers,
 )
 from bridge.errors import DlqBreakerTripped, RejectedCall, StartupRefused
+from bridge.events import Record
 from bridge.kafka.memory import MemoryBroker, MemoryProducer
 from bridge.kafka.producer import KafkaProducer
 from bridge.kafka.properties import producer_config
 
 
 def letter(**kw: Any) -> DeadLetter:
-    base: dict[str, Any] = {
-        "topic": "app.users",
-        "partition": 3,
-        "offset": 42,
-        "key": b"\x00usr_1",
-        "value": b'{"bad": ',
-        "headers": [("trace", b"\xff\x01"), ("empty", None)],
-        "timestamp": 1700000000123,
-        "error": RejectedCall("to_email jane@example.com invalid", status=400, endpoint="trigger"),
-        "stage": "deliver",
-        "rule": "otp-email",
-        "attempts": 2,
-    }
-    base.update(kw)
-    return DeadLetter(**base)
+    record = Record(
+        topic="app.users",
+        partition=3,
+        offset=42,
+        key=b"\x00usr_1",
+        value=b'{"bad": ',
+        headers=(("trace", b"\xff\x01"), ("empty", None)),
+        timestamp=1700000000123,
+    )
+    failure = Failure(
+        error=RejectedCall("to_email jane@example.com invalid", status=400, endpoint="trigger"),
+        stage="deliver",
+        rule="otp-email",
+        attempts=2,
+    )
+    return DeadLetter(record, failure, **kw)
 
 
 def test_headers_name_everything_and_mask_emails() -> None:

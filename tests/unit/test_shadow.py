@@ -11,18 +11,18 @@ import orjson
 import pytest
 
 from bridge.config import BridgeConfig, LedgerSettings
-from bridge.dlq import DeadLetter, DlqBreaker
-from bridge.errors import ConfigError, DecodeError, DlqBreakerTripped, StaleEvent
+from bridge.dlq import DeadLetter, DlqBreaker, Failure
+from bridge.errors import AlreadySent, ConfigError, DecodeError, DlqBreakerTripped, StaleEvent
 from bridge.events import Envelope, Record
 from bridge.meisa.calls import MeisaCall
 from bridge.observability import Metrics
 from bridge.pipeline.message import InFlight, Sending
 from bridge.shadow import (
     ShadowDeadLetters,
-    ShadowDeliverer,
     ShadowOptions,
     ShadowRecorder,
     shadow_config,
+    shadow_deliver,
 )
 
 LIVE = BridgeConfig(kafka={"group.id": "bridge", "group.instance.id": "pod-0", "acks": "all"})
@@ -54,27 +54,57 @@ def _message(offset: int) -> InFlight:
     return InFlight(record, envelope=Envelope(topic="app", partition=1, offset=offset, data={}))
 
 
-async def test_the_deliverer_paces_guards_and_records_without_sending() -> None:
+class Governor:
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+
+    async def acquire(self, priority: int, tokens: int = 1) -> float:
+        self.asked.append(priority)
+        return 0.25
+
+    def on_success(self) -> None:
+        pass
+
+    def on_rate_limited(self, retry_after: float | None) -> None:
+        pass
+
+
+class Ledger:
+    def __init__(self, sent: set[str]) -> None:
+        self.sent = sent
+        self.recorded: list[MeisaCall] = []
+
+    def check(self, call: MeisaCall) -> None:
+        if call.body.get("idempotency_key") in self.sent:
+            raise AlreadySent("sent before")
+
+    async def record(self, call: MeisaCall) -> None:
+        self.recorded.append(call)
+
+
+async def test_the_live_deliverer_paces_guards_and_records_without_sending() -> None:
     out, metrics = io.BytesIO(), Metrics()
     recorder = ShadowRecorder(metrics, out, clock=lambda: 0.0)
-    asked: list[int] = []
-
-    async def acquire(priority: int) -> float:
-        asked.append(priority)
-        return 0.25
+    governor, ledger = Governor(), Ledger({"sent-before"})
 
     def guard(call: MeisaCall, event_time: float | None) -> None:
         if call.rule == "stale":
             raise StaleEvent("old")
 
-    deliverer = ShadowDeliverer(recorder, acquire=acquire, guard=guard, metrics=metrics)
+    deliver = shadow_deliver(
+        recorder, governor=governor, guard=guard, metrics=metrics, ledger=ledger
+    )
     sending = Sending((_message(7),))
-    result = await deliverer.deliver(CALL, nullcontext(), sending)
+    result = await deliver(CALL, nullcontext(), sending)
     stale = MeisaCall(kind="track", body={}, contact_key="x", rule="stale")
     with pytest.raises(StaleEvent):
-        await deliverer.deliver(stale, nullcontext(), sending)
+        await deliver(stale, nullcontext(), sending)
+    again = replace(CALL, body={**CALL.body, "idempotency_key": "sent-before"})
+    with pytest.raises(AlreadySent):
+        await deliver(again, nullcontext(), sending)
     assert result.reason == "shadow: not sent"
-    assert asked == [0, 1]
+    assert governor.asked == [0, 1], "paced as live; the ledger skips before the governor"
+    assert ledger.recorded == [], "the live ledger is read, never written"
     [line] = out.getvalue().splitlines()
     record = orjson.loads(line)
     assert record["time"] == "1970-01-01T00:00:00.000Z"
@@ -91,18 +121,9 @@ async def test_the_deliverer_paces_guards_and_records_without_sending() -> None:
 def test_poison_is_recorded_instead_of_dead_lettered() -> None:
     out = io.BytesIO()
     sink = ShadowDeadLetters(ShadowRecorder(Metrics(), out))
+    consumed = Record(topic="app", partition=0, offset=3, key=None, value=b"{")
     letter = DeadLetter(
-        topic="app",
-        partition=0,
-        offset=3,
-        key=None,
-        value=b"{",
-        headers=(),
-        timestamp=None,
-        error=DecodeError("invalid JSON"),
-        stage="decode",
-        rule="",
-        attempts=0,
+        consumed, Failure(error=DecodeError("invalid JSON"), stage="decode", attempts=0)
     )
     asyncio.run(sink.send(letter))
     record = orjson.loads(out.getvalue())

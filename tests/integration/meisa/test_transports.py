@@ -1,61 +1,75 @@
-"""The httpx transports on other engines (bridge.meisa.aio, bridge.meisa.reqwest), each against a
-small aiohttp server on 127.0.0.1."""
+"""The httpx transport on pyreqwest (bridge.meisa.reqwest) against a small HTTP/1.1 server on
+127.0.0.1, written on asyncio streams so that it answers exactly what each test needs."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from aiohttp import web
 
-from bridge.meisa.aio import AiohttpTransport
 from bridge.meisa.reqwest import ReqwestTransport
 
 Seen = list[tuple[str, str, dict[str, str], bytes]]
-Engine = type[AiohttpTransport] | type[ReqwestTransport]
-ENGINES = pytest.mark.parametrize("engine", [AiohttpTransport, ReqwestTransport])
 
 
-def lower(headers: Mapping[str, str]) -> dict[str, str]:
-    """Header names as one case: reqwest sends them in lower case, aiohttp as given."""
-    return {name.lower(): value for name, value in headers.items()}
+async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
+    """One request per connection: read it, note it, answer and close."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    method, target, _ = head[0].split(" ", 2)
+    headers = {}
+    for line in head[1:]:
+        if line:
+            name, value = line.split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    seen.append((method, target, headers, body))
+    extra = ["X-Answer: yes"]
+    status, payload = "201 Created", b'{"ok": true}'
+    if target == "/slow":
+        await asyncio.sleep(2)
+    if target == "/gzip":
+        status, payload, extra = "200 OK", gzip.compress(b'{"zipped": true}'), []
+        extra.append("Content-Encoding: gzip")
+    lines = [f"HTTP/1.1 {status}", f"Content-Length: {len(payload)}", "Connection: close", *extra]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
+    await writer.drain()
 
 
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[str, Seen]]:
     seen: Seen = []
+    handlers: set[asyncio.Task[None]] = set()
 
-    async def echo(request: web.Request) -> web.Response:
-        body = await request.read()
-        seen.append((request.method, request.path_qs, lower(request.headers), body))
-        if request.path == "/slow":
-            await asyncio.sleep(2)
-        if request.path == "/gzip":
-            return web.Response(
-                body=gzip.compress(b'{"zipped": true}'), headers={"Content-Encoding": "gzip"}
-            )
-        return web.Response(status=201, body=b'{"ok": true}', headers={"X-Answer": "yes"})
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            await _answer(reader, writer, seen)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client gave up (the timeout test)
+        finally:
+            writer.close()
+            handlers.discard(task)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", echo)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    listening = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = listening.sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}", seen
     finally:
-        await runner.cleanup()
+        for task in list(handlers):
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        listening.close()
+        await listening.wait_closed()
 
 
-@ENGINES
-async def test_request_and_response_cross_intact(server: tuple[str, Seen], engine: Engine) -> None:
+async def test_request_and_response_cross_intact(server: tuple[str, Seen]) -> None:
     base, seen = server
-    transport = engine()
+    transport = ReqwestTransport()
     try:
         request = httpx.Request(
             "POST", f"{base}/contacts/upsert/?a=1", headers={"X-API-Key": "k"}, content=b'{"x":1}'
@@ -74,43 +88,39 @@ async def test_request_and_response_cross_intact(server: tuple[str, Seen], engin
     assert response.json() == {"ok": True}
 
 
-@ENGINES
-async def test_a_compressed_answer_is_decoded(server: tuple[str, Seen], engine: Engine) -> None:
+async def test_a_compressed_answer_is_decoded(server: tuple[str, Seen]) -> None:
     base, _ = server
-    async with engine() as transport:
+    async with ReqwestTransport() as transport:
         response = await transport.handle_async_request(httpx.Request("GET", f"{base}/gzip"))
         await response.aread()
     assert response.json() == {"zipped": True}
 
 
-@ENGINES
-async def test_connection_refused_is_httpx_connect_error_without_chain(engine: Engine) -> None:
-    async with engine() as transport:
+async def test_connection_refused_is_httpx_connect_error_without_chain() -> None:
+    async with ReqwestTransport() as transport:
         with pytest.raises(httpx.ConnectError) as info:
             await transport.handle_async_request(httpx.Request("GET", "http://127.0.0.1:9/"))
     assert info.value.__cause__ is None
     assert info.value.__context__ is None
 
 
-@ENGINES
-async def test_read_timeout_is_httpx_timeout(server: tuple[str, Seen], engine: Engine) -> None:
+async def test_read_timeout_is_httpx_timeout(server: tuple[str, Seen]) -> None:
     base, _ = server
     timeout = {"timeout": httpx.Timeout(0.2).as_dict()}
-    async with engine() as transport:
+    async with ReqwestTransport() as transport:
         with pytest.raises(httpx.TimeoutException):
             await transport.handle_async_request(
                 httpx.Request("GET", f"{base}/slow", extensions=timeout)
             )
 
 
-@ENGINES
 async def test_a_proxy_in_the_environment_is_not_used(
-    server: tuple[str, Seen], engine: Engine, monkeypatch: pytest.MonkeyPatch
+    server: tuple[str, Seen], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY"):
         monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    async with engine() as transport:
+    async with ReqwestTransport() as transport:
         response = await transport.handle_async_request(httpx.Request("GET", f"{server[0]}/x"))
     assert response.status_code == 201

@@ -10,8 +10,9 @@ import orjson
 import pytest
 import replay_env as env
 
-from bridge.dlq import DeadLetter, DeadLetterProducer
-from bridge.errors import DecodeError, MappingError
+from bridge.dlq import DeadLetter, DeadLetterProducer, Failure
+from bridge.errors import DecodeError, MappingError, PoisonError
+from bridge.events import Headers, Record
 from bridge.kafka.producer import KafkaProducer
 
 pytestmark = pytest.mark.integration
@@ -27,19 +28,23 @@ def _dead_letter(bootstrap: str, dlq: str, letters: list[DeadLetter]) -> None:
     asyncio.run(go())
 
 
-def _map_letter(topic: str, offset: int, ev: dict[str, Any], **fields: Any) -> DeadLetter:
+def _map_letter(
+    topic: str,
+    offset: int,
+    ev: dict[str, Any],
+    *,
+    headers: Headers = (),
+    timestamp: int | None = None,
+    error: PoisonError | None = None,
+    attempts: int = 1,
+) -> DeadLetter:
     """What the bridge writes when the `profile` rule fails on `ev` read at `offset`."""
-    defaults: dict[str, Any] = {"headers": None, "timestamp": None, "error": MappingError("bad")}
-    return DeadLetter(
-        topic=topic,
-        partition=0,
-        offset=offset,
-        key=ev["data"]["user_id"].encode(),
-        value=orjson.dumps(ev),
-        stage="map",
-        rule="profile",
-        **{**defaults, **fields},
+    key = ev["data"]["user_id"].encode()
+    record = Record(topic, 0, offset, key, orjson.dumps(ev), headers, timestamp)
+    failure = Failure(
+        error=error or MappingError("bad"), stage="map", rule="profile", attempts=attempts
     )
+    return DeadLetter(record, failure)
 
 
 def _json(*args: Any) -> Any:
@@ -63,7 +68,7 @@ def test_redrive_after_a_rule_fix_leaves_nothing_behind_and_runs_once(
             topic,
             i,
             ev,
-            headers=[("trace", b"t1")],
+            headers=(("trace", b"t1"),),
             timestamp=1_700_000_000_000,
             error=MappingError("data.plan: missing"),
         )
@@ -71,15 +76,8 @@ def test_redrive_after_a_rule_fix_leaves_nothing_behind_and_runs_once(
     ]
     letters += [
         DeadLetter(
-            topic=topic,
-            partition=0,
-            offset=100 + i,
-            key=None,
-            value=b"\xff garbage",
-            headers=None,
-            timestamp=None,
-            error=DecodeError("not JSON"),
-            stage="decode",
+            Record(topic=topic, partition=0, offset=100 + i, key=None, value=b"\xff garbage"),
+            Failure(error=DecodeError("not JSON"), stage="decode"),
         )
         for i in range(2)
     ]

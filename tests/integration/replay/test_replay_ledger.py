@@ -15,8 +15,9 @@ import pytest
 import replay_env as env
 
 from bridge.config import LedgerSettings
-from bridge.dlq import DeadLetter, DeadLetterProducer
+from bridge.dlq import DeadLetter, DeadLetterProducer, Failure
 from bridge.errors import MappingError
+from bridge.events import Record
 from bridge.kafka.ledger import KafkaLedger
 from bridge.kafka.producer import KafkaProducer
 from bridge.meisa.calls import MeisaCall
@@ -87,17 +88,15 @@ def test_with_the_default_settings_a_redrive_skips_a_trigger_the_live_bridge_sen
 ) -> None:
     topic, dlq, live = make_topic(), make_topic(), f"live-{uuid.uuid4().hex[:8]}"
     otp = env._event("auth.otp", 1, 1, code="1")
-    letter = DeadLetter(
+    record = Record(
         topic=topic,
         partition=0,
         offset=0,
         key=otp["data"]["user_id"].encode(),
         value=orjson.dumps(otp),
-        headers=None,
-        timestamp=None,
-        error=MappingError("a rule since fixed"),
-        stage="map",
-        rule="otp",
+    )
+    letter = DeadLetter(
+        record, Failure(error=MappingError("a rule since fixed"), stage="map", rule="otp")
     )
 
     async def dead_letter() -> None:

@@ -22,10 +22,11 @@ from bridge.errors import (
     Unauthorized,
     Unsubscribed,
 )
+from bridge.meisa import retry
 from bridge.meisa.calls import CallKind, MeisaCall, contact_key
 from bridge.meisa.delivery import Attempt, Deliverer
 from bridge.meisa.models import CallResult
-from bridge.meisa.retry import RetryPolicy
+from bridge.meisa.retry import ContactWait, RetryPolicy
 
 OK = CallResult(200, {"status": "ok"})
 POLICY = RetryPolicy(
@@ -238,3 +239,64 @@ async def test_retry_log_masks_the_email(caplog: pytest.LogCaptureFixture) -> No
     assert "retrying upsert" in text
     assert "sarah@example.com" not in text
     assert "s***@example.com" in text
+
+
+class CountingRetrying(retry.AsyncRetrying):
+    built = 0
+
+    def __init__(self, **kw: Any) -> None:
+        CountingRetrying.built += 1
+        super().__init__(**kw)
+
+
+async def test_only_a_failed_first_attempt_enters_tenacity(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(retry, "AsyncRetrying", CountingRetrying)
+    d, _, _ = deliverer(FakeClient([OK, OK, OK]))
+    for _ in range(3):
+        await d.deliver(make_call())
+    assert CountingRetrying.built == 0, "no controller for a call that succeeds at once"
+    d, _, _ = deliverer(FakeClient([RejectedCall("bad", status=400, endpoint="x")]))
+    with pytest.raises(RejectedCall):
+        await d.deliver(make_call())
+    assert CountingRetrying.built == 0, "nor for one that is poison at once"
+    d, _, sleep = deliverer(FakeClient([server_error(), server_error(), OK]))
+    assert await d.deliver(make_call()) == OK
+    assert (CountingRetrying.built, len(sleep.waits)) == (1, 2)
+
+
+async def test_a_404_waits_as_the_one_contact_wait_says() -> None:
+    not_found = [ContactNotFound("no contact", status=404, endpoint="track") for _ in range(3)]
+    d, _, sleep = deliverer(FakeClient([*not_found, OK]))
+    assert await d.deliver(make_call("track")) == OK
+    wait = POLICY.contact_wait
+    for n, slept in enumerate(sleep.waits, start=1):
+        ceiling = min(wait.cap_seconds, wait.base_seconds * 2 ** (n - 1))
+        assert ceiling / 2 <= slept <= ceiling
+    assert len(sleep.waits) == 3
+
+
+async def test_404s_count_toward_their_limit_across_other_retries() -> None:
+    not_found = ContactNotFound("no contact", status=404, endpoint="track")
+    script = [not_found, server_error(), not_found, server_error(), not_found, not_found]
+    client = FakeClient([*script, OK])
+    d, _, _ = deliverer(client)
+    with pytest.raises(ContactNotFound) as caught:
+        await d.deliver(make_call("track"))
+    assert client.sent == 6, "the fourth 404 is one past not_found_retries (3)"
+    assert caught.value.attempts == 6
+
+
+@given(st.integers(min_value=1, max_value=10_000), st.integers(min_value=0, max_value=2**32))
+def test_the_contact_wait_never_hammers_and_never_passes_its_cap(attempt: int, seed: int) -> None:
+    wait = ContactWait(seconds=300.0)
+    delay = wait.delay(attempt, random.Random(seed))
+    ceiling = min(wait.cap_seconds, wait.base_seconds * 2 ** min(attempt - 1, 62))
+    assert ceiling / 2 <= delay <= ceiling <= wait.cap_seconds
+
+
+def test_the_contact_wait_is_over_by_time_or_by_count() -> None:
+    by_time, by_count = ContactWait(seconds=300.0), ContactWait(attempts=3)
+    assert not by_time.over(1_000, 299.9)
+    assert by_time.over(1, 300.0)
+    assert not by_count.over(3, 10_000.0)
+    assert by_count.over(4, 0.0)

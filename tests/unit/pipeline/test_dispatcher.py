@@ -17,8 +17,11 @@ from bridge.errors import (
 )
 from bridge.events import Record
 from bridge.meisa.calls import MeisaCall
+from bridge.meisa.retry import ContactWait
 from bridge.pipeline.dispatcher import Dispatcher, Slot
 from bridge.pipeline.message import InFlight, Sending
+
+WAIT_LONG = ContactWait(seconds=300.0, base_seconds=60.0)  # a parked call stays parked in a test
 
 
 def msg(offset: int, partition: int = 0) -> InFlight:
@@ -133,7 +136,7 @@ async def test_poison_in_merged_upsert_fails_only_its_own_message() -> None:
     ok, bad = msg(1), msg(2)
     d.submit(ok, [call("upsert", "a", 1, first_name="X")])
     d.submit(bad, [call("upsert", "a", 2, last_name="Y")])
-    await d.wait_idle(5)
+    await d.join(5)
     assert {m.offset for m in finished} == {0, 1, 2}
     assert ok.failure is None
     assert bad.failure is not None
@@ -147,7 +150,7 @@ async def test_other_calls_of_a_poison_message_still_run() -> None:
     d = make(fake, finished)
     m = msg(0)
     d.submit(m, [call("track", "a", 1), call("upsert", "b", 2)])
-    await d.wait_idle(5)
+    await d.join(5)
     assert len(fake.sent) == 2
     assert finished == [m]
     assert m.failure is not None
@@ -159,7 +162,7 @@ async def test_skip_outcome_finishes_and_counts_reason() -> None:
     fake.fail[0] = StaleEvent("old")
     m = msg(0)
     d.submit(m, [call("trigger", "a", 0)])
-    await d.wait_idle(5)
+    await d.join(5)
     assert finished == [m]
     assert m.failure is None
     assert reasons == ["stale"]
@@ -173,7 +176,7 @@ async def test_guard_skip_means_nothing_is_sent() -> None:
 
     d = make(fake, finished, guard=guard)
     d.submit(msg(0), [call("trigger", "a")])
-    await d.wait_idle(5)
+    await d.join(5)
     assert fake.sent == []
     assert finished[0].skipped == ["stale"]
 
@@ -184,7 +187,7 @@ async def test_halt_stops_sending_and_leaves_messages_unfinished() -> None:
     d = make(fake, finished, max_in_flight=1)
     d.submit(msg(0), [call("track", "a", 0)])
     d.submit(msg(1), [call("track", "a", 1)])
-    await d.wait_idle(5)
+    await d.join(5)
     assert isinstance(d.halted, Unauthorized)
     assert finished == []
     assert len(fake.sent) == 1
@@ -202,7 +205,7 @@ async def test_calls_of_cancelled_messages_are_dropped() -> None:
     late.cancel()
     await settle()
     fake.gates[0].set()
-    await d.wait_idle(5)
+    await d.join(5)
     assert [c.body["n"] for c in fake.sent] == [0]
 
 
@@ -235,7 +238,7 @@ def test_per_contact_order_is_submission_order(
                 expected.setdefault(key, []).append(n)
                 n += 1
             d.submit(msg(offset), batch)
-        assert await d.wait_idle(10)
+        assert await d.join(10)
         assert sorted(m.offset for m in finished) == list(range(len(plan)))
         seen: dict[tuple[str, bool], list[int]] = {}
         for c in fake.sent:  # a person's triggers run in a lane of their own
@@ -272,7 +275,7 @@ async def test_an_upsert_queued_behind_a_track_of_an_unknown_contact_goes_first(
     d.submit(msg(0, partition=0), [call("track", "a", 0)])
     d.submit(msg(1, partition=0), [call("track", "a", 1)])
     d.submit(msg(0, partition=1), [call("upsert", "a", 2)])
-    await d.wait_idle(1)
+    await d.join(1)
     assert [c.body["n"] for c in fake.sent] == [2, 0, 1]
     assert len(finished) == 3
 
@@ -292,7 +295,7 @@ async def test_revoked_messages_send_nothing_new_while_the_call_in_progress_fini
         m.revoke()
     fake.gates[0].set()
     fake.gates[1].set()
-    await d.wait_idle(1)
+    await d.join(1)
     assert [c.body["n"] for c in fake.sent] == [0, 2]
     assert [m for m in finished if not m.cancelled] == [first]
     assert second.cancelled
@@ -315,13 +318,13 @@ async def test_releasing_a_partition_cancels_its_calls_in_progress() -> None:
     await d.release([("t", 0)])
     await settle()
     fake.gates[1].set()
-    await d.wait_idle(1)
+    await d.join(1)
     assert [c.body["n"] for c in fake.sent] == [0, 2]
     assert finished == [kept]
     d.submit(msg(5, partition=0), [call("track", "a", 5)])  # assigned again later
     await settle()
     fake.gates[2].set()
-    await d.wait_idle(1)
+    await d.join(1)
     assert [c.body["n"] for c in fake.sent] == [0, 2, 5]
 
 
@@ -341,13 +344,13 @@ async def test_a_lane_survives_repeated_releases_and_still_closes() -> None:
     d.submit(kept, [call("track", "a", 9)])
     await settle()
     fake.gates[-1].set()
-    await d.wait_idle(1)
+    await d.join(1)
     assert [c.body["n"] for c in fake.sent] == [0, 1, 2, 9]
     assert finished == [kept]
     d.submit(msg(10, partition=1), [call("track", "a", 10)])
     await settle()
-    await d.aclose()
-    assert await d.wait_idle(1)
+    await d.terminate()
+    assert await d.join(1)
     assert len(finished) == 1
 
 
@@ -361,7 +364,7 @@ async def test_closing_while_a_release_cancels_the_same_call_stops_the_lane() ->
     await settle()
     lost.cancel()
     release = asyncio.create_task(d.release([("t", 0)]))
-    closing = asyncio.create_task(d.aclose())
+    closing = asyncio.create_task(d.terminate())
     await asyncio.gather(release, closing)
     await settle()
     assert [c.body["n"] for c in fake.sent] == [0], "the closed lane starts nothing more"
@@ -375,7 +378,7 @@ async def test_an_error_outside_the_error_tree_halts_instead_of_stranding_the_me
     fake.fail[0] = RuntimeError("unexpected")
     d = make(fake, finished, on_halt=halts.append)
     d.submit(msg(0), [call("track", "a", 0)])
-    await d.wait_idle(1)
+    await d.join(1)
     assert finished == []
     assert [type(h).__name__ for h in halts] == ["UnexpectedDeliveryError"]
     assert "RuntimeError: unexpected" in str(halts[0])
@@ -388,7 +391,7 @@ def not_found() -> ContactNotFound:
 async def test_a_404_parks_the_call_without_holding_a_slot_and_an_upsert_wakes_it() -> None:
     fake, finished, misses = FakeMeisa(), [], []
     fake.fail[0] = not_found()
-    d = make(fake, finished, max_in_flight=1, on_not_found=misses.append, wait_base=60.0)
+    d = make(fake, finished, max_in_flight=1, on_not_found=misses.append, contact_wait=WAIT_LONG)
     d.submit(msg(0), [call("track", "a", 0)])
     await settle()
     assert d.parked() == 1
@@ -397,7 +400,7 @@ async def test_a_404_parks_the_call_without_holding_a_slot_and_an_upsert_wakes_i
     assert [c.body["n"] for c in fake.sent] == [0, 1]
     del fake.fail[0]
     d.submit(msg(0, partition=1), [call("upsert", "a", 2)])  # someone creates the contact
-    assert await d.wait_idle(1)  # the parked track retries at once, not after its back-off
+    assert await d.join(1)  # the parked track retries at once, not after its back-off
     assert [c.body["n"] for c in fake.sent] == [0, 1, 2, 0]
     assert misses == ["track"]
     assert len(finished) == 3
@@ -407,7 +410,7 @@ async def test_a_404_parks_the_call_without_holding_a_slot_and_an_upsert_wakes_i
 async def test_calls_needing_the_contact_stay_behind_a_parked_head_triggers_pass() -> None:
     fake, finished = FakeMeisa(), []
     fake.fail[0] = not_found()
-    d = make(fake, finished, wait_base=60.0)
+    d = make(fake, finished, contact_wait=WAIT_LONG)
     d.submit(msg(0), [call("track", "a", 0)])
     d.submit(msg(1), [call("add_tag", "a", 1)])
     d.submit(
@@ -419,16 +422,17 @@ async def test_calls_needing_the_contact_stay_behind_a_parked_head_triggers_pass
     assert sent[:2] == [0, 2]  # the trigger went; its success shows the contact, so the track
     assert 1 not in sent  # retried (and 404'd again); the tag stays behind it
     assert [m.offset for m in finished] == [2]
-    await d.aclose()
+    await d.terminate()
 
 
 async def test_a_404_past_the_contact_wait_is_poison_with_a_reason() -> None:
     fake, finished = FakeMeisa(), []
     fake.fail[0] = not_found()
-    d = make(fake, finished, contact_wait=0.05, wait_base=0.01, wait_cap=0.02)
+    wait = ContactWait(seconds=0.05, base_seconds=0.01, cap_seconds=0.02)
+    d = make(fake, finished, contact_wait=wait)
     m = msg(0)
     d.submit(m, [call("track", "a", 0)])
-    assert await d.wait_idle(2)
+    assert await d.join(2)
     assert finished == [m]
     assert m.failure is not None
     assert isinstance(m.failure.error, ContactWaitExpired)
@@ -453,7 +457,7 @@ async def test_create_contact_upserts_a_minimal_contact_then_sends_again() -> No
 
     d = Dispatcher(deliver=deliver, on_finished=finished.append)
     d.submit(msg(0), [track])
-    assert await d.wait_idle(1)
+    assert await d.join(1)
     assert [(c.kind, dict(c.body)) for c in fake.sent[1:]] == [
         ("upsert", {"email": "a@x.io", "external_id": "u1"}),
         ("track", dict(track.body)),
@@ -492,7 +496,7 @@ async def test_an_email_only_lane_folds_into_the_persons_lane_when_the_link_appe
     fake.gates[2].set()
     await settle()
     fake.gates[3].set()
-    assert await d.wait_idle(1)
+    assert await d.join(1)
     assert [c.body["n"] for c in fake.sent] == [0, 1, 2, 3]
     assert len(finished) == 4
 
@@ -542,6 +546,21 @@ async def test_a_call_cancelled_while_it_waits_at_the_fence_gives_its_slot_back(
     fence_open.set()
     kept = msg(0, partition=1)
     d.submit(kept, [call("track", "q", 9)])
-    await d.wait_idle(1)
+    await d.join(1)
     assert [c.body["n"] for c in fake.sent] == [9]
     assert finished == [kept]
+
+
+async def test_closed_it_finishes_the_calls_under_way_and_takes_no_new_message() -> None:
+    fake, finished = FakeMeisa(auto=False), []
+    d = make(fake, finished)
+    running, late = msg(0), msg(1)
+    d.submit(running, [call("track", "a")])
+    await settle()
+    d.close()
+    d.submit(late, [call("track", "b")])
+    assert not await d.join(0.05), "the call under way is waited for"
+    fake.gates[0].set()
+    assert await d.join(1)
+    assert finished == [running]
+    assert (len(fake.sent), late.remaining) == (1, 0), "the late message is left to be read again"

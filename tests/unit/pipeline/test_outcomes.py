@@ -15,6 +15,7 @@ from bridge.events import Envelope, Record
 from bridge.kafka.memory import MemoryBroker, MemoryProducer
 from bridge.meisa.calls import MeisaCall
 from bridge.meisa.models import CallResult
+from bridge.meisa.retry import ContactWait
 from bridge.observability import Metrics
 from bridge.pipeline.dispatcher import Dispatcher, Slot
 from bridge.pipeline.message import InFlight, Sending
@@ -136,7 +137,7 @@ class Fake:
 
 
 async def drain(dispatcher: Dispatcher) -> None:
-    assert await dispatcher.wait_idle(5)
+    assert await dispatcher.join(5)
 
 
 async def test_the_dispatcher_hands_over_each_finished_call_once_per_message() -> None:
@@ -150,9 +151,7 @@ async def test_the_dispatcher_hands_over_each_finished_call_once_per_message() -
         deliver=with_attempts(fake.deliver),
         on_finished=lambda m: None,
         on_outcome=on_outcome,
-        contact_wait=0.05,
-        wait_base=0.01,
-        wait_cap=0.01,
+        contact_wait=ContactWait(seconds=0.05, base_seconds=0.01, cap_seconds=0.01),
     )
     gate = asyncio.Event()
     blocker = MeisaCall(kind="upsert", body={"email": "x@x.io"}, contact_key="bo", rule="block")

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.config import BridgeConfig
-from bridge.dlq import DeadLetter, DeadLetterProducer, dlq_record_headers
+from bridge.dlq import DeadLetter, DeadLetterProducer, Failure, dlq_record_headers
 from bridge.dlq_admin.commands import list_records
 from bridge.dlq_admin.records import (
     DlqRecord,
@@ -31,19 +31,21 @@ from bridge.settings import DlqSettings
 
 
 def letter(offset: int, **kw: Any) -> DeadLetter:
-    base: dict[str, Any] = {
+    """Flat keywords: those of the Record, then those of the Failure."""
+    record: dict[str, Any] = {
         "topic": "app.users",
         "partition": 2,
         "offset": offset,
         "key": b"k",
         "value": json.dumps({"email": "ann@example.com", "n": offset}).encode(),
-        "headers": [("trace", b"abc")],
+        "headers": (("trace", b"abc"),),
         "timestamp": 1_700_000_000_000,
-        "error": MappingError("missing data.plan"),
-        "stage": "map",
-        "rule": "profile",
     }
-    return DeadLetter(**{**base, **kw})
+    failure: dict[str, Any] = {"error": MappingError("missing data.plan"), "stage": "map"}
+    failure["rule"] = "profile"
+    for name, value in kw.items():
+        (record if name in record else failure)[name] = value
+    return DeadLetter(Record(**record), Failure(**failure))
 
 
 def raw(dlq_offset: int, dl: DeadLetter, partition: int = 0) -> Record:
@@ -51,8 +53,8 @@ def raw(dlq_offset: int, dl: DeadLetter, partition: int = 0) -> Record:
         "dlq",
         partition,
         dlq_offset,
-        dl.key,
-        dl.value,
+        dl.record.key,
+        dl.record.value,
         tuple(dlq_record_headers(dl)),
         1_700_000_100_000,
     )
@@ -191,9 +193,11 @@ def test_redrive_uses_the_original_origin_and_requeues_failures_with_attempts_pl
         "app.users/2/42:profile:0",
     ]
     run(broken=True)
-    assert [(d.offset, d.attempts, d.stage, d.headers) for d in dead] == [
-        (41, 2, "map", [("trace", b"abc")]),
-        (42, 3, "map", [("trace", b"abc")]),
+    assert [
+        (d.record.offset, d.failure.attempts, d.failure.stage, d.record.headers) for d in dead
+    ] == [
+        (41, 2, "map", (("trace", b"abc"),)),
+        (42, 3, "map", (("trace", b"abc"),)),
     ]
     assert marks == [(0, "ok"), (1, "ok"), (0, "failed"), (1, "failed")]
 

@@ -6,7 +6,9 @@ import math
 import pytest
 
 from bridge.errors import ConfigError
+from bridge.meisa.calls import KINDS
 from bridge.meisa.models import PingInfo
+from bridge.meisa.schedule import RateScheduler
 from bridge.replay.budget import Budget, budget_from, format_duration
 from bridge.replay.command import parse_time
 from bridge.replay.progress import Progress
@@ -21,16 +23,33 @@ def test_default_key_budget_paces_about_one_call_a_second() -> None:
 
 def test_the_hourly_limit_less_the_trigger_reserve_decides_long_backfills() -> None:
     budget = budget_from(MeisaSettings(), PingInfo())
-    # 900 of the 1,000/h are open to upserts (10% is kept for triggers): 4,100 more at 900/h.
-    assert budget.seconds_for(5000) == pytest.approx(4100 * 3600 / 900)
-    assert budget.seconds_for(900, full=False) == pytest.approx(3600)
+    # 900 of the 1,000/h are open to upserts (10% is kept for triggers): 4,100 more at 900 per
+    # hour, the governor's hour being 0.5 s longer than 3,600 (its guard against clock skew).
+    assert budget.seconds_for(5000) == pytest.approx(4100 * 3600.5 / 900)
+    assert budget.seconds_for(900, full=False) == pytest.approx(3600.5)
 
 
 def test_overrides_and_share_scale_the_budget() -> None:
     settings = MeisaSettings(rate_limit_per_minute=600, rate_limit_per_hour=36000, rate_share=0.5)
     budget = budget_from(settings, PingInfo())
-    assert (budget.per_minute, budget.per_hour, budget.origin) == (300, 18000, "config")
-    assert budget.rate == pytest.approx(18000 * 0.9 / 3600)
+    assert budget == Budget(600, 36000, "config", 0.5)
+    assert budget.rate == pytest.approx(18000 * 0.9 / 3600.5)
+    assert budget.describe() == "600/min, 36000/h (config, this replica's share 0.5)"
+
+
+def test_a_small_share_keeps_the_governors_floor_of_one_request_per_window() -> None:
+    # A 1% share of 60/min is 0.6 a minute, but the governor grants one request per window at
+    # least: a replay on such a replica takes a window per call, not 1.7 windows.
+    budget = budget_from(MeisaSettings(rate_share=0.01), PingInfo(rate_limit_per_hour=None))
+    assert budget.seconds_for(3) == pytest.approx(3 * 60.5)
+    assert budget.rate == pytest.approx(1 / 60.5)
+
+
+def test_the_estimate_is_the_governors_pace_for_upserts() -> None:
+    budget = Budget(120, None, "ping", 0.5)
+    core = RateScheduler(per_minute=120, per_hour=None, share=0.5)
+    ((allowed, window),) = core.allowances(KINDS["upsert"].priority)
+    assert budget.seconds_for(600) == pytest.approx(600 * window / allowed)
 
 
 def test_no_key_and_no_overrides_assume_the_spec_defaults() -> None:
@@ -119,5 +138,7 @@ def test_the_budget_uses_the_limits_the_governor_paces_with(
 
     governor = RateGovernor.from_ping(ping, settings)
     budget = budget_from(settings, ping)
-    expected = None if budget.per_minute is None else int(budget.per_minute)
+    expected = None
+    if budget.per_minute is not None:  # the share of it, floored to one at least
+        expected = max(1, math.floor(budget.per_minute * budget.share))
     assert governor.per_minute == expected
