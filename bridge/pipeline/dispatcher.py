@@ -25,6 +25,11 @@ PoisonError marks the message failed (the other calls of a message still run, si
 at-least-once anyway; the message goes to the DLQ once, naming the first failing rule); a
 HaltError stops the dispatcher: nothing more is sent and unfinished messages stay unfinished. A
 message is finished when every one of its calls is; `on_finished` then decides (done, or DLQ).
+
+Fewer calls. Upserts merge and add_tags fold into a queued upsert in their lane
+(bridge.pipeline.coalesce); enrolments to one sequence wait up to `enroll_window` seconds to go
+together as one bulk-enroll (bridge.pipeline.bulk), and a person's later call sends their
+batch at once.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from bridge.identity import ContactIdentity, KnownContacts
 from bridge.meisa.calls import MeisaCall
 from bridge.meisa.retry import ContactWait
 from bridge.observability import mask_email
+from bridge.pipeline.bulk import EnrollBatches
 from bridge.pipeline.coalesce import Pending
 from bridge.pipeline.lanes import Item, Lane, Slots
 from bridge.pipeline.message import InFlight, Sending, TopicPartition
@@ -96,6 +102,7 @@ class Dispatcher:
         rng: random.Random | None = None,
         fence: Callable[[], Awaitable[None]] | None = None,
         on_outcome: OnOutcome | None = None,
+        enroll_window: float = 0.0,
     ) -> None:
         self._deliver = deliver
         self._on_outcome = on_outcome
@@ -115,6 +122,9 @@ class Dispatcher:
         self.coalesced = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self.batches = EnrollBatches(
+            window=enroll_window, send=self._send_bulk, halted=lambda: self.halted
+        )
 
     @property
     def sending(self) -> int:
@@ -138,6 +148,8 @@ class Dispatcher:
             lane = self._lane_for(call)
             if lane.push(call, message):
                 self.coalesced += 1
+            if lane.running is not None:  # never waits in a batch past this later call
+                self.batches.hurry(lane.running)
             if lane.task is None and self.halted is None:
                 lane.task = self._start(lane)
 
@@ -216,6 +228,7 @@ class Dispatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.batches.aclose()
 
     # -- one lane ------------------------------------------------------------------------------
 
@@ -279,7 +292,7 @@ class Dispatcher:
         slot = _Start(self._slots[item.call.traits.trigger], item, self._fence)
         answer: object
         try:
-            answer = await self._send(item.call, item.messages(), slot)
+            answer = await self._send_item(item, slot)
         except CallAbandoned:
             self._abandon(item)
             return
@@ -369,6 +382,19 @@ class Dispatcher:
         if lane.parked is not None:
             lane.due = 0.0
             lane.wake()
+
+    async def _send_item(self, item: Item, slot: Slot) -> object:
+        """Send the item's call, in a bulk request when it may go in one."""
+        if self.batches.takes(item.call):
+            self._guard(item.call, Sending(tuple(item.messages())).event_time)
+            if await self.batches.join(item):
+                return None
+        return await self._send(item.call, item.messages(), slot)
+
+    async def _send_bulk(self, carried: Item) -> object:
+        """One bulk request for the messages of every call it carries (bridge.pipeline.bulk)."""
+        slot = _Start(self._slots[False], carried, self._fence)
+        return await self._send(carried.call, carried.messages(), slot)
 
     async def _send(self, call: MeisaCall, messages: Sequence[InFlight], slot: Slot) -> object:
         sending = Sending(tuple(messages))
