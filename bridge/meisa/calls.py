@@ -7,7 +7,7 @@ dispatches them) and the client (which sends them). What differs by call kind is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -241,3 +241,70 @@ def fold_tag(upsert: MeisaCall, tag: MeisaCall) -> MeisaCall:
     upsert names and creates missing ones, as add_tag does; it never removes any)."""
     names = list(dict.fromkeys([*upsert.body.get("tag_names", ()), tag.body["tag_name"]]))
     return replace(upsert, body={**upsert.body, "tag_names": names})
+
+
+def folds_into(upsert: MeisaCall, tag: MeisaCall) -> bool:
+    """`tag` (an add_tag by name) may go as one of `upsert`'s tag_names: both rules allow it and
+    the tag names its contact by fields the upsert carries, with the same values."""
+    return (
+        upsert.kind == "upsert"
+        and tag.traits.folds_into_upsert
+        and upsert.coalesce
+        and tag.coalesce
+        and isinstance(tag.body.get("tag_name"), str)
+        and _same_contact(upsert.body, tag.body)
+    )
+
+
+def _same_contact(upsert: Mapping[str, Any], tag: Mapping[str, Any]) -> bool:
+    named = False
+    for name in ("external_id", "email"):
+        value = tag.get(name)
+        if value in (None, ""):
+            continue
+        mine = upsert.get(name)
+        if name == "email" and isinstance(value, str) and isinstance(mine, str):
+            value, mine = value.strip().lower(), mine.strip().lower()
+        if mine != value:
+            return False
+        named = True
+    return named
+
+
+# The fields a bulk request carries for each call: a call with any other goes alone.
+_BULK_FIELDS = frozenset({"email", "sequence_slug", "override_unsubscribe"})
+BulkKey = tuple[str, bool]  # (sequence_slug, override_unsubscribe)
+
+
+def bulk_key(call: MeisaCall) -> BulkKey | None:
+    """Which bulk request a call may go in (None: it goes alone): an enrolment with nothing the
+    bulk endpoint cannot carry (metadata, trigger_source), no max_age, not opted out."""
+    body = call.body
+    if (
+        call.traits.bulk is None
+        or not call.coalesce
+        or call.max_age is not None
+        or not _BULK_FIELDS.issuperset(body)
+        or not isinstance(body.get("email"), str)
+        or not isinstance(body.get("sequence_slug"), str)
+    ):
+        return None
+    return body["sequence_slug"], body.get("override_unsubscribe") is True
+
+
+def bulk_of(calls: Sequence[MeisaCall]) -> MeisaCall:
+    """The one request that makes every call of one `bulk_key` (each address once)."""
+    first = calls[0]
+    assert first.traits.bulk is not None
+    emails = list(dict.fromkeys(bulk_address(call) for call in calls))
+    body: dict[str, Any] = {"sequence_slug": first.body["sequence_slug"], "emails": emails}
+    if first.body.get("override_unsubscribe") is True:
+        body["override_unsubscribe"] = True
+    return MeisaCall(
+        kind=first.traits.bulk, body=body, contact_key="", rule=first.rule, action=first.action
+    )
+
+
+def bulk_address(call: MeisaCall) -> str:
+    """The address a call has in a bulk request (Meisa compares addresses case-insensitively)."""
+    return str(call.body["email"]).strip().lower()

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from bridge.errors import (
     AlreadyEnrolled,
@@ -35,14 +35,12 @@ from bridge.errors import (
     SkipOutcome,
     Unsubscribed,
 )
-from bridge.meisa.calls import MeisaCall
+from bridge.meisa.calls import BulkKey, MeisaCall, bulk_address, bulk_key, bulk_of
 from bridge.meisa.models import BULK_ENROLL_MAX, CallResult
 from bridge.pipeline.coalesce import Pending
 from bridge.pipeline.lanes import Item
 from bridge.pipeline.message import InFlight
 
-# The fields a bulk-enroll carries for each enrolment: an enrolment with any other goes alone.
-_BULK_FIELDS = frozenset({"email", "sequence_slug", "override_unsubscribe"})
 # Skip reasons that mean the enrolment is done: the person is in the sequence already, or must
 # not be emailed (the single enrol answers these with 400 already enrolled and 422).
 _DONE: Mapping[str, type[SkipOutcome]] = {
@@ -56,7 +54,7 @@ ALONE: Alone = "alone"
 Verdict = Alone | BaseException | None  # None: done in bulk; an exception: its outcome
 # Sends the bulk call for every message its parts serve; returns the deliver step's answer.
 Send = Callable[[Pending[InFlight]], Awaitable[object]]
-BatchKey = tuple[str, bool]
+BatchKey = BulkKey
 
 
 @dataclass(eq=False)
@@ -69,30 +67,12 @@ class Batch:
 
 def batch_key(call: MeisaCall) -> BatchKey | None:
     """The batch a call may join, or None: it goes on its own."""
-    body = call.body
-    if (
-        call.traits.bulk is None
-        or not call.coalesce
-        or call.max_age is not None
-        or not _BULK_FIELDS.issuperset(body)
-        or not isinstance(body.get("email"), str)
-        or not isinstance(body.get("sequence_slug"), str)
-    ):
-        return None
-    return body["sequence_slug"], body.get("override_unsubscribe") is True
+    return bulk_key(call)
 
 
 def bulk_call(items: Sequence[Item]) -> MeisaCall:
     """The one request that enrols every item's address (each address once)."""
-    first = items[0].call
-    assert first.traits.bulk is not None
-    emails = list(dict.fromkeys(_address(item.call) for item in items))
-    body: dict[str, Any] = {"sequence_slug": first.body["sequence_slug"], "emails": emails}
-    if first.body.get("override_unsubscribe") is True:
-        body["override_unsubscribe"] = True
-    return MeisaCall(
-        kind=first.traits.bulk, body=body, contact_key="", rule=first.rule, action=first.action
-    )
+    return bulk_of([item.call for item in items])
 
 
 def verdicts(answer: object) -> dict[str, Verdict]:
@@ -116,10 +96,6 @@ def verdicts(answer: object) -> dict[str, Verdict]:
     return out
 
 
-def _address(call: MeisaCall) -> str:
-    return str(call.body["email"]).strip().lower()
-
-
 class EnrollBatches:
     """The open batches, one per sequence; `join` waits for the item's verdict."""
 
@@ -138,7 +114,7 @@ class EnrollBatches:
         self._open: dict[BatchKey, Batch] = {}
         self._member: dict[int, Batch] = {}  # item seq -> its open batch
         self._flushing: set[asyncio.Task[None]] = set()
-        self.sent = 0  # bulk requests made
+        self.saved = 0  # requests saved: each bulk request of n enrolments saves n - 1
 
     def takes(self, call: MeisaCall) -> bool:
         return self.window > 0 and batch_key(call) is not None
@@ -219,10 +195,10 @@ class EnrollBatches:
         except asyncio.CancelledError:
             _settle(batch, live, CallAbandoned())
             raise
-        self.sent += 1
+        self.saved += len(live) - 1
         found = verdicts(answer)
         for item in live:
-            _settle(batch, [item], found.get(_address(item.call)))
+            _settle(batch, [item], found.get(bulk_address(item.call)))
 
 
 def _settle(batch: Batch, items: Sequence[Item], verdict: Verdict) -> None:

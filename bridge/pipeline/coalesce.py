@@ -16,11 +16,10 @@ and a remove_tag never folds (an upsert only adds tags). A rule opts out of both
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from bridge.meisa.calls import MeisaCall, fold_tag, merge_upserts
+from bridge.meisa.calls import MeisaCall, fold_tag, folds_into, merge_upserts
 
 M = TypeVar("M")
 _arrivals = itertools.count()  # arrival order of queued calls, kept when two lanes fold into one
@@ -64,30 +63,7 @@ def merge_into(tail: Pending[M], call: MeisaCall, message: M) -> None:
 
 def can_fold(waiting: MeisaCall, new: MeisaCall) -> bool:
     """An add_tag by name folds into the upsert waiting at the tail of its person's lane."""
-    return (
-        waiting.kind == "upsert"
-        and new.traits.folds_into_upsert
-        and waiting.coalesce
-        and new.coalesce
-        and isinstance(new.body.get("tag_name"), str)
-        and _same_contact(waiting.body, new.body)
-    )
-
-
-def _same_contact(upsert: Mapping[str, Any], tag: Mapping[str, Any]) -> bool:
-    """The tag names its contact by fields the upsert carries, with the same values."""
-    named = False
-    for field_name in ("external_id", "email"):
-        value = tag.get(field_name)
-        if value in (None, ""):
-            continue
-        mine = upsert.get(field_name)
-        if field_name == "email" and isinstance(value, str) and isinstance(mine, str):
-            value, mine = value.strip().lower(), mine.strip().lower()
-        if mine != value:
-            return False
-        named = True
-    return named
+    return folds_into(waiting, new)
 
 
 def fold_into(tail: Pending[M], call: MeisaCall, message: M) -> None:

@@ -119,12 +119,17 @@ class Dispatcher:
         self.identity = ContactIdentity(identity_capacity, busy=self._lanes.__contains__)
         self.known = KnownContacts(identity_capacity)
         self.halted: HaltError | None = None
-        self.coalesced = 0
+        self._merged = 0  # calls merged or folded into a queued upsert
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self.batches = EnrollBatches(
             window=enroll_window, send=self._send_bulk, halted=lambda: self.halted
         )
+
+    @property
+    def coalesced(self) -> int:
+        """Calls saved: merged or folded into an upsert, or sent in a bulk request."""
+        return self._merged + self.batches.saved
 
     @property
     def sending(self) -> int:
@@ -147,7 +152,7 @@ class Dispatcher:
         for call in calls:
             lane = self._lane_for(call)
             if lane.push(call, message):
-                self.coalesced += 1
+                self._merged += 1
             if lane.running is not None:  # never waits in a batch past this later call
                 self.batches.hurry(lane.running)
             if lane.task is None and self.halted is None:

@@ -66,6 +66,7 @@ async def test_enrolments_to_one_sequence_within_the_window_go_as_one_call() -> 
         d.submit(m, [enroll(f"p{i}")])
     d.submit(messages[3], [enroll("p3", slug="win-back")])
     assert await d.wait_idle(5.0)
+    assert d.coalesced == 2  # three enrolments, one request
     kinds = sorted((c.kind, c.body.get("sequence_slug", "")) for c in fake.sent)
     assert kinds == [("bulk_enroll", "onboarding"), ("enroll", "win-back")]  # a batch of one
     [bulk] = [c for c in fake.sent if c.kind == "bulk_enroll"]
