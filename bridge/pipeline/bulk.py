@@ -8,16 +8,22 @@ holds. The batch goes
 
 - `window` seconds after its first enrolment joined,
 - at once when it holds 500 (the endpoint's maximum), and
-- at once when a person in it has a later call queued: a call never waits past its person's
-  later calls (the dispatcher calls `hurry`).
+- at once when a person in it has a later call queued: a call never waits in a batch past its
+  person's later calls (the dispatcher says so when the enrolment joins, or calls `hurry`).
 
-A batch of one goes as the plain enrolment. The bulk request is delivered like any call (rate
-governor, retries of 429 and 5xx for the whole batch); its answer names each address, enrolled or
-skipped with a reason, and each enrolment ends as its own would have: already enrolled,
-unsubscribed, bounced or complained are done (skipped, not poison); any other reason (an address
-Meisa finds invalid) sends that enrolment on its own, so that its own answer decides. A bulk
-request refused as a whole (400, 404, 422) sends each enrolment on its own, as a merged upsert
-Meisa rejects is sent again part by part (bridge.pipeline.dispatcher).
+"Goes" means the bulk request asks for a slot like any call; until it holds one (slots are held
+by calls waiting for the rate budget, so on a tight key that is the long wait) the batch still
+takes enrolments that come, up to 500, and it is sealed when the slot is granted. So a batch waits
+no longer than its first enrolment alone would have, and on a 60/min key one request carries what
+queued meanwhile. A batch of one goes as the plain enrolment.
+
+The bulk request is delivered like any call (rate governor, retries of 429 and 5xx for the whole
+batch); its answer names each address, enrolled or skipped with a reason, and each enrolment ends
+as its own would have: already enrolled, unsubscribed, bounced or complained are done (skipped,
+not poison); any other reason (an address Meisa finds invalid) sends that enrolment on its own,
+so that its own answer decides. A bulk request refused as a whole (400, 404, 422) sends each
+enrolment on its own, as a merged upsert Meisa rejects is sent again part by part
+(bridge.pipeline.dispatcher).
 """
 
 from __future__ import annotations
@@ -52,8 +58,9 @@ _DONE: Mapping[str, type[SkipOutcome]] = {
 Alone = Literal["alone"]  # the enrolment must be sent on its own
 ALONE: Alone = "alone"
 Verdict = Alone | BaseException | None  # None: done in bulk; an exception: its outcome
-# Sends the bulk call for every message its parts serve; returns the deliver step's answer.
-Send = Callable[[Pending[InFlight]], Awaitable[object]]
+# Sends the bulk call (`carried.call` once sealed) for `messages`; `seal` runs when the request
+# holds its slot, before its first attempt. Returns the deliver step's answer.
+Send = Callable[[Pending[InFlight], Sequence[InFlight], Callable[[], None]], Awaitable[object]]
 BatchKey = BulkKey
 
 
@@ -63,16 +70,17 @@ class Batch:
     items: list[Item] = field(default_factory=list)
     verdicts: dict[int, asyncio.Future[Verdict]] = field(default_factory=dict)  # by item seq
     timer: asyncio.TimerHandle | None = None
+    going: bool = False  # its request asked for a slot; it still takes enrolments till sealed
+    sealed: list[Item] | None = None  # what the request carries, fixed once it holds a slot
+
+
+class SendAlone(CallAbandoned):
+    """Raised from the bulk request's slot: a batch of one goes as the plain enrolment."""
 
 
 def batch_key(call: MeisaCall) -> BatchKey | None:
     """The batch a call may join, or None: it goes on its own."""
     return bulk_key(call)
-
-
-def bulk_call(items: Sequence[Item]) -> MeisaCall:
-    """The one request that enrols every item's address (each address once)."""
-    return bulk_of([item.call for item in items])
 
 
 def verdicts(answer: object) -> dict[str, Verdict]:
@@ -111,29 +119,26 @@ class EnrollBatches:
         self._send = send
         self._halted = halted
         self._size = size
-        self._open: dict[BatchKey, Batch] = {}
-        self._member: dict[int, Batch] = {}  # item seq -> its open batch
+        self._open: dict[BatchKey, Batch] = {}  # batches still taking enrolments
+        self._member: dict[int, Batch] = {}  # item seq -> its batch, until sealed
         self._flushing: set[asyncio.Task[None]] = set()
         self.saved = 0  # requests saved: each bulk request of n enrolments saves n - 1
 
     def takes(self, call: MeisaCall) -> bool:
         return self.window > 0 and batch_key(call) is not None
 
-    async def join(self, item: Item) -> bool:
+    async def join(self, item: Item, *, later: bool) -> bool:
         """Wait for the item's batch; True: done in bulk, False: send it on its own. Raises
-        the item's outcome (SkipOutcome, HaltError, CallAbandoned) like a send would."""
-        key = batch_key(item.call)
-        assert key is not None
-        batch = self._open.get(key)
-        if batch is None:
-            batch = self._open[key] = Batch(key)
-            loop = asyncio.get_running_loop()
-            batch.timer = loop.call_later(self.window, self._close, batch)
+        the item's outcome (SkipOutcome, HaltError, CallAbandoned) like a send would. `later`:
+        its person has a later call queued, so the batch goes now."""
+        batch = self._batch_for(item)
         verdict = batch.verdicts[item.seq] = asyncio.get_running_loop().create_future()
         batch.items.append(item)
         self._member[item.seq] = batch
         if len(batch.items) >= self._size:
-            self._close(batch)
+            self._open.pop(batch.key, None)  # full: the next enrolment opens another
+        if later or len(batch.items) >= self._size:
+            self._go(batch)
         try:
             outcome = await verdict
         except asyncio.CancelledError:
@@ -143,11 +148,20 @@ class EnrollBatches:
             raise outcome
         return outcome is None
 
+    def _batch_for(self, item: Item) -> Batch:
+        key = batch_key(item.call)
+        assert key is not None
+        batch = self._open.get(key)
+        if batch is None:
+            batch = self._open[key] = Batch(key)
+            batch.timer = asyncio.get_running_loop().call_later(self.window, self._go, batch)
+        return batch
+
     def hurry(self, item: Item | None) -> None:
         """A later call of this item's person arrived: its batch goes now."""
         batch = None if item is None else self._member.get(item.seq)
         if batch is not None:
-            self._close(batch)
+            self._go(batch)
 
     async def aclose(self) -> None:
         for batch in list(self._open.values()):
@@ -158,47 +172,65 @@ class EnrollBatches:
         await asyncio.gather(*self._flushing, return_exceptions=True)
 
     def _leave(self, batch: Batch, item: Item) -> None:
-        """A member cancelled before its batch went (its lane was released)."""
+        """A member cancelled before its batch was sealed (its lane was released)."""
         self._member.pop(item.seq, None)
-        if self._open.get(batch.key) is batch:
+        if batch.sealed is None:
             batch.items = [i for i in batch.items if i is not item]
             batch.verdicts.pop(item.seq, None)
 
-    def _close(self, batch: Batch) -> None:
-        if self._open.get(batch.key) is not batch:
+    def _go(self, batch: Batch) -> None:
+        if batch.going:
             return
-        del self._open[batch.key]
+        batch.going = True
         if batch.timer is not None:
             batch.timer.cancel()
-        for item in batch.items:
-            self._member.pop(item.seq, None)
-        task = asyncio.get_running_loop().create_task(self._go(batch))
+        task = asyncio.get_running_loop().create_task(self._deliver(batch))
         self._flushing.add(task)
         task.add_done_callback(self._flushing.discard)
 
-    async def _go(self, batch: Batch) -> None:
-        live = [item for item in batch.items if not _abandoned(item)]
-        _settle(batch, [i for i in batch.items if _abandoned(i)], CallAbandoned())
-        halt = self._halted()
-        if halt is not None or len(live) <= 1:
-            _settle(batch, live, halt or ALONE)
-            return
-        call = bulk_call(live)
+    async def _deliver(self, batch: Batch) -> None:
+        # Its addresses are filled in when it is sealed (the deliver step holds this call).
+        carried: Item = Pending(bulk_of([batch.items[0].call]), [])
+        messages = [m for item in batch.items for m in item.messages()]
         try:
-            answer = await self._send(Pending(call, [p for item in live for p in item.parts]))
+            answer = await self._send(carried, messages, lambda: self._seal(batch, carried))
+        except SendAlone:
+            _settle(batch, batch.sealed or [], ALONE)
+            return
         except (CallAbandoned, HaltError, SkipOutcome) as exc:
-            _settle(batch, live, exc)
+            _settle(batch, batch.sealed or batch.items, exc)
             return
         except PoisonError:  # refused as a whole: each enrolment's own answer decides
-            _settle(batch, live, ALONE)
+            _settle(batch, batch.sealed or batch.items, ALONE)
             return
         except asyncio.CancelledError:
-            _settle(batch, live, CallAbandoned())
+            _settle(batch, batch.sealed or batch.items, CallAbandoned())
             raise
+        live = batch.sealed or []
         self.saved += len(live) - 1
         found = verdicts(answer)
         for item in live:
             _settle(batch, [item], found.get(bulk_address(item.call)))
+
+    def _seal(self, batch: Batch, carried: Item) -> None:
+        """The bulk request holds its slot: fix what it carries (once; retries keep it)."""
+        if batch.sealed is not None:
+            return
+        if self._open.get(batch.key) is batch:
+            del self._open[batch.key]
+        for item in batch.items:
+            self._member.pop(item.seq, None)
+        gone = [item for item in batch.items if _abandoned(item)]
+        _settle(batch, gone, CallAbandoned())
+        batch.sealed = [item for item in batch.items if not _abandoned(item)]
+        halt = self._halted()
+        if halt is not None:
+            raise halt
+        if len(batch.sealed) <= 1:
+            raise SendAlone
+        sealed = bulk_of([item.call for item in batch.sealed])
+        carried.call.body["emails"][:] = sealed.body["emails"]  # the same call, now complete
+        carried.parts = [part for item in batch.sealed for part in item.parts]
 
 
 def _settle(batch: Batch, items: Sequence[Item], verdict: Verdict) -> None:

@@ -297,7 +297,7 @@ class Dispatcher:
         slot = _Start(self._slots[item.call.traits.trigger], item, self._fence)
         answer: object
         try:
-            answer = await self._send_item(item, slot)
+            answer = await self._send_item(lane, item, slot)
         except CallAbandoned:
             self._abandon(item)
             return
@@ -388,18 +388,21 @@ class Dispatcher:
             lane.due = 0.0
             lane.wake()
 
-    async def _send_item(self, item: Item, slot: Slot) -> object:
+    async def _send_item(self, lane: Lane, item: Item, slot: Slot) -> object:
         """Send the item's call, in a bulk request when it may go in one."""
         if self.batches.takes(item.call):
             self._guard(item.call, Sending(tuple(item.messages())).event_time)
-            if await self.batches.join(item):
+            if await self.batches.join(item, later=bool(lane.queue)):
                 return None
         return await self._send(item.call, item.messages(), slot)
 
-    async def _send_bulk(self, carried: Item) -> object:
-        """One bulk request for the messages of every call it carries (bridge.pipeline.bulk)."""
-        slot = _Start(self._slots[False], carried, self._fence)
-        return await self._send(carried.call, carried.messages(), slot)
+    async def _send_bulk(
+        self, carried: Item, messages: Sequence[InFlight], seal: Callable[[], None]
+    ) -> object:
+        """One bulk request for the calls it carries, sealed once it holds a slot
+        (bridge.pipeline.bulk)."""
+        slot = _Start(self._slots[False], carried, self._fence, seal)
+        return await self._send(carried.call, messages, slot)
 
     async def _send(self, call: MeisaCall, messages: Sequence[InFlight], slot: Slot) -> object:
         sending = Sending(tuple(messages))
@@ -432,11 +435,16 @@ class _Start:
     finish; a call still waiting for a slot has not started)."""
 
     def __init__(
-        self, slots: Slots, item: Item, fence: Callable[[], Awaitable[None]] | None
+        self,
+        slots: Slots,
+        item: Item,
+        fence: Callable[[], Awaitable[None]] | None,
+        on_slot: Callable[[], None] | None = None,
     ) -> None:
         self._slots = slots
         self._item = item
         self._fence = fence
+        self._on_slot = on_slot  # a bulk request fixes what it carries here
 
     async def __aenter__(self) -> None:
         await self._slots.__aenter__()
@@ -446,6 +454,8 @@ class _Start:
                 # Asked once the slot is ours, not before: a call that passed an open fence and
                 # then queued for a slot would otherwise go out after the fence closed.
                 await self._fence()
+            if self._on_slot is not None:
+                self._on_slot()  # a bulk request fixes what it carries (may raise SendAlone)
             if _abandoned(self._item):
                 raise CallAbandoned
         except BaseException:  # CallAbandoned, or the lane cancelled (its partition released)

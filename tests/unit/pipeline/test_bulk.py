@@ -7,10 +7,9 @@ from typing import Any
 
 from bridge.errors import RejectedCall
 from bridge.events import Record
-from bridge.meisa.calls import MeisaCall
+from bridge.meisa.calls import MeisaCall, bulk_of
 from bridge.meisa.models import CallResult
-from bridge.pipeline.bulk import ALONE, batch_key, bulk_call, verdicts
-from bridge.pipeline.coalesce import Pending
+from bridge.pipeline.bulk import ALONE, batch_key, verdicts
 from bridge.pipeline.dispatcher import Dispatcher, Slot
 from bridge.pipeline.message import InFlight, Sending
 
@@ -152,11 +151,7 @@ def test_only_plain_enrolments_go_in_bulk() -> None:
 
 
 def test_a_bulk_call_names_each_address_once() -> None:
-    items: list[Pending[int]] = [
-        Pending(c, [(c, n)])
-        for n, c in enumerate([enroll("a", override_unsubscribe=True), enroll("A"), enroll("b")])
-    ]
-    call = bulk_call(items)  # type: ignore[arg-type]
+    call = bulk_of([enroll("a", override_unsubscribe=True), enroll("A"), enroll("b")])
     assert call.kind == "bulk_enroll"
     assert call.body == {
         "sequence_slug": "onboarding",
@@ -182,3 +177,40 @@ def test_verdicts_read_each_address_and_take_an_unknown_answer_as_done() -> None
     assert found["bad"] == ALONE
     assert verdicts(CallResult(200, {"enrolled": 3})) == {}  # no per-address lists: all done
     assert verdicts(None) == {}  # a shadow run answers nothing
+
+
+async def test_a_later_call_queued_before_the_enrolment_joined_also_sends_the_batch() -> None:
+    fake, finished = FakeMeisa(), []
+    d = Dispatcher(deliver=fake.deliver, on_finished=finished.append, enroll_window=60.0)
+    d.submit(msg(0), [enroll("p0")])
+    d.submit(msg(1), [enroll("p1")])
+    d.submit(msg(2), [track("p1")])  # queued behind p1's enrolment before its lane ran
+    assert await d.wait_idle(5.0), "the enrolment waited out the 60 s window"
+    assert [c.kind for c in fake.sent] == ["bulk_enroll", "track"]
+    assert fake.sent[0].body["emails"] == ["p0@x.io", "p1@x.io"]
+
+
+async def test_enrolments_that_come_while_the_batch_waits_for_a_slot_go_with_it() -> None:
+    fake, finished = FakeMeisa(), []
+    release = asyncio.Event()
+
+    async def deliver(call: MeisaCall, slot: Slot, sending: Sending) -> object:
+        if call.kind == "track":  # holds the only slot, like a call waiting for the budget
+            async with slot:
+                await release.wait()
+            return None
+        return await fake.deliver(call, slot, sending)
+
+    d = Dispatcher(
+        deliver=deliver, on_finished=finished.append, max_in_flight=1, enroll_window=WINDOW
+    )
+    d.submit(msg(0), [track("busy")])
+    d.submit(msg(1), [enroll("p0")])
+    await asyncio.sleep(WINDOW * 2)  # the batch goes, and waits for the slot
+    d.submit(msg(2), [enroll("p1")])
+    d.submit(msg(3), [enroll("p2")])
+    await asyncio.sleep(0.01)
+    release.set()
+    assert await d.wait_idle(5.0)
+    assert [c.body["emails"] for c in fake.sent] == [["p0@x.io", "p1@x.io", "p2@x.io"]]
+    assert len(finished) == 4
