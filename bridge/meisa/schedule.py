@@ -191,6 +191,7 @@ class RateScheduler:
         self.paused_until = -math.inf
         self._answers: deque[bool] = deque(maxlen=PAUSE_ANSWERS)  # True: a 429
         self._refused = 0  # 429s among `_answers`
+        self._paced_limit, self._pace = 0, (0.0, 0.0)  # the limit `_pace` was computed for
         self._level = math.inf  # pacing bucket tokens (clipped to its capacity; full at start)
         self._level_at = -math.inf
         self._queue: list[tuple[int, int]] = []
@@ -232,8 +233,11 @@ class RateScheduler:
         if not self.windows:
             return None
         window = self.windows[0]  # the shortest window sets the pace
-        rate = self._limit(window) / window.length
-        return rate, max(1.0, rate * BURST_SECONDS)
+        limit = self._limit(window)
+        if limit != self._paced_limit:  # asked several times per grant: computed once a limit
+            rate = limit / window.length
+            self._paced_limit, self._pace = limit, (rate, max(1.0, rate * BURST_SECONDS))
+        return self._pace
 
     def _settle(self, now: float) -> None:
         """Refill the bucket up to `now` at the current pace."""
