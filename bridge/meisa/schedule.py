@@ -22,7 +22,7 @@ wake-up grants every token earned since the last one: a 1,000,000/min key earns 
 60 us, far below what a timer can wake for, so one wake-up per token (as before) paced a large
 key at the timer's rate (about 1,000 grants/s) instead of its own. A wake-up is at least
 `TICK_SECONDS` after the previous one, and the backlog's slack holds what a late wake-up earned
-meanwhile, so a loop busy for tens of milliseconds loses none of the key.
+meanwhile, so a loop busy for a fifth of a second loses none of the key.
 
 Hour reserve. Calls other than triggers may fill the hourly window only to
 `1 - TRIGGER_HOUR_RESERVE` of its limit, so a backlog that exhausts the hour still leaves room
@@ -60,9 +60,10 @@ TRIGGER = 0  # the priority of triggers, which may use the burst and the hour re
 # Burst for triggers: a few OTPs at once go without waiting, yet a full bucket is small enough
 # that spending it costs at most a short stall when the minute window catches up.
 BURST_SECONDS = 2.0
-# Tokens a backlog may take below a full bucket: what the key earns in 0.1 s, so a wake-up that
-# came that late still grants all of it; a trigger still finds 1.9 s of burst.
-BACKLOG_SLACK_SECONDS = 0.1
+# Tokens a backlog may take below a full bucket: what the key earns in 0.25 s, so a wake-up that
+# came that late (a busy, CPU-starved loop) still grants all of it; a trigger still finds
+# 1.75 s of burst.
+BACKLOG_SLACK_SECONDS = 0.25
 # The shortest sleep between two wake-ups of the governor's waiters (the tokens earned meanwhile
 # go at once): 200 wake-ups/s at most, whatever the key's limit.
 TICK_SECONDS = 0.005

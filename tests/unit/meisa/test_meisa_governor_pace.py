@@ -165,3 +165,11 @@ def test_window_buckets_never_give_a_token_back_early() -> None:
     window = core.windows[0]
     assert window.used(MINUTE + 0.001) == 3, "the bucket expires with its last grant"
     assert window.used(MINUTE + 0.002) == 0
+
+
+@pytest.mark.parametrize("per_minute", [100_000, 1_000_000])
+async def test_a_large_key_loses_nothing_to_a_loop_a_fifth_of_a_second_late(
+    per_minute: int,
+) -> None:
+    times, _ = await paced(per_minute, 3.0, late=0.2, lanes=1000)
+    assert len(times) >= 0.95 * per_minute / MINUTE * 3.0
