@@ -13,9 +13,10 @@ hold everything, a waiting trigger too, until the window turns over. So grants a
 a token bucket refilled continuously at the shortest window's effective rate (limit / window
 length, so pacing alone never overfills a window and no budget is wasted). Only triggers may
 spend the bucket's burst (`BURST_SECONDS` of tokens); other calls may spend only its top
-`BACKLOG_SLACK_SECONDS` of tokens (one token at least), so a trigger arriving behind any backlog
-finds a token at once or within one token interval, and a backlog never runs ahead of the windows
-(which would stall everyone at the window's end).
+`BACKLOG_SLACK_SECONDS` of tokens (one token at least), and leave as many tokens but one free in
+the shortest window, so a trigger arriving behind any backlog finds a token at once or within one
+token interval, and a backlog never runs ahead of the windows (which would stall everyone at the
+window's end).
 
 Tokens per tick. The caller that waits for the bucket wakes when it has refilled, and each
 wake-up grants every token earned since the last one: a 1,000,000/min key earns a token every
@@ -240,6 +241,12 @@ class RateScheduler:
             self._paced_limit, self._pace = limit, (rate, max(1.0, rate * BURST_SECONDS))
         return self._pace
 
+    def _backlog_slack(self) -> int:
+        """Tokens of the bucket's top a backlog may spend: what BACKLOG_SLACK_SECONDS earn,
+        whole, one at least (a key earning less than 4 a second: one, as a plain bucket)."""
+        pace = self.pace()
+        return 1 if pace is None else max(1, math.floor(pace[0] * BACKLOG_SLACK_SECONDS))
+
     def _settle(self, now: float) -> None:
         """Refill the bucket up to `now` at the current pace."""
         pace = self.pace()
@@ -355,6 +362,10 @@ class RateScheduler:
             limits = [self._limit(window)]
             if priority != TRIGGER and window.reserve:
                 limits.append(max(1, math.floor(limits[0] * (1.0 - window.reserve))))
+            if priority != TRIGGER and window is self.windows[0]:
+                # What the backlog took of the bucket's top beyond one token, it leaves free in
+                # the pacing window: a trigger never waits for that window to turn.
+                limits.append(max(1, limits[0] - self._backlog_slack() + 1))
             for limit in limits:
                 # A request bigger than the limit (a 2-request tag call under AIMD) waits for an
                 # empty window instead of never.
@@ -371,7 +382,7 @@ class RateScheduler:
         if priority == TRIGGER:
             need = min(tokens, capacity)
         else:  # the top of the bucket: what one late wake-up earned goes at once
-            need = capacity - max(1.0, rate * BACKLOG_SLACK_SECONDS) + 1.0
+            need = capacity - self._backlog_slack() + 1.0
         short = need - self._level
         return now if short <= _READY_SLACK else now + short / rate
 

@@ -38,6 +38,7 @@ from bridge.errors import (
     CallAbandoned,
     HaltError,
     PoisonError,
+    SendAlone,
     SkipOutcome,
     Unsubscribed,
 )
@@ -72,10 +73,6 @@ class Batch:
     timer: asyncio.TimerHandle | None = None
     going: bool = False  # its request asked for a slot; it still takes enrolments till sealed
     sealed: list[Item] | None = None  # what the request carries, fixed once it holds a slot
-
-
-class SendAlone(CallAbandoned):
-    """Raised from the bulk request's slot: a batch of one goes as the plain enrolment."""
 
 
 def batch_key(call: MeisaCall) -> BatchKey | None:
