@@ -73,6 +73,7 @@ class Batch:
     timer: asyncio.TimerHandle | None = None
     going: bool = False  # its request asked for a slot; it still takes enrolments till sealed
     sealed: list[Item] | None = None  # what the request carries, fixed once it holds a slot
+    answer: object = None  # the deliver step's answer to the bulk request
 
 
 def batch_key(call: MeisaCall) -> BatchKey | None:
@@ -81,8 +82,12 @@ def batch_key(call: MeisaCall) -> BatchKey | None:
 
 
 def verdicts(answer: object) -> dict[str, Verdict]:
-    """Each address's outcome from a bulk-enroll answer; an address it does not name is done."""
-    body = answer.body if isinstance(answer, CallResult) else None
+    """Each address's outcome from a bulk-enroll answer; an address it does not name is done.
+    `answer` is the deliver step's: a CallResult, or one wrapped with its attempts (`result`,
+    `attempts`: bridge.pipeline.outcomes.Answered, which sits above this module)."""
+    result = getattr(answer, "result", answer)
+    attempts = getattr(answer, "attempts", 1)
+    body = result.body if isinstance(result, CallResult) else None
     if not isinstance(body, Mapping):
         return {}
     out: dict[str, Verdict] = {}
@@ -92,9 +97,7 @@ def verdicts(answer: object) -> dict[str, Verdict]:
         reason = str(skipped.get("reason", ""))
         done = _DONE.get(reason)
         address = skipped["email"].strip().lower()
-        out[address] = (
-            done(f"bulk-enroll skipped the address: {reason}") if done is not None else ALONE
-        )
+        out[address] = ALONE if done is None else _skip(done, reason, attempts)
     for email in body.get("enrolled_emails") or ():
         if isinstance(email, str):
             out[email.strip().lower()] = None
@@ -124,10 +127,11 @@ class EnrollBatches:
     def takes(self, call: MeisaCall) -> bool:
         return self.window > 0 and batch_key(call) is not None
 
-    async def join(self, item: Item, *, later: bool) -> bool:
-        """Wait for the item's batch; True: done in bulk, False: send it on its own. Raises
-        the item's outcome (SkipOutcome, HaltError, CallAbandoned) like a send would. `later`:
-        its person has a later call queued, so the batch goes now."""
+    async def join(self, item: Item, *, later: bool) -> tuple[bool, object]:
+        """Wait for the item's batch: (True, the bulk request's answer) when done in bulk,
+        (False, None) when it must be sent on its own. Raises the item's outcome (SkipOutcome,
+        HaltError, CallAbandoned) like a send would. `later`: its person has a later call
+        queued, so the batch goes now."""
         batch = self._batch_for(item)
         verdict = batch.verdicts[item.seq] = asyncio.get_running_loop().create_future()
         batch.items.append(item)
@@ -143,7 +147,7 @@ class EnrollBatches:
             raise
         if isinstance(outcome, BaseException):
             raise outcome
-        return outcome is None
+        return (True, batch.answer) if outcome is None else (False, None)
 
     def _batch_for(self, item: Item) -> Batch:
         key = batch_key(item.call)
@@ -205,6 +209,7 @@ class EnrollBatches:
             raise
         live = batch.sealed or []
         self.saved += len(live) - 1
+        batch.answer = answer
         found = verdicts(answer)
         for item in live:
             _settle(batch, [item], found.get(bulk_address(item.call)))
@@ -228,6 +233,12 @@ class EnrollBatches:
         sealed = bulk_of([item.call for item in batch.sealed])
         carried.call.body["emails"][:] = sealed.body["emails"]  # the same call, now complete
         carried.parts = [part for item in batch.sealed for part in item.parts]
+
+
+def _skip(kind: type[SkipOutcome], reason: str, attempts: int) -> SkipOutcome:
+    skip = kind(f"bulk-enroll skipped the address: {reason}")
+    skip.attempts = attempts
+    return skip
 
 
 def _settle(batch: Batch, items: Sequence[Item], verdict: Verdict) -> None:

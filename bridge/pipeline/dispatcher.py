@@ -392,8 +392,9 @@ class Dispatcher:
         """Send the item's call, in a bulk request when it may go in one."""
         if self.batches.takes(item.call):
             self._guard(item.call, Sending(tuple(item.messages())).event_time)
-            if await self.batches.join(item, later=bool(lane.queue)):
-                return None
+            done, answer = await self.batches.join(item, later=bool(lane.queue))
+            if done:
+                return answer
         return await self._send(item.call, item.messages(), slot)
 
     async def _send_bulk(

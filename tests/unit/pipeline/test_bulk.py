@@ -214,3 +214,33 @@ async def test_enrolments_that_come_while_the_batch_waits_for_a_slot_go_with_it(
     assert await d.wait_idle(5.0)
     assert [c.body["emails"] for c in fake.sent] == [["p0@x.io", "p1@x.io", "p2@x.io"]]
     assert len(finished) == 4
+
+
+async def test_each_enrolment_sent_in_bulk_reports_its_own_outcome() -> None:
+    fake, finished = FakeMeisa(), []
+    fake.skip = {"p1@x.io": "already_enrolled"}
+    outcomes: list[tuple[str, object]] = []
+    d = Dispatcher(
+        deliver=fake.deliver,
+        on_finished=finished.append,
+        enroll_window=WINDOW,
+        on_outcome=lambda parts, answer: outcomes.extend(
+            (c.body["email"], answer) for c, _ in parts
+        ),
+    )
+    for i in range(2):
+        d.submit(msg(i), [enroll(f"p{i}")])
+    assert await d.wait_idle(5.0)
+    found = dict(outcomes)
+    assert isinstance(found["p0@x.io"], CallResult)
+    assert found["p0@x.io"].status == 200  # type: ignore[attr-defined]
+    assert type(found["p1@x.io"]).__name__ == "AlreadyEnrolled"
+
+
+def test_verdicts_read_an_answer_wrapped_with_its_attempts() -> None:
+    from bridge.pipeline.outcomes import Answered
+
+    answer = CallResult(200, {"skipped_emails": [{"email": "a@x.io", "reason": "bounced"}]})
+    skip = verdicts(Answered(answer, 3))["a@x.io"]
+    assert type(skip).__name__ == "Unsubscribed"
+    assert skip.attempts == 3  # type: ignore[union-attr]
