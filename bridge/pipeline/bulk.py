@@ -190,6 +190,8 @@ class EnrollBatches:
         task.add_done_callback(self._flushing.discard)
 
     async def _deliver(self, batch: Batch) -> None:
+        if not batch.items:  # every member left (their lanes were released) before it went
+            return
         # Its addresses are filled in when it is sealed (the deliver step holds this call).
         carried: Item = Pending(bulk_of([batch.items[0].call]), [])
         messages = [m for item in batch.items for m in item.messages()]

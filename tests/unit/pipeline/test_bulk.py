@@ -64,7 +64,7 @@ async def test_enrolments_to_one_sequence_within_the_window_go_as_one_call() -> 
     for i, m in enumerate(messages[:3]):
         d.submit(m, [enroll(f"p{i}")])
     d.submit(messages[3], [enroll("p3", slug="win-back")])
-    assert await d.wait_idle(5.0)
+    assert await d.join(5.0)
     assert d.coalesced == 2  # three enrolments, one request
     kinds = sorted((c.kind, c.body.get("sequence_slug", "")) for c in fake.sent)
     assert kinds == [("bulk_enroll", "onboarding"), ("enroll", "win-back")]  # a batch of one
@@ -84,7 +84,7 @@ async def test_already_enrolled_and_unsubscribed_are_done_an_invalid_address_goe
     messages = [msg(i) for i in range(4)]
     for i, m in enumerate(messages):
         d.submit(m, [enroll(f"p{i}")])
-    assert await d.wait_idle(5.0)
+    assert await d.join(5.0)
     assert [c.kind for c in fake.sent] == ["bulk_enroll", "enroll"]
     assert fake.sent[1].body["email"] == "p2@x.io"  # its own answer decides
     assert messages[0].skipped == ["already_enrolled"]
@@ -103,7 +103,7 @@ async def test_a_person_s_later_call_sends_their_batch_at_once_and_after_it() ->
     await asyncio.sleep(0.01)
     assert fake.sent == []  # waiting in the batch, far from the end of its window
     d.submit(msg(2), [track("p1")])
-    assert await d.wait_idle(5.0), "the track did not wait out the 60 s window"
+    assert await d.join(5.0), "the track did not wait out the 60 s window"
     assert [c.kind for c in fake.sent] == ["bulk_enroll", "track"]
 
 
@@ -114,7 +114,7 @@ async def test_a_batch_refused_as_a_whole_sends_each_enrolment_on_its_own() -> N
     messages = [msg(i) for i in range(3)]
     for i, m in enumerate(messages):
         d.submit(m, [enroll(f"p{i}")])
-    assert await d.wait_idle(5.0)
+    assert await d.join(5.0)
     assert [c.kind for c in fake.sent] == ["bulk_enroll", "enroll", "enroll", "enroll"]
     assert set(finished) == set(messages)
 
@@ -124,7 +124,7 @@ async def test_a_batch_holds_at_most_500_addresses() -> None:
     d = dispatcher(fake, finished)
     for i in range(501):
         d.submit(msg(i), [enroll(f"p{i}")])
-    assert await d.wait_idle(5.0)
+    assert await d.join(5.0)
     assert sorted(len(c.body.get("emails", [c])) for c in fake.sent) == [1, 500]
     assert len(finished) == 501
 
@@ -134,7 +134,7 @@ async def test_no_window_sends_every_enrolment_on_its_own() -> None:
     d = Dispatcher(deliver=fake.deliver, on_finished=finished.append)
     for i in range(3):
         d.submit(msg(i), [enroll(f"p{i}")])
-    assert await d.wait_idle(5.0)
+    assert await d.join(5.0)
     assert [c.kind for c in fake.sent] == ["enroll"] * 3
 
 
@@ -185,7 +185,7 @@ async def test_a_later_call_queued_before_the_enrolment_joined_also_sends_the_ba
     d.submit(msg(0), [enroll("p0")])
     d.submit(msg(1), [enroll("p1")])
     d.submit(msg(2), [track("p1")])  # queued behind p1's enrolment before its lane ran
-    assert await d.wait_idle(5.0), "the enrolment waited out the 60 s window"
+    assert await d.join(5.0), "the enrolment waited out the 60 s window"
     assert [c.kind for c in fake.sent] == ["bulk_enroll", "track"]
     assert fake.sent[0].body["emails"] == ["p0@x.io", "p1@x.io"]
 
@@ -211,7 +211,7 @@ async def test_enrolments_that_come_while_the_batch_waits_for_a_slot_go_with_it(
     d.submit(msg(3), [enroll("p2")])
     await asyncio.sleep(0.01)
     release.set()
-    assert await d.wait_idle(5.0)
+    assert await d.join(5.0)
     assert [c.body["emails"] for c in fake.sent] == [["p0@x.io", "p1@x.io", "p2@x.io"]]
     assert len(finished) == 4
 
@@ -230,7 +230,7 @@ async def test_each_enrolment_sent_in_bulk_reports_its_own_outcome() -> None:
     )
     for i in range(2):
         d.submit(msg(i), [enroll(f"p{i}")])
-    assert await d.wait_idle(5.0)
+    assert await d.join(5.0)
     found = dict(outcomes)
     assert isinstance(found["p0@x.io"], CallResult)
     assert found["p0@x.io"].status == 200  # type: ignore[attr-defined]
