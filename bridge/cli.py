@@ -195,7 +195,11 @@ def _add_rules_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument(
         "--format", choices=["json", "table"], default="json", help="output (default: json)"
     )
-    p.add_argument("--coalesce", action="store_true", help="merge adjacent upserts per contact")
+    p.add_argument(
+        "--coalesce",
+        action="store_true",
+        help="the calls after coalescing: merged upserts, folded tags, bulk enrolments",
+    )
     p.add_argument("--topic", default="events", help="topic for events given without one")
     p.set_defaults(handler=_plan)
 

@@ -43,6 +43,7 @@ Retries, DLQ routing and halting key off these types, never off message strings:
         ├── FieldValueError    a field value of the wrong type or choice (-> Config/MappingError)
         ├── OffsetOrderError   an offset not after the partition's last tracked one (ignored)
         └── CallAbandoned      a call's messages were revoked or lost before it started (dropped)
+            └── SendAlone      a bulk request of one: its call goes as the plain call instead
 
 Not in the tree: `bridge.sandbox.model.ApiError` is the sandbox server's HTTP error response (the
 sandbox stands in for Meisa; the bridge sees its answers only through the client's classification),
@@ -320,3 +321,8 @@ class OffsetOrderError(InternalError):
 
 class CallAbandoned(InternalError):
     """The messages of a call were revoked or lost while it waited for a slot or a retry."""
+
+
+class SendAlone(CallAbandoned):
+    """A bulk request left with one call when it got its slot: that call goes on its own, as
+    the plain call (bridge.pipeline.bulk)."""

@@ -346,6 +346,14 @@ class PipelineSettings:
             "slot; from 1 s between attempts, doubling up to 30 s), then is poison."
         ),
     )
+    enroll_batch_seconds: float = field(
+        default=1.0,
+        metadata=doc(
+            "Enrolments to one sequence queued within this many seconds go as one bulk-enroll "
+            "of up to 500 addresses (an enrolment with metadata, trigger_source or max_age goes "
+            "on its own); a person's later call sends their batch at once; 0: each on its own."
+        ),
+    )
     identity_capacity: int = field(
         default=100_000,
         metadata=doc(

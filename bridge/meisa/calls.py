@@ -7,11 +7,11 @@ dispatches them) and the client (which sends them). What differs by call kind is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-CallKind = Literal["upsert", "track", "trigger", "add_tag", "remove_tag", "enroll"]
+CallKind = Literal["upsert", "track", "trigger", "add_tag", "remove_tag", "enroll", "bulk_enroll"]
 ReplayPolicy = Literal["send", "skip"]
 
 
@@ -41,6 +41,13 @@ class KindTraits:
     # Carries an idempotency_key (derived when a rule gives none): Meisa sends it once within
     # its idempotency window, however often the bridge re-sends it.
     idempotent: bool
+    # The kind that carries many of these in one request (enrolments to one sequence go as one
+    # bulk-enroll, bridge.pipeline.bulk); None: each goes on its own.
+    bulk: CallKind | None = None
+    # Folds into its person's upsert still queued ahead of it, as one of its `tag_names`
+    # (add-only, like the call): one request instead of two (bridge.pipeline.coalesce).
+    folds_into_upsert: bool = False
+    made_by_rules: bool = True  # False: the bridge builds it from calls that rules made
 
 
 # An enrolment needs its contact (Meisa would create a bare one, without the upsert's fields)
@@ -93,6 +100,7 @@ KINDS: Mapping[CallKind, KindTraits] = {
         creates_contact=False,
         trigger=False,
         idempotent=False,
+        folds_into_upsert=True,
     ),
     "remove_tag": KindTraits(
         endpoint="POST /contacts/{id}/remove_tag/",
@@ -117,15 +125,39 @@ KINDS: Mapping[CallKind, KindTraits] = {
         creates_contact=False,
         trigger=False,
         idempotent=False,
+        bulk="bulk_enroll",
+    ),
+    # Enrolments of several people to one sequence, built by the bridge from queued enrolls.
+    "bulk_enroll": KindTraits(
+        endpoint="POST /sequences/api/bulk-enroll/",
+        scope="sequences:enroll",
+        priority=1,
+        on_replay="skip",
+        needs_contact=True,
+        waits_on_404=False,
+        overtakes_parked=False,
+        creates_contact=False,
+        trigger=False,
+        idempotent=False,
+        made_by_rules=False,
     ),
 }
 
-# Views of single columns, for the code that needs one.
-ENDPOINTS: Mapping[CallKind, str] = {kind: traits.endpoint for kind, traits in KINDS.items()}
+# Views of single columns, for the code that needs one; ENDPOINTS: the kinds rules make.
+ENDPOINTS: Mapping[CallKind, str] = {
+    kind: traits.endpoint for kind, traits in KINDS.items() if traits.made_by_rules
+}
 SCOPES: Mapping[CallKind, str] = {kind: traits.scope for kind, traits in KINDS.items()}
 DEFAULT_ON_REPLAY: Mapping[CallKind, ReplayPolicy] = {
     kind: traits.on_replay for kind, traits in KINDS.items()
 }
+# The kinds a rule's `coalesce: false` applies to: upserts merge, add_tags fold into a queued
+# upsert, enrolments go in bulk.
+COALESCES: tuple[CallKind, ...] = tuple(
+    k
+    for k, r in KINDS.items()
+    if r.made_by_rules and (k == "upsert" or r.folds_into_upsert or r.bulk is not None)
+)
 # The kinds a 404 may wait for, the only ones `create_contact` applies to.
 WAITS_ON_404: tuple[CallKind, ...] = tuple(k for k, r in KINDS.items() if r.waits_on_404)
 
@@ -202,3 +234,77 @@ def merge_upserts(first: MeisaCall, later: MeisaCall) -> MeisaCall:
     if tags:
         merged["tag_names"] = tags
     return replace(later, kind="upsert", body=merged)
+
+
+def fold_tag(upsert: MeisaCall, tag: MeisaCall) -> MeisaCall:
+    """The upsert that also adds `tag`'s tag: its name joins `tag_names` (Meisa adds the tags an
+    upsert names and creates missing ones, as add_tag does; it never removes any)."""
+    names = list(dict.fromkeys([*upsert.body.get("tag_names", ()), tag.body["tag_name"]]))
+    return replace(upsert, body={**upsert.body, "tag_names": names})
+
+
+def folds_into(upsert: MeisaCall, tag: MeisaCall) -> bool:
+    """`tag` (an add_tag by name) may go as one of `upsert`'s tag_names: both rules allow it and
+    the tag names its contact by fields the upsert carries, with the same values."""
+    return (
+        upsert.kind == "upsert"
+        and tag.traits.folds_into_upsert
+        and upsert.coalesce
+        and tag.coalesce
+        and isinstance(tag.body.get("tag_name"), str)
+        and _same_contact(upsert.body, tag.body)
+    )
+
+
+def _same_contact(upsert: Mapping[str, Any], tag: Mapping[str, Any]) -> bool:
+    named = False
+    for name in ("external_id", "email"):
+        value = tag.get(name)
+        if value in (None, ""):
+            continue
+        mine = upsert.get(name)
+        if name == "email" and isinstance(value, str) and isinstance(mine, str):
+            value, mine = value.strip().lower(), mine.strip().lower()
+        if mine != value:
+            return False
+        named = True
+    return named
+
+
+# The fields a bulk request carries for each call: a call with any other goes alone.
+_BULK_FIELDS = frozenset({"email", "sequence_slug", "override_unsubscribe"})
+BulkKey = tuple[str, bool]  # (sequence_slug, override_unsubscribe)
+
+
+def bulk_key(call: MeisaCall) -> BulkKey | None:
+    """Which bulk request a call may go in (None: it goes alone): an enrolment with nothing the
+    bulk endpoint cannot carry (metadata, trigger_source), no max_age, not opted out."""
+    body = call.body
+    if (
+        call.traits.bulk is None
+        or not call.coalesce
+        or call.max_age is not None
+        or not _BULK_FIELDS.issuperset(body)
+        or not isinstance(body.get("email"), str)
+        or not isinstance(body.get("sequence_slug"), str)
+    ):
+        return None
+    return body["sequence_slug"], body.get("override_unsubscribe") is True
+
+
+def bulk_of(calls: Sequence[MeisaCall]) -> MeisaCall:
+    """The one request that makes every call of one `bulk_key` (each address once)."""
+    first = calls[0]
+    assert first.traits.bulk is not None
+    emails = list(dict.fromkeys(bulk_address(call) for call in calls))
+    body: dict[str, Any] = {"sequence_slug": first.body["sequence_slug"], "emails": emails}
+    if first.body.get("override_unsubscribe") is True:
+        body["override_unsubscribe"] = True
+    return MeisaCall(
+        kind=first.traits.bulk, body=body, contact_key="", rule=first.rule, action=first.action
+    )
+
+
+def bulk_address(call: MeisaCall) -> str:
+    """The address a call has in a bulk request (Meisa compares addresses case-insensitively)."""
+    return str(call.body["email"]).strip().lower()

@@ -360,6 +360,8 @@ class MeisaClient:
             return await self.trigger(call.body)
         if call.kind == "enroll":
             return await self.enroll(call.body)
+        if call.kind == "bulk_enroll":  # one request: the pipeline sends at most 500 emails
+            return await self._post("bulk_enroll", "sequences/api/bulk-enroll/", call.body)
         return await self._send_tag(call)
 
     async def _send_tag(self, call: MeisaCall) -> CallResult:

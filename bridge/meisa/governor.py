@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from bridge.meisa.limits import key_limits
 from bridge.meisa.models import PingInfo
-from bridge.meisa.schedule import GUARD_SECONDS, GovernorState, RateScheduler
+from bridge.meisa.schedule import GUARD_SECONDS, TICK_SECONDS, GovernorState, RateScheduler
 from bridge.observability.logs import RepeatLimiter
 from bridge.settings import MeisaSettings
 
@@ -209,10 +209,13 @@ class RateGovernor:
             self._pump = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
-        # One sleeper for all waiters: it wakes when the head of the queue can go.
+        # One sleeper for all waiters: it wakes when the head of the queue can go, a tick at
+        # least after its last wake-up, and grants every token earned meanwhile (bridge.meisa
+        # .schedule, "Tokens per tick").
         while True:
-            granted, at = self.core.grant(self._clock())
+            now = self._clock()
+            granted, at = self.core.grant(now)
             self._resolve(granted)
             if at is None:
                 return
-            await self._sleep(max(0.0, at - self._clock()))
+            await self._sleep(max(TICK_SECONDS, at - now) if granted else max(0.0, at - now))

@@ -12,9 +12,18 @@ Pacing. The windows alone would let a backlog spend a whole minute's budget in a
 hold everything, a waiting trigger too, until the window turns over. So grants are also paced by
 a token bucket refilled continuously at the shortest window's effective rate (limit / window
 length, so pacing alone never overfills a window and no budget is wasted). Only triggers may
-spend the bucket's burst (`BURST_SECONDS` of tokens); other calls go only when it is full, so a
-trigger arriving behind any backlog finds a token at once or within one token interval, and a
-backlog never runs ahead of the windows (which would stall everyone at the window's end).
+spend the bucket's burst (`BURST_SECONDS` of tokens); other calls may spend only its top
+`BACKLOG_SLACK_SECONDS` of tokens (one token at least), and leave as many tokens but one free in
+the shortest window, so a trigger arriving behind any backlog finds a token at once or within one
+token interval, and a backlog never runs ahead of the windows (which would stall everyone at the
+window's end).
+
+Tokens per tick. The caller that waits for the bucket wakes when it has refilled, and each
+wake-up grants every token earned since the last one: a 1,000,000/min key earns a token every
+60 us, far below what a timer can wake for, so one wake-up per token (as before) paced a large
+key at the timer's rate (about 1,000 grants/s) instead of its own. A wake-up is at least
+`TICK_SECONDS` after the previous one, and the backlog's slack holds what a late wake-up earned
+meanwhile, so a loop busy for a fifth of a second loses none of the key.
 
 Hour reserve. Calls other than triggers may fill the hourly window only to
 `1 - TRIGGER_HOUR_RESERVE` of its limit, so a backlog that exhausts the hour still leaves room
@@ -52,6 +61,17 @@ TRIGGER = 0  # the priority of triggers, which may use the burst and the hour re
 # Burst for triggers: a few OTPs at once go without waiting, yet a full bucket is small enough
 # that spending it costs at most a short stall when the minute window catches up.
 BURST_SECONDS = 2.0
+# Tokens a backlog may take below a full bucket: what the key earns in 0.25 s, so a wake-up that
+# came that late (a busy, CPU-starved loop) still grants all of it; a trigger still finds
+# 1.75 s of burst.
+BACKLOG_SLACK_SECONDS = 0.25
+# The shortest sleep between two wake-ups of the governor's waiters (the tokens earned meanwhile
+# go at once): 200 wake-ups/s at most, whatever the key's limit.
+TICK_SECONDS = 0.005
+# The windows log grants in buckets this fraction of the window long (a minute's in 30 ms, an
+# hour's in 1.8 s): memory stays bounded at a 1,000,000/min key, and a bucket expires with its
+# last grant, so a token comes back at most that much late, never early.
+BUCKETS_PER_WINDOW = 2000
 # Share of the hourly budget only triggers may use: after a backlog has spent the rest of the
 # hour, 10% (100 of Meisa's default 1,000/h) is still there for OTPs and password resets.
 TRIGGER_HOUR_RESERVE = 0.1
@@ -75,34 +95,52 @@ Reason = Literal["retry_after", "repeated_429", "limit_lower"]
 
 
 class _Window:
-    """Grants in the last `length` seconds; `limit` of them at most."""
+    """Grants in the last `length` seconds; `limit` of them at most.
+
+    A sliding-window log of buckets: each [time of its last grant, grants], a new bucket every
+    `length / BUCKETS_PER_WINDOW` seconds.
+    """
 
     def __init__(self, budget: int, length: float, reserve: float = 0.0) -> None:
         self.budget = budget
         self.length = length
         self.reserve = reserve  # share of the limit kept for triggers
-        self.grants: deque[float] = deque()
+        self.buckets: deque[list[float]] = deque()  # [last grant time, grants]
+        self._bucket_seconds = length / BUCKETS_PER_WINDOW
+        self._opened = -math.inf  # when the newest bucket was opened
+        self._used = 0
 
     def _expire(self, now: float) -> None:
-        while self.grants and self.grants[0] <= now - self.length:
-            self.grants.popleft()
+        while self.buckets and self.buckets[0][0] <= now - self.length:
+            self._used -= int(self.buckets.popleft()[1])
 
     def free_at(self, now: float, limit: int, tokens: int) -> float:
         """Earliest time (>= now) at which `tokens` more grants fit under `limit`."""
         self._expire(now)
-        excess = len(self.grants) + tokens - limit
+        excess = self._used + tokens - limit
         if excess <= 0:
             return now
-        if excess > len(self.grants):  # more tokens than the limit: never fits whole
+        if excess > self._used:  # more tokens than the limit: never fits whole
             return math.inf
-        return self.grants[excess - 1] + self.length
+        for at, count in self.buckets:
+            excess -= int(count)
+            if excess <= 0:
+                return at + self.length
+        return math.inf  # unreachable: the buckets hold `_used` grants
 
     def used(self, now: float) -> int:
         self._expire(now)
-        return len(self.grants)
+        return self._used
 
     def spend(self, now: float, tokens: int) -> None:
-        self.grants.extend([now] * tokens)
+        self._used += tokens
+        if self.buckets and now - self._opened < self._bucket_seconds:
+            newest = self.buckets[-1]
+            newest[0] = max(newest[0], now)
+            newest[1] += tokens
+            return
+        self._opened = now
+        self.buckets.append([now, float(tokens)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +193,7 @@ class RateScheduler:
         self.paused_until = -math.inf
         self._answers: deque[bool] = deque(maxlen=PAUSE_ANSWERS)  # True: a 429
         self._refused = 0  # 429s among `_answers`
+        self._paced_limit, self._pace = 0, (0.0, 0.0)  # the limit `_pace` was computed for
         self._level = math.inf  # pacing bucket tokens (clipped to its capacity; full at start)
         self._level_at = -math.inf
         self._queue: list[tuple[int, int]] = []
@@ -196,8 +235,17 @@ class RateScheduler:
         if not self.windows:
             return None
         window = self.windows[0]  # the shortest window sets the pace
-        rate = self._limit(window) / window.length
-        return rate, max(1.0, rate * BURST_SECONDS)
+        limit = self._limit(window)
+        if limit != self._paced_limit:  # asked several times per grant: computed once a limit
+            rate = limit / window.length
+            self._paced_limit, self._pace = limit, (rate, max(1.0, rate * BURST_SECONDS))
+        return self._pace
+
+    def _backlog_slack(self) -> int:
+        """Tokens of the bucket's top a backlog may spend: what BACKLOG_SLACK_SECONDS earn,
+        whole, one at least (a key earning less than 4 a second: one, as a plain bucket)."""
+        pace = self.pace()
+        return 1 if pace is None else max(1, math.floor(pace[0] * BACKLOG_SLACK_SECONDS))
 
     def _settle(self, now: float) -> None:
         """Refill the bucket up to `now` at the current pace."""
@@ -314,6 +362,10 @@ class RateScheduler:
             limits = [self._limit(window)]
             if priority != TRIGGER and window.reserve:
                 limits.append(max(1, math.floor(limits[0] * (1.0 - window.reserve))))
+            if priority != TRIGGER and window is self.windows[0]:
+                # What the backlog took of the bucket's top beyond one token, it leaves free in
+                # the pacing window: a trigger never waits for that window to turn.
+                limits.append(max(1, limits[0] - self._backlog_slack() + 1))
             for limit in limits:
                 # A request bigger than the limit (a 2-request tag call under AIMD) waits for an
                 # empty window instead of never.
@@ -327,7 +379,10 @@ class RateScheduler:
             return now
         rate, capacity = pace
         self._settle(now)
-        need = min(tokens, capacity) if priority == TRIGGER else capacity
+        if priority == TRIGGER:
+            need = min(tokens, capacity)
+        else:  # the top of the bucket: what one late wake-up earned goes at once
+            need = capacity - self._backlog_slack() + 1.0
         short = need - self._level
         return now if short <= _READY_SLACK else now + short / rate
 

@@ -34,7 +34,8 @@ MetricName = Literal[
     "meisa_bridge_call_duration_seconds",
     # Meisa calls currently in flight.
     "meisa_bridge_in_flight",
-    # Upserts merged into an adjacent upsert for the same contact (calls saved).
+    # Calls saved: upserts merged into an adjacent upsert for the same contact, add_tags folded
+    # into one, enrolments sent together in a bulk-enroll.
     "meisa_bridge_coalesced_total",
     # Records written to the dead-letter topic, by source topic and stage (decode|map|deliver).
     "meisa_bridge_dlq_total",
@@ -151,7 +152,7 @@ class Metrics:
         add(Histogram, "meisa_bridge_call_duration_seconds", "Meisa call latency", "endpoint",
             buckets=LATENCY_BUCKETS)  # fmt: skip
         add(Gauge, "meisa_bridge_in_flight", "Meisa calls in flight")
-        add(Counter, "meisa_bridge_coalesced_total", "Upserts merged away")
+        add(Counter, "meisa_bridge_coalesced_total", "Calls saved by merging")
         add(Counter, "meisa_bridge_dlq_total", "Dead-lettered records", "topic", "stage")
         add(Gauge, "meisa_bridge_consumer_lag", "Consumer lag", "topic", "partition")
         add(Gauge, "meisa_bridge_committed_offset", "Committed offset", "topic", "partition")

@@ -5,6 +5,12 @@ the message each came from. A merged upsert completes every part at once; if Mei
 upsert, the dispatcher re-sends the parts one by one so only the message at fault is dead-lettered.
 Only *adjacent* upserts merge: a track or trigger between two upserts keeps them apart, because it
 may depend on the state the first upsert creates.
+
+An add_tag (by tag name) right behind its person's queued upsert folds into it as one more of the
+upsert's `tag_names`: Meisa adds those tags (creating missing ones) exactly as add_tag does, in
+the same request. Only the tail folds, so the tag still lands after everything queued before it,
+and a remove_tag never folds (an upsert only adds tags). A rule opts out of both with
+`coalesce: false` on either action.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from bridge.meisa.calls import MeisaCall, merge_upserts
+from bridge.meisa.calls import MeisaCall, fold_tag, folds_into, merge_upserts
 
 M = TypeVar("M")
 _arrivals = itertools.count()  # arrival order of queued calls, kept when two lanes fold into one
@@ -52,4 +58,15 @@ def can_merge(waiting: MeisaCall, new: MeisaCall) -> bool:
 def merge_into(tail: Pending[M], call: MeisaCall, message: M) -> None:
     """Fold a new upsert into the upsert waiting at the tail of a queue."""
     tail.call = merge_upserts(tail.call, call)
+    tail.parts.append((call, message))
+
+
+def can_fold(waiting: MeisaCall, new: MeisaCall) -> bool:
+    """An add_tag by name folds into the upsert waiting at the tail of its person's lane."""
+    return folds_into(waiting, new)
+
+
+def fold_into(tail: Pending[M], call: MeisaCall, message: M) -> None:
+    """Fold an add_tag into the upsert waiting at the tail of a queue."""
+    tail.call = fold_tag(tail.call, call)
     tail.parts.append((call, message))

@@ -25,6 +25,11 @@ PoisonError marks the message failed (the other calls of a message still run, si
 at-least-once anyway; the message goes to the DLQ once, naming the first failing rule); a
 HaltError stops the dispatcher: nothing more is sent and unfinished messages stay unfinished. A
 message is finished when every one of its calls is; `on_finished` then decides (done, or DLQ).
+
+Fewer calls. Upserts merge and add_tags fold into a queued upsert in their lane
+(bridge.pipeline.coalesce); enrolments to one sequence wait up to `enroll_window` seconds to go
+together as one bulk-enroll (bridge.pipeline.bulk), and a person's later call sends their
+batch at once.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from bridge.identity import ContactIdentity, KnownContacts
 from bridge.meisa.calls import MeisaCall
 from bridge.meisa.retry import ContactWait
 from bridge.observability import mask_email
+from bridge.pipeline.bulk import EnrollBatches
 from bridge.pipeline.coalesce import Pending
 from bridge.pipeline.lanes import Item, Lane, Slots
 from bridge.pipeline.message import InFlight, Sending, TopicPartition
@@ -96,6 +102,7 @@ class Dispatcher:
         rng: random.Random | None = None,
         fence: Callable[[], Awaitable[None]] | None = None,
         on_outcome: OnOutcome | None = None,
+        enroll_window: float = 0.0,
     ) -> None:
         self._deliver = deliver
         self._on_outcome = on_outcome
@@ -112,9 +119,17 @@ class Dispatcher:
         self.identity = ContactIdentity(identity_capacity, busy=self._lanes.__contains__)
         self.known = KnownContacts(identity_capacity)
         self.halted: HaltError | None = None
-        self.coalesced = 0
+        self._merged = 0  # calls merged or folded into a queued upsert
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self.batches = EnrollBatches(
+            window=enroll_window, send=self._send_bulk, halted=lambda: self.halted
+        )
+
+    @property
+    def coalesced(self) -> int:
+        """Calls saved: merged or folded into an upsert, or sent in a bulk request."""
+        return self._merged + self.batches.saved
 
     @property
     def sending(self) -> int:
@@ -137,7 +152,9 @@ class Dispatcher:
         for call in calls:
             lane = self._lane_for(call)
             if lane.push(call, message):
-                self.coalesced += 1
+                self._merged += 1
+            if lane.running is not None:  # never waits in a batch past this later call
+                self.batches.hurry(lane.running)
             if lane.task is None and self.halted is None:
                 lane.task = self._start(lane)
 
@@ -216,6 +233,7 @@ class Dispatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.batches.aclose()
 
     # -- one lane ------------------------------------------------------------------------------
 
@@ -279,7 +297,7 @@ class Dispatcher:
         slot = _Start(self._slots[item.call.traits.trigger], item, self._fence)
         answer: object
         try:
-            answer = await self._send(item.call, item.messages(), slot)
+            answer = await self._send_item(lane, item, slot)
         except CallAbandoned:
             self._abandon(item)
             return
@@ -370,6 +388,23 @@ class Dispatcher:
             lane.due = 0.0
             lane.wake()
 
+    async def _send_item(self, lane: Lane, item: Item, slot: Slot) -> object:
+        """Send the item's call, in a bulk request when it may go in one."""
+        if self.batches.takes(item.call):
+            self._guard(item.call, Sending(tuple(item.messages())).event_time)
+            done, answer = await self.batches.join(item, later=bool(lane.queue))
+            if done:
+                return answer
+        return await self._send(item.call, item.messages(), slot)
+
+    async def _send_bulk(
+        self, carried: Item, messages: Sequence[InFlight], seal: Callable[[], None]
+    ) -> object:
+        """One bulk request for the calls it carries, sealed once it holds a slot
+        (bridge.pipeline.bulk)."""
+        slot = _Start(self._slots[False], carried, self._fence, seal)
+        return await self._send(carried.call, messages, slot)
+
     async def _send(self, call: MeisaCall, messages: Sequence[InFlight], slot: Slot) -> object:
         sending = Sending(tuple(messages))
         self._guard(call, sending.event_time)
@@ -401,11 +436,16 @@ class _Start:
     finish; a call still waiting for a slot has not started)."""
 
     def __init__(
-        self, slots: Slots, item: Item, fence: Callable[[], Awaitable[None]] | None
+        self,
+        slots: Slots,
+        item: Item,
+        fence: Callable[[], Awaitable[None]] | None,
+        on_slot: Callable[[], None] | None = None,
     ) -> None:
         self._slots = slots
         self._item = item
         self._fence = fence
+        self._on_slot = on_slot  # a bulk request fixes what it carries here
 
     async def __aenter__(self) -> None:
         await self._slots.__aenter__()
@@ -415,6 +455,8 @@ class _Start:
                 # Asked once the slot is ours, not before: a call that passed an open fence and
                 # then queued for a slot would otherwise go out after the fence closed.
                 await self._fence()
+            if self._on_slot is not None:
+                self._on_slot()  # a bulk request fixes what it carries (may raise SendAlone)
             if _abandoned(self._item):
                 raise CallAbandoned
         except BaseException:  # CallAbandoned, or the lane cancelled (its partition released)

@@ -11,7 +11,8 @@ whatever topic or partition they came. It runs one call at a time. Which call go
   back-off; meanwhile upserts and triggers behind it may go (an upsert that arrives wakes it);
   calls that need the contact stay behind it, in order.
 
-Adjacent upserts waiting in a lane merge into one call (bridge.pipeline.coalesce).
+Adjacent upserts waiting in a lane merge into one call, and an add_tag behind one folds into it
+(bridge.pipeline.coalesce).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 from bridge.meisa.calls import KindTraits, MeisaCall
-from bridge.pipeline.coalesce import Pending, can_merge, merge_into
+from bridge.pipeline.coalesce import Pending, can_fold, can_merge, fold_into, merge_into
 from bridge.pipeline.message import InFlight
 
 Item = Pending[InFlight]
@@ -47,9 +48,13 @@ class Lane:
     forward: Lane | None = None  # this lane was folded into `forward`
 
     def push(self, call: MeisaCall, message: InFlight) -> bool:
-        """Queue a call; True when it merged into the upsert waiting at the tail."""
+        """Queue a call; True when it merged (an upsert) or folded (an add_tag) into the upsert
+        waiting at the tail."""
         if self.queue and can_merge(self.queue[-1].call, call):
             merge_into(self.queue[-1], call, message)
+            return True
+        if self.queue and can_fold(self.queue[-1].call, call):
+            fold_into(self.queue[-1], call, message)
             return True
         self.queue.append(Pending(call, [(call, message)]))
         self.wake()

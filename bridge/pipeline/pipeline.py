@@ -115,6 +115,7 @@ class Pipeline:
             identity_capacity=settings.identity_capacity,
             fence=self.fence.wait,
             on_outcome=None if outcomes is None else outcomes.add,
+            enroll_window=settings.enroll_batch_seconds,
         )
         self.lockstep: Lockstep[Buffered] = Lockstep(
             max_skew=settings.max_skew_seconds, max_idle=settings.max_idle_seconds

@@ -12,7 +12,13 @@ from typing import Any
 import orjson
 
 from bridge.errors import ConfigError, ExpressionError, FieldValueError
-from bridge.meisa.calls import DEFAULT_ON_REPLAY, WAITS_ON_404, CallKind, ReplayPolicy
+from bridge.meisa.calls import (
+    COALESCES,
+    DEFAULT_ON_REPLAY,
+    WAITS_ON_404,
+    CallKind,
+    ReplayPolicy,
+)
 from bridge.rules.engine import RuleSet
 from bridge.rules.expressions import (
     Compiled,
@@ -348,8 +354,12 @@ def _compile_options(
     coalesce = True
     if "coalesce" in item:
         value = item["coalesce"]
-        if kind != "upsert":
-            ctx.error("only upserts coalesce", line_of(item, "coalesce"), f"{where}.coalesce")
+        if kind not in COALESCES:
+            ctx.error(
+                f"only {', '.join(COALESCES)} coalesce",
+                line_of(item, "coalesce"),
+                f"{where}.coalesce",
+            )
             ok = False
         elif not isinstance(value, bool):
             ctx.error(

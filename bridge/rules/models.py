@@ -10,7 +10,7 @@ from typing import Any
 
 from bridge.errors import EvaluationError, FieldValueError, MappingError
 from bridge.events import Envelope
-from bridge.meisa.calls import KINDS, CallKind, MeisaCall, ReplayPolicy, contact_key
+from bridge.meisa.calls import COALESCES, KINDS, CallKind, MeisaCall, ReplayPolicy, contact_key
 from bridge.rules.expressions import Compiled, Getter, truthy
 from bridge.rules.fields import AT_LEAST_ONE, FieldSpec
 
@@ -131,7 +131,7 @@ class Action:
             action=self.index,
             max_age=self.max_age,
             on_replay=self.on_replay,
-            coalesce=self.kind == "upsert" and self.coalesce,
+            coalesce=self.kind in COALESCES and self.coalesce,
             create_contact=self.create_contact,
         )
 

@@ -26,7 +26,16 @@ from bridge.codecs import Decoder
 from bridge.errors import DecodeError
 from bridge.events import Envelope, Record
 from bridge.identity import ContactIdentity
-from bridge.meisa.calls import MeisaCall, merge_upserts
+from bridge.meisa.calls import (
+    BulkKey,
+    MeisaCall,
+    bulk_key,
+    bulk_of,
+    fold_tag,
+    folds_into,
+    merge_upserts,
+)
+from bridge.meisa.models import BULK_ENROLL_MAX
 from bridge.outcome import Unreadable, read_record
 from bridge.rules.engine import RuleSet
 
@@ -165,41 +174,85 @@ Row = tuple[dict[str, Any], MeisaCall | None, dict[str, Any] | None]
 
 
 def coalesce_rows(rows: Iterable[Row]) -> list[Row]:
-    """Merge adjacent upserts of the same contact, as the pipeline does on a backlog.
+    """The calls after coalescing, as the pipeline makes them on a backlog.
 
     "Adjacent" is per person (external_id and email linked, bridge.identity): an upsert
-    merges into that person's previous pending upsert when no other call for the same person
-    came in between. The merged call keeps the position and event of the first (the pipeline
-    sends it when the first's turn comes) and lists every merged event's offset in
-    `coalesced_offsets`.
+    merges into that person's previous pending upsert, and an add_tag folds into its
+    `tag_names`, when no other call for the same person came in between. Enrolments to one
+    sequence go as one bulk-enroll (up to 500) until a later call of a person in the batch
+    closes it (bridge.pipeline.bulk; the window is taken as long as the file). The merged call
+    keeps the position and event of the first (the pipeline sends it when the first's turn
+    comes) and lists every merged event's offset in `coalesced_offsets`.
     """
-    out: list[Row] = []
-    open_upsert: dict[str, int] = {}  # lane -> index in out of its mergeable upsert
-    identity = ContactIdentity()  # one person's lane across external_id and email, as live
-    for row in rows:
-        _, call, _ = row
-        if call is None or call.traits.trigger:  # triggers run in a lane of their own
-            out.append(row)
-            continue
-        lane = identity.key_for(call.body, fallback=call.contact_key)
+    return _Coalescer().run(rows)
+
+
+class _Coalescer:
+    def __init__(self) -> None:
+        self.out: list[Row] = []
+        self.open_upsert: dict[str, int] = {}  # lane -> index in out of its mergeable upsert
+        self.identity = ContactIdentity()  # one person's lane across external_id and email
+        self.batches: dict[BulkKey, tuple[int, list[MeisaCall]]] = {}  # -> (index, enrolls)
+        self.in_batch: dict[str, BulkKey] = {}  # lane -> the open batch holding its enrol
+
+    def run(self, rows: Iterable[Row]) -> list[Row]:
+        for row in rows:
+            call = row[1]
+            if call is None or call.traits.trigger:  # triggers run in a lane of their own
+                self.out.append(row)
+            else:
+                self._call(row, call)
+        return self.out
+
+    def _call(self, row: Row, call: MeisaCall) -> None:
+        lane = self.identity.key_for(call.body, fallback=call.contact_key)
         key = lane.key
         if lane.merged_from is not None:  # two lanes became one person: nothing is adjacent
-            open_upsert.pop(lane.merged_from, None)
-            open_upsert.pop(key, None)
-        at = open_upsert.get(key)
-        if call.kind == "upsert" and call.coalesce and at is not None:
-            event, first, extra = out[at]
-            assert first is not None
-            offsets = (extra or {}).get("coalesced_offsets", [event["offset"]])
-            merged = {"coalesced_offsets": [*offsets, row[0]["offset"]]}
-            out[at] = (event, merge_upserts(first, call), merged)
-            continue
+            self.open_upsert.pop(lane.merged_from, None)
+            self.open_upsert.pop(key, None)
+        self._close(self.in_batch.get(key))  # a later call of a person in a batch sends it
+        at = self.open_upsert.get(key)
+        first = None if at is None else self.out[at][1]
+        if first is not None and at is not None:
+            if call.kind == "upsert" and call.coalesce:  # `first` is a mergeable upsert
+                self._fold(at, merge_upserts(first, call), row)
+                return
+            if folds_into(first, call):
+                self._fold(at, fold_tag(first, call), row)
+                return
         if call.kind == "upsert" and call.coalesce:
-            open_upsert[key] = len(out)
+            self.open_upsert[key] = len(self.out)
         else:
-            open_upsert.pop(key, None)
-        out.append(row)
-    return out
+            self.open_upsert.pop(key, None)
+        batch = bulk_key(call)
+        if batch is not None and self._enrol(batch, key, call, row):
+            return
+        self.out.append(row)
+
+    def _fold(self, at: int, merged: MeisaCall, row: Row) -> None:
+        event, _, extra = self.out[at]
+        offsets = (extra or {}).get("coalesced_offsets", [event["offset"]])
+        self.out[at] = (event, merged, {"coalesced_offsets": [*offsets, row[0]["offset"]]})
+
+    def _enrol(self, batch: BulkKey, lane: str, call: MeisaCall, row: Row) -> bool:
+        """Add an enrolment to its open batch (True), or open one with it (False)."""
+        self.in_batch[lane] = batch
+        found = self.batches.get(batch)
+        if found is None:
+            self.batches[batch] = (len(self.out), [call])
+            return False
+        at, calls = found
+        calls.append(call)
+        bulk = bulk_of(calls)
+        self._fold(at, bulk, row)
+        if len(calls) >= BULK_ENROLL_MAX:
+            self._close(batch)
+        return True
+
+    def _close(self, batch: BulkKey | None) -> None:
+        if batch is None or self.batches.pop(batch, None) is None:
+            return
+        self.in_batch = {lane: b for lane, b in self.in_batch.items() if b != batch}
 
 
 def row_json(row: Row) -> dict[str, Any]:

@@ -120,3 +120,78 @@ def test_merged_state_equals_upserts_one_by_one(
     assert [i.call for i in items if i.call.kind != "upsert"] == [
         c for c in seq if c.kind != "upsert"
     ]
+
+
+# -- an add_tag folds into the upsert queued ahead of it ----------------------------------------
+
+
+def tag(kind: str, name: str, *, coalesce: bool = True, **who: str) -> MeisaCall:
+    body = {**(who or {"email": "a@x.io"}), "tag_name": name}
+    return MeisaCall(kind=kind, body=body, contact_key="u1", coalesce=coalesce)  # type: ignore[arg-type]
+
+
+def test_an_add_tag_behind_a_queued_upsert_goes_as_one_of_its_tag_names() -> None:
+    lane = Lane("u1")
+    lane.push(upsert({"email": "a@x.io", "tag_names": ["trial"]}), 1)
+    assert lane.push(tag("add_tag", "paying"), 2)
+    [item] = drain(lane)
+    assert item.call.kind == "upsert"
+    assert item.call.body["tag_names"] == ["trial", "paying"]
+    assert item.messages() == [1, 2]
+    assert [c.kind for c, _ in item.parts] == ["upsert", "add_tag"]  # each sent alone if poison
+
+
+def test_a_remove_tag_never_folds() -> None:
+    lane = Lane("u1")
+    lane.push(upsert({"email": "a@x.io"}), 1)
+    assert not lane.push(tag("remove_tag", "trial"), 2)
+    assert [i.call.kind for i in drain(lane)] == ["upsert", "remove_tag"]
+
+
+def test_an_add_tag_folds_only_into_the_tail_by_name_of_the_same_contact() -> None:
+    behind_track, by_id, other, opted_out = Lane("u1"), Lane("u1"), Lane("u1"), Lane("u1")
+    behind_track.push(upsert({"email": "a@x.io"}), 1)
+    behind_track.push(track("login"), 2)
+    assert not behind_track.push(tag("add_tag", "paying"), 3)
+    by_id.push(upsert({"email": "a@x.io"}), 1)
+    id_tag = MeisaCall(kind="add_tag", body={"email": "a@x.io", "tag_id": "t9"}, contact_key="u1")
+    assert not by_id.push(id_tag, 2)  # tag_names carries names only
+    other.push(upsert({"email": "a@x.io", "external_id": "u1"}), 1)
+    assert not other.push(tag("add_tag", "paying", external_id="u2"), 2)
+    same = Lane("u1")
+    same.push(upsert({"email": "a@x.io", "external_id": "u1"}), 1)
+    assert same.push(tag("add_tag", "paying", external_id="u1", email="A@X.io"), 2)
+    opted_out.push(upsert({"email": "a@x.io"}), 1)
+    assert not opted_out.push(tag("add_tag", "paying", coalesce=False), 2)
+
+
+def apply_call(state: dict[str, Any], call: MeisaCall) -> dict[str, Any]:
+    if call.kind == "upsert":
+        return apply_upsert(state, dict(call.body))
+    tags = [t for t in state.get("tag_names", []) if t != call.body.get("tag_name")]
+    if call.kind == "add_tag":
+        tags.append(call.body["tag_name"])
+    return {**state, "tag_names": tags} if call.kind in ("add_tag", "remove_tag") else state
+
+
+tag_calls = st.tuples(
+    st.sampled_from(["add_tag", "remove_tag"]), st.sampled_from(["t1", "t2", "t3"])
+).map(lambda kn: tag(*kn))
+
+
+@given(initial=bodies, seq=st.lists(st.one_of(calls, tag_calls), max_size=12))
+def test_folded_tags_leave_the_tags_the_calls_one_by_one_would(
+    initial: dict[str, Any], seq: list[MeisaCall]
+) -> None:
+    lane = Lane("u1")
+    for i, call in enumerate(seq):
+        lane.push(call, i)
+    one_by_one = folded = apply_upsert({}, initial)
+    for call in seq:
+        one_by_one = apply_call(one_by_one, call)
+    items = drain(lane)
+    for item in items:
+        folded = apply_call(folded, item.call)
+    assert set(folded.get("tag_names", [])) == set(one_by_one.get("tag_names", []))
+    assert [m for item in items for m in item.messages()] == list(range(len(seq)))
+    assert all(i.call.kind != "add_tag" or not i.merged for i in items)

@@ -105,7 +105,7 @@ def test_bad_duration_and_on_replay_and_coalesce(tmp_path: Path) -> None:
     assert errors["do[0].max_age"].line == 6
     assert errors["do[0].on_replay"].line == 7
     assert errors["do[0].coalesce"].line == 8
-    assert "only upserts" in errors["do[0].coalesce"].message
+    assert "only upsert, add_tag, enroll coalesce" in errors["do[0].coalesce"].message
 
 
 def test_create_contact_is_a_bool_on_calls_that_need_a_contact(tmp_path: Path) -> None:
