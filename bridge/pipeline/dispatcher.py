@@ -56,7 +56,7 @@ from bridge.meisa.retry import ContactWait
 from bridge.observability import mask_email
 from bridge.pipeline.bulk import EnrollBatches
 from bridge.pipeline.coalesce import Pending
-from bridge.pipeline.lanes import Item, Lane, Slots
+from bridge.pipeline.lanes import Item, Lane, Slots, StartSlot, abandoned
 from bridge.pipeline.message import InFlight, Sending, TopicPartition
 
 log = logging.getLogger("bridge.pipeline.dispatcher")
@@ -291,10 +291,10 @@ class Dispatcher:
         self._complete(item.messages())
 
     async def _run(self, lane: Lane, item: Item) -> None:
-        if _abandoned(item):
+        if abandoned(item):
             self._abandon(item)
             return
-        slot = _Start(self._slots[item.call.traits.trigger], item, self._fence)
+        slot = StartSlot(self._slots[item.call.traits.trigger], item, self._fence)
         answer: object
         try:
             answer = await self._send_item(lane, item, slot)
@@ -402,7 +402,7 @@ class Dispatcher:
     ) -> object:
         """One bulk request for the calls it carries, sealed once it holds a slot
         (bridge.pipeline.bulk)."""
-        slot = _Start(self._slots[False], carried, self._fence, seal)
+        slot = StartSlot(self._slots[False], carried, self._fence, seal)
         return await self._send(carried.call, messages, slot)
 
     async def _send(self, call: MeisaCall, messages: Sequence[InFlight], slot: Slot) -> object:
@@ -430,45 +430,6 @@ class Dispatcher:
                 lane.wake()
 
 
-class _Start:
-    """A slot that marks the call's messages started once it holds the slot, and refuses to
-    start a call whose messages were revoked or lost meanwhile (a revoke lets started work
-    finish; a call still waiting for a slot has not started)."""
-
-    def __init__(
-        self,
-        slots: Slots,
-        item: Item,
-        fence: Callable[[], Awaitable[None]] | None,
-        on_slot: Callable[[], None] | None = None,
-    ) -> None:
-        self._slots = slots
-        self._item = item
-        self._fence = fence
-        self._on_slot = on_slot  # a bulk request fixes what it carries here
-
-    async def __aenter__(self) -> None:
-        await self._slots.__aenter__()
-        try:
-            if self._fence is not None:
-                # Held after a freeze until the group had its say, and while commits fail.
-                # Asked once the slot is ours, not before: a call that passed an open fence and
-                # then queued for a slot would otherwise go out after the fence closed.
-                await self._fence()
-            if self._on_slot is not None:
-                self._on_slot()  # a bulk request fixes what it carries (may raise SendAlone)
-            if _abandoned(self._item):
-                raise CallAbandoned
-        except BaseException:  # CallAbandoned, or the lane cancelled (its partition released)
-            await self._slots.__aexit__(None, None, None)  # `async with` will not: we raised
-            raise
-        for m in self._item.messages():
-            m.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._slots.__aexit__(None, None, None)
-
-
 def _stopped(lane: Lane) -> int:
     """Take back release()'s cancel of the lane's task and tell release() the call ended;
     returns how many other cancel requests the task still has."""
@@ -477,10 +438,6 @@ def _stopped(lane: Lane) -> int:
     lane.stopping = None
     me = asyncio.current_task()
     return me.uncancel() if me is not None else 0
-
-
-def _abandoned(item: Item) -> bool:
-    return all(m.stopped for _, m in item.parts)
 
 
 def _failure(exc: PoisonError, call: MeisaCall) -> Failure:

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from types import TracebackType
 
+from bridge.errors import CallAbandoned
 from bridge.meisa.calls import KindTraits, MeisaCall
 from bridge.pipeline.coalesce import Pending, can_fold, can_merge, fold_into, merge_into
 from bridge.pipeline.message import InFlight
@@ -196,3 +197,47 @@ class Slots:
                 waiter.set_result(None)
                 return
         self._free += 1
+
+
+class StartSlot:
+    """A slot that marks the call's messages started once it holds the slot, and refuses to
+    start a call whose messages were revoked or lost meanwhile (a revoke lets started work
+    finish; a call still waiting for a slot has not started)."""
+
+    def __init__(
+        self,
+        slots: Slots,
+        item: Item,
+        fence: Callable[[], Awaitable[None]] | None,
+        on_slot: Callable[[], None] | None = None,
+    ) -> None:
+        self._slots = slots
+        self._item = item
+        self._fence = fence
+        self._on_slot = on_slot  # a bulk request fixes what it carries here
+
+    async def __aenter__(self) -> None:
+        await self._slots.__aenter__()
+        try:
+            if self._fence is not None:
+                # Held after a freeze until the group had its say, and while commits fail.
+                # Asked once the slot is ours, not before: a call that passed an open fence and
+                # then queued for a slot would otherwise go out after the fence closed.
+                await self._fence()
+            if self._on_slot is not None:
+                self._on_slot()  # a bulk request fixes what it carries (may raise SendAlone)
+            if abandoned(self._item):
+                raise CallAbandoned
+        except BaseException:  # CallAbandoned, or the lane cancelled (its partition released)
+            await self._slots.__aexit__(None, None, None)  # `async with` will not: we raised
+            raise
+        for m in self._item.messages():
+            m.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._slots.__aexit__(None, None, None)
+
+
+def abandoned(item: Item) -> bool:
+    """Every message the item serves was revoked or lost: the call has no one to serve."""
+    return all(m.stopped for _, m in item.parts)
