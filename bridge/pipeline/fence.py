@@ -16,8 +16,7 @@ as a commit is refused (the broker is away, or a classic rebalance has moved the
 generation and refuses the old one's commits), and while finished work has waited more than
 `COMMIT_STALL_SECONDS` for a commit that hangs. Work done then could not be committed, and whoever
 reads the partition next would do it again; holding new calls until a commit succeeds bounds that
-to what was in flight. Every call asks the predicate as it starts, and the pipeline rechecks
-after each commit.
+to what was in flight. Every call asks the predicate as it starts, not at the last tick.
 """
 
 from __future__ import annotations
@@ -109,10 +108,6 @@ class StallFence:
             return False
         self._check_blocked(self.now())
         return self._was_blocked
-
-    def recheck(self) -> None:
-        """Read the `blocked` predicate now (after a commit), not at the next tick."""
-        self._check_blocked(self.now())
 
     def holding(self, now: float) -> bool:
         return self._was_blocked or now < self._open_at

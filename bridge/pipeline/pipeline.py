@@ -334,7 +334,6 @@ class Pipeline:
         rebalance callback may hold for seconds (the source serves commits meanwhile)."""
         self._tally.flush()  # counted before committed: a crash may count twice, not never
         await self._committer.commit()
-        self.fence.recheck()  # a refused commit holds new calls now, not at the next tick
 
     def _committed(self, tp: TopicPartition, offset: int) -> None:
         part = self.partitions.get(tp)

@@ -58,18 +58,6 @@ def test_it_holds_while_the_caller_is_blocked_and_opens_once_it_is_not() -> None
     assert fence.stalls == 0
 
 
-def test_a_recheck_closes_at_once_without_waiting_for_the_tick() -> None:
-    blocked = [False]
-    now = [0.0]
-    fence = StallFence(tick=0.5, clock=lambda: now[0], blocked=lambda: blocked[0])
-    fence.observe(0.0)
-    now[0] = 0.1
-    blocked[0] = True  # a commit was just refused
-    assert not fence.holding(0.1)
-    fence.recheck()
-    assert fence.holding(0.1)
-
-
 async def test_a_call_asks_the_blocked_predicate_itself_between_ticks() -> None:
     blocked = [True]
     fence = StallFence(tick=0.05, blocked=lambda: blocked[0])
