@@ -302,11 +302,13 @@ class PipelineSettings:
     )
     batch_size: int = field(default=500, metadata=doc("Messages per `consume()` call."))
     commit_interval_seconds: float = field(
-        default=0.05,
+        default=0.02,
         metadata=doc(
             "Finished offsets are committed at most this long after they finish (also on "
-            "revoke and shutdown); no commit is sent while nothing finishes. A crash re-sends "
-            "at most this long of finished work, plus the commit's round trip."
+            "revoke and shutdown); no commit is sent while nothing finishes. While messages are "
+            "in flight the consumer's thread comes back for commits every half of it. A crash "
+            "re-sends the calls on the wire and about this long of finished work, plus a "
+            "commit's round trip (docs/kafka.md, Commits keep up with the work)."
         ),
     )
     commit_metadata_max_bytes: int = field(

@@ -16,6 +16,7 @@ the metadata until the committed offset passes them.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable, Mapping
 
@@ -91,19 +92,24 @@ class PartitionOffsets:
 
     def finished_runs(self) -> list[Run]:
         """Finished offsets past the first unfinished one: runs of messages finished one after
-        the other in tracking order, then what was carried over and not read yet."""
+        the other in tracking order, then what was carried over and not read yet.
+
+        Two finished offsets are in one run when no unfinished one lies between them; tracking
+        order is offset order, so that is a binary search among the unfinished offsets (`open`
+        keeps them in the order they were tracked). The cost follows the finished offsets, not
+        the whole read-ahead (a commit asks for this up to the commit interval's rate)."""
         runs: list[Run] = []
-        start: int | None = None
-        prev = 0
-        for offset in self.pending:
-            if offset in self.done:
-                start = offset if start is None else start
-            elif start is not None:
-                runs.append((start, prev))
-                start = None
-            prev = offset
-        if start is not None:
-            runs.append((start, prev))
+        if self.done:
+            unfinished = list(self.open)
+            first = last = gap = -1
+            for offset in sorted(self.done):
+                below = bisect_right(unfinished, offset)
+                if below != gap:
+                    if gap >= 0:
+                        runs.append((first, last))
+                    first, gap = offset, below
+                last = offset
+            runs.append((first, last))
         past = -1 if self.last_tracked is None else self.last_tracked + 1
         runs.extend((max(first, past), last) for first, last in self.carried if last >= past)
         return finished.merge(runs)
@@ -175,6 +181,10 @@ class OffsetTracker:
     def mark_changed(self, tps: Iterable[TopicPartition]) -> None:
         """Offer partitions again, e.g. after their commit failed."""
         self._changed.update(tp for tp in tps if tp in self._parts)
+
+    def busy(self) -> bool:
+        """Whether a message is in flight or finished work waits for a commit."""
+        return bool(self._changed) or any(s.open for s in self._parts.values())
 
     def in_flight(self, tp: TopicPartition | None = None) -> int:
         """Messages tracked and not finished, for one partition or all of them."""

@@ -49,8 +49,10 @@ from bridge.pipeline.tally import EventTally
 
 log = logging.getLogger("bridge.pipeline")
 
-# How long one consume() may block: bounds shutdown and pause latency, and how long a commit
-# waits for the consumer's thread.
+# How long one consume() may block while nothing is in flight: bounds shutdown and pause latency.
+# While messages are in flight or wait for a commit it blocks at most half the commit interval: a
+# commit runs on the consumer's thread between two consume() calls, so that is how long a commit
+# waits for the thread, and a kill re-sends what finished meanwhile (bench/kill_resend.py).
 POLL_WAIT_SECONDS = 0.1
 HALT_GRACE_SECONDS = 5.0  # after a halt, in-flight calls get this long before they are cancelled
 
@@ -227,9 +229,11 @@ class Pipeline:
     # -- consuming -----------------------------------------------------------------------------
 
     async def _poll_loop(self) -> None:
+        busy_wait = min(POLL_WAIT_SECONDS, self.policy.interval_seconds / 2)
         try:
             while not self._stop.is_set():
-                records, ends = await self._source.consume(self._batch, POLL_WAIT_SECONDS)
+                wait = busy_wait if self.tracker.busy() else POLL_WAIT_SECONDS
+                records, ends = await self._source.consume(self._batch, wait)
                 self._health.beat()
                 if self._prefetch is not None and records:
                     await self._prefetch(records)

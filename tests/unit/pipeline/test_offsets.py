@@ -123,6 +123,39 @@ def test_committed_offset_never_passes_unfinished_or_goes_back(
         assert (committed if final is None else final.offset) == max(tracked) + 1
 
 
+@given(
+    gaps=st.lists(st.integers(min_value=1, max_value=4), min_size=1, max_size=300),
+    finished=st.lists(st.booleans(), min_size=1, max_size=300),
+)
+def test_finished_runs_are_the_maximal_runs_of_finished_messages_in_tracking_order(
+    gaps: list[int], finished: list[bool]
+) -> None:
+    tracker = OffsetTracker()
+    offsets, offset = [], 0
+    for gap in gaps:
+        offset += gap
+        offsets.append(offset)
+        tracker.track(TP, offset)
+    finished = (finished * (len(offsets) // len(finished) + 1))[: len(offsets)]
+    for offset, is_done in zip(offsets, finished, strict=True):
+        if is_done:
+            tracker.done(TP, offset)
+    # The reference: walk the tracked offsets past the first unfinished one.
+    head = next((i for i, d in enumerate(finished) if not d), len(offsets))
+    runs: list[tuple[int, int]] = []
+    for offset, is_done in zip(offsets[head:], finished[head:], strict=True):
+        if not is_done:
+            continue
+        before = offsets[offsets.index(offset) - 1]
+        if runs and runs[-1][1] == before:
+            runs[-1] = (runs[-1][0], offset)
+        else:
+            runs.append((offset, offset))
+    now = tracker.committable()[TP]
+    assert now.offset == (offsets[head] if head < len(offsets) else offsets[-1] + 1)
+    assert decode(now.offset, now.metadata) == runs
+
+
 def test_last_done_names_the_highest_finished_offset_past_a_gap() -> None:
     t = OffsetTracker()
     tp = ("t", 0)

@@ -441,3 +441,32 @@ async def test_a_restart_reads_from_the_committed_offset(partitions: int) -> Non
     pipeline.stop()
     assert await asyncio.wait_for(task, 10) is None
     assert h.broker.committed(GROUP, TP) == 2
+
+
+class WaitRecordingSource(MemorySource):
+    """Records how long each consume() was allowed to block."""
+
+    waits: list[float]
+
+    async def consume(
+        self, max_messages: int, wait: float
+    ) -> tuple[list[Record], list[TopicPartition]]:
+        self.waits = [*getattr(self, "waits", []), wait]
+        return await super().consume(max_messages, wait)
+
+
+async def test_consume_blocks_briefly_while_work_is_in_flight_so_commits_are_not_held() -> None:
+    async with running(source_type=WaitRecordingSource, commit_interval_seconds=0.04) as h:
+        source = h.source
+        assert isinstance(source, WaitRecordingSource)
+        await until(lambda: len(getattr(source, "waits", [])) >= 2, "polled while idle")
+        assert set(source.waits) == {0.1}, "idle: the long wait bounds shutdown latency only"
+        h.meisa.hold(0)
+        h.broker.produce("events", event(0, "ann"))
+        await until(h.pipeline.tracker.busy, "a message in flight")
+        idle = len(source.waits)
+        await until(lambda: len(source.waits) >= idle + 3, "polled while a call is in flight")
+        assert set(source.waits[idle + 1 :]) == {0.02}, "half the commit interval while busy"
+        h.meisa.release(0)
+        await until(lambda: h.committed() == 1, "committed")
+        await until(lambda: source.waits[-1] == 0.1, "idle again once committed")
