@@ -28,7 +28,7 @@ Run = tuple[int, int]  # first and last offset, inclusive
 DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
-def _b36(n: int) -> str:
+def _b36_digits(n: int) -> str:
     out = ""
     while True:
         n, d = divmod(n, 36)
@@ -37,19 +37,32 @@ def _b36(n: int) -> str:
             return out
 
 
+# Gaps and lengths are mostly small: the one- and two-digit numbers are looked up, not computed
+# (a commit of a paced backlog encodes hundreds of runs, up to 50 times a second).
+_SMALL = [_b36_digits(n) for n in range(36 * 36)]
+
+
+def _b36(n: int) -> str:
+    return _SMALL[n] if n < 1296 else _b36_digits(n)
+
+
 def encode(base: int, runs: Iterable[Run], max_bytes: int) -> str:
     """`runs` (sorted, disjoint, not adjacent, none below `base`) as metadata of at most
     `max_bytes` bytes, the runs nearest `base` first; "" when there is none or none fits."""
     head = f"{VERSION}:{_b36(base)}:"
     parts: list[str] = []
-    size = len(head) - 1  # the first run needs no comma
+    room = max_bytes - len(head) + 1  # the first run needs no comma
     cursor = base
     for first, last in runs:
-        token = _b36(first - cursor) + ("" if first == last else "." + _b36(last - first + 1))
-        if size + 1 + len(token) > max_bytes:
+        gap = first - cursor
+        token = _SMALL[gap] if gap < 1296 else _b36_digits(gap)
+        if first != last:
+            length = last - first + 1
+            token = f"{token}.{_SMALL[length] if length < 1296 else _b36_digits(length)}"
+        room -= len(token) + 1
+        if room < 0:
             break
         parts.append(token)
-        size += 1 + len(token)
         cursor = last + 1
     return head + ",".join(parts) if parts else ""
 

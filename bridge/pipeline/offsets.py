@@ -110,6 +110,8 @@ class PartitionOffsets:
                     first, gap = offset, below
                 last = offset
             runs.append((first, last))
+        if not self.carried:
+            return runs  # sorted, and never adjacent: an unfinished offset lies between two
         past = -1 if self.last_tracked is None else self.last_tracked + 1
         runs.extend((max(first, past), last) for first, last in self.carried if last >= past)
         return finished.merge(runs)
