@@ -16,7 +16,7 @@ the metadata until the committed offset passes them.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterable, Mapping
 
@@ -30,16 +30,34 @@ TopicPartition = tuple[str, int]
 
 
 class PartitionOffsets:
-    """Offsets of one partition in tracking order; `done` marks finished ones."""
+    """Offsets of one partition in tracking order: the unfinished ones (`open`) and the runs of
+    finished ones past the first unfinished one (the head), kept as messages finish, so a commit
+    reads them instead of walking the read-ahead."""
 
-    __slots__ = ("bytes", "carried", "committed", "done", "last_tracked", "open", "pending")
+    __slots__ = (
+        "_ends",
+        "_head",
+        "_order",
+        "_starts",
+        "bytes",
+        "carried",
+        "committed",
+        "last_tracked",
+        "open",
+    )
 
     def __init__(self, carried: Iterable[Run] = ()) -> None:
-        self.pending: deque[int] = deque()
-        # Tracked and not finished, with the bytes each holds (read-ahead): O(1), no deque scan.
+        # Tracked offsets in tracking order (offsets increase, so it is sorted); those before
+        # `_head` are finished and committable, `_order[_head]` is the first unfinished one.
+        self._order: list[int] = []
+        self._head = 0
+        # Tracked and not finished, with the bytes each holds (read-ahead).
         self.open: dict[int, int] = {}
         self.bytes = 0
-        self.done: set[int] = set()
+        # Runs of finished offsets past the head, maximal in tracking order: first -> last and
+        # last -> first. An unfinished offset lies between two runs.
+        self._ends: dict[int, int] = {}
+        self._starts: dict[int, int] = {}
         self.last_tracked: int | None = None
         self.committed: OffsetAndMetadata | None = None
         self.carried: deque[Run] = deque(carried)  # finished by an earlier owner, not read yet
@@ -48,11 +66,10 @@ class PartitionOffsets:
         """False: an earlier owner finished the message; it is recorded as finished."""
         if self.last_tracked is not None and offset <= self.last_tracked:
             raise OffsetOrderError(f"offset {offset} after {self.last_tracked}")
-        self.pending.append(offset)
+        self._order.append(offset)
         self.last_tracked = offset
         if self._carried_over(offset):
-            self.done.add(offset)
-            self._drop_done_prefix()
+            self._finished_at(len(self._order) - 1)
             return False
         self.open[offset] = size
         self.bytes += size
@@ -68,50 +85,51 @@ class PartitionOffsets:
         if size is None:
             return
         self.bytes -= size
-        if self.pending[0] == offset:  # the usual case: messages finish in order
-            self.pending.popleft()
-            if self.done:
-                self._drop_done_prefix()
-        else:
-            self.done.add(offset)
+        order, head = self._order, self._head
+        # The usual case: messages finish in order.
+        at = head if order[head] == offset else bisect_left(order, offset, head)
+        self._finished_at(at)
 
-    def _drop_done_prefix(self) -> None:
-        # Keep the head (the first unfinished offset) so `position` can name it.
-        while self.pending and self.pending[0] in self.done:
-            self.done.discard(self.pending.popleft())
+    def _finished_at(self, at: int) -> None:
+        """`_order[at]`, no longer open, finished: move the head past it, or join the runs on
+        either side of it."""
+        order = self._order
+        if at == self._head:  # the head: it and the run right after it become committable
+            at += 1
+            if at < len(order) and order[at] not in self.open:
+                last = self._ends.pop(order[at])
+                del self._starts[last]
+                at = bisect_left(order, last, at) + 1
+            self._head = at
+            if at > 4096 and 2 * at > len(order):
+                del order[:at]
+                self._head = 0
+            return
+        first = last = order[at]
+        before = order[at - 1]  # past the head, which is unfinished: a run's last if finished
+        if before not in self.open:
+            first = self._starts.pop(before)
+        if at + 1 < len(order) and order[at + 1] not in self.open:
+            last = self._ends.pop(order[at + 1])
+        self._ends[first] = last
+        self._starts[last] = first
 
     def last_done(self) -> int | None:
         """The highest finished offset past the first unfinished one (None: no such gap)."""
-        return max(self.done) if self.done else None
+        return max(self._starts) if self._starts else None
 
     def position(self) -> int | None:
         """The offset of the next message to consume after everything finished so far."""
-        if self.pending:
-            return self.pending[0]
+        if self._head < len(self._order):
+            return self._order[self._head]
         return None if self.last_tracked is None else self.last_tracked + 1
 
     def finished_runs(self) -> list[Run]:
         """Finished offsets past the first unfinished one: runs of messages finished one after
-        the other in tracking order, then what was carried over and not read yet.
-
-        Two finished offsets are in one run when no unfinished one lies between them; tracking
-        order is offset order, so that is a binary search among the unfinished offsets (`open`
-        keeps them in the order they were tracked). The cost follows the finished offsets, not
-        the whole read-ahead (a commit asks for this up to the commit interval's rate)."""
-        runs: list[Run] = []
-        if self.done:
-            unfinished = list(self.open)
-            first = last = gap = -1
-            for offset in sorted(self.done):
-                below = bisect_right(unfinished, offset)
-                if below != gap:
-                    if gap >= 0:
-                        runs.append((first, last))
-                    first, gap = offset, below
-                last = offset
-            runs.append((first, last))
+        the other in tracking order, then what was carried over and not read yet."""
+        runs = sorted(self._ends.items())
         if not self.carried:
-            return runs  # sorted, and never adjacent: an unfinished offset lies between two
+            return runs  # never adjacent: an unfinished offset lies between two
         past = -1 if self.last_tracked is None else self.last_tracked + 1
         runs.extend((max(first, past), last) for first, last in self.carried if last >= past)
         return finished.merge(runs)
@@ -120,7 +138,7 @@ class PartitionOffsets:
         pos = self.position()
         if pos is None:
             return None
-        runs = self.finished_runs() if max_bytes > 0 and (self.done or self.carried) else []
+        runs = self.finished_runs() if max_bytes > 0 and (self._ends or self.carried) else []
         return OffsetAndMetadata(pos, finished.encode(pos, runs, max_bytes))
 
 

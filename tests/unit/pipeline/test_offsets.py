@@ -156,6 +156,81 @@ def test_finished_runs_are_the_maximal_runs_of_finished_messages_in_tracking_ord
     assert decode(now.offset, now.metadata) == runs
 
 
+Runs = list[tuple[int, int]]
+
+
+def reference_runs(tracked: list[int], finished: set[int]) -> tuple[int | None, Runs]:
+    """The head (first unfinished offset) and the maximal runs of finished offsets past it, in
+    tracking order, computed from scratch."""
+    head = next((i for i, o in enumerate(tracked) if o not in finished), len(tracked))
+    runs: Runs = []
+    for i in range(head + 1, len(tracked)):
+        if tracked[i] not in finished:
+            continue
+        if runs and runs[-1][1] == tracked[i - 1]:
+            runs[-1] = (runs[-1][0], tracked[i])
+        else:
+            runs.append((tracked[i], tracked[i]))
+    return (tracked[head] if head < len(tracked) else None), runs
+
+
+@given(seed=st.integers(min_value=0, max_value=2**32), n=st.integers(min_value=1, max_value=400))
+def test_runs_kept_as_messages_finish_match_a_recount_at_every_step(seed: int, n: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    tracker = OffsetTracker(metadata_max_bytes=10**9)
+    tracked: list[int] = []
+    finished: set[int] = set()
+    offset = 0
+    while len(tracked) < n or len(finished) < len(tracked):
+        unfinished = [o for o in tracked if o not in finished]
+        if len(tracked) < n and (not unfinished or rng.random() < 0.5):
+            offset += rng.choice((1, 1, 1, 2, 5))
+            tracker.track(TP, offset)
+            tracked.append(offset)
+        else:
+            done = rng.choice(unfinished[:8] if rng.random() < 0.5 else unfinished)
+            tracker.done(TP, done)
+            finished.add(done)
+        head, runs = reference_runs(tracked, finished)
+        now = tracker.committable().get(TP)
+        expected = head if head is not None else tracked[-1] + 1
+        assert now is None or now.offset == expected
+        if now is not None:
+            assert decode(now.offset, now.metadata) == runs
+            tracker.mark_committed({TP: now})
+        assert tracker.last_done(TP) == (runs[-1][1] if runs else None)
+
+
+def test_runs_hold_across_a_long_read_ahead_whose_finished_prefix_is_dropped() -> None:
+    import random
+
+    rng = random.Random(7)
+    tracker = OffsetTracker(metadata_max_bytes=10**9)
+    tracked = list(range(0, 30_000, 2))
+    for offset in tracked:
+        tracker.track(TP, offset)
+    order = tracked[:]  # mostly in order, with stragglers held back
+    held = set(rng.sample(tracked, 300))
+    finished: set[int] = set()
+    for step, offset in enumerate(o for o in order if o not in held):
+        tracker.done(TP, offset)
+        finished.add(offset)
+        if step % 997 == 0:
+            held_now = sorted(held)
+            for o in held_now[: len(held_now) // 3]:
+                tracker.done(TP, o)
+                finished.add(o)
+                held.discard(o)
+            head, runs = reference_runs(tracked, finished)
+            now = tracker.committable()[TP]
+            assert (now.offset, decode(now.offset, now.metadata)) == (head, runs)
+    for o in sorted(held):
+        tracker.done(TP, o)
+    assert tracker.committable()[TP].offset == tracked[-1] + 1
+
+
 def test_last_done_names_the_highest_finished_offset_past_a_gap() -> None:
     t = OffsetTracker()
     tp = ("t", 0)
