@@ -535,9 +535,12 @@ def commands(
             return None
         cfg = go_config(tmp, topic=topic, group=group, base_url=sandbox.base_url, api_key=key)
         return [str(go_binary), str(cfg)]
+    # The bridge's own defaults (the test harness's config sets classic group properties and a
+    # slower commit timer): the consumer group protocol, commits every 0.02 s.
+    defaults = {"kafka": {"bootstrap.servers": BOOTSTRAP, "group.id": group}, "pipeline": {}}
     cfg = write_config(
         tmp, bootstrap=BOOTSTRAP, topics=[topic], base_url=sandbox.base_url, api_key=key,
-        group=group, extra={"rules": RULES, **settings(overrides)},
+        group=group, sections=defaults, extra={"rules": RULES, **settings(overrides)},
     )  # fmt: skip
     if system == "naive":
         return [sys.executable, __file__, "--child", "naive", "--config", str(cfg),

@@ -154,13 +154,30 @@ def test_a_trigger_first_sent_during_a_broker_outage_is_counted_in_the_ledger_wi
     by_name = {f.name: f for f in figures}
     assert by_name["triggers twice (idempotency key)"].ok is True
     assert (
-        "and 1 first sent during a broker outage"
+        "and 1 first sent during a broker outage or as its instance was killed"
         in by_name["triggers twice (idempotency key)"].text
     )
     assert _failed(check_triggers(expected, record["sends"], [], [])) == {
         "triggers twice (idempotency key)",
         "triggers twice (recipient+template+variables)",
     }
+
+
+def test_a_trigger_sent_as_its_instance_died_and_again_past_meisas_hour_is_in_the_window() -> None:
+    _, expected = build(3, 12, NOW, poison=0)
+    record = _perfect_record(expected)
+    first = record["sends"][0]
+    sent_at = epoch(first["timestamp"])
+    jump = [[sent_at + 30, 3700.0]]  # the sandbox's clock jumps an hour 30 s later
+    record["sends"].append({**first, "timestamp": iso(sent_at + 60 + 3700)})
+    both = {"triggers twice (idempotency key)", "triggers twice (recipient+template+variables)"}
+    killed = check_triggers(expected, record["sends"], jump, [], [sent_at + 0.3])
+    assert _failed(killed) == set()
+    assert "and 1 first sent" in {f.name: f for f in killed}[min(both)].text
+    # A kill long after the send, or no hour between the sends, explains nothing.
+    assert _failed(check_triggers(expected, record["sends"], jump, [], [sent_at + 5])) == both
+    again_soon = [*record["sends"][:-1], {**first, "timestamp": iso(sent_at + 20)}]
+    assert _failed(check_triggers(expected, again_soon, jump, [], [sent_at + 0.3])) == both
 
 
 def test_tracks_resent_after_a_broker_outage_are_outside_the_duplicate_budget() -> None:
