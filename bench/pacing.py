@@ -88,7 +88,7 @@ async def run(events: list[bytes], per_minute: int | None, latency: float) -> Ru
         return await deliverer.deliver(call, slot, not_found=False, event_time=None)
 
     source = MemorySource(broker, [TOPIC], "bench")
-    settings = PipelineSettings(commit_interval_seconds=0.05)
+    settings = PipelineSettings()  # the defaults: commits every 0.02 s
     pipeline = example_pipeline(broker, source, deliver, settings)
     ends = {(TOPIC, p): broker.high((TOPIC, p)) for p in range(PARTITIONS)}
     cpu = time.process_time()

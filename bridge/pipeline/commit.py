@@ -17,6 +17,13 @@ from bridge.settings import PipelineSettings
 
 log = logging.getLogger("bridge.pipeline.commit")
 FAILURE_REPORT_SECONDS = 30.0  # commits are retried every interval: one warning this often
+# How long a commit may take before finished work counts as stalled: four deviations past the
+# usual round trip, as TCP's retransmission timer (RFC 6298), within these bounds. A commit takes
+# milliseconds to tens of them; one that hangs this long means the coordinator is away (a broker
+# stopping, a lost connection), and every tenth of a second of work done meanwhile is about a
+# hundred calls that the partition's next reader would make again.
+STALL_MIN_SECONDS = 0.05
+STALL_MAX_SECONDS = 0.2
 
 # Returns what it committed (None: all of it); it may drop offsets that went stale meanwhile.
 Offsets = Mapping[TopicPartition, OffsetAndMetadata]
@@ -62,6 +69,26 @@ class Committer:
         # moved the group to a new generation): work finished now may never be committed.
         self.refused = False
         self._failures = RepeatLimiter(FAILURE_REPORT_SECONDS, clock=clock)
+        # Smoothed round trip of a successful commit and its mean deviation (None: none yet).
+        self._srtt: float | None = None
+        self._rttvar = 0.0
+
+    def stall_limit(self) -> float:
+        """Seconds a commit may hang before the work waiting for it counts as stalled."""
+        if self._srtt is None:
+            return STALL_MAX_SECONDS
+        return min(STALL_MAX_SECONDS, max(STALL_MIN_SECONDS, self._srtt + 4 * self._rttvar))
+
+    def stalled(self) -> bool:
+        """A commit was refused, or finished work has waited longer than `stall_limit()`."""
+        return self.refused or self.stalled_for() > self.stall_limit()
+
+    def _took(self, seconds: float) -> None:
+        if self._srtt is None:
+            self._srtt, self._rttvar = seconds, seconds / 2
+            return
+        self._rttvar += (abs(self._srtt - seconds) - self._rttvar) / 4
+        self._srtt += (seconds - self._srtt) / 8
 
     def stalled_for(self) -> float:
         """Seconds finished work has waited for a commit that has not succeeded (0: none)."""
@@ -81,6 +108,7 @@ class Committer:
             return {}
         if self._waiting_since is None:
             self._waiting_since = self._clock()
+        start = self._clock()
         try:
             done = await self._commit(offered)
         except BrokerError as exc:
@@ -90,6 +118,7 @@ class Committer:
             self._tracker.mark_changed(offered)
             self.refused = True
             return {}
+        self._took(self._clock() - start)
         offsets = dict(offered if done is None else done)
         self._tracker.mark_changed(tp for tp in offered if tp not in offsets)
         self._tracker.mark_committed(offsets)

@@ -13,10 +13,11 @@ Calls already on the wire when the process froze cannot be called back.
 
 It also stays closed while the caller's `blocked` predicate holds: the pipeline closes it as soon
 as a commit is refused (the broker is away, or a classic rebalance has moved the group to a new
-generation and refuses the old one's commits), and while finished work has waited more than
-`COMMIT_STALL_SECONDS` for a commit that hangs. Work done then could not be committed, and whoever
-reads the partition next would do it again; holding new calls until a commit succeeds bounds that
-to what was in flight. Every call asks the predicate as it starts, not at the last tick.
+generation and refuses the old one's commits), and while finished work has waited for a commit
+that hangs longer than commits usually take (bridge.pipeline.commit: 0.05 to 0.2 s). Work done
+then could not be committed, and whoever reads the partition next would do it again; holding new
+calls until a commit succeeds bounds that to what was in flight. Every call asks the predicate
+as it starts, not at the last tick.
 """
 
 from __future__ import annotations
@@ -33,10 +34,6 @@ NEVER = float("-inf")  # the fence has never closed
 TICK_SECONDS = 0.1  # how soon a hanging commit or a freeze is noticed
 STALL_SECONDS = 5.0  # far above any event-loop hiccup, below every sane session timeout
 HOLD_SECONDS = 8.0  # a heartbeat interval (5 s at most by default) and the poll after it
-# A commit takes milliseconds (tens under load); one that hangs this long means the coordinator is
-# away (a broker stopping, a connection lost), and every tenth of a second of work done meanwhile
-# is about a hundred calls that the partition's next reader would make again.
-COMMIT_STALL_SECONDS = 0.2
 BLOCKED_REPORT_SECONDS = 30.0
 
 

@@ -34,7 +34,7 @@ from bridge.outcome import schema_prefetch
 from bridge.pipeline.commit import CommitPolicy, Committer
 from bridge.pipeline.deadletters import DeadLetters
 from bridge.pipeline.dispatcher import Deliver, Dispatcher, Guard
-from bridge.pipeline.fence import COMMIT_STALL_SECONDS, StallFence
+from bridge.pipeline.fence import StallFence
 from bridge.pipeline.intake import Intake
 from bridge.pipeline.lockstep import Lockstep
 from bridge.pipeline.message import InFlight, TopicPartition
@@ -331,7 +331,7 @@ class Pipeline:
     # -- commits -----------------------------------------------------------------------------------
 
     def _commits_stalled(self) -> bool:
-        return self._committer.refused or self._committer.stalled_for() > COMMIT_STALL_SECONDS
+        return self._committer.stalled()
 
     async def _commit_tick(self) -> None:
         """Commit on its own timer: nothing else here waits for the consumer's thread, which a

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -397,3 +399,44 @@ async def test_finished_work_waiting_on_failing_commits_counts_as_stalled_until_
     assert await committer.commit() == {TP: OffsetAndMetadata(1)}
     assert committer.stalled_for() == 0.0
     assert not committer.refused
+
+
+async def test_a_commit_counts_as_stalled_past_four_deviations_of_its_usual_round_trip() -> None:
+    from bridge.pipeline.commit import STALL_MAX_SECONDS, STALL_MIN_SECONDS, Committer
+
+    now = [0.0]
+    took = [0.01]
+    gate = asyncio.Event()
+
+    async def commit(offsets: object) -> None:
+        if took[0] is None:
+            await gate.wait()  # hangs until the test lets it through
+        else:
+            now[0] += took[0]
+
+    tracker = OffsetTracker()
+    committer = Committer(tracker, commit, clock=lambda: now[0])
+    assert committer.stall_limit() == STALL_MAX_SECONDS  # nothing measured yet
+    for offset in range(20):  # commits of 10 ms each
+        tracker.track(TP, offset)
+        tracker.done(TP, offset)
+        await committer.commit()
+    assert committer.stall_limit() == STALL_MIN_SECONDS  # 10 ms and no deviation: the floor
+    for offset in range(20, 40):  # under load: 10 ms and 190 ms in turn
+        took[0] = 0.01 if offset % 2 else 0.19
+        tracker.track(TP, offset)
+        tracker.done(TP, offset)
+        await committer.commit()
+    assert committer.stall_limit() == STALL_MAX_SECONDS  # the ceiling
+    tracker.track(TP, 40)
+    tracker.done(TP, 40)
+    took[0] = None
+    hung = asyncio.create_task(committer.commit())
+    await asyncio.sleep(0)
+    now[0] += STALL_MAX_SECONDS - 0.01
+    assert not committer.stalled()
+    now[0] += 0.02
+    assert committer.stalled()
+    gate.set()
+    await hung
+    assert not committer.stalled()

@@ -399,7 +399,7 @@ async def test_no_new_call_goes_out_while_finished_work_cannot_be_committed() ->
         h.source.fail_commits = True
         h.broker.produce("events", event(0, "ann"))
         await until(lambda: h.meisa.sent == [0], "delivered")
-        await asyncio.sleep(2.0)  # past COMMIT_STALL_SECONDS and a fence tick
+        await asyncio.sleep(2.0)  # past the stall limit (0.2 s at most) and a fence tick
         assert h.pipeline.fence.holding(h.pipeline.fence.now())
         h.broker.produce("events", event(1, "bob"))
         await asyncio.sleep(0.5)
