@@ -17,7 +17,7 @@ import itertools
 import json
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -172,39 +172,42 @@ def _real_time(virtual: float, jumps: list[list[float]]) -> float:
     return virtual
 
 
-# A send this close to a SIGKILL may have been on the wire, or answered but not yet in the
-# ledger, when its instance died.
-KILL_WINDOW = (1.0, 0.5)  # seconds before and after the kill
-
-
 def _twice(
     sends: list[dict[str, Any]],
     key: Any,
+    *,
     outages: list[list[float]],
     jumps: Any,
     kills: Sequence[float] = (),
+    recorded: Mapping[str, list[float]] | None = None,
 ) -> tuple[int, int]:
     """Groups of sends sharing `key(send)` that went out more than once: (all, in the window).
 
-    In the ledger's documented window: the first send's ledger write could not be acknowledged
-    before the instance that made it stalled or died, and the partition was read again more than
-    Meisa's hour later. Either the first send fell in a broker outage, or it came within
-    KILL_WINDOW of a SIGKILL and the sandbox's clock jumped an hour before it went out again
-    (docs/email-ledger.md, "the remaining window", case 1)."""
-    groups: dict[str, list[float]] = defaultdict(list)
+    In the ledger's documented window (docs/email-ledger.md, "the remaining window", case 1): the
+    first send's ledger record never reached the broker and the partition was read again past
+    Meisa's hour. Either the first send fell in a broker outage (no record can be written then),
+    or `recorded` (the ledger topic: idempotency key -> each record's `sent_at`) holds no record
+    of it, an instance was SIGKILLed between the two sends (the one that sent it, before its
+    record went out) and the sandbox's clock jumped an hour between them."""
+    groups: dict[str, list[tuple[float, str]]] = defaultdict(list)
     for s in sends:
-        groups[key(s)].append(_real_time(epoch(s["timestamp"]), jumps))
-    twice = [sorted(times) for times in groups.values() if len(times) > 1]
-    before, after = KILL_WINDOW
+        when = _real_time(epoch(s["timestamp"]), jumps)
+        groups[key(s)].append((when, s.get("idempotency_key") or ""))
+    twice = [sorted(sent) for sent in groups.values() if len(sent) > 1]
 
-    def in_window(times: list[float]) -> bool:
-        first, again = times[0], times[1]
+    def in_window(sent: list[tuple[float, str]]) -> bool:
+        (first, idem), (again, _) = sent[0], sent[1]
         if any(a <= first <= b for a, b in outages):
             return True
-        killed = any(k - before <= first <= k + after for k in kills)
-        return killed and any(first < real_at <= again for real_at, _ in jumps)
+        if recorded is None:
+            return False
+        # The first send's record would carry a sent_at between it and the second send.
+        never_recorded = not any(first - 1 <= at < again - 1 for at in recorded.get(idem, []))
+        killed = any(first <= k <= again for k in kills)
+        jumped = any(first < real_at <= again for real_at, _ in jumps)
+        return never_recorded and killed and jumped
 
-    return len(twice), sum(1 for t in twice if in_window(t))
+    return len(twice), sum(1 for sent in twice if in_window(sent))
 
 
 def check_triggers(
@@ -212,19 +215,19 @@ def check_triggers(
     sends: list[dict[str, Any]],
     jumps: list[list[float]],
     outages: list[list[float]] | None = None,
+    *,
     kills: list[float] | None = None,
+    recorded: Mapping[str, list[float]] | None = None,
 ) -> list[Figure]:
+    """`recorded`: the sent-email ledger's records (None: the run had no ledger)."""
     by_key: Counter[str] = Counter(s.get("idempotency_key") or "" for s in sends)
     outages, kills = outages or [], kills or []
-    twice_key, window_key = _twice(
-        sends, lambda s: s.get("idempotency_key") or "", outages, jumps, kills
-    )
+    seen = {"outages": outages, "jumps": jumps, "kills": kills, "recorded": recorded}
+    twice_key, window_key = _twice(sends, lambda s: s.get("idempotency_key") or "", **seen)
     twice_content, window_content = _twice(
         sends,
         lambda s: json.dumps([s["to_email"], s["trigger_key"], s.get("variables")], sort_keys=True),
-        outages,
-        jumps,
-        kills,
+        **seen,
     )
     sent = [k for k in expected.triggers if by_key[k]]
     stale_sent = [k for k in expected.stale if by_key[k]]
@@ -236,8 +239,8 @@ def check_triggers(
     deduplicated = sum(int(s.get("duplicates", 0)) for s in sends)
     n = len(expected.triggers)
     window = (
-        "first sent during a broker outage or as its instance was killed, and again after "
-        "Meisa's hour: inside the ledger's documented window"
+        "first sent during a broker outage or by an instance killed before its ledger record "
+        "went out, and again after Meisa's hour: inside the ledger's documented window"
     )
     return [
         Figure(
@@ -637,8 +640,10 @@ def run_checks(
     ends: dict[str, int],
     *,
     outcomes: list[dict[str, Any]] | None = None,
+    ledger: Mapping[str, list[float]] | None = None,
 ) -> list[Figure]:
-    """Every check; the outcome topic's only when `outcomes` were read (the profile's topic)."""
+    """Every check; the outcome topic's only when `outcomes` were read (the profile's topic);
+    `ledger`: the sent-email ledger's records, key -> sent_at (None: the run had none)."""
     expected = Expected.from_json(manifest["expected"])
     figures = [
         *check_people(expected, sandbox["contacts"]),
@@ -654,7 +659,8 @@ def run_checks(
             sandbox["sends"],
             manifest.get("clock_jumps", []),
             manifest.get("broker_outages", []),
-            [h["t"] for h in manifest["instances"] if h.get("cause") == "kill"],
+            kills=[h["t"] for h in manifest["instances"] if h.get("cause") == "kill"],
+            recorded=ledger,
         ),
         *check_dlq(expected, dlq),
         *check_run(manifest, committed, ends),
@@ -703,7 +709,16 @@ def check_dir(run_dir: Path, sandbox_url: str | None = None) -> int:
     outcomes = (
         kafka_io.read_topic(bootstrap, outcomes_topic, values=True) if outcomes_topic else None
     )
-    return report(run_checks(manifest, sandbox, dlq, committed, ends, outcomes=outcomes))
+    ledger_topic = manifest.get("ledger_topic")
+    ledger: dict[str, list[float]] | None = None
+    if ledger_topic:
+        ledger = defaultdict(list)
+        for row in kafka_io.read_topic(bootstrap, ledger_topic, values=True):
+            if row["key"] is not None and isinstance(row["value"], dict):
+                ledger[row["key"]].append(float(row["value"].get("sent_at", 0)))
+    return report(
+        run_checks(manifest, sandbox, dlq, committed, ends, outcomes=outcomes, ledger=ledger)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -154,7 +154,7 @@ def test_a_trigger_first_sent_during_a_broker_outage_is_counted_in_the_ledger_wi
     by_name = {f.name: f for f in figures}
     assert by_name["triggers twice (idempotency key)"].ok is True
     assert (
-        "and 1 first sent during a broker outage or as its instance was killed"
+        "and 1 first sent during a broker outage or by an instance killed"
         in by_name["triggers twice (idempotency key)"].text
     )
     assert _failed(check_triggers(expected, record["sends"], [], [])) == {
@@ -163,21 +163,27 @@ def test_a_trigger_first_sent_during_a_broker_outage_is_counted_in_the_ledger_wi
     }
 
 
-def test_a_trigger_sent_as_its_instance_died_and_again_past_meisas_hour_is_in_the_window() -> None:
+def test_a_send_never_recorded_by_a_killed_instance_and_repeated_past_the_hour_is_excused() -> None:
     _, expected = build(3, 12, NOW, poison=0)
     record = _perfect_record(expected)
     first = record["sends"][0]
-    sent_at = epoch(first["timestamp"])
+    key, sent_at = first["idempotency_key"], epoch(first["timestamp"])
     jump = [[sent_at + 30, 3700.0]]  # the sandbox's clock jumps an hour 30 s later
     record["sends"].append({**first, "timestamp": iso(sent_at + 60 + 3700)})
     both = {"triggers twice (idempotency key)", "triggers twice (recipient+template+variables)"}
-    killed = check_triggers(expected, record["sends"], jump, [], [sent_at + 0.3])
-    assert _failed(killed) == set()
-    assert "and 1 first sent" in {f.name: f for f in killed}[min(both)].text
-    # A kill long after the send, or no hour between the sends, explains nothing.
-    assert _failed(check_triggers(expected, record["sends"], jump, [], [sent_at + 5])) == both
-    again_soon = [*record["sends"][:-1], {**first, "timestamp": iso(sent_at + 20)}]
-    assert _failed(check_triggers(expected, again_soon, jump, [], [sent_at + 0.3])) == both
+    again_only = {key: [sent_at + 60]}  # the ledger holds the second send's record only
+    kill = [sent_at + 2]
+
+    def failed(recorded: dict[str, list[float]] | None, kills: list[float]) -> set[str]:
+        sends = record["sends"]
+        return _failed(check_triggers(expected, sends, jump, [], kills=kills, recorded=recorded))
+
+    assert failed(again_only, kill) == set()
+    assert failed({key: [sent_at + 0.01, sent_at + 60]}, kill) == both  # recorded: the ledger's bug
+    assert failed(again_only, []) == both  # nobody died: the record should have gone out
+    assert failed(None, kill) == both  # no ledger in the run
+    no_jump = [*record["sends"][:-1], {**first, "timestamp": iso(sent_at + 20)}]
+    assert _failed(check_triggers(expected, no_jump, jump, [], kills=kill, recorded={})) == both
 
 
 def test_tracks_resent_after_a_broker_outage_are_outside_the_duplicate_budget() -> None:
