@@ -41,6 +41,7 @@ _MOVES: dict[MessageState, frozenset[MessageState]] = {
     MessageState.REVOKED: frozenset({MessageState.CANCELLED}),
     MessageState.CANCELLED: frozenset(),
 }
+_STOPPED = frozenset({MessageState.REVOKED, MessageState.CANCELLED})
 
 
 @dataclass(eq=False)
@@ -90,7 +91,7 @@ class InFlight:
     @property
     def stopped(self) -> bool:
         """No new call starts for it (revoked or cancelled)."""
-        return self.state is MessageState.REVOKED or self.state is MessageState.CANCELLED
+        return self.state in _STOPPED
 
     @property
     def tp(self) -> TopicPartition:
@@ -113,12 +114,20 @@ class InFlight:
 
 @dataclass(frozen=True, slots=True)
 class Sending:
-    """What a call is delivered for: the messages it serves (several once upserts coalesce)."""
+    """What a call is delivered for: the messages it serves (several once upserts coalesce).
+
+    `event_time` is the newest event time of the messages (max_age is measured from it), worked
+    out once: the dispatcher's guard and the deliverer's each read it for every call."""
 
     messages: tuple[InFlight, ...]
+    event_time: float | None = field(init=False)
 
-    @property
-    def event_time(self) -> float | None:
-        """The newest event time of the messages: max_age is measured from it."""
-        epochs = [e for m in self.messages if (e := m.epoch()) is not None]
-        return max(epochs) if epochs else None
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "event_time", _newest(self.messages))
+
+
+def _newest(messages: tuple[InFlight, ...]) -> float | None:
+    if len(messages) == 1:  # the usual call: one message
+        return messages[0].epoch()
+    epochs = [e for m in messages if (e := m.epoch()) is not None]
+    return max(epochs) if epochs else None
