@@ -32,6 +32,15 @@ class MessageState(Enum):
     REVOKED = "revoked"
     CANCELLED = "cancelled"
 
+    # Members are singletons compared by identity; Enum's own hash is a Python call on the name,
+    # paid in every state move of every message.
+    __hash__ = object.__hash__
+
+
+# Module names for the members: `MessageState.STARTED` is a slow class attribute lookup on
+# Python 3.11, and every message is moved and asked a few times.
+_STARTED, _REVOKED, _CANCELLED = MessageState.STARTED, MessageState.REVOKED, MessageState.CANCELLED
+
 
 _MOVES: dict[MessageState, frozenset[MessageState]] = {
     MessageState.QUEUED: frozenset(
@@ -41,7 +50,7 @@ _MOVES: dict[MessageState, frozenset[MessageState]] = {
     MessageState.REVOKED: frozenset({MessageState.CANCELLED}),
     MessageState.CANCELLED: frozenset(),
 }
-_STOPPED = frozenset({MessageState.REVOKED, MessageState.CANCELLED})
+_STOPPED = frozenset({_REVOKED, _CANCELLED})
 
 
 @dataclass(eq=False)
@@ -70,23 +79,23 @@ class InFlight:
 
     def start(self) -> None:
         """A call of the message holds a slot: Meisa delivery has it."""
-        self._move(MessageState.STARTED)
+        self._move(_STARTED)
 
     def revoke(self) -> None:
         """Its partition is being revoked: no new call starts for it."""
-        self._move(MessageState.REVOKED)
+        self._move(_REVOKED)
 
     def cancel(self) -> None:
         """Its partition is gone: it never counts as done."""
-        self._move(MessageState.CANCELLED)
+        self._move(_CANCELLED)
 
     @property
     def started(self) -> bool:
-        return self.state is MessageState.STARTED
+        return self.state is _STARTED
 
     @property
     def cancelled(self) -> bool:
-        return self.state is MessageState.CANCELLED
+        return self.state is _CANCELLED
 
     @property
     def stopped(self) -> bool:
