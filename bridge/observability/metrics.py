@@ -4,10 +4,11 @@ The registry is never prometheus_client's global one, so tests and replays can h
 Labels never carry an email, a contact key or an API key: a label value that looks like one is
 replaced by ``redacted``. Labelled children are cached, so a method call is a dict lookup + inc.
 
-Delivery attempts, one or more for every Meisa call, are counted in plain Python and handed to
-the Prometheus series when the registry is collected (a scrape, `render`): each attempt updates
-two counters and two histograms, six locked increments in prometheus_client, about a third of
-the deliverer's own CPU per call. What a scrape sees is the same, counted up to that moment.
+Delivery attempts, one or more for every Meisa call, and HTTP requests are counted in plain
+Python and handed to the Prometheus series when the registry is collected (a scrape, `render`):
+each attempt updates two counters and two histograms, six locked increments in
+prometheus_client, about a third of the deliverer's own CPU per call. What a scrape sees is the
+same, counted up to that moment.
 """
 
 from __future__ import annotations
@@ -226,7 +227,9 @@ class Metrics:
 
     def flush(self) -> None:
         """Hand the attempts held since the last collection to their series."""
-        counts, latencies, waits = self._held.take()
+        counts, latencies, waits, requests = self._held.take()
+        for method, n in requests.items():
+            self._child("meisa_bridge_requests_total", method).inc(n)
         for key, n in counts.items():
             children = self._attempts.get(key)
             if children is None:
@@ -310,7 +313,8 @@ class Metrics:
         self._child("meisa_bridge_call_outcomes_total", kind, outcome).inc()
 
     def request(self, method: str) -> None:
-        self._child("meisa_bridge_requests_total", method).inc()
+        """One HTTP request to Meisa, held until the next collection as attempts are."""
+        self._held.request(method)
 
     def rate_limit(self, window: str, limit: int | None) -> None:
         """None (an unlimited key) sets no series: there is nothing to compare with."""
@@ -373,6 +377,9 @@ class NullMetrics(Metrics):
     def attempt(
         self, kind: str, status: int | str, outcome: str, seconds: float, waited: float
     ) -> None:
+        pass
+
+    def request(self, method: str) -> None:
         pass
 
     def governor_rate(self, per_minute: float | None) -> None:
@@ -442,6 +449,7 @@ class _HeldAttempts:
         self.counts: dict[tuple[str, int | str, str], int] = {}
         self.latencies: dict[str, _Buckets] = {}
         self.waits = _Buckets(WAIT_BUCKETS)
+        self.requests: dict[str, int] = {}
 
     def add(
         self, kind: str, status: int | str, outcome: str, seconds: float, waited: float
@@ -455,11 +463,17 @@ class _HeldAttempts:
             latency.add(seconds)
             self.waits.add(waited)
 
+    def request(self, method: str) -> None:
+        with self._lock:
+            self.requests[method] = self.requests.get(method, 0) + 1
+
     def take(
         self,
-    ) -> tuple[dict[tuple[str, int | str, str], int], dict[str, _Buckets], _Buckets]:
+    ) -> tuple[
+        dict[tuple[str, int | str, str], int], dict[str, _Buckets], _Buckets, dict[str, int]
+    ]:
         with self._lock:
-            taken = (self.counts, self.latencies, self.waits)
+            taken = (self.counts, self.latencies, self.waits, self.requests)
             self._reset()
         return taken
 
