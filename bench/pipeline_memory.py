@@ -6,7 +6,11 @@ through the real Pipeline: decode, rules, lockstep, per-person lanes, coalescing
 and commits. Meisa answers every call at once, so what is left is the bridge's own CPU per event.
 Prints events/s (wall) and CPU microseconds per event.
 
-    .venv/bin/python bench/pipeline_memory.py [--events 20000] [--partitions 6]
+`--deliverer` sends each call through what `run` wires around the HTTP client instead of
+answering in the pipeline's deliver: the Deliverer (rate governor, retry policy, guard), attempt
+metrics and event counts on a Prometheus registry.
+
+    .venv/bin/python bench/pipeline_memory.py [--events 20000] [--partitions 6] [--deliverer]
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ from bridge.config import BridgeConfig, load_rules
 from bridge.dlq import DeadLetterProducer
 from bridge.kafka.memory import MemoryBroker, MemoryProducer, MemorySource
 from bridge.meisa.calls import MeisaCall
+from bridge.meisa.delivery import Deliverer
+from bridge.meisa.governor import RateGovernor
+from bridge.meisa.models import CallResult
+from bridge.observability import Metrics
+from bridge.pipeline.callmetrics import attempt_metrics
 from bridge.pipeline.dispatcher import Deliver, Slot
 from bridge.pipeline.message import Sending
 from bridge.pipeline.pipeline import Pipeline
@@ -53,7 +62,11 @@ def _events(count: int) -> list[bytes]:
 
 
 def example_pipeline(
-    broker: MemoryBroker, source: MemorySource, deliver: Deliver, settings: PipelineSettings
+    broker: MemoryBroker,
+    source: MemorySource,
+    deliver: Deliver,
+    settings: PipelineSettings,
+    metrics: Metrics | None = None,
 ) -> Pipeline:
     """The real Pipeline with the example rules on the in-memory broker ("dlq" its DLQ topic)."""
     return Pipeline(
@@ -64,10 +77,39 @@ def example_pipeline(
         deliver=deliver,
         guard=lambda call, event_time: None,
         dlq=DeadLetterProducer(MemoryProducer(broker), "dlq"),
+        metrics=metrics,
     )
 
 
-async def _run(events: int, partitions: int) -> tuple[float, float, int]:
+class _Instant:
+    """A Meisa client that accepts every call at once."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def send(self, call: MeisaCall) -> CallResult:
+        self.calls += 1
+        return CallResult(200, None)
+
+    def requests_for(self, call: MeisaCall) -> int:
+        return 1
+
+
+def _deliverer(metrics: Metrics) -> tuple[Deliver, _Instant]:
+    """The pipeline's deliver as `run` builds it, on a client that answers at once."""
+    client = _Instant()
+    governor = RateGovernor(per_minute=None, per_hour=None)
+    deliverer = Deliverer(
+        client, governor, on_attempt=attempt_metrics(metrics), guard=lambda call, t: None
+    )
+
+    async def deliver(call: MeisaCall, slot: Slot, sending: Sending) -> object:
+        return await deliverer.deliver(call, slot, not_found=False, event_time=sending.event_time)
+
+    return deliver, client
+
+
+async def _run(events: int, partitions: int, real: bool) -> tuple[float, float, int]:
     broker = MemoryBroker()
     broker.create_topic(TOPIC, partitions)
     broker.create_topic("dlq")
@@ -81,10 +123,13 @@ async def _run(events: int, partitions: int) -> tuple[float, float, int]:
             calls += 1
         return None
 
+    metrics, client = None, None
+    if real:
+        metrics = Metrics()
+        deliver, client = _deliverer(metrics)
     source = MemorySource(broker, [TOPIC], "bench")
-    pipeline = example_pipeline(
-        broker, source, deliver, PipelineSettings(commit_interval_seconds=0.05)
-    )
+    settings = PipelineSettings(commit_interval_seconds=0.05)
+    pipeline = example_pipeline(broker, source, deliver, settings, metrics)
     wall, cpu = time.perf_counter(), time.process_time()
     task = asyncio.create_task(pipeline.run())
     ends = {(TOPIC, p): broker.high((TOPIC, p)) for p in range(partitions)}
@@ -95,16 +140,17 @@ async def _run(events: int, partitions: int) -> tuple[float, float, int]:
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     pipeline.stop()
     await task
-    return wall, cpu, calls
+    return wall, cpu, calls if client is None else client.calls
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--deliverer", action="store_true", help="through the real Deliverer")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # the examples' poison events would log one line each
-    wall, cpu, calls = asyncio.run(_run(args.events, args.partitions))
+    wall, cpu, calls = asyncio.run(_run(args.events, args.partitions, args.deliverer))
     print(
         f"{args.events:,} events over {args.partitions} partitions, {calls:,} calls: "
         f"{args.events / wall:,.0f} events/s wall, {cpu / args.events * 1e6:,.0f} us CPU/event"

@@ -89,7 +89,9 @@ class Envelope:
             "headers": {
                 k: (v.decode("utf-8", "replace") if v is not None else None)
                 for k, v in self.headers
-            },
+            }
+            if self.headers
+            else {},
             "data": self.data,
         }
 

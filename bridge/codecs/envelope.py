@@ -57,17 +57,25 @@ def from_object(
     """
     if not isinstance(obj, dict):
         raise DecodeError(f"expected an event object, got {type(obj).__name__}")
-    type_value = obj.get(type_field)
+    # Built for every event with calls: attributes that are strings or absent skip `_text`.
+    get = obj.get
+    id_, type_, source, subject, time_ = (
+        get(id_field),
+        get(type_field),
+        get("source"),
+        get("subject"),
+        get(time_field),
+    )
     return Envelope(
         topic=where.topic,
         partition=where.partition,
         offset=where.offset,
-        data=obj.get("data", obj),
-        id=_text(obj.get(id_field), id_field),
-        type=default_type if type_value is None else _text(type_value, type_field),
-        source=_text(obj.get("source"), "source"),
-        subject=_text(obj.get("subject"), "subject"),
-        time=_text(obj.get(time_field), time_field),
+        data=get("data", obj),
+        id=id_ if id_ is None or type(id_) is str else _text(id_, id_field),
+        type=default_type if type_ is None else _text(type_, type_field),
+        source=source if source is None or type(source) is str else _text(source, "source"),
+        subject=subject if subject is None or type(subject) is str else _text(subject, "subject"),
+        time=time_ if time_ is None or type(time_) is str else _text(time_, time_field),
         key=where.key,
         timestamp=where.timestamp,
         headers=where.headers,

@@ -34,9 +34,13 @@ class JsonDecoder:
         return event_type(obj, self.type_field, self._checked)
 
     def from_object(self, obj: Any, where: Where, default_type: str | None = None) -> Envelope:
-        fields = {"type_field": self.type_field, "id_field": self.id_field}
         return from_object(
-            obj, where, time_field=self.time_field, default_type=default_type, **fields
+            obj,
+            where,
+            type_field=self.type_field,
+            id_field=self.id_field,
+            time_field=self.time_field,
+            default_type=default_type,
         )
 
     def decode_value(self, value: bytes | None, where: Where) -> Envelope:

@@ -27,10 +27,13 @@ def attempt_metrics(metrics: Metrics) -> Callable[[Attempt], None]:
     """The deliverer's observer: one record per attempt, labelled by status and outcome."""
 
     def record(attempt: Attempt) -> None:
-        call, error = attempt.call, attempt.error
+        call, error, result = attempt.call, attempt.error, attempt.result
         kind = call.kind
-        status = _status(attempt)
-        metrics.attempt(kind, status, outcome_of(error), attempt.duration, attempt.waited)
+        if result is not None:  # answered: what nearly every attempt records
+            metrics.attempt(kind, result.status, "ok", attempt.duration, attempt.waited)
+        else:
+            status = _status(attempt)
+            metrics.attempt(kind, status, outcome_of(error), attempt.duration, attempt.waited)
         if call.traits.trigger:
             metrics.trigger_wait(attempt.waited)
         if error is None:

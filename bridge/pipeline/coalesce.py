@@ -31,7 +31,7 @@ class Pending(Generic[M]):
 
     call: MeisaCall
     parts: list[tuple[MeisaCall, M]] = field(default_factory=list)
-    seq: int = field(default_factory=lambda: next(_arrivals))
+    seq: int = field(default_factory=_arrivals.__next__)
     attempts: int = 0  # 404s answered so far (the contact was missing)
     waiting_since: float | None = None  # when the first 404 came
     created: bool = False  # a minimal upsert was sent for it (create_contact)

@@ -32,6 +32,15 @@ class MessageState(Enum):
     REVOKED = "revoked"
     CANCELLED = "cancelled"
 
+    # Members are singletons compared by identity; Enum's own hash is a Python call on the name,
+    # paid in every state move of every message.
+    __hash__ = object.__hash__
+
+
+# Module names for the members: `MessageState.STARTED` is a slow class attribute lookup on
+# Python 3.11, and every message is moved and asked a few times.
+_STARTED, _REVOKED, _CANCELLED = MessageState.STARTED, MessageState.REVOKED, MessageState.CANCELLED
+
 
 _MOVES: dict[MessageState, frozenset[MessageState]] = {
     MessageState.QUEUED: frozenset(
@@ -41,6 +50,7 @@ _MOVES: dict[MessageState, frozenset[MessageState]] = {
     MessageState.REVOKED: frozenset({MessageState.CANCELLED}),
     MessageState.CANCELLED: frozenset(),
 }
+_STOPPED = frozenset({_REVOKED, _CANCELLED})
 
 
 @dataclass(eq=False)
@@ -69,28 +79,28 @@ class InFlight:
 
     def start(self) -> None:
         """A call of the message holds a slot: Meisa delivery has it."""
-        self._move(MessageState.STARTED)
+        self._move(_STARTED)
 
     def revoke(self) -> None:
         """Its partition is being revoked: no new call starts for it."""
-        self._move(MessageState.REVOKED)
+        self._move(_REVOKED)
 
     def cancel(self) -> None:
         """Its partition is gone: it never counts as done."""
-        self._move(MessageState.CANCELLED)
+        self._move(_CANCELLED)
 
     @property
     def started(self) -> bool:
-        return self.state is MessageState.STARTED
+        return self.state is _STARTED
 
     @property
     def cancelled(self) -> bool:
-        return self.state is MessageState.CANCELLED
+        return self.state is _CANCELLED
 
     @property
     def stopped(self) -> bool:
         """No new call starts for it (revoked or cancelled)."""
-        return self.state is MessageState.REVOKED or self.state is MessageState.CANCELLED
+        return self.state in _STOPPED
 
     @property
     def tp(self) -> TopicPartition:
@@ -113,12 +123,20 @@ class InFlight:
 
 @dataclass(frozen=True, slots=True)
 class Sending:
-    """What a call is delivered for: the messages it serves (several once upserts coalesce)."""
+    """What a call is delivered for: the messages it serves (several once upserts coalesce).
+
+    `event_time` is the newest event time of the messages (max_age is measured from it), worked
+    out once: the dispatcher's guard and the deliverer's each read it for every call."""
 
     messages: tuple[InFlight, ...]
+    event_time: float | None = field(init=False)
 
-    @property
-    def event_time(self) -> float | None:
-        """The newest event time of the messages: max_age is measured from it."""
-        epochs = [e for m in self.messages if (e := m.epoch()) is not None]
-        return max(epochs) if epochs else None
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "event_time", _newest(self.messages))
+
+
+def _newest(messages: tuple[InFlight, ...]) -> float | None:
+    if len(messages) == 1:  # the usual call: one message
+        return messages[0].epoch()
+    epochs = [e for m in messages if (e := m.epoch()) is not None]
+    return max(epochs) if epochs else None

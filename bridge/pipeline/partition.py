@@ -37,6 +37,9 @@ class PartitionState(Enum):
     LOST = "lost"  # another member may own it already: nothing is committed
 
 
+_READING = PartitionState.READING  # asked for every record: a module name, not a class lookup
+
+
 class Partition:
     """One assigned partition: what this member holds of it (see the module docstring)."""
 
@@ -53,7 +56,7 @@ class Partition:
 
     @property
     def reading(self) -> bool:
-        return self.state is PartitionState.READING
+        return self.state is _READING
 
     def held(self) -> tuple[int, int]:
         """Bytes and messages read and not finished yet: what counts against read-ahead."""
@@ -105,7 +108,7 @@ class Partitions:
     def reading(self, tp: TopicPartition) -> Partition | None:
         """The partition if it is assigned and not being revoked or lost."""
         part = self._parts.get(tp)
-        return part if part is not None and part.state is PartitionState.READING else None
+        return part if part is not None and part.state is _READING else None
 
     def assigned(self) -> list[TopicPartition]:
         return [tp for tp, part in self._parts.items() if part.reading]

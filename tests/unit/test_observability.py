@@ -455,3 +455,48 @@ def test_one_attempt_records_what_its_four_series_would_one_by_one() -> None:
     assert together.render() == apart.render()
     assert b'meisa_bridge_calls_total{endpoint="upsert",status="200"} 2.0' in together.render()
     NullMetrics().attempt("upsert", 200, "ok", 0.02, 0.0)  # records nothing, raises nothing
+
+
+_BOUNDARIES = st.sampled_from([0.0, 0.001, 0.005, 0.01, 0.5, 1.0, 30.0, 300.0, 301.0])
+_SECONDS = st.one_of(_BOUNDARIES, st.floats(min_value=0, max_value=400, allow_nan=False))
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["upsert", "track"]), st.sampled_from([200, 429]), _SECONDS),
+        max_size=30,
+    ),
+    st.integers(min_value=0, max_value=30),
+)
+def test_attempts_held_between_collections_show_what_observe_would(
+    attempts: list[tuple[str, int, float]], scrape_at: int
+) -> None:
+    held, observed = Metrics(), Metrics()
+    for n, (kind, status, seconds) in enumerate(attempts):
+        if n == scrape_at:
+            held.render()  # a scrape in between hands over what was held so far
+        held.attempt(kind, status, "ok", seconds, seconds / 2)
+        observed.calls(kind, status)
+        observed.call_outcome(kind, "ok")
+        observed.call_latency(kind, seconds)
+        observed.governor_wait(seconds / 2)
+    # Sums are added up in another order: equal up to float rounding; everything else exactly.
+    assert _samples(held, exact=True) == _samples(observed, exact=True)
+    assert _samples(held, exact=False) == pytest.approx(_samples(observed, exact=False))
+
+
+def _samples(metrics: Metrics, *, exact: bool) -> dict[tuple[str, str], float]:
+    return {
+        (sample.name, repr(sorted(sample.labels.items()))): sample.value
+        for family in metrics.registry.collect()
+        for sample in family.samples
+        if sample.name.endswith("_sum") != exact
+    }
+
+
+def test_a_held_attempt_is_seen_by_every_collection_of_the_registry() -> None:
+    metrics = Metrics()
+    metrics.attempt("track", 200, "ok", 0.02, 0.0)
+    assert _sample(metrics, "meisa_bridge_governor_wait_seconds_count") == 1
+    assert _sample(metrics, "meisa_bridge_calls_total", endpoint="track", status="200") == 1
