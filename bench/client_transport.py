@@ -27,8 +27,8 @@ from bridge.sandbox.testing import sandbox_process
 from bridge.settings import MeisaSettings, SecretStr
 
 UNLIMITED_KEY = "meisa_test_unlimited_00000000000000000000"  # sandbox key without rate limits
-Transport = Literal["pyreqwest", "httpx"]
-TRANSPORTS: tuple[Transport, ...] = ("pyreqwest", "httpx")
+Transport = Literal["pyreqwest", "h1", "httpx"]
+TRANSPORTS: tuple[Transport, ...] = ("pyreqwest", "h1", "httpx")
 
 
 @contextlib.contextmanager

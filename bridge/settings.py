@@ -170,11 +170,13 @@ class MeisaSettings:
             "CA or a TLS-inspecting proxy."
         ),
     )
-    transport: Literal["pyreqwest", "httpx"] = field(
+    transport: Literal["pyreqwest", "h1", "httpx"] = field(
         default="pyreqwest",
         metadata=doc(
             "HTTP engine under httpx's API: `pyreqwest` (Rust reqwest; the least CPU per "
-            "request) or `httpx` (httpx's own pool, several times the CPU; the fallback)."
+            "request), `h1` (HTTP/1.1 on the event loop itself with httptools' parser; an "
+            "`http://` proxy only) or `httpx` (httpx's own pool, several times the CPU; the "
+            "fallback)."
         ),
     )
 

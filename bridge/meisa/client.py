@@ -74,6 +74,10 @@ def default_transport(
 
         timeout = httpx.Timeout(settings.timeout)
         return ReqwestTransport(limits=limits, timeout=timeout, egress=egress)
+    if settings.transport == "h1":
+        from bridge.meisa.h1 import H1Transport
+
+        return H1Transport(limits=limits, timeout=httpx.Timeout(settings.timeout), egress=egress)
     return PoolTransport(limits=limits, egress=egress)
 
 
