@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 
 from bridge.meisa.egress import DIRECT, Egress
-from bridge.meisa.h1conn import Connection, Header, Reply, Stale
+from bridge.meisa.h1conn import Connection, Header, Reply, Stale, Watch
 from bridge.meisa.h1pool import Origin, Pool
 from bridge.meisa.wire import Answer, Exchange, TlsConnectError, read_response, request_headers
 
@@ -64,6 +64,7 @@ class H1Transport(httpx.AsyncBaseTransport):
         self._phases = _phases((timeout or httpx.Timeout(None)).as_dict())
         self._egress = egress
         self._ssl: ssl.SSLContext | None = None  # built on the first https request
+        self._watch: Watch | None = None
         self._proxy: tuple[str, int] | None = None
         self._proxy_auth: tuple[str, str] | None = None
         if egress.proxy is not None:
@@ -114,36 +115,49 @@ class H1Transport(httpx.AsyncBaseTransport):
             payload += b"Content-Length: 0\r\n\r\n"
         else:
             payload += b"\r\n"
-        loop = asyncio.get_running_loop()
-        deadline = None if phases[3] is None else loop.time() + phases[3]
+        deadline = None if phases[3] is None else self._loop().time() + phases[3]
         head_only = method == "HEAD"
+        pool = self._pool
         for _ in range(2):  # a second time only after the keep-alive race
-            connection, reused = await self._acquire(origin, phases, deadline)
+            connection = pool.take(origin)
+            reused = connection is not None
+            if connection is None:
+                connection, reused = await self._new(origin, phases, deadline)
             try:
-                reply = await connection.exchange(
+                reply = await connection.send(
                     payload, read=phases[2], deadline=deadline, head_only=head_only
                 )
             except Stale:
-                self._pool.drop(connection)
+                pool.drop(connection)
                 if reused:
                     continue
                 break
             except BaseException:  # a timeout, an error, a cancelled caller: mid-answer
-                self._pool.drop(connection)
+                pool.drop(connection)
                 raise
-            self._pool.release(origin, connection)
+            finally:
+                connection.settle()
+            pool.release(origin, connection)
             return reply
         raise httpx.ReadError("the server closed the connection without answering")
 
-    async def _acquire(
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop, and the watch over timeouts made on it at the first request."""
+        if self._watch is None:
+            self._watch = Watch(asyncio.get_running_loop())
+        return self._watch.loop
+
+    async def _new(
         self, origin: Origin, phases: Phases, deadline: float | None
     ) -> tuple[Connection, bool]:
+        """A new connection once the pool has room for it (or an idle one that came back
+        meanwhile), and whether it was reused."""
         connect = phases[1]
         if deadline is not None:  # the whole request's bound covers waiting and connecting
-            left = max(deadline - asyncio.get_running_loop().time(), 0.0)
+            left = max(deadline - self._loop().time(), 0.0)
             connect = left if connect is None else min(connect, left)
         try:
-            return await self._pool.acquire(origin, self._connect, (phases[0], connect))
+            return await self._pool.open(origin, self._connect, (phases[0], connect))
         except TimeoutError:
             raise httpx.PoolTimeout("no connection came free in time") from None
 
@@ -162,8 +176,9 @@ class H1Transport(httpx.AsyncBaseTransport):
 
     async def _open(self, origin: Origin, seconds: float | None) -> Connection:
         scheme, host, port = origin
-        loop = asyncio.get_running_loop()
-        connection = Connection(loop)
+        loop = self._loop()
+        assert self._watch is not None  # made by _loop()
+        connection = Connection(loop, self._watch)
         context = self._context() if scheme == "https" else None
         if self._proxy is None:
             name = host if context is not None else None
@@ -192,11 +207,13 @@ class H1Transport(httpx.AsyncBaseTransport):
         target = f"{host}:{port}"
         head = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{self._proxy_header()}\r\n"
         try:
-            reply = await connection.exchange(
-                head.encode("latin-1"), read=seconds, deadline=None, head_only=True
+            reply = await connection.send(
+                head.encode("latin-1"), read=None, deadline=None, head_only=True
             )
         except (Stale, httpx.TransportError) as exc:
             raise httpx.ProxyError(f"CONNECT {target}: the proxy did not answer ({exc})") from None
+        finally:
+            connection.settle()
         if not 200 <= reply.status < 300:
             raise httpx.ProxyError(f"CONNECT {target}: the proxy answered {reply.status}")
         assert connection.transport is not None
@@ -249,6 +266,8 @@ class H1Transport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         self._pool.close()
+        if self._watch is not None:
+            self._watch.close()
 
 
 def _phases(timeout: Mapping[str, Any]) -> Phases:

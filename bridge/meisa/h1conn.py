@@ -1,10 +1,11 @@
 """One HTTP/1.1 connection of the h1 engine (bridge.meisa.h1): an asyncio protocol that writes a
 request whole and parses the answer with httptools (llhttp, in C) as the loop hands it bytes.
 
-A connection carries one request at a time. `exchange` resolves with the answer once llhttp
-says the message is complete, or, for an answer without Content-Length or chunked framing, once
-the server closes the connection. One timer per request bounds it: the read timeout since the
-last bytes came (or since the request was written), and the whole request's deadline.
+A connection carries one request at a time. `send` writes it and returns a future that resolves
+with the answer once llhttp says the message is complete, or, for an answer without
+Content-Length or chunked framing, once the server closes the connection. The read timeout
+(since the last bytes came, or since the request was written) and the whole request's deadline
+are checked by the transport's `Watch`.
 
 A connection the server closed before any byte of the answer arrived fails with `Stale`, which
 the pool reads as the keep-alive race (bridge.meisa.h1 decides whether to send again).
@@ -60,11 +61,44 @@ class Reply:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-class Connection(asyncio.Protocol):
-    """`Connection(loop)`, made by `loop.create_connection`; `exchange` once per request."""
+class Watch:
+    """The timeouts of the requests in flight, checked by one timer every `TICK` seconds rather
+    than a timer per request: uvloop makes a libuv timer of each, about a tenth of the engine's
+    CPU per request (bench/client_transport.py). A timeout fires up to a tick late."""
+
+    TICK = 0.05  # seconds; timeouts are seconds long, a tick is small beside them
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self._active: set[Connection] = set()
+        self._handle: asyncio.TimerHandle | None = None
+
+    def add(self, connection: Connection) -> None:
+        self._active.add(connection)
+        if self._handle is None:
+            self._handle = self.loop.call_later(self.TICK, self._tick)
+
+    def discard(self, connection: Connection) -> None:
+        self._active.discard(connection)
+
+    def _tick(self) -> None:
+        now = self.loop.time()
+        for connection in list(self._active):
+            connection.check(now)
+        self._handle = self.loop.call_later(self.TICK, self._tick) if self._active else None
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+class Connection(asyncio.Protocol):
+    """`Connection(loop, watch)`, made by `loop.create_connection`; `send` once per request."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, watch: Watch) -> None:
+        self.loop = loop
+        self._watch = watch
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reusable = False
@@ -75,7 +109,6 @@ class Connection(asyncio.Protocol):
         self._received = False  # any byte of the current answer
         self._head_only = False  # HEAD, CONNECT: the answer ends with its headers
         self._framed = False  # Content-Length or chunked: else the body ends at close
-        self._timer: asyncio.TimerHandle | None = None
         self._read: float | None = None
         self._deadline: float | None = None
         self._last = 0.0
@@ -142,62 +175,48 @@ class Connection(asyncio.Protocol):
 
     # -- the request -------------------------------------------------------------------------
 
-    async def exchange(
+    def send(
         self,
         payload: bytes,
         *,
         read: float | None,
         deadline: float | None,
         head_only: bool = False,
-    ) -> Reply:
-        """Write `payload` (a request, head and body) and wait for the answer. `read`: seconds
-        without a byte before ReadTimeout; `deadline`: the loop time the request must end by."""
+    ) -> asyncio.Future[Reply]:
+        """Write `payload` (a request, head and body); the answer comes in the future returned.
+        `read`: seconds without a byte before ReadTimeout; `deadline`: the loop time the request
+        must end by. `settle()` once the future is done (or given up on)."""
         transport = self.transport
         if self.closed or transport is None or transport.is_closing():
             raise Stale()
-        self._reset(head_only)
+        self.reusable = False
+        self._reply = Reply()
+        self._received = self._framed = False
+        self._head_only = head_only
         waiter: asyncio.Future[Reply] = self.loop.create_future()
         self._waiter = waiter
         transport.write(payload)
-        self._arm(read, deadline)
-        try:
-            return await waiter
-        finally:
-            self._waiter = None
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-
-    def _reset(self, head_only: bool) -> None:
-        self.reusable = False
-        self._reply = Reply()
-        self._received = False
-        self._framed = False
-        self._head_only = head_only
-
-    def _arm(self, read: float | None, deadline: float | None) -> None:
         self._read, self._deadline = read, deadline
-        if read is None and deadline is None:
-            return
-        now = self._last = self.loop.time()
-        self._timer = self.loop.call_at(self._limit(now), self._expire)
+        if read is not None or deadline is not None:
+            self._last = self.loop.time()
+            self._watch.add(self)
+        return waiter
 
-    def _limit(self, last: float) -> float:
+    def settle(self) -> None:
+        self._waiter = None
+        self._watch.discard(self)
+
+    def check(self, now: float) -> None:
+        """The watch's tick: ReadTimeout (WriteTimeout while the request is still being written)
+        once no byte came for `read` seconds, or the deadline passed."""
         read, deadline = self._read, self._deadline
-        if read is None:
-            return deadline  # type: ignore[return-value]  # one of the two is set
-        return last + read if deadline is None else min(last + read, deadline)
-
-    def _expire(self) -> None:
-        """The timer: re-armed while bytes keep coming, else the request has timed out."""
-        limit = self._limit(self._last)
-        if self.loop.time() < limit:
-            self._timer = self.loop.call_at(limit, self._expire)
-            return
-        self._timer = None
-        paused = self.transport is not None and self.transport.get_write_buffer_size() > 0
-        error = httpx.WriteTimeout if paused else httpx.ReadTimeout
-        self._fail(error("timed out waiting for the answer"))
+        late = (read is not None and now >= self._last + read) or (
+            deadline is not None and now >= deadline
+        )
+        if late:
+            paused = self.transport is not None and self.transport.get_write_buffer_size() > 0
+            error = httpx.WriteTimeout if paused else httpx.ReadTimeout
+            self._fail(error("timed out waiting for the answer"))
 
     def _finish(self, *, keep: bool) -> None:
         waiter = self._waiter

@@ -22,7 +22,8 @@ Connect = Callable[[Origin, float | None], Awaitable[Connection]]
 
 
 class Pool:
-    """`Pool(limits)`: `acquire` a connection to an origin, `release` it after the answer."""
+    """`Pool(limits)`: `take` an idle connection to an origin or `open` a new one; `release` it
+    after the answer, or `drop` it."""
 
     def __init__(self, limits: httpx.Limits) -> None:
         self._max = limits.max_connections
@@ -46,15 +47,12 @@ class Pool:
             self.drop(connection)
         return None
 
-    async def acquire(
+    async def open(
         self, origin: Origin, connect: Connect, timeouts: tuple[float | None, float | None]
     ) -> tuple[Connection, bool]:
-        """A connection to `origin` and whether it was reused: an idle one, else a new one
-        (`connect(origin, timeout)`) once a slot is free. `timeouts`: (pool, connect);
-        TimeoutError when no slot came free in time."""
-        connection = self.take(origin)
-        if connection is not None:
-            return connection, True
+        """A new connection to `origin` (`connect(origin, timeout)`) once a slot is free, or an
+        idle one that came back meanwhile. `timeouts`: (pool, connect); TimeoutError when no
+        slot came free in time. The flag says whether the connection was reused."""
         limit = self._max
         if limit is not None and self._open >= limit:
             async with asyncio.timeout(timeouts[0]):
