@@ -7,7 +7,8 @@ for every answer; this one writes each request straight to a socket of the loop 
 what the client needs, as the pyreqwest engine does: bytes bodies, no redirects, no cookies, no
 streaming, no proxy but the configured one, answers read whole (Content-Length, chunked, or up
 to the close) and a compressed one decoded by httpx. It sends no Accept-Encoding of its own.
-It trusts certifi's CAs and the egress's `ca_file` (the loop's ssl, server name checked). A
+It trusts certifi's CAs, the system's store and the egress's `ca_file`, as the pyreqwest engine
+does (the loop's ssl, server name checked). A
 proxy is an `http://` one: plain HTTP requests go to it in absolute form, HTTPS through a CONNECT
 tunnel, with Basic credentials in Proxy-Authorization either way.
 
@@ -231,8 +232,12 @@ class H1Transport(httpx.AsyncBaseTransport):
         return f"Proxy-Authorization: Basic {token}\r\n"
 
     def _context(self) -> ssl.SSLContext:
+        """certifi's CAs and `ca_file`, and the system's store as pyreqwest trusts it (OpenSSL's
+        default paths; SSL_CERT_FILE and SSL_CERT_DIR override them)."""
         if self._ssl is None:
-            self._ssl = self._egress.ssl_context()
+            context = self._egress.ssl_context()
+            context.set_default_verify_paths()
+            self._ssl = context
         return self._ssl
 
     def _line(self, method: str, url: str) -> tuple[Origin, bytes]:

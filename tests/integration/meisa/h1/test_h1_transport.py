@@ -301,6 +301,20 @@ async def test_https_with_a_private_ca_in_ca_file(
     assert len(tls.seen) == 2  # refused during the handshake: nothing was sent
 
 
+async def test_the_systems_store_is_trusted_as_on_pyreqwest(
+    server_factory: object, authority: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    tls = await server_factory(context)  # type: ignore[operator]
+    bundle = tmp_path / "system.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))  # OpenSSL's default store, overridden
+    async with H1Transport() as transport:
+        answer = await transport.exchange("GET", f"{tls.base}/ok", [], None)
+    assert answer.status == 200
+
+
 def test_a_proxy_other_than_http_is_refused_naming_the_engines_that_take_it() -> None:
     with pytest.raises(ValueError, match="pyreqwest or httpx"):
         H1Transport(egress=Egress(proxy="https://proxy.example:3128"))
