@@ -274,4 +274,4 @@ def test_the_removed_aiohttp_engine_is_an_error_naming_the_remaining_engines(
     (err,) = info.value.errors
     assert (err.line, err.field) == (3, "meisa.transport")
     assert "aiohttp engine was removed" in err.message
-    assert "pyreqwest, h1, httpx" in err.message
+    assert "h1, pyreqwest, httpx" in err.message
