@@ -1,7 +1,7 @@
 """Client CPU per request and requests/s on each HTTP engine under httpx's API.
 
 Starts the Meisa sandbox in a subprocess on another CPU (so its CPU is not counted), then sends
-small upserts through MeisaClient with N in flight, once per transport (pyreqwest and
+small upserts through MeisaClient with N in flight, once per transport (pyreqwest, h1 and
 httpx's own), and prints client CPU us/request, req/s and the ratios to httpx's own. CPU per
 request is the robust number (it counts pyreqwest's engine thread too); req/s also depends on
 the sandbox and on whatever else the machine runs. The bridge's default
@@ -27,8 +27,8 @@ from bridge.sandbox.testing import sandbox_process
 from bridge.settings import MeisaSettings, SecretStr
 
 UNLIMITED_KEY = "meisa_test_unlimited_00000000000000000000"  # sandbox key without rate limits
-Transport = Literal["pyreqwest", "httpx"]
-TRANSPORTS: tuple[Transport, ...] = ("pyreqwest", "httpx")
+Transport = Literal["pyreqwest", "h1", "httpx"]
+TRANSPORTS: tuple[Transport, ...] = ("pyreqwest", "h1", "httpx")
 
 
 @contextlib.contextmanager

@@ -351,6 +351,9 @@ def _egress(
         shown = proxy.split("://", 1)[0] + "://..." if "://" in proxy else "no scheme"
         message = f"expected an http:// or https:// proxy URL, got {shown}"
         errors.append(_err(message, file, where("proxy"), "meisa.proxy"))
+    elif proxy.startswith("https://") and meisa.transport == "h1":
+        message = "the h1 engine takes an http:// proxy only: use pyreqwest or httpx for this one"
+        errors.append(_err(message, file, where("proxy"), "meisa.proxy"))
     if meisa.ca_file is None:
         return meisa
     path = Path(meisa.ca_file)

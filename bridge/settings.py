@@ -170,11 +170,13 @@ class MeisaSettings:
             "CA or a TLS-inspecting proxy."
         ),
     )
-    transport: Literal["pyreqwest", "httpx"] = field(
-        default="pyreqwest",
+    transport: Literal["h1", "pyreqwest", "httpx"] = field(
+        default="h1",
         metadata=doc(
-            "HTTP engine under httpx's API: `pyreqwest` (Rust reqwest; the least CPU per "
-            "request) or `httpx` (httpx's own pool, several times the CPU; the fallback)."
+            "HTTP engine under httpx's API: `h1` (HTTP/1.1 on the event loop itself with "
+            "httptools' parser, no thread; the least CPU per request; an `http://` proxy only), "
+            "`pyreqwest` (Rust reqwest on a thread of its own; also an `https://` proxy) or "
+            "`httpx` (httpx's own pool, several times the CPU; the fallback)."
         ),
     )
 

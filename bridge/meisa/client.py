@@ -3,17 +3,17 @@
 Every method raises the error tree (bridge.errors) as classified in bridge.meisa.classify;
 retries, pacing and priorities live in bridge.meisa.delivery / retry / governor. The transport
 is injectable (tests and benchmarks swap it); by default it follows `MeisaSettings.transport`:
-"pyreqwest" (the default, bridge.meisa.reqwest: Rust's reqwest under httpx's API, several times
-less client CPU per request than httpx's own pool, see bench/client_transport.py) or "httpx"
-(httpx's own pool, the fallback). Both engines take the same proxy and CA settings
-(bridge.meisa.egress).
+"h1" (the default, bridge.meisa.h1: HTTP/1.1 on the event loop itself, no thread; the least
+client CPU per request, see bench/client_transport.py), "pyreqwest" (bridge.meisa.reqwest:
+Rust's reqwest on a thread of its own) or "httpx" (httpx's own pool, the fallback, several times
+the CPU). Every engine takes the same proxy and CA settings (bridge.meisa.egress).
 
 Requests go straight to the httpx transport as `httpx.Request`s with absolute URLs built once
 per path and their headers complete (Host, Content-Length): `httpx.AsyncClient` would parse and
 merge the URL twice, build its default headers, run its auth, redirect and cookie machinery on
 every call, none of which this client uses (it follows no redirects and keeps no cookies);
 skipping it saves about a third of the client's CPU per request (bench/client_transport.py).
-On an engine with a direct exchange (bridge.meisa.wire.exchanger: the pyreqwest one) even those
+On an engine with a direct exchange (bridge.meisa.wire.exchanger: h1 and pyreqwest) even those
 are skipped: method, URL text, header pairs and body go to the engine, and the answer comes back
 as status, body and a header lookup (bench/README.md, marginal CPU per event).
 
@@ -74,6 +74,10 @@ def default_transport(
 
         timeout = httpx.Timeout(settings.timeout)
         return ReqwestTransport(limits=limits, timeout=timeout, egress=egress)
+    if settings.transport == "h1":
+        from bridge.meisa.h1 import H1Transport
+
+        return H1Transport(limits=limits, timeout=httpx.Timeout(settings.timeout), egress=egress)
     return PoolTransport(limits=limits, egress=egress)
 
 

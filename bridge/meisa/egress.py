@@ -1,9 +1,9 @@
 """How the client reaches Meisa: through a proxy or not, and which CAs it trusts.
 
-Both engines (bridge.meisa.reqwest, and httpx's own pool in bridge.meisa.wire) take one
-`Egress`, so they make the same choice. The client only ever talks to `meisa.base_url`, so
-whether the proxy applies is decided once, here, from `meisa.no_proxy` (the usual `NO_PROXY`
-forms), rather than per request by each engine's own rules.
+Every engine (bridge.meisa.h1, bridge.meisa.reqwest, and httpx's own pool in
+bridge.meisa.wire) takes one `Egress`, so they make the same choice. The client only ever talks
+to `meisa.base_url`, so whether the proxy applies is decided once, here, from `meisa.no_proxy`
+(the usual `NO_PROXY` forms), rather than per request by each engine's own rules.
 
 The proxy's credentials travel separately from its URL (`Egress.proxy` has none), so an engine's
 error message that names the proxy cannot leak them; `Egress.secrets` lists what the client

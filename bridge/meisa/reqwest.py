@@ -1,4 +1,6 @@
-"""An httpx transport on pyreqwest: httpx's API, Rust reqwest's HTTP/1.1 engine.
+"""An httpx transport on pyreqwest: httpx's API, Rust reqwest's HTTP/1.1 engine
+(`meisa.transport: pyreqwest`; the default is the h1 engine, bridge.meisa.h1, which does the
+same work on the event loop without a thread for less CPU per request).
 
 The client builds `httpx.Request`s and reads `httpx.Response`s; this transport hands each request
 to one `pyreqwest` client (reqwest and hyper on a Tokio runtime in a thread of their own) and

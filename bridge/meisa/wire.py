@@ -1,8 +1,9 @@
-"""What the two engines share: the request's headers as text pairs and the answer as an
-httpx.Response already read (for the pyreqwest transport, bridge/meisa/reqwest.py), httpx's own
-pool with the egress settings (`PoolTransport`, the fallback), and the one transport error that is
-not transient on either (a refused TLS certificate). An engine may also offer the client a
-direct exchange (`exchanger`), which skips httpx's Request and Response."""
+"""What the engines share: the request's headers as text pairs and the answer as an
+httpx.Response already read (for the h1 engine, the default, bridge/meisa/h1.py, and the
+pyreqwest one, bridge/meisa/reqwest.py), httpx's own pool with the egress settings
+(`PoolTransport`, the fallback), and the one transport error that is not transient on any (a
+refused TLS certificate). An engine may also offer the client a direct exchange (`exchanger`),
+which skips httpx's Request and Response."""
 
 from __future__ import annotations
 

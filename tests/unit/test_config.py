@@ -211,6 +211,18 @@ def test_egress_settings_load_with_ca_file_relative_to_the_config(tmp_path: Path
     assert "pw-secret" not in repr(meisa)
 
 
+def test_an_https_proxy_on_the_h1_engine_is_an_error_naming_the_engines_that_take_it(
+    tmp_path: Path,
+) -> None:
+    text = "meisa:\n  transport: h1\n  proxy: https://u:pw-secret@proxy.internal:3128\n"
+    with pytest.raises(ConfigErrors) as info:
+        load_config(_write(tmp_path, text))
+    (err,) = info.value.errors
+    assert (err.line, err.field) == (3, "meisa.proxy")
+    assert "pyreqwest or httpx" in err.message
+    assert "pw-secret" not in err.message
+
+
 def test_no_proxy_also_takes_a_list(tmp_path: Path) -> None:
     path = _write(tmp_path, "meisa:\n  no_proxy: [localhost, 127.0.0.1]\n")
     assert load_config(path).meisa.no_proxy == ("localhost", "127.0.0.1")
@@ -262,4 +274,4 @@ def test_the_removed_aiohttp_engine_is_an_error_naming_the_remaining_engines(
     (err,) = info.value.errors
     assert (err.line, err.field) == (3, "meisa.transport")
     assert "aiohttp engine was removed" in err.message
-    assert "pyreqwest, httpx" in err.message
+    assert "h1, pyreqwest, httpx" in err.message

@@ -22,7 +22,7 @@ from bridge.sandbox.testing import SandboxHandle, SandboxTls
 from bridge.settings import MeisaSettings, SecretStr
 
 pytestmark = pytest.mark.integration
-ENGINES = pytest.mark.parametrize("engine", ["pyreqwest", "httpx"])
+ENGINES = pytest.mark.parametrize("engine", ["pyreqwest", "h1", "httpx"])
 USER, PASSWORD = "bridge", "pr0xy-s3cret"
 
 

@@ -50,7 +50,7 @@ CONFIG = {
     ]
 }
 pytestmark = [pytest.mark.integration, pytest.mark.sandbox_config(CONFIG)]
-TRANSPORTS = ["pyreqwest", "httpx"]
+TRANSPORTS = ["pyreqwest", "h1", "httpx"]
 
 
 def settings(sandbox: SandboxHandle, key: str = FULL, **kw: Any) -> MeisaSettings:
