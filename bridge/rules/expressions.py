@@ -135,6 +135,8 @@ def _first_line(exc: Exception) -> str:
 
 def truthy(value: Any) -> bool:
     """JMESPath truthiness: false, null, "", [] and {} are false; all else (0 too) is true."""
+    if value is True:
+        return True
     if value is None or value is False:
         return False
     if isinstance(value, str | list | dict):
@@ -161,14 +163,25 @@ def render_text(value: Any) -> str:  # noqa: PLR0911 (one return per JSON type)
 
 
 class Compiled:
-    """A compiled value: `evaluate(ctx)` builds the concrete value for one event."""
+    """A compiled value: `evaluate(ctx)` builds the concrete value for one event.
 
-    __slots__ = ("evaluate", "is_constant", "source")
+    `items` is set for a mapping: its keys with their values' getters, so a field that drops
+    null entries can build its object in one pass instead of building and then filtering it."""
 
-    def __init__(self, evaluate: Getter, *, is_constant: bool, source: Any) -> None:
+    __slots__ = ("evaluate", "is_constant", "items", "source")
+
+    def __init__(
+        self,
+        evaluate: Getter,
+        *,
+        is_constant: bool,
+        source: Any,
+        items: tuple[tuple[str, Getter], ...] | None = None,
+    ) -> None:
         self.evaluate = evaluate
         self.is_constant = is_constant
         self.source = source
+        self.items = items
 
 
 def _constant(value: Any) -> Compiled:
@@ -220,13 +233,14 @@ def _compile_mapping(value: dict[str, Any]) -> Compiled:
                 "(or give the whole mapping as one expression)"
             )
     items = [(str(k), compile_value(v)) for k, v in value.items()]
-    pairs = [(k, c.evaluate) for k, c in items]
+    pairs = tuple((k, c.evaluate) for k, c in items)
 
     def build(ctx: dict[str, Any]) -> dict[str, Any]:
         return {k: get(ctx) for k, get in pairs}
 
     # A fresh container per event even when constant, so no two calls share a mutable body.
-    return Compiled(build, is_constant=all(c.is_constant for _, c in items), source=value)
+    constant = all(c.is_constant for _, c in items)
+    return Compiled(build, is_constant=constant, source=value, items=pairs)
 
 
 def _compile_list(value: list[Any]) -> Compiled:
