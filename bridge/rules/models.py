@@ -98,10 +98,10 @@ class BodyField:
     def __post_init__(self) -> None:
         check = checker(self.spec)
         object.__setattr__(self, "check", check)
-        object.__setattr__(self, "make", _fused(self.value, check))
+        object.__setattr__(self, "make", _fused(self.value, self.spec, check))
 
 
-def _fused(value: Compiled, check: Callable[[Any], Any]) -> Getter:
+def _fused(value: Compiled, spec: FieldSpec, check: Callable[[Any], Any]) -> Getter:
     """`check(value.evaluate(ctx))`, specialised where that can skip work per event."""
     evaluate = value.evaluate
     if value.is_constant and not isinstance(value.source, dict | list):
@@ -111,11 +111,15 @@ def _fused(value: Compiled, check: Callable[[Any], Any]) -> Getter:
             pass  # reported per event, as for any other bad value
         else:
             return lambda _ctx: fixed
-    if check is _as_string:
+    if spec.type == "string":
+        choices = frozenset(spec.choices)
 
         def make_string(ctx: dict[str, Any]) -> Any:
             got = evaluate(ctx)
-            return (got or None) if type(got) is str else _as_string(got)
+            # A non-empty string (among the choices, if any) is what every check returns as is.
+            if type(got) is str and got and (not choices or got in choices):
+                return got
+            return check(got)
 
         return make_string
     pairs = value.items
