@@ -168,9 +168,11 @@ class Compiled:
     """A compiled value: `evaluate(ctx)` builds the concrete value for one event.
 
     `items` is set for a mapping: its keys with their values' getters, so a field that drops
-    null entries can build its object in one pass instead of building and then filtering it."""
+    null entries can build its object in one pass instead of building and then filtering it.
+    `path` is set for a whole value that is one plain dotted path, so a field can read it
+    inline."""
 
-    __slots__ = ("evaluate", "is_constant", "items", "source")
+    __slots__ = ("evaluate", "is_constant", "items", "path", "source")
 
     def __init__(
         self,
@@ -179,11 +181,13 @@ class Compiled:
         is_constant: bool,
         source: Any,
         items: tuple[tuple[str, Getter], ...] | None = None,
+        path: tuple[str, ...] | None = None,
     ) -> None:
         self.evaluate = evaluate
         self.is_constant = is_constant
         self.source = source
         self.items = items
+        self.path = path
 
 
 def _constant(value: Any) -> Compiled:
@@ -222,7 +226,9 @@ def compile_value(value: Any) -> Compiled:
         whole = _WHOLE.match(value)
         if whole and "{{" not in whole.group(1):
             getter = compile_expression(whole.group(1))
-            return Compiled(getter, is_constant=False, source=value)
+            text = whole.group(1).strip()
+            path = tuple(text.split(".")) if _PATH.match(text) else None
+            return Compiled(getter, is_constant=False, source=value, path=path)
         return _template(value)
     if isinstance(value, dict):
         return _compile_mapping(value)

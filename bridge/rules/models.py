@@ -111,6 +111,8 @@ def _fused(value: Compiled, spec: FieldSpec, check: Callable[[Any], Any]) -> Get
             pass  # reported per event, as for any other bad value
         else:
             return lambda _ctx: fixed
+    if spec.type == "string" and value.path is not None and len(value.path) == 2:
+        return _string_at(value.path, frozenset(spec.choices), check)
     if spec.type == "string":
         choices = frozenset(spec.choices)
 
@@ -131,6 +133,22 @@ def _fused(value: Compiled, spec: FieldSpec, check: Callable[[Any], Any]) -> Get
 
         return make_object
     return lambda ctx: check(evaluate(ctx))
+
+
+def _string_at(
+    path: tuple[str, ...], choices: frozenset[str], check: Callable[[Any], Any]
+) -> Getter:
+    """A string field whose value is `{{ a.b }}` (most are `data.x`): the read is inlined."""
+    first, second = path
+
+    def make(ctx: dict[str, Any]) -> Any:
+        cur = ctx.get(first)
+        got = cur.get(second) if type(cur) is dict else None
+        if type(got) is str and got and (not choices or got in choices):
+            return got
+        return check(got)
+
+    return make
 
 
 @dataclass(frozen=True, slots=True)
