@@ -62,12 +62,12 @@ class RuleSet:
         ctx = envelope.context()
         calls: list[MeisaCall] = []
         for rule in rules:
-            if not rule.applies(ctx):
+            if rule.when is not None and not rule.applies(ctx):
                 continue
             for action in rule.actions:
                 if replay and action.on_replay == "skip":
                     continue
-                if _action_applies(rule.name, action, ctx):
+                if action.when is None or _action_applies(rule.name, action, ctx):
                     calls.append(action.build(rule.name, envelope, ctx))
         return calls
 

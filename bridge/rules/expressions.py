@@ -135,6 +135,8 @@ def _first_line(exc: Exception) -> str:
 
 def truthy(value: Any) -> bool:
     """JMESPath truthiness: false, null, "", [] and {} are false; all else (0 too) is true."""
+    if value is True:
+        return True
     if value is None or value is False:
         return False
     if isinstance(value, str | list | dict):
@@ -144,6 +146,8 @@ def truthy(value: Any) -> bool:
 
 def render_text(value: Any) -> str:  # noqa: PLR0911 (one return per JSON type)
     """How an embedded expression's value appears inside a text template."""
+    if type(value) is str:
+        return value
     if value is None:
         return ""
     if isinstance(value, str):
@@ -161,14 +165,29 @@ def render_text(value: Any) -> str:  # noqa: PLR0911 (one return per JSON type)
 
 
 class Compiled:
-    """A compiled value: `evaluate(ctx)` builds the concrete value for one event."""
+    """A compiled value: `evaluate(ctx)` builds the concrete value for one event.
 
-    __slots__ = ("evaluate", "is_constant", "source")
+    `items` is set for a mapping: its keys with their values' getters, so a field that drops
+    null entries can build its object in one pass instead of building and then filtering it.
+    `path` is set for a whole value that is one plain dotted path, so a field can read it
+    inline."""
 
-    def __init__(self, evaluate: Getter, *, is_constant: bool, source: Any) -> None:
+    __slots__ = ("evaluate", "is_constant", "items", "path", "source")
+
+    def __init__(
+        self,
+        evaluate: Getter,
+        *,
+        is_constant: bool,
+        source: Any,
+        items: tuple[tuple[str, Getter], ...] | None = None,
+        path: tuple[str, ...] | None = None,
+    ) -> None:
         self.evaluate = evaluate
         self.is_constant = is_constant
         self.source = source
+        self.items = items
+        self.path = path
 
 
 def _constant(value: Any) -> Compiled:
@@ -189,8 +208,12 @@ def _template(text: str) -> Compiled:
         # Sent as is, "{{ data.email" would reach Meisa as a literal address.
         raise ExpressionError(f"unclosed {{{{ in {text!r} (write {{{{ expression }}}})")
 
+    # The text parts become one %-format, so an event costs one format and no per-piece dispatch.
+    form = "".join(p.replace("%", "%%") if isinstance(p, str) else "%s" for p in pieces)
+    getters = tuple(p for p in pieces if not isinstance(p, str))
+
     def render(ctx: dict[str, Any]) -> str:
-        return "".join(p if isinstance(p, str) else render_text(p(ctx)) for p in pieces)
+        return form % tuple([render_text(get(ctx)) for get in getters])
 
     return Compiled(render, is_constant=False, source=text)
 
@@ -203,7 +226,9 @@ def compile_value(value: Any) -> Compiled:
         whole = _WHOLE.match(value)
         if whole and "{{" not in whole.group(1):
             getter = compile_expression(whole.group(1))
-            return Compiled(getter, is_constant=False, source=value)
+            text = whole.group(1).strip()
+            path = tuple(text.split(".")) if _PATH.match(text) else None
+            return Compiled(getter, is_constant=False, source=value, path=path)
         return _template(value)
     if isinstance(value, dict):
         return _compile_mapping(value)
@@ -220,13 +245,14 @@ def _compile_mapping(value: dict[str, Any]) -> Compiled:
                 "(or give the whole mapping as one expression)"
             )
     items = [(str(k), compile_value(v)) for k, v in value.items()]
-    pairs = [(k, c.evaluate) for k, c in items]
+    pairs = tuple((k, c.evaluate) for k, c in items)
 
     def build(ctx: dict[str, Any]) -> dict[str, Any]:
         return {k: get(ctx) for k, get in pairs}
 
     # A fresh container per event even when constant, so no two calls share a mutable body.
-    return Compiled(build, is_constant=all(c.is_constant for _, c in items), source=value)
+    constant = all(c.is_constant for _, c in items)
+    return Compiled(build, is_constant=constant, source=value, items=pairs)
 
 
 def _compile_list(value: list[Any]) -> Compiled:
