@@ -119,8 +119,8 @@ class H1Transport(httpx.AsyncBaseTransport):
         deadline = None if phases[3] is None else self._loop().time() + phases[3]
         head_only = method == "HEAD"
         pool = self._pool
-        for _ in range(2):  # a second time only after the keep-alive race
-            connection = pool.take(origin)
+        for attempt in range(2):  # a second time only after the keep-alive race, on a new one
+            connection = pool.take(origin) if attempt == 0 else None
             reused = connection is not None
             if connection is None:
                 connection, reused = await self._new(origin, phases, deadline)

@@ -193,6 +193,18 @@ async def test_the_keep_alive_race_sends_once_more_on_a_new_connection(server: S
     assert server.paths() == [(1, b"/ok"), (1, path), (2, path)]
 
 
+async def test_the_race_is_retried_on_a_new_connection_not_another_idle_one(server: Server) -> None:
+    async with H1Transport() as transport:
+        ok = f"{server.base}/ok"
+        await asyncio.gather(*(transport.exchange("GET", ok, [], None) for _ in range(2)))
+        answer = await transport.exchange("POST", f"{server.base}/vanish-when-reused", [], b"{}")
+    assert answer.status == 200
+    path = b"/vanish-when-reused"
+    first, again = [p for p in server.paths() if p[1] == path]
+    assert first[0] in (1, 2), "the first try goes out on an idle connection"
+    assert again == (3, path), "the second on a new one: the other idle one may be closed too"
+
+
 async def test_a_new_connection_closed_without_answer_is_not_sent_again(server: Server) -> None:
     async with H1Transport() as transport:
         with pytest.raises(httpx.ReadError):
