@@ -26,17 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pipeline_memory import governed
 
 from bridge.codecs import build_decoder
 from bridge.config import BridgeConfig, load_rules
 from bridge.dlq import DeadLetterProducer
 from bridge.kafka.memory import MemoryBroker, MemoryProducer, MemorySource
 from bridge.meisa.calls import MeisaCall
-from bridge.meisa.delivery import Deliverer
-from bridge.meisa.governor import RateGovernor
 from bridge.meisa.models import CallResult
-from bridge.pipeline.dispatcher import Slot
-from bridge.pipeline.message import Sending
 from bridge.pipeline.pipeline import Pipeline
 from bridge.settings import CodecSettings, DlqSettings, MeisaSettings, PipelineSettings
 
@@ -119,12 +116,7 @@ async def run(
     for person, value in events:
         broker.produce(TOPIC, value, partition=person % PARTITIONS)
     meisa = Meisa(latency)
-    governor = RateGovernor(per_minute=per_minute, per_hour=None)
-    deliverer = Deliverer(meisa, governor, settings=MeisaSettings())
-
-    async def deliver(call: MeisaCall, slot: Slot, sending: Sending) -> object:
-        return await deliverer.deliver(call, slot, not_found=False, event_time=None)
-
+    deliver, governor = governed(meisa, per_minute=per_minute, settings=MeisaSettings())
     rules_text = RULES.replace("COALESCE", "true" if after else "false")
     settings = PipelineSettings(
         commit_interval_seconds=0.05, enroll_batch_seconds=1.0 if after else 0.0

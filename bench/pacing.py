@@ -26,15 +26,11 @@ import logging
 import time
 from dataclasses import dataclass
 
-from pipeline_memory import TOPIC, _events, example_pipeline
+from pipeline_memory import TOPIC, _events, example_pipeline, governed
 
 from bridge.kafka.memory import MemoryBroker, MemorySource
 from bridge.meisa.calls import MeisaCall
-from bridge.meisa.delivery import Deliverer
-from bridge.meisa.governor import RateGovernor
 from bridge.meisa.models import CallResult
-from bridge.pipeline.dispatcher import Slot
-from bridge.pipeline.message import Sending
 from bridge.settings import MeisaSettings, PipelineSettings
 
 PARTITIONS = 6
@@ -81,12 +77,7 @@ async def run(events: list[bytes], per_minute: int | None, latency: float) -> Ru
     for n, value in enumerate(events):
         broker.produce(TOPIC, value, partition=n % PARTITIONS)
     meisa = Meisa(latency)
-    governor = RateGovernor(per_minute=per_minute, per_hour=None)
-    deliverer = Deliverer(meisa, governor, settings=MeisaSettings())
-
-    async def deliver(call: MeisaCall, slot: Slot, sending: Sending) -> object:
-        return await deliverer.deliver(call, slot, not_found=False, event_time=None)
-
+    deliver, governor = governed(meisa, per_minute=per_minute, settings=MeisaSettings())
     source = MemorySource(broker, [TOPIC], "bench")
     settings = PipelineSettings()  # the defaults: commits every 0.02 s
     pipeline = example_pipeline(broker, source, deliver, settings)

@@ -21,6 +21,7 @@ import itertools
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -95,17 +96,24 @@ class _Instant:
         return 1
 
 
-def _deliverer(metrics: Metrics) -> tuple[Deliver, _Instant]:
-    """The pipeline's deliver as `run` builds it, on a client that answers at once."""
-    client = _Instant()
-    governor = RateGovernor(per_minute=None, per_hour=None)
-    deliverer = Deliverer(
-        client, governor, on_attempt=attempt_metrics(metrics), guard=lambda call, t: None
-    )
+def governed(
+    client: Any, *, per_minute: int | None = None, **options: Any
+) -> tuple[Deliver, RateGovernor]:
+    """The pipeline's deliver as `run` builds it: a Deliverer with its own rate governor
+    (`per_minute` None: a key without limits) over `client`; `options` go to the Deliverer."""
+    governor = RateGovernor(per_minute=per_minute, per_hour=None)
+    deliverer = Deliverer(client, governor, **options)
 
     async def deliver(call: MeisaCall, slot: Slot, sending: Sending) -> object:
         return await deliverer.deliver(call, slot, not_found=False, event_time=sending.event_time)
 
+    return deliver, governor
+
+
+def _deliverer(metrics: Metrics) -> tuple[Deliver, _Instant]:
+    """The pipeline's deliver as `run` builds it, on a client that answers at once."""
+    client = _Instant()
+    deliver, _ = governed(client, on_attempt=attempt_metrics(metrics), guard=lambda call, t: None)
     return deliver, client
 
 
