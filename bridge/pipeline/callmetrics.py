@@ -11,6 +11,7 @@ from bridge.meisa.delivery import Attempt
 from bridge.meisa.schedule import GovernorState
 from bridge.observability import Metrics
 from bridge.outcome import outcome_of
+from bridge.pipeline.inflight import InFlightLimit
 
 
 def governor_metrics(metrics: Metrics) -> Callable[[GovernorState], None]:
@@ -23,14 +24,20 @@ def governor_metrics(metrics: Metrics) -> Callable[[GovernorState], None]:
     return record
 
 
-def attempt_metrics(metrics: Metrics) -> Callable[[Attempt], None]:
-    """The deliverer's observer: one record per attempt, labelled by status and outcome."""
+def attempt_metrics(
+    metrics: Metrics, in_flight: InFlightLimit | None = None
+) -> Callable[[Attempt], None]:
+    """The deliverer's observer: one record per attempt, labelled by status and outcome; an
+    answer's time also tells `in_flight` how many calls Meisa needs on the wire."""
+    sample = None if in_flight is None or not in_flight.adaptive else in_flight.sample
 
     def record(attempt: Attempt) -> None:
         call, error, result = attempt.call, attempt.error, attempt.result
         kind = call.kind
         if result is not None:  # answered: what nearly every attempt records
             metrics.attempt(kind, result.status, "ok", attempt.duration, attempt.waited)
+            if sample is not None:
+                sample(attempt.duration)
         else:
             status = _status(attempt)
             metrics.attempt(kind, status, outcome_of(error), attempt.duration, attempt.waited)

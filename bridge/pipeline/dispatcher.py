@@ -56,6 +56,7 @@ from bridge.meisa.retry import ContactWait
 from bridge.observability import mask_email
 from bridge.pipeline.bulk import EnrollBatches
 from bridge.pipeline.coalesce import Pending
+from bridge.pipeline.inflight import InFlightLimit
 from bridge.pipeline.lanes import Item, Lane, Slots, StartSlot, abandoned
 from bridge.pipeline.message import InFlight, Sending, TopicPartition
 
@@ -103,6 +104,7 @@ class Dispatcher:
         fence: Callable[[], Awaitable[None]] | None = None,
         on_outcome: OnOutcome | None = None,
         enroll_window: float = 0.0,
+        in_flight: InFlightLimit | None = None,
     ) -> None:
         self._deliver = deliver
         self._on_outcome = on_outcome
@@ -114,7 +116,9 @@ class Dispatcher:
         self._contact_wait = contact_wait or ContactWait(seconds=CONTACT_WAIT_SECONDS)
         self._rng = rng or random.Random()
         self._fence = fence
-        self._slots = {True: Slots(max_in_flight), False: Slots(max_in_flight)}
+        # Triggers keep a fixed set: few, and each one matters now. Other calls go on the wire as
+        # their answers show Meisa needs (bridge.pipeline.inflight), up to max_in_flight.
+        self._slots = {True: Slots(max_in_flight), False: Slots(max_in_flight, in_flight)}
         self._lanes: dict[str, Lane] = {}
         self.identity = ContactIdentity(identity_capacity, busy=self._lanes.__contains__)
         self.known = KnownContacts(identity_capacity)

@@ -27,6 +27,7 @@ from types import TracebackType
 from bridge.errors import CallAbandoned
 from bridge.meisa.calls import KindTraits, MeisaCall
 from bridge.pipeline.coalesce import Pending, can_fold, can_merge, fold_into, merge_into
+from bridge.pipeline.inflight import InFlightLimit
 from bridge.pipeline.message import InFlight
 
 Item = Pending[InFlight]
@@ -160,16 +161,23 @@ class Slots:
     First come, first served, and a freed slot passes straight to the next waiter, so entering
     and leaving cost the same however many wait. (asyncio.Semaphore looks through all its waiters
     on every acquire and release, and in a backlog hundreds of lanes wait for 64 slots: it cost
-    more than the rest of the dispatcher.)"""
+    more than the rest of the dispatcher.) With an `InFlightLimit`, its value is the limit, read
+    on every entry and release: a lower one lets slots go out of use as their calls end, a
+    higher one hands the new slots out at the next release."""
 
-    def __init__(self, limit: int) -> None:
-        self._free = limit
+    def __init__(self, limit: int, adaptive: InFlightLimit | None = None) -> None:
+        self._limit = limit
+        self._adaptive = adaptive
         self._waiters: deque[asyncio.Future[None]] = deque()  # cancelled ones are skipped
+        self._taken = 0  # slots held, and handed to a waiter that has not woken yet
         self.held = 0
 
+    def _allowed(self) -> int:
+        return self._limit if self._adaptive is None else self._adaptive.value
+
     async def __aenter__(self) -> None:
-        if self._free > 0:  # then nobody waits: a freed slot goes to a waiter first
-            self._free -= 1
+        if self._taken < self._allowed() and not self._waiters:
+            self._taken += 1
         else:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
@@ -177,7 +185,8 @@ class Slots:
                 await waiter
             except asyncio.CancelledError:
                 if waiter.done() and not waiter.cancelled():
-                    self._release()  # handed a slot as it was cancelled: pass it on
+                    self._taken -= 1  # handed a slot as it was cancelled: pass it on
+                    self._release()
                 raise
         self.held += 1
 
@@ -188,15 +197,15 @@ class Slots:
         tb: TracebackType | None,
     ) -> None:
         self.held -= 1
+        self._taken -= 1
         self._release()
 
     def _release(self) -> None:
-        while self._waiters:
+        while self._waiters and self._taken < self._allowed():
             waiter = self._waiters.popleft()
             if not waiter.done():
+                self._taken += 1
                 waiter.set_result(None)
-                return
-        self._free += 1
 
 
 class StartSlot:

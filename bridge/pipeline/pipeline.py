@@ -35,6 +35,7 @@ from bridge.pipeline.commit import CommitPolicy, Committer
 from bridge.pipeline.deadletters import DeadLetters
 from bridge.pipeline.dispatcher import Deliver, Dispatcher, Guard
 from bridge.pipeline.fence import StallFence
+from bridge.pipeline.inflight import InFlightLimit
 from bridge.pipeline.intake import Intake
 from bridge.pipeline.lockstep import Lockstep
 from bridge.pipeline.message import InFlight, TopicPartition
@@ -79,6 +80,7 @@ class Pipeline:
         on_share: Callable[[float], None] | None = None,
         tracing: Tracing = NO_TRACING,
         outcomes: OutcomeWriter | None = None,
+        in_flight: InFlightLimit | None = None,
     ) -> None:
         settings = config.pipeline
         self.policy = CommitPolicy.from_settings(settings)
@@ -118,6 +120,7 @@ class Pipeline:
             fence=self.fence.wait,
             on_outcome=None if outcomes is None else outcomes.add,
             enroll_window=settings.enroll_batch_seconds,
+            in_flight=in_flight,
         )
         self.lockstep: Lockstep[Buffered] = Lockstep(
             max_skew=settings.max_skew_seconds, max_idle=settings.max_idle_seconds

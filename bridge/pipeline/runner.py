@@ -53,6 +53,7 @@ from bridge.observability.tracing import Tracing
 from bridge.pipeline.callmetrics import attempt_metrics, governor_metrics
 from bridge.pipeline.dispatcher import Deliver, Slot
 from bridge.pipeline.guards import CallGuard, SuppressionList
+from bridge.pipeline.inflight import InFlightLimit
 from bridge.pipeline.message import Sending
 from bridge.pipeline.outcomes import open_outcomes, with_attempts
 from bridge.pipeline.reload import start_reloading
@@ -235,6 +236,7 @@ class _Parts:
     governor: RateGovernor
     guard: CallGuard
     suppression: SuppressionList
+    in_flight: InFlightLimit
 
 
 def _build(
@@ -254,6 +256,10 @@ def _build(
     governor = RateGovernor.from_ping(info, config.meisa, observer=governor_metrics(metrics))
     metrics.governor_throttled(None)
     metrics.governor_rate(governor.per_minute)  # None: an unlimited (sandbox) key, no gauge
+    settings = config.pipeline  # a shadow run sends nothing: its answer times say nothing
+    in_flight = InFlightLimit(
+        settings.max_in_flight, adaptive=settings.adaptive_in_flight and shadow is None
+    )
     if shadow is not None:
         from bridge.shadow import shadow_deliver
 
@@ -265,16 +271,17 @@ def _build(
             ledger=ledger,
             settings=config.meisa,
         )
-        return _Parts(recorded, governor, guard, suppression)
+        return _Parts(recorded, governor, guard, suppression, in_flight)
     deliverer = Deliverer(
         client,
         governor,
         settings=config.meisa,
-        on_attempt=attempt_metrics(metrics),
+        on_attempt=attempt_metrics(metrics, in_flight),
         ledger=ledger,
         guard=guard,
     )
-    return _Parts(_waits_for_contacts(deliverer, tracing), governor, guard, suppression)
+    deliver = _waits_for_contacts(deliverer, tracing)
+    return _Parts(deliver, governor, guard, suppression, in_flight)
 
 
 def _waits_for_contacts(deliverer: Deliverer, tracing: Tracing) -> Deliver:
@@ -333,6 +340,7 @@ async def _serve(
         on_share=parts.governor.set_share if config.meisa.rate_share is None else None,
         tracing=tracing,
         outcomes=outcomes,
+        in_flight=parts.in_flight,
     )
     if config.meisa.rate_share is not None:
         metrics.rate_share(config.meisa.rate_share)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bridge.pipeline.inflight import InFlightLimit
 from bridge.pipeline.lanes import Slots
 
 
@@ -83,4 +84,48 @@ async def test_a_free_slot_is_taken_without_waiting(limit: int) -> None:
     slots = Slots(limit)
     async with slots:
         assert slots.held == 1
+    assert slots.held == 0
+
+
+class _Limit(InFlightLimit):
+    """An InFlightLimit whose value the test sets."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__(64, adaptive=False)
+        self.value = value
+
+
+async def test_a_lower_adaptive_limit_lets_slots_go_out_of_use_as_their_calls_end() -> None:
+    limit = _Limit(3)
+    slots, order, release = Slots(64, limit), [], asyncio.Event()
+    tasks = [asyncio.create_task(_hold(slots, n, order, release)) for n in range(3)]
+    await asyncio.sleep(0)
+    limit.value = 1
+    late = [asyncio.create_task(_hold(slots, n, order, asyncio.Event())) for n in (3, 4)]
+    await asyncio.sleep(0)
+    assert (order, slots.held) == ([0, 1, 2], 3)  # holders keep their slots, newcomers wait
+    release.set()
+    await asyncio.gather(*tasks)
+    await asyncio.sleep(0)
+    assert (order, slots.held) == ([0, 1, 2, 3], 1)  # one at a time from now on
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*late, return_exceptions=True)
+
+
+async def test_a_higher_adaptive_limit_hands_out_the_new_slots_at_the_next_release() -> None:
+    limit = _Limit(1)
+    slots, order, release = Slots(64, limit), [], asyncio.Event()
+    first = asyncio.Event()
+    head = asyncio.create_task(_hold(slots, 0, order, first))
+    tasks = [asyncio.create_task(_hold(slots, n, order, release)) for n in range(1, 5)]
+    await asyncio.sleep(0)
+    assert order == [0]
+    limit.value = 3
+    first.set()
+    await head
+    await asyncio.sleep(0)
+    assert (order, slots.held) == ([0, 1, 2, 3], 3)
+    release.set()
+    await asyncio.gather(*tasks)
     assert slots.held == 0
