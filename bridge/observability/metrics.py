@@ -45,6 +45,8 @@ MetricName = Literal[
     "meisa_bridge_call_duration_seconds",
     # Meisa calls currently in flight.
     "meisa_bridge_in_flight",
+    # Calls other than triggers that may be on the wire at once now (pipeline.adaptive_in_flight).
+    "meisa_bridge_in_flight_limit",
     # Calls saved: upserts merged into an adjacent upsert for the same contact, add_tags folded
     # into one, enrolments sent together in a bulk-enroll.
     "meisa_bridge_coalesced_total",
@@ -166,6 +168,7 @@ class Metrics:
         add(Histogram, "meisa_bridge_call_duration_seconds", "Meisa call latency", "endpoint",
             buckets=LATENCY_BUCKETS)  # fmt: skip
         add(Gauge, "meisa_bridge_in_flight", "Meisa calls in flight")
+        add(Gauge, "meisa_bridge_in_flight_limit", "Meisa calls allowed on the wire at once")
         add(Counter, "meisa_bridge_coalesced_total", "Calls saved by merging")
         add(Counter, "meisa_bridge_dlq_total", "Dead-lettered records", "topic", "stage")
         add(Gauge, "meisa_bridge_consumer_lag", "Consumer lag", "topic", "partition")
@@ -251,6 +254,9 @@ class Metrics:
 
     def in_flight(self, value: int) -> None:
         self._m["meisa_bridge_in_flight"].set(value)
+
+    def in_flight_limit(self, value: int) -> None:
+        self._m["meisa_bridge_in_flight_limit"].set(value)
 
     def coalesced(self, n: int = 1) -> None:
         self._m["meisa_bridge_coalesced_total"].inc(n)
@@ -366,6 +372,9 @@ class NullMetrics(Metrics):
         return _NULL
 
     def in_flight(self, value: int) -> None:
+        pass
+
+    def in_flight_limit(self, value: int) -> None:
         pass
 
     def coalesced(self, n: int = 1) -> None:

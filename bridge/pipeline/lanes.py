@@ -172,11 +172,12 @@ class Slots:
         self._taken = 0  # slots held, and handed to a waiter that has not woken yet
         self.held = 0
 
-    def _allowed(self) -> int:
+    @property
+    def limit(self) -> int:
         return self._limit if self._adaptive is None else self._adaptive.value
 
     async def __aenter__(self) -> None:
-        if self._taken < self._allowed() and not self._waiters:
+        if self._taken < self.limit and not self._waiters:
             self._taken += 1
         else:
             waiter = asyncio.get_running_loop().create_future()
@@ -201,7 +202,7 @@ class Slots:
         self._release()
 
     def _release(self) -> None:
-        while self._waiters and self._taken < self._allowed():
+        while self._waiters and self._taken < self.limit:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 self._taken += 1

@@ -84,6 +84,7 @@ def test_every_method_lands_in_its_metric() -> None:
     m.calls("contacts.upsert", 429)
     m.call_latency("contacts.upsert", 0.2)
     m.in_flight(7)
+    m.in_flight_limit(12)
     m.dlq("app.users", "decode")
     m.consumer_lag("app.users", 3, 42)
     m.committed("app.users", 3, 1000)
@@ -98,6 +99,7 @@ def test_every_method_lands_in_its_metric() -> None:
     assert 'meisa_bridge_calls_total{endpoint="contacts.upsert",status="429"} 1.0' in text
     assert 'meisa_bridge_call_duration_seconds_count{endpoint="contacts.upsert"} 1.0' in text
     assert "meisa_bridge_in_flight 7.0" in text
+    assert "meisa_bridge_in_flight_limit 12.0" in text
     assert 'meisa_bridge_dlq_total{stage="decode",topic="app.users"} 1.0' in text
     assert 'meisa_bridge_consumer_lag{partition="3",topic="app.users"} 42.0' in text
     assert 'meisa_bridge_committed_offset{partition="3",topic="app.users"} 1000.0' in text
