@@ -8,6 +8,7 @@ from bridge.meisa.delivery import Attempt
 from bridge.meisa.models import CallResult
 from bridge.observability import Metrics
 from bridge.pipeline.callmetrics import attempt_metrics
+from bridge.pipeline.inflight import InFlightLimit
 
 CALL = MeisaCall(kind="upsert", body={"email": "a@x.io"}, contact_key="a@x.io", rule="r")
 
@@ -29,3 +30,15 @@ def test_each_attempt_is_labelled_by_status_or_error_and_by_outcome() -> None:
         assert f'meisa_bridge_calls_total{{endpoint="upsert",status="{status}"}} 1.0' in text
     for outcome in ("ok", "poison", "retry", "skipped", "halt"):
         assert f'meisa_bridge_call_outcomes_total{{kind="upsert",outcome="{outcome}"}} 1.0' in text
+
+
+def test_answered_attempts_alone_size_the_calls_on_the_wire() -> None:
+    in_flight = InFlightLimit(64)
+    record = attempt_metrics(Metrics(), in_flight)
+    start = in_flight.value
+    for _ in range(start):  # one window of errors: they tell nothing about Meisa's queue
+        record(Attempt(CALL, 1, 0.0, 0.005, error=RateLimited("slow down")))
+    assert in_flight.value == start
+    for _ in range(start):  # one window of answers with nothing queued: the limit grows
+        record(Attempt(CALL, 1, 2.0, 0.005, result=CallResult(status=200, body={})))
+    assert in_flight.value > start
