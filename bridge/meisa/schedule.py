@@ -163,6 +163,21 @@ class Waiter:
     tokens: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Effective:
+    """The limits in force for one AIMD factor and share, worked out once: `ready_at` needs them
+    for every head of the queue, and they change only with the factor or the share."""
+
+    factor: float  # the AIMD factor these were worked out for
+    limits: tuple[int, ...]  # each window's budget after AIMD: what triggers may fill
+    # What other callers may fill of each window: the strictest of its limits for them (the
+    # hour's trigger reserve, the room left for triggers in the pacing window), the only one
+    # that matters (see `ready_at`).
+    other: tuple[int, ...]
+    pace: tuple[float, float] | None  # (tokens per second, burst capacity); None: no limits
+    backlog_need: float  # tokens the bucket must hold before another caller than a trigger goes
+
+
 class RateScheduler:
     """Pure core: `request` queues, `grant(now)` returns who may go now."""
 
@@ -193,7 +208,7 @@ class RateScheduler:
         self.paused_until = -math.inf
         self._answers: deque[bool] = deque(maxlen=PAUSE_ANSWERS)  # True: a 429
         self._refused = 0  # 429s among `_answers`
-        self._paced_limit, self._pace = 0, (0.0, 0.0)  # the limit `_pace` was computed for
+        self._current: _Effective | None = None  # the limits as of `factor` and `share`
         self._level = math.inf  # pacing bucket tokens (clipped to its capacity; full at start)
         self._level_at = -math.inf
         self._queue: list[tuple[int, int]] = []
@@ -207,6 +222,7 @@ class RateScheduler:
         self.share = share
         for window, limit in zip(self.windows, self._key_limits, strict=True):
             window.budget = max(1, math.floor(limit * share))
+        self._current = None  # worked out again at the next use
 
     def _limit(self, window: _Window) -> int:
         return max(1, math.floor(window.budget * self.factor))
@@ -225,31 +241,50 @@ class RateScheduler:
 
     def limits(self) -> tuple[int | None, int | None]:
         """Effective (per-minute, per-hour) limits after AIMD; None where there is no limit."""
-        found = iter(self._limit(w) for w in self.windows)
+        found = iter(self._effective().limits)
         minute = next(found) if self._shape[0] else None
         hour = next(found) if self._shape[1] else None
         return minute, hour
 
     def pace(self) -> tuple[float, float] | None:
         """(tokens per second, burst capacity) of the pacing bucket; None without limits."""
-        if not self.windows:
-            return None
-        window = self.windows[0]  # the shortest window sets the pace
-        limit = self._limit(window)
-        if limit != self._paced_limit:  # asked several times per grant: computed once a limit
-            rate = limit / window.length
-            self._paced_limit, self._pace = limit, (rate, max(1.0, rate * BURST_SECONDS))
-        return self._pace
+        return self._effective().pace
 
-    def _backlog_slack(self) -> int:
-        """Tokens of the bucket's top a backlog may spend: what BACKLOG_SLACK_SECONDS earn,
-        whole, one at least (a key earning less than 4 a second: one, as a plain bucket)."""
-        pace = self.pace()
-        return 1 if pace is None else max(1, math.floor(pace[0] * BACKLOG_SLACK_SECONDS))
+    def _effective(self) -> _Effective:
+        """The limits as of the current factor and share, worked out again when either changed
+        (`set_share` drops them; the factor is compared, whoever changed it)."""
+        current = self._current
+        if current is None or current.factor != self.factor:
+            current = self._current = self._work_out()
+        return current
+
+    def _work_out(self) -> _Effective:
+        """Each window's limits for triggers and for other callers, and the pace they set."""
+        limits = tuple(self._limit(window) for window in self.windows)
+        if not self.windows:
+            return _Effective(self.factor, limits, limits, None, 0.0)
+        rate = limits[0] / self.windows[0].length  # the shortest window sets the pace
+        capacity = max(1.0, rate * BURST_SECONDS)
+        # Tokens of the bucket's top a backlog may spend: what BACKLOG_SLACK_SECONDS earn,
+        # whole, one at least (a key earning less than 4 a second: one, as a plain bucket).
+        slack = max(1, math.floor(rate * BACKLOG_SLACK_SECONDS))
+        other = []
+        for window, limit in zip(self.windows, limits, strict=True):
+            strictest = limit
+            if window.reserve:
+                strictest = min(strictest, max(1, math.floor(limit * (1.0 - window.reserve))))
+            if window is self.windows[0]:
+                # What the backlog took of the bucket's top beyond one token, it leaves free in
+                # the pacing window: a trigger never waits for that window to turn.
+                strictest = min(strictest, max(1, limit - slack + 1))
+            other.append(strictest)
+        return _Effective(
+            self.factor, limits, tuple(other), (rate, capacity), capacity - slack + 1.0
+        )
 
     def _settle(self, now: float) -> None:
         """Refill the bucket up to `now` at the current pace."""
-        pace = self.pace()
+        pace = self._effective().pace
         if pace is None:
             return
         rate, capacity = pace
@@ -295,8 +330,7 @@ class RateScheduler:
         """Clearly fewer requests than the limit went out in the last (shortest) window."""
         if not self.windows:
             return False
-        window = self.windows[0]
-        return window.used(now) < PROOF_SHARE * self._limit(window)
+        return self.windows[0].used(now) < PROOF_SHARE * self._effective().limits[0]
 
     def on_success(self) -> None:
         """An answer that was not a 429 (recovery itself follows the clock, not successes)."""
@@ -357,32 +391,26 @@ class RateScheduler:
         return None
 
     def ready_at(self, now: float, tokens: int, priority: int = TRIGGER) -> float:
-        at = max(now, self.paused_until, self._paced_at(now, tokens, priority))
-        for window in self.windows:
-            limits = [self._limit(window)]
-            if priority != TRIGGER and window.reserve:
-                limits.append(max(1, math.floor(limits[0] * (1.0 - window.reserve))))
-            if priority != TRIGGER and window is self.windows[0]:
-                # What the backlog took of the bucket's top beyond one token, it leaves free in
-                # the pacing window: a trigger never waits for that window to turn.
-                limits.append(max(1, limits[0] - self._backlog_slack() + 1))
-            for limit in limits:
-                # A request bigger than the limit (a 2-request tag call under AIMD) waits for an
-                # empty window instead of never.
-                at = max(at, window.free_at(now, limit, min(tokens, limit)))
+        effective = self._effective()
+        at = max(now, self.paused_until, self._paced_at(now, tokens, priority, effective))
+        limits = effective.limits if priority == TRIGGER else effective.other
+        for window, limit in zip(self.windows, limits, strict=True):
+            # A request bigger than the limit (a 2-request tag call under AIMD) waits for an
+            # empty window instead of never. So capped, a request waits for all but
+            # `limit - tokens` (or none) of the window's grants to expire: the more, the smaller
+            # the limit, so the strictest limit alone says when the window has room.
+            at = max(at, window.free_at(now, limit, min(tokens, limit)))
         return at
 
-    def _paced_at(self, now: float, tokens: int, priority: int) -> float:
+    def _paced_at(self, now: float, tokens: int, priority: int, effective: _Effective) -> float:
         """When the bucket holds enough: triggers may spend the burst, others need it full."""
-        pace = self.pace()
+        pace = effective.pace
         if pace is None:
             return now
         rate, capacity = pace
         self._settle(now)
-        if priority == TRIGGER:
-            need = min(tokens, capacity)
-        else:  # the top of the bucket: what one late wake-up earned goes at once
-            need = capacity - self._backlog_slack() + 1.0
+        # Others need the top of the bucket: what one late wake-up earned goes at once.
+        need = min(tokens, capacity) if priority == TRIGGER else effective.backlog_need
         short = need - self._level
         return now if short <= _READY_SLACK else now + short / rate
 
