@@ -116,7 +116,9 @@ class _Window:
 
     def free_at(self, now: float, limit: int, tokens: int) -> float:
         """Earliest time (>= now) at which `tokens` more grants fit under `limit`."""
-        self._expire(now)
+        # `_expire`'s own test first: most checks find nothing to expire, and skip a call.
+        if self.buckets and self.buckets[0][0] <= now - self.length:
+            self._expire(now)
         excess = self._used + tokens - limit
         if excess <= 0:
             return now
@@ -136,7 +138,8 @@ class _Window:
         self._used += tokens
         if self.buckets and now - self._opened < self._bucket_seconds:
             newest = self.buckets[-1]
-            newest[0] = max(newest[0], now)
+            if now > newest[0]:  # noqa: PLR1730 (max() costs more, per grant and window)
+                newest[0] = now
             newest[1] += tokens
             return
         self._opened = now
@@ -169,11 +172,12 @@ class _Effective:
     for every head of the queue, and they change only with the factor or the share."""
 
     factor: float  # the AIMD factor these were worked out for
-    limits: tuple[int, ...]  # each window's budget after AIMD: what triggers may fill
-    # What other callers may fill of each window: the strictest of its limits for them (the
-    # hour's trigger reserve, the room left for triggers in the pacing window), the only one
-    # that matters (see `ready_at`).
-    other: tuple[int, ...]
+    limits: tuple[int, ...]  # each window's budget after AIMD
+    # (window, what a caller may fill of it) for triggers, and for other callers: the strictest
+    # of its limits for them (the hour's trigger reserve, the room left for triggers in the
+    # pacing window), the only one that matters (see `ready_at`).
+    trigger: tuple[tuple[_Window, int], ...]
+    other: tuple[tuple[_Window, int], ...]
     pace: tuple[float, float] | None  # (tokens per second, burst capacity); None: no limits
     backlog_need: float  # tokens the bucket must hold before another caller than a trigger goes
 
@@ -262,7 +266,7 @@ class RateScheduler:
         """Each window's limits for triggers and for other callers, and the pace they set."""
         limits = tuple(self._limit(window) for window in self.windows)
         if not self.windows:
-            return _Effective(self.factor, limits, limits, None, 0.0)
+            return _Effective(self.factor, limits, (), (), None, 0.0)
         rate = limits[0] / self.windows[0].length  # the shortest window sets the pace
         capacity = max(1.0, rate * BURST_SECONDS)
         # Tokens of the bucket's top a backlog may spend: what BACKLOG_SLACK_SECONDS earn,
@@ -277,31 +281,33 @@ class RateScheduler:
                 # What the backlog took of the bucket's top beyond one token, it leaves free in
                 # the pacing window: a trigger never waits for that window to turn.
                 strictest = min(strictest, max(1, limit - slack + 1))
-            other.append(strictest)
-        return _Effective(
-            self.factor, limits, tuple(other), (rate, capacity), capacity - slack + 1.0
-        )
+            other.append((window, strictest))
+        trigger = tuple(zip(self.windows, limits, strict=True))
+        need = capacity - slack + 1.0
+        return _Effective(self.factor, limits, trigger, tuple(other), (rate, capacity), need)
 
-    def _settle(self, now: float) -> None:
-        """Refill the bucket up to `now` at the current pace."""
-        pace = self._effective().pace
+    def _settle(self, now: float, pace: tuple[float, float] | None) -> None:
+        """Refill the bucket up to `now` at `pace`, the current one."""
         if pace is None:
             return
         rate, capacity = pace
-        elapsed = now - self._level_at if now > self._level_at else 0.0
-        self._level = min(capacity, self._level + rate * elapsed)  # clipped if the pace fell
-        self._level_at = max(self._level_at, now)
+        if now > self._level_at:
+            self._level += rate * (now - self._level_at)
+            self._level_at = now
+        # Full, or clipped if the pace fell (a comparison: min() costs more, twice per grant).
+        if self._level > capacity:  # noqa: PLR1730
+            self._level = capacity
 
     def _refresh(self, now: float) -> None:
         """Follow the AIMD climb back to the full budget up to `now`."""
         if self.factor < 1.0:
-            self._settle(now)  # tokens earned so far at the old pace
+            self._settle(now, self._effective().pace)  # tokens earned so far at the old pace
             self.factor = self._aimd.factor(now)
 
     def on_rate_limited(self, now: float, retry_after: float | None) -> Reason | None:
         """A 429 at `now`; the reason when it paused or lowered the budget anew."""
         self._answer(refused=True)
-        self._settle(now)
+        self._settle(now, self._effective().pace)
         if retry_after is not None:  # the server said how long: exactly that, nothing more
             return self._pause(now, retry_after) if self._key_refused() else None
         self._refresh(now)
@@ -350,7 +356,7 @@ class RateScheduler:
         self._spend(now, tokens)
 
     def _spend(self, now: float, tokens: int) -> None:
-        self._settle(now)
+        self._settle(now, self._effective().pace)
         if self.windows:
             self._level -= tokens  # may go negative: a 2-request call pays back its debt
         for window in self.windows:
@@ -391,15 +397,20 @@ class RateScheduler:
         return None
 
     def ready_at(self, now: float, tokens: int, priority: int = TRIGGER) -> float:
+        # Asked for every grant and every newcomer: comparisons rather than max() and min()
+        # calls, which cost more than the rest of a window's check.
         effective = self._effective()
-        at = max(now, self.paused_until, self._paced_at(now, tokens, priority, effective))
-        limits = effective.limits if priority == TRIGGER else effective.other
-        for window, limit in zip(self.windows, limits, strict=True):
+        at = self._paced_at(now, tokens, priority, effective)  # now at the earliest
+        if self.paused_until > at:  # noqa: PLR1730
+            at = self.paused_until
+        for window, limit in effective.trigger if priority == TRIGGER else effective.other:
             # A request bigger than the limit (a 2-request tag call under AIMD) waits for an
             # empty window instead of never. So capped, a request waits for all but
             # `limit - tokens` (or none) of the window's grants to expire: the more, the smaller
             # the limit, so the strictest limit alone says when the window has room.
-            at = max(at, window.free_at(now, limit, min(tokens, limit)))
+            free = window.free_at(now, limit, tokens if tokens < limit else limit)
+            if free > at:  # noqa: PLR1730
+                at = free
         return at
 
     def _paced_at(self, now: float, tokens: int, priority: int, effective: _Effective) -> float:
@@ -408,7 +419,7 @@ class RateScheduler:
         if pace is None:
             return now
         rate, capacity = pace
-        self._settle(now)
+        self._settle(now, pace)
         # Others need the top of the bucket: what one late wake-up earned goes at once.
         need = min(tokens, capacity) if priority == TRIGGER else effective.backlog_need
         short = need - self._level
