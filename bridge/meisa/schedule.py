@@ -159,7 +159,7 @@ class GovernorState:
         return self.reason is not None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per call, and a frozen one costs twice as much to make
 class Waiter:
     priority: int
     seq: int
