@@ -16,14 +16,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from schedule_reference import RateScheduler as Reference
 
-from bridge.meisa.schedule import GUARD_SECONDS, TICK_SECONDS, RateScheduler
+from bridge.meisa.schedule import GUARD_SECONDS, HOUR, MINUTE, TICK_SECONDS, RateScheduler
 
 PRIORITIES = st.integers(0, 2)
 TOKENS = st.integers(1, 3)
-# Whole ticks, the clock standing still, a busy loop's late wake-up, a window turning over, and
-# AIMD's climb back (HOLD_SECONDS + RECOVERY_SECONDS) at arbitrary points.
+# Whole ticks, the clock standing still, a busy loop's late wake-up, a window turning over (also
+# exactly one window after a grant, when its token comes back), and AIMD's climb back
+# (HOLD_SECONDS + RECOVERY_SECONDS) at arbitrary points.
+WINDOWS = [MINUTE, MINUTE + GUARD_SECONDS, HOUR + GUARD_SECONDS]
 STEPS = st.one_of(
-    st.sampled_from([0.0, 0.0001, TICK_SECONDS, 0.03, 0.25, 1.0, 30.0, 61.0, 3601.0]),
+    st.sampled_from([0.0, 0.0001, TICK_SECONDS, 0.03, 0.25, 1.0, 30.0, 61.0, *WINDOWS]),
     st.floats(0.0, 100.0),
 )
 OPS = st.one_of(
