@@ -405,9 +405,9 @@ class RateScheduler:
             at = self.paused_until
         for window, limit in effective.trigger if priority == TRIGGER else effective.other:
             # A request bigger than the limit (a 2-request tag call under AIMD) waits for an
-            # empty window instead of never. So capped, a request waits for all but
-            # `limit - tokens` (or none) of the window's grants to expire: the more, the smaller
-            # the limit, so the strictest limit alone says when the window has room.
+            # empty window instead of never. Capped so, a request waits until no more than
+            # `limit - tokens` (or none) of the window's grants are left: a smaller limit never
+            # frees the window earlier, so the strictest limit alone says when it has room.
             free = window.free_at(now, limit, tokens if tokens < limit else limit)
             if free > at:  # noqa: PLR1730
                 at = free
