@@ -116,7 +116,9 @@ class _Window:
 
     def free_at(self, now: float, limit: int, tokens: int) -> float:
         """Earliest time (>= now) at which `tokens` more grants fit under `limit`."""
-        self._expire(now)
+        # `_expire`'s own test first: most checks find nothing to expire, and skip a call.
+        if self.buckets and self.buckets[0][0] <= now - self.length:
+            self._expire(now)
         excess = self._used + tokens - limit
         if excess <= 0:
             return now
@@ -136,7 +138,8 @@ class _Window:
         self._used += tokens
         if self.buckets and now - self._opened < self._bucket_seconds:
             newest = self.buckets[-1]
-            newest[0] = max(newest[0], now)
+            if now > newest[0]:  # noqa: PLR1730 (max() costs more, per grant and window)
+                newest[0] = now
             newest[1] += tokens
             return
         self._opened = now
@@ -156,11 +159,27 @@ class GovernorState:
         return self.reason is not None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per call, and a frozen one costs twice as much to make
 class Waiter:
     priority: int
     seq: int
     tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Effective:
+    """The limits in force for one AIMD factor and share, worked out once: `ready_at` needs them
+    for every head of the queue, and they change only with the factor or the share."""
+
+    factor: float  # the AIMD factor these were worked out for
+    limits: tuple[int, ...]  # each window's budget after AIMD
+    # (window, what a caller may fill of it) for triggers, and for other callers: the strictest
+    # of its limits for them (the hour's trigger reserve, the room left for triggers in the
+    # pacing window), the only one that matters (see `ready_at`).
+    trigger: tuple[tuple[_Window, int], ...]
+    other: tuple[tuple[_Window, int], ...]
+    pace: tuple[float, float] | None  # (tokens per second, burst capacity); None: no limits
+    backlog_need: float  # tokens the bucket must hold before another caller than a trigger goes
 
 
 class RateScheduler:
@@ -193,7 +212,7 @@ class RateScheduler:
         self.paused_until = -math.inf
         self._answers: deque[bool] = deque(maxlen=PAUSE_ANSWERS)  # True: a 429
         self._refused = 0  # 429s among `_answers`
-        self._paced_limit, self._pace = 0, (0.0, 0.0)  # the limit `_pace` was computed for
+        self._current: _Effective | None = None  # the limits as of `factor` and `share`
         self._level = math.inf  # pacing bucket tokens (clipped to its capacity; full at start)
         self._level_at = -math.inf
         self._queue: list[tuple[int, int]] = []
@@ -207,6 +226,7 @@ class RateScheduler:
         self.share = share
         for window, limit in zip(self.windows, self._key_limits, strict=True):
             window.budget = max(1, math.floor(limit * share))
+        self._current = None  # worked out again at the next use
 
     def _limit(self, window: _Window) -> int:
         return max(1, math.floor(window.budget * self.factor))
@@ -225,48 +245,69 @@ class RateScheduler:
 
     def limits(self) -> tuple[int | None, int | None]:
         """Effective (per-minute, per-hour) limits after AIMD; None where there is no limit."""
-        found = iter(self._limit(w) for w in self.windows)
+        found = iter(self._effective().limits)
         minute = next(found) if self._shape[0] else None
         hour = next(found) if self._shape[1] else None
         return minute, hour
 
     def pace(self) -> tuple[float, float] | None:
         """(tokens per second, burst capacity) of the pacing bucket; None without limits."""
+        return self._effective().pace
+
+    def _effective(self) -> _Effective:
+        """The limits as of the current factor and share, worked out again when either changed
+        (`set_share` drops them; the factor is compared, whoever changed it)."""
+        current = self._current
+        if current is None or current.factor != self.factor:
+            current = self._current = self._work_out()
+        return current
+
+    def _work_out(self) -> _Effective:
+        """Each window's limits for triggers and for other callers, and the pace they set."""
+        limits = tuple(self._limit(window) for window in self.windows)
         if not self.windows:
-            return None
-        window = self.windows[0]  # the shortest window sets the pace
-        limit = self._limit(window)
-        if limit != self._paced_limit:  # asked several times per grant: computed once a limit
-            rate = limit / window.length
-            self._paced_limit, self._pace = limit, (rate, max(1.0, rate * BURST_SECONDS))
-        return self._pace
+            return _Effective(self.factor, limits, (), (), None, 0.0)
+        rate = limits[0] / self.windows[0].length  # the shortest window sets the pace
+        capacity = max(1.0, rate * BURST_SECONDS)
+        # Tokens of the bucket's top a backlog may spend: what BACKLOG_SLACK_SECONDS earn,
+        # whole, one at least (a key earning less than 4 a second: one, as a plain bucket).
+        slack = max(1, math.floor(rate * BACKLOG_SLACK_SECONDS))
+        other = []
+        for window, limit in zip(self.windows, limits, strict=True):
+            strictest = limit
+            if window.reserve:
+                strictest = min(strictest, max(1, math.floor(limit * (1.0 - window.reserve))))
+            if window is self.windows[0]:
+                # What the backlog took of the bucket's top beyond one token, it leaves free in
+                # the pacing window: a trigger never waits for that window to turn.
+                strictest = min(strictest, max(1, limit - slack + 1))
+            other.append((window, strictest))
+        trigger = tuple(zip(self.windows, limits, strict=True))
+        need = capacity - slack + 1.0
+        return _Effective(self.factor, limits, trigger, tuple(other), (rate, capacity), need)
 
-    def _backlog_slack(self) -> int:
-        """Tokens of the bucket's top a backlog may spend: what BACKLOG_SLACK_SECONDS earn,
-        whole, one at least (a key earning less than 4 a second: one, as a plain bucket)."""
-        pace = self.pace()
-        return 1 if pace is None else max(1, math.floor(pace[0] * BACKLOG_SLACK_SECONDS))
-
-    def _settle(self, now: float) -> None:
-        """Refill the bucket up to `now` at the current pace."""
-        pace = self.pace()
+    def _settle(self, now: float, pace: tuple[float, float] | None) -> None:
+        """Refill the bucket up to `now` at `pace`, the current one."""
         if pace is None:
             return
         rate, capacity = pace
-        elapsed = now - self._level_at if now > self._level_at else 0.0
-        self._level = min(capacity, self._level + rate * elapsed)  # clipped if the pace fell
-        self._level_at = max(self._level_at, now)
+        if now > self._level_at:
+            self._level += rate * (now - self._level_at)
+            self._level_at = now
+        # Full, or clipped if the pace fell (a comparison: min() costs more, twice per grant).
+        if self._level > capacity:  # noqa: PLR1730
+            self._level = capacity
 
     def _refresh(self, now: float) -> None:
         """Follow the AIMD climb back to the full budget up to `now`."""
         if self.factor < 1.0:
-            self._settle(now)  # tokens earned so far at the old pace
+            self._settle(now, self._effective().pace)  # tokens earned so far at the old pace
             self.factor = self._aimd.factor(now)
 
     def on_rate_limited(self, now: float, retry_after: float | None) -> Reason | None:
         """A 429 at `now`; the reason when it paused or lowered the budget anew."""
         self._answer(refused=True)
-        self._settle(now)
+        self._settle(now, self._effective().pace)
         if retry_after is not None:  # the server said how long: exactly that, nothing more
             return self._pause(now, retry_after) if self._key_refused() else None
         self._refresh(now)
@@ -295,8 +336,7 @@ class RateScheduler:
         """Clearly fewer requests than the limit went out in the last (shortest) window."""
         if not self.windows:
             return False
-        window = self.windows[0]
-        return window.used(now) < PROOF_SHARE * self._limit(window)
+        return self.windows[0].used(now) < PROOF_SHARE * self._effective().limits[0]
 
     def on_success(self) -> None:
         """An answer that was not a 429 (recovery itself follows the clock, not successes)."""
@@ -316,7 +356,7 @@ class RateScheduler:
         self._spend(now, tokens)
 
     def _spend(self, now: float, tokens: int) -> None:
-        self._settle(now)
+        self._settle(now, self._effective().pace)
         if self.windows:
             self._level -= tokens  # may go negative: a 2-request call pays back its debt
         for window in self.windows:
@@ -357,32 +397,31 @@ class RateScheduler:
         return None
 
     def ready_at(self, now: float, tokens: int, priority: int = TRIGGER) -> float:
-        at = max(now, self.paused_until, self._paced_at(now, tokens, priority))
-        for window in self.windows:
-            limits = [self._limit(window)]
-            if priority != TRIGGER and window.reserve:
-                limits.append(max(1, math.floor(limits[0] * (1.0 - window.reserve))))
-            if priority != TRIGGER and window is self.windows[0]:
-                # What the backlog took of the bucket's top beyond one token, it leaves free in
-                # the pacing window: a trigger never waits for that window to turn.
-                limits.append(max(1, limits[0] - self._backlog_slack() + 1))
-            for limit in limits:
-                # A request bigger than the limit (a 2-request tag call under AIMD) waits for an
-                # empty window instead of never.
-                at = max(at, window.free_at(now, limit, min(tokens, limit)))
+        # Asked for every grant and every newcomer: comparisons rather than max() and min()
+        # calls, which cost more than the rest of a window's check.
+        effective = self._effective()
+        at = self._paced_at(now, tokens, priority, effective)  # now at the earliest
+        if self.paused_until > at:  # noqa: PLR1730
+            at = self.paused_until
+        for window, limit in effective.trigger if priority == TRIGGER else effective.other:
+            # A request bigger than the limit (a 2-request tag call under AIMD) waits for an
+            # empty window instead of never. Capped so, a request waits until no more than
+            # `limit - tokens` (or none) of the window's grants are left: a smaller limit never
+            # frees the window earlier, so the strictest limit alone says when it has room.
+            free = window.free_at(now, limit, tokens if tokens < limit else limit)
+            if free > at:  # noqa: PLR1730
+                at = free
         return at
 
-    def _paced_at(self, now: float, tokens: int, priority: int) -> float:
+    def _paced_at(self, now: float, tokens: int, priority: int, effective: _Effective) -> float:
         """When the bucket holds enough: triggers may spend the burst, others need it full."""
-        pace = self.pace()
+        pace = effective.pace
         if pace is None:
             return now
         rate, capacity = pace
-        self._settle(now)
-        if priority == TRIGGER:
-            need = min(tokens, capacity)
-        else:  # the top of the bucket: what one late wake-up earned goes at once
-            need = capacity - self._backlog_slack() + 1.0
+        self._settle(now, pace)
+        # Others need the top of the bucket: what one late wake-up earned goes at once.
+        need = min(tokens, capacity) if priority == TRIGGER else effective.backlog_need
         short = need - self._level
         return now if short <= _READY_SLACK else now + short / rate
 
