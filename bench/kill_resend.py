@@ -12,7 +12,8 @@ double has received `--kill-at` of the tracks, the bridge gets SIGKILL and a sec
 same group, finishes the drain. The double's record then tells how many tracks arrived twice.
 
 Printed per round: the drain rate in the second before the kill (tracks/s), the tracks re-sent,
-and their ratio, the seconds of work lost to the kill. That ratio is the figure to compare: the
+and their ratio, the seconds of work lost to the kill, and the calls other than triggers the
+bridge allowed on the wire just before it (`meisa_bridge_in_flight_limit`, read from /metrics). That ratio is the figure to compare: the
 rate follows the machine's load, the seconds of lost work follow the commit path (commit interval,
 how long a commit waits for the consumer's thread, its round trip) and the calls in flight.
 """
@@ -20,12 +21,15 @@ how long a commit waits for the consumer's thread, its round trip) and the calls
 from __future__ import annotations
 
 import argparse
+import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -50,7 +54,9 @@ def rules() -> list[dict[str, Any]]:
     return out
 
 
-def config(tmp: Path, *, topic: str, group: str, sandbox: Any, args: argparse.Namespace) -> Path:
+def config(
+    tmp: Path, *, topic: str, group: str, sandbox: Any, args: argparse.Namespace, port: int
+) -> Path:
     kafka: dict[str, Any] = {"bootstrap.servers": BOOTSTRAP, "group.id": group}
     if args.protocol == "classic":
         kafka.update({"group.protocol": "classic", "session.timeout.ms": 10000})
@@ -60,7 +66,7 @@ def config(tmp: Path, *, topic: str, group: str, sandbox: Any, args: argparse.Na
         "meisa": {"base_url": sandbox.base_url, "api_key": sandbox.unlimited_key},
         "ledger": {"enabled": False},
         "suppression": {"enabled": False},
-        "server": {"host": "127.0.0.1", "port": 0},
+        "server": {"host": "127.0.0.1", "port": port},
         "logging": {"level": "WARNING", "format": "text"},
         "rules": rules(),
     }
@@ -75,14 +81,33 @@ def track_ids(sandbox: Any) -> list[str]:
     return [str(e["properties"].get("eid")) for e in sandbox.events(event_name="feature_used")]
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def gauge(port: int, name: str) -> str:
+    """A gauge's value from the bridge's /metrics, "-" when it cannot be read."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return "-"
+    found = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    return f"{float(found.group(1)):.0f}" if found else "-"
+
+
 def one_round(
     tmp: Path, topic: str, tracks: int, sandbox: Any, args: argparse.Namespace
-) -> tuple[float, int]:
-    """(tracks/s in the second before the kill, tracks re-sent)."""
+) -> tuple[float, int, str]:
+    """(tracks/s in the second before the kill, tracks re-sent, the calls allowed on the wire
+    just before the kill)."""
     sandbox.reset()
     sandbox.set_fault("*", latency_ms=args.latency_ms)
     group = f"kill-{uuid.uuid4().hex[:6]}"
-    cfg = config(tmp, topic=topic, group=group, sandbox=sandbox, args=args)
+    port = free_port()
+    cfg = config(tmp, topic=topic, group=group, sandbox=sandbox, args=args, port=port)
     argv = [sys.executable, "-m", "bridge", "run", "--config", str(cfg)]
     first = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen: list[tuple[float, int]] = []
@@ -92,6 +117,7 @@ def one_round(
         count = len(sandbox.events(event_name="feature_used"))
         seen.append((time.monotonic(), count))
         if count >= target:
+            limit = gauge(port, "meisa_bridge_in_flight_limit")
             break
         if first.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"the first bridge did not reach {target} tracks")
@@ -116,7 +142,7 @@ def one_round(
     missing = tracks - len(ids)
     if missing:
         raise RuntimeError(f"{missing} tracks never arrived")
-    return rate, sum(n - 1 for n in ids.values())
+    return rate, sum(n - 1 for n in ids.values()), limit
 
 
 def main() -> None:
@@ -145,11 +171,11 @@ def main() -> None:
         topics(PARTITIONS, prefix="kill") as (topic,),
     ):
         produce(topic, events)
-        print(f"{'round':>5} {'tracks/s':>9} {'re-sent':>8} {'seconds lost':>13}")
+        print(f"{'round':>5} {'tracks/s':>9} {'re-sent':>8} {'seconds lost':>13} {'limit':>6}")
         for n in range(1, args.rounds + 1):
-            rate, resent = one_round(Path(tmp_dir), topic, tracks, sandbox, args)
+            rate, resent, limit = one_round(Path(tmp_dir), topic, tracks, sandbox, args)
             lost.append(resent / rate if rate else 0.0)
-            print(f"{n:>5} {rate:>9.0f} {resent:>8} {lost[-1]:>13.3f}", flush=True)
+            print(f"{n:>5} {rate:>9.0f} {resent:>8} {lost[-1]:>13.3f} {limit:>6}", flush=True)
     print(f"median seconds of work re-sent per kill: {statistics.median(lost):.3f} "
           f"(load average {load_average():.1f})")  # fmt: skip
 

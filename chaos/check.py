@@ -26,7 +26,8 @@ from typing import Any
 from chaos.history import Expected
 
 # Re-sent tracks after crashes, as a share of all tracks (a profile may set its own: the manifest's
-# track_budget): each crash re-sends its calls on the wire and about 0.1 s of finished work.
+# track_budget): each crash re-sends its calls on the wire and a few hundredths of a second of
+# finished work.
 TRACK_DUPLICATE_BUDGET = 0.005
 EXIT_REFUSED = 2  # `meisa-bridge run` refused to start
 MAX_AGE = 6 * 3600.0  # the OTP rule's max_age (chaos/rules.yaml)
