@@ -109,7 +109,13 @@ class StartupRefused(BridgeError):
 
 class BrokerError(BridgeError):
     """A Kafka operation failed: a commit, a metadata or offset lookup, a produce, or a fatal
-    consumer error. Raised by bridge.kafka, the only package that talks to the client library."""
+    consumer error. Raised by bridge.kafka, the only package that talks to the client library.
+    `unreachable`: the broker (or the group's coordinator) could not be reached, so the same
+    request may go through once it is back; False when it answered no."""
+
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 class PoisonError(BridgeError):

@@ -89,10 +89,29 @@ def _tps(partitions: Iterable[KafkaTopicPartition]) -> list[TopicPartition]:
     return [(p.topic, p.partition) for p in partitions]
 
 
+# The broker or the group's coordinator out of reach (stopping, restarting, a lost connection):
+# the same commit may go through once it is back. Any other refusal is an answer.
+_UNREACHABLE = frozenset(
+    {
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._TIMED_OUT,
+        KafkaError._WAIT_COORD,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.NETWORK_EXCEPTION,
+    }
+)
+
+
 def broker_error(exc: KafkaException) -> BrokerError:
     """The client's exception as the bridge's, with librdkafka's own words."""
     err = exc.args[0] if exc.args else None
-    return BrokerError(err.str() if isinstance(err, KafkaError) else str(exc))
+    if not isinstance(err, KafkaError):
+        return BrokerError(str(exc))
+    return BrokerError(err.str(), unreachable=err.code() in _UNREACHABLE)
 
 
 class KafkaSource:

@@ -3,6 +3,7 @@ the offsets finished past it as the commit's metadata."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -24,6 +25,7 @@ FAILURE_REPORT_SECONDS = 30.0  # commits are retried every interval: one warning
 # hundred calls that the partition's next reader would make again.
 STALL_MIN_SECONDS = 0.05
 STALL_MAX_SECONDS = 0.2
+FINAL_RETRY_SECONDS = 0.5  # between tries of the last commit while the broker is away
 
 # Returns what it committed (None: all of it); it may drop offsets that went stale meanwhile.
 Offsets = Mapping[TopicPartition, OffsetAndMetadata]
@@ -68,6 +70,7 @@ class Committer:
         # Whether the last commit was refused (the broker is away, or a classic rebalance has
         # moved the group to a new generation): work finished now may never be committed.
         self.refused = False
+        self._unreachable = False  # the last commit failed for want of a broker to take it
         self._failures = RepeatLimiter(FAILURE_REPORT_SECONDS, clock=clock)
         # Smoothed round trip of a successful commit and its mean deviation (None: none yet).
         self._srtt: float | None = None
@@ -117,14 +120,29 @@ class Committer:
                 log.warning("commit failed, will retry: %s (%d more failures before it)", exc, held)
             self._tracker.mark_changed(offered)
             self.refused = True
+            self._unreachable = exc.unreachable
             return {}
         self._took(self._clock() - start)
         offsets = dict(offered if done is None else done)
         self._tracker.mark_changed(tp for tp in offered if tp not in offsets)
         self._tracker.mark_committed(offsets)
-        self.refused = False
+        self.refused = self._unreachable = False
         if len(offsets) == len(offered):
             self._waiting_since = None
         for tp, committed in offsets.items():
             self._on_committed(tp, committed.offset)
         return offsets
+
+    def deadline(self, seconds: float) -> float:
+        """`seconds` from now on the committer's clock (for `commit_final`)."""
+        return self._clock() + seconds
+
+    async def commit_final(self, deadline: float) -> dict[TopicPartition, OffsetAndMetadata]:
+        """The last commit before leaving: while the broker is out of reach (a restart under a
+        SIGTERM), try again until `deadline` (the clock's), rather than hand finished work to
+        the next owner. A commit the broker refuses is not retried."""
+        committed = await self.commit()
+        while self.refused and self._unreachable and self._clock() < deadline:
+            await asyncio.sleep(min(FINAL_RETRY_SECONDS, max(0.0, deadline - self._clock())))
+            committed.update(await self.commit())
+        return committed

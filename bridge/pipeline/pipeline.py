@@ -206,11 +206,12 @@ class Pipeline:
         grace = self.policy.shutdown_grace_seconds
         if self.halted is not None:
             grace = min(grace, HALT_GRACE_SECONDS)
+        deadline = self._committer.deadline(grace)  # the final commit may retry until then
         terminated = await shut_down(stages, grace)
         if {self.dispatcher.name, "outcomes", self._dead_letters.name} & set(terminated):
             log.warning("shutdown grace of %.0fs ran out; unfinished messages are re-read", grace)
         self._tally.flush()
-        committed = await self._committer.commit()
+        committed = await self._committer.commit_final(deadline)
         log.info("final commit: %s", {f"{t}/{p}": c.offset for (t, p), c in committed.items()})
         await self._source.close()
 

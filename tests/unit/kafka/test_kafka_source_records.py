@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from confluent_kafka import Message
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from bridge.events import Record
-from bridge.kafka.source import record_of
+from bridge.kafka.source import broker_error, record_of
 
 
 def test_a_message_keeps_its_key_value_headers_and_timestamp() -> None:
@@ -34,3 +35,23 @@ def test_text_keys_and_header_values_become_utf8_bytes() -> None:
         b"{}",
         (("h", "ü".encode()),),
     )
+
+
+@pytest.mark.parametrize(
+    ("code", "unreachable"),
+    [
+        (KafkaError._TRANSPORT, True),
+        (KafkaError._ALL_BROKERS_DOWN, True),
+        (KafkaError.COORDINATOR_NOT_AVAILABLE, True),
+        (KafkaError.NOT_COORDINATOR, True),
+        (KafkaError.ILLEGAL_GENERATION, False),
+        (KafkaError.UNKNOWN_MEMBER_ID, False),
+        (KafkaError.OFFSET_METADATA_TOO_LARGE, False),
+    ],
+)
+def test_a_broker_out_of_reach_is_told_from_one_that_answered_no(
+    code: int, unreachable: bool
+) -> None:
+    error = broker_error(KafkaException(KafkaError(code)))
+    assert error.unreachable is unreachable
+    assert str(error)  # librdkafka's own words

@@ -440,3 +440,37 @@ async def test_a_commit_counts_as_stalled_past_four_deviations_of_its_usual_roun
     gate.set()
     await hung
     assert not committer.stalled()
+
+
+@pytest.mark.parametrize(
+    ("unreachable", "deadline", "tries", "committed"),
+    [
+        (True, 10.0, 3, True),  # a broker restart under a SIGTERM: committed once it is back
+        (True, 1.5, 2, False),  # the shutdown grace runs out first
+        (False, 10.0, 1, False),  # the broker answered no (a new generation): no retry
+    ],
+)
+async def test_the_final_commit_retries_only_while_the_broker_is_out_of_reach(
+    monkeypatch: pytest.MonkeyPatch, unreachable: bool, deadline: float, tries: int, committed: bool
+) -> None:
+    from bridge.errors import BrokerError
+    from bridge.pipeline import commit as commit_module
+
+    monkeypatch.setattr(commit_module, "FINAL_RETRY_SECONDS", 0.0)
+    now = [0.0]
+    calls = [0]
+    tracker = OffsetTracker()
+    tracker.assign([TP])
+    tracker.track(TP, 0)
+    tracker.done(TP, 0)
+
+    async def commit(offsets: object) -> None:
+        calls[0] += 1
+        now[0] += 1.0  # each try takes a second
+        if calls[0] < 3:
+            raise BrokerError("Local: Broker transport failure", unreachable=unreachable)
+
+    committer = commit_module.Committer(tracker, commit, clock=lambda: now[0])
+    done = await committer.commit_final(committer.deadline(deadline))
+    assert calls[0] == tries
+    assert (done == {TP: OffsetAndMetadata(1)}) is committed
