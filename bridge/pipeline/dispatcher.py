@@ -140,11 +140,6 @@ class Dispatcher:
         """Calls holding a slot: at the rate governor or on the wire."""
         return sum(slots.held for slots in self._slots.values())
 
-    @property
-    def in_flight_limit(self) -> int:
-        """Calls other than triggers that may be on the wire at once now."""
-        return self._slots[False].limit
-
     def parked(self) -> int:
         """Calls waiting for their contact to appear in Meisa."""
         return sum(lane.parked is not None for lane in self._lanes.values())

@@ -24,6 +24,7 @@ holds a slot but is not on the wire, and a paced backlog keeps the whole `maximu
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 MINIMUM = 4
 PROBE_ANSWERS = 5_000  # answers between two measurements of the base (seconds at full speed)
@@ -32,9 +33,27 @@ PROBE_ANSWERS = 5_000  # answers between two measurements of the base (seconds a
 class InFlightLimit:
     """The number of calls that may be on the wire; `sample()` each answer's seconds."""
 
-    __slots__ = ("_answers", "_base", "_count", "_sum", "adaptive", "maximum", "minimum", "value")
+    __slots__ = (
+        "_answers",
+        "_base",
+        "_count",
+        "_on_change",
+        "_sum",
+        "adaptive",
+        "maximum",
+        "minimum",
+        "value",
+    )
 
-    def __init__(self, maximum: int, *, adaptive: bool = True, minimum: int = MINIMUM) -> None:
+    def __init__(
+        self,
+        maximum: int,
+        *,
+        adaptive: bool = True,
+        minimum: int = MINIMUM,
+        on_change: Callable[[int], None] | None = None,
+    ) -> None:
+        self._on_change = on_change  # told every new value (the gauge), and the first one
         self.maximum = max(1, maximum)
         self.minimum = max(1, min(minimum, self.maximum))
         self.adaptive = adaptive
@@ -43,6 +62,8 @@ class InFlightLimit:
         self._count = 0
         self._answers = 0
         self._base: float | None = None
+        if on_change is not None:
+            on_change(self.value)
 
     def sample(self, seconds: float) -> None:
         if not self.adaptive:
@@ -56,6 +77,7 @@ class InFlightLimit:
             self._adjust(average)
 
     def _adjust(self, average: float) -> None:
+        before = self.value
         if self._base is None or average < self._base:
             self._base = average
         queued = self.value * (1.0 - self._base / average) if average > 0 else 0.0
@@ -71,3 +93,5 @@ class InFlightLimit:
             self._answers = 0
             self._base = None
             self.value = max(self.minimum, self.value // 2)
+        if self.value != before and self._on_change is not None:
+            self._on_change(self.value)

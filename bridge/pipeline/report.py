@@ -42,7 +42,6 @@ class Reporter:
 
     async def report(self) -> None:
         self._metrics.in_flight(self._dispatcher.sending)
-        self._metrics.in_flight_limit(self._dispatcher.in_flight_limit)
         self._metrics.contact_waits(self._dispatcher.parked())
         self._metrics.lockstep_buffered(self._lockstep.buffered())
         for (topic, partition), (size, messages) in self._partitions.held().items():

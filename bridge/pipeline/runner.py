@@ -258,7 +258,9 @@ def _build(
     metrics.governor_rate(governor.per_minute)  # None: an unlimited (sandbox) key, no gauge
     settings = config.pipeline  # a shadow run sends nothing: its answer times say nothing
     in_flight = InFlightLimit(
-        settings.max_in_flight, adaptive=settings.adaptive_in_flight and shadow is None
+        settings.max_in_flight,
+        adaptive=settings.adaptive_in_flight and shadow is None,
+        on_change=metrics.in_flight_limit,
     )
     if shadow is not None:
         from bridge.shadow import shadow_deliver

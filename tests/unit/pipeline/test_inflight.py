@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 from hypothesis import given, settings
@@ -67,3 +68,12 @@ def test_the_limit_stays_between_its_bounds(
     for seconds in answers:
         limit.sample(seconds)
         assert min(minimum, maximum) <= limit.value <= maximum
+
+
+def test_every_new_value_is_told_the_first_one_included() -> None:
+    told: list[int] = []
+    limit = InFlightLimit(64, on_change=told.append)
+    assert told == [MINIMUM]
+    _settle(limit, parallel=10_000, windows=40)
+    assert told[-1] == limit.value == 64
+    assert all(a != b for a, b in itertools.pairwise(told))  # changes only
