@@ -13,9 +13,10 @@ same group, finishes the drain. The double's record then tells how many tracks a
 
 Printed per round: the drain rate in the second before the kill (tracks/s), the tracks re-sent,
 and their ratio, the seconds of work lost to the kill, and the calls other than triggers the
-bridge allowed on the wire just before it (`meisa_bridge_in_flight_limit`, read from /metrics). That ratio is the figure to compare: the
-rate follows the machine's load, the seconds of lost work follow the commit path (commit interval,
-how long a commit waits for the consumer's thread, its round trip) and the calls in flight.
+bridge allowed on the wire just before it (`meisa_bridge_in_flight_limit`, from /metrics). That
+ratio is the figure to compare: the rate follows the machine's load, the seconds of lost work
+follow the commit path (commit interval, how long a commit waits for the consumer's thread, its
+round trip) and the calls in flight.
 """
 
 from __future__ import annotations
