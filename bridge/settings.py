@@ -285,15 +285,11 @@ class PipelineSettings:
         default=64,
         metadata=doc("Concurrent Meisa calls; triggers have a lane of as many slots of their own."),
     )
-    adaptive_in_flight: bool = field(
-        default=True,
-        metadata=doc(
-            "Keep on the wire only the calls Meisa's answer times show it needs (4 to "
-            "`max_in_flight`, as TCP Vegas sizes a window): past that, calls only queue, and a "
-            "crash re-sends every call on the wire. false: always `max_in_flight` "
-            "(docs/kafka.md, Commits keep up with the work)."
-        ),
-    )
+    adaptive_in_flight: bool = field(default=True, metadata=doc(
+        "Keep on the wire only the calls Meisa's answer times show it needs (4 to `max_in_flight`, "
+        "as TCP Vegas sizes a window): more only queue, and a crash re-sends every call on the "
+        "wire. false: always `max_in_flight` (docs/kafka.md, Commits keep up with the work)."
+    ))  # fmt: skip
     read_ahead_bytes: int = field(
         default=64 * 1024 * 1024,
         metadata=doc(

@@ -8,14 +8,11 @@ Delivery attempts, one or more for every Meisa call, and HTTP requests are count
 Python and handed to the Prometheus series when the registry is collected (a scrape, `render`):
 each attempt updates two counters and two histograms, six locked increments in
 prometheus_client, about a third of the deliverer's own CPU per call. What a scrape sees is the
-same, counted up to that moment.
+same, counted up to that moment (bridge.observability.held).
 """
 
 from __future__ import annotations
 
-import threading
-from bisect import bisect_left
-from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 from prometheus_client import (
@@ -26,10 +23,9 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
 from bridge import __version__
+from bridge.observability.held import BeforeCollect, HeldAttempts
 from bridge.observability.redaction import API_KEY_RE
 
 # The *_created series double what Prometheus stores and no dashboard of ours reads them.
@@ -144,9 +140,9 @@ class Metrics:
         # (kind, status, outcome) -> the three children an attempt updates: one lookup a call
         self._attempts: dict[tuple[str, int | str, str], tuple[Any, Any, Any]] = {}
         self._m: dict[MetricName, Any] = {}
-        self._held = _HeldAttempts()
+        self._held = HeldAttempts(LATENCY_BUCKETS, WAIT_BUCKETS)
         # Registered before the metrics: a collection hands the held attempts over first.
-        self.registry.register(_BeforeCollect(self.flush))
+        self.registry.register(BeforeCollect(self.flush))
         self._define()
 
     def _add(self, kind: type[Any], name: MetricName, doc: str, *labels: str, **kw: Any) -> None:
@@ -417,88 +413,6 @@ class NullMetrics(Metrics):
 
     def rules_reload_failed(self, failed: bool) -> None:
         pass
-
-
-class _Buckets:
-    """Observations of one histogram series not handed over yet: a count per bucket and the sum,
-    bucketed as prometheus_client's `Histogram.observe` does (the first upper bound >= value)."""
-
-    __slots__ = ("bounds", "count", "counts", "total")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = (*bounds, float("inf"))
-        self.counts = [0] * len(self.bounds)
-        self.count = 0
-        self.total = 0.0
-
-    def add(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.count += 1
-        self.total += value
-
-    def add_to(self, histogram: Any) -> None:
-        """Into a prometheus_client Histogram (or its labelled child): observe() adds one per
-        call, so the bucket and sum values are added to directly (checked against observe() in
-        tests/unit/test_observability.py)."""
-        for value, n in zip(histogram._buckets, self.counts, strict=True):
-            if n:
-                value.inc(n)
-        histogram._sum.inc(self.total)
-
-
-class _HeldAttempts:
-    """Attempts since the last hand-over. Recorded on the event loop, taken by whichever
-    thread collects (the health server's): one lock, uncontended but for a scrape."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._reset()
-
-    def _reset(self) -> None:
-        self.counts: dict[tuple[str, int | str, str], int] = {}
-        self.latencies: dict[str, _Buckets] = {}
-        self.waits = _Buckets(WAIT_BUCKETS)
-        self.requests: dict[str, int] = {}
-
-    def add(
-        self, kind: str, status: int | str, outcome: str, seconds: float, waited: float
-    ) -> None:
-        key = (kind, status, outcome)
-        with self._lock:
-            self.counts[key] = self.counts.get(key, 0) + 1
-            latency = self.latencies.get(kind)
-            if latency is None:
-                latency = self.latencies[kind] = _Buckets(LATENCY_BUCKETS)
-            latency.add(seconds)
-            self.waits.add(waited)
-
-    def request(self, method: str) -> None:
-        with self._lock:
-            self.requests[method] = self.requests.get(method, 0) + 1
-
-    def take(
-        self,
-    ) -> tuple[
-        dict[tuple[str, int | str, str], int], dict[str, _Buckets], _Buckets, dict[str, int]
-    ]:
-        with self._lock:
-            taken = (self.counts, self.latencies, self.waits, self.requests)
-            self._reset()
-        return taken
-
-
-class _BeforeCollect(Collector):
-    """Runs `before` at the start of every collection of its registry; yields no metric."""
-
-    def __init__(self, before: Callable[[], None]) -> None:
-        self._before = before
-
-    def collect(self) -> Iterable[Metric]:
-        self._before()
-        return ()
-
-    def describe(self) -> Iterable[Metric]:
-        return ()
 
 
 class _NullChild:
