@@ -126,6 +126,8 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         + exit_help(
             {
                 ExitCode.OK: "stopped (SIGTERM/SIGINT)",
+                ExitCode.FAILED: "stopped, but the Kafka consumer froze while closing\n"
+                "(after the final commit; every thread's stack is on stderr)",
                 ExitCode.REFUSED: "refused to start (config, Meisa or Kafka unreachable,\n"
                 "missing scopes)",
                 ExitCode.HALTED: "halted (401/403, DLQ breaker, a fatal Kafka error, ...)",

@@ -3,7 +3,8 @@ the same way whatever the command.
 
     0    OK           done (run: a clean shutdown on SIGTERM/SIGINT, finished offsets committed)
     1    FAILED       done, but some of the work failed: validate found problems, a rule test
-                      failed, replay or redrive calls were rejected (the rest went through)
+                      failed, replay or redrive calls were rejected (the rest went through);
+                      run: stopped and committed, but the Kafka consumer froze while closing
     2    REFUSED      nothing was done: bad usage, a config or rules error, no such record, Kafka
                       not answering `status`, or
                       `run` refused to start (Meisa or Kafka unreachable, key rejected, scopes

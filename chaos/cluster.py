@@ -58,7 +58,8 @@ class Cluster:
         return inst
 
     def pick(self, slot: int) -> Instance | None:
-        live = [i for i in self.running if not i.stopped]
+        # Not one already signalled: a SIGKILL would hide whether its SIGTERM ended it.
+        live = [i for i in self.running if not i.stopped and i.expected_exit is None]
         return live[slot % len(live)] if live else None
 
     def kill(self, inst: Instance) -> None:

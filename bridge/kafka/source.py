@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import threading
 import time
@@ -46,6 +47,7 @@ log = logging.getLogger("bridge.pipeline.consumer")
 ERROR_REPORT_SECONDS = 30.0  # a broker outage repeats one error every poll: report it this often
 COMMITTED_TIMEOUT = 10.0  # reading the committed metadata on assignment; past it: none, redo
 CLOSE_SLACK_SECONDS = 15.0  # close() may take the revoke callback's time plus this
+CLOSE_WATCHDOG_SLACK_SECONDS = 15.0  # past close()'s own bound: the process is frozen, exit
 CALLBACK_SERVE_SECONDS = 0.05  # how often a thread waiting for a callback serves commits
 T = TypeVar("T")
 Offsets = dict[TopicPartition, OffsetAndMetadata]
@@ -204,9 +206,12 @@ class KafkaSource:
 
     def _revoked(self, consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
         # Commit what finished before giving the partitions away (this thread owns the consumer).
+        # Not inside close(): the final commit came just before it, and a commit there meets a
+        # group that is tearing the member down (a classic member fenced meanwhile once left
+        # close() waiting in librdkafka with the GIL held, the whole process frozen).
         assert self._listener is not None
         offsets = self._on_loop(self._listener.on_revoke(_tps(partitions)))
-        if offsets:
+        if offsets and not self._closing:
             try:
                 self._commit(offsets)
             except BrokerError as exc:
@@ -348,7 +353,15 @@ class KafkaSource:
         self._closing = True
         if self._consumer is not None:
             bound = self._callback_timeout + CLOSE_SLACK_SECONDS
-            if not await _bounded(self._consumer.close, bound):
+            # librdkafka may block inside close() while holding the GIL: then no Python runs,
+            # not even the timeout below. faulthandler's watchdog is a C thread: past the bound
+            # and a margin it prints every thread's stack and ends the process (exit code 1).
+            faulthandler.dump_traceback_later(bound + CLOSE_WATCHDOG_SLACK_SECONDS, exit=True)
+            try:
+                closed = await _bounded(self._consumer.close, bound)
+            finally:
+                faulthandler.cancel_dump_traceback_later()
+            if not closed:
                 log.warning(
                     "the Kafka consumer did not finish closing within %.0fs; exiting without "
                     "waiting for it (what was finished is committed)",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -51,3 +53,52 @@ async def test_a_close_that_hangs_is_given_up_with_a_warning(
 async def test_a_close_that_fails_raises_its_error() -> None:
     with pytest.raises(RuntimeError, match="broker gone"):
         await make(FailingConsumer()).close()
+
+
+FROZEN_CLOSE = """
+import asyncio, ctypes
+from bridge.kafka import source
+from bridge.kafka.source import KafkaSource
+
+class Frozen:
+    def close(self):
+        ctypes.PyDLL(None).sleep(60)  # a C call that keeps the GIL: no Python runs meanwhile
+
+source.CLOSE_SLACK_SECONDS = 0.2
+source.CLOSE_WATCHDOG_SLACK_SECONDS = 0.5
+src = KafkaSource({"bootstrap.servers": "127.0.0.1:9", "group.id": "g"}, ["events"])
+src._consumer = Frozen()
+src._callback_timeout = 0.0
+asyncio.run(src.close())
+print("closed")
+"""
+
+
+def test_a_close_frozen_with_the_gil_held_ends_the_process_with_every_stack() -> None:
+    # The asyncio timeout cannot fire while a C call holds the GIL; faulthandler's watchdog can.
+    done = subprocess.run(
+        [sys.executable, "-c", FROZEN_CLOSE],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert "closed" not in done.stdout
+    assert "Timeout (" in done.stderr
+    assert "in close" in done.stderr  # the frozen call's stack, for the operator
+
+
+async def test_the_watchdog_is_disarmed_once_close_returns(monkeypatch: pytest.MonkeyPatch) -> None:
+    armed: list[float] = []
+    monkeypatch.setattr(
+        source_module.faulthandler, "dump_traceback_later", lambda t, exit: armed.append(t)
+    )
+    monkeypatch.setattr(source_module.faulthandler, "cancel_dump_traceback_later", armed.clear)
+
+    class Quick:
+        def close(self) -> None:
+            pass
+
+    await make(Quick()).close()
+    assert armed == []
