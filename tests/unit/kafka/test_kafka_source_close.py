@@ -10,8 +10,10 @@ import sys
 import threading
 
 import pytest
+from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from bridge.kafka import source as source_module
+from bridge.kafka.protocols import OffsetAndMetadata
 from bridge.kafka.source import KafkaSource
 
 
@@ -102,3 +104,36 @@ async def test_the_watchdog_is_disarmed_once_close_returns(monkeypatch: pytest.M
 
     await make(Quick()).close()
     assert armed == []
+
+
+class RevokeListener:
+    async def on_revoke(self, tps: object) -> dict[tuple[str, int], OffsetAndMetadata]:
+        return {("events", 0): OffsetAndMetadata(7)}
+
+
+class CommittingConsumer:
+    def __init__(self) -> None:
+        self.commits: list[object] = []
+
+    def commit(self, offsets: object, asynchronous: bool) -> list[object]:
+        self.commits.append(offsets)
+        return []
+
+
+@pytest.mark.parametrize(("closing", "commits"), [(False, 1), (True, 0)])
+def test_a_revoke_served_inside_close_commits_nothing(closing: bool, commits: int) -> None:
+    # The final commit came just before close(); a commit there meets a member being torn down.
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        consumer = CommittingConsumer()
+        src = make(consumer)
+        src._loop, src._listener, src._closing = loop, RevokeListener(), closing  # type: ignore[assignment]
+        src._callback_timeout = 5.0
+        src._revoked(consumer, [KafkaTopicPartition("events", 0)])
+        assert len(consumer.commits) == commits
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
