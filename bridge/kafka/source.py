@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import faulthandler
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -356,11 +357,12 @@ class KafkaSource:
             # librdkafka may block inside close() while holding the GIL: then no Python runs,
             # not even the timeout below. faulthandler's watchdog is a C thread: past the bound
             # and a margin it prints every thread's stack and ends the process (exit code 1).
-            faulthandler.dump_traceback_later(bound + CLOSE_WATCHDOG_SLACK_SECONDS, exit=True)
+            watching = _arm_watchdog(bound + CLOSE_WATCHDOG_SLACK_SECONDS)
             try:
                 closed = await _bounded(self._consumer.close, bound)
             finally:
-                faulthandler.cancel_dump_traceback_later()
+                if watching:
+                    faulthandler.cancel_dump_traceback_later()
             if not closed:
                 log.warning(
                     "the Kafka consumer did not finish closing within %.0fs; exiting without "
@@ -378,6 +380,16 @@ def _settle(future: asyncio.Future[Offsets], outcome: Offsets | BaseException) -
         future.set_exception(outcome)
     else:
         future.set_result(outcome)
+
+
+def _arm_watchdog(seconds: float) -> bool:
+    """End the process with every thread's stack on stderr in `seconds`, unless cancelled; False
+    when stderr is not a file (a test's capture), where the watchdog cannot write."""
+    try:
+        faulthandler.dump_traceback_later(seconds, exit=True, file=sys.__stderr__ or sys.stderr)
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is an OSError
+        return False
+    return True
 
 
 async def _bounded(fn: Callable[[], object], seconds: float) -> bool:

@@ -94,7 +94,7 @@ def test_a_close_frozen_with_the_gil_held_ends_the_process_with_every_stack() ->
 async def test_the_watchdog_is_disarmed_once_close_returns(monkeypatch: pytest.MonkeyPatch) -> None:
     armed: list[float] = []
     monkeypatch.setattr(
-        source_module.faulthandler, "dump_traceback_later", lambda t, exit: armed.append(t)
+        source_module.faulthandler, "dump_traceback_later", lambda t, **kw: armed.append(t)
     )
     monkeypatch.setattr(source_module.faulthandler, "cancel_dump_traceback_later", armed.clear)
 
