@@ -116,7 +116,7 @@ async def test_a_busy_loop_waking_30_ms_late_still_spends_95_percent(
 async def test_each_wake_up_hands_out_a_tick_of_tokens_not_one(per_minute: int, least: int) -> None:
     # More callers than a tick's tokens (83 at 1,000,000/min), so every tick finds takers.
     times, sleeps = await paced(per_minute, 2.0, lanes=200)
-    assert sleeps <= 1.1 * 2.0 / TICK_SECONDS  # about one per tick
+    assert sleeps <= 2.2 * 2.0 / TICK_SECONDS  # a tick's wake-up, and one when its takers are done
     assert len(times) / sleeps >= least
 
 
