@@ -39,6 +39,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from operator import attrgetter
 
 from bridge.dlq import Failure
 from bridge.errors import (
@@ -74,6 +75,7 @@ OnFinished = Callable[[InFlight], None]
 OnOutcome = Callable[[Sequence[tuple[MeisaCall, InFlight]], object], None]
 
 CONTACT_WAIT_SECONDS = 300.0  # pipeline.contact_wait_seconds' default
+_PARKED = attrgetter("parked")
 
 
 def _no_guard(call: MeisaCall, event_time: float | None) -> None:
@@ -141,8 +143,8 @@ class Dispatcher:
         return sum(slots.held for slots in self._slots.values())
 
     def parked(self) -> int:
-        """Calls waiting for their contact to appear in Meisa."""
-        return sum(lane.parked is not None for lane in self._lanes.values())
+        """Calls waiting for their contact in Meisa (counted in C: asked on every poll turn)."""
+        return len(self._lanes) - [*map(_PARKED, self._lanes.values())].count(None)
 
     def submit(self, message: InFlight, calls: Sequence[MeisaCall]) -> None:
         """Queue the calls of one message, in order. A message without calls finishes at once.
