@@ -14,7 +14,7 @@ attainable rate (the key's rate, or the unpaced run's where the bridge itself is
 paced run's share of the attainable rate, and CPU microseconds per event (the process's CPU over
 the run) paced, unpaced and unpaced at the same rate, with the ratios.
 
-    .venv/bin/python bench/pacing.py [--limits 3000,100000,1000000] [--seconds 6]
+    .venv/bin/python bench/pacing.py [--limits 3000,100000,1000000] [--seconds 6] [--latency-ms 5]
 """
 
 from __future__ import annotations
@@ -113,7 +113,11 @@ def main() -> None:
     parser.add_argument("--limits", default="3000,100000,1000000")
     parser.add_argument("--seconds", type=float, default=6.0, help="paced run length")
     parser.add_argument("--max-events", type=int, default=60_000)
-    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument(
+        "--latency-ms", type=float, default=5.0,
+        help="Meisa's answer time (0: at once, which lets a whole drain run in a few event-loop "
+        "steps, as no real server does)",
+    )  # fmt: skip
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # the examples' poison events would log one line each
     print(

@@ -19,6 +19,9 @@ The systems, each its own process (its CPU and peak RSS are its own):
   with a small franz-go input that keeps per-key order and commits finished offsets, a Bloblang
   mapping and the http_client output, 64 in flight (bench/go/).
 * naive: one message at a time, consume -> POST -> synchronous commit (bench/naive.py).
+* paced: the bridge again, told the key allows `--paced` requests a minute (100,000; the double
+  still has no limit), so its rate governor paces the same backlog: how much of the key it
+  spends, and its marginal CPU per event against the unpaced bridge's (`paced/bridge`).
 
 events/s and CPU us/event cover the busy span, from the first to the last API request the double
 saw; "CPU us/event (all)" adds start-up and shutdown. calls counts every API request, retries too.
@@ -443,14 +446,14 @@ def thread_table(rounds: dict[tuple[str, str], list[Run]]) -> list[str]:
             for long, short in pairs
         ]
         by_round = ", ".join(f"{v * 1e6:.0f}" for v in each)
-        out.append(f"  {name:<10}{by_round:<36}{statistics.median(each) * 1e6:>8.0f}")
+        out.append(f"  {name:<12}{by_round:<36}{statistics.median(each) * 1e6:>8.0f}")
     return out
 
 
 def marginal_table(rounds: dict[tuple[str, str], list[Run]]) -> list[str]:
     """Each system's marginal CPU per event by round and its median, and the bridge/Go ratio."""
     found: dict[str, list[float]] = {}
-    for system in ("bridge", "go"):
+    for system in ("bridge", "paced", "go"):
         pairs = zip(
             rounds.get((system, "clean"), []), rounds.get((system, "short"), []), strict=False
         )
@@ -461,12 +464,12 @@ def marginal_table(rounds: dict[tuple[str, str], list[Run]]) -> list[str]:
     out = [
         f"marginal CPU per event, clean: the {long.events}-event run minus the "
         f"{short.events}-event run, whole process, us",
-        f"{'system':<12}{'by round':<36}{'median':>8}",
+        f"{'system':<14}{'by round':<36}{'median':>8}",
     ]
     for system, each in found.items():
         if each:
             by_round = ", ".join(f"{v * 1e6:.0f}" for v in each)
-            out.append(f"{system:<12}{by_round:<36}{statistics.median(each) * 1e6:>8.0f}")
+            out.append(f"{system:<14}{by_round:<36}{statistics.median(each) * 1e6:>8.0f}")
         if system == "bridge":
             out.extend(thread_table(rounds))
     if found["go"]:
@@ -474,8 +477,24 @@ def marginal_table(rounds: dict[tuple[str, str], list[Run]]) -> list[str]:
             f"x{b / g:.2f}" for b, g in zip(found["bridge"], found["go"], strict=False)
         )
         ratio = statistics.median(found["bridge"]) / statistics.median(found["go"])
-        out.append(f"{'bridge/go':<12}{by_round:<36}{'x' + format(ratio, '.2f'):>8}")
+        out.append(f"{'bridge/go':<14}{by_round:<36}{'x' + format(ratio, '.2f'):>8}")
+    if found["paced"]:
+        by_round = ", ".join(
+            f"x{p / b:.2f}" for p, b in zip(found["paced"], found["bridge"], strict=False)
+        )
+        ratio = statistics.median(found["paced"]) / statistics.median(found["bridge"])
+        out.append(f"{'paced/bridge':<14}{by_round:<36}{'x' + format(ratio, '.2f'):>8}")
     return out
+
+
+def paced_use(rounds: dict[tuple[str, str], list[Run]], per_minute: int) -> str | None:
+    """The paced bridge's calls/s by round over the key's rate (what it told the governor)."""
+    runs = rounds.get(("paced", "clean"), [])
+    if not runs:
+        return None
+    key = per_minute / 60
+    each = ", ".join(f"{r.calls / r.span:,.0f} ({r.calls / r.span / key:.0%})" for r in runs)
+    return f"clean   paced at {per_minute:,}/min ({key:,.0f} calls/s): calls/s by round {each}"
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -572,7 +591,11 @@ def main() -> None:
         help="the short clean run the marginal CPU per event subtracts (0: none)",
     )  # fmt: skip
     p.add_argument("--fault-events", type=int, default=2_000, help="events under faults")
-    p.add_argument("--systems", default="bridge,go,naive")
+    p.add_argument("--systems", default="bridge,paced,go,naive")
+    p.add_argument(
+        "--paced", type=int, default=100_000, metavar="PER_MIN",
+        help="the key limit the paced bridge is told of (meisa.rate_limit_per_minute)",
+    )  # fmt: skip
     p.add_argument("--no-profile", action="store_true", help="skip the sampled bridge run")
     p.add_argument(
         "--unmapped", type=float, default=0.0, metavar="SHARE",
@@ -626,9 +649,10 @@ def run_all(args: argparse.Namespace) -> None:
 
         def run(system: str, profile: str, topic: str, count: int) -> None:
             group = f"side-{system}-{uuid.uuid4().hex[:6]}"
+            paced = [f"meisa.rate_limit_per_minute={args.paced}"] if system == "paced" else []
             argv = commands(
-                system, tmp, topic=topic, group=group, sandbox=sandbox, events=count,
-                go_binary=go_binary, overrides=args.bridge_set,
+                "bridge" if paced else system, tmp, topic=topic, group=group, sandbox=sandbox,
+                events=count, go_binary=go_binary, overrides=[*args.bridge_set, *paced],
             )  # fmt: skip
             if argv is None:
                 return
@@ -684,6 +708,9 @@ def print_results(
     silences = [f"{r.longest_silence():.2f}" for r in rounds.get(("bridge", "clean"), [])]
     if silences:
         print(f"clean   bridge        longest silence by round, s: {', '.join(silences)}")
+    use = paced_use(rounds, args.paced)
+    if use:
+        print(use)
     marginals = marginal_table(rounds)
     if marginals:
         print()
