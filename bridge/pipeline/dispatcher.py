@@ -39,7 +39,6 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from operator import attrgetter
 
 from bridge.dlq import Failure
 from bridge.errors import (
@@ -75,7 +74,6 @@ OnFinished = Callable[[InFlight], None]
 OnOutcome = Callable[[Sequence[tuple[MeisaCall, InFlight]], object], None]
 
 CONTACT_WAIT_SECONDS = 300.0  # pipeline.contact_wait_seconds' default
-_PARKED = attrgetter("parked")
 
 
 def _no_guard(call: MeisaCall, event_time: float | None) -> None:
@@ -112,8 +110,7 @@ class Dispatcher:
         self._on_outcome = on_outcome
         self._on_finished = on_finished
         self._guard = guard
-        self._on_skip = on_skip
-        self._on_halt = on_halt
+        self._on_skip, self._on_halt = on_skip, on_halt
         self._on_not_found = on_not_found
         self._contact_wait = contact_wait or ContactWait(seconds=CONTACT_WAIT_SECONDS)
         self._rng = rng or random.Random()
@@ -122,6 +119,7 @@ class Dispatcher:
         # their answers show Meisa needs (bridge.pipeline.inflight), up to max_in_flight.
         self._slots = {True: Slots(max_in_flight), False: Slots(max_in_flight, in_flight)}
         self._lanes: dict[str, Lane] = {}
+        self._parking: set[Lane] = set()  # lanes that parked a call (some may have let it go)
         self.identity = ContactIdentity(identity_capacity, busy=self._lanes.__contains__)
         self.known = KnownContacts(identity_capacity)
         self.halted: HaltError | None = None
@@ -143,8 +141,9 @@ class Dispatcher:
         return sum(slots.held for slots in self._slots.values())
 
     def parked(self) -> int:
-        """Calls waiting for their contact in Meisa (counted in C: asked on every poll turn)."""
-        return len(self._lanes) - [*map(_PARKED, self._lanes.values())].count(None)
+        """Calls waiting for their contact (asked every poll turn: not a scan of all lanes)."""
+        self._parking = {lane for lane in self._parking if lane.parked is not None}
+        return len(self._parking)
 
     def submit(self, message: InFlight, calls: Sequence[MeisaCall]) -> None:
         """Queue the calls of one message, in order. A message without calls finishes at once.
@@ -349,6 +348,7 @@ class Dispatcher:
         else:
             lane.due = now + self._contact_wait.delay(item.attempts, self._rng)
         lane.parked = item
+        self._parking.add(lane)
         log.info(
             "%s for contact %s (rule %s) waits for the contact to exist (404 #%d)",
             item.call.kind,

@@ -402,6 +402,7 @@ async def test_a_404_parks_the_call_without_holding_a_slot_and_an_upsert_wakes_i
     d.submit(msg(0, partition=1), [call("upsert", "a", 2)])  # someone creates the contact
     assert await d.join(1)  # the parked track retries at once, not after its back-off
     assert [c.body["n"] for c in fake.sent] == [0, 1, 2, 0]
+    assert d.parked() == 0, "the call that went is no longer counted as parked"
     assert misses == ["track"]
     assert len(finished) == 3
     assert all(m.failure is None for m in finished)
