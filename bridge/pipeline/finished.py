@@ -67,6 +67,24 @@ def encode(base: int, runs: Iterable[Run], max_bytes: int) -> str:
     return head + ",".join(parts) if parts else ""
 
 
+def token(gap: int, length: int) -> str:
+    """One run's text: it starts `gap` after the cursor and spans `length` offsets."""
+    text = _SMALL[gap] if gap < 1296 else _b36_digits(gap)
+    return text if length == 1 else f"{text}.{_SMALL[length] if length < 1296 else _b36(length)}"
+
+
+def join(base: int, tokens: list[str], max_bytes: int) -> str:
+    """`encode` from the runs' tokens (`token`, the first one's gap counted from `base`),
+    kept as runs change rather than made anew for each commit; the same cut to `max_bytes`."""
+    head = f"{VERSION}:{_b36(base)}:"
+    body = ",".join(tokens)
+    room = max_bytes - len(head)
+    if len(body) > room:  # keep the runs nearest `base`: cut at the last comma that fits
+        cut = body.rfind(",", 0, room + 1) if room > 0 else -1
+        body = body[:cut] if cut > 0 else ""
+    return head + body if body else ""
+
+
 def decode(base: int, metadata: str) -> list[Run]:
     """The runs `metadata` holds for committed offset `base`; [] when it is not ours, belongs to
     another offset or does not parse."""

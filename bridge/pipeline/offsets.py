@@ -36,9 +36,11 @@ class PartitionOffsets:
 
     __slots__ = (
         "_ends",
+        "_firsts",
         "_head",
         "_order",
         "_starts",
+        "_tokens",
         "bytes",
         "carried",
         "committed",
@@ -58,6 +60,11 @@ class PartitionOffsets:
         # last -> first. An unfinished offset lies between two runs.
         self._ends: dict[int, int] = {}
         self._starts: dict[int, int] = {}
+        # The same runs in offset order, with each one's text in the commit metadata (its gap
+        # from the run before it; the first one's, from the head, is made at the commit): kept
+        # as messages finish, so a commit joins them instead of encoding hundreds of runs.
+        self._firsts: list[int] = []
+        self._tokens: list[str] = []
         self.last_tracked: int | None = None
         self.committed: OffsetAndMetadata | None = None
         self.carried: deque[Run] = deque(carried)  # finished by an earlier owner, not read yet
@@ -99,20 +106,42 @@ class PartitionOffsets:
             if at < len(order) and order[at] not in self.open:
                 last = self._ends.pop(order[at])
                 del self._starts[last]
+                del self._firsts[0], self._tokens[0]  # the run nearest the head
                 at = bisect_left(order, last, at) + 1
             self._head = at
             if at > 4096 and 2 * at > len(order):
                 del order[:at]
                 self._head = 0
             return
-        first = last = order[at]
+        offset = first = last = order[at]
         before = order[at - 1]  # past the head, which is unfinished: a run's last if finished
-        if before not in self.open:
+        joins_before = before not in self.open
+        joins_after = at + 1 < len(order) and order[at + 1] not in self.open
+        firsts, k = self._firsts, bisect_left(self._firsts, offset)  # k: the run after it
+        if joins_before:
             first = self._starts.pop(before)
-        if at + 1 < len(order) and order[at + 1] not in self.open:
+            k -= 1
+        if joins_after:
             last = self._ends.pop(order[at + 1])
+        if joins_before and joins_after:  # the run after it joins the one before
+            del firsts[k + 1], self._tokens[k + 1]
+        elif joins_after:  # the run after it starts here now
+            firsts[k] = offset
+        elif not joins_before:  # a run of its own
+            firsts.insert(k, offset)
+            self._tokens.insert(k, "")
         self._ends[first] = last
         self._starts[last] = first
+        self._retoken(k)
+        if k + 1 < len(firsts):
+            self._retoken(k + 1)
+
+    def _retoken(self, k: int) -> None:
+        """Make the text of run k again (its first run's gap is made at the commit)."""
+        if k:
+            first = self._firsts[k]
+            gap = first - self._ends[self._firsts[k - 1]] - 1
+            self._tokens[k] = finished.token(gap, self._ends[first] - first + 1)
 
     def last_done(self) -> int | None:
         """The highest finished offset past the first unfinished one (None: no such gap)."""
@@ -138,8 +167,13 @@ class PartitionOffsets:
         pos = self.position()
         if pos is None:
             return None
-        runs = self.finished_runs() if max_bytes > 0 and (self._ends or self.carried) else []
-        return OffsetAndMetadata(pos, finished.encode(pos, runs, max_bytes))
+        if max_bytes <= 0 or not (self._ends or self.carried):
+            return OffsetAndMetadata(pos, "")
+        if self.carried:  # what an earlier owner finished joins the runs: encoded anew
+            return OffsetAndMetadata(pos, finished.encode(pos, self.finished_runs(), max_bytes))
+        first = self._firsts[0]
+        self._tokens[0] = finished.token(first - pos, self._ends[first] - first + 1)
+        return OffsetAndMetadata(pos, finished.join(pos, self._tokens, max_bytes))
 
 
 class OffsetTracker:

@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.kafka.protocols import OffsetAndMetadata
+from bridge.pipeline import finished
 from bridge.pipeline.finished import decode
-from bridge.pipeline.offsets import OffsetOrderError, OffsetTracker
+from bridge.pipeline.offsets import OffsetOrderError, OffsetTracker, PartitionOffsets
 
 TP = ("t", 0)
 
@@ -203,6 +204,39 @@ def test_runs_kept_as_messages_finish_match_a_recount_at_every_step(seed: int, n
             assert decode(now.offset, now.metadata) == runs
             tracker.mark_committed({TP: now})
         assert tracker.last_done(TP) == (runs[-1][1] if runs else None)
+
+
+@given(
+    seed=st.integers(min_value=0, max_value=2**32),
+    n=st.integers(min_value=1, max_value=300),
+    cap=st.integers(min_value=0, max_value=160),
+)
+def test_metadata_kept_as_runs_change_is_what_encoding_the_runs_anew_gives(
+    seed: int, n: int, cap: int
+) -> None:
+    # Each run's text is kept as messages finish (new runs, runs growing either way, two runs
+    # joining, the head taking the first run); a commit only joins them. It must read exactly as
+    # the runs encoded from scratch, the cut to the size cap included.
+    import random
+
+    rng = random.Random(seed)
+    state = PartitionOffsets()
+    tracked: list[int] = []
+    unfinished: list[int] = []
+    offset = 0
+    while len(tracked) < n or unfinished:
+        if len(tracked) < n and (not unfinished or rng.random() < 0.5):
+            offset += rng.choice((1, 1, 2, 40, 2000))  # gaps of one, two and three digits
+            state.track(offset)
+            tracked.append(offset)
+            unfinished.append(offset)
+        else:
+            done = unfinished.pop(rng.randrange(min(len(unfinished), rng.choice((2, 8, 10**6)))))
+            state.finish(done)
+        now = state.commit(cap)
+        pos = state.position()
+        assert pos is not None
+        assert now == OffsetAndMetadata(pos, finished.encode(pos, state.finished_runs(), cap))
 
 
 def test_runs_hold_across_a_long_read_ahead_whose_finished_prefix_is_dropped() -> None:
