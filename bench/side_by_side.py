@@ -488,13 +488,20 @@ def marginal_table(rounds: dict[tuple[str, str], list[Run]]) -> list[str]:
 
 
 def paced_use(rounds: dict[tuple[str, str], list[Run]], per_minute: int) -> str | None:
-    """The paced bridge's calls/s by round over the key's rate (what it told the governor)."""
-    runs = rounds.get(("paced", "clean"), [])
-    if not runs:
+    """The paced bridge's calls/s by round over what it could spend: the key's rate (what it
+    told the governor), or the unpaced bridge's rate in the same round where that is lower."""
+    paced, unpaced = rounds.get(("paced", "clean"), []), rounds.get(("bridge", "clean"), [])
+    if not paced:
         return None
     key = per_minute / 60
-    each = ", ".join(f"{r.calls / r.span:,.0f} ({r.calls / r.span / key:.0%})" for r in runs)
-    return f"clean   paced at {per_minute:,}/min ({key:,.0f} calls/s): calls/s by round {each}"
+    each = []
+    for n, run in enumerate(paced):
+        attainable = min([key, *(u.calls / u.span for u in unpaced[n : n + 1])])
+        each.append(f"{run.calls / run.span:,.0f} ({run.calls / run.span / attainable:.0%})")
+    return (
+        f"clean   paced at {per_minute:,}/min ({key:,.0f} calls/s): calls/s by round (of the key, "
+        f"or of the unpaced bridge's rate where lower): {', '.join(each)}"
+    )
 
 
 # -- main --------------------------------------------------------------------------------------
