@@ -37,8 +37,7 @@ def _b36_digits(n: int) -> str:
             return out
 
 
-# Gaps and lengths are mostly small: the one- and two-digit numbers are looked up, not computed
-# (a commit of a paced backlog encodes hundreds of runs, up to 50 times a second).
+# Gaps and lengths are mostly small: the one- and two-digit numbers are looked up, not computed.
 _SMALL = [_b36_digits(n) for n in range(36 * 36)]
 
 
@@ -49,37 +48,29 @@ def _b36(n: int) -> str:
 def encode(base: int, runs: Iterable[Run], max_bytes: int) -> str:
     """`runs` (sorted, disjoint, not adjacent, none below `base`) as metadata of at most
     `max_bytes` bytes, the runs nearest `base` first; "" when there is none or none fits."""
-    head = f"{VERSION}:{_b36(base)}:"
-    parts: list[str] = []
-    room = max_bytes - len(head) + 1  # the first run needs no comma
+    tokens: list[str] = []
     cursor = base
     for first, last in runs:
-        gap = first - cursor
-        token = _SMALL[gap] if gap < 1296 else _b36_digits(gap)
-        if first != last:
-            length = last - first + 1
-            token = f"{token}.{_SMALL[length] if length < 1296 else _b36_digits(length)}"
-        room -= len(token) + 1
-        if room < 0:
-            break
-        parts.append(token)
+        tokens.append(token(first - cursor, last - first + 1))
         cursor = last + 1
-    return head + ",".join(parts) if parts else ""
+    return join(base, tokens, max_bytes)
 
 
 def token(gap: int, length: int) -> str:
     """One run's text: it starts `gap` after the cursor and spans `length` offsets."""
-    text = _SMALL[gap] if gap < 1296 else _b36_digits(gap)
-    return text if length == 1 else f"{text}.{_SMALL[length] if length < 1296 else _b36(length)}"
+    return _b36(gap) if length == 1 else f"{_b36(gap)}.{_b36(length)}"
 
 
 def join(base: int, tokens: list[str], max_bytes: int) -> str:
-    """`encode` from the runs' tokens (`token`, the first one's gap counted from `base`),
-    kept as runs change rather than made anew for each commit; the same cut to `max_bytes`."""
+    """The metadata of the runs' `token`s, the first one's gap counted from `base`: the runs
+    nearest `base` that fit in `max_bytes`. A partition's tokens are kept as its runs change
+    (bridge.pipeline.offsets), so a commit only joins them."""
+    if not tokens:
+        return ""
     head = f"{VERSION}:{_b36(base)}:"
     body = ",".join(tokens)
     room = max_bytes - len(head)
-    if len(body) > room:  # keep the runs nearest `base`: cut at the last comma that fits
+    if len(body) > room:  # cut at the last comma that fits
         cut = body.rfind(",", 0, room + 1) if room > 0 else -1
         body = body[:cut] if cut > 0 else ""
     return head + body if body else ""

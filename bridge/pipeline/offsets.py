@@ -39,7 +39,6 @@ class PartitionOffsets:
         "_firsts",
         "_head",
         "_order",
-        "_starts",
         "_tokens",
         "bytes",
         "carried",
@@ -56,13 +55,11 @@ class PartitionOffsets:
         # Tracked and not finished, with the bytes each holds (read-ahead).
         self.open: dict[int, int] = {}
         self.bytes = 0
-        # Runs of finished offsets past the head, maximal in tracking order: first -> last and
-        # last -> first. An unfinished offset lies between two runs.
+        # Runs of finished offsets past the head, maximal in tracking order (an unfinished offset
+        # lies between two): first -> last, their firsts in offset order, and each run's text in
+        # the commit metadata (its gap from the run before it; the first one's, from the head, is
+        # made at the commit), kept as messages finish so a commit joins them.
         self._ends: dict[int, int] = {}
-        self._starts: dict[int, int] = {}
-        # The same runs in offset order, with each one's text in the commit metadata (its gap
-        # from the run before it; the first one's, from the head, is made at the commit): kept
-        # as messages finish, so a commit joins them instead of encoding hundreds of runs.
         self._firsts: list[int] = []
         self._tokens: list[str] = []
         self.last_tracked: int | None = None
@@ -105,7 +102,6 @@ class PartitionOffsets:
             at += 1
             if at < len(order) and order[at] not in self.open:
                 last = self._ends.pop(order[at])
-                del self._starts[last]
                 del self._firsts[0], self._tokens[0]  # the run nearest the head
                 at = bisect_left(order, last, at) + 1
             self._head = at
@@ -118,9 +114,9 @@ class PartitionOffsets:
         joins_before = before not in self.open
         joins_after = at + 1 < len(order) and order[at + 1] not in self.open
         firsts, k = self._firsts, bisect_left(self._firsts, offset)  # k: the run after it
-        if joins_before:
-            first = self._starts.pop(before)
+        if joins_before:  # `before` is the last of the run before it
             k -= 1
+            first = firsts[k]
         if joins_after:
             last = self._ends.pop(order[at + 1])
         if joins_before and joins_after:  # the run after it joins the one before
@@ -131,7 +127,6 @@ class PartitionOffsets:
             firsts.insert(k, offset)
             self._tokens.insert(k, "")
         self._ends[first] = last
-        self._starts[last] = first
         self._retoken(k)
         if k + 1 < len(firsts):
             self._retoken(k + 1)
@@ -145,7 +140,7 @@ class PartitionOffsets:
 
     def last_done(self) -> int | None:
         """The highest finished offset past the first unfinished one (None: no such gap)."""
-        return max(self._starts) if self._starts else None
+        return self._ends[self._firsts[-1]] if self._firsts else None
 
     def position(self) -> int | None:
         """The offset of the next message to consume after everything finished so far."""
@@ -156,7 +151,7 @@ class PartitionOffsets:
     def finished_runs(self) -> list[Run]:
         """Finished offsets past the first unfinished one: runs of messages finished one after
         the other in tracking order, then what was carried over and not read yet."""
-        runs = sorted(self._ends.items())
+        runs = [(first, self._ends[first]) for first in self._firsts]
         if not self.carried:
             return runs  # never adjacent: an unfinished offset lies between two
         past = -1 if self.last_tracked is None else self.last_tracked + 1
