@@ -18,7 +18,13 @@ from datetime import UTC, datetime
 
 from bridge.meisa.limits import key_limits
 from bridge.meisa.models import PingInfo
-from bridge.meisa.schedule import GUARD_SECONDS, TICK_SECONDS, GovernorState, RateScheduler
+from bridge.meisa.schedule import (
+    GUARD_SECONDS,
+    TICK_SECONDS,
+    TRIGGER,
+    GovernorState,
+    RateScheduler,
+)
 from bridge.observability.logs import RepeatLimiter
 from bridge.settings import MeisaSettings
 
@@ -94,10 +100,13 @@ class RateGovernor:
         if self.core.take(start, priority, tokens):  # the usual case: nobody waits
             return 0.0
         seq = self.core.request(priority, tokens)
-        granted, _ = self.core.grant(start)
-        self._resolve(granted)
-        if seq in granted:
-            return 0.0
+        # While others wait, only a trigger is granted between two of the pump's wake-ups; the
+        # rest go with the next one (bridge.meisa.schedule, "Tokens per tick").
+        if priority == TRIGGER or self._pump is None or self._pump.done():
+            granted, _ = self.core.grant(start)
+            self._resolve(granted)
+            if seq in granted:
+                return 0.0
         future = asyncio.get_running_loop().create_future()
         self._futures[seq] = future
         self._ensure_pump()

@@ -23,7 +23,10 @@ wake-up grants every token earned since the last one: a 1,000,000/min key earns 
 60 us, far below what a timer can wake for, so one wake-up per token (as before) paced a large
 key at the timer's rate (about 1,000 grants/s) instead of its own. A wake-up is at least
 `TICK_SECONDS` after the previous one, and the backlog's slack holds what a late wake-up earned
-meanwhile, so a loop busy for a fifth of a second loses none of the key.
+meanwhile, so a loop busy for a fifth of a second loses none of the key. While callers wait, a
+newcomer other than a trigger joins them for the next wake-up instead of taking a token earned
+between two (the governor's `acquire`): a paced backlog then goes in one burst per tick, which an
+event loop handles as it handles a drain at full speed, not in one wake-up per call.
 
 Hour reserve. Calls other than triggers may fill the hourly window only to
 `1 - TRIGGER_HOUR_RESERVE` of its limit, so a backlog that exhausts the hour still leaves room

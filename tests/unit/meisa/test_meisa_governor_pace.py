@@ -141,6 +141,32 @@ async def test_a_trigger_behind_a_large_backlog_goes_at_once() -> None:
     await governor.aclose()
 
 
+async def test_between_ticks_a_newcomer_joins_the_waiters_and_a_trigger_goes_at_once() -> None:
+    now = 0.0
+    tick = asyncio.Event()  # never set: the governor's wake-up does not come within this test
+
+    async def sleep(seconds: float) -> None:
+        await tick.wait()
+
+    governor = RateGovernor(per_minute=100_000, per_hour=None, clock=lambda: now, sleep=sleep)
+    backlog = [asyncio.create_task(governor.acquire(UPSERT)) for _ in range(1000)]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    granted = sum(task.done() for task in backlog)
+    assert 0 < granted < len(backlog), "the bucket's top went at once, the rest wait"
+    now += TICK_SECONDS / 2  # 83 tokens earned since
+    newcomer = asyncio.create_task(governor.acquire(UPSERT))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert sum(task.done() for task in backlog) == granted, "nobody goes between two ticks"
+    assert not newcomer.done()
+    assert await governor.acquire(TRIGGER) == 0.0
+    for task in [*backlog, newcomer]:
+        task.cancel()
+    await asyncio.gather(*backlog, newcomer, return_exceptions=True)
+    await governor.aclose()
+
+
 def test_tick_pacing_keeps_the_hour_reserve_for_triggers() -> None:
     per_hour = 100_000  # a 100,000/min key spends its backlog share of the hour in a minute
     core = RateScheduler(per_minute=100_000, per_hour=per_hour)
