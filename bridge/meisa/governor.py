@@ -59,6 +59,7 @@ class RateGovernor:
         self._observer = observer
         self._futures: dict[int, asyncio.Future[None]] = {}
         self._pump: asyncio.Task[None] | None = None
+        self._wake_at: float | None = None  # when the pump grants next (its clock)
         self._warned = RepeatLimiter(WARN_EVERY_SECONDS, clock=clock)
         self._status_check: asyncio.TimerHandle | None = None
         self._shown: tuple[str | None, int | None] = (None, None)  # last (reason, per_minute)
@@ -117,6 +118,16 @@ class RateGovernor:
             self._futures.pop(seq, None)
             raise
         return self._clock() - start
+
+    def waiting(self) -> int:
+        """Callers waiting for a grant."""
+        return len(self._futures)
+
+    def next_grant_in(self) -> float | None:
+        """Seconds until the waiters' next wake-up (None: nobody waits, or none is planned)."""
+        if not self._futures or self._wake_at is None:
+            return None
+        return max(0.0, self._wake_at - self._clock())
 
     def set_share(self, share: float) -> None:
         """Spend `share` of the key's budget from now on; waiters are re-planned at once."""
@@ -226,5 +237,8 @@ class RateGovernor:
             granted, at = self.core.grant(now)
             self._resolve(granted)
             if at is None:
+                self._wake_at = None
                 return
-            await self._sleep(max(TICK_SECONDS, at - now) if granted else max(0.0, at - now))
+            delay = max(TICK_SECONDS, at - now) if granted else max(0.0, at - now)
+            self._wake_at = now + delay
+            await self._sleep(delay)

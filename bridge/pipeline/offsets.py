@@ -231,6 +231,10 @@ class OffsetTracker:
         """Offer partitions again, e.g. after their commit failed."""
         self._changed.update(tp for tp in tps if tp in self._parts)
 
+    def finished_uncommitted(self) -> bool:
+        """Whether finished work waits for the next commit."""
+        return bool(self._changed)
+
     def busy(self) -> bool:
         """Whether a message is in flight or finished work waits for a commit."""
         return bool(self._changed) or any(s.open for s in self._parts.values())

@@ -31,7 +31,7 @@ from bridge.meisa.share import RateShare
 from bridge.observability import HealthState, Metrics, NullMetrics
 from bridge.observability.tracing import NO_TRACING, Tracing
 from bridge.outcome import schema_prefetch
-from bridge.pipeline.commit import CommitPolicy, Committer
+from bridge.pipeline.commit import CommitPolicy, Committer, PollWait, RateHold
 from bridge.pipeline.deadletters import DeadLetters
 from bridge.pipeline.dispatcher import Deliver, Dispatcher, Guard
 from bridge.pipeline.fence import StallFence
@@ -50,11 +50,6 @@ from bridge.pipeline.tally import EventTally
 
 log = logging.getLogger("bridge.pipeline")
 
-# How long one consume() may block while nothing is in flight: bounds shutdown and pause latency.
-# While messages are in flight or wait for a commit it blocks at most half the commit interval: a
-# commit runs on the consumer's thread between two consume() calls, so that is how long a commit
-# waits for the thread, and a kill re-sends what finished meanwhile (bench/kill_resend.py).
-POLL_WAIT_SECONDS = 0.1
 HALT_GRACE_SECONDS = 5.0  # after a halt, in-flight calls get this long before they are cancelled
 
 
@@ -81,6 +76,7 @@ class Pipeline:
         tracing: Tracing = NO_TRACING,
         outcomes: OutcomeWriter | None = None,
         in_flight: InFlightLimit | None = None,
+        rate: RateHold | None = None,
     ) -> None:
         settings = config.pipeline
         self.policy = CommitPolicy.from_settings(settings)
@@ -144,6 +140,7 @@ class Pipeline:
             outcomes.bind(self._finished)
         self._source = source
         self._committer = Committer(self.tracker, self._source.commit, on_committed=self._committed)
+        self._poll_wait = PollWait.of(self.tracker, self.policy, self.dispatcher, rate)
         self.rebalance = Rebalance(
             partitions=self.partitions,
             lockstep=self.lockstep,
@@ -233,11 +230,9 @@ class Pipeline:
     # -- consuming -----------------------------------------------------------------------------
 
     async def _poll_loop(self) -> None:
-        busy_wait = min(POLL_WAIT_SECONDS, self.policy.interval_seconds / 2)
         try:
             while not self._stop.is_set():
-                wait = busy_wait if self.tracker.busy() else POLL_WAIT_SECONDS
-                records, ends = await self._source.consume(self._batch, wait)
+                records, ends = await self._source.consume(self._batch, self._poll_wait())
                 self._health.beat()
                 if self._prefetch is not None and records:
                     await self._prefetch(records)

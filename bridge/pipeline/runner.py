@@ -343,6 +343,7 @@ async def _serve(
         tracing=tracing,
         outcomes=outcomes,
         in_flight=parts.in_flight,
+        rate=parts.governor,
     )
     if config.meisa.rate_share is not None:
         metrics.rate_share(config.meisa.rate_share)
