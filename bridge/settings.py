@@ -312,8 +312,8 @@ class PipelineSettings:
         default=0.02,
         metadata=doc(
             "Finished offsets are committed at most this long after they finish (also on "
-            "revoke and shutdown); no commit is sent while nothing finishes. While messages are "
-            "in flight the consumer's thread comes back for commits every half of it. A crash "
+            "revoke and shutdown); no commit is sent while nothing finishes. While calls may "
+            "finish the consumer's thread comes back for commits every half of it. A crash "
             "re-sends the calls on the wire and about this long of finished work, plus a "
             "commit's round trip (docs/kafka.md, Commits keep up with the work)."
         ),
