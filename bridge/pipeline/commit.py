@@ -68,38 +68,35 @@ class Slots(Protocol):
 class PollWait:
     """How long one consume() may block. A commit runs on the consumer's thread between two
     consume() calls, so it waits that long for the thread, and a kill re-sends what finished
-    meanwhile (bench/kill_resend.py): `long` (POLL_WAIT_SECONDS, a bound on shutdown and pause
-    latency) while nothing is in flight, `short` (half the commit interval) while work may
+    meanwhile (bench/kill_resend.py): POLL_WAIT_SECONDS (a bound on shutdown and pause latency)
+    while nothing is in flight, `short` (half the commit interval) while work may
     finish. When every call holding a slot waits at the rate governor and nothing finished
     waits for a commit, nothing can finish before the governor's next grant: the consumer may
     block until then (a paced backlog's loop turns 10 to 30 times a second instead of 100)."""
 
     tracker: OffsetTracker
     short: float
-    long: float = POLL_WAIT_SECONDS
-    slots: Slots | None = None
+    slots: Slots
     rate: RateHold | None = None
 
     @classmethod
     def of(
         cls, tracker: OffsetTracker, policy: CommitPolicy, slots: Slots, rate: RateHold | None
     ) -> PollWait:
-        return cls(
-            tracker, min(POLL_WAIT_SECONDS, policy.interval_seconds / 2), slots=slots, rate=rate
-        )
+        return cls(tracker, min(POLL_WAIT_SECONDS, policy.interval_seconds / 2), slots, rate)
 
     def __call__(self) -> float:
         tracker = self.tracker
         if not tracker.busy():
-            return self.long
+            return POLL_WAIT_SECONDS
         rate = self.rate
         if rate is None or tracker.finished_uncommitted():
             return self.short
         waiting = rate.waiting()
         grant_in = rate.next_grant_in() if waiting else None
-        if grant_in is None or self.slots is None or self.slots.sending > waiting:
+        if grant_in is None or self.slots.sending > waiting:
             return self.short
-        return min(self.long, max(self.short, grant_in))
+        return min(POLL_WAIT_SECONDS, max(self.short, grant_in))
 
 
 class Committer:

@@ -14,6 +14,7 @@ from bridge.pipeline.commit import POLL_WAIT_SECONDS, PollWait
 from bridge.pipeline.offsets import OffsetTracker
 
 SHORT = 0.01
+UPSERT = 2  # a backlog's priority at the governor
 
 
 @dataclass
@@ -46,7 +47,7 @@ class Rate:
 
 
 def wait(tracker: Tracker, sending: int = 0, rate: Rate | None = None) -> float:
-    poll = PollWait(cast(OffsetTracker, tracker), SHORT, slots=Slots(sending), rate=rate)
+    poll = PollWait(cast(OffsetTracker, tracker), SHORT, Slots(sending), rate)
     return poll()
 
 
@@ -88,7 +89,7 @@ async def test_the_governor_says_when_its_waiters_are_next_granted() -> None:
 
     governor = RateGovernor(per_minute=100_000, per_hour=None, clock=lambda: now, sleep=sleep)
     assert governor.next_grant_in() is None
-    callers = [asyncio.create_task(governor.acquire(2)) for _ in range(1000)]
+    callers = [asyncio.create_task(governor.acquire(UPSERT)) for _ in range(1000)]
     for _ in range(3):
         await asyncio.sleep(0)
     assert governor.waiting() == sum(not task.done() for task in callers) > 0
