@@ -5,7 +5,9 @@ turns every message into poison halts the bridge instead of draining the topic i
 Poison is written to the sink (the DLQ producer, or a shadow run's recorder) on a task of its
 own; `on_written` runs once the broker acknowledged the record, and the message is done then.
 No dead-letter topic configured, or a write that fails, halts: the offset never moves past
-poison without a word.
+poison without a word. A record waits at the stall fence (bridge.pipeline.fence) as a Meisa call
+does: a process woken from a freeze must not write one for a partition it has lost meanwhile
+(its new owner writes its own), so a message cancelled by then writes none.
 
 A pipeline stage (bridge.pipeline.stage): `close()` takes no new poison (a message poisoned
 after it is left unfinished and read again), `join(grace)` waits for the writes under way,
@@ -33,12 +35,14 @@ class DeadLetters:
         self,
         *,
         sink: DeadLetterSink | None,
+        fence: Callable[[], Awaitable[None]],
         breaker: DlqBreaker,
         metrics: Metrics,
         halt: Callable[[HaltError], None],
         on_written: Callable[[InFlight], Awaitable[None]],
     ) -> None:
         self._sink = sink
+        self._fence = fence
         self._breaker = breaker
         self._metrics = metrics
         self._halt = halt
@@ -89,6 +93,9 @@ class DeadLetters:
         r = message.record
         if self._sink is None:
             self._halt(NoDeadLetterTopic(f"{r.topic}/{r.partition}@{r.offset}: {failure.error}"))
+            return
+        await self._fence()
+        if message.cancelled:  # its partition was lost while the fence held it
             return
         letter = DeadLetter(r, failure, trace_id=message.trace.trace_id)
         try:

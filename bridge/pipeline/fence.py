@@ -8,7 +8,8 @@ only on its next poll, after a heartbeat was answered.
 
 `StallFence` notices the freeze (its ticker sees the clock jump by more than `stall` seconds) and
 closes for `hold` seconds, which covers a heartbeat round trip and the poll that delivers the lost
-assignment; calls that wait at the fence then find their messages cancelled and are dropped.
+assignment; calls and dead-letter records (bridge.pipeline.deadletters) that wait at the fence
+then find their messages cancelled and are dropped.
 Calls already on the wire when the process froze cannot be called back.
 
 It also stays closed while the caller's `blocked` predicate holds: the pipeline closes it as soon

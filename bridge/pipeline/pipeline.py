@@ -94,15 +94,16 @@ class Pipeline:
             max_ratio=config.dlq.max_ratio,
             window=config.dlq.ratio_window,
         )
+        self.fence = StallFence(blocked=self._commits_stalled)
         self._dead_letters = DeadLetters(
             sink=dlq,
+            fence=self.fence.wait,
             breaker=breaker,
             metrics=self._metrics,
             halt=self._halt,
             on_written=self._dead_lettered,
         )
         self.tracker = OffsetTracker(metadata_max_bytes=settings.commit_metadata_max_bytes)
-        self.fence = StallFence(blocked=self._commits_stalled)
         self.dispatcher = Dispatcher(
             deliver=deliver,
             on_finished=self._finished,
@@ -185,9 +186,7 @@ class Pipeline:
         self._health.started = True
         # Commits run when finished work waits (an idle bridge does not wake for them).
         commits = OnDemand("commit", self.policy.interval_seconds, self._commit_tick)
-        self.tracker.on_waiting = commits.ask
-        if self.tracker.finished_uncommitted():
-            commits.ask()
+        self.tracker.on_waiting = commits.ask  # nothing is tracked before the poll loop starts
         # The steps in shutdown order, upstream first (bridge.pipeline.stage).
         stages: list[Stage] = [
             Ticker("report", REPORT_SECONDS, self._reporter.report),

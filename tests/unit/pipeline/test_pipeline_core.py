@@ -370,6 +370,40 @@ async def test_a_dead_lettered_message_is_committed_without_waiting_for_the_comm
         assert len(h.broker.log("dlq", 0)) == 1
 
 
+def freeze(h: Harness, hold: float) -> None:
+    """As if the process had been stopped for 10 s: the fence holds for `hold` seconds."""
+    fence = h.pipeline.fence
+    fence.hold = hold
+    now = fence.now()
+    fence.observe(now - 10)
+    fence.observe(now)
+
+
+async def test_after_a_freeze_poison_waits_at_the_fence_and_then_goes_to_the_dlq() -> None:
+    async with running() as h:
+        freeze(h, 0.5)
+        h.broker.produce("events", b"{not json")
+        await asyncio.sleep(0.2)
+        assert h.broker.log("dlq", 0) == [], "held while the group may be moving it elsewhere"
+        await until(lambda: h.committed() == 1, "written once the fence opened, then committed")
+        assert len(h.broker.log("dlq", 0)) == 1
+
+
+async def test_a_process_woken_from_a_freeze_writes_no_dead_letter_for_a_partition_it_lost() -> (
+    None
+):
+    """Its new owner writes its own record: a second one would be a duplicate in the DLQ."""
+    async with running() as h:
+        freeze(h, 0.5)
+        h.broker.produce("events", b"{not json")
+        await asyncio.sleep(0.1)
+        h.source.lose([TP])
+        await until(lambda: TP not in h.source.assigned, "the loss was handled")
+        await asyncio.sleep(0.8)  # past the hold
+        assert h.broker.log("dlq", 0) == []
+    assert h.committed() is None
+
+
 async def test_a_dlq_write_that_fails_halts_without_committing_the_poison() -> None:
     broker_refusing = MemoryProducer(MemoryBroker())
     broker_refusing.refuse = "message too large"
