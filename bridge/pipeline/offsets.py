@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from bridge.errors import OffsetOrderError
 from bridge.kafka.protocols import OffsetAndMetadata
@@ -171,6 +171,10 @@ class PartitionOffsets:
         return OffsetAndMetadata(pos, finished.join(pos, self._tokens, max_bytes))
 
 
+def _nothing() -> None:
+    return None
+
+
 class OffsetTracker:
     """Tracks in-flight offsets of every assigned partition. Not thread-safe: one event loop."""
 
@@ -180,6 +184,8 @@ class OffsetTracker:
         # Partitions with messages finished since they were last offered for a commit: the
         # commit timer looks at these only (a busy partition's finished runs cost a scan).
         self._changed: set[TopicPartition] = set()
+        # Called when finished work starts to wait for a commit (none waited): the commit timer.
+        self.on_waiting: Callable[[], None] = _nothing
 
     def assign(
         self,
@@ -211,7 +217,7 @@ class OffsetTracker:
             state = self._parts[tp] = PartitionOffsets()
         fresh = state.track(offset, size)
         if not fresh:
-            self._changed.add(tp)
+            self._change(tp)
         return fresh
 
     def done(self, tp: TopicPartition, offset: int) -> None:
@@ -219,7 +225,12 @@ class OffsetTracker:
         state = self._parts.get(tp)
         if state is not None:
             state.finish(offset)
-            self._changed.add(tp)
+            self._change(tp)
+
+    def _change(self, tp: TopicPartition) -> None:
+        if not self._changed:
+            self.on_waiting()
+        self._changed.add(tp)
 
     def take_changed(self) -> set[TopicPartition]:
         """The partitions with messages finished since the last call (and those handed back by
@@ -229,7 +240,9 @@ class OffsetTracker:
 
     def mark_changed(self, tps: Iterable[TopicPartition]) -> None:
         """Offer partitions again, e.g. after their commit failed."""
-        self._changed.update(tp for tp in tps if tp in self._parts)
+        for tp in tps:
+            if tp in self._parts:
+                self._change(tp)
 
     def finished_uncommitted(self) -> bool:
         """Whether finished work waits for the next commit."""

@@ -45,7 +45,7 @@ from bridge.pipeline.partition import Buffered, Partitions
 from bridge.pipeline.readahead import ReadAhead
 from bridge.pipeline.rebalance import Rebalance
 from bridge.pipeline.report import REPORT_SECONDS, Reporter
-from bridge.pipeline.stage import Joined, Stage, TaskStage, Ticker, shut_down
+from bridge.pipeline.stage import Joined, OnDemand, Stage, TaskStage, Ticker, shut_down
 from bridge.pipeline.tally import EventTally
 
 log = logging.getLogger("bridge.pipeline")
@@ -184,6 +184,9 @@ class Pipeline:
         await self._source.start(self.rebalance, callback_timeout=callback_timeout)
         self._rate_share.counts = await self._source.partition_counts()
         self._health.started = True
+        # Commits run when finished work waits (an idle bridge does not wake for them).
+        commits = OnDemand("commit", self.policy.interval_seconds, self._commit_tick)
+        self.tracker.on_waiting = commits.ask  # nothing is tracked before the poll loop starts
         # The steps in shutdown order, upstream first (bridge.pipeline.stage).
         stages: list[Stage] = [
             Ticker("report", REPORT_SECONDS, self._reporter.report),
@@ -191,7 +194,7 @@ class Pipeline:
             self.dispatcher,
             *([] if self._outcomes is None else [Joined("outcomes", self._outcomes.join)]),
             self._dead_letters,
-            Ticker("commit", self.policy.interval_seconds, self._commit_tick),
+            commits,
             Ticker("fence", self.fence.tick, self.fence.step),
         ]
         await self._stop.wait()

@@ -3,8 +3,8 @@
 As in arroyo's processing strategies, a stage is shut down in three moves: `close()` (take no
 new work; what is under way goes on), `join(grace)` (wait up to `grace` seconds for the
 work under way; True once none is left) and `terminate()` (cancel what is left). The steps that
-have work of their own implement it: the read loop and the periodic tasks (`TaskStage`,
-`Ticker`, below), the dispatcher (calls in progress and queued), the outcome writer (`Joined`:
+have work of their own implement it: the read loop and the timed tasks (`TaskStage`, `Ticker`,
+`OnDemand`, below), the dispatcher (calls in progress and queued), the outcome writer (`Joined`:
 messages waiting for their outcome records; its task and its final flush belong to `run`) and
 the dead-letter writer (records on their way to the DLQ). The ledger has no stage: its writes
 are part of a call and are acknowledged before the call is done.
@@ -12,7 +12,7 @@ are part of a call and are acknowledged before the call is done.
 `shut_down(stages, grace)` is the pipeline's shutdown: each stage in turn, upstream first, is
 closed and joined within what is left of one grace period, and terminated if its join ran out,
 before the next one is closed: the dispatcher's last calls may still hand poison to the
-dead-letter writer, and the commit timer's last tick commits what they finished.
+dead-letter writer, and the final commit takes what they finished.
 """
 
 from __future__ import annotations
@@ -92,20 +92,92 @@ class TaskStage:
         await asyncio.gather(self._task, return_exceptions=True)
 
 
+class _Nap:
+    """A sleep that `wake()` ends early: one future and one timer, no task cancellation (an idle
+    bridge wakes tens of times a second; asyncio.timeout cost about twice as much CPU)."""
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[None] | None = None
+        self.woken = False
+
+    async def sleep(self, seconds: float) -> None:
+        if self.woken:
+            return
+        loop = asyncio.get_running_loop()
+        future = self._future = loop.create_future()
+        timer = loop.call_later(seconds, _settle, future)
+        try:
+            await future
+        finally:
+            timer.cancel()
+            self._future = None
+
+    def wake(self) -> None:
+        """End the sleep under way and every later one."""
+        self.woken = True
+        if self._future is not None:
+            _settle(self._future)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class Ticker(TaskStage):
-    """`step` every `interval` seconds on a task of its own (the commit timer, the metrics
-    report, the fence's clock) until closed; a step under way when it closes finishes."""
+    """`step` every `interval` seconds on a task of its own (the metrics report, the fence's
+    clock) until closed; a step under way when it closes finishes."""
 
     def __init__(self, name: str, interval: float, step: Callable[[], Awaitable[None]]) -> None:
         self._interval = interval
         self._step = step
-        self._closed = asyncio.Event()
-        super().__init__(name, asyncio.create_task(self._run(), name=name), self._closed.set)
+        self._nap = _Nap()
+        super().__init__(name, asyncio.create_task(self._run(), name=name), self._nap.wake)
 
     async def _run(self) -> None:
-        while not self._closed.is_set():
-            try:
-                async with asyncio.timeout(self._interval):
-                    await self._closed.wait()
-            except TimeoutError:
+        while True:
+            await self._nap.sleep(self._interval)
+            if self._nap.woken:
+                return
+            await self._step()
+
+
+class OnDemand(TaskStage):
+    """`step` on a task of its own, `delay` seconds after `ask()` (the commit timer: `ask` when
+    finished work starts to wait for a commit). Asks before the step starts join it; an ask
+    while it runs brings the next one `delay` after it ends, as a ticker's would. Nothing runs
+    while nothing asks, so an idle bridge does not wake for it. Closed: a step under way
+    finishes, no other starts."""
+
+    def __init__(self, name: str, delay: float, step: Callable[[], Awaitable[None]]) -> None:
+        self._delay = delay
+        self._step = step
+        self._loop = asyncio.get_running_loop()
+        self._due: float | None = None  # when the next step is due (the loop's clock)
+        self._asked = asyncio.Event()
+        self._nap = _Nap()
+        super().__init__(name, asyncio.create_task(self._run(), name=name), self._close)
+
+    def ask(self) -> None:
+        if self._due is None:
+            self._due = self._loop.time() + self._delay
+            self._asked.set()
+
+    def _close(self) -> None:
+        self._nap.wake()
+        self._asked.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._asked.wait()
+            self._asked.clear()
+            while self._due is not None:
+                await self._nap.sleep(self._due - self._loop.time())
+                if self._nap.woken:
+                    return
+                self._due = None
                 await self._step()
+                if self._due is not None:
+                    self._due = self._loop.time() + self._delay
+            if self._nap.woken:
+                return

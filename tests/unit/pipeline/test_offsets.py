@@ -508,3 +508,30 @@ async def test_the_final_commit_retries_only_while_the_broker_is_out_of_reach(
     done = await committer.commit_final(committer.deadline(deadline))
     assert calls[0] == tries
     assert (done == {TP: OffsetAndMetadata(1)}) is committed
+
+
+def test_on_waiting_is_called_when_finished_work_starts_to_wait_for_a_commit() -> None:
+    calls: list[str] = []
+    tracker = OffsetTracker()
+    tracker.on_waiting = lambda: calls.append("waiting")
+    for offset in range(4):
+        tracker.track(TP, offset)
+    assert calls == [], "work in flight waits for nothing yet"
+    tracker.done(TP, 0)
+    tracker.done(TP, 1)
+    tracker.done(("t", 1), 0)  # unknown partition: nothing waits
+    assert calls == ["waiting"], "once, however much finishes before the commit takes it"
+    assert tracker.take_changed() == {TP}
+    tracker.done(TP, 2)
+    assert calls == ["waiting"] * 2
+    tracker.take_changed()
+    tracker.mark_changed([("gone", 0)])
+    assert calls == ["waiting"] * 2, "a partition no longer held brings no commit"
+    tracker.mark_changed([TP])  # a failed commit hands it back
+    assert calls == ["waiting"] * 3
+    tracker.take_changed()
+    finished_before = OffsetTracker()
+    finished_before.on_waiting = lambda: calls.append("carried over")
+    finished_before.assign([TP], {TP: OffsetAndMetadata(5, finished.encode(5, [(6, 6)], 4096))})
+    assert not finished_before.track(TP, 6)
+    assert calls[-1] == "carried over", "an offset an earlier owner finished waits for a commit"

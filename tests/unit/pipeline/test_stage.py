@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bridge.pipeline.stage import TaskStage, Ticker, shut_down
+from bridge.pipeline.stage import OnDemand, TaskStage, Ticker, shut_down
 
 
 class Clock:
@@ -82,6 +82,74 @@ async def test_a_ticker_finishes_the_step_under_way_and_takes_no_other() -> None
     assert await ticker.join(1)
     await asyncio.sleep(0.05)
     assert steps == ["begun", "ended"]
+
+
+class Steps:
+    """A step that records when it ran (the loop's clock) and can be held open."""
+
+    def __init__(self) -> None:
+        self.at: list[float] = []
+        self.release = asyncio.Event()
+        self.release.set()
+        self.begun = asyncio.Event()
+
+    async def __call__(self) -> None:
+        self.at.append(asyncio.get_running_loop().time())
+        self.begun.set()
+        await self.release.wait()
+
+
+async def test_on_demand_steps_only_when_asked_and_once_for_asks_before_it_runs() -> None:
+    steps = Steps()
+    timer = OnDemand("commit", 0.02, steps)
+    await asyncio.sleep(0.1)
+    assert steps.at == [], "nothing asked, nothing runs (an idle bridge does not wake for it)"
+    asked = asyncio.get_running_loop().time()
+    timer.ask()
+    await asyncio.sleep(0.005)
+    timer.ask()
+    await asyncio.sleep(0.1)
+    assert len(steps.at) == 1
+    assert steps.at[0] - asked >= 0.02 - 0.002, "the step waits the delay after the first ask"
+    timer.close()
+    assert await timer.join(1)
+
+
+async def test_on_demand_an_ask_during_the_step_brings_one_more_a_delay_after_it_ends() -> None:
+    steps = Steps()
+    steps.release.clear()
+    timer = OnDemand("commit", 0.02, steps)
+    timer.ask()
+    await asyncio.wait_for(steps.begun.wait(), 5)
+    timer.ask()  # e.g. a commit failed and offered its partitions again
+    await asyncio.sleep(0.05)
+    assert len(steps.at) == 1, "no second step while the first one runs"
+    ended = asyncio.get_running_loop().time()
+    steps.release.set()
+    await asyncio.sleep(0.1)
+    assert len(steps.at) == 2
+    assert steps.at[1] - ended >= 0.02 - 0.002
+    timer.close()
+    assert await timer.join(1)
+
+
+async def test_on_demand_closed_finishes_the_step_under_way_and_starts_no_other() -> None:
+    steps = Steps()
+    steps.release.clear()
+    timer = OnDemand("commit", 0.01, steps)
+    timer.ask()
+    await asyncio.wait_for(steps.begun.wait(), 5)
+    timer.ask()
+    timer.close()
+    assert not await timer.join(0.05), "the step under way is waited for"
+    steps.release.set()
+    assert await timer.join(1)
+    assert len(steps.at) == 1
+    idle = OnDemand("commit", 0.01, steps)
+    idle.ask()
+    idle.close()  # asked but not yet due: closing ends the wait without a step
+    assert await idle.join(1)
+    assert len(steps.at) == 1
 
 
 async def test_a_task_stage_is_cancelled_when_its_join_runs_out() -> None:
