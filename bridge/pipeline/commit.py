@@ -151,7 +151,12 @@ class Committer:
         self, tps: Iterable[TopicPartition] | None = None
     ) -> dict[TopicPartition, OffsetAndMetadata]:
         """Commit now the given partitions, or (None) those with messages finished since the
-        last such call; a failed commit is logged and retried on the next call."""
+        last such call; a failed commit is logged and retried on the next call.
+
+        A commit that did not take all it offered asks the commit timer again itself (the
+        tracker's `on_waiting`): the partitions it hands back may have been lost while it was in
+        flight, and then nothing else would ask. The next commit, with nothing left to offer,
+        clears `refused` and `stalled_for`; without it the fence they close would never open."""
         if tps is None:
             tps = self._tracker.take_changed()
         offered = self._tracker.committable(tps) if tps else {}
@@ -171,6 +176,7 @@ class Committer:
             self._tracker.mark_changed(offered)
             self.refused = True
             self._unreachable = exc.unreachable
+            self._tracker.on_waiting()
             return {}
         self._took(self._clock() - start)
         offsets = dict(offered if done is None else done)
@@ -179,6 +185,8 @@ class Committer:
         self.refused = self._unreachable = False
         if len(offsets) == len(offered):
             self._waiting_since = None
+        else:
+            self._tracker.on_waiting()
         for tp, committed in offsets.items():
             self._on_committed(tp, committed.offset)
         return offsets

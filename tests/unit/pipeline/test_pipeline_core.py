@@ -8,7 +8,7 @@ it. Waits are for conditions, never for time."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +20,7 @@ from bridge import dlq
 from bridge.config import BridgeConfig
 from bridge.dlq import DeadLetterProducer
 from bridge.errors import (
+    BrokerError,
     DeadLetterWriteFailed,
     DecodeError,
     MappingError,
@@ -28,7 +29,7 @@ from bridge.errors import (
 )
 from bridge.events import Envelope, Record
 from bridge.kafka.memory import MemoryBroker, MemoryProducer, MemorySource
-from bridge.kafka.protocols import TopicPartition
+from bridge.kafka.protocols import OffsetAndMetadata, TopicPartition
 from bridge.meisa.calls import MeisaCall
 from bridge.observability import Metrics
 from bridge.pipeline.dispatcher import Slot
@@ -441,6 +442,56 @@ async def test_no_new_call_goes_out_while_finished_work_cannot_be_committed() ->
         h.source.fail_commits = False
         await until(lambda: h.meisa.sent == [0, 1], "sent once a commit went through")
         await until(lambda: h.committed() == 2, "both committed")
+
+
+class HeldCommitSource(MemorySource):
+    """Commits wait at `gate` while it is set; then they fail (`fail`) or keep only `keep`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate: asyncio.Event | None = None
+        self.entered = asyncio.Event()
+        self.fail = True
+        self.keep: set[TopicPartition] = set()
+
+    async def commit(
+        self, offsets: Mapping[TopicPartition, OffsetAndMetadata]
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        gate = self.gate
+        if gate is None:
+            return await super().commit(offsets)
+        self.entered.set()
+        await gate.wait()
+        self.gate = None
+        if self.fail:
+            raise BrokerError("commit refused (held)", unreachable=True)
+        return await super().commit({tp: o for tp, o in offsets.items() if tp in self.keep})
+
+
+@pytest.mark.parametrize("fail", [True, False], ids=["refused", "partial"])
+async def test_a_commit_that_fails_for_a_partition_lost_meanwhile_does_not_hold_the_fence(
+    fail: bool,
+) -> None:
+    """The commit timer runs when finished work waits. A commit refused (or answered for only
+    some partitions) for a partition lost while it was in flight leaves nothing to offer again;
+    the timer must still run once more, or the fence that the refusal closed never opens."""
+    lost, kept = ("events", 0), ("events", 1)
+    async with running(partitions=2, source_type=HeldCommitSource) as h:
+        source = h.source
+        assert isinstance(source, HeldCommitSource)
+        source.fail = fail
+        source.gate = gate = asyncio.Event()
+        h.broker.produce("events", event(0, "ann"), partition=0)
+        await asyncio.wait_for(source.entered.wait(), 10)
+        h.source.lose([lost])
+        await until(lambda: lost not in h.source.assigned, "the loss was handled")
+        gate.set()
+        await until(lambda: source.gate is None, "the held commit answered")
+        await asyncio.sleep(0.5)  # past the stall limit and a fence step
+        assert not h.pipeline._committer.stalled()
+        h.broker.produce("events", event(1, "bob"), partition=kept[1])
+        await until(lambda: h.meisa.sent == [0, 1], "a new call goes out")
+        await until(lambda: h.committed(kept) == 1, "and is committed")
 
 
 async def test_the_rate_share_follows_the_partitions_this_member_owns() -> None:
