@@ -118,6 +118,7 @@ class MemorySource:
         self.paused: set[TopicPartition] = set()
         self.fail_commits = False
         self.closed = False
+        self.on_unreachable: Callable[[], None] | None = None
         self._ended: dict[TopicPartition, int] = {}  # position where the end was last reported
         self._pending: list[_Rebalance] = []
         self._listener: RebalanceListener | None = None
@@ -135,6 +136,11 @@ class MemorySource:
 
     def lose(self, tps: Iterable[TopicPartition]) -> None:
         self._queue(_Rebalance("lose", list(tps)))
+
+    def unreachable(self) -> None:
+        """As if the client had lost its broker connection (KafkaSource's error callback)."""
+        if self.on_unreachable is not None:
+            self.on_unreachable()
 
     def _queue(self, event: _Rebalance) -> None:
         self._pending.append(event)

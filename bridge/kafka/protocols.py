@@ -16,7 +16,7 @@ client library.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -59,6 +59,8 @@ class Source(Protocol):
     """Subscribe, consume batches, pause/resume, commit explicit offsets, close."""
 
     group_id: str
+    # Called on the loop when the client loses a broker connection (None: nobody listens).
+    on_unreachable: Callable[[], None] | None
 
     async def start(self, listener: RebalanceListener, *, callback_timeout: float) -> None:
         """Join the group; rebalance handlers that run longer than `callback_timeout` fail."""

@@ -109,6 +109,11 @@ _UNREACHABLE = frozenset(
 )
 
 
+# The client lost its connection to a broker, or to all of them: until a commit goes through
+# again, work done now may never be committed (the pipeline's `on_unreachable`).
+_AWAY = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN})
+
+
 def broker_error(exc: KafkaException) -> BrokerError:
     """The client's exception as the bridge's, with librdkafka's own words."""
     err = exc.args[0] if exc.args else None
@@ -122,7 +127,7 @@ class KafkaSource:
 
     def __init__(self, kafka: Mapping[str, Any], topics: Iterable[str]) -> None:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
-        self._conf = consumer_config(kafka)
+        self._conf = consumer_config(kafka) | {"error_cb": self._client_error}
         self._topics = list(topics)
         self._consumer: Any = None
         self._listener: RebalanceListener | None = None
@@ -136,6 +141,9 @@ class KafkaSource:
         self._closing = False
         self._errors = RepeatLimiter(ERROR_REPORT_SECONDS)
         self.group_id = str(self._conf["group.id"])
+        # Called on the loop when the client reports a broker out of reach (the pipeline closes
+        # its fence until a commit goes through).
+        self.on_unreachable: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"KafkaSource(topics={self._topics!r}, group_id={self.group_id!r})"
@@ -223,6 +231,17 @@ class KafkaSource:
         self, max_messages: int, wait: float
     ) -> tuple[list[Record], list[TopicPartition]]:
         return await self._run(self._consume, max_messages, wait)
+
+    def _client_error(self, err: KafkaError) -> None:
+        """The client's error callback (consumer thread, inside consume()): errors it recovers
+        from by itself. A lost broker connection is passed on at once: a commit would learn it
+        only once it hung or failed, and calls started meanwhile could not be committed."""
+        if err.code() in _AWAY and self.on_unreachable is not None and self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nothing left to hold
+                self._loop.call_soon_threadsafe(self.on_unreachable)
+        held = self._errors.allow(err.code())
+        if held is not None:
+            log.warning("kafka client: %s (%d more like it before this one)", err.str(), held)
 
     def _consume(
         self, max_messages: int, timeout: float

@@ -121,10 +121,23 @@ class Committer:
         # moved the group to a new generation): work finished now may never be committed.
         self.refused = False
         self._unreachable = False  # the last commit failed for want of a broker to take it
+        # The client lost a broker connection: the next commits offer the last ones again (see
+        # `broker_away`) until one goes through.
+        self._probe = False
         self._failures = RepeatLimiter(FAILURE_REPORT_SECONDS, clock=clock)
         # Smoothed round trip of a successful commit and its mean deviation (None: none yet).
         self._srtt: float | None = None
         self._rttvar = 0.0
+
+    def broker_away(self) -> None:
+        """The client lost its connection to a broker. Until a commit goes through, work done
+        may never be committed: treat it as a refused commit at once (the fence holds new calls)
+        rather than when a commit hangs or fails, which happens only once work finishes (a
+        burst sent after a wait, for the rate budget or a partition's first fetch, would all go
+        out first). The commits from now on also offer each partition's last commit again,
+        which changes nothing, so that one going through proves the coordinator is back."""
+        self._probe = self.refused = self._unreachable = True
+        self._tracker.on_waiting()
 
     def stall_limit(self) -> float:
         """Seconds a commit may hang before the work waiting for it counts as stalled."""
@@ -160,9 +173,11 @@ class Committer:
         if tps is None:
             tps = self._tracker.take_changed()
         offered = self._tracker.committable(tps) if tps else {}
+        if self._probe:
+            offered = self._tracker.last_commits() | offered
         if not offered:  # nothing finished waits (e.g. its partitions were released)
             self._waiting_since = None
-            self.refused = False
+            self.refused = self._probe = False
             return {}
         if self._waiting_since is None:
             self._waiting_since = self._clock()
@@ -182,7 +197,7 @@ class Committer:
         offsets = dict(offered if done is None else done)
         self._tracker.mark_changed(tp for tp in offered if tp not in offsets)
         self._tracker.mark_committed(offsets)
-        self.refused = self._unreachable = False
+        self.refused = self._unreachable = self._probe = False
         if len(offsets) == len(offered):
             self._waiting_since = None
         else:

@@ -45,9 +45,11 @@ class PartitionOffsets:
         "committed",
         "last_tracked",
         "open",
+        "start",
     )
 
-    def __init__(self, carried: Iterable[Run] = ()) -> None:
+    def __init__(self, carried: Iterable[Run] = (), start: OffsetAndMetadata | None = None) -> None:
+        self.start = start  # the group's commit when the partition was assigned (None: none)
         # Tracked offsets in tracking order (offsets increase, so it is sorted); those before
         # `_head` are finished and committable, `_order[_head]` is the first unfinished one.
         self._order: list[int] = []
@@ -199,7 +201,7 @@ class OffsetTracker:
         for tp in tps:
             was = committed.get(tp)
             runs = finished.decode(was.offset, was.metadata) if was is not None else []
-            self._parts[tp] = entries[tp] = PartitionOffsets(runs)
+            self._parts[tp] = entries[tp] = PartitionOffsets(runs, was)
         return entries
 
     def forget(self, tps: Iterable[TopicPartition]) -> None:
@@ -281,6 +283,17 @@ class OffsetTracker:
             was = state.committed
             if was is None or now.offset > was.offset or (now.offset == was.offset and now != was):
                 out[tp] = now
+        return out
+
+    def last_commits(self) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Each assigned partition's last commit, ours or (none yet) the one it was assigned
+        with: committed again, they change nothing, and prove the group's coordinator is
+        back."""
+        out: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp, state in self._parts.items():
+            last = state.committed or state.start
+            if last is not None:
+                out[tp] = last
         return out
 
     def mark_committed(self, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:

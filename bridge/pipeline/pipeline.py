@@ -141,6 +141,7 @@ class Pipeline:
             outcomes.bind(self._finished)
         self._source = source
         self._committer = Committer(self.tracker, self._source.commit, on_committed=self._committed)
+        source.on_unreachable = self._committer.broker_away
         self._poll_wait = PollWait.of(self.tracker, self.policy, self.dispatcher, rate)
         self.rebalance = Rebalance(
             partitions=self.partitions,

@@ -59,6 +59,21 @@ def test_committed_position_is_not_offered_again() -> None:
     assert tracker.committable() == {}
 
 
+def test_last_commits_are_ours_or_the_one_each_partition_was_assigned_with() -> None:
+    """What a commit proving the broker is back offers: changing nothing in the group."""
+    tracker = OffsetTracker()
+    was = OffsetAndMetadata(5, finished.encode(5, [(7, 8)], 1000))
+    tracker.assign([TP, ("t", 1), ("t", 2)], {TP: was, ("t", 1): OffsetAndMetadata(3)})
+    assert tracker.last_commits() == {TP: was, ("t", 1): OffsetAndMetadata(3)}
+    tracker.track(TP, 5)
+    tracker.done(TP, 5)
+    ours = tracker.committable()
+    tracker.mark_committed(ours)
+    assert tracker.last_commits()[TP] == ours[TP] != was
+    tracker.forget([TP])
+    assert set(tracker.last_commits()) == {("t", 1)}
+
+
 def test_forgotten_partition_ignores_late_done_and_starts_fresh() -> None:
     tracker = OffsetTracker()
     tracker.track(TP, 4)

@@ -494,6 +494,34 @@ async def test_a_commit_that_fails_for_a_partition_lost_meanwhile_does_not_hold_
         await until(lambda: h.committed(kept) == 1, "and is committed")
 
 
+async def test_a_lost_broker_connection_holds_new_calls_until_a_commit_goes_through() -> None:
+    """Nothing waits for a commit when the client reports its broker gone (the bridge was idle,
+    or waiting for the rate budget or a partition's first fetch): the fence closes at once, not
+    only once finished work fails to commit, which lets a whole burst out first."""
+    async with running() as h:
+        h.broker.produce("events", event(0, "ann"))
+        await until(lambda: h.committed() == 1, "delivered and committed")
+        h.source.fail_commits = True
+        h.source.unreachable()
+        h.broker.produce("events", event(1, "bob"))
+        await asyncio.sleep(0.5)
+        assert h.meisa.sent == [0], "held: it could not be committed"
+        assert h.committed() == 1
+        h.source.fail_commits = False  # the broker is back: the next commit goes through
+        await until(lambda: h.meisa.sent == [0, 1], "sent once a commit went through")
+        await until(lambda: h.committed() == 2, "and committed")
+
+
+async def test_a_lost_connection_that_comes_back_at_once_holds_nothing_long() -> None:
+    async with running() as h:
+        h.broker.produce("events", event(0, "ann"))
+        await until(lambda: h.committed() == 1, "delivered and committed")
+        h.source.unreachable()  # a connection dropped and made again (its commit goes through)
+        h.broker.produce("events", event(1, "bob"))
+        await until(lambda: h.meisa.sent == [0, 1], "sent after the proving commit")
+        await until(lambda: h.committed() == 2, "and committed")
+
+
 async def test_the_rate_share_follows_the_partitions_this_member_owns() -> None:
     shares: list[float] = []
     async with running(partitions=4, on_share=shares.append) as h:
