@@ -17,7 +17,9 @@ under the same wait (bridge.pipeline.dispatcher), holding no slot and letting up
 
 Slots. `deliver(call, slot)` enters `slot` (an async context manager, e.g. the pipeline's
 concurrency limit) around each attempt only, the rate governor's wait and the HTTP exchange; a
-back-off sleep between attempts holds no slot.
+back-off sleep between attempts holds no slot. A slot with a `granted()` coroutine (the
+pipeline's StartSlot) has it awaited after a wait at the governor, before the exchange: the
+process may have been frozen while it waited, and its partitions moved to another member.
 
 Guard. `guard(call, event_time)` runs right before every HTTP attempt (after the governor's
 wait): a trigger that waited behind a Retry-After can turn stale meanwhile. It raises a SkipOutcome.
@@ -35,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -140,7 +142,8 @@ class Deliverer:
             if slot is None:
                 return await self._attempt(call, n, event_time, trace.attempt(call, n))
             async with slot:
-                return await self._attempt(call, n, event_time, trace.attempt(call, n))
+                granted = getattr(slot, "granted", None)  # the pipeline's StartSlot
+                return await self._attempt(call, n, event_time, trace.attempt(call, n), granted)
 
         try:
             return await self.policy.run(
@@ -152,9 +155,16 @@ class Deliverer:
             raise error.after_attempts(number) from error  # 404s retried before giving up count
 
     async def _attempt(
-        self, call: MeisaCall, number: int, event_time: float | None, traced: AttemptTrace
+        self,
+        call: MeisaCall,
+        number: int,
+        event_time: float | None,
+        traced: AttemptTrace,
+        granted: Callable[[], Awaitable[None]] | None = None,
     ) -> CallResult:
         waited = await self.governor.acquire(call.priority, self.client.requests_for(call))
+        if waited and granted is not None:
+            await granted()  # the slot's checks again: a freeze may have come while it waited
         traced.acquired()
         start = self._clock()
         try:

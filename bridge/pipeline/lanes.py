@@ -247,6 +247,16 @@ class StartSlot:
     async def __aexit__(self, *exc: object) -> None:
         await self._slots.__aexit__(None, None, None)
 
+    async def granted(self) -> None:
+        """After a wait at the rate governor (the Deliverer calls it once a token came), ask
+        the fence and the messages again: the process may have been frozen while it waited
+        (a Retry-After, a paced backlog) and its partitions given to another member, whose
+        newer calls this one must not follow (a zombie's stale upsert)."""
+        if self._fence is not None:
+            await self._fence()
+        if abandoned(self._item):
+            raise CallAbandoned
+
 
 def abandoned(item: Item) -> bool:
     """Every message the item serves was revoked or lost: the call has no one to serve."""
