@@ -14,7 +14,8 @@ Calls already on the wire when the process froze cannot be called back.
 
 It also stays closed while the caller's `blocked` predicate holds: the pipeline closes it as soon
 as a commit is refused (the broker is away, or a classic rebalance has moved the group to a new
-generation and refuses the old one's commits), and while finished work has waited for a commit
+generation and refuses the old one's commits) or the client reports a lost broker connection
+(bridge.pipeline.commit, `broker_away`), and while finished work has waited for a commit
 that hangs longer than commits usually take (bridge.pipeline.commit: 0.05 to 0.2 s). Work done
 then could not be committed, and whoever reads the partition next would do it again; holding new
 calls until a commit succeeds bounds that to what was in flight. Every call asks the predicate
@@ -116,6 +117,11 @@ class StallFence:
 
     async def wait(self) -> None:
         """Return at once, or when the fence opens again."""
+        last = self._last
+        if last is not None and self.now() - last > self.stall:
+            # Woken from a freeze before the ticker was: overdue timers run in deadline order,
+            # and a call's (a Retry-After's end, a back-off) may come first.
+            self.observe(self.now())
         if self._open_at == NEVER and not self._blocked_now():  # the common case
             return
         # A loop, not an Event: the deadline moves if another freeze comes while we wait, and a

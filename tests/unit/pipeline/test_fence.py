@@ -19,6 +19,18 @@ def test_a_clock_jump_past_the_stall_threshold_closes_the_fence_for_the_hold() -
     assert not fence.holding(39.0)
 
 
+async def test_a_call_that_wakes_from_a_freeze_before_the_ticker_notices_it_itself() -> None:
+    now = [0.0]
+    fence = StallFence(stall=5.0, hold=8.0, clock=lambda: now[0])
+    fence.observe(0.0)
+    now[0] = 30.0  # SIGCONT: this call's timer ran before the fence's tick
+    waiter = asyncio.create_task(fence.wait())
+    await asyncio.sleep(0)
+    assert not waiter.done(), "held like the ticker would have"
+    assert fence.stalls == 1
+    waiter.cancel()
+
+
 def test_ordinary_ticks_never_close_it() -> None:
     fence = StallFence(stall=5.0, hold=8.0, clock=lambda: 0.0)
     for n in range(100):
