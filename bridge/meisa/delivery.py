@@ -15,11 +15,11 @@ its contact as the one 404 wait says (bridge.meisa.retry.ContactWait, up to `not
 404s), then it is poison; the live pipeline passes `not_found=False` and parks the call itself
 under the same wait (bridge.pipeline.dispatcher), holding no slot and letting upserts pass.
 
-Slots. `deliver(call, slot)` enters `slot` (an async context manager, e.g. the pipeline's
-concurrency limit) around each attempt only, the rate governor's wait and the HTTP exchange; a
-back-off sleep between attempts holds no slot. A slot with a `granted()` coroutine (the
-pipeline's StartSlot) has it awaited after a wait at the governor, before the exchange: the
-process may have been frozen while it waited, and its partitions moved to another member.
+Slots. `deliver(call, slot)` enters `slot` (a `Slot`, the pipeline's concurrency limit) around
+each attempt only, the rate governor's wait and the HTTP exchange; a back-off sleep between
+attempts holds no slot. After a wait at the governor, `slot.granted()` is awaited before the
+exchange: the process may have been frozen while it waited, and its partitions moved to another
+member.
 
 Guard. `guard(call, event_time)` runs right before every HTTP attempt (after the governor's
 wait): a trigger that waited behind a Retry-After can turn stale meanwhile. It raises a SkipOutcome.
@@ -37,10 +37,10 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from bridge.errors import PoisonError, RateLimited, RetryableError
 from bridge.ledger import NO_LEDGER, SentLedger
@@ -69,6 +69,18 @@ class Governor(Protocol):
     def on_success(self) -> None: ...
 
     def on_rate_limited(self, retry_after: float | None) -> None: ...
+
+
+class Slot(Protocol):
+    """Held around each attempt (the pipeline's StartSlot): entered before the rate governor's
+    wait, left after the answer; `granted()` runs after a wait at the governor, before the
+    exchange, and may wait (a fence) or raise (the call has no one left to serve)."""
+
+    async def __aenter__(self) -> object: ...
+
+    async def __aexit__(self, *exc: Any) -> bool | None: ...
+
+    async def granted(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +125,7 @@ class Deliverer:
     async def deliver(
         self,
         call: MeisaCall,
-        slot: AbstractAsyncContextManager[object] | None = None,
+        slot: Slot | None = None,
         *,
         not_found: bool = True,
         event_time: float | None = None,
@@ -129,7 +141,7 @@ class Deliverer:
     async def _deliver(
         self,
         call: MeisaCall,
-        slot: AbstractAsyncContextManager[object] | None,
+        slot: Slot | None,
         not_found: bool,
         event_time: float | None,
         trace: CallTrace,
@@ -142,8 +154,7 @@ class Deliverer:
             if slot is None:
                 return await self._attempt(call, n, event_time, trace.attempt(call, n))
             async with slot:
-                granted = getattr(slot, "granted", None)  # the pipeline's StartSlot
-                return await self._attempt(call, n, event_time, trace.attempt(call, n), granted)
+                return await self._attempt(call, n, event_time, trace.attempt(call, n), slot)
 
         try:
             return await self.policy.run(
@@ -160,11 +171,11 @@ class Deliverer:
         number: int,
         event_time: float | None,
         traced: AttemptTrace,
-        granted: Callable[[], Awaitable[None]] | None = None,
+        slot: Slot | None = None,
     ) -> CallResult:
         waited = await self.governor.acquire(call.priority, self.client.requests_for(call))
-        if waited and granted is not None:
-            await granted()  # the slot's checks again: a freeze may have come while it waited
+        if waited and slot is not None:
+            await slot.granted()  # the slot's checks again: a freeze may have come meanwhile
         traced.acquired()
         start = self._clock()
         try:

@@ -38,7 +38,6 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
 
 from bridge.dlq import Failure
 from bridge.errors import (
@@ -51,6 +50,7 @@ from bridge.errors import (
     UnexpectedDeliveryError,
 )
 from bridge.identity import ContactIdentity, KnownContacts
+from bridge.meisa import delivery
 from bridge.meisa.calls import MeisaCall
 from bridge.meisa.retry import ContactWait
 from bridge.observability import mask_email
@@ -62,7 +62,7 @@ from bridge.pipeline.message import InFlight, Sending, TopicPartition
 
 log = logging.getLogger("bridge.pipeline.dispatcher")
 
-Slot = AbstractAsyncContextManager[object]
+Slot = delivery.Slot
 # Sends one call for the messages it serves; takes `slot` around each attempt (not around
 # back-off sleeps).
 Deliver = Callable[[MeisaCall, Slot, Sending], Awaitable[object]]

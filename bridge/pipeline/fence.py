@@ -118,10 +118,10 @@ class StallFence:
     async def wait(self) -> None:
         """Return at once, or when the fence opens again."""
         last = self._last
-        if last is not None and self.now() - last > self.stall:
+        if last is not None and (now := self.now()) - last > self.stall:
             # Woken from a freeze before the ticker was: overdue timers run in deadline order,
             # and a call's (a Retry-After's end, a back-off) may come first.
-            self.observe(self.now())
+            self.observe(now)
         if self._open_at == NEVER and not self._blocked_now():  # the common case
             return
         # A loop, not an Event: the deadline moves if another freeze comes while we wait, and a

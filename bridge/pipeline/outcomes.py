@@ -88,6 +88,9 @@ class _CountingSlot:
     async def __aexit__(self, *exc: Any) -> bool | None:
         return await self._slot.__aexit__(*exc)
 
+    async def granted(self) -> None:
+        await self._slot.granted()
+
 
 def with_attempts(deliver: Deliver) -> Deliver:
     """`deliver`, answering Answered(result, attempts); a skip carries its attempts too."""

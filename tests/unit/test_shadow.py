@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-from contextlib import nullcontext
 from dataclasses import replace
 
 import orjson
@@ -82,6 +81,19 @@ class Ledger:
         self.recorded.append(call)
 
 
+class FreeSlot:
+    """The dispatcher's slot, always free (bridge.meisa.delivery.Slot)."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def granted(self) -> None:
+        return None
+
+
 async def test_the_live_deliverer_paces_guards_and_records_without_sending() -> None:
     out, metrics = io.BytesIO(), Metrics()
     recorder = ShadowRecorder(metrics, out, clock=lambda: 0.0)
@@ -95,13 +107,13 @@ async def test_the_live_deliverer_paces_guards_and_records_without_sending() -> 
         recorder, governor=governor, guard=guard, metrics=metrics, ledger=ledger
     )
     sending = Sending((_message(7),))
-    result = await deliver(CALL, nullcontext(), sending)
+    result = await deliver(CALL, FreeSlot(), sending)
     stale = MeisaCall(kind="track", body={}, contact_key="x", rule="stale")
     with pytest.raises(StaleEvent):
-        await deliver(stale, nullcontext(), sending)
+        await deliver(stale, FreeSlot(), sending)
     again = replace(CALL, body={**CALL.body, "idempotency_key": "sent-before"})
     with pytest.raises(AlreadySent):
-        await deliver(again, nullcontext(), sending)
+        await deliver(again, FreeSlot(), sending)
     assert result.reason == "shadow: not sent"
     assert governor.asked == [0, 1], "paced as live; the ledger skips before the governor"
     assert ledger.recorded == [], "the live ledger is read, never written"

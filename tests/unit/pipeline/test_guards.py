@@ -14,9 +14,11 @@ from bridge.meisa.calls import MeisaCall
 from bridge.meisa.delivery import Deliverer
 from bridge.meisa.models import CallResult
 from bridge.pipeline.coalesce import Pending
+from bridge.pipeline.dispatcher import Slot
 from bridge.pipeline.guards import CallGuard, SuppressionList
 from bridge.pipeline.lanes import Slots, StartSlot
 from bridge.pipeline.message import InFlight, Sending
+from bridge.pipeline.outcomes import with_attempts
 
 NOW = 1_800_000_000.0
 
@@ -159,6 +161,23 @@ async def test_a_call_whose_partition_was_lost_while_it_waited_for_a_token_is_no
     sending = asyncio.create_task(deliverer.deliver(UPSERT, slot))
     await asyncio.wait_for(governor.waiting.wait(), 5)
     message.cancel()  # the group gave the partition to another member meanwhile
+    governor.grant.set()
+    with pytest.raises(CallAbandoned):
+        await asyncio.wait_for(sending, 5)
+    assert meisa.sent == []
+
+
+async def test_with_the_outcome_topic_a_call_parked_at_the_governor_is_checked_again_too() -> None:
+    """The outcome topic wraps the slot to count attempts; the check after the governor must
+    reach the slot through it."""
+    deliverer, meisa, governor, _, message, slot = parked(waited=55.0)
+
+    async def deliver(call: MeisaCall, slot: Slot, sending: Sending) -> object:
+        return await deliverer.deliver(call, slot)
+
+    sending = asyncio.create_task(with_attempts(deliver)(UPSERT, slot, Sending((message,))))
+    await asyncio.wait_for(governor.waiting.wait(), 5)
+    message.cancel()
     governor.grant.set()
     with pytest.raises(CallAbandoned):
         await asyncio.wait_for(sending, 5)
