@@ -22,6 +22,9 @@ The systems, each its own process (its CPU and peak RSS are its own):
 * paced: the bridge again, told the key allows `--paced` requests a minute (100,000; the double
   still has no limit), so its rate governor paces the same backlog: how much of the key it
   spends, and its marginal CPU per event against the unpaced bridge's (`paced/bridge`).
+* held: the unpaced bridge with the double answering slowly enough that its calls go at about
+  the paced key's rate (the answer time learnt round to round): `paced/held` is what the pacing
+  itself costs, apart from what running at a third of the speed costs any run.
 
 events/s and CPU us/event cover the busy span, from the first to the last API request the double
 saw; "CPU us/event (all)" adds start-up and shutdown. calls counts every API request, retries too.
@@ -49,7 +52,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -74,6 +77,8 @@ LATENCY_MS = 5
 GO_SOURCE = ROOT / "bench" / "go"
 GO_CACHE = ROOT / ".cache" / "bench-go"
 SANDBOX = {"request_log_size": 1_000_000}
+IN_FLIGHT = 64  # pipeline.max_in_flight's default
+BRIDGES = ("bridge", "paced", "held")  # the systems that run meisa-bridge
 TICK = 0.05  # seconds between checks of the committed offsets and the process's CPU
 
 RULES: list[dict[str, Any]] = [
@@ -422,10 +427,10 @@ def round_ratios(rounds: dict[tuple[str, str], list[Run]]) -> str:
 
 def spy_file(folder: str | None, system: str, profile: str, done: list[Run]) -> Path | None:
     """Where py-spy writes the stacks of this bridge run (`--py-spy DIR`), else None."""
-    if folder is None or system != "bridge":
+    if folder is None or system not in BRIDGES:
         return None
     Path(folder).mkdir(parents=True, exist_ok=True)
-    return Path(folder) / f"bridge-{profile}-{len(done) + 1}.txt"
+    return Path(folder) / f"{system}-{profile}-{len(done) + 1}.txt"
 
 
 def marginal(long: Run, short: Run) -> float:
@@ -434,9 +439,9 @@ def marginal(long: Run, short: Run) -> float:
     return (long.cpu_all - short.cpu_all) / max(long.events - short.events, 1)
 
 
-def thread_table(rounds: dict[tuple[str, str], list[Run]]) -> list[str]:
-    """The bridge's marginal CPU per event by thread (median over rounds)."""
-    pairs = list(zip(rounds[("bridge", "clean")], rounds[("bridge", "short")], strict=False))
+def thread_table(rounds: dict[tuple[str, str], list[Run]], system: str) -> list[str]:
+    """A bridge system's marginal CPU per event by thread (median over rounds)."""
+    pairs = list(zip(rounds[(system, "clean")], rounds[(system, "short")], strict=False))
     names = sorted({n for long, _ in pairs for n in long.threads}, key=lambda n: (n != "main", n))
     out = []
     for name in names:
@@ -453,7 +458,7 @@ def thread_table(rounds: dict[tuple[str, str], list[Run]]) -> list[str]:
 def marginal_table(rounds: dict[tuple[str, str], list[Run]]) -> list[str]:
     """Each system's marginal CPU per event by round and its median, and the bridge/Go ratio."""
     found: dict[str, list[float]] = {}
-    for system in ("bridge", "paced", "go"):
+    for system in ("bridge", "paced", "held", "go"):
         pairs = zip(
             rounds.get((system, "clean"), []), rounds.get((system, "short"), []), strict=False
         )
@@ -470,8 +475,8 @@ def marginal_table(rounds: dict[tuple[str, str], list[Run]]) -> list[str]:
         if each:
             by_round = ", ".join(f"{v * 1e6:.0f}" for v in each)
             out.append(f"{system:<14}{by_round:<36}{statistics.median(each) * 1e6:>8.0f}")
-        if system == "bridge":
-            out.extend(thread_table(rounds))
+        if each and system in BRIDGES:
+            out.extend(thread_table(rounds, system))
     if found["go"]:
         by_round = ", ".join(
             f"x{b / g:.2f}" for b, g in zip(found["bridge"], found["go"], strict=False)
@@ -484,6 +489,12 @@ def marginal_table(rounds: dict[tuple[str, str], list[Run]]) -> list[str]:
         )
         ratio = statistics.median(found["paced"]) / statistics.median(found["bridge"])
         out.append(f"{'paced/bridge':<14}{by_round:<36}{'x' + format(ratio, '.2f'):>8}")
+    if found["paced"] and found["held"]:
+        by_round = ", ".join(
+            f"x{p / h:.2f}" for p, h in zip(found["paced"], found["held"], strict=False)
+        )
+        ratio = statistics.median(found["paced"]) / statistics.median(found["held"])
+        out.append(f"{'paced/held':<14}{by_round:<36}{'x' + format(ratio, '.2f'):>8}")
     return out
 
 
@@ -498,10 +509,17 @@ def paced_use(rounds: dict[tuple[str, str], list[Run]], per_minute: int) -> str 
     for n, run in enumerate(paced):
         attainable = min([key, *(u.calls / u.span for u in unpaced[n : n + 1])])
         each.append(f"{run.calls / run.span:,.0f} ({run.calls / run.span / attainable:.0%})")
-    return (
+    line = (
         f"clean   paced at {per_minute:,}/min ({key:,.0f} calls/s): calls/s by round (of the key, "
         f"or of the unpaced bridge's rate where lower): {', '.join(each)}"
     )
+    held = rounds.get(("held", "clean"), [])
+    if held:
+        rates = ", ".join(f"{r.calls / r.span:,.0f} ({r.calls / r.span / key:.0%})" for r in held)
+        line += (
+            f"\nclean   held (unpaced, Meisa slowed to the key's rate): calls/s by round {rates}"
+        )
+    return line
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -537,6 +555,25 @@ class Faults:
             f"sandbox +{self.latency_ms} ms; faults: 429 Retry-After {self.retry_after} s on "
             f"{self.rate_429:.0%} and 503 on {self.rate_503:.0%} of requests"
         )
+
+
+class Held:
+    """The double's answer time for `held`, the unpaced bridge run at the paced key's rate: first
+    what lets `pipeline.max_in_flight` calls on the wire go at that rate, then after each clean
+    `held` run scaled by the rate it reached over the key's, so later rounds come near it."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.key = per_minute / 60
+        self.latency = IN_FLIGHT / self.key  # seconds
+
+    def faults(self, spec: Faults, system: str) -> Faults:
+        if system != "held":
+            return spec
+        return replace(spec, latency_ms=max(1, round(self.latency * 1000)))
+
+    def learn(self, run: Run) -> None:
+        if run.span > 0:
+            self.latency *= run.calls / run.span / self.key
 
 
 def set_faults(sandbox: Any, faults: bool, spec: Faults) -> None:
@@ -598,7 +635,7 @@ def main() -> None:
         help="the short clean run the marginal CPU per event subtracts (0: none)",
     )  # fmt: skip
     p.add_argument("--fault-events", type=int, default=2_000, help="events under faults")
-    p.add_argument("--systems", default="bridge,paced,go,naive")
+    p.add_argument("--systems", default="bridge,paced,held,go,naive")
     p.add_argument(
         "--paced", type=int, default=100_000, metavar="PER_MIN",
         help="the key limit the paced bridge is told of (meisa.rate_limit_per_minute)",
@@ -651,6 +688,7 @@ def run_all(args: argparse.Namespace) -> None:
     print(f"load average at start: {load_average():.1f}")
     rounds: dict[tuple[str, str], list[Run]] = {}
     profile_lines: list[str] = []
+    held = Held(args.paced)
     with sandbox_process(SANDBOX) as (sandbox, _), tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
 
@@ -658,19 +696,23 @@ def run_all(args: argparse.Namespace) -> None:
             group = f"side-{system}-{uuid.uuid4().hex[:6]}"
             paced = [f"meisa.rate_limit_per_minute={args.paced}"] if system == "paced" else []
             argv = commands(
-                "bridge" if paced else system, tmp, topic=topic, group=group, sandbox=sandbox,
-                events=count, go_binary=go_binary, overrides=[*args.bridge_set, *paced],
+                "bridge" if system in BRIDGES else system, tmp, topic=topic, group=group,
+                sandbox=sandbox, events=count, go_binary=go_binary,
+                overrides=[*args.bridge_set, *paced],
             )  # fmt: skip
             if argv is None:
                 return
             sandbox.reset()
-            set_faults(sandbox, profile == "faults", spec)
+            set_faults(sandbox, profile == "faults", held.faults(spec, system))
             print(f"  {profile}: {system} ({count} events) ...", flush=True)
-            rounds.setdefault((system, profile), []).append(run_system(
+            done = run_system(
                 system, argv, group=group, topic=topic, events=count, sandbox=sandbox,
                 profile=profile, timeout=args.timeout, whole=bool(args.unmapped),
                 spy_to=spy_file(args.py_spy, system, profile, rounds.get((system, profile), [])),
-            ))  # fmt: skip
+            )  # fmt: skip
+            rounds.setdefault((system, profile), []).append(done)
+            if system == "held" and profile == "clean":
+                held.learn(done)
 
         short = 0 < args.short_events < args.events
         # naive is slow and far off: one round of it is enough, on the short topic when clean
@@ -694,7 +736,8 @@ def run_all(args: argparse.Namespace) -> None:
             with topics(PARTITIONS, prefix="side-faults") as (topic,):
                 produce(topic, workload(args.fault_events, unmapped=args.unmapped))
                 for system in order:
-                    run(system, "faults", topic, args.fault_events)
+                    if system != "held":  # a clean comparison only
+                        run(system, "faults", topic, args.fault_events)
     print_results(args, rounds, profile_lines, go_binary=go_binary, how=how, spec=spec)
 
 
