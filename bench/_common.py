@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -53,6 +54,38 @@ def topics(*partitions: int, prefix: str = "bench") -> Iterator[list[str]]:
         yield names
     finally:
         delete_topics(names)
+
+
+# A busy loop that runs only when its core would otherwise be idle (SCHED_IDLE).
+_IDLE_LOOP = (
+    "import os; os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\nwhile True: pass"
+)
+
+
+@contextmanager
+def busy_cores(on: bool = True) -> Iterator[int]:
+    """While inside, one SCHED_IDLE busy loop per core keeps every core from going idle; yields
+    how many run (0 when `on` is false).
+
+    On a virtual machine whose idle cores halt, a thread that sleeps and is woken is charged the
+    halt and the wake-up as its own CPU time: 20-110 us per sleep on the development machine, the
+    longer the sleep the more (bench/wake_cost.py). A run that sleeps often between small pieces
+    of work (a paced backlog) then reads dearer than its work. Kept busy, the cores never halt; a
+    SCHED_IDLE loop yields to any other thread at once, so the measured runs keep their speed.
+    """
+    import subprocess
+
+    loops = [
+        subprocess.Popen([sys.executable, "-c", _IDLE_LOOP]) for _ in range(os.cpu_count() or 1)
+    ] if on else []  # fmt: skip
+    try:
+        if loops:
+            time.sleep(0.5)  # past their start-up, which runs at the normal priority
+        yield len(loops)
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
 
 
 def percentile(values: Sequence[T], q: float) -> T:

@@ -33,6 +33,9 @@ is the whole process's CPU of a clean `--events` run minus that of a `--short-ev
 same workload, over the events between them: start-up and shutdown cancel out. Each round runs
 both for the bridge and Go, alternating.
 A last bridge run under an in-process sampler (bench/_sampler.py) breaks its CPU down by stage.
+`--busy-cores` keeps every core busy with a SCHED_IDLE loop: on a virtual machine whose idle
+cores halt, each sleep charges the sleeping thread the halt and the wake-up (bench/wake_cost.py),
+which a run that sleeps often (paced) pays far more of than one at full speed.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ from _common import (
     ROOT,
     add_bridge_set,
     bridge_run_argv,
+    busy_cores,
     load_average,
     peak_rss_mib,
     proc_cpu,
@@ -642,6 +646,11 @@ def main() -> None:
     )  # fmt: skip
     p.add_argument("--no-profile", action="store_true", help="skip the sampled bridge run")
     p.add_argument(
+        "--busy-cores", action="store_true",
+        help="keep every core busy with a SCHED_IDLE loop, so that no measured thread is charged "
+        "a halted core's wake-up (bench/wake_cost.py)",
+    )  # fmt: skip
+    p.add_argument(
         "--unmapped", type=float, default=0.0, metavar="SHARE",
         help="share of the events (after the sign-ups) that no rule maps, e.g. 0.95",
     )  # fmt: skip
@@ -689,8 +698,14 @@ def run_all(args: argparse.Namespace) -> None:
     rounds: dict[tuple[str, str], list[Run]] = {}
     profile_lines: list[str] = []
     held = Held(args.paced)
-    with sandbox_process(SANDBOX) as (sandbox, _), tempfile.TemporaryDirectory() as tmp_dir:
+    with (
+        sandbox_process(SANDBOX) as (sandbox, _),
+        tempfile.TemporaryDirectory() as tmp_dir,
+        busy_cores(args.busy_cores) as loops,
+    ):
         tmp = Path(tmp_dir)
+        if loops:
+            print(f"cores kept busy: {loops} SCHED_IDLE loops")
 
         def run(system: str, profile: str, topic: str, count: int) -> None:
             group = f"side-{system}-{uuid.uuid4().hex[:6]}"
