@@ -100,12 +100,12 @@ class StallFence:
                 held,
             )
 
-    def _blocked_now(self) -> bool:
+    def _blocked_now(self, now: float) -> bool:
         """Ask the `blocked` predicate at this call, not at the last tick: a call that starts
         a tick after commits began to hang must not go out."""
         if self._blocked is None:
             return False
-        self._check_blocked(self.now())
+        self._check_blocked(now)
         return self._was_blocked
 
     def holding(self, now: float) -> bool:
@@ -117,18 +117,18 @@ class StallFence:
 
     async def wait(self) -> None:
         """Return at once, or when the fence opens again."""
-        last = self._last
-        if last is not None and (now := self.now()) - last > self.stall:
+        now = self.now()
+        if self._last is not None and now - self._last > self.stall:
             # Woken from a freeze before the ticker was: overdue timers run in deadline order,
             # and a call's (a Retry-After's end, a back-off) may come first.
             self.observe(now)
-        if self._open_at == NEVER and not self._blocked_now():  # the common case
+        if self._open_at == NEVER and not self._blocked_now(now):  # the common case
             return
         # A loop, not an Event: the deadline moves if another freeze comes while we wait, and a
         # hold for commits ends when the predicate, asked again each tick, says they go through.
         while True:
-            blocked = self._blocked_now()
             now = self.now()
+            blocked = self._blocked_now(now)
             if not blocked and now >= self._open_at:
                 return
             await asyncio.sleep(self.tick if blocked else self._open_at - now)
