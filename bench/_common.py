@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
 import sys
 import time
 import uuid
@@ -73,8 +74,6 @@ def busy_cores(on: bool = True) -> Iterator[int]:
     of work (a paced backlog) then reads dearer than its work. Kept busy, the cores never halt; a
     SCHED_IDLE loop yields to any other thread at once, so the measured runs keep their speed.
     """
-    import subprocess
-
     loops = [
         subprocess.Popen([sys.executable, "-c", _IDLE_LOOP]) for _ in range(os.cpu_count() or 1)
     ] if on else []  # fmt: skip

@@ -513,17 +513,19 @@ def paced_use(rounds: dict[tuple[str, str], list[Run]], per_minute: int) -> str 
     for n, run in enumerate(paced):
         attainable = min([key, *(u.calls / u.span for u in unpaced[n : n + 1])])
         each.append(f"{run.calls / run.span:,.0f} ({run.calls / run.span / attainable:.0%})")
-    line = (
+    return (
         f"clean   paced at {per_minute:,}/min ({key:,.0f} calls/s): calls/s by round (of the key, "
         f"or of the unpaced bridge's rate where lower): {', '.join(each)}"
     )
-    held = rounds.get(("held", "clean"), [])
-    if held:
-        rates = ", ".join(f"{r.calls / r.span:,.0f} ({r.calls / r.span / key:.0%})" for r in held)
-        line += (
-            f"\nclean   held (unpaced, Meisa slowed to the key's rate): calls/s by round {rates}"
-        )
-    return line
+
+
+def held_use(rounds: dict[tuple[str, str], list[Run]], per_minute: int) -> str | None:
+    """The held run's calls/s by round over the key's rate it was slowed to."""
+    held, key = rounds.get(("held", "clean"), []), per_minute / 60
+    if not held:
+        return None
+    rates = ", ".join(f"{r.calls / r.span:,.0f} ({r.calls / r.span / key:.0%})" for r in held)
+    return f"clean   held (unpaced, Meisa slowed to the key's rate): calls/s by round {rates}"
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -773,9 +775,9 @@ def print_results(
     silences = [f"{r.longest_silence():.2f}" for r in rounds.get(("bridge", "clean"), [])]
     if silences:
         print(f"clean   bridge        longest silence by round, s: {', '.join(silences)}")
-    use = paced_use(rounds, args.paced)
-    if use:
-        print(use)
+    for use in (paced_use(rounds, args.paced), held_use(rounds, args.paced)):
+        if use:
+            print(use)
     marginals = marginal_table(rounds)
     if marginals:
         print()
