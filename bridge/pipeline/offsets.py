@@ -68,6 +68,11 @@ class PartitionOffsets:
         self.committed: OffsetAndMetadata | None = None
         self.carried: deque[Run] = deque(carried)  # finished by an earlier owner, not read yet
 
+    def first_read(self) -> int | None:
+        """The oldest offset still tracked: the first one read, or the first unfinished one
+        once a long finished prefix was dropped (None: nothing read)."""
+        return self._order[0] if self._order else None
+
     def track(self, offset: int, size: int = 0) -> bool:
         """False: an earlier owner finished the message; it is recorded as finished."""
         if self.last_tracked is not None and offset <= self.last_tracked:
@@ -288,10 +293,14 @@ class OffsetTracker:
     def last_commits(self) -> dict[TopicPartition, OffsetAndMetadata]:
         """Each assigned partition's last commit, ours or (none yet) the one it was assigned
         with: committed again, they change nothing, and prove the group's coordinator is
-        back."""
+        back. A partition the group never committed offers its first message read, which
+        nothing of ours lies before (nothing at all when none was read yet)."""
         out: dict[TopicPartition, OffsetAndMetadata] = {}
         for tp, state in self._parts.items():
             last = state.committed or state.start
+            if last is None:
+                first = state.first_read()
+                last = None if first is None else OffsetAndMetadata(first)
             if last is not None:
                 out[tp] = last
         return out

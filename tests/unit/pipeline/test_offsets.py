@@ -74,6 +74,21 @@ def test_last_commits_are_ours_or_the_one_each_partition_was_assigned_with() -> 
     assert set(tracker.last_commits()) == {("t", 1)}
 
 
+def test_a_partition_never_committed_offers_its_first_message_read() -> None:
+    """A new group: the probe commits the first offset read, before which nothing is ours;
+    finished work past it is offered by the commit itself, not the probe."""
+    tracker = OffsetTracker()
+    tracker.assign([TP, ("t", 1)])
+    assert tracker.last_commits() == {}
+    tracker.track(TP, 40)
+    tracker.track(TP, 41)
+    tracker.done(TP, 41)
+    assert tracker.last_commits() == {TP: OffsetAndMetadata(40)}
+    tracker.done(TP, 40)
+    tracker.mark_committed(tracker.committable())
+    assert tracker.last_commits() == {TP: OffsetAndMetadata(42)}
+
+
 def test_forgotten_partition_ignores_late_done_and_starts_fresh() -> None:
     tracker = OffsetTracker()
     tracker.track(TP, 4)

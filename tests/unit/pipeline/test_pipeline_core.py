@@ -75,6 +75,7 @@ class FakeMeisa:
     held: dict[int, asyncio.Event] = field(default_factory=dict)
     cancelled: list[int] = field(default_factory=list)
     fail: dict[int, PoisonError] = field(default_factory=dict)
+    started: list[int] = field(default_factory=list)
 
     def hold(self, n: int) -> None:
         self.held[n] = asyncio.Event()
@@ -85,6 +86,7 @@ class FakeMeisa:
     async def deliver(self, call: MeisaCall, slot: Slot, sending: Sending) -> object:
         n = int(call.body["n"])
         async with slot:
+            self.started.append(n)
             gate = self.held.get(n)
             try:
                 if gate is not None:
@@ -509,6 +511,28 @@ async def test_a_lost_broker_connection_holds_new_calls_until_a_commit_goes_thro
         assert h.committed() == 1
         h.source.fail_commits = False  # the broker is back: the next commit goes through
         await until(lambda: h.meisa.sent == [0, 1], "sent once a commit went through")
+        await until(lambda: h.committed() == 2, "and committed")
+
+
+async def test_a_new_group_losing_its_broker_before_a_first_commit_holds_new_calls() -> None:
+    """No commit to offer again yet: the proving commit offers the first message read, so the
+    fence stays closed while the broker is away rather than opening on an empty commit."""
+    async with running() as h:
+        h.meisa.hold(0)
+        h.broker.produce("events", event(0, "ann"))
+        await until(lambda: h.meisa.started == [0], "ann's call on the wire")
+        h.source.fail_commits = True
+        h.source.unreachable()
+        h.broker.produce("events", event(1, "bob"))
+        await asyncio.sleep(0.5)
+        assert h.meisa.sent == [], "bob held: nothing could be committed"
+        h.meisa.release(0)  # ann's call started before the broker went: it ends
+        await until(lambda: h.meisa.sent == [0], "ann's call done")
+        await asyncio.sleep(0.3)
+        assert h.meisa.sent == [0], "bob still held after ann's call ended"
+        assert h.committed() is None
+        h.source.fail_commits = False
+        await until(lambda: h.meisa.sent == [0, 1], "bob sent once a commit went through")
         await until(lambda: h.committed() == 2, "and committed")
 
 
