@@ -69,10 +69,11 @@ def busy_cores(on: bool = True) -> Iterator[int]:
     how many run (0 when `on` is false).
 
     On a virtual machine whose idle cores halt, a thread that sleeps and is woken is charged the
-    halt and the wake-up as its own CPU time: 20-110 us per sleep on the development machine, the
-    longer the sleep the more (bench/wake_cost.py). A run that sleeps often between small pieces
-    of work (a paced backlog) then reads dearer than its work. Kept busy, the cores never halt; a
-    SCHED_IDLE loop yields to any other thread at once, so the measured runs keep their speed.
+    halt and the wake-up as its own CPU time: 50-180 us per sleep of 1-50 ms on the development
+    machine, the longer the sleep the more (bench/wake_cost.py). A run that sleeps often between
+    small pieces of work (a paced backlog) then reads dearer than its work. Kept busy, the cores
+    never halt; a SCHED_IDLE loop yields to any other thread at once, so the measured runs keep
+    their speed.
     """
     loops = [
         subprocess.Popen([sys.executable, "-c", _IDLE_LOOP]) for _ in range(os.cpu_count() or 1)

@@ -75,13 +75,14 @@ from _common import (
 from _sampler import all_stages
 from bridge_harness import end_offsets, write_config
 
+from bridge.settings import PipelineSettings
+
 PEOPLE = 600
 PARTITIONS = 4
 LATENCY_MS = 5
 GO_SOURCE = ROOT / "bench" / "go"
 GO_CACHE = ROOT / ".cache" / "bench-go"
 SANDBOX = {"request_log_size": 1_000_000}
-IN_FLIGHT = 64  # pipeline.max_in_flight's default
 BRIDGES = ("bridge", "paced", "held")  # the systems that run meisa-bridge
 TICK = 0.05  # seconds between checks of the committed offsets and the process's CPU
 
@@ -481,24 +482,13 @@ def marginal_table(rounds: dict[tuple[str, str], list[Run]]) -> list[str]:
             out.append(f"{system:<14}{by_round:<36}{statistics.median(each) * 1e6:>8.0f}")
         if each and system in BRIDGES:
             out.extend(thread_table(rounds, system))
-    if found["go"]:
-        by_round = ", ".join(
-            f"x{b / g:.2f}" for b, g in zip(found["bridge"], found["go"], strict=False)
-        )
-        ratio = statistics.median(found["bridge"]) / statistics.median(found["go"])
-        out.append(f"{'bridge/go':<14}{by_round:<36}{'x' + format(ratio, '.2f'):>8}")
-    if found["paced"]:
-        by_round = ", ".join(
-            f"x{p / b:.2f}" for p, b in zip(found["paced"], found["bridge"], strict=False)
-        )
-        ratio = statistics.median(found["paced"]) / statistics.median(found["bridge"])
-        out.append(f"{'paced/bridge':<14}{by_round:<36}{'x' + format(ratio, '.2f'):>8}")
-    if found["paced"] and found["held"]:
-        by_round = ", ".join(
-            f"x{p / h:.2f}" for p, h in zip(found["paced"], found["held"], strict=False)
-        )
-        ratio = statistics.median(found["paced"]) / statistics.median(found["held"])
-        out.append(f"{'paced/held':<14}{by_round:<36}{'x' + format(ratio, '.2f'):>8}")
+    for top, base in (("bridge", "go"), ("paced", "bridge"), ("paced", "held")):
+        if found[top] and found[base]:
+            by_round = ", ".join(
+                f"x{t / b:.2f}" for t, b in zip(found[top], found[base], strict=False)
+            )
+            ratio = statistics.median(found[top]) / statistics.median(found[base])
+            out.append(f"{top + '/' + base:<14}{by_round:<36}{'x' + format(ratio, '.2f'):>8}")
     return out
 
 
@@ -570,7 +560,7 @@ class Held:
 
     def __init__(self, per_minute: int) -> None:
         self.key = per_minute / 60
-        self.latency = IN_FLIGHT / self.key  # seconds
+        self.latency = PipelineSettings().max_in_flight / self.key  # seconds
 
     def faults(self, spec: Faults, system: str) -> Faults:
         if system != "held":

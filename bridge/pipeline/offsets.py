@@ -298,9 +298,8 @@ class OffsetTracker:
         out: dict[TopicPartition, OffsetAndMetadata] = {}
         for tp, state in self._parts.items():
             last = state.committed or state.start
-            if last is None:
-                first = state.first_read()
-                last = None if first is None else OffsetAndMetadata(first)
+            if last is None and (first := state.first_read()) is not None:
+                last = OffsetAndMetadata(first)
             if last is not None:
                 out[tp] = last
         return out
